@@ -1,0 +1,4 @@
+DROP TABLE idempotency_keys;
+DROP TABLE sessions;
+DROP TABLE users;
+DROP TABLE settings;

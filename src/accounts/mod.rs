@@ -1,0 +1,7 @@
+//! Accounts: registration, login, tokens, profile, invite codes, roles, bans.
+
+pub mod auth;
+pub mod domain;
+pub mod messages;
+pub mod routes;
+pub mod store;

@@ -1,0 +1,218 @@
+//! HTTP routes of accounts. Handlers parse and authenticate, then send a
+//! typed message to the database executor and await the reply.
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use super::auth::{mirror_ban, mirror_revoked_session, AuthUser};
+use super::domain::{Bio, DisplayName, InviteCode, Password, Username};
+use super::messages::{
+    AdminUserView, GetMe, Login, Logout, MeView, NewSession, Refresh, Register, SetBanned, UpdateMe,
+};
+use crate::app::AppState;
+use crate::domain::Id;
+use crate::error::{ApiError, ApiResult, Problem};
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    #[schema(value_type = String, min_length = 3, max_length = 32, pattern = "^[A-Za-z0-9_]+$")]
+    username: Username,
+    #[schema(value_type = String, min_length = 8, max_length = 128)]
+    password: Password,
+    #[schema(value_type = Option<String>)]
+    invite_code: Option<InviteCode>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    username: String,
+    password: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TokenResponse {
+    pub user_id: i64,
+    pub token: String,
+    pub expires_at: String,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMeRequest {
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 64)]
+    display_name: Option<DisplayName>,
+    #[schema(value_type = Option<String>, max_length = 500)]
+    bio: Option<Bio>,
+}
+
+fn token_response(state: &AppState, s: &NewSession) -> ApiResult<TokenResponse> {
+    let token = state
+        .shared
+        .tokens
+        .issue(s.user_id, s.session_id, s.issued_at_ms)
+        .map_err(ApiError::internal)?;
+    Ok(TokenResponse {
+        user_id: s.user_id,
+        token,
+        expires_at: crate::ids::rfc3339(state.shared.tokens.expires_at_ms(s.issued_at_ms)),
+    })
+}
+
+/// Create an account (optionally bound for good to the inviter of `invite_code`).
+#[utoipa::path(post, path = "/api/v1/auth/register", tag = "accounts", request_body = RegisterRequest,
+    responses((status = 201, body = TokenResponse), (status = 400, body = Problem), (status = 409, description = "username_taken", body = Problem)))]
+pub async fn register(
+    state: web::Data<AppState>,
+    body: web::Json<RegisterRequest>,
+) -> ApiResult<HttpResponse> {
+    let body = body.into_inner();
+    let session = state
+        .db
+        .call(Register {
+            username: body.username,
+            password: body.password,
+            invite_code: body.invite_code,
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(token_response(&state, &session)?))
+}
+
+/// Exchange username and password for a token.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "accounts", request_body = LoginRequest,
+    responses((status = 200, body = TokenResponse), (status = 401, description = "invalid_credentials", body = Problem)))]
+pub async fn login(
+    state: web::Data<AppState>,
+    body: web::Json<LoginRequest>,
+) -> ApiResult<HttpResponse> {
+    let body = body.into_inner();
+    // Anything longer than the limits cannot be a valid account: skip the hash.
+    if body.username.len() > 32 || body.password.chars().count() > 128 {
+        return Err(ApiError::invalid_credentials());
+    }
+    let session = state
+        .db
+        .call(Login {
+            username: body.username,
+            password: body.password,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(token_response(&state, &session)?))
+}
+
+/// A fresh token for a valid one.
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "accounts", security(("bearer" = [])),
+    responses((status = 200, body = TokenResponse), (status = 401, body = Problem)))]
+pub async fn refresh(state: web::Data<AppState>, user: AuthUser) -> ApiResult<HttpResponse> {
+    let session = state
+        .db
+        .call(Refresh {
+            user_id: user.user_id,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(token_response(&state, &session)?))
+}
+
+/// Revoke the presented token at once.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "accounts", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem)))]
+pub async fn logout(state: web::Data<AppState>, user: AuthUser) -> ApiResult<HttpResponse> {
+    let expires_at_ms = state
+        .db
+        .call(Logout {
+            session_id: user.session_id,
+        })
+        .await?;
+    mirror_revoked_session(state.shared.kv.as_ref(), user.session_id, expires_at_ms)
+        .await
+        .map_err(ApiError::unavailable_because)?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The caller's profile.
+#[utoipa::path(get, path = "/api/v1/me", tag = "accounts", security(("bearer" = [])),
+    responses((status = 200, body = MeView), (status = 401, body = Problem)))]
+pub async fn me(state: web::Data<AppState>, user: AuthUser) -> ApiResult<web::Json<MeView>> {
+    Ok(web::Json(
+        state
+            .db
+            .call(GetMe {
+                user_id: user.user_id,
+            })
+            .await?,
+    ))
+}
+
+/// Update display name and/or bio.
+#[utoipa::path(patch, path = "/api/v1/me", tag = "accounts", security(("bearer" = [])), request_body = UpdateMeRequest,
+    responses((status = 200, body = MeView), (status = 400, body = Problem), (status = 401, body = Problem)))]
+pub async fn update_me(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    body: web::Json<UpdateMeRequest>,
+) -> ApiResult<web::Json<MeView>> {
+    let body = body.into_inner();
+    Ok(web::Json(
+        state
+            .db
+            .call(UpdateMe {
+                user_id: user.user_id,
+                display_name: body.display_name,
+                bio: body.bio,
+            })
+            .await?,
+    ))
+}
+
+async fn set_banned(
+    state: &AppState,
+    admin: AuthUser,
+    target: Id,
+    banned: bool,
+) -> ApiResult<AdminUserView> {
+    let (view, revoked) = state
+        .db
+        .call(SetBanned {
+            admin_id: admin.user_id,
+            target,
+            banned,
+        })
+        .await?;
+    let kv = state.shared.kv.as_ref();
+    mirror_ban(kv, target.get(), banned, state.shared.tokens.ttl_secs)
+        .await
+        .map_err(ApiError::unavailable_because)?;
+    for s in &revoked {
+        mirror_revoked_session(kv, s.id, s.expires_at_ms)
+            .await
+            .map_err(ApiError::unavailable_because)?;
+    }
+    Ok(view)
+}
+
+/// Ban a user: their tokens stop working at once (admin).
+#[utoipa::path(post, path = "/api/v1/admin/users/{id}/ban", tag = "admin", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = AdminUserView), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn ban(
+    state: web::Data<AppState>,
+    admin: AuthUser,
+    path: web::Path<(Id,)>,
+) -> ApiResult<web::Json<AdminUserView>> {
+    Ok(web::Json(
+        set_banned(&state, admin, path.into_inner().0, true).await?,
+    ))
+}
+
+/// Lift a ban (admin). Tokens revoked by the ban stay revoked.
+#[utoipa::path(post, path = "/api/v1/admin/users/{id}/unban", tag = "admin", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = AdminUserView), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn unban(
+    state: web::Data<AppState>,
+    admin: AuthUser,
+    path: web::Path<(Id,)>,
+) -> ApiResult<web::Json<AdminUserView>> {
+    Ok(web::Json(
+        set_banned(&state, admin, path.into_inner().0, false).await?,
+    ))
+}

@@ -1,0 +1,221 @@
+//! Account queries. Portable diesel only: they run on both backends.
+
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+use crate::db::schema::{sessions, settings, users};
+use crate::db::DbConn;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = users)]
+pub struct UserRow {
+    pub id: i64,
+    pub username: String,
+    pub username_lower: String,
+    pub display_name: String,
+    pub bio: String,
+    pub password_hash: String,
+    pub roles: String,
+    pub invite_code: String,
+    pub inviter_id: Option<i64>,
+    pub banned: bool,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = sessions)]
+pub struct SessionRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+    pub revoked: bool,
+}
+
+/// What a unique-constraint violation on `users` was about.
+pub enum UserConflict {
+    Username,
+    InviteCode,
+}
+
+pub fn classify_user_conflict(e: &DieselError) -> Option<UserConflict> {
+    match e {
+        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+            let text = format!(
+                "{} {}",
+                info.message(),
+                info.constraint_name().unwrap_or("")
+            );
+            if text.contains("invite_code") {
+                Some(UserConflict::InviteCode)
+            } else {
+                Some(UserConflict::Username)
+            }
+        }
+        _ => None,
+    }
+}
+
+pub fn insert_user(conn: &mut DbConn, row: &UserRow) -> QueryResult<()> {
+    diesel::insert_into(users::table)
+        .values(row)
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn find_user(conn: &mut DbConn, id: i64) -> QueryResult<Option<UserRow>> {
+    users::table
+        .find(id)
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn find_user_by_username(
+    conn: &mut DbConn,
+    username_lower: &str,
+) -> QueryResult<Option<UserRow>> {
+    users::table
+        .filter(users::username_lower.eq(username_lower))
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn find_user_by_invite_code(conn: &mut DbConn, code: &str) -> QueryResult<Option<i64>> {
+    users::table
+        .filter(users::invite_code.eq(code))
+        .select(users::id)
+        .first(conn)
+        .optional()
+}
+
+pub fn update_profile(
+    conn: &mut DbConn,
+    id: i64,
+    display_name: Option<&str>,
+    bio: Option<&str>,
+) -> QueryResult<()> {
+    if let Some(name) = display_name {
+        diesel::update(users::table.find(id))
+            .set(users::display_name.eq(name))
+            .execute(conn)?;
+    }
+    if let Some(bio) = bio {
+        diesel::update(users::table.find(id))
+            .set(users::bio.eq(bio))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+pub fn set_password_and_roles(
+    conn: &mut DbConn,
+    id: i64,
+    hash: &str,
+    roles: &str,
+) -> QueryResult<()> {
+    diesel::update(users::table.find(id))
+        .set((users::password_hash.eq(hash), users::roles.eq(roles)))
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn set_banned(conn: &mut DbConn, id: i64, banned: bool) -> QueryResult<()> {
+    diesel::update(users::table.find(id))
+        .set(users::banned.eq(banned))
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn insert_session(conn: &mut DbConn, row: &SessionRow) -> QueryResult<()> {
+    diesel::insert_into(sessions::table)
+        .values(row)
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn find_session(conn: &mut DbConn, id: i64) -> QueryResult<Option<SessionRow>> {
+    sessions::table
+        .find(id)
+        .select(SessionRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn revoke_session(conn: &mut DbConn, id: i64) -> QueryResult<()> {
+    diesel::update(sessions::table.find(id))
+        .set(sessions::revoked.eq(true))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Revokes every live session of a user; returns them with their expiries.
+pub fn revoke_user_sessions(
+    conn: &mut DbConn,
+    user_id: i64,
+    now_ms: i64,
+) -> QueryResult<Vec<SessionRow>> {
+    let live: Vec<SessionRow> = sessions::table
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::revoked.eq(false))
+        .filter(sessions::expires_at_ms.gt(now_ms))
+        .select(SessionRow::as_select())
+        .load(conn)?;
+    diesel::update(
+        sessions::table
+            .filter(sessions::user_id.eq(user_id))
+            .filter(sessions::revoked.eq(false)),
+    )
+    .set(sessions::revoked.eq(true))
+    .execute(conn)?;
+    Ok(live)
+}
+
+/// Revoked sessions whose tokens could still be presented.
+pub fn live_revoked_sessions(conn: &mut DbConn, now_ms: i64) -> QueryResult<Vec<SessionRow>> {
+    sessions::table
+        .filter(sessions::revoked.eq(true))
+        .filter(sessions::expires_at_ms.gt(now_ms))
+        .select(SessionRow::as_select())
+        .load(conn)
+}
+
+pub fn banned_user_ids(conn: &mut DbConn) -> QueryResult<Vec<i64>> {
+    users::table
+        .filter(users::banned.eq(true))
+        .select(users::id)
+        .load(conn)
+}
+
+/// Removes sessions that expired more than a day ago (housekeeping).
+pub fn purge_expired_sessions(conn: &mut DbConn, now_ms: i64) -> QueryResult<usize> {
+    diesel::delete(sessions::table.filter(sessions::expires_at_ms.lt(now_ms - 86_400_000)))
+        .execute(conn)
+}
+
+pub fn get_setting(conn: &mut DbConn, name: &str) -> QueryResult<Option<String>> {
+    settings::table
+        .find(name)
+        .select(settings::value)
+        .first(conn)
+        .optional()
+}
+
+/// Stores `value` unless the setting exists; returns the value in force.
+/// Two nodes starting at once agree: the loser's insert fails and it reads the winner's.
+pub fn get_or_insert_setting(conn: &mut DbConn, name: &str, value: &str) -> QueryResult<String> {
+    if let Some(v) = get_setting(conn, name)? {
+        return Ok(v);
+    }
+    match diesel::insert_into(settings::table)
+        .values((settings::name.eq(name), settings::value.eq(value)))
+        .execute(conn)
+    {
+        Ok(_) => Ok(value.to_owned()),
+        Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+            get_setting(conn, name)?.ok_or(DieselError::NotFound)
+        }
+        Err(e) => Err(e),
+    }
+}

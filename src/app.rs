@@ -1,0 +1,234 @@
+//! Wiring: startup (migrations, keys, bootstrap admin), the shared state, and
+//! the HTTP server.
+
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context as _;
+
+use crate::accounts::auth::{hash_password, mirror_ban, mirror_revoked_session, TokenKeys};
+use crate::accounts::domain::{with_role, InviteCode, Role};
+use crate::accounts::store::{self, UserRow};
+use crate::config::{BootstrapAdmin, Config};
+use crate::db::{self, Db, DbConn, Pool};
+use crate::ids::{now_ms, IdGenerator};
+use crate::infra::bus::{EventBus, InProcessBus, RabbitBus};
+use crate::infra::kv::{Kv, MemoryKv, RedisKv};
+use crate::ops::metrics::Metrics;
+
+/// State every actor and handler shares. Immutable after start, or
+/// internally synchronized.
+pub struct Shared {
+    pub config: Config,
+    pub ids: IdGenerator,
+    pub tokens: TokenKeys,
+    pub kv: Arc<dyn Kv>,
+    pub bus: Arc<dyn EventBus>,
+    pub metrics: Metrics,
+    pub pool: Pool,
+    pub started: Instant,
+}
+
+/// What handlers get through `web::Data`.
+pub struct AppState {
+    pub shared: Arc<Shared>,
+    pub db: Db,
+}
+
+/// What the blocking part of startup found in the database.
+struct Prepared {
+    pool: Pool,
+    jwt_secret: String,
+    revoked_sessions: Vec<(i64, i64)>,
+    banned_users: Vec<i64>,
+}
+
+/// Opens the database, applies migrations and returns the pool.
+pub fn migrate(config_url: &crate::config::DatabaseUrl) -> anyhow::Result<(Pool, usize)> {
+    let pool = db::open_pool(config_url, 2, crate::config::SqliteSync::Full)?;
+    let mut conn = pool.get().context("getting a database connection")?;
+    let applied = db::run_migrations(&mut conn)?;
+    Ok((pool, applied))
+}
+
+/// Blocking startup work, done before any request is served.
+fn prepare(config: &Config, ids: &IdGenerator) -> anyhow::Result<Prepared> {
+    let pool = db::open_pool(
+        &config.database_url,
+        config.db_pool_size,
+        config.sqlite_synchronous,
+    )?;
+    let mut conn = pool.get().context("getting a database connection")?;
+    let applied = db::run_migrations(&mut conn)?;
+    tracing::info!(
+        applied,
+        backend = config.database_url.backend_name(),
+        "database ready"
+    );
+
+    let jwt_secret = match &config.jwt_secret {
+        Some(s) if s.len() >= 32 => s.clone(),
+        Some(_) => anyhow::bail!("TANDEM_JWT_SECRET must be at least 32 bytes"),
+        // Generated once and kept in the database: restarts and other nodes share it.
+        None => {
+            store::get_or_insert_setting(&mut conn, "jwt_secret", &crate::ids::random_token(64))?
+        }
+    };
+
+    if let Some(admin) = &config.bootstrap_admin {
+        bootstrap_admin(&mut conn, ids, admin)?;
+    }
+
+    let now = now_ms();
+    let revoked_sessions = store::live_revoked_sessions(&mut conn, now)?
+        .into_iter()
+        .map(|s| (s.id, s.expires_at_ms))
+        .collect();
+    let banned_users = store::banned_user_ids(&mut conn)?;
+    let purged = store::purge_expired_sessions(&mut conn, now)?;
+    if purged > 0 {
+        tracing::info!(purged, "removed long-expired sessions");
+    }
+    Ok(Prepared {
+        pool,
+        jwt_secret,
+        revoked_sessions,
+        banned_users,
+    })
+}
+
+/// Makes sure the configured admin exists with that password and the admin role.
+fn bootstrap_admin(
+    conn: &mut DbConn,
+    ids: &IdGenerator,
+    admin: &BootstrapAdmin,
+) -> anyhow::Result<()> {
+    use crate::accounts::domain::{Password, Username};
+    let username = Username::try_from(admin.username.clone())
+        .map_err(|e| anyhow::anyhow!("TANDEM_BOOTSTRAP_ADMIN: {e}"))?;
+    let password = Password::try_from(admin.password.clone())
+        .map_err(|e| anyhow::anyhow!("TANDEM_BOOTSTRAP_ADMIN: {e}"))?;
+    let hash = hash_password(password.as_str())?;
+    match store::find_user_by_username(conn, &username.lower())? {
+        Some(user) => {
+            let roles = with_role(&user.roles, Role::Admin);
+            store::set_password_and_roles(conn, user.id, &hash, &roles)?;
+            tracing::info!(user_id = user.id, "bootstrap admin updated");
+        }
+        None => {
+            let id = ids.next_id();
+            store::insert_user(
+                conn,
+                &UserRow {
+                    id,
+                    username: username.as_str().to_owned(),
+                    username_lower: username.lower(),
+                    display_name: username.as_str().to_owned(),
+                    bio: String::new(),
+                    password_hash: hash,
+                    roles: with_role(Role::User.as_str(), Role::Admin),
+                    invite_code: InviteCode::generate(),
+                    inviter_id: None,
+                    banned: false,
+                    created_at_ms: now_ms(),
+                },
+            )?;
+            tracing::info!(user_id = id, "bootstrap admin created");
+        }
+    }
+    Ok(())
+}
+
+/// Runs the server until SIGTERM / SIGINT, then drains.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let ids = IdGenerator::new(config.node_id);
+    let prep_config = config.clone();
+    let (prepared, ids) =
+        tokio::task::spawn_blocking(move || prepare(&prep_config, &ids).map(|p| (p, ids)))
+            .await
+            .context("startup task panicked")??;
+
+    let kv: Arc<dyn Kv> = match &config.redis_url {
+        Some(url) => Arc::new(RedisKv::connect(url).await.context("connecting to Redis")?),
+        None => Arc::new(MemoryKv::new()),
+    };
+    let bus: Arc<dyn EventBus> = match &config.amqp_url {
+        Some(url) => RabbitBus::connect(url)
+            .await
+            .context("connecting to RabbitMQ")?,
+        None => Arc::new(InProcessBus::new()),
+    };
+    if config.mockpay_secret.is_none() {
+        tracing::warn!("TANDEM_MOCKPAY_SECRET is not set: mockpay notifications cannot be verified by anyone else");
+    }
+    if !config.rate_limits_enabled() {
+        tracing::warn!(
+            "rate limits are OFF (TANDEM_RATE_LIMITS=off): for tests and benchmarks only"
+        );
+    }
+
+    // Revocations are database facts; the cache is rebuilt from them on every start.
+    for (sid, exp) in &prepared.revoked_sessions {
+        mirror_revoked_session(kv.as_ref(), *sid, *exp).await?;
+    }
+    for uid in &prepared.banned_users {
+        mirror_ban(kv.as_ref(), *uid, true, config.token_ttl_secs).await?;
+    }
+
+    let shared = Arc::new(Shared {
+        tokens: TokenKeys::new(prepared.jwt_secret.as_bytes(), config.token_ttl_secs),
+        config: config.clone(),
+        ids,
+        kv,
+        bus,
+        metrics: Metrics::new(),
+        pool: prepared.pool.clone(),
+        started: Instant::now(),
+    });
+    let db = Db::start(
+        config.db_threads,
+        prepared.pool,
+        shared.clone(),
+        config.db_queue_capacity,
+        Duration::from_millis(config.request_timeout_ms),
+    );
+    let state = web::Data::new(AppState { shared, db });
+
+    let max_body = config.max_body_bytes;
+    let workers = if config.workers == 0 {
+        std::thread::available_parallelism().map_or(2, usize::from)
+    } else {
+        config.workers
+    };
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(|cfg| crate::http::extractor_config(cfg, max_body))
+            .configure(crate::http::routes)
+            .default_service(web::to(crate::http::not_found))
+            .wrap(from_fn(crate::infra::ratelimit::middleware))
+            .wrap(crate::http::problem_error_handlers())
+            .wrap(from_fn(crate::http::metrics_middleware))
+    })
+    .workers(workers)
+    .backlog(4096)
+    .max_connections(50_000)
+    .shutdown_timeout(config.shutdown_timeout_secs)
+    .bind(&config.listen)
+    .with_context(|| format!("binding {}", config.listen))?;
+
+    for addr in server.addrs() {
+        // One line on stdout that scripts and tests wait for.
+        println!("tandem listening on http://{addr}");
+        tracing::info!(%addr, workers, "listening");
+    }
+    let _ = std::io::stdout().flush();
+    // actix-web stops accepting on SIGTERM/SIGINT and drains in-flight requests
+    // for up to the shutdown timeout before this returns.
+    server.run().await?;
+    tracing::info!("server stopped; draining actors");
+    Ok(())
+}

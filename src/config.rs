@@ -1,0 +1,295 @@
+//! Configuration: every knob comes from the environment (or the matching
+//! command-line flag) and is documented with its default by `tandem serve --help`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Top-level command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "tandem",
+    version,
+    about = "Tandem realtime social-and-commerce server"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve HTTP and WebSocket (the default when no subcommand is given).
+    Serve(Box<Config>),
+    /// Apply pending database migrations and exit.
+    Migrate(DatabaseArgs),
+}
+
+/// Just the database, for commands that need nothing else.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// Database: `sqlite:PATH` or `postgres://user@host/db`. Any other scheme is refused.
+    #[arg(
+        long,
+        env = "TANDEM_DATABASE_URL",
+        default_value = "sqlite:data/tandem.db"
+    )]
+    pub database_url: DatabaseUrl,
+}
+
+/// Everything `tandem serve` reads.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to listen on (port 0 picks a free port and prints it).
+    #[arg(long, env = "TANDEM_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+
+    /// Database: `sqlite:PATH` or `postgres://user@host/db`. Any other scheme is refused.
+    #[arg(
+        long,
+        env = "TANDEM_DATABASE_URL",
+        default_value = "sqlite:data/tandem.db"
+    )]
+    pub database_url: DatabaseUrl,
+
+    /// Redis for the shared cache, rate limits and token revocations (`redis://...`).
+    /// Unset: an in-process cache.
+    #[arg(long, env = "TANDEM_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// RabbitMQ for domain events (`amqp://...`). Unset: an in-process bus.
+    #[arg(long, env = "TANDEM_AMQP_URL")]
+    pub amqp_url: Option<String>,
+
+    /// `username:password` of an admin that exists after start (created or promoted).
+    #[arg(long, env = "TANDEM_BOOTSTRAP_ADMIN", hide_env_values = true)]
+    pub bootstrap_admin: Option<BootstrapAdmin>,
+
+    /// HMAC-SHA256 key for mockpay notifications. Unset: a random key per start (logged as a warning).
+    #[arg(long, env = "TANDEM_MOCKPAY_SECRET", hide_env_values = true)]
+    pub mockpay_secret: Option<String>,
+
+    /// Seconds an order may stay unpaid before it is cancelled and its stock returned.
+    #[arg(long, env = "TANDEM_PAY_TIMEOUT_SECS", default_value_t = 900)]
+    pub pay_timeout_secs: u64,
+
+    /// Seconds after shipping when an order completes on its own.
+    #[arg(long, env = "TANDEM_AUTO_COMPLETE_SECS", default_value_t = 604_800)]
+    pub auto_complete_secs: u64,
+
+    /// `on` or `off`: rate limits on every route and the WebSocket.
+    #[arg(long, env = "TANDEM_RATE_LIMITS", default_value = "on")]
+    pub rate_limits: Switch,
+
+    /// Log filter in `tracing` syntax, e.g. `info` or `tandem=debug,actix_web=info`.
+    #[arg(long, env = "TANDEM_LOG", default_value = "info")]
+    pub log: String,
+
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "TANDEM_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Secret for signing access tokens (at least 32 bytes). Unset: generated once and
+    /// stored in the database, so every node and every restart shares it.
+    #[arg(long, env = "TANDEM_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Lifetime of an access token in seconds.
+    #[arg(long, env = "TANDEM_TOKEN_TTL_SECS", default_value_t = 86_400)]
+    pub token_ttl_secs: u64,
+
+    /// HTTP worker threads (0: one per core).
+    #[arg(long, env = "TANDEM_WORKERS", default_value_t = 0)]
+    pub workers: usize,
+
+    /// Threads of the database executor (blocking diesel work runs only there).
+    #[arg(long, env = "TANDEM_DB_THREADS", default_value_t = 4)]
+    pub db_threads: usize,
+
+    /// Maximum connections in the database pool.
+    #[arg(long, env = "TANDEM_DB_POOL_SIZE", default_value_t = 12)]
+    pub db_pool_size: u32,
+
+    /// Requests that may wait for the database executor before new ones get 503.
+    #[arg(long, env = "TANDEM_DB_QUEUE_CAPACITY", default_value_t = 2048)]
+    pub db_queue_capacity: usize,
+
+    /// How long a request waits for an actor's reply before it gets 503.
+    #[arg(long, env = "TANDEM_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+
+    /// Largest accepted request body in bytes (larger: 413).
+    #[arg(long, env = "TANDEM_MAX_BODY_BYTES", default_value_t = 65_536)]
+    pub max_body_bytes: usize,
+
+    /// Seconds to drain in-flight requests and actors on SIGTERM.
+    #[arg(long, env = "TANDEM_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
+    pub shutdown_timeout_secs: u64,
+
+    /// Node number 0-15, part of every generated id; give each node its own.
+    #[arg(long, env = "TANDEM_NODE_ID", default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..16))]
+    pub node_id: u8,
+
+    /// SQLite `synchronous` pragma: `full` survives power loss, `normal` only process crashes.
+    #[arg(long, env = "TANDEM_SQLITE_SYNCHRONOUS", default_value = "full")]
+    pub sqlite_synchronous: SqliteSync,
+}
+
+impl Config {
+    /// The configuration `tandem` with no subcommand uses: the environment only.
+    pub fn from_env() -> Result<Self, clap::Error> {
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            config: Config,
+        }
+        Wrapper::try_parse_from(["tandem"]).map(|w| w.config)
+    }
+
+    pub fn rate_limits_enabled(&self) -> bool {
+        self.rate_limits == Switch::On
+    }
+}
+
+/// A database URL whose scheme has been checked.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// Path of the SQLite file (created with its directory if missing).
+    Sqlite(String),
+    /// A libpq connection URL.
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            DatabaseUrl::Sqlite(_) => "sqlite",
+            DatabaseUrl::Postgres(_) => "postgres",
+        }
+    }
+}
+
+// Never print the password of a PostgreSQL URL.
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatabaseUrl::Sqlite(path) => write!(f, "sqlite:{path}"),
+            DatabaseUrl::Postgres(url) => {
+                let shown = match (url.find("://"), url.rfind('@')) {
+                    (Some(s), Some(at)) if at > s => format!("postgres://***@{}", &url[at + 1..]),
+                    _ => url.clone(),
+                };
+                f.write_str(&shown)
+            }
+        }
+    }
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(path) = s.strip_prefix("sqlite://") {
+            return non_empty_path(path);
+        }
+        if let Some(path) = s.strip_prefix("sqlite:") {
+            return non_empty_path(path);
+        }
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            return Ok(DatabaseUrl::Postgres(s.to_owned()));
+        }
+        let scheme = s.split(':').next().unwrap_or_default();
+        Err(format!(
+            "unsupported database URL scheme `{scheme}`: use `sqlite:PATH` or `postgres://...` \
+             (refusing to guess, so no new database is created by accident)"
+        ))
+    }
+}
+
+fn non_empty_path(path: &str) -> Result<DatabaseUrl, String> {
+    if path.is_empty() {
+        Err("`sqlite:` needs a file path, e.g. `sqlite:data/tandem.db`".to_owned())
+    } else {
+        Ok(DatabaseUrl::Sqlite(path.to_owned()))
+    }
+}
+
+/// `username:password` for the bootstrap admin.
+#[derive(Clone)]
+pub struct BootstrapAdmin {
+    pub username: String,
+    pub password: String,
+}
+
+impl fmt::Debug for BootstrapAdmin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:***", self.username)
+    }
+}
+
+impl FromStr for BootstrapAdmin {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once(':') {
+            Some((u, p)) if !u.is_empty() && !p.is_empty() => Ok(BootstrapAdmin {
+                username: u.to_owned(),
+                password: p.to_owned(),
+            }),
+            _ => Err("expected `username:password`".to_owned()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SqliteSync {
+    Full,
+    Normal,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_url_schemes() {
+        assert_eq!(
+            "sqlite:data/x.db".parse::<DatabaseUrl>(),
+            Ok(DatabaseUrl::Sqlite("data/x.db".into()))
+        );
+        assert_eq!(
+            "sqlite:///tmp/x.db".parse::<DatabaseUrl>(),
+            Ok(DatabaseUrl::Sqlite("/tmp/x.db".into()))
+        );
+        assert!(matches!(
+            "postgres://u@h/db".parse::<DatabaseUrl>(),
+            Ok(DatabaseUrl::Postgres(_))
+        ));
+        let err = "mysql://h/db".parse::<DatabaseUrl>().unwrap_err();
+        assert!(
+            err.contains("unsupported database URL scheme `mysql`"),
+            "{err}"
+        );
+        assert!("data/tandem.db".parse::<DatabaseUrl>().is_err());
+        assert!("sqlite:".parse::<DatabaseUrl>().is_err());
+    }
+
+    #[test]
+    fn postgres_password_is_not_printed() {
+        let url: DatabaseUrl = "postgres://me:secret@localhost/db".parse().unwrap();
+        assert_eq!(format!("{url:?}"), "postgres://***@localhost/db");
+    }
+}

@@ -1,0 +1,270 @@
+//! Storage: one diesel schema and one set of queries for SQLite and PostgreSQL.
+//!
+//! The backend is chosen by the URL scheme (see [`crate::config::DatabaseUrl`]).
+//! Blocking diesel calls only ever run on the threads of the [`DbExecutor`]
+//! sync actors (or other sync writer actors); HTTP handlers reach them through
+//! [`Db::call`], which bounds how many requests may wait.
+
+pub mod schema;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Addr, Handler, Message, SyncArbiter, SyncContext};
+use anyhow::Context as _;
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection, SqliteConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::config::{DatabaseUrl, SqliteSync};
+use crate::error::ApiError;
+
+pub const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// A connection to either backend. Queries written against `DbConn` run on both.
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    Pg(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+pub type Pool = r2d2::Pool<ConnectionManager>;
+pub type PooledConn = r2d2::PooledConnection<ConnectionManager>;
+
+/// r2d2 manager that opens the right backend for the URL, instead of letting
+/// `MultiConnection::establish` try each backend in turn.
+#[derive(Debug)]
+pub struct ConnectionManager {
+    url: DatabaseUrl,
+    sqlite_sync: SqliteSync,
+}
+
+impl r2d2::ManageConnection for ConnectionManager {
+    type Connection = DbConn;
+    type Error = diesel::ConnectionError;
+
+    fn connect(&self) -> Result<DbConn, Self::Error> {
+        match &self.url {
+            DatabaseUrl::Postgres(url) => PgConnection::establish(url).map(DbConn::Pg),
+            DatabaseUrl::Sqlite(path) => {
+                let mut conn = SqliteConnection::establish(path)?;
+                // WAL lets readers run beside the writer; the busy timeout makes
+                // a second writer wait instead of failing; foreign keys are off
+                // by default in SQLite and must be switched on per connection.
+                let sync = match self.sqlite_sync {
+                    SqliteSync::Full => "FULL",
+                    SqliteSync::Normal => "NORMAL",
+                };
+                conn.batch_execute(&format!(
+                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
+                     PRAGMA foreign_keys = ON; PRAGMA synchronous = {sync};"
+                ))
+                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                Ok(DbConn::Sqlite(conn))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), Self::Error> {
+        conn.batch_execute("SELECT 1")
+            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)
+    }
+
+    fn has_broken(&self, conn: &mut DbConn) -> bool {
+        match conn {
+            DbConn::Pg(c) => diesel::r2d2::R2D2Connection::is_broken(c),
+            DbConn::Sqlite(_) => false,
+        }
+    }
+}
+
+/// Opens the pool; creates the SQLite file's directory if needed.
+pub fn open_pool(url: &DatabaseUrl, size: u32, sqlite_sync: SqliteSync) -> anyhow::Result<Pool> {
+    if let DatabaseUrl::Sqlite(path) = url {
+        if let Some(dir) = std::path::Path::new(path).parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating directory {}", dir.display()))?;
+            }
+        }
+    }
+    let manager = ConnectionManager {
+        url: url.clone(),
+        sqlite_sync,
+    };
+    r2d2::Pool::builder()
+        .max_size(size.max(2))
+        .connection_timeout(Duration::from_secs(10))
+        .build(manager)
+        .with_context(|| format!("connecting to {url:?}"))
+}
+
+/// Applies every pending embedded migration of the connection's backend.
+pub fn run_migrations(conn: &mut DbConn) -> anyhow::Result<usize> {
+    let applied = match conn {
+        DbConn::Pg(c) => c.run_pending_migrations(PG_MIGRATIONS).map(|v| v.len()),
+        DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
+    };
+    applied.map_err(|e| anyhow::anyhow!("applying migrations: {e}"))
+}
+
+/// True when a write failed only because SQLite's single writer lock was held
+/// (past the busy timeout) or a snapshot went stale: safe to retry the transaction.
+pub fn is_transient(err: &diesel::result::Error) -> bool {
+    match err {
+        diesel::result::Error::DatabaseError(kind, info) => {
+            matches!(
+                kind,
+                diesel::result::DatabaseErrorKind::SerializationFailure
+            ) || info.message().contains("database is locked")
+                || info.message().contains("database table is locked")
+        }
+        _ => false,
+    }
+}
+
+/// Runs `f` in a transaction, retrying a few times on transient conflicts.
+pub fn transaction<T, E, F>(conn: &mut DbConn, mut f: F) -> Result<T, E>
+where
+    F: FnMut(&mut DbConn) -> Result<T, E>,
+    E: From<diesel::result::Error> + AsTransient,
+{
+    const ATTEMPTS: u32 = 5;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match conn.transaction(&mut f) {
+            Err(e) if attempt < ATTEMPTS && e.is_transient() => {
+                std::thread::sleep(Duration::from_millis(5 * u64::from(attempt)));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Lets [`transaction`] see through an error type to a transient database error.
+pub trait AsTransient {
+    fn is_transient(&self) -> bool;
+}
+
+impl AsTransient for diesel::result::Error {
+    fn is_transient(&self) -> bool {
+        is_transient(self)
+    }
+}
+
+impl AsTransient for ApiError {
+    fn is_transient(&self) -> bool {
+        false
+    }
+}
+
+/// Sync actor for plain reads and writes. Each of its threads takes a pooled
+/// connection per message, so blocking diesel work never runs on async workers.
+pub struct DbExecutor {
+    pub pool: Pool,
+    pub ctx: Arc<crate::app::Shared>,
+}
+
+impl Actor for DbExecutor {
+    type Context = SyncContext<Self>;
+}
+
+impl DbExecutor {
+    pub fn conn(&self) -> Result<PooledConn, ApiError> {
+        self.pool.get().map_err(ApiError::from)
+    }
+}
+
+/// Handle to the executor. Counts its own queue: `Addr::send` would wait
+/// without bound when the mailbox is full, so past `capacity` waiting requests
+/// we answer 503 at once instead (shed load, keep latency).
+#[derive(Clone)]
+pub struct Db {
+    addr: Addr<DbExecutor>,
+    in_flight: Arc<AtomicUsize>,
+    capacity: usize,
+    timeout: Duration,
+}
+
+/// Decrements the in-flight count however the request ends (reply, timeout,
+/// or the client going away and the future being dropped).
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Db {
+    pub fn start(
+        threads: usize,
+        pool: Pool,
+        shared: Arc<crate::app::Shared>,
+        capacity: usize,
+        timeout: Duration,
+    ) -> Db {
+        let addr = SyncArbiter::start(threads.max(1), move || DbExecutor {
+            pool: pool.clone(),
+            ctx: shared.clone(),
+        });
+        Db {
+            addr,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            capacity,
+            timeout,
+        }
+    }
+
+    /// Sends `msg` to the executor and awaits the reply.
+    pub async fn call<M, T>(&self, msg: M) -> Result<T, ApiError>
+    where
+        M: Message<Result = Result<T, ApiError>> + Send + 'static,
+        T: Send + 'static,
+        DbExecutor: Handler<M>,
+    {
+        let depth = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let _guard = InFlight(self.in_flight.clone());
+        if depth >= self.capacity {
+            return Err(ApiError::unavailable("the server is busy; retry shortly"));
+        }
+        match self.addr.send(msg).timeout(self.timeout).await {
+            Ok(result) => result,
+            Err(actix::MailboxError::Timeout) => {
+                Err(ApiError::unavailable("the database did not answer in time"))
+            }
+            Err(e) => Err(ApiError::unavailable_because(anyhow::anyhow!(
+                "db executor: {e}"
+            ))),
+        }
+    }
+
+    /// Requests waiting for or being served by the executor (a metric).
+    pub fn queue_depth(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    pub fn queue_capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
+/// `SELECT 1` through the executor, for `/ready`.
+pub struct Ping;
+
+impl Message for Ping {
+    type Result = Result<(), ApiError>;
+}
+
+impl Handler<Ping> for DbExecutor {
+    type Result = Result<(), ApiError>;
+
+    fn handle(&mut self, _: Ping, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        conn.batch_execute("SELECT 1")
+            .map_err(ApiError::unavailable_because)
+    }
+}

@@ -1,0 +1,59 @@
+//! Types shared by every domain: ids as they appear at the edge.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::ids::MAX_SAFE_ID;
+
+/// A positive id of at most 2^53 - 1. Anything else fails to parse, so a bad
+/// id in a path is a 404 and in a body a 400 before any actor sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = i64)]
+pub struct Id(i64);
+
+impl Id {
+    pub fn new(raw: i64) -> Option<Id> {
+        (1..=MAX_SAFE_ID).contains(&raw).then_some(Id(raw))
+    }
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<'de> Deserialize<'de> for Id {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = i64::deserialize(d)?;
+        Id::new(raw).ok_or_else(|| {
+            serde::de::Error::custom(format!("id must be between 1 and {MAX_SAFE_ID}, got {raw}"))
+        })
+    }
+}
+
+/// Rejects text with control characters (other than none at all): they have
+/// no business in names and break logs and terminals.
+pub fn has_control_chars(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_parse_only_in_range() {
+        assert_eq!(serde_json::from_str::<Id>("5").unwrap().get(), 5);
+        assert!(serde_json::from_str::<Id>("0").is_err());
+        assert!(serde_json::from_str::<Id>("-1").is_err());
+        assert!(serde_json::from_str::<Id>("9007199254740992").is_err());
+        assert!(serde_json::from_str::<Id>("\"5\"").is_err());
+        assert!(serde_json::from_str::<Id>("1.5").is_err());
+    }
+}

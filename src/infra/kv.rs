@@ -1,0 +1,292 @@
+//! Key-value cache: rebuildable state only (rate-limit buckets, token
+//! revocations, fast paths). Money and events never live here.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+
+use crate::ids::now_ms;
+
+/// Outcome of taking a token from a bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Take {
+    Allowed,
+    /// Denied; a token will be there after this many milliseconds.
+    RetryAfterMs(u64),
+}
+
+#[async_trait]
+pub trait Kv: Send + Sync {
+    fn backend(&self) -> &'static str;
+    async fn ping(&self) -> anyhow::Result<()>;
+    async fn set(&self, key: &str, value: &str, ttl_ms: u64) -> anyhow::Result<()>;
+    async fn get(&self, key: &str) -> anyhow::Result<Option<String>>;
+    /// True if any of the keys exists (one round trip).
+    async fn exists_any(&self, keys: &[String]) -> anyhow::Result<bool>;
+    async fn delete(&self, key: &str) -> anyhow::Result<()>;
+    /// Token bucket: `capacity` tokens, refilled at `refill_per_s`.
+    async fn take_token(&self, key: &str, capacity: u32, refill_per_s: u32)
+        -> anyhow::Result<Take>;
+}
+
+/// Most entries the in-process cache holds; past it, expired entries are swept
+/// at once and, if still full, the oldest-expiring half of the buckets dropped.
+const MEMORY_MAX_ENTRIES: usize = 1_000_000;
+/// Sweep expired entries every this many writes.
+const MEMORY_SWEEP_EVERY: u64 = 4_096;
+
+struct Entry {
+    value: String,
+    expires_at_ms: i64,
+}
+
+struct Bucket {
+    tokens_milli: u64,
+    updated_ms: i64,
+    /// When the bucket would be full again; after that it can be forgotten.
+    idle_at_ms: i64,
+}
+
+/// The embedded default: sharded hash maps, expiry on read plus a sweep.
+#[derive(Default)]
+pub struct MemoryKv {
+    entries: DashMap<String, Entry>,
+    buckets: DashMap<String, Bucket>,
+    writes: AtomicU64,
+}
+
+impl MemoryKv {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn maybe_sweep(&self) {
+        let n = self.writes.fetch_add(1, Ordering::Relaxed);
+        let full = self.entries.len() + self.buckets.len() >= MEMORY_MAX_ENTRIES;
+        if n % MEMORY_SWEEP_EVERY == 0 || full {
+            let now = now_ms();
+            self.entries.retain(|_, e| e.expires_at_ms > now);
+            self.buckets.retain(|_, b| b.idle_at_ms > now);
+            if self.buckets.len() >= MEMORY_MAX_ENTRIES / 2 {
+                // Forgetting a bucket only makes that client's limit reset: safe.
+                self.buckets.clear();
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Kv for MemoryKv {
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn ping(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    async fn set(&self, key: &str, value: &str, ttl_ms: u64) -> anyhow::Result<()> {
+        self.maybe_sweep();
+        if self.entries.len() >= MEMORY_MAX_ENTRIES {
+            anyhow::bail!("in-process cache is full ({MEMORY_MAX_ENTRIES} live entries)");
+        }
+        let ttl = i64::try_from(ttl_ms).unwrap_or(i64::MAX / 2);
+        self.entries.insert(
+            key.to_owned(),
+            Entry {
+                value: value.to_owned(),
+                expires_at_ms: now_ms().saturating_add(ttl),
+            },
+        );
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
+        let now = now_ms();
+        Ok(self
+            .entries
+            .get(key)
+            .filter(|e| e.expires_at_ms > now)
+            .map(|e| e.value.clone()))
+    }
+
+    async fn exists_any(&self, keys: &[String]) -> anyhow::Result<bool> {
+        let now = now_ms();
+        Ok(keys
+            .iter()
+            .any(|k| self.entries.get(k).is_some_and(|e| e.expires_at_ms > now)))
+    }
+
+    async fn delete(&self, key: &str) -> anyhow::Result<()> {
+        self.entries.remove(key);
+        Ok(())
+    }
+
+    async fn take_token(
+        &self,
+        key: &str,
+        capacity: u32,
+        refill_per_s: u32,
+    ) -> anyhow::Result<Take> {
+        if !self.buckets.contains_key(key) {
+            self.maybe_sweep();
+        }
+        let now = now_ms();
+        let cap_milli = u64::from(capacity) * 1000;
+        let rate = u64::from(refill_per_s.max(1)); // milli-tokens per ms
+                                                   // The entry guard holds the shard lock, so concurrent takes on one key serialize.
+        let mut b = self.buckets.entry(key.to_owned()).or_insert(Bucket {
+            tokens_milli: cap_milli,
+            updated_ms: now,
+            idle_at_ms: now,
+        });
+        let elapsed = u64::try_from(now - b.updated_ms).unwrap_or(0);
+        b.tokens_milli = (b.tokens_milli + elapsed * rate).min(cap_milli);
+        b.updated_ms = now;
+        let outcome = if b.tokens_milli >= 1000 {
+            b.tokens_milli -= 1000;
+            Take::Allowed
+        } else {
+            Take::RetryAfterMs((1000 - b.tokens_milli).div_ceil(rate))
+        };
+        let to_full = (cap_milli - b.tokens_milli).div_ceil(rate);
+        b.idle_at_ms = now + i64::try_from(to_full).unwrap_or(0);
+        Ok(outcome)
+    }
+}
+
+/// Redis through the `redis` crate's connection manager (reconnects by itself).
+pub struct RedisKv {
+    conn: redis::aio::ConnectionManager,
+    bucket_script: redis::Script,
+}
+
+/// Token bucket in one atomic step on the server. Tokens are kept in
+/// milli-tokens so all arithmetic stays integral.
+const BUCKET_LUA: &str = r#"
+local cap = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+local b = redis.call('HMGET', KEYS[1], 't', 'ts')
+local tokens = tonumber(b[1]) or cap
+local ts = tonumber(b[2]) or now
+if now > ts then tokens = math.min(cap, tokens + (now - ts) * rate) end
+local retry = 0
+if tokens >= 1000 then tokens = tokens - 1000 else retry = math.ceil((1000 - tokens) / rate) end
+redis.call('HSET', KEYS[1], 't', tokens, 'ts', math.max(now, ts))
+redis.call('PEXPIRE', KEYS[1], math.ceil(cap / rate) + 1000)
+return retry
+"#;
+
+impl RedisKv {
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let client = redis::Client::open(url)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(std::time::Duration::from_secs(5))
+            .set_response_timeout(std::time::Duration::from_secs(5))
+            .set_number_of_retries(3);
+        let conn = redis::aio::ConnectionManager::new_with_config(client, config).await?;
+        Ok(RedisKv {
+            conn,
+            bucket_script: redis::Script::new(BUCKET_LUA),
+        })
+    }
+}
+
+#[async_trait]
+impl Kv for RedisKv {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn ping(&self) -> anyhow::Result<()> {
+        let mut c = self.conn.clone();
+        let pong: String = redis::cmd("PING").query_async(&mut c).await?;
+        anyhow::ensure!(pong == "PONG", "unexpected PING reply {pong}");
+        Ok(())
+    }
+
+    async fn set(&self, key: &str, value: &str, ttl_ms: u64) -> anyhow::Result<()> {
+        let mut c = self.conn.clone();
+        redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("PX")
+            .arg(ttl_ms.max(1))
+            .query_async::<()>(&mut c)
+            .await?;
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
+        let mut c = self.conn.clone();
+        Ok(redis::cmd("GET").arg(key).query_async(&mut c).await?)
+    }
+
+    async fn exists_any(&self, keys: &[String]) -> anyhow::Result<bool> {
+        if keys.is_empty() {
+            return Ok(false);
+        }
+        let mut c = self.conn.clone();
+        let n: u64 = redis::cmd("EXISTS").arg(keys).query_async(&mut c).await?;
+        Ok(n > 0)
+    }
+
+    async fn delete(&self, key: &str) -> anyhow::Result<()> {
+        let mut c = self.conn.clone();
+        redis::cmd("DEL").arg(key).query_async::<()>(&mut c).await?;
+        Ok(())
+    }
+
+    async fn take_token(
+        &self,
+        key: &str,
+        capacity: u32,
+        refill_per_s: u32,
+    ) -> anyhow::Result<Take> {
+        let mut c = self.conn.clone();
+        let retry_ms: u64 = self
+            .bucket_script
+            .key(key)
+            .arg(u64::from(capacity) * 1000)
+            .arg(refill_per_s.max(1))
+            .arg(now_ms())
+            .invoke_async(&mut c)
+            .await?;
+        Ok(if retry_ms == 0 {
+            Take::Allowed
+        } else {
+            Take::RetryAfterMs(retry_ms)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_bucket_allows_capacity_then_denies() {
+        let kv = MemoryKv::new();
+        for _ in 0..5 {
+            assert_eq!(kv.take_token("k", 5, 1).await.unwrap(), Take::Allowed);
+        }
+        match kv.take_token("k", 5, 1).await.unwrap() {
+            Take::RetryAfterMs(ms) => assert!(ms > 0 && ms <= 1000, "{ms}"),
+            Take::Allowed => panic!("bucket should be empty"),
+        }
+        assert_eq!(kv.take_token("other", 5, 1).await.unwrap(), Take::Allowed);
+    }
+
+    #[tokio::test]
+    async fn memory_entries_expire() {
+        let kv = MemoryKv::new();
+        kv.set("a", "1", 50).await.unwrap();
+        assert_eq!(kv.get("a").await.unwrap().as_deref(), Some("1"));
+        assert!(kv.exists_any(&["x".into(), "a".into()]).await.unwrap());
+        tokio::time::sleep(std::time::Duration::from_millis(80)).await;
+        assert_eq!(kv.get("a").await.unwrap(), None);
+        assert!(!kv.exists_any(&["a".into()]).await.unwrap());
+    }
+}

@@ -1,0 +1,7 @@
+//! Infrastructure adapters, each behind one trait with an embedded default
+//! and a real service: the key-value cache (DashMap | Redis) and the event
+//! bus (in-process | RabbitMQ).
+
+pub mod bus;
+pub mod kv;
+pub mod ratelimit;

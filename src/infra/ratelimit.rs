@@ -1,0 +1,81 @@
+//! Token-bucket rate limits in front of every route: per client address on
+//! the auth routes and for anonymous callers, per user elsewhere. Buckets live
+//! in the key-value cache, so with Redis every node shares them.
+//!
+//! Defaults (requests; bucket size / refill per second):
+//! - `/api/v1/auth/*`, per client address: 20 / 1
+//! - authenticated routes, per user: 300 / 100
+//! - anything else, per client address: 300 / 100
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, ResponseError};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::infra::kv::Take;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub capacity: u32,
+    pub refill_per_s: u32,
+}
+
+pub const AUTH_PER_ADDRESS: Limit = Limit {
+    capacity: 20,
+    refill_per_s: 1,
+};
+pub const PER_USER: Limit = Limit {
+    capacity: 300,
+    refill_per_s: 100,
+};
+pub const ANONYMOUS_PER_ADDRESS: Limit = Limit {
+    capacity: 300,
+    refill_per_s: 100,
+};
+
+/// Which bucket a request draws from.
+pub fn classify(state: &AppState, req: &ServiceRequest) -> (String, Limit) {
+    let addr = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|| "unknown".to_owned());
+    if req.path().starts_with("/api/v1/auth/") {
+        return (format!("rl:auth:{addr}"), AUTH_PER_ADDRESS);
+    }
+    // Only a correctly signed token names a user; anything else counts against the address.
+    if let Some(token) = crate::accounts::auth::bearer_token(req.request()) {
+        if let Ok((uid, _)) = state.shared.tokens.verify(&token) {
+            return (format!("rl:user:{uid}"), PER_USER);
+        }
+    }
+    (format!("rl:addr:{addr}"), ANONYMOUS_PER_ADDRESS)
+}
+
+pub async fn middleware(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    if let Some(state) = state.filter(|s| s.shared.config.rate_limits_enabled()) {
+        let (key, limit) = classify(&state, &req);
+        match state
+            .shared
+            .kv
+            .take_token(&key, limit.capacity, limit.refill_per_s)
+            .await
+        {
+            Ok(Take::Allowed) => {}
+            Ok(Take::RetryAfterMs(ms)) => {
+                let resp = ApiError::rate_limited(ms.div_ceil(1000)).error_response();
+                return Ok(req.into_response(resp).map_into_right_body());
+            }
+            // The cache being down must not take the whole API down with it.
+            Err(e) => {
+                tracing::warn!(error = %e, "rate limiter unavailable; letting the request through")
+            }
+        }
+    }
+    Ok(next.call(req).await?.map_into_left_body())
+}

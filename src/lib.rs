@@ -1,0 +1,16 @@
+//! Tandem: a realtime social-and-commerce engine on actix actors.
+//!
+//! Domains (`accounts`, ...) each hold their actors' messages, HTTP routes and
+//! store; infrastructure (`db`, `infra`, `ops`) sits beside them.
+
+pub mod accounts;
+pub mod app;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod ids;
+pub mod infra;
+pub mod ops;
+pub mod telemetry;

@@ -1,0 +1,37 @@
+//! `tandem`: serve (default) or migrate.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tandem::config::{Cli, Command, Config};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = match cli.command {
+        Some(c) => c,
+        None => match Config::from_env() {
+            Ok(c) => Command::Serve(Box::new(c)),
+            Err(e) => e.exit(),
+        },
+    };
+    let result = match command {
+        Command::Serve(config) => {
+            tandem::telemetry::init(&config.log, config.log_format);
+            actix_web::rt::System::new().block_on(tandem::app::serve(*config))
+        }
+        Command::Migrate(args) => {
+            tandem::telemetry::init("info", tandem::config::LogFormat::Text);
+            tandem::app::migrate(&args.database_url).map(|(_, applied)| {
+                println!("applied {applied} migration(s) to {:?}", args.database_url);
+            })
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "tandem failed");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! `/health`, `/ready`, `/metrics`, `/api-docs/openapi.json`.
+
+use actix_web::{web, HttpResponse};
+use serde::Serialize;
+use utoipa::OpenApi;
+
+use super::metrics::{gauge, open_fds, resident_memory_bytes};
+use crate::app::AppState;
+use crate::db::Ping;
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    status: &'static str,
+}
+
+/// Process alive.
+#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, body = Health)))]
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(Health { status: "ok" })
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    status: &'static str,
+    database: &'static str,
+    cache: &'static str,
+    bus: &'static str,
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "ok"
+    } else {
+        "unavailable"
+    }
+}
+
+/// 200 when the database (and Redis / RabbitMQ where configured) answer, else 503.
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
+pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let timeout = std::time::Duration::from_secs(3);
+    let db = tokio::time::timeout(timeout, state.db.call(Ping)).await;
+    let kv = tokio::time::timeout(timeout, state.shared.kv.ping()).await;
+    let bus = tokio::time::timeout(timeout, state.shared.bus.ping()).await;
+    let (db, kv, bus) = (
+        matches!(db, Ok(Ok(()))),
+        matches!(kv, Ok(Ok(()))),
+        matches!(bus, Ok(Ok(()))),
+    );
+    let body = Readiness {
+        status: verdict(db && kv && bus),
+        database: verdict(db),
+        cache: verdict(kv),
+        bus: verdict(bus),
+    };
+    if db && kv && bus {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+/// Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain", body = String)))]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let mut out = String::with_capacity(16 * 1024);
+    state.shared.metrics.render_http(&mut out);
+    let db = &state.db;
+    gauge(
+        &mut out,
+        "tandem_mailbox_depth",
+        "Messages waiting for or being served by an actor.",
+        "actor=\"db_executor\"",
+        db.queue_depth() as f64,
+    );
+    gauge(
+        &mut out,
+        "tandem_mailbox_capacity",
+        "Most messages an actor queue accepts before shedding load.",
+        "actor=\"db_executor\"",
+        db.queue_capacity() as f64,
+    );
+    let pool = state.shared.pool.state();
+    gauge(
+        &mut out,
+        "tandem_db_pool_connections",
+        "Open database connections.",
+        "",
+        f64::from(pool.connections),
+    );
+    gauge(
+        &mut out,
+        "tandem_db_pool_idle_connections",
+        "Idle database connections.",
+        "",
+        f64::from(pool.idle_connections),
+    );
+    gauge(
+        &mut out,
+        "tandem_db_pool_max_connections",
+        "Pool size limit.",
+        "",
+        f64::from(state.shared.pool.max_size()),
+    );
+    if let Some(rss) = resident_memory_bytes() {
+        gauge(
+            &mut out,
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            "",
+            rss as f64,
+        );
+    }
+    if let Some(fds) = open_fds() {
+        gauge(
+            &mut out,
+            "process_open_fds",
+            "Open file descriptors.",
+            "",
+            fds as f64,
+        );
+    }
+    gauge(
+        &mut out,
+        "tandem_uptime_seconds",
+        "Seconds since the server started.",
+        "",
+        state.shared.started.elapsed().as_secs_f64(),
+    );
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(out)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Tandem API", version = "1", description = "Realtime social-and-commerce engine. See CONTRACT.md."),
+    paths(
+        health, ready, metrics,
+        crate::accounts::routes::register,
+        crate::accounts::routes::login,
+        crate::accounts::routes::refresh,
+        crate::accounts::routes::logout,
+        crate::accounts::routes::me,
+        crate::accounts::routes::update_me,
+        crate::accounts::routes::ban,
+        crate::accounts::routes::unban,
+    ),
+    components(schemas(crate::error::Problem)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The OpenAPI 3 document of every HTTP route.
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}
