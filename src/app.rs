@@ -152,11 +152,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             .context("startup task panicked")??;
 
     let kv: Arc<dyn Kv> = match &config.redis_url {
-        Some(url) => Arc::new(RedisKv::connect(url).await.context("connecting to Redis")?),
+        Some(url) => Arc::new(
+            RedisKv::connect(url, &config.namespace)
+                .await
+                .context("connecting to Redis")?,
+        ),
         None => Arc::new(MemoryKv::new()),
     };
     let bus: Arc<dyn EventBus> = match &config.amqp_url {
-        Some(url) => RabbitBus::connect(url)
+        Some(url) => RabbitBus::connect(url, &config.namespace)
             .await
             .context("connecting to RabbitMQ")?,
         None => Arc::new(InProcessBus::new()),

@@ -62,6 +62,11 @@ pub struct Config {
     #[arg(long, env = "TANDEM_AMQP_URL")]
     pub amqp_url: Option<String>,
 
+    /// Prefix of every Redis key and RabbitMQ exchange/queue name, so several
+    /// deployments (or test runs) can share one Redis and one RabbitMQ.
+    #[arg(long, env = "TANDEM_NAMESPACE", default_value = "tandem")]
+    pub namespace: String,
+
     /// `username:password` of an admin that exists after start (created or promoted).
     #[arg(long, env = "TANDEM_BOOTSTRAP_ADMIN", hide_env_values = true)]
     pub bootstrap_admin: Option<BootstrapAdmin>,

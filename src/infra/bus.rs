@@ -22,8 +22,6 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-/// The durable topic exchange every event goes through.
-pub const EXCHANGE: &str = "tandem.events";
 /// Deliveries buffered per subscription (and the RabbitMQ prefetch).
 pub const SUBSCRIPTION_BUFFER: usize = 1_024;
 
@@ -183,14 +181,17 @@ impl EventBus for InProcessBus {
 /// publisher confirms with `mandatory`, consumer acks with a prefetch bound.
 pub struct RabbitBus {
     url: String,
+    /// The durable topic exchange every event goes through: `<namespace>.events`.
+    exchange: String,
     /// Current connection and publishing channel; replaced when it breaks.
     state: tokio::sync::Mutex<Option<(lapin::Connection, lapin::Channel)>>,
 }
 
 impl RabbitBus {
-    pub async fn connect(url: &str) -> anyhow::Result<Arc<Self>> {
+    pub async fn connect(url: &str, namespace: &str) -> anyhow::Result<Arc<Self>> {
         let bus = Arc::new(RabbitBus {
             url: url.to_owned(),
+            exchange: format!("{namespace}.events"),
             state: tokio::sync::Mutex::new(None),
         });
         bus.channel().await?;
@@ -211,7 +212,7 @@ impl RabbitBus {
             .await?;
         channel
             .exchange_declare(
-                EXCHANGE,
+                &self.exchange,
                 ExchangeKind::Topic,
                 ExchangeDeclareOptions {
                     durable: true,
@@ -255,7 +256,7 @@ impl EventBus for RabbitBus {
             let body = serde_json::to_vec(event)?;
             let confirm = channel
                 .basic_publish(
-                    EXCHANGE,
+                    &self.exchange,
                     &event.kind,
                     BasicPublishOptions {
                         mandatory: true,
@@ -293,7 +294,7 @@ impl EventBus for RabbitBus {
         // A dedicated connection per subscription, so a slow consumer never
         // stalls publishing.
         let (conn, channel) = self.open().await?;
-        let queue = format!("{EXCHANGE}.{name}");
+        let queue = format!("{}.{name}", self.exchange);
         channel
             .queue_declare(
                 &queue,
@@ -308,7 +309,7 @@ impl EventBus for RabbitBus {
             channel
                 .queue_bind(
                     &queue,
-                    EXCHANGE,
+                    &self.exchange,
                     p,
                     QueueBindOptions::default(),
                     FieldTable::default(),

@@ -159,6 +159,8 @@ impl Kv for MemoryKv {
 /// Redis through the `redis` crate's connection manager (reconnects by itself).
 pub struct RedisKv {
     conn: redis::aio::ConnectionManager,
+    /// Prepended to every key (`<namespace>:`).
+    prefix: String,
     bucket_script: redis::Script,
 }
 
@@ -180,7 +182,7 @@ return retry
 "#;
 
 impl RedisKv {
-    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+    pub async fn connect(url: &str, namespace: &str) -> anyhow::Result<Self> {
         let client = redis::Client::open(url)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(std::time::Duration::from_secs(5))
@@ -189,8 +191,15 @@ impl RedisKv {
         let conn = redis::aio::ConnectionManager::new_with_config(client, config).await?;
         Ok(RedisKv {
             conn,
+            prefix: format!("{namespace}:"),
             bucket_script: redis::Script::new(BUCKET_LUA),
         })
+    }
+}
+
+impl RedisKv {
+    fn k(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
     }
 }
 
@@ -210,7 +219,7 @@ impl Kv for RedisKv {
     async fn set(&self, key: &str, value: &str, ttl_ms: u64) -> anyhow::Result<()> {
         let mut c = self.conn.clone();
         redis::cmd("SET")
-            .arg(key)
+            .arg(self.k(key))
             .arg(value)
             .arg("PX")
             .arg(ttl_ms.max(1))
@@ -221,7 +230,10 @@ impl Kv for RedisKv {
 
     async fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
         let mut c = self.conn.clone();
-        Ok(redis::cmd("GET").arg(key).query_async(&mut c).await?)
+        Ok(redis::cmd("GET")
+            .arg(self.k(key))
+            .query_async(&mut c)
+            .await?)
     }
 
     async fn exists_any(&self, keys: &[String]) -> anyhow::Result<bool> {
@@ -229,13 +241,17 @@ impl Kv for RedisKv {
             return Ok(false);
         }
         let mut c = self.conn.clone();
-        let n: u64 = redis::cmd("EXISTS").arg(keys).query_async(&mut c).await?;
+        let keys: Vec<String> = keys.iter().map(|k| self.k(k)).collect();
+        let n: u64 = redis::cmd("EXISTS").arg(&keys).query_async(&mut c).await?;
         Ok(n > 0)
     }
 
     async fn delete(&self, key: &str) -> anyhow::Result<()> {
         let mut c = self.conn.clone();
-        redis::cmd("DEL").arg(key).query_async::<()>(&mut c).await?;
+        redis::cmd("DEL")
+            .arg(self.k(key))
+            .query_async::<()>(&mut c)
+            .await?;
         Ok(())
     }
 
@@ -248,7 +264,7 @@ impl Kv for RedisKv {
         let mut c = self.conn.clone();
         let retry_ms: u64 = self
             .bucket_script
-            .key(key)
+            .key(self.k(key))
             .arg(u64::from(capacity) * 1000)
             .arg(refill_per_s.max(1))
             .arg(now_ms())

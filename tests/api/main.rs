@@ -1,0 +1,11 @@
+//! Integration tests: one binary (linked once), modules by domain. Every test
+//! starts the real `tandem` binary on port 0 with a fresh database and talks
+//! HTTP to it: on SQLite always, and on PostgreSQL with Redis and RabbitMQ when
+//! `TANDEM_TEST_DATABASE_URL`, `TANDEM_TEST_REDIS_URL` and `TANDEM_TEST_AMQP_URL`
+//! are set (as `.ci/run` does).
+
+mod accounts;
+mod adapters;
+mod errors;
+mod helpers;
+mod operations;

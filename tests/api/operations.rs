@@ -1,0 +1,182 @@
+//! Health, readiness, metrics, OpenAPI, configuration and lifecycle.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::both_backends;
+use crate::helpers::{Backend, TestApp};
+
+async fn health_ready_metrics_openapi(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+
+    let r = app.get("/health", None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        serde_json::json!({"status": "ok"})
+    );
+
+    let r = app.get("/ready", None).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["database"], "ok");
+    assert_eq!(v["cache"], "ok");
+    assert_eq!(v["bus"], "ok");
+
+    app.register("metrics_user").await;
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    for needle in [
+        "tandem_http_requests_total{method=\"POST\",route=\"/api/v1/auth/register\",status=\"201\"} 1",
+        "tandem_http_request_duration_seconds_bucket{method=\"POST\",route=\"/api/v1/auth/register\",le=\"+Inf\"} 1",
+        "tandem_mailbox_depth{actor=\"db_executor\"}",
+        "tandem_mailbox_capacity{actor=\"db_executor\"} 2048",
+        "tandem_db_pool_connections",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
+    }
+
+    let doc: Value = app
+        .get("/api-docs/openapi.json", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/health",
+        "/ready",
+        "/metrics",
+        "/api/v1/auth/register",
+        "/api/v1/auth/login",
+        "/api/v1/me",
+    ] {
+        assert!(doc["paths"][path].is_object(), "openapi lacks {path}");
+    }
+    assert!(doc["paths"]["/api/v1/me"]["patch"].is_object());
+}
+both_backends!(
+    health_ready_metrics_openapi,
+    super::health_ready_metrics_openapi
+);
+
+async fn graceful_shutdown_and_restart_keep_accounts(backend: Backend) {
+    let mut app = TestApp::spawn(backend).await;
+    let (uid, token) = app.register("survivor").await;
+    let status = app.stop_gracefully();
+    assert!(status.success(), "SIGTERM exit status {status:?}");
+    app.start_again();
+    // Same signing key after restart: the old token still works.
+    let me: Value = app
+        .get("/api/v1/me", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["user_id"], uid);
+    app.restart_hard();
+    let r = app.login("survivor", "password-123").await;
+    assert_eq!(r.status(), 200);
+}
+both_backends!(
+    graceful_shutdown_and_restart_keep_accounts,
+    super::graceful_shutdown_and_restart_keep_accounts
+);
+
+#[test]
+fn unknown_database_scheme_is_refused() {
+    let dir =
+        std::env::temp_dir().join(format!("tandem-scheme-{}", crate::helpers::random_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .env_clear()
+        .env("TANDEM_DATABASE_URL", "mysql://localhost/tandem")
+        .env("TANDEM_LISTEN", "127.0.0.1:0")
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unsupported database URL scheme `mysql`"),
+        "{err}"
+    );
+    // No database was created by accident.
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn serve_help_documents_every_variable_with_defaults() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args(["serve", "--help"])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for var in [
+        "TANDEM_LISTEN",
+        "TANDEM_DATABASE_URL",
+        "TANDEM_REDIS_URL",
+        "TANDEM_AMQP_URL",
+        "TANDEM_BOOTSTRAP_ADMIN",
+        "TANDEM_MOCKPAY_SECRET",
+        "TANDEM_PAY_TIMEOUT_SECS",
+        "TANDEM_AUTO_COMPLETE_SECS",
+        "TANDEM_RATE_LIMITS",
+        "TANDEM_LOG",
+        "TANDEM_LOG_FORMAT",
+    ] {
+        assert!(help.contains(var), "help lacks {var}:\n{help}");
+    }
+    assert!(help.contains("[default: 127.0.0.1:8080]"));
+    assert!(help.contains("[default: sqlite:data/tandem.db]"));
+    assert!(help.contains("[default: 900]"));
+    assert!(help.contains("[default: 604800]"));
+}
+
+#[test]
+fn migrate_subcommand_applies_migrations() {
+    let dir = std::env::temp_dir().join(format!(
+        "tandem-migrate-{}",
+        crate::helpers::random_suffix()
+    ));
+    let url = format!("sqlite:{}", dir.join("m.db").display());
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .arg("migrate")
+            .env_clear()
+            .env("TANDEM_DATABASE_URL", &url)
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(String::from_utf8_lossy(&first.stdout).contains("applied 1 migration"));
+    let second = run();
+    assert!(String::from_utf8_lossy(&second.stdout).contains("applied 0 migration"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn json_logs(backend: Backend) {
+    let opts = crate::helpers::Options {
+        extra_env: vec![("TANDEM_LOG_FORMAT".into(), "json".into())],
+        ..Default::default()
+    };
+    let app = TestApp::spawn_with(backend, opts).await;
+    app.get("/health", None).await;
+    let log = app.server_log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("listening"))
+        .expect("a listening log line");
+    let v: Value = serde_json::from_str(line).expect("log lines are JSON");
+    assert_eq!(v["level"], "INFO");
+}
+both_backends!(json_logs, super::json_logs);
