@@ -199,6 +199,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.db_queue_capacity,
         Duration::from_millis(config.request_timeout_ms),
     );
+    actix::Actor::start(crate::ops::housekeeping::Housekeeper { db: db.clone() });
     let state = web::Data::new(AppState { shared, db });
 
     let max_body = config.max_body_bytes;

@@ -266,6 +266,7 @@ pub enum SqliteSync {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

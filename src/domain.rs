@@ -44,6 +44,7 @@ pub fn has_control_chars(s: &str) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

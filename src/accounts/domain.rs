@@ -182,6 +182,7 @@ pub fn with_role(roles: &str, role: Role) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

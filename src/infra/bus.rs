@@ -363,6 +363,7 @@ impl EventBus for RabbitBus {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -279,6 +279,7 @@ impl Kv for RedisKv {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

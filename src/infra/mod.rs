@@ -3,5 +3,6 @@
 //! bus (in-process | RabbitMQ).
 
 pub mod bus;
+pub mod idempotency;
 pub mod kv;
 pub mod ratelimit;

@@ -108,3 +108,75 @@ async fn rabbitmq_bus() {
         .unwrap();
     bus_behaviour(bus).await;
 }
+
+/// The idempotency store on each database: proceed, record, replay, 422 on
+/// another body, and a racing second recorder told to replay the winner.
+async fn idempotency_store(backend: crate::helpers::Backend) {
+    use tandem::infra::idempotency::{
+        check, fingerprint, record, Decision, IdempotencyKey, RecordError, StoredResponse,
+    };
+
+    let suffix = random_suffix();
+    let dir = std::env::temp_dir().join(format!("tandem-idem-{suffix}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = crate::helpers::TestDatabase::create(backend, &dir, &suffix);
+    let url: tandem::config::DatabaseUrl = db.url.parse().unwrap();
+    let (pool, applied) = tandem::app::migrate(&url).unwrap();
+    assert!(applied >= 1);
+    let mut conn = pool.get().unwrap();
+
+    let key = IdempotencyKey::parse("key-1").unwrap();
+    let body = serde_json::json!({"items": [{"product_id": 1, "quantity": 2}]});
+    let hash = fingerprint("orders", &body);
+    let now = tandem::ids::now_ms();
+    assert_eq!(
+        check(&mut conn, 7, "orders", &key, &hash, now).unwrap(),
+        Decision::Proceed
+    );
+    let row = StoredResponse {
+        user_id: 7,
+        scope: "orders".into(),
+        idem_key: key.as_str().into(),
+        request_hash: hash.clone(),
+        status_code: 201,
+        response_body: "{\"order_id\":1}".into(),
+        created_at_ms: now,
+    };
+    record(&mut conn, &row).unwrap();
+    assert_eq!(
+        check(&mut conn, 7, "orders", &key, &hash, now).unwrap(),
+        Decision::Replay {
+            status_code: 201,
+            body: "{\"order_id\":1}".into()
+        }
+    );
+    // Another body under the same key: 422.
+    let other = fingerprint("orders", &serde_json::json!({"items": []}));
+    let err = check(&mut conn, 7, "orders", &key, &other, now).unwrap_err();
+    assert_eq!(err.code(), "idempotency_key_reused");
+    assert_eq!(err.status().as_u16(), 422);
+    // The same key belongs to nobody else: another user or scope proceeds.
+    assert_eq!(
+        check(&mut conn, 8, "orders", &key, &hash, now).unwrap(),
+        Decision::Proceed
+    );
+    assert_eq!(
+        check(&mut conn, 7, "withdrawals", &key, &hash, now).unwrap(),
+        Decision::Proceed
+    );
+    // A racing recorder loses and is told so.
+    assert!(matches!(
+        record(&mut conn, &row),
+        Err(RecordError::Conflict)
+    ));
+    // Past retention the key is forgotten.
+    let later = now + tandem::infra::idempotency::RETENTION_MS + 1;
+    assert_eq!(
+        check(&mut conn, 7, "orders", &key, &other, later).unwrap(),
+        Decision::Proceed
+    );
+    drop(conn);
+    drop(pool);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+crate::both_backends!(idempotency_store_on_each_database, super::idempotency_store);

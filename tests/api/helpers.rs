@@ -52,30 +52,65 @@ pub fn random_suffix() -> String {
         .collect()
 }
 
+/// A fresh database for one test: a SQLite file in a temp dir, or a new
+/// PostgreSQL database dropped when this goes out of scope.
+pub struct TestDatabase {
+    pub url: String,
+    pg_admin_url: Option<String>,
+    pg_db_name: Option<String>,
+}
+
+impl TestDatabase {
+    pub fn create(backend: Backend, dir: &std::path::Path, suffix: &str) -> TestDatabase {
+        match backend {
+            Backend::Sqlite => TestDatabase {
+                url: format!("sqlite:{}", dir.join("tandem.db").display()),
+                pg_admin_url: None,
+                pg_db_name: None,
+            },
+            Backend::Postgres => {
+                let admin =
+                    std::env::var("TANDEM_TEST_DATABASE_URL").expect("TANDEM_TEST_DATABASE_URL");
+                let name = format!("tandem_test_{suffix}");
+                let mut conn = PgConnection::establish(&admin).expect("connect to PostgreSQL");
+                diesel::sql_query(format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .expect("create test database");
+                TestDatabase {
+                    url: replace_db_name(&admin, &name),
+                    pg_admin_url: Some(admin),
+                    pg_db_name: Some(name),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let (Some(admin), Some(name)) = (&self.pg_admin_url, &self.pg_db_name) {
+            if let Ok(mut conn) = PgConnection::establish(admin) {
+                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn);
+            }
+        }
+    }
+}
+
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     child: Option<Child>,
     dir: PathBuf,
     env: Vec<(String, String)>,
-    pg_admin_url: Option<String>,
-    pg_db_name: Option<String>,
+    _db: TestDatabase,
 }
 
 /// Options for a test server.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Options {
     pub rate_limits: bool,
     pub extra_env: Vec<(String, String)>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            rate_limits: false,
-            extra_env: Vec::new(),
-        }
-    }
 }
 
 impl TestApp {
@@ -103,32 +138,15 @@ impl TestApp {
                 if opts.rate_limits { "on" } else { "off" }.into(),
             ),
         ];
-        let (mut pg_admin_url, mut pg_db_name) = (None, None);
-        match backend {
-            Backend::Sqlite => {
-                env.push((
-                    "TANDEM_DATABASE_URL".into(),
-                    format!("sqlite:{}", dir.join("tandem.db").display()),
-                ));
-            }
-            Backend::Postgres => {
-                let admin =
-                    std::env::var("TANDEM_TEST_DATABASE_URL").expect("TANDEM_TEST_DATABASE_URL");
-                let name = format!("tandem_test_{suffix}");
-                let mut conn = PgConnection::establish(&admin).expect("connect to PostgreSQL");
-                diesel::sql_query(format!("CREATE DATABASE {name}"))
-                    .execute(&mut conn)
-                    .expect("create test database");
-                env.push(("TANDEM_DATABASE_URL".into(), replace_db_name(&admin, &name)));
-                pg_admin_url = Some(admin);
-                pg_db_name = Some(name);
-                let redis = std::env::var("TANDEM_TEST_REDIS_URL")
-                    .expect("TANDEM_TEST_REDIS_URL with PostgreSQL");
-                let amqp = std::env::var("TANDEM_TEST_AMQP_URL")
-                    .expect("TANDEM_TEST_AMQP_URL with PostgreSQL");
-                env.push(("TANDEM_REDIS_URL".into(), redis));
-                env.push(("TANDEM_AMQP_URL".into(), amqp));
-            }
+        let db = TestDatabase::create(backend, &dir, &suffix);
+        env.push(("TANDEM_DATABASE_URL".into(), db.url.clone()));
+        if backend == Backend::Postgres {
+            let redis = std::env::var("TANDEM_TEST_REDIS_URL")
+                .expect("TANDEM_TEST_REDIS_URL with PostgreSQL");
+            let amqp = std::env::var("TANDEM_TEST_AMQP_URL")
+                .expect("TANDEM_TEST_AMQP_URL with PostgreSQL");
+            env.push(("TANDEM_REDIS_URL".into(), redis));
+            env.push(("TANDEM_AMQP_URL".into(), amqp));
         }
         env.extend(opts.extra_env);
         let mut app = TestApp {
@@ -140,8 +158,7 @@ impl TestApp {
             child: None,
             dir,
             env,
-            pg_admin_url,
-            pg_db_name,
+            _db: db,
         };
         app.start();
         app
@@ -311,12 +328,6 @@ impl Drop for TestApp {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
-        }
-        if let (Some(admin), Some(name)) = (&self.pg_admin_url, &self.pg_db_name) {
-            if let Ok(mut conn) = PgConnection::establish(admin) {
-                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut conn);
-            }
         }
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! Integration tests: one binary (linked once), modules by domain. Every test
 //! starts the real `tandem` binary on port 0 with a fresh database and talks
 //! HTTP to it: on SQLite always, and on PostgreSQL with Redis and RabbitMQ when
