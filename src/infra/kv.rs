@@ -64,7 +64,7 @@ impl MemoryKv {
     fn maybe_sweep(&self) {
         let n = self.writes.fetch_add(1, Ordering::Relaxed);
         let full = self.entries.len() + self.buckets.len() >= MEMORY_MAX_ENTRIES;
-        if n % MEMORY_SWEEP_EVERY == 0 || full {
+        if n.is_multiple_of(MEMORY_SWEEP_EVERY) || full {
             let now = now_ms();
             self.entries.retain(|_, e| e.expires_at_ms > now);
             self.buckets.retain(|_, b| b.idle_at_ms > now);
