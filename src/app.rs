@@ -30,12 +30,20 @@ pub struct Shared {
     pub metrics: Metrics,
     pub pool: Pool,
     pub started: Instant,
+    /// Online users' session actors.
+    pub registry: Arc<crate::realtime::registry::Registry>,
+    /// Members per conversation (rebuildable cache).
+    pub members: dashmap::DashMap<i64, Arc<Vec<i64>>>,
+    /// (low user id, high user id) -> direct conversation id (rebuildable cache).
+    pub direct: dashmap::DashMap<(i64, i64), i64>,
 }
 
 /// What handlers get through `web::Data`.
 pub struct AppState {
     pub shared: Arc<Shared>,
     pub db: Db,
+    pub chat: crate::chat::writer::ChatWriters,
+    pub relay: actix::Addr<crate::infra::outbox::Relay>,
 }
 
 /// What the blocking part of startup found in the database.
@@ -191,16 +199,39 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         metrics: Metrics::new(),
         pool: prepared.pool.clone(),
         started: Instant::now(),
+        registry: Arc::new(crate::realtime::registry::Registry::new()),
+        members: dashmap::DashMap::new(),
+        direct: dashmap::DashMap::new(),
     });
     let db = Db::start(
         config.db_threads,
-        prepared.pool,
+        prepared.pool.clone(),
         shared.clone(),
         config.db_queue_capacity,
         Duration::from_millis(config.request_timeout_ms),
     );
     actix::Actor::start(crate::ops::housekeeping::Housekeeper { db: db.clone() });
-    let state = web::Data::new(AppState { shared, db });
+    let chat_shards = match (config.chat_writers, &config.database_url) {
+        (0, crate::config::DatabaseUrl::Sqlite(_)) => 1,
+        (0, crate::config::DatabaseUrl::Postgres(_)) => 2,
+        (n, _) => n,
+    };
+    let chat = crate::chat::writer::ChatWriters::start(chat_shards, prepared.pool, shared.clone());
+    let relay = actix::Actor::start(crate::infra::outbox::Relay::new(
+        db.clone(),
+        shared.bus.clone(),
+    ));
+    actix::spawn(crate::social::notifier::run(
+        shared.bus.clone(),
+        db.clone(),
+        shared.registry.clone(),
+    ));
+    let state = web::Data::new(AppState {
+        shared,
+        db,
+        chat,
+        relay,
+    });
 
     let max_body = config.max_body_bytes;
     let workers = if config.workers == 0 {

@@ -136,6 +136,19 @@ pub struct Config {
     #[arg(long, env = "TANDEM_NODE_ID", default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..16))]
     pub node_id: u8,
 
+    /// Origins allowed to open the WebSocket (comma-separated). Empty: any origin.
+    #[arg(
+        long,
+        env = "TANDEM_WS_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub ws_allowed_origins: Vec<String>,
+
+    /// Chat writer shards (each one thread committing batches). 0: 1 on SQLite, 2 on PostgreSQL.
+    #[arg(long, env = "TANDEM_CHAT_WRITERS", default_value_t = 0)]
+    pub chat_writers: usize,
+
     /// SQLite `synchronous` pragma: `full` survives power loss, `normal` only process crashes.
     #[arg(long, env = "TANDEM_SQLITE_SYNCHRONOUS", default_value = "full")]
     pub sqlite_synchronous: SqliteSync,

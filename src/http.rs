@@ -10,8 +10,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::accounts::routes as accounts;
 use crate::app::AppState;
+use crate::chat::routes as chat;
 use crate::error::{extractors, problem_response, ApiError, PROBLEM_CONTENT_TYPE};
 use crate::ops::routes as ops;
+use crate::social::routes as social;
 
 /// Every HTTP route of Tandem.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -28,7 +30,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/me", web::get().to(accounts::me))
                 .route("/me", web::patch().to(accounts::update_me))
                 .route("/admin/users/{id}/ban", web::post().to(accounts::ban))
-                .route("/admin/users/{id}/unban", web::post().to(accounts::unban)),
+                .route("/admin/users/{id}/unban", web::post().to(accounts::unban))
+                .route("/ws", web::get().to(crate::realtime::connection::ws_route))
+                .route("/conversations", web::post().to(chat::create))
+                .route("/conversations", web::get().to(chat::list))
+                .route("/conversations/{id}/messages", web::get().to(chat::history))
+                .route("/users/{id}/follow", web::post().to(social::follow))
+                .route("/users/{id}/follow", web::delete().to(social::unfollow))
+                .route("/users/{id}/block", web::post().to(social::block))
+                .route("/users/{id}/block", web::delete().to(social::unblock))
+                .route("/posts", web::post().to(social::create_post))
+                .route("/posts/{id}", web::get().to(social::get_post))
+                .route("/posts/{id}/like", web::post().to(social::like))
+                .route("/posts/{id}/comments", web::post().to(social::comment))
+                .route("/feed", web::get().to(social::feed))
+                .route("/notifications", web::get().to(social::notifications))
+                .route("/notifications/read", web::post().to(social::mark_read)),
         );
 }
 

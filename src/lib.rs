@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod app;
+pub mod chat;
 pub mod config;
 pub mod db;
 pub mod domain;
@@ -13,4 +14,7 @@ pub mod http;
 pub mod ids;
 pub mod infra;
 pub mod ops;
+pub mod pagination;
+pub mod realtime;
+pub mod social;
 pub mod telemetry;

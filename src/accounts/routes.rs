@@ -127,6 +127,10 @@ pub async fn logout(state: web::Data<AppState>, user: AuthUser) -> ApiResult<Htt
     mirror_revoked_session(state.shared.kv.as_ref(), user.session_id, expires_at_ms)
         .await
         .map_err(ApiError::unavailable_because)?;
+    state
+        .shared
+        .registry
+        .close_user(user.user_id.get(), Some(user.session_id));
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -187,6 +191,10 @@ async fn set_banned(
         mirror_revoked_session(kv, s.id, s.expires_at_ms)
             .await
             .map_err(ApiError::unavailable_because)?;
+    }
+    if banned {
+        // Open sockets close with 1008 at once.
+        state.shared.registry.close_user(target.get(), None);
     }
     Ok(view)
 }

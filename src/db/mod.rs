@@ -31,6 +31,18 @@ pub enum DbConn {
 }
 
 pub type Pool = r2d2::Pool<ConnectionManager>;
+
+/// Runs one statement with the concrete connection, for the few statements
+/// diesel's `MultiConnection` cannot express (multi-row `INSERT ... VALUES`).
+#[macro_export]
+macro_rules! per_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::DbConn::Pg($c) => $body,
+            $crate::db::DbConn::Sqlite($c) => $body,
+        }
+    };
+}
 pub type PooledConn = r2d2::PooledConnection<ConnectionManager>;
 
 /// r2d2 manager that opens the right backend for the URL, instead of letting

@@ -48,3 +48,129 @@ diesel::table! {
 
 diesel::joinable!(sessions -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(settings, users, sessions, idempotency_keys);
+
+diesel::table! {
+    conversations (id) {
+        id -> BigInt,
+        kind -> Text,
+        title -> Text,
+        direct_key -> Nullable<Text>,
+        last_seq -> BigInt,
+        last_activity_ms -> BigInt,
+        created_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    conversation_members (conversation_id, user_id) {
+        conversation_id -> BigInt,
+        user_id -> BigInt,
+        last_read_seq -> BigInt,
+        joined_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    messages (id) {
+        id -> BigInt,
+        conversation_id -> BigInt,
+        seq -> BigInt,
+        sender_id -> BigInt,
+        body -> Text,
+        client_id -> Text,
+        sent_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    blocks (blocker_id, blocked_id) {
+        blocker_id -> BigInt,
+        blocked_id -> BigInt,
+        created_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    follows (follower_id, followee_id) {
+        follower_id -> BigInt,
+        followee_id -> BigInt,
+        created_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    posts (id) {
+        id -> BigInt,
+        author_id -> BigInt,
+        body -> Text,
+        like_count -> BigInt,
+        comment_count -> BigInt,
+        created_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    post_likes (post_id, user_id) {
+        post_id -> BigInt,
+        user_id -> BigInt,
+        created_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    post_comments (id) {
+        id -> BigInt,
+        post_id -> BigInt,
+        author_id -> BigInt,
+        body -> Text,
+        created_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    notifications (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        kind -> Text,
+        data -> Text,
+        event_id -> Nullable<BigInt>,
+        read -> Bool,
+        created_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    outbox (id) {
+        id -> BigInt,
+        kind -> Text,
+        payload -> Text,
+        created_at_ms -> BigInt,
+        published_at_ms -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    processed_events (consumer, event_id) {
+        consumer -> Text,
+        event_id -> BigInt,
+        processed_at_ms -> BigInt,
+    }
+}
+
+diesel::joinable!(conversation_members -> conversations (conversation_id));
+diesel::joinable!(messages -> conversations (conversation_id));
+diesel::joinable!(posts -> users (author_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    conversations,
+    conversation_members,
+    messages,
+    blocks,
+    follows,
+    posts,
+    post_likes,
+    post_comments,
+    notifications,
+    outbox,
+    processed_events,
+);

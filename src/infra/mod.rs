@@ -5,4 +5,5 @@
 pub mod bus;
 pub mod idempotency;
 pub mod kv;
+pub mod outbox;
 pub mod ratelimit;

@@ -123,6 +123,13 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     }
     gauge(
         &mut out,
+        "tandem_online_users",
+        "Users with at least one open WebSocket.",
+        "",
+        state.shared.registry.online_users() as f64,
+    );
+    gauge(
+        &mut out,
         "tandem_uptime_seconds",
         "Seconds since the server started.",
         "",
@@ -146,6 +153,20 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         crate::accounts::routes::update_me,
         crate::accounts::routes::ban,
         crate::accounts::routes::unban,
+        crate::chat::routes::create,
+        crate::chat::routes::list,
+        crate::chat::routes::history,
+        crate::social::routes::follow,
+        crate::social::routes::unfollow,
+        crate::social::routes::block,
+        crate::social::routes::unblock,
+        crate::social::routes::create_post,
+        crate::social::routes::get_post,
+        crate::social::routes::feed,
+        crate::social::routes::like,
+        crate::social::routes::comment,
+        crate::social::routes::notifications,
+        crate::social::routes::mark_read,
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&BearerAuth)

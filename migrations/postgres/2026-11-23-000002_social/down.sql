@@ -1,0 +1,11 @@
+DROP TABLE processed_events;
+DROP TABLE outbox;
+DROP TABLE notifications;
+DROP TABLE post_comments;
+DROP TABLE post_likes;
+DROP TABLE posts;
+DROP TABLE follows;
+DROP TABLE blocks;
+DROP TABLE messages;
+DROP TABLE conversation_members;
+DROP TABLE conversations;

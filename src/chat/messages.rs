@@ -1,0 +1,348 @@
+//! Chat reads and conversation management on the database executor.
+
+use actix::{Handler, Message};
+use diesel::prelude::*;
+use serde::Serialize;
+
+use super::store::{self, ConversationRow};
+use crate::accounts::store as accounts;
+use crate::db::schema::{conversation_members, conversations};
+use crate::db::DbExecutor;
+use crate::error::ApiError;
+use crate::ids::now_ms;
+use crate::pagination::{encode_cursor, Page};
+use crate::realtime::frames::MessageView;
+
+/// Most messages one `sync` returns (the client syncs again from the last).
+pub const SYNC_LIMIT: i64 = 1_000;
+/// Most members a group conversation may have.
+pub const MAX_GROUP_MEMBERS: usize = 1_000;
+
+fn blocked_error() -> ApiError {
+    ApiError::new(
+        actix_web::http::StatusCode::FORBIDDEN,
+        "blocked",
+        "this user does not accept your messages",
+    )
+}
+
+/// Finds or creates the direct conversation of two users.
+pub struct EnsureDirect {
+    pub user_id: i64,
+    pub peer_id: i64,
+}
+
+impl Message for EnsureDirect {
+    type Result = Result<i64, ApiError>;
+}
+
+impl Handler<EnsureDirect> for DbExecutor {
+    type Result = Result<i64, ApiError>;
+
+    fn handle(&mut self, msg: EnsureDirect, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        if accounts::find_user(&mut conn, msg.peer_id)?.is_none() {
+            return Err(ApiError::not_found("no such user"));
+        }
+        if store::is_blocked(&mut conn, msg.peer_id, msg.user_id)? {
+            return Err(blocked_error());
+        }
+        let key = store::direct_key(msg.user_id, msg.peer_id);
+        if let Some(id) = store::find_direct(&mut conn, &key)? {
+            return Ok(id);
+        }
+        let now = now_ms();
+        let row = ConversationRow {
+            id: self.ctx.ids.next_id(),
+            kind: "direct".into(),
+            title: String::new(),
+            direct_key: Some(key.clone()),
+            last_seq: 0,
+            last_activity_ms: now,
+            created_at_ms: now,
+        };
+        let created = crate::db::transaction(&mut conn, |c| {
+            store::insert_conversation(
+                c,
+                &row,
+                &[msg.user_id.min(msg.peer_id), msg.user_id.max(msg.peer_id)],
+                now,
+            )
+        });
+        match created {
+            Ok(()) => Ok(row.id),
+            // Both users opened it at once: the other insert won; use that one.
+            Err(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            )) => store::find_direct(&mut conn, &key)?
+                .ok_or_else(|| ApiError::internal(anyhow::anyhow!("direct conversation vanished"))),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ConversationView {
+    pub conversation_id: i64,
+    pub kind: String,
+    pub title: String,
+    pub member_ids: Vec<i64>,
+    pub last_seq: i64,
+    pub unread: i64,
+    pub created_at: String,
+}
+
+pub struct CreateGroup {
+    pub creator_id: i64,
+    pub member_ids: Vec<i64>,
+    pub title: String,
+    pub kind: &'static str,
+}
+
+impl Message for CreateGroup {
+    type Result = Result<ConversationView, ApiError>;
+}
+
+impl Handler<CreateGroup> for DbExecutor {
+    type Result = Result<ConversationView, ApiError>;
+
+    fn handle(&mut self, msg: CreateGroup, _: &mut Self::Context) -> Self::Result {
+        let mut members: Vec<i64> = msg.member_ids.clone();
+        members.push(msg.creator_id);
+        members.sort_unstable();
+        members.dedup();
+        if members.len() > MAX_GROUP_MEMBERS {
+            return Err(ApiError::invalid_input(format!(
+                "a group has at most {MAX_GROUP_MEMBERS} members"
+            )));
+        }
+        let mut conn = self.conn()?;
+        let now = now_ms();
+        let row = ConversationRow {
+            id: self.ctx.ids.next_id(),
+            kind: msg.kind.into(),
+            title: msg.title,
+            direct_key: None,
+            last_seq: 0,
+            last_activity_ms: now,
+            created_at_ms: now,
+        };
+        crate::db::transaction(&mut conn, |c| -> Result<(), ApiError> {
+            let found: i64 = crate::db::schema::users::table
+                .filter(crate::db::schema::users::id.eq_any(&members))
+                .count()
+                .get_result(c)?;
+            if usize::try_from(found).unwrap_or(0) != members.len() {
+                return Err(ApiError::not_found("a member_id names no user"));
+            }
+            store::insert_conversation(c, &row, &members, now)?;
+            Ok(())
+        })?;
+        Ok(ConversationView {
+            conversation_id: row.id,
+            kind: row.kind,
+            title: row.title,
+            member_ids: members,
+            last_seq: 0,
+            unread: 0,
+            created_at: crate::ids::rfc3339(now),
+        })
+    }
+}
+
+/// The caller's conversations, most recent activity first.
+pub struct ListConversations {
+    pub user_id: i64,
+    pub limit: i64,
+    /// (last_activity_ms, id) of the last item of the previous page.
+    pub after: Option<(i64, i64)>,
+}
+
+impl Message for ListConversations {
+    type Result = Result<Page<ConversationView>, ApiError>;
+}
+
+impl Handler<ListConversations> for DbExecutor {
+    type Result = Result<Page<ConversationView>, ApiError>;
+
+    fn handle(&mut self, msg: ListConversations, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        let mut q = conversation_members::table
+            .inner_join(conversations::table)
+            .filter(conversation_members::user_id.eq(msg.user_id))
+            .into_boxed();
+        if let Some((at, id)) = msg.after {
+            q = q.filter(
+                conversations::last_activity_ms
+                    .lt(at)
+                    .or(conversations::last_activity_ms
+                        .eq(at)
+                        .and(conversations::id.lt(id))),
+            );
+        }
+        let rows: Vec<(ConversationRow, i64)> = q
+            .order((
+                conversations::last_activity_ms.desc(),
+                conversations::id.desc(),
+            ))
+            .limit(msg.limit)
+            .select((
+                ConversationRow::as_select(),
+                conversation_members::last_read_seq,
+            ))
+            .load(&mut conn)?;
+        let ids: Vec<i64> = rows.iter().map(|(c, _)| c.id).collect();
+        let pairs: Vec<(i64, i64)> = conversation_members::table
+            .filter(conversation_members::conversation_id.eq_any(&ids))
+            .order((
+                conversation_members::conversation_id,
+                conversation_members::user_id,
+            ))
+            .select((
+                conversation_members::conversation_id,
+                conversation_members::user_id,
+            ))
+            .load(&mut conn)?;
+        let mut by_conv: std::collections::HashMap<i64, Vec<i64>> =
+            std::collections::HashMap::new();
+        for (c, u) in pairs {
+            by_conv.entry(c).or_default().push(u);
+        }
+        let next_cursor = (rows.len() as i64 == msg.limit)
+            .then(|| {
+                rows.last()
+                    .map(|(c, _)| encode_cursor(&[c.last_activity_ms, c.id]))
+            })
+            .flatten();
+        let items = rows
+            .into_iter()
+            .map(|(c, read)| ConversationView {
+                conversation_id: c.id,
+                member_ids: by_conv.remove(&c.id).unwrap_or_default(),
+                unread: (c.last_seq - read).max(0),
+                last_seq: c.last_seq,
+                kind: c.kind,
+                title: c.title,
+                created_at: crate::ids::rfc3339(c.created_at_ms),
+            })
+            .collect();
+        Ok(Page { items, next_cursor })
+    }
+}
+
+/// Messages after or before a seq, for members only.
+pub struct LoadMessages {
+    pub user_id: i64,
+    pub conversation_id: i64,
+    pub after_seq: Option<i64>,
+    pub before_seq: Option<i64>,
+    pub limit: i64,
+}
+
+pub struct MessagePage {
+    pub items: Vec<MessageView>,
+    /// The conversation's latest seq when read.
+    pub last_seq: i64,
+}
+
+impl Message for LoadMessages {
+    type Result = Result<MessagePage, ApiError>;
+}
+
+impl Handler<LoadMessages> for DbExecutor {
+    type Result = Result<MessagePage, ApiError>;
+
+    fn handle(&mut self, msg: LoadMessages, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        if store::membership(&mut conn, msg.conversation_id, msg.user_id)?.is_none() {
+            return Err(ApiError::not_found("no such conversation"));
+        }
+        // Read last_seq first: every message up to it is committed, so the
+        // page plus `last_seq` never promise a message the page skipped.
+        let conv = store::find_conversation(&mut conn, msg.conversation_id)?
+            .ok_or_else(|| ApiError::not_found("no such conversation"))?;
+        let rows = match (msg.after_seq, msg.before_seq) {
+            (_, Some(before)) => {
+                store::messages_before(&mut conn, msg.conversation_id, before, msg.limit)?
+            }
+            (after, None) => store::messages_after(
+                &mut conn,
+                msg.conversation_id,
+                after.unwrap_or(0),
+                msg.limit,
+            )?,
+        };
+        Ok(MessagePage {
+            items: rows.into_iter().map(MessageView::from).collect(),
+            last_seq: conv.last_seq,
+        })
+    }
+}
+
+/// Records a read receipt; returns the members (to tell) and the stored seq.
+pub struct MarkRead {
+    pub user_id: i64,
+    pub conversation_id: i64,
+    pub seq: i64,
+}
+
+impl Message for MarkRead {
+    type Result = Result<(Vec<i64>, i64), ApiError>;
+}
+
+impl Handler<MarkRead> for DbExecutor {
+    type Result = Result<(Vec<i64>, i64), ApiError>;
+
+    fn handle(&mut self, msg: MarkRead, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        let conv = msg.conversation_id;
+        crate::db::transaction(&mut conn, |c| -> Result<(Vec<i64>, i64), ApiError> {
+            let current = store::membership(c, conv, msg.user_id)?
+                .ok_or_else(|| ApiError::not_found("no such conversation"))?;
+            let last = store::find_conversation(c, conv)?.map_or(0, |r| r.last_seq);
+            // Never past the end, never backwards.
+            let seq = msg.seq.min(last).max(current);
+            if seq != current {
+                diesel::update(conversation_members::table.find((conv, msg.user_id)))
+                    .set(conversation_members::last_read_seq.eq(seq))
+                    .execute(c)?;
+            }
+            Ok((store::members(c, conv)?, seq))
+        })
+    }
+}
+
+pub struct LoadMembers {
+    pub conversation_id: i64,
+}
+
+impl Message for LoadMembers {
+    type Result = Result<Vec<i64>, ApiError>;
+}
+
+impl Handler<LoadMembers> for DbExecutor {
+    type Result = Result<Vec<i64>, ApiError>;
+
+    fn handle(&mut self, msg: LoadMembers, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        Ok(store::members(&mut conn, msg.conversation_id)?)
+    }
+}
+
+pub struct DirectPeers {
+    pub user_id: i64,
+}
+
+impl Message for DirectPeers {
+    type Result = Result<Vec<i64>, ApiError>;
+}
+
+impl Handler<DirectPeers> for DbExecutor {
+    type Result = Result<Vec<i64>, ApiError>;
+
+    fn handle(&mut self, msg: DirectPeers, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        Ok(store::direct_peers(&mut conn, msg.user_id)?)
+    }
+}

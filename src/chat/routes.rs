@@ -1,0 +1,158 @@
+//! Conversations over HTTP.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+
+use super::messages::{
+    ConversationView, CreateGroup, ListConversations, LoadMessages, MAX_GROUP_MEMBERS,
+};
+use crate::accounts::auth::AuthUser;
+use crate::app::AppState;
+use crate::domain::{has_control_chars, Id};
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::pagination::{decode_cursor, encode_cursor, parse_limit, Page, PageQuery};
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateConversationRequest {
+    #[schema(value_type = Vec<i64>)]
+    member_ids: Vec<Id>,
+    title: Option<String>,
+}
+
+/// Create a group conversation of the caller and `member_ids`.
+#[utoipa::path(post, path = "/api/v1/conversations", tag = "chat", security(("bearer" = [])),
+    request_body = CreateConversationRequest,
+    responses((status = 201, body = ConversationView), (status = 400, body = Problem), (status = 404, body = Problem)))]
+pub async fn create(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    body: web::Json<CreateConversationRequest>,
+) -> ApiResult<HttpResponse> {
+    let body = body.into_inner();
+    if body.member_ids.is_empty() || body.member_ids.len() >= MAX_GROUP_MEMBERS {
+        return Err(ApiError::invalid_input(format!(
+            "member_ids must name 1 to {} users",
+            MAX_GROUP_MEMBERS - 1
+        )));
+    }
+    let title = body.title.unwrap_or_default();
+    if title.chars().count() > 100 || has_control_chars(&title) {
+        return Err(ApiError::invalid_input(
+            "title must be at most 100 characters, no control characters",
+        ));
+    }
+    let view = state
+        .db
+        .call(CreateGroup {
+            creator_id: user.user_id.get(),
+            member_ids: body.member_ids.iter().map(|i| i.get()).collect(),
+            title,
+            kind: "group",
+        })
+        .await?;
+    state.shared.members.insert(
+        view.conversation_id,
+        std::sync::Arc::new(view.member_ids.clone()),
+    );
+    Ok(HttpResponse::Created().json(view))
+}
+
+/// The caller's conversations, most recent activity first.
+#[utoipa::path(get, path = "/api/v1/conversations", tag = "chat", security(("bearer" = [])),
+    params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = "{items: [Conversation], next_cursor}"), (status = 400, body = Problem)))]
+pub async fn list(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    q: web::Query<PageQuery>,
+) -> ApiResult<HttpResponse> {
+    let limit = q.limit()?;
+    let after = match &q.cursor {
+        Some(c) => {
+            let v = decode_cursor(c, 2)?;
+            Some((v[0], v[1]))
+        }
+        None => None,
+    };
+    let page = state
+        .db
+        .call(ListConversations {
+            user_id: user.user_id.get(),
+            limit,
+            after,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+#[derive(Deserialize)]
+pub struct HistoryQuery {
+    after_seq: Option<String>,
+    before_seq: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+fn parse_seq(raw: Option<&str>, name: &str) -> ApiResult<Option<i64>> {
+    raw.map(|s| {
+        s.parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| {
+            ApiError::invalid_input(format!("{name} must be a non-negative integer"))
+        })
+    })
+    .transpose()
+}
+
+/// History: `after_seq` ascending, or `before_seq` descending (older pages).
+#[utoipa::path(get, path = "/api/v1/conversations/{id}/messages", tag = "chat", security(("bearer" = [])),
+    params(("id" = i64, Path), ("after_seq" = Option<i64>, Query), ("before_seq" = Option<i64>, Query),
+        ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = "{items: [Message], next_cursor}"), (status = 404, body = Problem)))]
+pub async fn history(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+    q: web::Query<HistoryQuery>,
+) -> ApiResult<HttpResponse> {
+    let limit = parse_limit(q.limit.as_deref())?;
+    let (mut after, mut before) = (
+        parse_seq(q.after_seq.as_deref(), "after_seq")?,
+        parse_seq(q.before_seq.as_deref(), "before_seq")?,
+    );
+    if after.is_some() && before.is_some() {
+        return Err(ApiError::invalid_input(
+            "give after_seq or before_seq, not both",
+        ));
+    }
+    if let Some(c) = &q.cursor {
+        // The cursor carries the direction: [0, seq] after, [1, seq] before.
+        let v = decode_cursor(c, 2)?;
+        match v[0] {
+            0 => (after, before) = (Some(v[1]), None),
+            1 => (after, before) = (None, Some(v[1])),
+            _ => return Err(ApiError::invalid_input("invalid cursor")),
+        }
+    }
+    let descending = before.is_some();
+    let page = state
+        .db
+        .call(LoadMessages {
+            user_id: user.user_id.get(),
+            conversation_id: path.into_inner().0.get(),
+            after_seq: after,
+            before_seq: before,
+            limit,
+        })
+        .await?;
+    let next_cursor = (page.items.len() as i64 == limit)
+        .then(|| {
+            page.items
+                .last()
+                .map(|m| encode_cursor(&[i64::from(descending), m.seq]))
+        })
+        .flatten();
+    Ok(HttpResponse::Ok().json(Page {
+        items: page.items,
+        next_cursor,
+    }))
+}

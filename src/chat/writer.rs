@@ -1,0 +1,441 @@
+//! Durable-before-ack chat writes with group commit.
+//!
+//! ```text
+//! WsConn ──ChatSend──► ChatBatcher[conv % shards] ──WriteBatch──► ChatDbWriter (own thread)
+//!                         ▲ collects while a flush runs            one transaction per batch:
+//!                         │                                        dedupe, membership, block,
+//!                         └──── results (in seq order) ◄────────── seq assignment, insert
+//!        ack to the sender's socket, then `message` to every member's session
+//! ```
+//!
+//! Each conversation maps to exactly one shard, and each shard has one writer
+//! thread, so one thread assigns every `seq` of a conversation: gapless and
+//! strictly increasing, assigned inside the transaction that stores the
+//! message. If the transaction fails, the writer forgets its cached counters
+//! for the batch and reloads them from `conversations.last_seq` (updated in
+//! the same transaction), which is also how it recovers after a restart. The
+//! update of `last_seq` is conditional on the expected previous value, so even
+//! a second node writing the same conversation cannot create a gap or a
+//! duplicate: its batch fails and is retried.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::{
+    Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, SyncArbiter, SyncContext,
+    WrapFuture,
+};
+use diesel::prelude::*;
+
+use super::store::{self, MessageRow};
+use crate::app::Shared;
+use crate::db::schema::{conversation_members, conversations, messages};
+use crate::db::{DbConn, Pool};
+use crate::ids::now_ms;
+use crate::realtime::connection::{Reply, WsConn};
+use crate::realtime::frames::{MessageView, ServerFrame};
+use crate::realtime::registry::Registry;
+use crate::realtime::session::Deliver;
+
+/// Most messages in one transaction.
+pub const MAX_BATCH: usize = 512;
+/// Messages a shard accepts while busy before senders are told to retry.
+pub const MAX_QUEUED: usize = 16_384;
+/// Counters and member lists a writer keeps before starting over.
+const WRITER_CACHE_MAX: usize = 100_000;
+
+#[derive(Debug, Clone, Copy)]
+pub enum Target {
+    Conversation(i64),
+}
+
+/// A message to store and deliver.
+pub struct ChatSend {
+    pub sender_id: i64,
+    pub conn: Addr<WsConn>,
+    pub conn_id: u64,
+    pub target: Target,
+    pub client_id: String,
+    pub body: String,
+}
+
+impl Message for ChatSend {
+    type Result = ();
+}
+
+impl ChatSend {
+    fn conversation_id(&self) -> i64 {
+        match self.target {
+            Target::Conversation(c) => c,
+        }
+    }
+}
+
+/// The shards. `submit` never waits: a full shard hands the message back.
+pub struct ChatWriters {
+    shards: Vec<Addr<ChatBatcher>>,
+}
+
+impl ChatWriters {
+    pub fn start(shards: usize, pool: Pool, shared: Arc<Shared>) -> ChatWriters {
+        let shards = (0..shards.max(1))
+            .map(|_| {
+                let writer_pool = pool.clone();
+                let writer_shared = shared.clone();
+                let writer = SyncArbiter::start(1, move || ChatDbWriter {
+                    pool: writer_pool.clone(),
+                    shared: writer_shared.clone(),
+                    next_seq: HashMap::new(),
+                    members: HashMap::new(),
+                });
+                ChatBatcher {
+                    writer,
+                    registry: shared.registry.clone(),
+                    pending: Vec::new(),
+                    flushing: false,
+                }
+                .start()
+            })
+            .collect();
+        ChatWriters { shards }
+    }
+
+    pub fn submit(&self, msg: ChatSend) -> Result<(), ChatSend> {
+        let n = self.shards.len() as i64;
+        let idx = usize::try_from(msg.conversation_id().rem_euclid(n)).unwrap_or(0);
+        match self.shards[idx].try_send(msg) {
+            Ok(()) => Ok(()),
+            Err(actix::dev::SendError::Full(m) | actix::dev::SendError::Closed(m)) => Err(m),
+        }
+    }
+}
+
+pub struct ChatBatcher {
+    writer: Addr<ChatDbWriter>,
+    registry: Arc<Registry>,
+    pending: Vec<ChatSend>,
+    flushing: bool,
+}
+
+impl Actor for ChatBatcher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // `try_send` honours this bound; past it `submit` fails fast.
+        ctx.set_mailbox_capacity(MAX_QUEUED);
+    }
+}
+
+impl Handler<ChatSend> for ChatBatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: ChatSend, ctx: &mut Self::Context) {
+        if self.pending.len() >= MAX_QUEUED {
+            let frame = ServerFrame::Error {
+                code: "unavailable",
+                message: "the server is busy; resend later",
+                client_id: Some(&msg.client_id),
+            };
+            msg.conn.do_send(Reply(frame.encode()));
+            return;
+        }
+        self.pending.push(msg);
+        if !self.flushing {
+            self.flush(ctx);
+        }
+    }
+}
+
+impl ChatBatcher {
+    /// Sends what is pending to the writer; while it commits, new messages
+    /// collect into the next batch (group commit).
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.pending.is_empty() {
+            return;
+        }
+        self.flushing = true;
+        let take = self.pending.len().min(MAX_BATCH);
+        let batch: Vec<ChatSend> = self.pending.drain(..take).collect();
+        let rows: Vec<PendingMessage> = batch
+            .iter()
+            .map(|m| PendingMessage {
+                sender_id: m.sender_id,
+                conversation_id: m.conversation_id(),
+                client_id: m.client_id.clone(),
+                body: m.body.clone(),
+            })
+            .collect();
+        ctx.spawn(self.writer.send(WriteBatch(rows)).into_actor(self).map(
+            move |res, this, ctx| {
+                let results = match res {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(error = %e, "chat writer unavailable");
+                        batch
+                            .iter()
+                            .map(|_| Err(("unavailable", "the message was not stored; resend")))
+                            .collect()
+                    }
+                };
+                for (req, result) in batch.iter().zip(results) {
+                    this.complete(req, result);
+                }
+                this.flushing = false;
+                this.flush(ctx);
+            },
+        ));
+    }
+
+    fn complete(&self, req: &ChatSend, result: WriteResult) {
+        match result {
+            Ok(stored) => {
+                let ack = ServerFrame::Ack {
+                    client_id: &req.client_id,
+                    conversation_id: stored.view.conversation_id,
+                    message_id: stored.view.message_id,
+                    seq: stored.view.seq,
+                };
+                req.conn.do_send(Reply(ack.encode()));
+                if let Some(members) = stored.deliver_to {
+                    let frame = ServerFrame::Message(&stored.view).encode();
+                    for m in members.iter() {
+                        self.registry.deliver(
+                            *m,
+                            Deliver {
+                                frame: frame.clone(),
+                                conversation_id: Some(stored.view.conversation_id),
+                                seq: Some(stored.view.seq),
+                                except_conn: Some(req.conn_id),
+                            },
+                        );
+                    }
+                }
+            }
+            Err((code, message)) => {
+                let frame = ServerFrame::Error {
+                    code,
+                    message,
+                    client_id: Some(&req.client_id),
+                };
+                req.conn.do_send(Reply(frame.encode()));
+            }
+        }
+    }
+}
+
+pub struct PendingMessage {
+    pub sender_id: i64,
+    pub conversation_id: i64,
+    pub client_id: String,
+    pub body: String,
+}
+
+pub struct Stored {
+    pub view: MessageView,
+    /// Members to deliver to; `None` for a duplicate (already delivered once).
+    pub deliver_to: Option<Arc<Vec<i64>>>,
+}
+
+pub type WriteResult = Result<Stored, (&'static str, &'static str)>;
+
+pub struct WriteBatch(pub Vec<PendingMessage>);
+
+impl Message for WriteBatch {
+    type Result = Vec<WriteResult>;
+}
+
+pub struct ChatDbWriter {
+    pool: Pool,
+    shared: Arc<Shared>,
+    /// Next seq per conversation, valid only for this writer's shard.
+    next_seq: HashMap<i64, i64>,
+    /// (kind, members) per conversation.
+    members: HashMap<i64, (String, Arc<Vec<i64>>)>,
+}
+
+impl Actor for ChatDbWriter {
+    type Context = SyncContext<Self>;
+}
+
+/// A batch failed as a whole and should be retried after reloading counters.
+struct Conflict;
+
+impl ChatDbWriter {
+    fn conversation(
+        &mut self,
+        c: &mut DbConn,
+        conv: i64,
+    ) -> QueryResult<Option<(String, Arc<Vec<i64>>)>> {
+        if let Some(v) = self.members.get(&conv) {
+            return Ok(Some(v.clone()));
+        }
+        let Some(row) = store::find_conversation(c, conv)? else {
+            return Ok(None);
+        };
+        let members = Arc::new(store::members(c, conv)?);
+        if self.members.len() >= WRITER_CACHE_MAX {
+            self.members.clear();
+        }
+        self.members
+            .insert(conv, (row.kind.clone(), members.clone()));
+        if !self.next_seq.contains_key(&conv) {
+            if self.next_seq.len() >= WRITER_CACHE_MAX {
+                self.next_seq.clear();
+            }
+            self.next_seq.insert(conv, row.last_seq + 1);
+        }
+        Ok(Some((row.kind, members)))
+    }
+
+    fn next_seq(&mut self, c: &mut DbConn, conv: i64) -> QueryResult<i64> {
+        if let Some(s) = self.next_seq.get(&conv) {
+            return Ok(*s);
+        }
+        let last: i64 = conversations::table
+            .find(conv)
+            .select(conversations::last_seq)
+            .first(c)?;
+        self.next_seq.insert(conv, last + 1);
+        Ok(last + 1)
+    }
+
+    fn write(
+        &mut self,
+        batch: &[PendingMessage],
+    ) -> Result<Vec<WriteResult>, Result<Conflict, diesel::result::Error>> {
+        let mut conn = self.pool.get().map_err(|e| {
+            tracing::error!(error = %e, "chat writer has no database connection");
+            Ok(Conflict)
+        })?;
+        let now = now_ms();
+        conn.transaction(|c| {
+            let mut out: Vec<WriteResult> = Vec::with_capacity(batch.len());
+            let mut rows: Vec<MessageRow> = Vec::new();
+            let mut first_seq: HashMap<i64, i64> = HashMap::new();
+            let mut read_up_to: HashMap<(i64, i64), i64> = HashMap::new();
+            let mut in_batch: HashMap<(i64, &str), usize> = HashMap::new();
+            for m in batch {
+                if let Some(&i) = in_batch.get(&(m.sender_id, m.client_id.as_str())) {
+                    out.push(match &out[i] {
+                        Ok(s) => Ok(Stored {
+                            view: s.view.clone(),
+                            deliver_to: None,
+                        }),
+                        Err(e) => Err(*e),
+                    });
+                    continue;
+                }
+                in_batch.insert((m.sender_id, m.client_id.as_str()), out.len());
+                if let Some(orig) = store::find_by_client_id(c, m.sender_id, &m.client_id)? {
+                    out.push(Ok(Stored {
+                        view: orig.into(),
+                        deliver_to: None,
+                    }));
+                    continue;
+                }
+                let Some((kind, members)) = self.conversation(c, m.conversation_id)? else {
+                    out.push(Err(("not_member", "not a member of this conversation")));
+                    continue;
+                };
+                if members.binary_search(&m.sender_id).is_err() {
+                    out.push(Err(("not_member", "not a member of this conversation")));
+                    continue;
+                }
+                if kind == "direct" {
+                    let peer = members
+                        .iter()
+                        .copied()
+                        .find(|u| *u != m.sender_id)
+                        .unwrap_or(m.sender_id);
+                    if store::is_blocked(c, peer, m.sender_id)? {
+                        out.push(Err(("blocked", "this user does not accept your messages")));
+                        continue;
+                    }
+                }
+                let seq = self.next_seq(c, m.conversation_id)?;
+                self.next_seq.insert(m.conversation_id, seq + 1);
+                first_seq.entry(m.conversation_id).or_insert(seq);
+                let key = (m.conversation_id, m.sender_id);
+                read_up_to.insert(key, seq);
+                let row = MessageRow {
+                    id: self.shared.ids.next_id(),
+                    conversation_id: m.conversation_id,
+                    seq,
+                    sender_id: m.sender_id,
+                    body: m.body.clone(),
+                    client_id: m.client_id.clone(),
+                    sent_at_ms: now,
+                };
+                out.push(Ok(Stored {
+                    view: row.clone().into(),
+                    deliver_to: Some(members),
+                }));
+                rows.push(row);
+            }
+            for chunk in rows.chunks(1_000) {
+                crate::per_backend!(&mut **c, |b| diesel::insert_into(messages::table)
+                    .values(chunk)
+                    .execute(b))?;
+            }
+            for (conv, first) in &first_seq {
+                let last = self.next_seq.get(conv).copied().unwrap_or(*first) - 1;
+                let updated = diesel::update(
+                    conversations::table
+                        .filter(conversations::id.eq(conv))
+                        .filter(conversations::last_seq.eq(first - 1)),
+                )
+                .set((
+                    conversations::last_seq.eq(last),
+                    conversations::last_activity_ms.eq(now),
+                ))
+                .execute(c)?;
+                if updated != 1 {
+                    // Someone else advanced this conversation: our counter is stale.
+                    return Err(diesel::result::Error::RollbackTransaction);
+                }
+            }
+            // A sender has read their own message.
+            for ((conv, user), seq) in read_up_to {
+                diesel::update(conversation_members::table.find((conv, user)))
+                    .filter(conversation_members::last_read_seq.lt(seq))
+                    .set(conversation_members::last_read_seq.eq(seq))
+                    .execute(c)?;
+            }
+            Ok(out)
+        })
+        .map_err(|e| match e {
+            diesel::result::Error::RollbackTransaction => Ok(Conflict),
+            e if crate::db::is_transient(&e) => Ok(Conflict),
+            e => Err(e),
+        })
+    }
+}
+
+impl Handler<WriteBatch> for ChatDbWriter {
+    type Result = Vec<WriteResult>;
+
+    fn handle(&mut self, msg: WriteBatch, _: &mut Self::Context) -> Self::Result {
+        const ATTEMPTS: usize = 3;
+        for attempt in 1..=ATTEMPTS {
+            match self.write(&msg.0) {
+                Ok(results) => return results,
+                Err(e) => {
+                    // The transaction rolled back: forget what it assumed.
+                    for m in &msg.0 {
+                        self.next_seq.remove(&m.conversation_id);
+                        self.members.remove(&m.conversation_id);
+                    }
+                    match e {
+                        Ok(Conflict) if attempt < ATTEMPTS => continue,
+                        Ok(Conflict) => tracing::warn!("chat batch conflicted {ATTEMPTS} times"),
+                        Err(e) => tracing::error!(error = %e, "chat batch failed"),
+                    }
+                }
+            }
+        }
+        msg.0
+            .iter()
+            .map(|_| Err(("unavailable", "the message was not stored; resend")))
+            .collect()
+    }
+}

@@ -1,0 +1,86 @@
+//! `?limit=` (1-200, default 50) and opaque keyset cursors.
+
+use serde::Deserialize;
+
+use crate::error::ApiError;
+
+pub const DEFAULT_LIMIT: i64 = 50;
+pub const MAX_LIMIT: i64 = 200;
+
+#[derive(Debug, Deserialize)]
+pub struct PageQuery {
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+impl PageQuery {
+    pub fn limit(&self) -> Result<i64, ApiError> {
+        parse_limit(self.limit.as_deref())
+    }
+}
+
+pub fn parse_limit(raw: Option<&str>) -> Result<i64, ApiError> {
+    match raw {
+        None => Ok(DEFAULT_LIMIT),
+        Some(s) => match s.parse::<i64>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            _ => Err(ApiError::invalid_input(
+                "limit must be an integer from 1 to 200",
+            )),
+        },
+    }
+}
+
+/// Encodes keyset values as an opaque token (hex of `v1:a:b:...`).
+pub fn encode_cursor(parts: &[i64]) -> String {
+    let joined: Vec<String> = parts.iter().map(i64::to_string).collect();
+    hex::encode(format!("v1:{}", joined.join(":")))
+}
+
+/// Decodes a token made by [`encode_cursor`] with exactly `n` values; else 400.
+pub fn decode_cursor(token: &str, n: usize) -> Result<Vec<i64>, ApiError> {
+    let bad = || ApiError::invalid_input("invalid cursor");
+    let bytes = hex::decode(token).map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let rest = text.strip_prefix("v1:").ok_or_else(bad)?;
+    let parts: Vec<i64> = rest
+        .split(':')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad())?;
+    if parts.len() != n {
+        return Err(bad());
+    }
+    Ok(parts)
+}
+
+/// A page of a list, as every list route answers.
+#[derive(Debug, serde::Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let c = encode_cursor(&[5, -7]);
+        assert_eq!(decode_cursor(&c, 2).unwrap(), vec![5, -7]);
+        assert!(decode_cursor(&c, 1).is_err());
+        assert!(decode_cursor("zz", 1).is_err());
+        assert!(decode_cursor(&hex::encode("v2:1"), 1).is_err());
+    }
+
+    #[test]
+    fn limits() {
+        assert_eq!(parse_limit(None).unwrap(), 50);
+        assert_eq!(parse_limit(Some("200")).unwrap(), 200);
+        assert!(parse_limit(Some("0")).is_err());
+        assert!(parse_limit(Some("201")).is_err());
+        assert!(parse_limit(Some("x")).is_err());
+    }
+}

@@ -1,0 +1,485 @@
+//! One actor per WebSocket: parses frames, enforces size, rate and heartbeat,
+//! and forwards work to the chat writers and the database executor. It holds
+//! no domain state.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::{
+    Actor, ActorContext, ActorFutureExt, AsyncContext, Handler, Message, StreamHandler, WrapFuture,
+};
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web_actors::ws;
+
+use super::frames::{ClientFrame, ReadFrame, SendFrame, ServerFrame, SyncFrame, TypingFrame};
+use super::registry::ConnShared;
+use super::session::{Deliver, IDLE_TIMEOUT_MS};
+use crate::accounts::auth::AuthUser;
+use crate::app::AppState;
+use crate::chat::messages::{EnsureDirect, LoadMessages, MarkRead, SYNC_LIMIT};
+use crate::chat::writer::{ChatSend, Target};
+use crate::error::ApiError;
+use crate::ids::now_ms;
+
+/// Largest frame a client may send, in bytes; larger closes with 1009.
+pub const MAX_FRAME_BYTES: usize = 65_536;
+pub const MAX_BODY_CHARS: usize = 4_000;
+pub const MAX_CLIENT_ID_CHARS: usize = 64;
+const PING_INTERVAL: Duration = Duration::from_secs(15);
+/// Per-connection frame budget (when rate limits are on): burst and refill per second.
+const FRAME_BURST: f64 = 60.0;
+const FRAMES_PER_S: f64 = 30.0;
+/// Live frames held back per conversation while a sync is being served.
+const MAX_HELD_FRAMES: usize = 4_096;
+
+pub struct WsConn {
+    state: web::Data<AppState>,
+    shared: Arc<ConnShared>,
+    /// Conversations being synced on this socket, with the live frames held back meanwhile.
+    syncing: HashMap<i64, Vec<(i64, Arc<str>)>>,
+    tokens: f64,
+    refilled_at: Instant,
+}
+
+impl WsConn {
+    fn user_id(&self) -> i64 {
+        self.shared.user_id
+    }
+
+    fn send_error(
+        ctx: &mut ws::WebsocketContext<Self>,
+        code: &str,
+        message: &str,
+        client_id: Option<&str>,
+    ) {
+        ctx.text(
+            &*ServerFrame::Error {
+                code,
+                message,
+                client_id,
+            }
+            .encode(),
+        );
+    }
+
+    fn api_error(ctx: &mut ws::WebsocketContext<Self>, e: &ApiError, client_id: Option<&str>) {
+        let code = match e.code() {
+            "not_found" => "not_member",
+            other => other,
+        };
+        Self::send_error(ctx, code, e.detail(), client_id);
+    }
+
+    /// True if the frame may be served under the per-connection budget.
+    fn take_token(&mut self) -> bool {
+        if !self.state.shared.config.rate_limits_enabled() {
+            return true;
+        }
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.refilled_at).as_secs_f64();
+        self.refilled_at = now;
+        self.tokens = (self.tokens + elapsed * FRAMES_PER_S).min(FRAME_BURST);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        let frame: ClientFrame = match serde_json::from_str(text) {
+            Ok(f) => f,
+            Err(e) => {
+                return Self::send_error(ctx, "invalid_input", &format!("bad frame: {e}"), None)
+            }
+        };
+        if !self.take_token() {
+            let client_id = match &frame {
+                ClientFrame::Send(s) => Some(s.client_id.as_str()),
+                _ => None,
+            };
+            return Self::send_error(ctx, "rate_limited", "too many frames; slow down", client_id);
+        }
+        match frame {
+            ClientFrame::Send(f) => self.on_send(f, ctx),
+            ClientFrame::Sync(f) => self.on_sync(f, ctx),
+            ClientFrame::Read(f) => self.on_read(f, ctx),
+            ClientFrame::Typing(f) => self.on_typing(f, ctx),
+            ClientFrame::Ping(_) => ctx.text(&*ServerFrame::Pong.encode()),
+        }
+    }
+
+    fn on_send(&mut self, f: SendFrame, ctx: &mut ws::WebsocketContext<Self>) {
+        let cid = f.client_id.clone();
+        let n = f.client_id.chars().count();
+        if n == 0 || n > MAX_CLIENT_ID_CHARS {
+            return Self::send_error(
+                ctx,
+                "invalid_input",
+                "client_id must be 1-64 characters",
+                Some(&cid),
+            );
+        }
+        let body_chars = f.body.chars().count();
+        if body_chars == 0 || body_chars > MAX_BODY_CHARS {
+            return Self::send_error(
+                ctx,
+                "invalid_input",
+                "body must be 1-4000 characters",
+                Some(&cid),
+            );
+        }
+        let me = self.user_id();
+        match (f.conversation_id, f.to_user_id) {
+            (Some(conv), None) if conv > 0 => self.forward_send(conv, f, ctx),
+            (None, Some(peer)) if peer > 0 && peer != me => {
+                let key = (me.min(peer), me.max(peer));
+                if let Some(conv) = self.state.shared.direct.get(&key).map(|c| *c) {
+                    return self.forward_send(conv, f, ctx);
+                }
+                let db = self.state.db.clone();
+                ctx.spawn(
+                    async move {
+                        db.call(EnsureDirect {
+                            user_id: me,
+                            peer_id: peer,
+                        })
+                        .await
+                    }
+                    .into_actor(self)
+                    .map(move |res, this, ctx| match res {
+                        Ok(conv) => {
+                            this.state.shared.direct.insert(key, conv);
+                            this.forward_send(conv, f, ctx);
+                        }
+                        Err(e) => Self::api_error(ctx, &e, Some(&cid)),
+                    }),
+                );
+            }
+            _ => Self::send_error(
+                ctx,
+                "invalid_input",
+                "give exactly one of conversation_id or to_user_id (another user)",
+                Some(&cid),
+            ),
+        }
+    }
+
+    fn forward_send(
+        &mut self,
+        conversation_id: i64,
+        f: SendFrame,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        let req = ChatSend {
+            sender_id: self.user_id(),
+            conn: ctx.address(),
+            conn_id: self.shared.id,
+            target: Target::Conversation(conversation_id),
+            client_id: f.client_id,
+            body: f.body,
+        };
+        if let Err(rejected) = self.state.chat.submit(req) {
+            Self::send_error(
+                ctx,
+                "unavailable",
+                "the server is busy; resend later",
+                Some(&rejected.client_id),
+            );
+        }
+    }
+
+    fn on_sync(&mut self, f: SyncFrame, ctx: &mut ws::WebsocketContext<Self>) {
+        if f.conversation_id <= 0 || f.after_seq < 0 {
+            return Self::send_error(
+                ctx,
+                "invalid_input",
+                "conversation_id must be positive, after_seq >= 0",
+                None,
+            );
+        }
+        let conv = f.conversation_id;
+        // Hold live frames of this conversation until `synced` is out.
+        self.syncing.entry(conv).or_default();
+        let db = self.state.db.clone();
+        let msg = LoadMessages {
+            user_id: self.user_id(),
+            conversation_id: conv,
+            after_seq: Some(f.after_seq),
+            before_seq: None,
+            limit: SYNC_LIMIT,
+        };
+        ctx.spawn(
+            async move { db.call(msg).await }
+                .into_actor(self)
+                .map(move |res, this, ctx| {
+                    let held = this.syncing.remove(&conv).unwrap_or_default();
+                    match res {
+                        Ok(page) => {
+                            let mut last_sent = f.after_seq;
+                            for m in &page.items {
+                                ctx.text(&*ServerFrame::Message(m).encode());
+                                last_sent = m.seq;
+                            }
+                            ctx.text(
+                                &*ServerFrame::Synced {
+                                    conversation_id: conv,
+                                    last_seq: page.last_seq,
+                                }
+                                .encode(),
+                            );
+                            // Release what arrived meanwhile, minus what the sync already sent.
+                            for (seq, frame) in held {
+                                if seq > last_sent {
+                                    ctx.text(&*frame);
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            for (_, frame) in held {
+                                ctx.text(&*frame);
+                            }
+                            Self::api_error(ctx, &e, None);
+                        }
+                    }
+                }),
+        );
+    }
+
+    fn on_read(&mut self, f: ReadFrame, ctx: &mut ws::WebsocketContext<Self>) {
+        if f.conversation_id <= 0 || f.seq < 0 {
+            return Self::send_error(
+                ctx,
+                "invalid_input",
+                "conversation_id must be positive, seq >= 0",
+                None,
+            );
+        }
+        let db = self.state.db.clone();
+        let me = self.user_id();
+        let msg = MarkRead {
+            user_id: me,
+            conversation_id: f.conversation_id,
+            seq: f.seq,
+        };
+        ctx.spawn(
+            async move { db.call(msg).await }.into_actor(self).map(
+                move |res, this, ctx| match res {
+                    Ok((members, seq)) => {
+                        let frame = ServerFrame::Read {
+                            conversation_id: f.conversation_id,
+                            user_id: me,
+                            seq,
+                        }
+                        .encode();
+                        for m in members.iter().filter(|m| **m != me) {
+                            this.state
+                                .shared
+                                .registry
+                                .deliver(*m, Deliver::plain(frame.clone()));
+                        }
+                    }
+                    Err(e) => Self::api_error(ctx, &e, None),
+                },
+            ),
+        );
+    }
+
+    fn on_typing(&mut self, f: TypingFrame, ctx: &mut ws::WebsocketContext<Self>) {
+        let me = self.user_id();
+        let conv = f.conversation_id;
+        let state = self.state.clone();
+        ctx.spawn(
+            async move { crate::chat::members_of(&state, conv).await }
+                .into_actor(self)
+                .map(move |res, this, ctx| match res {
+                    Ok(members) if members.contains(&me) => {
+                        let frame = ServerFrame::Typing {
+                            conversation_id: conv,
+                            user_id: me,
+                        }
+                        .encode();
+                        for m in members.iter().filter(|m| **m != me) {
+                            this.state
+                                .shared
+                                .registry
+                                .deliver(*m, Deliver::plain(frame.clone()));
+                        }
+                    }
+                    Ok(_) => Self::send_error(
+                        ctx,
+                        "not_member",
+                        "not a member of this conversation",
+                        None,
+                    ),
+                    Err(e) => Self::api_error(ctx, &e, None),
+                }),
+        );
+    }
+
+    fn close(ctx: &mut ws::WebsocketContext<Self>, code: ws::CloseCode, reason: &str) {
+        ctx.close(Some(ws::CloseReason {
+            code,
+            description: Some(reason.to_owned()),
+        }));
+        ctx.stop();
+    }
+}
+
+impl Actor for WsConn {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.state
+            .shared
+            .registry
+            .attach(&self.state.db, ctx.address(), self.shared.clone());
+        ctx.run_interval(PING_INTERVAL, |this, ctx| {
+            if now_ms() - this.shared.last_seen_ms.load(Ordering::Acquire) > IDLE_TIMEOUT_MS {
+                Self::close(ctx, ws::CloseCode::Away, "idle timeout");
+            } else {
+                ctx.ping(b"");
+            }
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.state
+            .shared
+            .registry
+            .detach(self.shared.user_id, self.shared.id);
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsConn {
+    fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        // Any frame from the client counts as alive.
+        self.shared.last_seen_ms.store(now_ms(), Ordering::Release);
+        match item {
+            Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
+            Ok(ws::Message::Ping(p)) => ctx.pong(&p),
+            Ok(ws::Message::Pong(_)) => {}
+            Ok(ws::Message::Binary(_)) => {
+                Self::send_error(ctx, "invalid_input", "send JSON text frames", None)
+            }
+            Ok(ws::Message::Continuation(_)) => Self::send_error(
+                ctx,
+                "invalid_input",
+                "fragmented frames are not supported",
+                None,
+            ),
+            Ok(ws::Message::Close(_)) => Self::close(ctx, ws::CloseCode::Normal, "bye"),
+            Ok(ws::Message::Nop) => {}
+            Err(ws::ProtocolError::Overflow) => {
+                Self::close(ctx, ws::CloseCode::Size, "frame larger than 65536 bytes")
+            }
+            Err(e) => Self::close(ctx, ws::CloseCode::Protocol, &e.to_string()),
+        }
+    }
+}
+
+/// A frame for this socket from its session (counted against the slow-client bound).
+pub struct Push {
+    pub frame: Arc<str>,
+    pub conversation_id: Option<i64>,
+    pub seq: Option<i64>,
+}
+
+impl Message for Push {
+    type Result = ();
+}
+
+impl Handler<Push> for WsConn {
+    type Result = ();
+    fn handle(&mut self, msg: Push, ctx: &mut Self::Context) {
+        self.shared.pending_frames.fetch_sub(1, Ordering::AcqRel);
+        self.shared
+            .pending_bytes
+            .fetch_sub(msg.frame.len(), Ordering::AcqRel);
+        if let (Some(conv), Some(seq)) = (msg.conversation_id, msg.seq) {
+            if let Some(held) = self.syncing.get_mut(&conv) {
+                if held.len() >= MAX_HELD_FRAMES {
+                    return Self::close(
+                        ctx,
+                        ws::CloseCode::Again,
+                        "too far behind; reconnect and sync",
+                    );
+                }
+                held.push((seq, msg.frame));
+                return;
+            }
+        }
+        ctx.text(&*msg.frame);
+    }
+}
+
+/// A frame straight to this socket (acks and errors to the sender).
+pub struct Reply(pub Arc<str>);
+
+impl Message for Reply {
+    type Result = ();
+}
+
+impl Handler<Reply> for WsConn {
+    type Result = ();
+    fn handle(&mut self, msg: Reply, ctx: &mut Self::Context) {
+        ctx.text(&*msg.0);
+    }
+}
+
+/// Close with a code (1008 ban/logout/too slow, 1000 idle).
+pub struct Kick {
+    pub code: u16,
+    pub reason: &'static str,
+}
+
+impl Message for Kick {
+    type Result = ();
+}
+
+impl Handler<Kick> for WsConn {
+    type Result = ();
+    fn handle(&mut self, msg: Kick, ctx: &mut Self::Context) {
+        Self::close(ctx, ws::CloseCode::from(msg.code), msg.reason);
+    }
+}
+
+/// `GET /api/v1/ws`: authenticate (header or `?token=`), check Origin, upgrade.
+pub async fn ws_route(
+    req: HttpRequest,
+    stream: web::Payload,
+    state: web::Data<AppState>,
+    user: AuthUser,
+) -> Result<HttpResponse, ApiError> {
+    let allowed = &state.shared.config.ws_allowed_origins;
+    if !allowed.is_empty() {
+        let origin = req.headers().get("origin").and_then(|o| o.to_str().ok());
+        if let Some(origin) = origin {
+            if !allowed.iter().any(|a| a == origin) {
+                return Err(ApiError::forbidden("origin not allowed"));
+            }
+        }
+    }
+    let shared = Arc::new(ConnShared {
+        id: state.shared.registry.next_conn_id(),
+        user_id: user.user_id.get(),
+        token_session: user.session_id,
+        last_seen_ms: AtomicI64::new(now_ms()),
+        pending_frames: AtomicUsize::new(0),
+        pending_bytes: AtomicUsize::new(0),
+    });
+    let conn = WsConn {
+        state: state.clone(),
+        shared,
+        syncing: HashMap::new(),
+        tokens: FRAME_BURST,
+        refilled_at: Instant::now(),
+    };
+    ws::WsResponseBuilder::new(conn, &req, stream)
+        .frame_size(MAX_FRAME_BYTES)
+        .start()
+        .map_err(|e| ApiError::invalid_input(format!("WebSocket handshake failed: {e}")))
+}

@@ -1,0 +1,114 @@
+//! Session registry: user id -> that user's session actor, while online.
+//!
+//! Concurrency: attach (a socket opens) and the session's own retirement
+//! (its last socket closed) both run under the DashMap shard lock of the
+//! user's entry, and share one connection counter. A session retires only if
+//! the counter is still zero under that lock, so a socket that attaches at
+//! the same moment is never handed to a session that is about to stop.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use actix::{Actor, Addr};
+use dashmap::mapref::entry::Entry;
+use dashmap::DashMap;
+
+use super::connection::WsConn;
+use super::session::{Attach, CloseConns, Deliver, Detach, UserSession};
+use crate::db::Db;
+
+/// What a session and the registry know about one socket, readable without
+/// going through the socket's actor (which stalls while its writes are jammed).
+pub struct ConnShared {
+    pub id: u64,
+    pub user_id: i64,
+    /// The token session the socket was opened with (logout closes it).
+    pub token_session: i64,
+    pub last_seen_ms: AtomicI64,
+    /// Frames handed to the socket actor and not yet written by it.
+    pub pending_frames: AtomicUsize,
+    pub pending_bytes: AtomicUsize,
+}
+
+struct SessionEntry {
+    addr: Addr<UserSession>,
+    conns: Arc<AtomicUsize>,
+}
+
+#[derive(Default)]
+pub struct Registry {
+    sessions: DashMap<i64, SessionEntry>,
+    next_conn_id: AtomicU64,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Hands a new socket to the user's session, starting one if needed.
+    pub fn attach(self: &Arc<Self>, db: &Db, conn: Addr<WsConn>, shared: Arc<ConnShared>) {
+        let user_id = shared.user_id;
+        match self.sessions.entry(user_id) {
+            Entry::Occupied(e) => {
+                e.get().conns.fetch_add(1, Ordering::AcqRel);
+                e.get().addr.do_send(Attach { conn, shared });
+            }
+            Entry::Vacant(v) => {
+                let conns = Arc::new(AtomicUsize::new(1));
+                let addr = UserSession::new(
+                    user_id,
+                    self.clone(),
+                    db.clone(),
+                    conns.clone(),
+                    conn,
+                    shared,
+                )
+                .start();
+                v.insert(SessionEntry { addr, conns });
+            }
+        }
+    }
+
+    pub fn detach(&self, user_id: i64, conn_id: u64) {
+        if let Some(e) = self.sessions.get(&user_id) {
+            e.addr.do_send(Detach { conn_id });
+        }
+    }
+
+    /// Called by a session whose counter reached zero; true if it may stop.
+    pub fn retire(&self, user_id: i64, addr: &Addr<UserSession>) -> bool {
+        self.sessions
+            .remove_if(&user_id, |_, e| {
+                e.addr == *addr && e.conns.load(Ordering::Acquire) == 0
+            })
+            .is_some()
+    }
+
+    /// Pushes a frame to every socket of the user, if online.
+    pub fn deliver(&self, user_id: i64, msg: Deliver) {
+        if let Some(e) = self.sessions.get(&user_id) {
+            e.addr.do_send(msg);
+        }
+    }
+
+    pub fn is_online(&self, user_id: i64) -> bool {
+        self.sessions.contains_key(&user_id)
+    }
+
+    pub fn online_users(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Closes the user's sockets with 1008: all of them (ban) or those opened
+    /// with one token session (logout).
+    pub fn close_user(&self, user_id: i64, token_session: Option<i64>) {
+        if let Some(e) = self.sessions.get(&user_id) {
+            e.addr.do_send(CloseConns { token_session });
+        }
+    }
+}

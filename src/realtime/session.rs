@@ -1,0 +1,238 @@
+//! The user session actor: every socket of one online user, presence, and
+//! the single place that pushes to that user.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{
+    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, WrapFuture,
+};
+
+use super::connection::{Kick, Push, WsConn};
+use super::frames::ServerFrame;
+use super::registry::{ConnShared, Registry};
+use crate::db::Db;
+use crate::ids::now_ms;
+
+/// Frames a socket may have waiting before its client counts as too slow.
+pub const MAX_PENDING_FRAMES: usize = 2_048;
+/// Bytes a socket may have waiting before its client counts as too slow.
+pub const MAX_PENDING_BYTES: usize = 4 * 1024 * 1024;
+/// A socket silent this long is closed.
+pub const IDLE_TIMEOUT_MS: i64 = 45_000;
+/// How often a session checks its sockets' liveness. This runs on the session,
+/// not the socket actor, so a socket jammed in a write is still reaped.
+const REAP_INTERVAL: Duration = Duration::from_secs(5);
+
+pub struct UserSession {
+    user_id: i64,
+    registry: Arc<Registry>,
+    db: Db,
+    conns_count: Arc<AtomicUsize>,
+    conns: HashMap<u64, (Addr<WsConn>, Arc<ConnShared>)>,
+    /// Direct-conversation peers, told when this user comes and goes.
+    peers: Vec<i64>,
+}
+
+impl UserSession {
+    pub fn new(
+        user_id: i64,
+        registry: Arc<Registry>,
+        db: Db,
+        conns_count: Arc<AtomicUsize>,
+        first: Addr<WsConn>,
+        shared: Arc<ConnShared>,
+    ) -> Self {
+        let mut conns = HashMap::new();
+        conns.insert(shared.id, (first, shared));
+        UserSession {
+            user_id,
+            registry,
+            db,
+            conns_count,
+            conns,
+            peers: Vec::new(),
+        }
+    }
+
+    fn broadcast_presence(&self, online: bool) {
+        let frame = ServerFrame::Presence {
+            user_id: self.user_id,
+            online,
+        }
+        .encode();
+        for peer in &self.peers {
+            self.registry.deliver(*peer, Deliver::plain(frame.clone()));
+        }
+    }
+
+    /// Forgets a socket; retires the session when it was the last one.
+    fn remove(&mut self, conn_id: u64, ctx: &mut Context<Self>) {
+        if self.conns.remove(&conn_id).is_some() {
+            let left = self.conns_count.fetch_sub(1, Ordering::AcqRel) - 1;
+            if left == 0 && self.registry.retire(self.user_id, &ctx.address()) {
+                ctx.stop();
+            }
+        }
+    }
+
+    fn kick(&mut self, conn_id: u64, code: u16, reason: &'static str, ctx: &mut Context<Self>) {
+        if let Some((addr, _)) = self.conns.get(&conn_id) {
+            addr.do_send(Kick { code, reason });
+        }
+        self.remove(conn_id, ctx);
+    }
+}
+
+impl Actor for UserSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(4_096);
+        let db = self.db.clone();
+        let user_id = self.user_id;
+        ctx.spawn(
+            async move {
+                db.call(crate::chat::messages::DirectPeers { user_id })
+                    .await
+            }
+            .into_actor(self)
+            .map(|peers, this, _| {
+                this.peers = peers.unwrap_or_default();
+                this.broadcast_presence(true);
+            }),
+        );
+        ctx.run_interval(REAP_INTERVAL, |this, ctx| {
+            let now = now_ms();
+            let stale: Vec<u64> = this
+                .conns
+                .values()
+                .filter(|(_, s)| now - s.last_seen_ms.load(Ordering::Acquire) > IDLE_TIMEOUT_MS)
+                .map(|(_, s)| s.id)
+                .collect();
+            for id in stale {
+                this.kick(id, 1000, "idle timeout", ctx);
+            }
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.broadcast_presence(false);
+    }
+}
+
+pub struct Attach {
+    pub conn: Addr<WsConn>,
+    pub shared: Arc<ConnShared>,
+}
+
+impl Message for Attach {
+    type Result = ();
+}
+
+impl Handler<Attach> for UserSession {
+    type Result = ();
+    fn handle(&mut self, msg: Attach, _: &mut Self::Context) {
+        self.conns.insert(msg.shared.id, (msg.conn, msg.shared));
+    }
+}
+
+pub struct Detach {
+    pub conn_id: u64,
+}
+
+impl Message for Detach {
+    type Result = ();
+}
+
+impl Handler<Detach> for UserSession {
+    type Result = ();
+    fn handle(&mut self, msg: Detach, ctx: &mut Self::Context) {
+        self.remove(msg.conn_id, ctx);
+    }
+}
+
+/// A frame for every socket of the user (but `except_conn`).
+pub struct Deliver {
+    pub frame: Arc<str>,
+    pub conversation_id: Option<i64>,
+    pub seq: Option<i64>,
+    pub except_conn: Option<u64>,
+}
+
+impl Deliver {
+    pub fn plain(frame: Arc<str>) -> Self {
+        Deliver {
+            frame,
+            conversation_id: None,
+            seq: None,
+            except_conn: None,
+        }
+    }
+}
+
+impl Message for Deliver {
+    type Result = ();
+}
+
+impl Handler<Deliver> for UserSession {
+    type Result = ();
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        let mut too_slow = Vec::new();
+        for (id, (addr, shared)) in &self.conns {
+            if Some(*id) == msg.except_conn {
+                continue;
+            }
+            // Count before sending: `do_send` ignores mailbox capacity, and a
+            // socket whose client stopped reading never drains its mailbox.
+            let frames = shared.pending_frames.fetch_add(1, Ordering::AcqRel) + 1;
+            let bytes = shared
+                .pending_bytes
+                .fetch_add(msg.frame.len(), Ordering::AcqRel)
+                + msg.frame.len();
+            if frames > MAX_PENDING_FRAMES || bytes > MAX_PENDING_BYTES {
+                too_slow.push(*id);
+                continue;
+            }
+            addr.do_send(Push {
+                frame: msg.frame.clone(),
+                conversation_id: msg.conversation_id,
+                seq: msg.seq,
+            });
+        }
+        for id in too_slow {
+            tracing::info!(
+                user_id = self.user_id,
+                conn_id = id,
+                "disconnecting a client that cannot keep up"
+            );
+            self.kick(id, 1008, "too slow: cannot keep up", ctx);
+        }
+    }
+}
+
+/// Closes sockets with 1008 (ban: all; logout: those of one token session).
+pub struct CloseConns {
+    pub token_session: Option<i64>,
+}
+
+impl Message for CloseConns {
+    type Result = ();
+}
+
+impl Handler<CloseConns> for UserSession {
+    type Result = ();
+    fn handle(&mut self, msg: CloseConns, ctx: &mut Self::Context) {
+        let ids: Vec<u64> = self
+            .conns
+            .values()
+            .filter(|(_, s)| msg.token_session.is_none_or(|t| t == s.token_session))
+            .map(|(_, s)| s.id)
+            .collect();
+        for id in ids {
+            self.kick(id, 1008, "session ended", ctx);
+        }
+    }
+}

@@ -1,0 +1,477 @@
+//! Social reads and writes on the database executor.
+
+use actix::{Handler, Message};
+use diesel::dsl::{exists, not};
+use diesel::prelude::*;
+use serde::Serialize;
+
+use crate::accounts::store as accounts;
+use crate::db::schema::{blocks, follows, notifications, post_comments, post_likes, posts};
+use crate::db::{DbConn, DbExecutor};
+use crate::error::ApiError;
+use crate::ids::{now_ms, rfc3339};
+use crate::infra::outbox;
+use crate::pagination::{encode_cursor, Page};
+
+/// Most followers a new post is pushed to live (the rest see it in their feed).
+pub const MAX_LIVE_POST_PUSHES: i64 = 10_000;
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PostView {
+    pub post_id: i64,
+    pub author_id: i64,
+    pub body: String,
+    pub created_at: String,
+    pub like_count: i64,
+    pub comment_count: i64,
+}
+
+type PostTuple = (i64, i64, String, i64, i64, i64);
+
+fn post_view((id, author_id, body, like_count, comment_count, created): PostTuple) -> PostView {
+    PostView {
+        post_id: id,
+        author_id,
+        body,
+        created_at: rfc3339(created),
+        like_count,
+        comment_count,
+    }
+}
+
+const POST_COLUMNS: (
+    posts::id,
+    posts::author_id,
+    posts::body,
+    posts::like_count,
+    posts::comment_count,
+    posts::created_at_ms,
+) = (
+    posts::id,
+    posts::author_id,
+    posts::body,
+    posts::like_count,
+    posts::comment_count,
+    posts::created_at_ms,
+);
+
+fn ensure_user(conn: &mut DbConn, id: i64) -> Result<(), ApiError> {
+    accounts::find_user(conn, id)?
+        .map(|_| ())
+        .ok_or_else(|| ApiError::not_found("no such user"))
+}
+
+/// A post the viewer may see (404 if missing or its author blocked the viewer).
+fn visible_post(conn: &mut DbConn, post_id: i64, viewer: i64) -> Result<PostView, ApiError> {
+    let row: Option<PostTuple> = posts::table
+        .find(post_id)
+        .select(POST_COLUMNS)
+        .first(conn)
+        .optional()?;
+    let post = row
+        .map(post_view)
+        .ok_or_else(|| ApiError::not_found("no such post"))?;
+    if crate::chat::store::is_blocked(conn, post.author_id, viewer)? {
+        return Err(ApiError::not_found("no such post"));
+    }
+    Ok(post)
+}
+
+pub struct Follow {
+    pub follower: i64,
+    pub followee: i64,
+}
+
+impl Message for Follow {
+    /// True when this call created the follow (an event was written).
+    type Result = Result<bool, ApiError>;
+}
+
+impl Handler<Follow> for DbExecutor {
+    type Result = Result<bool, ApiError>;
+
+    fn handle(&mut self, msg: Follow, _: &mut Self::Context) -> Self::Result {
+        if msg.follower == msg.followee {
+            return Err(ApiError::invalid_input("you cannot follow yourself"));
+        }
+        let mut conn = self.conn()?;
+        ensure_user(&mut conn, msg.followee)?;
+        if crate::chat::store::is_blocked(&mut conn, msg.followee, msg.follower)? {
+            return Err(ApiError::not_found("no such user"));
+        }
+        let ids = &self.ctx.ids;
+        crate::db::transaction(&mut conn, |c| -> Result<bool, ApiError> {
+            let exists: Option<i64> = follows::table
+                .find((msg.follower, msg.followee))
+                .select(follows::follower_id)
+                .first(c)
+                .optional()?;
+            if exists.is_some() {
+                return Ok(false);
+            }
+            diesel::insert_into(follows::table)
+                .values((
+                    follows::follower_id.eq(msg.follower),
+                    follows::followee_id.eq(msg.followee),
+                    follows::created_at_ms.eq(now_ms()),
+                ))
+                .execute(c)?;
+            // The followee is told through the outbox, in this same transaction.
+            outbox::enqueue(
+                c,
+                ids,
+                "user.followed",
+                &serde_json::json!({
+                    "follower_id": msg.follower,
+                    "followee_id": msg.followee,
+                    "notify": [{"user_id": msg.followee, "kind": "user.followed", "data": {"follower_id": msg.follower}}],
+                }),
+            )?;
+            Ok(true)
+        })
+    }
+}
+
+pub struct Unfollow {
+    pub follower: i64,
+    pub followee: i64,
+}
+
+impl Message for Unfollow {
+    type Result = Result<(), ApiError>;
+}
+
+impl Handler<Unfollow> for DbExecutor {
+    type Result = Result<(), ApiError>;
+
+    fn handle(&mut self, msg: Unfollow, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        ensure_user(&mut conn, msg.followee)?;
+        diesel::delete(follows::table.find((msg.follower, msg.followee))).execute(&mut conn)?;
+        Ok(())
+    }
+}
+
+pub struct SetBlock {
+    pub blocker: i64,
+    pub blocked: i64,
+    pub on: bool,
+}
+
+impl Message for SetBlock {
+    type Result = Result<(), ApiError>;
+}
+
+impl Handler<SetBlock> for DbExecutor {
+    type Result = Result<(), ApiError>;
+
+    fn handle(&mut self, msg: SetBlock, _: &mut Self::Context) -> Self::Result {
+        if msg.blocker == msg.blocked {
+            return Err(ApiError::invalid_input("you cannot block yourself"));
+        }
+        let mut conn = self.conn()?;
+        ensure_user(&mut conn, msg.blocked)?;
+        crate::db::transaction(&mut conn, |c| -> Result<(), ApiError> {
+            if msg.on {
+                if !crate::chat::store::is_blocked(c, msg.blocker, msg.blocked)? {
+                    diesel::insert_into(blocks::table)
+                        .values((
+                            blocks::blocker_id.eq(msg.blocker),
+                            blocks::blocked_id.eq(msg.blocked),
+                            blocks::created_at_ms.eq(now_ms()),
+                        ))
+                        .execute(c)?;
+                }
+                // A blocked user stops following the blocker.
+                diesel::delete(follows::table.find((msg.blocked, msg.blocker))).execute(c)?;
+            } else {
+                diesel::delete(blocks::table.find((msg.blocker, msg.blocked))).execute(c)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+pub struct CreatePost {
+    pub author: i64,
+    pub body: String,
+}
+
+impl Message for CreatePost {
+    /// The post and the followers to push it to.
+    type Result = Result<(PostView, Vec<i64>), ApiError>;
+}
+
+impl Handler<CreatePost> for DbExecutor {
+    type Result = Result<(PostView, Vec<i64>), ApiError>;
+
+    fn handle(&mut self, msg: CreatePost, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        let now = now_ms();
+        let id = self.ctx.ids.next_id();
+        diesel::insert_into(posts::table)
+            .values((
+                posts::id.eq(id),
+                posts::author_id.eq(msg.author),
+                posts::body.eq(&msg.body),
+                posts::like_count.eq(0_i64),
+                posts::comment_count.eq(0_i64),
+                posts::created_at_ms.eq(now),
+            ))
+            .execute(&mut conn)?;
+        let followers: Vec<i64> = follows::table
+            .filter(follows::followee_id.eq(msg.author))
+            .select(follows::follower_id)
+            .limit(MAX_LIVE_POST_PUSHES)
+            .load(&mut conn)?;
+        Ok((post_view((id, msg.author, msg.body, 0, 0, now)), followers))
+    }
+}
+
+pub struct GetPost {
+    pub viewer: i64,
+    pub post_id: i64,
+}
+
+impl Message for GetPost {
+    type Result = Result<PostView, ApiError>;
+}
+
+impl Handler<GetPost> for DbExecutor {
+    type Result = Result<PostView, ApiError>;
+
+    fn handle(&mut self, msg: GetPost, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        visible_post(&mut conn, msg.post_id, msg.viewer)
+    }
+}
+
+/// Fan-out on read: the viewer's followees' posts and their own, newest first.
+/// `posts (author_id, id)` lets the database walk each followee's newest posts;
+/// the id cursor keeps pages stable while new posts arrive.
+pub struct Feed {
+    pub viewer: i64,
+    pub limit: i64,
+    pub before_id: Option<i64>,
+}
+
+impl Message for Feed {
+    type Result = Result<Page<PostView>, ApiError>;
+}
+
+impl Handler<Feed> for DbExecutor {
+    type Result = Result<Page<PostView>, ApiError>;
+
+    fn handle(&mut self, msg: Feed, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        let followees = follows::table
+            .filter(follows::follower_id.eq(msg.viewer))
+            .select(follows::followee_id);
+        let mut q = posts::table
+            .filter(
+                posts::author_id
+                    .eq_any(followees)
+                    .or(posts::author_id.eq(msg.viewer)),
+            )
+            .filter(not(exists(
+                blocks::table
+                    .filter(blocks::blocker_id.eq(posts::author_id))
+                    .filter(blocks::blocked_id.eq(msg.viewer)),
+            )))
+            .into_boxed();
+        if let Some(before) = msg.before_id {
+            q = q.filter(posts::id.lt(before));
+        }
+        let rows: Vec<PostTuple> = q
+            .order(posts::id.desc())
+            .limit(msg.limit)
+            .select(POST_COLUMNS)
+            .load(&mut conn)?;
+        let next_cursor = (rows.len() as i64 == msg.limit)
+            .then(|| rows.last().map(|r| encode_cursor(&[r.0])))
+            .flatten();
+        Ok(Page {
+            items: rows.into_iter().map(post_view).collect(),
+            next_cursor,
+        })
+    }
+}
+
+pub struct Like {
+    pub user: i64,
+    pub post_id: i64,
+}
+
+impl Message for Like {
+    type Result = Result<PostView, ApiError>;
+}
+
+impl Handler<Like> for DbExecutor {
+    type Result = Result<PostView, ApiError>;
+
+    fn handle(&mut self, msg: Like, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        crate::db::transaction(&mut conn, |c| -> Result<PostView, ApiError> {
+            visible_post(c, msg.post_id, msg.user)?;
+            let liked: Option<i64> = post_likes::table
+                .find((msg.post_id, msg.user))
+                .select(post_likes::user_id)
+                .first(c)
+                .optional()?;
+            if liked.is_none() {
+                diesel::insert_into(post_likes::table)
+                    .values((
+                        post_likes::post_id.eq(msg.post_id),
+                        post_likes::user_id.eq(msg.user),
+                        post_likes::created_at_ms.eq(now_ms()),
+                    ))
+                    .execute(c)?;
+                diesel::update(posts::table.find(msg.post_id))
+                    .set(posts::like_count.eq(posts::like_count + 1))
+                    .execute(c)?;
+            }
+            visible_post(c, msg.post_id, msg.user)
+        })
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CommentView {
+    pub comment_id: i64,
+    pub post_id: i64,
+    pub author_id: i64,
+    pub body: String,
+    pub created_at: String,
+}
+
+pub struct AddComment {
+    pub user: i64,
+    pub post_id: i64,
+    pub body: String,
+}
+
+impl Message for AddComment {
+    type Result = Result<CommentView, ApiError>;
+}
+
+impl Handler<AddComment> for DbExecutor {
+    type Result = Result<CommentView, ApiError>;
+
+    fn handle(&mut self, msg: AddComment, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        let id = self.ctx.ids.next_id();
+        let now = now_ms();
+        crate::db::transaction(&mut conn, |c| -> Result<(), ApiError> {
+            visible_post(c, msg.post_id, msg.user)?;
+            diesel::insert_into(post_comments::table)
+                .values((
+                    post_comments::id.eq(id),
+                    post_comments::post_id.eq(msg.post_id),
+                    post_comments::author_id.eq(msg.user),
+                    post_comments::body.eq(&msg.body),
+                    post_comments::created_at_ms.eq(now),
+                ))
+                .execute(c)?;
+            diesel::update(posts::table.find(msg.post_id))
+                .set(posts::comment_count.eq(posts::comment_count + 1))
+                .execute(c)?;
+            Ok(())
+        })?;
+        Ok(CommentView {
+            comment_id: id,
+            post_id: msg.post_id,
+            author_id: msg.user,
+            body: msg.body,
+            created_at: rfc3339(now),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct NotificationView {
+    pub notification_id: i64,
+    pub kind: String,
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+    pub created_at: String,
+    pub read: bool,
+}
+
+type NotificationTuple = (i64, String, String, i64, bool);
+
+pub fn notification_view((id, kind, data, created, read): NotificationTuple) -> NotificationView {
+    NotificationView {
+        notification_id: id,
+        kind,
+        data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
+        created_at: rfc3339(created),
+        read,
+    }
+}
+
+pub struct ListNotifications {
+    pub user: i64,
+    pub limit: i64,
+    pub before_id: Option<i64>,
+}
+
+impl Message for ListNotifications {
+    type Result = Result<Page<NotificationView>, ApiError>;
+}
+
+impl Handler<ListNotifications> for DbExecutor {
+    type Result = Result<Page<NotificationView>, ApiError>;
+
+    fn handle(&mut self, msg: ListNotifications, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        let mut q = notifications::table
+            .filter(notifications::user_id.eq(msg.user))
+            .into_boxed();
+        if let Some(before) = msg.before_id {
+            q = q.filter(notifications::id.lt(before));
+        }
+        let rows: Vec<NotificationTuple> = q
+            .order(notifications::id.desc())
+            .limit(msg.limit)
+            .select((
+                notifications::id,
+                notifications::kind,
+                notifications::data,
+                notifications::created_at_ms,
+                notifications::read,
+            ))
+            .load(&mut conn)?;
+        let next_cursor = (rows.len() as i64 == msg.limit)
+            .then(|| rows.last().map(|r| encode_cursor(&[r.0])))
+            .flatten();
+        Ok(Page {
+            items: rows.into_iter().map(notification_view).collect(),
+            next_cursor,
+        })
+    }
+}
+
+pub struct MarkNotificationsRead {
+    pub user: i64,
+    pub up_to_id: i64,
+}
+
+impl Message for MarkNotificationsRead {
+    type Result = Result<usize, ApiError>;
+}
+
+impl Handler<MarkNotificationsRead> for DbExecutor {
+    type Result = Result<usize, ApiError>;
+
+    fn handle(&mut self, msg: MarkNotificationsRead, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        Ok(diesel::update(
+            notifications::table
+                .filter(notifications::user_id.eq(msg.user))
+                .filter(notifications::id.le(msg.up_to_id))
+                .filter(notifications::read.eq(false)),
+        )
+        .set(notifications::read.eq(true))
+        .execute(&mut conn)?)
+    }
+}

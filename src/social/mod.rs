@@ -1,0 +1,5 @@
+//! Social: follows, blocks, posts and the feed, notifications and the notifier.
+
+pub mod messages;
+pub mod notifier;
+pub mod routes;

@@ -1,0 +1,157 @@
+//! The notifier: consumes domain events (at least once), stores each
+//! event's notifications exactly once (de-duplicated by event id in the same
+//! transaction), pushes them to online recipients, then acknowledges.
+//!
+//! Producers say whom to tell: an event payload may carry
+//! `"notify": [{"user_id": N, "kind": "order.paid", "data": {...}}]`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Handler, Message};
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use serde::Deserialize;
+
+use super::messages::NotificationView;
+use crate::db::schema::{notifications, processed_events};
+use crate::db::{Db, DbExecutor};
+use crate::error::ApiError;
+use crate::ids::{now_ms, rfc3339};
+use crate::infra::bus::{Event, EventBus};
+use crate::realtime::frames::ServerFrame;
+use crate::realtime::registry::Registry;
+use crate::realtime::session::Deliver;
+
+pub const CONSUMER: &str = "notifier";
+/// Routing-key patterns the notifier listens to.
+pub const PATTERNS: &[&str] = &[
+    "user.#", "order.#", "rebate.#", "trip.#", "animal.#", "gift.#",
+];
+/// Most notifications one event may create.
+const MAX_PER_EVENT: usize = 1_000;
+
+#[derive(Deserialize)]
+struct Notify {
+    user_id: i64,
+    kind: String,
+    #[serde(default)]
+    data: serde_json::Value,
+}
+
+/// Stores the notifications of one event, once. Returns (recipient, view) of
+/// those created now (empty if the event was applied before).
+pub struct ApplyEvent(pub Event);
+
+impl Message for ApplyEvent {
+    type Result = Result<Vec<(i64, NotificationView)>, ApiError>;
+}
+
+impl Handler<ApplyEvent> for DbExecutor {
+    type Result = Result<Vec<(i64, NotificationView)>, ApiError>;
+
+    fn handle(&mut self, msg: ApplyEvent, _: &mut Self::Context) -> Self::Result {
+        let event = msg.0;
+        let notify: Vec<Notify> = event
+            .payload
+            .get("notify")
+            .cloned()
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| {
+                ApiError::internal(anyhow::anyhow!(
+                    "event {} has a bad notify list: {e}",
+                    event.id
+                ))
+            })?
+            .unwrap_or_default();
+        let mut conn = self.conn()?;
+        let now = now_ms();
+        let ids = &self.ctx.ids;
+        crate::db::transaction(
+            &mut conn,
+            |c| -> Result<Vec<(i64, NotificationView)>, ApiError> {
+                let first = diesel::insert_into(processed_events::table)
+                    .values((
+                        processed_events::consumer.eq(CONSUMER),
+                        processed_events::event_id.eq(event.id),
+                        processed_events::processed_at_ms.eq(now),
+                    ))
+                    .execute(c);
+                match first {
+                    Ok(_) => {}
+                    Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+                        return Ok(Vec::new())
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                let mut created = Vec::new();
+                for n in notify.iter().take(MAX_PER_EVENT) {
+                    let id = ids.next_id();
+                    let data = n.data.to_string();
+                    diesel::insert_into(notifications::table)
+                        .values((
+                            notifications::id.eq(id),
+                            notifications::user_id.eq(n.user_id),
+                            notifications::kind.eq(&n.kind),
+                            notifications::data.eq(&data),
+                            notifications::event_id.eq(Some(event.id)),
+                            notifications::read.eq(false),
+                            notifications::created_at_ms.eq(now),
+                        ))
+                        .execute(c)?;
+                    created.push((
+                        n.user_id,
+                        NotificationView {
+                            notification_id: id,
+                            kind: n.kind.clone(),
+                            data: n.data.clone(),
+                            created_at: rfc3339(now),
+                            read: false,
+                        },
+                    ));
+                }
+                Ok(created)
+            },
+        )
+    }
+}
+
+/// Pushes a stored notification to the recipient's open sockets.
+pub fn push(registry: &Registry, user_id: i64, n: &NotificationView) {
+    let frame = ServerFrame::Notification {
+        notification_id: n.notification_id,
+        kind: &n.kind,
+        data: &n.data,
+    };
+    registry.deliver(user_id, Deliver::plain(frame.encode()));
+}
+
+/// Runs the consumer loop until the subscription ends.
+pub async fn run(bus: Arc<dyn EventBus>, db: Db, registry: Arc<Registry>) {
+    let mut sub = match bus.subscribe(CONSUMER, PATTERNS).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "notifier could not subscribe");
+            return;
+        }
+    };
+    while let Some(delivery) = sub.next().await {
+        let event = delivery.event.clone();
+        match db.call(ApplyEvent(event)).await {
+            Ok(created) => {
+                for (user, n) in &created {
+                    push(&registry, *user, n);
+                }
+                if let Err(e) = delivery.ack().await {
+                    tracing::warn!(error = %e, "notifier ack failed; the event will be redelivered");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "notifier could not apply an event; retrying later");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let _ = delivery.nack().await;
+            }
+        }
+    }
+}

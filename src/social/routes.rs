@@ -1,0 +1,303 @@
+//! Social over HTTP: follows, blocks, posts, feed, notifications.
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use super::messages::{
+    AddComment, CommentView, CreatePost, Feed, Follow, GetPost, Like, ListNotifications,
+    MarkNotificationsRead, PostView, SetBlock, Unfollow,
+};
+use crate::accounts::auth::AuthUser;
+use crate::app::AppState;
+use crate::domain::Id;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::infra::outbox::Nudge;
+use crate::pagination::{decode_cursor, PageQuery};
+use crate::realtime::frames::ServerFrame;
+use crate::realtime::session::Deliver;
+
+pub const MAX_POST_CHARS: usize = 2_000;
+pub const MAX_COMMENT_CHARS: usize = 1_000;
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FollowView {
+    user_id: i64,
+    following: bool,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct BlockView {
+    user_id: i64,
+    blocked: bool,
+}
+
+fn text_body(body: &str, max: usize, what: &str) -> ApiResult<()> {
+    let n = body.chars().count();
+    if n == 0 || n > max || body.trim().is_empty() {
+        return Err(ApiError::invalid_input(format!(
+            "{what} must be 1-{max} characters and not blank"
+        )));
+    }
+    if body
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(ApiError::invalid_input(format!(
+            "{what} must not contain control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Follow a user (idempotent); they are notified the first time.
+#[utoipa::path(post, path = "/api/v1/users/{id}/follow", tag = "social", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = FollowView), (status = 404, body = Problem)))]
+pub async fn follow(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+) -> ApiResult<HttpResponse> {
+    let followee = path.into_inner().0.get();
+    let created = state
+        .db
+        .call(Follow {
+            follower: user.user_id.get(),
+            followee,
+        })
+        .await?;
+    if created {
+        state.relay.do_send(Nudge);
+    }
+    Ok(HttpResponse::Ok().json(FollowView {
+        user_id: followee,
+        following: true,
+    }))
+}
+
+/// Stop following.
+#[utoipa::path(delete, path = "/api/v1/users/{id}/follow", tag = "social", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 204), (status = 404, body = Problem)))]
+pub async fn unfollow(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+) -> ApiResult<HttpResponse> {
+    state
+        .db
+        .call(Unfollow {
+            follower: user.user_id.get(),
+            followee: path.into_inner().0.get(),
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Block a user: they cannot message you, open a direct conversation with you, or see your posts.
+#[utoipa::path(post, path = "/api/v1/users/{id}/block", tag = "social", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = BlockView), (status = 404, body = Problem)))]
+pub async fn block(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+) -> ApiResult<HttpResponse> {
+    let blocked = path.into_inner().0.get();
+    state
+        .db
+        .call(SetBlock {
+            blocker: user.user_id.get(),
+            blocked,
+            on: true,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(BlockView {
+        user_id: blocked,
+        blocked: true,
+    }))
+}
+
+/// Lift a block.
+#[utoipa::path(delete, path = "/api/v1/users/{id}/block", tag = "social", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 204), (status = 404, body = Problem)))]
+pub async fn unblock(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+) -> ApiResult<HttpResponse> {
+    state
+        .db
+        .call(SetBlock {
+            blocker: user.user_id.get(),
+            blocked: path.into_inner().0.get(),
+            on: false,
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BodyRequest {
+    body: String,
+}
+
+/// Publish a post; online followers get it pushed.
+#[utoipa::path(post, path = "/api/v1/posts", tag = "social", security(("bearer" = [])), request_body = BodyRequest,
+    responses((status = 201, body = PostView), (status = 400, body = Problem)))]
+pub async fn create_post(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    body: web::Json<BodyRequest>,
+) -> ApiResult<HttpResponse> {
+    let body = body.into_inner().body;
+    text_body(&body, MAX_POST_CHARS, "body")?;
+    let (post, followers) = state
+        .db
+        .call(CreatePost {
+            author: user.user_id.get(),
+            body,
+        })
+        .await?;
+    let value = serde_json::to_value(&post).map_err(ApiError::internal)?;
+    let frame = ServerFrame::Post { post: &value }.encode();
+    let registry = &state.shared.registry;
+    for f in followers.into_iter().filter(|f| registry.is_online(*f)) {
+        registry.deliver(f, Deliver::plain(frame.clone()));
+    }
+    Ok(HttpResponse::Created().json(post))
+}
+
+/// One post (404 if its author blocked the caller).
+#[utoipa::path(get, path = "/api/v1/posts/{id}", tag = "social", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = PostView), (status = 404, body = Problem)))]
+pub async fn get_post(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+) -> ApiResult<HttpResponse> {
+    let post = state
+        .db
+        .call(GetPost {
+            viewer: user.user_id.get(),
+            post_id: path.into_inner().0.get(),
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(post))
+}
+
+fn before_id(q: &PageQuery) -> ApiResult<Option<i64>> {
+    q.cursor
+        .as_deref()
+        .map(|c| decode_cursor(c, 1).map(|v| v[0]))
+        .transpose()
+}
+
+/// Posts of the people the caller follows and the caller's own, newest first.
+#[utoipa::path(get, path = "/api/v1/feed", tag = "social", security(("bearer" = [])),
+    params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = "{items: [Post], next_cursor}"), (status = 400, body = Problem)))]
+pub async fn feed(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    q: web::Query<PageQuery>,
+) -> ApiResult<HttpResponse> {
+    let page = state
+        .db
+        .call(Feed {
+            viewer: user.user_id.get(),
+            limit: q.limit()?,
+            before_id: before_id(&q)?,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// Like a post (idempotent).
+#[utoipa::path(post, path = "/api/v1/posts/{id}/like", tag = "social", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = PostView), (status = 404, body = Problem)))]
+pub async fn like(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+) -> ApiResult<HttpResponse> {
+    let post = state
+        .db
+        .call(Like {
+            user: user.user_id.get(),
+            post_id: path.into_inner().0.get(),
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(post))
+}
+
+/// Comment on a post.
+#[utoipa::path(post, path = "/api/v1/posts/{id}/comments", tag = "social", security(("bearer" = [])),
+    params(("id" = i64, Path)), request_body = BodyRequest,
+    responses((status = 201, body = CommentView), (status = 400, body = Problem), (status = 404, body = Problem)))]
+pub async fn comment(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+    body: web::Json<BodyRequest>,
+) -> ApiResult<HttpResponse> {
+    let body = body.into_inner().body;
+    text_body(&body, MAX_COMMENT_CHARS, "body")?;
+    let c = state
+        .db
+        .call(AddComment {
+            user: user.user_id.get(),
+            post_id: path.into_inner().0.get(),
+            body,
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(c))
+}
+
+/// The caller's notifications, newest first.
+#[utoipa::path(get, path = "/api/v1/notifications", tag = "social", security(("bearer" = [])),
+    params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = "{items: [Notification], next_cursor}"), (status = 400, body = Problem)))]
+pub async fn notifications(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    q: web::Query<PageQuery>,
+) -> ApiResult<HttpResponse> {
+    let page = state
+        .db
+        .call(ListNotifications {
+            user: user.user_id.get(),
+            limit: q.limit()?,
+            before_id: before_id(&q)?,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadRequest {
+    #[schema(value_type = i64)]
+    up_to_id: Id,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ReadResult {
+    marked_read: usize,
+}
+
+/// Mark the caller's notifications up to `up_to_id` read.
+#[utoipa::path(post, path = "/api/v1/notifications/read", tag = "social", security(("bearer" = [])),
+    request_body = ReadRequest, responses((status = 200, body = ReadResult), (status = 400, body = Problem)))]
+pub async fn mark_read(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    body: web::Json<ReadRequest>,
+) -> ApiResult<HttpResponse> {
+    let n = state
+        .db
+        .call(MarkNotificationsRead {
+            user: user.user_id.get(),
+            up_to_id: body.up_to_id.get(),
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(ReadResult { marked_read: n }))
+}
