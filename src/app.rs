@@ -199,7 +199,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         metrics: Metrics::new(),
         pool: prepared.pool.clone(),
         started: Instant::now(),
-        registry: Arc::new(crate::realtime::registry::Registry::new()),
+        registry: Arc::new(crate::realtime::registry::Registry::new(
+            crate::realtime::registry::SocketLimits {
+                idle_timeout_ms: i64::try_from(config.ws_idle_timeout_secs.max(1) * 1000)
+                    .unwrap_or(45_000),
+                max_pending_frames: config.ws_outbound_max_frames.max(1),
+                max_pending_bytes: config.ws_outbound_max_bytes.max(1024),
+            },
+        )),
         members: dashmap::DashMap::new(),
         direct: dashmap::DashMap::new(),
     });

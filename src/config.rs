@@ -145,6 +145,22 @@ pub struct Config {
     )]
     pub ws_allowed_origins: Vec<String>,
 
+    /// A WebSocket silent this long is closed (the server pings at a third of it).
+    #[arg(long, env = "TANDEM_WS_IDLE_TIMEOUT_SECS", default_value_t = 45)]
+    pub ws_idle_timeout_secs: u64,
+
+    /// Frames queued for one socket before its client counts as too slow and is disconnected.
+    #[arg(long, env = "TANDEM_WS_OUTBOUND_MAX_FRAMES", default_value_t = 8_192)]
+    pub ws_outbound_max_frames: usize,
+
+    /// Bytes queued for one socket before its client counts as too slow and is disconnected.
+    #[arg(
+        long,
+        env = "TANDEM_WS_OUTBOUND_MAX_BYTES",
+        default_value_t = 8_388_608
+    )]
+    pub ws_outbound_max_bytes: usize,
+
     /// Chat writer shards (each one thread committing batches). 0: 1 on SQLite, 2 on PostgreSQL.
     #[arg(long, env = "TANDEM_CHAT_WRITERS", default_value_t = 0)]
     pub chat_writers: usize,

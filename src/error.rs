@@ -18,6 +18,8 @@ pub struct ApiError {
     code: &'static str,
     detail: String,
     retry_after_secs: Option<u64>,
+    /// A database conflict that a retried transaction may not hit again.
+    transient: bool,
     /// The cause, kept for logs; never sent to the client.
     source: Option<anyhow::Error>,
 }
@@ -31,8 +33,13 @@ impl ApiError {
             code,
             detail: detail.into(),
             retry_after_secs: None,
+            transient: false,
             source: None,
         }
+    }
+
+    pub fn is_transient(&self) -> bool {
+        self.transient
     }
 
     pub fn invalid_input(detail: impl Into<String>) -> Self {
@@ -190,7 +197,12 @@ impl From<diesel::result::Error> for ApiError {
     fn from(e: diesel::result::Error) -> Self {
         match e {
             diesel::result::Error::NotFound => ApiError::not_found("not found"),
-            other => ApiError::internal(other),
+            other => {
+                let transient = crate::db::is_transient(&other);
+                let mut e = ApiError::internal(other);
+                e.transient = transient;
+                e
+            }
         }
     }
 }

@@ -70,7 +70,7 @@ impl r2d2::ManageConnection for ConnectionManager {
                     SqliteSync::Normal => "NORMAL",
                 };
                 conn.batch_execute(&format!(
-                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
+                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
                      PRAGMA foreign_keys = ON; PRAGMA synchronous = {sync};"
                 ))
                 .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
@@ -169,7 +169,7 @@ impl AsTransient for diesel::result::Error {
 
 impl AsTransient for ApiError {
     fn is_transient(&self) -> bool {
-        false
+        self.is_transient()
     }
 }
 

@@ -15,7 +15,7 @@ use actix_web_actors::ws;
 
 use super::frames::{ClientFrame, ReadFrame, SendFrame, ServerFrame, SyncFrame, TypingFrame};
 use super::registry::ConnShared;
-use super::session::{Deliver, IDLE_TIMEOUT_MS};
+use super::session::Deliver;
 use crate::accounts::auth::AuthUser;
 use crate::app::AppState;
 use crate::chat::messages::{EnsureDirect, LoadMessages, MarkRead, SYNC_LIMIT};
@@ -27,7 +27,6 @@ use crate::ids::now_ms;
 pub const MAX_FRAME_BYTES: usize = 65_536;
 pub const MAX_BODY_CHARS: usize = 4_000;
 pub const MAX_CLIENT_ID_CHARS: usize = 64;
-const PING_INTERVAL: Duration = Duration::from_secs(15);
 /// Per-connection frame budget (when rate limits are on): burst and refill per second.
 const FRAME_BURST: f64 = 60.0;
 const FRAMES_PER_S: f64 = 30.0;
@@ -337,8 +336,12 @@ impl Actor for WsConn {
             .shared
             .registry
             .attach(&self.state.db, ctx.address(), self.shared.clone());
-        ctx.run_interval(PING_INTERVAL, |this, ctx| {
-            if now_ms() - this.shared.last_seen_ms.load(Ordering::Acquire) > IDLE_TIMEOUT_MS {
+        let idle_ms = self.state.shared.registry.limits.idle_timeout_ms;
+        // Ping at a third of the idle timeout: 15 s for the default 45 s.
+        let ping_every =
+            Duration::from_millis(u64::try_from(idle_ms / 3).unwrap_or(15_000).max(100));
+        ctx.run_interval(ping_every, move |this, ctx| {
+            if now_ms() - this.shared.last_seen_ms.load(Ordering::Acquire) > idle_ms {
                 Self::close(ctx, ws::CloseCode::Away, "idle timeout");
             } else {
                 ctx.ping(b"");

@@ -35,15 +35,27 @@ struct SessionEntry {
     conns: Arc<AtomicUsize>,
 }
 
-#[derive(Default)]
+/// Bounds every socket lives by.
+#[derive(Debug, Clone, Copy)]
+pub struct SocketLimits {
+    pub idle_timeout_ms: i64,
+    pub max_pending_frames: usize,
+    pub max_pending_bytes: usize,
+}
+
 pub struct Registry {
     sessions: DashMap<i64, SessionEntry>,
     next_conn_id: AtomicU64,
+    pub limits: SocketLimits,
 }
 
 impl Registry {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(limits: SocketLimits) -> Self {
+        Registry {
+            sessions: DashMap::new(),
+            next_conn_id: AtomicU64::new(0),
+            limits,
+        }
     }
 
     pub fn next_conn_id(&self) -> u64 {

@@ -16,15 +16,10 @@ use super::registry::{ConnShared, Registry};
 use crate::db::Db;
 use crate::ids::now_ms;
 
-/// Frames a socket may have waiting before its client counts as too slow.
-pub const MAX_PENDING_FRAMES: usize = 2_048;
-/// Bytes a socket may have waiting before its client counts as too slow.
-pub const MAX_PENDING_BYTES: usize = 4 * 1024 * 1024;
-/// A socket silent this long is closed.
-pub const IDLE_TIMEOUT_MS: i64 = 45_000;
-/// How often a session checks its sockets' liveness. This runs on the session,
-/// not the socket actor, so a socket jammed in a write is still reaped.
-const REAP_INTERVAL: Duration = Duration::from_secs(5);
+/// How often a session checks its sockets' liveness (at most). This runs on
+/// the session, not the socket actor, so a socket jammed in a write (whose
+/// own timers stop, actix-web #2441) is still reaped.
+const REAP_INTERVAL_MAX: Duration = Duration::from_secs(5);
 
 pub struct UserSession {
     user_id: i64,
@@ -104,12 +99,21 @@ impl Actor for UserSession {
                 this.broadcast_presence(true);
             }),
         );
-        ctx.run_interval(REAP_INTERVAL, |this, ctx| {
+        let limits = self.registry.limits;
+        let every = Duration::from_millis(
+            u64::try_from(limits.idle_timeout_ms / 3)
+                .unwrap_or(1000)
+                .max(100),
+        )
+        .min(REAP_INTERVAL_MAX);
+        ctx.run_interval(every, move |this, ctx| {
             let now = now_ms();
             let stale: Vec<u64> = this
                 .conns
                 .values()
-                .filter(|(_, s)| now - s.last_seen_ms.load(Ordering::Acquire) > IDLE_TIMEOUT_MS)
+                .filter(|(_, s)| {
+                    now - s.last_seen_ms.load(Ordering::Acquire) > limits.idle_timeout_ms
+                })
                 .map(|(_, s)| s.id)
                 .collect();
             for id in stale {
@@ -180,6 +184,7 @@ impl Message for Deliver {
 impl Handler<Deliver> for UserSession {
     type Result = ();
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        let limits = self.registry.limits;
         let mut too_slow = Vec::new();
         for (id, (addr, shared)) in &self.conns {
             if Some(*id) == msg.except_conn {
@@ -192,7 +197,7 @@ impl Handler<Deliver> for UserSession {
                 .pending_bytes
                 .fetch_add(msg.frame.len(), Ordering::AcqRel)
                 + msg.frame.len();
-            if frames > MAX_PENDING_FRAMES || bytes > MAX_PENDING_BYTES {
+            if frames > limits.max_pending_frames || bytes > limits.max_pending_bytes {
                 too_slow.push(*id);
                 continue;
             }

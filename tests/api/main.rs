@@ -7,6 +7,9 @@
 
 mod accounts;
 mod adapters;
+mod chat;
 mod errors;
 mod helpers;
 mod operations;
+mod social;
+mod ws;

@@ -1,0 +1,334 @@
+//! Follows, posts, the feed, likes, comments, notifications.
+
+use serde_json::{json, Value};
+
+use crate::both_backends;
+use crate::helpers::{assert_problem, Backend, TestApp};
+use crate::ws::Ws;
+
+async fn post(app: &TestApp, token: &str, body: &str) -> Value {
+    let r = app
+        .post("/api/v1/posts", Some(token), &json!({"body": body}))
+        .await;
+    assert_eq!(r.status(), 201);
+    r.json().await.unwrap()
+}
+
+async fn feed_push_and_paging(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, at) = app.register("alice").await;
+    let (bob, bt) = app.register("bob").await;
+    let (carol, ct) = app.register("carol").await;
+    for who in [bob, carol] {
+        let r = app
+            .post(
+                &format!("/api/v1/users/{who}/follow"),
+                Some(&at),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        // Idempotent.
+        assert_eq!(
+            app.post(
+                &format!("/api/v1/users/{who}/follow"),
+                Some(&at),
+                &json!({})
+            )
+            .await
+            .status(),
+            200
+        );
+    }
+    let mut a = Ws::connect(&app, &at).await;
+    let p = post(&app, &bt, "sunrise at the summit").await;
+    assert_eq!(p["author_id"], bob);
+    assert_eq!(
+        (p["like_count"].as_i64(), p["comment_count"].as_i64()),
+        (Some(0), Some(0))
+    );
+    let pushed = a.recv_type("post").await;
+    assert_eq!(pushed["post"], p);
+
+    let mut expected = vec![p["post_id"].as_i64().unwrap()];
+    for i in 0..4 {
+        let author = if i % 2 == 0 { &ct } else { &at };
+        expected.push(
+            post(&app, author, &format!("post {i}")).await["post_id"]
+                .as_i64()
+                .unwrap(),
+        );
+    }
+    let (_, dt) = app.register("dave").await;
+    post(&app, &dt, "not followed").await;
+    expected.reverse();
+    // Newest first, two per page, a new post arriving midway does not disturb paging.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/feed?limit=2&cursor={c}"),
+            None => "/api/v1/feed?limit=2".to_owned(),
+        };
+        let page: Value = app.get(&path, Some(&at)).await.json().await.unwrap();
+        for item in page["items"].as_array().unwrap() {
+            seen.push(item["post_id"].as_i64().unwrap());
+        }
+        if cursor.is_none() {
+            post(&app, &bt, "arrives while paging").await;
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, expected);
+    assert_problem(
+        app.get("/api/v1/feed?limit=201", Some(&at)).await,
+        400,
+        "invalid_input",
+    )
+    .await;
+    assert_problem(
+        app.get("/api/v1/feed?cursor=%%%", Some(&at)).await,
+        400,
+        "invalid_input",
+    )
+    .await;
+    // Unknown query parameters are ignored.
+    assert_eq!(
+        app.get("/api/v1/feed?whatever=1", Some(&at)).await.status(),
+        200
+    );
+
+    // Unfollow removes them from the feed.
+    let r = app
+        .client
+        .delete(app.url(&format!("/api/v1/users/{carol}/follow")))
+        .bearer_auth(&at)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let page: Value = app
+        .get("/api/v1/feed?limit=200", Some(&at))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["author_id"] != carol));
+}
+both_backends!(feed_push_and_paging, super::feed_push_and_paging);
+
+async fn likes_comments_and_bad_input(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, at) = app.register("alice").await;
+    let (_, bt) = app.register("bob").await;
+    let p = post(&app, &at, "hello").await;
+    let id = p["post_id"].as_i64().unwrap();
+    for _ in 0..2 {
+        let r = app
+            .post(&format!("/api/v1/posts/{id}/like"), Some(&bt), &json!({}))
+            .await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["like_count"],
+            1,
+            "likes are idempotent"
+        );
+    }
+    let r = app
+        .post(
+            &format!("/api/v1/posts/{id}/comments"),
+            Some(&bt),
+            &json!({"body": "nice"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let c: Value = r.json().await.unwrap();
+    assert_eq!(c["post_id"], id);
+    let p: Value = app
+        .get(&format!("/api/v1/posts/{id}"), Some(&at))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (p["like_count"].as_i64(), p["comment_count"].as_i64()),
+        (Some(1), Some(1))
+    );
+    for bad in [
+        json!({"body": ""}),
+        json!({"body": "  "}),
+        json!({"body": "x".repeat(2001)}),
+        json!({"body": 1}),
+        json!({"text": "hi"}),
+    ] {
+        assert_problem(
+            app.post("/api/v1/posts", Some(&at), &bad).await,
+            400,
+            "invalid_input",
+        )
+        .await;
+    }
+    assert_problem(
+        app.post("/api/v1/posts/999999/like", Some(&bt), &json!({}))
+            .await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_problem(
+        app.post("/api/v1/users/999999/follow", Some(&bt), &json!({}))
+            .await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_problem(
+        app.post("/api/v1/posts", None, &json!({"body": "anon"}))
+            .await,
+        401,
+        "unauthorized",
+    )
+    .await;
+}
+both_backends!(
+    likes_comments_and_bad_input,
+    super::likes_comments_and_bad_input
+);
+
+async fn blocked_users_cannot_see_posts(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (alice, at) = app.register("alice").await;
+    let (bob, bt) = app.register("bob").await;
+    app.post(
+        &format!("/api/v1/users/{bob}/follow"),
+        Some(&at),
+        &json!({}),
+    )
+    .await;
+    let p = post(&app, &bt, "bob's post").await;
+    let id = p["post_id"].as_i64().unwrap();
+    assert_eq!(
+        app.get(&format!("/api/v1/posts/{id}"), Some(&at))
+            .await
+            .status(),
+        200
+    );
+    app.post(
+        &format!("/api/v1/users/{alice}/block"),
+        Some(&bt),
+        &json!({}),
+    )
+    .await;
+    assert_problem(
+        app.get(&format!("/api/v1/posts/{id}"), Some(&at)).await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_problem(
+        app.post(&format!("/api/v1/posts/{id}/like"), Some(&at), &json!({}))
+            .await,
+        404,
+        "not_found",
+    )
+    .await;
+    let page: Value = app
+        .get("/api/v1/feed", Some(&at))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(page["items"].as_array().unwrap().is_empty());
+    assert_problem(
+        app.post(
+            &format!("/api/v1/users/{bob}/follow"),
+            Some(&at),
+            &json!({}),
+        )
+        .await,
+        404,
+        "not_found",
+    )
+    .await;
+}
+both_backends!(
+    blocked_users_cannot_see_posts,
+    super::blocked_users_cannot_see_posts
+);
+
+async fn notifications_from_events(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (alice, at) = app.register("alice").await;
+    let (bob, bt) = app.register("bob").await;
+    let mut b = Ws::connect(&app, &bt).await;
+    app.post(
+        &format!("/api/v1/users/{bob}/follow"),
+        Some(&at),
+        &json!({}),
+    )
+    .await;
+    // Through the outbox, the bus and the notifier, pushed live...
+    let n = b.recv_type("notification").await;
+    assert_eq!(n["kind"], "user.followed");
+    assert_eq!(n["data"]["follower_id"], alice);
+    // ...and stored once, however often the follow is repeated.
+    app.post(
+        &format!("/api/v1/users/{bob}/follow"),
+        Some(&at),
+        &json!({}),
+    )
+    .await;
+    let list: Value = app
+        .get("/api/v1/notifications", Some(&bt))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["notification_id"], n["notification_id"]);
+    assert_eq!(items[0]["read"], false);
+    let up_to = items[0]["notification_id"].as_i64().unwrap();
+    let r = app
+        .post(
+            "/api/v1/notifications/read",
+            Some(&bt),
+            &json!({"up_to_id": up_to}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let list: Value = app
+        .get("/api/v1/notifications", Some(&bt))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"][0]["read"], true);
+    assert_problem(
+        app.post(
+            "/api/v1/notifications/read",
+            Some(&bt),
+            &json!({"up_to_id": -1}),
+        )
+        .await,
+        400,
+        "invalid_input",
+    )
+    .await;
+    // Alice has none.
+    let list: Value = app
+        .get("/api/v1/notifications", Some(&at))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(list["items"].as_array().unwrap().is_empty());
+}
+both_backends!(notifications_from_events, super::notifications_from_events);
