@@ -730,3 +730,70 @@ both_backends!(
     ban_and_logout_close_sockets,
     super::ban_and_logout_close_sockets
 );
+
+async fn websocket_rate_limit_and_origin(backend: Backend) {
+    let opts = Options {
+        rate_limits: true,
+        extra_env: vec![(
+            "TANDEM_WS_ALLOWED_ORIGINS".into(),
+            "https://app.example,https://m.example".into(),
+        )],
+    };
+    let app = TestApp::spawn_with(backend, opts).await;
+    let (_, t) = app.register("chatty").await;
+    let ws_url = format!(
+        "{}/api/v1/ws?token={t}",
+        app.address.replacen("http://", "ws://", 1)
+    );
+    // A foreign Origin is refused at the handshake; a listed one is accepted.
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        ws_url.as_str(),
+    )
+    .unwrap();
+    req.headers_mut()
+        .insert("origin", "https://evil.example".parse().unwrap());
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 403),
+        other => panic!("expected 403, got {other:?}"),
+    }
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        ws_url.as_str(),
+    )
+    .unwrap();
+    req.headers_mut()
+        .insert("origin", "https://m.example".parse().unwrap());
+    let (stream, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("allowed origin");
+    drop(stream);
+
+    // Frames beyond the per-connection budget get `rate_limited`; the socket stays open.
+    let mut ws = Ws::connect(&app, &t).await;
+    for _ in 0..150 {
+        ws.send(json!({"type": "ping"})).await;
+    }
+    let (mut pongs, mut limited) = (0, 0);
+    for _ in 0..150 {
+        let v = ws.recv().await;
+        match v["type"].as_str() {
+            Some("pong") => pongs += 1,
+            Some("error") if v["code"] == "rate_limited" => limited += 1,
+            _ => panic!("unexpected {v}"),
+        }
+    }
+    assert!(
+        pongs >= 60 && limited > 0,
+        "pongs {pongs}, limited {limited}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    ws.send(json!({"type": "ping"})).await;
+    assert_eq!(
+        ws.recv().await,
+        json!({"type": "pong"}),
+        "the budget refills"
+    );
+}
+both_backends!(
+    websocket_rate_limit_and_origin,
+    super::websocket_rate_limit_and_origin
+);
