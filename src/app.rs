@@ -44,6 +44,10 @@ pub struct AppState {
     pub db: Db,
     pub chat: crate::chat::writer::ChatWriters,
     pub relay: actix::Addr<crate::infra::outbox::Relay>,
+    pub inventory: Arc<crate::commerce::inventory::InventoryRegistry>,
+    pub orders: Arc<crate::commerce::order_actor::OrderRegistry>,
+    pub order_writer: crate::commerce::order_writer::OrderWriter,
+    pub payments: Arc<dyn crate::commerce::payments::PaymentProvider>,
 }
 
 /// What the blocking part of startup found in the database.
@@ -223,7 +227,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         (0, crate::config::DatabaseUrl::Postgres(_)) => 2,
         (n, _) => n,
     };
-    let chat = crate::chat::writer::ChatWriters::start(chat_shards, prepared.pool, shared.clone());
+    let chat =
+        crate::chat::writer::ChatWriters::start(chat_shards, prepared.pool.clone(), shared.clone());
     let relay = actix::Actor::start(crate::infra::outbox::Relay::new(
         db.clone(),
         shared.bus.clone(),
@@ -233,11 +238,33 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         db.clone(),
         shared.registry.clone(),
     ));
+    let inventory = crate::commerce::inventory::InventoryRegistry::new();
+    let orders = crate::commerce::order_actor::OrderRegistry::new(
+        db.clone(),
+        inventory.clone(),
+        relay.clone(),
+    );
+    let order_writer =
+        crate::commerce::order_writer::OrderWriter::start(prepared.pool, shared.clone());
+    actix::Actor::start(crate::commerce::timers::Scheduler::new(
+        db.clone(),
+        orders.clone(),
+    ));
+    let mockpay_secret = config
+        .mockpay_secret
+        .clone()
+        .unwrap_or_else(|| crate::ids::random_token(32));
+    let payments: Arc<dyn crate::commerce::payments::PaymentProvider> =
+        Arc::new(crate::commerce::payments::Mockpay::new(&mockpay_secret));
     let state = web::Data::new(AppState {
         shared,
         db,
         chat,
         relay,
+        inventory,
+        orders,
+        order_writer,
+        payments,
     });
 
     let max_body = config.max_body_bytes;

@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod app;
 pub mod chat;
+pub mod commerce;
 pub mod config;
 pub mod db;
 pub mod domain;

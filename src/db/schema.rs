@@ -174,3 +174,84 @@ diesel::allow_tables_to_appear_in_same_query!(
     outbox,
     processed_events,
 );
+
+diesel::table! {
+    merchants (id) {
+        id -> BigInt,
+        owner_id -> BigInt,
+        name -> Text,
+        status -> Text,
+        rating_sum -> BigInt,
+        review_count -> BigInt,
+        created_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    products (id) {
+        id -> BigInt,
+        merchant_id -> BigInt,
+        name -> Text,
+        category -> Text,
+        price_cents -> BigInt,
+        stock -> BigInt,
+        active -> Bool,
+        created_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    orders (id) {
+        id -> BigInt,
+        buyer_id -> BigInt,
+        merchant_id -> BigInt,
+        status -> Text,
+        total_cents -> BigInt,
+        created_at_ms -> BigInt,
+        pay_deadline_ms -> BigInt,
+        paid_at_ms -> Nullable<BigInt>,
+        shipped_at_ms -> Nullable<BigInt>,
+        completed_at_ms -> Nullable<BigInt>,
+        auto_complete_at_ms -> Nullable<BigInt>,
+        refund_requested -> Bool,
+        refund_reason -> Nullable<Text>,
+        gift_to_user_id -> Nullable<BigInt>,
+        gift_message -> Nullable<Text>,
+        shipping_address -> Nullable<Text>,
+        carrier -> Nullable<Text>,
+        tracking_no -> Nullable<Text>,
+        updated_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    order_items (order_id, product_id) {
+        order_id -> BigInt,
+        product_id -> BigInt,
+        quantity -> BigInt,
+        price_cents -> BigInt,
+    }
+}
+
+diesel::table! {
+    payments (id) {
+        id -> BigInt,
+        order_id -> BigInt,
+        provider -> Text,
+        amount_cents -> BigInt,
+        status -> Text,
+        created_at_ms -> BigInt,
+        notified_at_ms -> Nullable<BigInt>,
+    }
+}
+
+diesel::joinable!(products -> merchants (merchant_id));
+diesel::joinable!(order_items -> orders (order_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    merchants,
+    products,
+    orders,
+    order_items,
+    payments
+);

@@ -1,0 +1,388 @@
+//! Merchants and products on the database executor.
+
+use actix::{Handler, Message};
+use diesel::prelude::*;
+use serde::Serialize;
+
+use super::store::{self, MerchantRow, ProductRow};
+use crate::accounts::domain::Role;
+use crate::accounts::messages::require_role;
+use crate::accounts::store as accounts;
+use crate::db::schema::{merchants, products, users};
+use crate::db::DbExecutor;
+use crate::domain::Id;
+use crate::error::ApiError;
+use crate::ids::{now_ms, rfc3339};
+use crate::pagination::{encode_cursor, Page};
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MerchantView {
+    pub merchant_id: i64,
+    pub owner_id: i64,
+    pub name: String,
+    pub status: String,
+    /// Average review rating, null before the first review.
+    pub rating_avg: Option<f64>,
+    pub review_count: i64,
+    pub created_at: String,
+}
+
+impl From<MerchantRow> for MerchantView {
+    fn from(m: MerchantRow) -> Self {
+        MerchantView {
+            merchant_id: m.id,
+            owner_id: m.owner_id,
+            name: m.name,
+            status: m.status,
+            // A display figure, not money: the only float in the API, as the contract asks.
+            rating_avg: (m.review_count > 0).then(|| m.rating_sum as f64 / m.review_count as f64),
+            review_count: m.review_count,
+            created_at: rfc3339(m.created_at_ms),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProductView {
+    pub product_id: i64,
+    pub merchant_id: i64,
+    pub name: String,
+    pub category: String,
+    pub price_cents: i64,
+    /// What can still be ordered.
+    pub stock: i64,
+    pub active: bool,
+}
+
+impl From<ProductRow> for ProductView {
+    fn from(p: ProductRow) -> Self {
+        ProductView {
+            product_id: p.id,
+            merchant_id: p.merchant_id,
+            name: p.name,
+            category: p.category,
+            price_cents: p.price_cents,
+            stock: p.stock,
+            active: p.active,
+        }
+    }
+}
+
+pub struct ApplyMerchant {
+    pub owner: Id,
+    pub name: String,
+}
+
+impl Message for ApplyMerchant {
+    type Result = Result<MerchantView, ApiError>;
+}
+
+impl Handler<ApplyMerchant> for DbExecutor {
+    type Result = Result<MerchantView, ApiError>;
+    fn handle(&mut self, msg: ApplyMerchant, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        let row = MerchantRow {
+            id: self.ctx.ids.next_id(),
+            owner_id: msg.owner.get(),
+            name: msg.name,
+            status: "pending".into(),
+            rating_sum: 0,
+            review_count: 0,
+            created_at_ms: now_ms(),
+        };
+        diesel::insert_into(merchants::table)
+            .values(&row)
+            .execute(&mut conn)?;
+        Ok(row.into())
+    }
+}
+
+pub struct DecideMerchant {
+    pub admin: Id,
+    pub merchant_id: i64,
+    pub approve: bool,
+}
+
+impl Message for DecideMerchant {
+    type Result = Result<MerchantView, ApiError>;
+}
+
+impl Handler<DecideMerchant> for DbExecutor {
+    type Result = Result<MerchantView, ApiError>;
+    fn handle(&mut self, msg: DecideMerchant, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        require_role(&mut conn, msg.admin, Role::Admin)?;
+        crate::db::transaction(&mut conn, |c| -> Result<MerchantView, ApiError> {
+            let m = store::find_merchant(c, msg.merchant_id)?
+                .ok_or_else(|| ApiError::not_found("no such merchant"))?;
+            let to = if msg.approve { "approved" } else { "rejected" };
+            if m.status != "pending" && m.status != to {
+                return Err(ApiError::conflict(
+                    "invalid_state",
+                    format!("merchant is already {}", m.status),
+                ));
+            }
+            diesel::update(merchants::table.find(m.id))
+                .set(merchants::status.eq(to))
+                .execute(c)?;
+            if msg.approve {
+                let owner = accounts::find_user(c, m.owner_id)?
+                    .ok_or_else(|| ApiError::not_found("owner vanished"))?;
+                let roles = crate::accounts::domain::with_role(&owner.roles, Role::Merchant);
+                diesel::update(users::table.find(owner.id))
+                    .set(users::roles.eq(roles))
+                    .execute(c)?;
+            }
+            Ok(MerchantRow {
+                status: to.into(),
+                ..m
+            }
+            .into())
+        })
+    }
+}
+
+pub struct ListMerchants {
+    pub admin: Id,
+    pub status: Option<String>,
+    pub limit: i64,
+    pub after_id: Option<i64>,
+}
+
+impl Message for ListMerchants {
+    type Result = Result<Page<MerchantView>, ApiError>;
+}
+
+impl Handler<ListMerchants> for DbExecutor {
+    type Result = Result<Page<MerchantView>, ApiError>;
+    fn handle(&mut self, msg: ListMerchants, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        require_role(&mut conn, msg.admin, Role::Admin)?;
+        let mut q = merchants::table.into_boxed();
+        if let Some(s) = &msg.status {
+            q = q.filter(merchants::status.eq(s.clone()));
+        }
+        if let Some(a) = msg.after_id {
+            q = q.filter(merchants::id.gt(a));
+        }
+        let rows: Vec<MerchantRow> = q
+            .order(merchants::id.asc())
+            .limit(msg.limit)
+            .select(MerchantRow::as_select())
+            .load(&mut conn)?;
+        let next_cursor = (rows.len() as i64 == msg.limit)
+            .then(|| rows.last().map(|r| encode_cursor(&[r.id])))
+            .flatten();
+        Ok(Page {
+            items: rows.into_iter().map(Into::into).collect(),
+            next_cursor,
+        })
+    }
+}
+
+pub struct GetMerchant {
+    pub merchant_id: i64,
+}
+
+impl Message for GetMerchant {
+    type Result = Result<MerchantView, ApiError>;
+}
+
+impl Handler<GetMerchant> for DbExecutor {
+    type Result = Result<MerchantView, ApiError>;
+    fn handle(&mut self, msg: GetMerchant, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        store::find_merchant(&mut conn, msg.merchant_id)?
+            .map(Into::into)
+            .ok_or_else(|| ApiError::not_found("no such merchant"))
+    }
+}
+
+/// The owner of an approved merchant, or 403/404.
+fn owned_approved_merchant(
+    conn: &mut crate::db::DbConn,
+    owner: Id,
+    merchant_id: i64,
+) -> Result<MerchantRow, ApiError> {
+    let m = store::find_merchant(conn, merchant_id)?
+        .ok_or_else(|| ApiError::not_found("no such merchant"))?;
+    if m.owner_id != owner.get() {
+        return Err(ApiError::forbidden("only the merchant's owner may do this"));
+    }
+    if m.status != "approved" {
+        return Err(ApiError::forbidden("the merchant is not approved"));
+    }
+    Ok(m)
+}
+
+pub struct CreateProduct {
+    pub owner: Id,
+    pub merchant_id: i64,
+    pub name: String,
+    pub category: String,
+    pub price_cents: i64,
+    pub stock: i64,
+}
+
+impl Message for CreateProduct {
+    type Result = Result<ProductView, ApiError>;
+}
+
+impl Handler<CreateProduct> for DbExecutor {
+    type Result = Result<ProductView, ApiError>;
+    fn handle(&mut self, msg: CreateProduct, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        owned_approved_merchant(&mut conn, msg.owner, msg.merchant_id)?;
+        let row = ProductRow {
+            id: self.ctx.ids.next_id(),
+            merchant_id: msg.merchant_id,
+            name: msg.name,
+            category: msg.category,
+            price_cents: msg.price_cents,
+            stock: msg.stock,
+            active: true,
+            created_at_ms: now_ms(),
+        };
+        diesel::insert_into(products::table)
+            .values(&row)
+            .execute(&mut conn)?;
+        Ok(row.into())
+    }
+}
+
+/// Checks ownership of a product; returns its row.
+pub struct OwnedProduct {
+    pub owner: Id,
+    pub product_id: i64,
+}
+
+impl Message for OwnedProduct {
+    type Result = Result<ProductRow, ApiError>;
+}
+
+impl Handler<OwnedProduct> for DbExecutor {
+    type Result = Result<ProductRow, ApiError>;
+    fn handle(&mut self, msg: OwnedProduct, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        let p = store::find_product(&mut conn, msg.product_id)?
+            .ok_or_else(|| ApiError::not_found("no such product"))?;
+        owned_approved_merchant(&mut conn, msg.owner, p.merchant_id)?;
+        Ok(p)
+    }
+}
+
+/// Writes a product edit (stock as a relative change, already applied in memory).
+pub struct UpdateProduct {
+    pub product_id: i64,
+    pub name: Option<String>,
+    pub price_cents: Option<i64>,
+    pub active: Option<bool>,
+    pub stock_delta: i64,
+}
+
+impl Message for UpdateProduct {
+    type Result = Result<ProductView, ApiError>;
+}
+
+impl Handler<UpdateProduct> for DbExecutor {
+    type Result = Result<ProductView, ApiError>;
+    fn handle(&mut self, msg: UpdateProduct, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        crate::db::transaction(&mut conn, |c| -> Result<ProductView, ApiError> {
+            if let Some(n) = &msg.name {
+                diesel::update(products::table.find(msg.product_id))
+                    .set(products::name.eq(n))
+                    .execute(c)?;
+            }
+            if let Some(p) = msg.price_cents {
+                diesel::update(products::table.find(msg.product_id))
+                    .set(products::price_cents.eq(p))
+                    .execute(c)?;
+            }
+            if let Some(a) = msg.active {
+                diesel::update(products::table.find(msg.product_id))
+                    .set(products::active.eq(a))
+                    .execute(c)?;
+            }
+            if msg.stock_delta != 0 {
+                store::add_stock(c, msg.product_id, msg.stock_delta)?;
+            }
+            store::find_product(c, msg.product_id)?
+                .map(Into::into)
+                .ok_or_else(|| ApiError::not_found("no such product"))
+        })
+    }
+}
+
+pub struct LoadProduct {
+    pub product_id: i64,
+}
+
+impl Message for LoadProduct {
+    type Result = Result<Option<ProductRow>, ApiError>;
+}
+
+impl Handler<LoadProduct> for DbExecutor {
+    type Result = Result<Option<ProductRow>, ApiError>;
+    fn handle(&mut self, msg: LoadProduct, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        Ok(store::find_product(&mut conn, msg.product_id)?)
+    }
+}
+
+diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
+
+pub struct ListProducts {
+    pub category: Option<String>,
+    pub merchant_id: Option<i64>,
+    pub text: Option<String>,
+    pub limit: i64,
+    pub after_id: Option<i64>,
+}
+
+impl Message for ListProducts {
+    type Result = Result<Page<ProductView>, ApiError>;
+}
+
+impl Handler<ListProducts> for DbExecutor {
+    type Result = Result<Page<ProductView>, ApiError>;
+    fn handle(&mut self, msg: ListProducts, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        let mut q = products::table
+            .filter(products::active.eq(true))
+            .into_boxed();
+        if let Some(c) = &msg.category {
+            q = q.filter(products::category.eq(c.clone()));
+        }
+        if let Some(m) = msg.merchant_id {
+            q = q.filter(products::merchant_id.eq(m));
+        }
+        if let Some(t) = &msg.text {
+            // Escape LIKE wildcards so the text matches literally.
+            let escaped = t
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            q = q.filter(
+                lower(products::name)
+                    .like(format!("%{}%", escaped.to_lowercase()))
+                    .escape('\\'),
+            );
+        }
+        if let Some(a) = msg.after_id {
+            q = q.filter(products::id.gt(a));
+        }
+        let rows: Vec<ProductRow> = q
+            .order(products::id.asc())
+            .limit(msg.limit)
+            .select(ProductRow::as_select())
+            .load(&mut conn)?;
+        let next_cursor = (rows.len() as i64 == msg.limit)
+            .then(|| rows.last().map(|r| encode_cursor(&[r.id])))
+            .flatten();
+        Ok(Page {
+            items: rows.into_iter().map(Into::into).collect(),
+            next_cursor,
+        })
+    }
+}

@@ -1,0 +1,13 @@
+//! Commerce: merchants and products, per-SKU inventory actors, per-order
+//! actors, group-commit order creation, payments, and order timers.
+
+pub mod inventory;
+pub mod merchants;
+pub mod model;
+pub mod order_actor;
+pub mod order_writer;
+pub mod payments;
+pub mod queries;
+pub mod routes;
+pub mod store;
+pub mod timers;

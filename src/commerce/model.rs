@@ -1,0 +1,427 @@
+//! Order states, the transition rules, and the order as clients see it.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    PendingPayment,
+    Paid,
+    Shipped,
+    Completed,
+    Cancelled,
+    Refunded,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::PendingPayment => "pending_payment",
+            Status::Paid => "paid",
+            Status::Shipped => "shipped",
+            Status::Completed => "completed",
+            Status::Cancelled => "cancelled",
+            Status::Refunded => "refunded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Some(match s {
+            "pending_payment" => Status::PendingPayment,
+            "paid" => Status::Paid,
+            "shipped" => Status::Shipped,
+            "completed" => Status::Completed,
+            "cancelled" => Status::Cancelled,
+            "refunded" => Status::Refunded,
+            _ => return None,
+        })
+    }
+
+    pub const ALL: [Status; 6] = [
+        Status::PendingPayment,
+        Status::Paid,
+        Status::Shipped,
+        Status::Completed,
+        Status::Cancelled,
+        Status::Refunded,
+    ];
+}
+
+/// Who is asking, relative to the order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    pub is_buyer: bool,
+    pub is_owner: bool,
+    pub is_admin: bool,
+}
+
+/// Everything that can happen to an order after it exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Cancel,
+    Expire,
+    Pay,
+    PaymentSucceeded,
+    Ship {
+        carrier: Option<String>,
+        tracking_no: Option<String>,
+    },
+    Confirm,
+    AutoComplete,
+    RequestRefund {
+        reason: String,
+    },
+    ApproveRefund,
+    RejectRefund,
+}
+
+/// What a permitted command does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// Moves to this status; `release_stock` gives the items back.
+    Move {
+        to: Status,
+        release_stock: bool,
+    },
+    SetRefundRequested(bool),
+    /// Nothing to change (an idempotent repeat).
+    Nothing,
+    /// A payment succeeded for an order that can no longer take it.
+    RecordForRefund,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// The caller may not even know this order exists: 404.
+    NotVisible,
+    /// The caller sees the order but may not do this: 403.
+    Forbidden,
+    /// Not in this state: 409 `invalid_state`.
+    InvalidState,
+    /// A refund is already requested: 409.
+    RefundAlreadyRequested,
+}
+
+/// The state machine: `pending_payment -> paid -> shipped -> completed`,
+/// `pending_payment -> cancelled`, `paid|shipped|completed -> refunded`.
+pub fn decide(
+    status: Status,
+    refund_requested: bool,
+    caller: Caller,
+    cmd: &Command,
+) -> Result<Effect, Rejection> {
+    use Status::*;
+    let system = matches!(
+        cmd,
+        Command::Expire | Command::AutoComplete | Command::PaymentSucceeded
+    );
+    if !system && !(caller.is_buyer || caller.is_owner || caller.is_admin) {
+        return Err(Rejection::NotVisible);
+    }
+    let allowed = match cmd {
+        Command::Cancel | Command::Pay | Command::Confirm | Command::RequestRefund { .. } => {
+            caller.is_buyer
+        }
+        Command::Ship { .. } => caller.is_owner,
+        Command::ApproveRefund | Command::RejectRefund => caller.is_owner || caller.is_admin,
+        Command::Expire | Command::AutoComplete | Command::PaymentSucceeded => true,
+    };
+    if !allowed {
+        return Err(Rejection::Forbidden);
+    }
+    match (cmd, status) {
+        (Command::Cancel | Command::Expire, PendingPayment) => Ok(Effect::Move {
+            to: Cancelled,
+            release_stock: true,
+        }),
+        (Command::Expire, _) => Ok(Effect::Nothing),
+        (Command::Pay, PendingPayment) => Ok(Effect::Nothing),
+        (Command::PaymentSucceeded, PendingPayment) => Ok(Effect::Move {
+            to: Paid,
+            release_stock: false,
+        }),
+        (Command::PaymentSucceeded, Paid | Shipped | Completed | Refunded) => Ok(Effect::Nothing),
+        (Command::PaymentSucceeded, Cancelled) => Ok(Effect::RecordForRefund),
+        (Command::Ship { .. }, Paid) => Ok(Effect::Move {
+            to: Shipped,
+            release_stock: false,
+        }),
+        (Command::Confirm | Command::AutoComplete, Shipped) => Ok(Effect::Move {
+            to: Completed,
+            release_stock: false,
+        }),
+        (Command::AutoComplete, _) => Ok(Effect::Nothing),
+        (Command::RequestRefund { .. }, Paid | Shipped | Completed) if refund_requested => {
+            Err(Rejection::RefundAlreadyRequested)
+        }
+        (Command::RequestRefund { .. }, Paid | Shipped | Completed) => {
+            Ok(Effect::SetRefundRequested(true))
+        }
+        (Command::ApproveRefund, Paid | Shipped | Completed) if refund_requested => {
+            Ok(Effect::Move {
+                to: Refunded,
+                release_stock: true,
+            })
+        }
+        (Command::RejectRefund, Paid | Shipped | Completed) if refund_requested => {
+            Ok(Effect::SetRefundRequested(false))
+        }
+        _ => Err(Rejection::InvalidState),
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct OrderItemView {
+    pub product_id: i64,
+    pub quantity: i64,
+    pub price_cents: i64,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TrackingView {
+    pub carrier: Option<String>,
+    pub tracking_no: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct OrderView {
+    pub order_id: i64,
+    pub buyer_id: i64,
+    pub merchant_id: i64,
+    pub status: &'static str,
+    pub total_cents: i64,
+    pub items: Vec<OrderItemView>,
+    pub created_at: String,
+    pub pay_deadline: String,
+    pub refund_requested: bool,
+    pub gift_to_user_id: Option<i64>,
+    pub gift_message: Option<String>,
+    pub shipping_address: Option<String>,
+    pub tracking: Option<TrackingView>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PaymentView {
+    pub payment_id: i64,
+    pub order_id: i64,
+    pub amount_cents: i64,
+    pub provider: &'static str,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const BUYER: Caller = Caller {
+        is_buyer: true,
+        is_owner: false,
+        is_admin: false,
+    };
+    const OWNER: Caller = Caller {
+        is_buyer: false,
+        is_owner: true,
+        is_admin: false,
+    };
+    const ADMIN: Caller = Caller {
+        is_buyer: false,
+        is_owner: false,
+        is_admin: true,
+    };
+    const STRANGER: Caller = Caller {
+        is_buyer: false,
+        is_owner: false,
+        is_admin: false,
+    };
+    const SYSTEM: Caller = STRANGER;
+
+    fn ship() -> Command {
+        Command::Ship {
+            carrier: None,
+            tracking_no: None,
+        }
+    }
+
+    /// Every (command, status) pair against the contract's table.
+    #[test]
+    fn transition_table() {
+        use Status::*;
+        let moves = |to, release_stock| Ok(Effect::Move { to, release_stock });
+        let cases: Vec<(Command, Caller, Status, bool, Result<Effect, Rejection>)> = vec![
+            (
+                Command::Cancel,
+                BUYER,
+                PendingPayment,
+                false,
+                moves(Cancelled, true),
+            ),
+            (
+                Command::Expire,
+                SYSTEM,
+                PendingPayment,
+                false,
+                moves(Cancelled, true),
+            ),
+            (
+                Command::PaymentSucceeded,
+                SYSTEM,
+                PendingPayment,
+                false,
+                moves(Paid, false),
+            ),
+            (
+                Command::PaymentSucceeded,
+                SYSTEM,
+                Paid,
+                false,
+                Ok(Effect::Nothing),
+            ),
+            (
+                Command::PaymentSucceeded,
+                SYSTEM,
+                Cancelled,
+                false,
+                Ok(Effect::RecordForRefund),
+            ),
+            (ship(), OWNER, Paid, false, moves(Shipped, false)),
+            (
+                Command::Confirm,
+                BUYER,
+                Shipped,
+                false,
+                moves(Completed, false),
+            ),
+            (
+                Command::AutoComplete,
+                SYSTEM,
+                Shipped,
+                false,
+                moves(Completed, false),
+            ),
+            (
+                Command::AutoComplete,
+                SYSTEM,
+                Refunded,
+                false,
+                Ok(Effect::Nothing),
+            ),
+            (
+                Command::RequestRefund { reason: "r".into() },
+                BUYER,
+                Paid,
+                false,
+                Ok(Effect::SetRefundRequested(true)),
+            ),
+            (
+                Command::RequestRefund { reason: "r".into() },
+                BUYER,
+                Completed,
+                false,
+                Ok(Effect::SetRefundRequested(true)),
+            ),
+            (
+                Command::RequestRefund { reason: "r".into() },
+                BUYER,
+                Shipped,
+                true,
+                Err(Rejection::RefundAlreadyRequested),
+            ),
+            (
+                Command::ApproveRefund,
+                OWNER,
+                Shipped,
+                true,
+                moves(Refunded, true),
+            ),
+            (
+                Command::ApproveRefund,
+                ADMIN,
+                Completed,
+                true,
+                moves(Refunded, true),
+            ),
+            (
+                Command::RejectRefund,
+                ADMIN,
+                Paid,
+                true,
+                Ok(Effect::SetRefundRequested(false)),
+            ),
+        ];
+        for (cmd, caller, status, requested, expected) in cases {
+            assert_eq!(
+                decide(status, requested, caller, &cmd),
+                expected,
+                "{cmd:?} on {status:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn illegal_transitions_are_invalid_state() {
+        use Status::*;
+        for status in Status::ALL {
+            let legal_cancel = status == PendingPayment;
+            assert_eq!(
+                decide(status, false, BUYER, &Command::Cancel).is_ok(),
+                legal_cancel,
+                "{status:?}"
+            );
+            assert_eq!(
+                decide(status, false, OWNER, &ship()).is_ok(),
+                status == Paid
+            );
+            assert_eq!(
+                decide(status, false, BUYER, &Command::Confirm).is_ok(),
+                status == Shipped
+            );
+            assert_eq!(
+                decide(status, false, BUYER, &Command::Pay).is_ok(),
+                status == PendingPayment
+            );
+            // Approve without a request is never legal.
+            assert_eq!(
+                decide(status, false, ADMIN, &Command::ApproveRefund),
+                Err(Rejection::InvalidState)
+            );
+            assert_eq!(
+                decide(
+                    status,
+                    false,
+                    BUYER,
+                    &Command::RequestRefund { reason: "x".into() }
+                )
+                .is_ok(),
+                matches!(status, Paid | Shipped | Completed)
+            );
+        }
+    }
+
+    #[test]
+    fn authorization() {
+        use Status::*;
+        assert_eq!(
+            decide(Paid, false, STRANGER, &ship()),
+            Err(Rejection::NotVisible)
+        );
+        assert_eq!(
+            decide(Paid, false, BUYER, &ship()),
+            Err(Rejection::Forbidden)
+        );
+        assert_eq!(
+            decide(Paid, false, ADMIN, &ship()),
+            Err(Rejection::Forbidden)
+        );
+        assert_eq!(
+            decide(PendingPayment, false, OWNER, &Command::Cancel),
+            Err(Rejection::Forbidden)
+        );
+        assert_eq!(
+            decide(Shipped, false, OWNER, &Command::Confirm),
+            Err(Rejection::Forbidden)
+        );
+        assert_eq!(
+            decide(Paid, true, BUYER, &Command::ApproveRefund),
+            Err(Rejection::Forbidden)
+        );
+    }
+}

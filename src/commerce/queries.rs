@@ -1,0 +1,85 @@
+//! Order lists (buyer's and merchant's), on the database executor.
+
+use actix::{Handler, Message};
+use diesel::prelude::*;
+
+use super::model::OrderView;
+use super::store::{self, OrderRow};
+use crate::db::schema::orders;
+use crate::db::DbExecutor;
+use crate::error::ApiError;
+use crate::pagination::{encode_cursor, Page};
+
+pub enum OrderScope {
+    Buyer(i64),
+    /// A merchant's orders; `caller` must own it or be an admin.
+    Merchant {
+        merchant_id: i64,
+        caller: i64,
+    },
+}
+
+pub struct ListOrders {
+    pub scope: OrderScope,
+    pub status: Option<String>,
+    pub limit: i64,
+    pub before_id: Option<i64>,
+}
+
+impl Message for ListOrders {
+    type Result = Result<Page<OrderView>, ApiError>;
+}
+
+impl Handler<ListOrders> for DbExecutor {
+    type Result = Result<Page<OrderView>, ApiError>;
+    fn handle(&mut self, msg: ListOrders, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        let mut q = orders::table.into_boxed();
+        match msg.scope {
+            OrderScope::Buyer(b) => q = q.filter(orders::buyer_id.eq(b)),
+            OrderScope::Merchant {
+                merchant_id,
+                caller,
+            } => {
+                let m = store::find_merchant(&mut conn, merchant_id)?
+                    .ok_or_else(|| ApiError::not_found("no such merchant"))?;
+                if m.owner_id != caller {
+                    let is_admin = crate::accounts::store::find_user(&mut conn, caller)?
+                        .is_some_and(|u| {
+                            crate::accounts::domain::has_role(
+                                &u.roles,
+                                crate::accounts::domain::Role::Admin,
+                            )
+                        });
+                    if !is_admin {
+                        return Err(ApiError::forbidden("only the merchant's owner or an admin"));
+                    }
+                }
+                q = q.filter(orders::merchant_id.eq(merchant_id));
+            }
+        }
+        if let Some(s) = msg.status {
+            q = q.filter(orders::status.eq(s));
+        }
+        if let Some(b) = msg.before_id {
+            q = q.filter(orders::id.lt(b));
+        }
+        let rows: Vec<OrderRow> = q
+            .order(orders::id.desc())
+            .limit(msg.limit)
+            .select(OrderRow::as_select())
+            .load(&mut conn)?;
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let mut items = store::items_of(&mut conn, &ids)?;
+        let next_cursor = (rows.len() as i64 == msg.limit)
+            .then(|| rows.last().map(|r| encode_cursor(&[r.id])))
+            .flatten();
+        Ok(Page {
+            items: rows
+                .iter()
+                .map(|r| r.view(&items.remove(&r.id).unwrap_or_default()))
+                .collect(),
+            next_cursor,
+        })
+    }
+}

@@ -1,0 +1,832 @@
+//! Commerce over HTTP: merchants, products, orders, payments.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use super::inventory::{Adjust, Available, Reserve, Revert, SetInfo};
+use super::merchants::{
+    ApplyMerchant, CreateProduct, DecideMerchant, GetMerchant, ListMerchants, ListProducts,
+    LoadProduct, MerchantView, OwnedProduct, ProductView, UpdateProduct,
+};
+use super::model::{Command, OrderView, PaymentView, Status};
+use super::order_actor::{Reply, Request};
+use super::order_writer::{Created, NewOrder};
+use super::queries::{ListOrders, OrderScope};
+use super::store::{OrderItemRow, OrderRow};
+use crate::accounts::auth::AuthUser;
+use crate::app::AppState;
+use crate::domain::{has_control_chars, Id};
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::infra::idempotency::{fingerprint, Decision, MaybeIdempotencyKey};
+use crate::pagination::{decode_cursor, parse_limit};
+
+pub const MAX_ITEMS: usize = 50;
+pub const MAX_QUANTITY: i64 = 1_000;
+pub const MAX_PRICE_CENTS: i64 = 1_000_000_000_000;
+pub const MAX_STOCK: i64 = 1_000_000_000;
+
+fn text(value: &str, what: &str, max: usize) -> ApiResult<()> {
+    let n = value.chars().count();
+    if n == 0 || n > max || value.trim().is_empty() || has_control_chars(value) {
+        return Err(ApiError::invalid_input(format!(
+            "{what} must be 1-{max} characters, not blank, no control characters"
+        )));
+    }
+    Ok(())
+}
+
+fn cursor_id(c: &Option<String>) -> ApiResult<Option<i64>> {
+    c.as_deref()
+        .map(|c| decode_cursor(c, 1).map(|v| v[0]))
+        .transpose()
+}
+
+// ---- merchants -------------------------------------------------------------
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MerchantRequest {
+    name: String,
+}
+
+/// Apply to become a merchant (status `pending` until an admin decides).
+#[utoipa::path(post, path = "/api/v1/merchants", tag = "commerce", security(("bearer" = [])), request_body = MerchantRequest,
+    responses((status = 201, body = MerchantView), (status = 400, body = Problem)))]
+pub async fn apply_merchant(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    body: web::Json<MerchantRequest>,
+) -> ApiResult<HttpResponse> {
+    text(&body.name, "name", 100)?;
+    let m = state
+        .db
+        .call(ApplyMerchant {
+            owner: user.user_id,
+            name: body.into_inner().name,
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(m))
+}
+
+/// A merchant's public profile.
+#[utoipa::path(get, path = "/api/v1/merchants/{id}", tag = "commerce", params(("id" = i64, Path)),
+    responses((status = 200, body = MerchantView), (status = 404, body = Problem)))]
+pub async fn get_merchant(
+    state: web::Data<AppState>,
+    path: web::Path<(Id,)>,
+) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(
+        state
+            .db
+            .call(GetMerchant {
+                merchant_id: path.into_inner().0.get(),
+            })
+            .await?,
+    ))
+}
+
+async fn decide_merchant(
+    state: &AppState,
+    admin: AuthUser,
+    id: Id,
+    approve: bool,
+) -> ApiResult<HttpResponse> {
+    let m = state
+        .db
+        .call(DecideMerchant {
+            admin: admin.user_id,
+            merchant_id: id.get(),
+            approve,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(m))
+}
+
+/// Approve a merchant application (admin); the owner gains the `merchant` role.
+#[utoipa::path(post, path = "/api/v1/admin/merchants/{id}/approve", tag = "admin", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = MerchantView), (status = 403, body = Problem), (status = 409, body = Problem)))]
+pub async fn approve_merchant(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+) -> ApiResult<HttpResponse> {
+    decide_merchant(&state, user, path.into_inner().0, true).await
+}
+
+/// Reject a merchant application (admin).
+#[utoipa::path(post, path = "/api/v1/admin/merchants/{id}/reject", tag = "admin", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = MerchantView), (status = 403, body = Problem), (status = 409, body = Problem)))]
+pub async fn reject_merchant(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+) -> ApiResult<HttpResponse> {
+    decide_merchant(&state, user, path.into_inner().0, false).await
+}
+
+#[derive(Deserialize)]
+pub struct StatusQuery {
+    status: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// Merchant applications by status (admin).
+#[utoipa::path(get, path = "/api/v1/admin/merchants", tag = "admin", security(("bearer" = [])),
+    params(("status" = Option<String>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = "{items: [Merchant], next_cursor}"), (status = 403, body = Problem)))]
+pub async fn list_merchants(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    q: web::Query<StatusQuery>,
+) -> ApiResult<HttpResponse> {
+    if let Some(s) = &q.status {
+        if !["pending", "approved", "rejected"].contains(&s.as_str()) {
+            return Err(ApiError::invalid_input(
+                "status must be pending, approved or rejected",
+            ));
+        }
+    }
+    let page = state
+        .db
+        .call(ListMerchants {
+            admin: user.user_id,
+            status: q.status.clone(),
+            limit: parse_limit(q.limit.as_deref())?,
+            after_id: cursor_id(&q.cursor)?,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+// ---- products --------------------------------------------------------------
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductRequest {
+    #[schema(value_type = i64)]
+    merchant_id: Id,
+    name: String,
+    category: String,
+    price_cents: i64,
+    stock: i64,
+}
+
+/// List a product (owner of an approved merchant).
+#[utoipa::path(post, path = "/api/v1/products", tag = "commerce", security(("bearer" = [])), request_body = ProductRequest,
+    responses((status = 201, body = ProductView), (status = 400, body = Problem), (status = 403, body = Problem)))]
+pub async fn create_product(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    body: web::Json<ProductRequest>,
+) -> ApiResult<HttpResponse> {
+    let b = body.into_inner();
+    text(&b.name, "name", 100)?;
+    text(&b.category, "category", 50)?;
+    if !(0..=MAX_PRICE_CENTS).contains(&b.price_cents) {
+        return Err(ApiError::invalid_input("price_cents must be 0 to 10^12"));
+    }
+    if !(0..=MAX_STOCK).contains(&b.stock) {
+        return Err(ApiError::invalid_input("stock must be 0 to 10^9"));
+    }
+    let p = state
+        .db
+        .call(CreateProduct {
+            owner: user.user_id,
+            merchant_id: b.merchant_id.get(),
+            name: b.name,
+            category: b.category,
+            price_cents: b.price_cents,
+            stock: b.stock,
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(p))
+}
+
+/// The stock the inventory actor holds, if loaded (it includes reservations in flight).
+async fn live_stock(state: &AppState, mut p: ProductView) -> ProductView {
+    if let Some(inv) = state.inventory.get(p.product_id) {
+        if let Ok(n) = inv.send(Available).await {
+            p.stock = n;
+        }
+    }
+    p
+}
+
+/// A product; `stock` is what can still be ordered.
+#[utoipa::path(get, path = "/api/v1/products/{id}", tag = "commerce", params(("id" = i64, Path)),
+    responses((status = 200, body = ProductView), (status = 404, body = Problem)))]
+pub async fn get_product(
+    state: web::Data<AppState>,
+    path: web::Path<(Id,)>,
+) -> ApiResult<HttpResponse> {
+    let row = state
+        .db
+        .call(LoadProduct {
+            product_id: path.into_inner().0.get(),
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such product"))?;
+    Ok(HttpResponse::Ok().json(live_stock(&state, row.into()).await))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductPatch {
+    name: Option<String>,
+    price_cents: Option<i64>,
+    stock_delta: Option<i64>,
+    active: Option<bool>,
+}
+
+/// Edit a product (owner): name, price, stock adjustment, active.
+#[utoipa::path(patch, path = "/api/v1/products/{id}", tag = "commerce", security(("bearer" = [])), params(("id" = i64, Path)),
+    request_body = ProductPatch, responses((status = 200, body = ProductView), (status = 400, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem)))]
+pub async fn update_product(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+    body: web::Json<ProductPatch>,
+) -> ApiResult<HttpResponse> {
+    let id = path.into_inner().0.get();
+    let b = body.into_inner();
+    if let Some(n) = &b.name {
+        text(n, "name", 100)?;
+    }
+    if b.price_cents
+        .is_some_and(|p| !(0..=MAX_PRICE_CENTS).contains(&p))
+    {
+        return Err(ApiError::invalid_input("price_cents must be 0 to 10^12"));
+    }
+    let delta = b.stock_delta.unwrap_or(0);
+    if delta.abs() > MAX_STOCK {
+        return Err(ApiError::invalid_input("stock_delta must be within ±10^9"));
+    }
+    let current = state
+        .db
+        .call(OwnedProduct {
+            owner: user.user_id,
+            product_id: id,
+        })
+        .await?;
+    // Stock changes go through the SKU's actor: memory first (never below zero,
+    // counting reservations in flight), then the database, undone on failure.
+    let inv = state.inventory.get_or_load(&state.db, id).await?;
+    if delta != 0 {
+        inv.send(Adjust { delta })
+            .await
+            .map_err(ApiError::unavailable_because)??;
+    }
+    let updated = state
+        .db
+        .call(UpdateProduct {
+            product_id: id,
+            name: b.name,
+            price_cents: b.price_cents,
+            active: b.active,
+            stock_delta: delta,
+        })
+        .await;
+    let updated = match updated {
+        Ok(p) => p,
+        Err(e) => {
+            if delta != 0 {
+                inv.do_send(Revert { delta });
+            }
+            return Err(e);
+        }
+    };
+    if b.price_cents.is_some() || b.active.is_some() || current.price_cents != updated.price_cents {
+        inv.do_send(SetInfo {
+            price_cents: updated.price_cents,
+            active: updated.active,
+        });
+    }
+    Ok(HttpResponse::Ok().json(live_stock(&state, updated).await))
+}
+
+#[derive(Deserialize)]
+pub struct ProductQuery {
+    category: Option<String>,
+    merchant_id: Option<String>,
+    q: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// Active products, filtered by category, merchant or text in the name.
+#[utoipa::path(get, path = "/api/v1/products", tag = "commerce",
+    params(("category" = Option<String>, Query), ("merchant_id" = Option<i64>, Query), ("q" = Option<String>, Query),
+        ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = "{items: [Product], next_cursor}"), (status = 400, body = Problem)))]
+pub async fn list_products(
+    state: web::Data<AppState>,
+    q: web::Query<ProductQuery>,
+) -> ApiResult<HttpResponse> {
+    let merchant_id = q
+        .merchant_id
+        .as_deref()
+        .map(|m| {
+            m.parse::<i64>()
+                .ok()
+                .and_then(Id::new)
+                .map(Id::get)
+                .ok_or_else(|| ApiError::invalid_input("merchant_id must be an id"))
+        })
+        .transpose()?;
+    if q.q.as_deref().is_some_and(|t| t.chars().count() > 100) {
+        return Err(ApiError::invalid_input("q must be at most 100 characters"));
+    }
+    let page = state
+        .db
+        .call(ListProducts {
+            category: q.category.clone(),
+            merchant_id,
+            text: q.q.clone().filter(|t| !t.is_empty()),
+            limit: parse_limit(q.limit.as_deref())?,
+            after_id: cursor_id(&q.cursor)?,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+// ---- orders ----------------------------------------------------------------
+
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ItemRequest {
+    #[schema(value_type = i64)]
+    product_id: Id,
+    quantity: i64,
+}
+
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrderRequest {
+    items: Vec<ItemRequest>,
+    shipping_address: Option<String>,
+    #[schema(value_type = Option<i64>)]
+    gift_to_user_id: Option<Id>,
+    gift_message: Option<String>,
+}
+
+fn validate_order(user: Id, b: &CreateOrderRequest) -> ApiResult<()> {
+    if b.items.is_empty() || b.items.len() > MAX_ITEMS {
+        return Err(ApiError::invalid_input(format!(
+            "an order has 1 to {MAX_ITEMS} items"
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for i in &b.items {
+        if !(1..=MAX_QUANTITY).contains(&i.quantity) {
+            return Err(ApiError::invalid_input("quantity must be 1 to 1000"));
+        }
+        if !seen.insert(i.product_id) {
+            return Err(ApiError::invalid_input(
+                "each product may appear once; add up the quantity",
+            ));
+        }
+    }
+    if let Some(a) = &b.shipping_address {
+        text(a, "shipping_address", 500)?;
+    }
+    if let Some(m) = &b.gift_message {
+        if m.chars().count() > 200 || has_control_chars(m) {
+            return Err(ApiError::invalid_input(
+                "gift_message must be at most 200 characters, no control characters",
+            ));
+        }
+        if b.gift_to_user_id.is_none() {
+            return Err(ApiError::invalid_input(
+                "gift_message needs gift_to_user_id",
+            ));
+        }
+    }
+    if b.gift_to_user_id == Some(user) {
+        return Err(ApiError::invalid_input("a gift goes to someone else"));
+    }
+    Ok(())
+}
+
+fn replay(status_code: u16, body: String) -> HttpResponse {
+    let status = actix_web::http::StatusCode::from_u16(status_code)
+        .unwrap_or(actix_web::http::StatusCode::OK);
+    HttpResponse::build(status)
+        .content_type("application/json")
+        .body(body)
+}
+
+/// Create an order. Stock is reserved (all items or none) and durable before the 201.
+#[utoipa::path(post, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])), request_body = CreateOrderRequest,
+    params(("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 201, body = OrderView), (status = 400, body = Problem), (status = 404, body = Problem),
+        (status = 409, description = "out_of_stock", body = Problem), (status = 422, description = "idempotency_key_reused", body = Problem)))]
+pub async fn create_order(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    key: MaybeIdempotencyKey,
+    body: web::Json<CreateOrderRequest>,
+) -> ApiResult<HttpResponse> {
+    let mut b = body.into_inner();
+    validate_order(user.user_id, &b)?;
+    let buyer = user.user_id.get();
+    let idempotency = match key.0 {
+        Some(k) => {
+            let hash = fingerprint(
+                "orders",
+                &serde_json::to_value(&b).map_err(ApiError::internal)?,
+            );
+            if let Decision::Replay { status_code, body } = state
+                .db
+                .call(CheckIdempotency {
+                    user_id: buyer,
+                    key: k.as_str().to_owned(),
+                    hash: hash.clone(),
+                })
+                .await?
+            {
+                return Ok(replay(status_code, body));
+            }
+            Some((k.as_str().to_owned(), hash))
+        }
+        None => None,
+    };
+    // Reserve in product-id order, so two multi-item orders never wait on each other in a cycle.
+    b.items.sort_by_key(|i| i.product_id);
+    let mut reserved: Vec<(i64, i64, i64, i64)> = Vec::with_capacity(b.items.len()); // (product, qty, price, merchant)
+    let release_all = |reserved: &[(i64, i64, i64, i64)]| {
+        for (p, q, _, _) in reserved {
+            state.inventory.release(*p, *q);
+        }
+    };
+    for item in &b.items {
+        let pid = item.product_id.get();
+        let res = match state.inventory.get_or_load(&state.db, pid).await {
+            Ok(inv) => inv
+                .send(Reserve {
+                    quantity: item.quantity,
+                })
+                .await
+                .map_err(ApiError::unavailable_because)
+                .and_then(|r| r),
+            Err(e) => Err(e),
+        };
+        match res {
+            Ok(info) => reserved.push((pid, item.quantity, info.price_cents, info.merchant_id)),
+            Err(e) => {
+                release_all(&reserved);
+                return Err(e);
+            }
+        }
+    }
+    let merchant_id = reserved[0].3;
+    if reserved.iter().any(|r| r.3 != merchant_id) {
+        release_all(&reserved);
+        return Err(ApiError::invalid_input(
+            "all items of an order must belong to one merchant",
+        ));
+    }
+    let total = reserved.iter().try_fold(0_i64, |acc, (_, q, price, _)| {
+        price.checked_mul(*q).and_then(|v| acc.checked_add(v))
+    });
+    let Some(total_cents) = total else {
+        release_all(&reserved);
+        return Err(ApiError::invalid_input("the order total is too large"));
+    };
+    let now = crate::ids::now_ms();
+    let id = state.shared.ids.next_id();
+    let pay_timeout_ms = i64::try_from(state.shared.config.pay_timeout_secs)
+        .unwrap_or(i64::MAX / 2_000)
+        .saturating_mul(1000);
+    let order = OrderRow {
+        id,
+        buyer_id: buyer,
+        merchant_id,
+        status: Status::PendingPayment.as_str().to_owned(),
+        total_cents,
+        created_at_ms: now,
+        pay_deadline_ms: now.saturating_add(pay_timeout_ms),
+        paid_at_ms: None,
+        shipped_at_ms: None,
+        completed_at_ms: None,
+        auto_complete_at_ms: None,
+        refund_requested: false,
+        refund_reason: None,
+        gift_to_user_id: b.gift_to_user_id.map(Id::get),
+        gift_message: b.gift_message.clone(),
+        shipping_address: b.shipping_address.clone(),
+        carrier: None,
+        tracking_no: None,
+        updated_at_ms: now,
+    };
+    let items = reserved
+        .iter()
+        .map(|(p, q, price, _)| OrderItemRow {
+            order_id: id,
+            product_id: *p,
+            quantity: *q,
+            price_cents: *price,
+        })
+        .collect();
+    match state
+        .order_writer
+        .create(NewOrder {
+            order,
+            items,
+            idempotency,
+        })
+        .await
+    {
+        Ok(Created::Stored(view)) => {
+            state.relay.do_send(crate::infra::outbox::Nudge);
+            Ok(HttpResponse::Created().json(view))
+        }
+        Ok(Created::Replay { status_code, body }) => {
+            release_all(&reserved);
+            Ok(replay(status_code, body))
+        }
+        Err(e) => {
+            release_all(&reserved);
+            Err(e)
+        }
+    }
+}
+
+/// Idempotency lookup before any reservation.
+pub struct CheckIdempotency {
+    pub user_id: i64,
+    pub key: String,
+    pub hash: String,
+}
+
+impl actix::Message for CheckIdempotency {
+    type Result = Result<Decision, ApiError>;
+}
+
+impl actix::Handler<CheckIdempotency> for crate::db::DbExecutor {
+    type Result = Result<Decision, ApiError>;
+    fn handle(&mut self, msg: CheckIdempotency, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        let key = crate::infra::idempotency::IdempotencyKey::parse(&msg.key)?;
+        crate::infra::idempotency::check(
+            &mut conn,
+            msg.user_id,
+            "orders",
+            &key,
+            &msg.hash,
+            crate::ids::now_ms(),
+        )
+    }
+}
+
+fn order_reply(r: Reply) -> ApiResult<HttpResponse> {
+    match r {
+        Reply::Order(o) => Ok(HttpResponse::Ok().json(o)),
+        Reply::Payment(p) => Ok(HttpResponse::Ok().json(p)),
+        Reply::Applied => Ok(HttpResponse::Ok().finish()),
+    }
+}
+
+/// An order: its buyer, its merchant's owner and admins see it; others get 404.
+#[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = OrderView), (status = 404, body = Problem)))]
+pub async fn get_order(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+) -> ApiResult<HttpResponse> {
+    order_reply(
+        state
+            .orders
+            .call(
+                path.into_inner().0.get(),
+                Request::View {
+                    caller: user.user_id.get(),
+                },
+            )
+            .await?,
+    )
+}
+
+async fn command(
+    state: &AppState,
+    user: AuthUser,
+    id: Id,
+    cmd: Command,
+) -> ApiResult<HttpResponse> {
+    order_reply(
+        state
+            .orders
+            .call(
+                id.get(),
+                Request::Command {
+                    caller: Some(user.user_id.get()),
+                    cmd,
+                },
+            )
+            .await?,
+    )
+}
+
+/// Cancel an unpaid order (buyer); its stock is given back.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = OrderView), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn cancel(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+) -> ApiResult<HttpResponse> {
+    command(&state, user, path.into_inner().0, Command::Cancel).await
+}
+
+/// Start paying (buyer); calling it again returns the same payment.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/pay", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = PaymentView), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn pay(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+) -> ApiResult<HttpResponse> {
+    command(&state, user, path.into_inner().0, Command::Pay).await
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShipRequest {
+    carrier: Option<String>,
+    tracking_no: Option<String>,
+}
+
+/// Ship a paid order (merchant owner), with carrier and tracking number.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/ship", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
+    request_body = ShipRequest, responses((status = 200, body = OrderView), (status = 403, body = Problem), (status = 409, body = Problem)))]
+pub async fn ship(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+    body: Option<web::Json<ShipRequest>>,
+) -> ApiResult<HttpResponse> {
+    let (carrier, tracking_no) = body
+        .map(|b| (b.0.carrier, b.0.tracking_no))
+        .unwrap_or((None, None));
+    for (v, what) in [(&carrier, "carrier"), (&tracking_no, "tracking_no")] {
+        if let Some(v) = v {
+            text(v, what, 100)?;
+        }
+    }
+    command(
+        &state,
+        user,
+        path.into_inner().0,
+        Command::Ship {
+            carrier,
+            tracking_no,
+        },
+    )
+    .await
+}
+
+/// Confirm receipt (buyer): `completed`.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/confirm", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = OrderView), (status = 409, body = Problem)))]
+pub async fn confirm(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+) -> ApiResult<HttpResponse> {
+    command(&state, user, path.into_inner().0, Command::Confirm).await
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundRequest {
+    reason: String,
+}
+
+/// Request a refund (buyer).
+#[utoipa::path(post, path = "/api/v1/orders/{id}/refund", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
+    request_body = RefundRequest, responses((status = 200, body = OrderView), (status = 409, body = Problem)))]
+pub async fn refund(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+    body: web::Json<RefundRequest>,
+) -> ApiResult<HttpResponse> {
+    text(&body.reason, "reason", 500)?;
+    command(
+        &state,
+        user,
+        path.into_inner().0,
+        Command::RequestRefund {
+            reason: body.into_inner().reason,
+        },
+    )
+    .await
+}
+
+/// Approve a requested refund (merchant owner or admin): `refunded`, stock back.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/refund/approve", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = OrderView), (status = 403, body = Problem), (status = 409, body = Problem)))]
+pub async fn approve_refund(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+) -> ApiResult<HttpResponse> {
+    command(&state, user, path.into_inner().0, Command::ApproveRefund).await
+}
+
+/// Reject a requested refund (merchant owner or admin).
+#[utoipa::path(post, path = "/api/v1/orders/{id}/refund/reject", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = OrderView), (status = 403, body = Problem), (status = 409, body = Problem)))]
+pub async fn reject_refund(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+) -> ApiResult<HttpResponse> {
+    command(&state, user, path.into_inner().0, Command::RejectRefund).await
+}
+
+fn status_filter(s: &Option<String>) -> ApiResult<Option<String>> {
+    match s {
+        None => Ok(None),
+        Some(s) if Status::parse(s).is_some() => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::invalid_input("unknown status")),
+    }
+}
+
+/// Orders the caller bought, newest first.
+#[utoipa::path(get, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])),
+    params(("status" = Option<String>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = "{items: [Order], next_cursor}"), (status = 400, body = Problem)))]
+pub async fn my_orders(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    q: web::Query<StatusQuery>,
+) -> ApiResult<HttpResponse> {
+    let page = state
+        .db
+        .call(ListOrders {
+            scope: OrderScope::Buyer(user.user_id.get()),
+            status: status_filter(&q.status)?,
+            limit: parse_limit(q.limit.as_deref())?,
+            before_id: cursor_id(&q.cursor)?,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// A merchant's orders (its owner, admins), newest first.
+#[utoipa::path(get, path = "/api/v1/merchants/{id}/orders", tag = "orders", security(("bearer" = [])),
+    params(("id" = i64, Path), ("status" = Option<String>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = "{items: [Order], next_cursor}"), (status = 403, body = Problem)))]
+pub async fn merchant_orders(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+    q: web::Query<StatusQuery>,
+) -> ApiResult<HttpResponse> {
+    let scope = OrderScope::Merchant {
+        merchant_id: path.into_inner().0.get(),
+        caller: user.user_id.get(),
+    };
+    let page = state
+        .db
+        .call(ListOrders {
+            scope,
+            status: status_filter(&q.status)?,
+            limit: parse_limit(q.limit.as_deref())?,
+            before_id: cursor_id(&q.cursor)?,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// The payment provider's callback: signed, applied exactly once, `success` once durable.
+#[utoipa::path(post, path = "/api/v1/payments/mockpay/notify", tag = "orders",
+    request_body(content = String, content_type = "application/json",
+        description = "{payment_id, order_id, amount_cents, status: succeeded|failed}; extra fields tolerated"),
+    params(("X-Mockpay-Signature" = String, Header, description = "lowercase hex HMAC-SHA256 of the raw body")),
+    responses((status = 200, description = "success", content_type = "text/plain"), (status = 400, body = Problem), (status = 401, body = Problem)))]
+pub async fn mockpay_notify(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let provider = &state.payments;
+    let n = provider.verify(req.headers(), &body)?;
+    let order_id = Id::new(n.order_id).ok_or_else(|| ApiError::not_found("no such order"))?;
+    state
+        .orders
+        .call(
+            order_id.get(),
+            Request::PaymentNotice {
+                payment_id: n.payment_id,
+                amount_cents: n.amount_cents,
+                succeeded: n.succeeded,
+            },
+        )
+        .await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain")
+        .body(provider.ack_body()))
+}

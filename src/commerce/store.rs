@@ -1,0 +1,183 @@
+//! Commerce rows and queries, portable across both backends.
+
+use diesel::prelude::*;
+
+use super::model::{OrderItemView, OrderView, Status, TrackingView};
+use crate::db::schema::{merchants, order_items, orders, payments, products};
+use crate::db::DbConn;
+use crate::ids::rfc3339;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = merchants)]
+pub struct MerchantRow {
+    pub id: i64,
+    pub owner_id: i64,
+    pub name: String,
+    pub status: String,
+    pub rating_sum: i64,
+    pub review_count: i64,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = products)]
+pub struct ProductRow {
+    pub id: i64,
+    pub merchant_id: i64,
+    pub name: String,
+    pub category: String,
+    pub price_cents: i64,
+    pub stock: i64,
+    pub active: bool,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = orders)]
+pub struct OrderRow {
+    pub id: i64,
+    pub buyer_id: i64,
+    pub merchant_id: i64,
+    pub status: String,
+    pub total_cents: i64,
+    pub created_at_ms: i64,
+    pub pay_deadline_ms: i64,
+    pub paid_at_ms: Option<i64>,
+    pub shipped_at_ms: Option<i64>,
+    pub completed_at_ms: Option<i64>,
+    pub auto_complete_at_ms: Option<i64>,
+    pub refund_requested: bool,
+    pub refund_reason: Option<String>,
+    pub gift_to_user_id: Option<i64>,
+    pub gift_message: Option<String>,
+    pub shipping_address: Option<String>,
+    pub carrier: Option<String>,
+    pub tracking_no: Option<String>,
+    pub updated_at_ms: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = order_items)]
+pub struct OrderItemRow {
+    pub order_id: i64,
+    pub product_id: i64,
+    pub quantity: i64,
+    pub price_cents: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = payments)]
+pub struct PaymentRow {
+    pub id: i64,
+    pub order_id: i64,
+    pub provider: String,
+    pub amount_cents: i64,
+    pub status: String,
+    pub created_at_ms: i64,
+    pub notified_at_ms: Option<i64>,
+}
+
+impl OrderRow {
+    pub fn status(&self) -> Status {
+        Status::parse(&self.status).unwrap_or(Status::Cancelled)
+    }
+
+    pub fn view(&self, items: &[OrderItemRow]) -> OrderView {
+        OrderView {
+            order_id: self.id,
+            buyer_id: self.buyer_id,
+            merchant_id: self.merchant_id,
+            status: self.status().as_str(),
+            total_cents: self.total_cents,
+            items: items
+                .iter()
+                .map(|i| OrderItemView {
+                    product_id: i.product_id,
+                    quantity: i.quantity,
+                    price_cents: i.price_cents,
+                })
+                .collect(),
+            created_at: rfc3339(self.created_at_ms),
+            pay_deadline: rfc3339(self.pay_deadline_ms),
+            refund_requested: self.refund_requested,
+            gift_to_user_id: self.gift_to_user_id,
+            gift_message: self.gift_message.clone(),
+            shipping_address: self.shipping_address.clone(),
+            tracking: (self.carrier.is_some() || self.tracking_no.is_some()).then(|| {
+                TrackingView {
+                    carrier: self.carrier.clone(),
+                    tracking_no: self.tracking_no.clone(),
+                }
+            }),
+        }
+    }
+}
+
+pub fn find_merchant(conn: &mut DbConn, id: i64) -> QueryResult<Option<MerchantRow>> {
+    merchants::table
+        .find(id)
+        .select(MerchantRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn find_product(conn: &mut DbConn, id: i64) -> QueryResult<Option<ProductRow>> {
+    products::table
+        .find(id)
+        .select(ProductRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn find_order(
+    conn: &mut DbConn,
+    id: i64,
+) -> QueryResult<Option<(OrderRow, Vec<OrderItemRow>)>> {
+    let Some(order) = orders::table
+        .find(id)
+        .select(OrderRow::as_select())
+        .first(conn)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let items = order_items::table
+        .filter(order_items::order_id.eq(id))
+        .order(order_items::product_id.asc())
+        .select(OrderItemRow::as_select())
+        .load(conn)?;
+    Ok(Some((order, items)))
+}
+
+/// Items of many orders at once, grouped by order.
+pub fn items_of(
+    conn: &mut DbConn,
+    order_ids: &[i64],
+) -> QueryResult<std::collections::HashMap<i64, Vec<OrderItemRow>>> {
+    let rows: Vec<OrderItemRow> = order_items::table
+        .filter(order_items::order_id.eq_any(order_ids))
+        .order((order_items::order_id, order_items::product_id))
+        .select(OrderItemRow::as_select())
+        .load(conn)?;
+    let mut map: std::collections::HashMap<i64, Vec<OrderItemRow>> =
+        std::collections::HashMap::new();
+    for r in rows {
+        map.entry(r.order_id).or_default().push(r);
+    }
+    Ok(map)
+}
+
+pub fn find_payment_by_order(conn: &mut DbConn, order_id: i64) -> QueryResult<Option<PaymentRow>> {
+    payments::table
+        .filter(payments::order_id.eq(order_id))
+        .select(PaymentRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Adds `delta` to a product's sellable stock.
+pub fn add_stock(conn: &mut DbConn, product_id: i64, delta: i64) -> QueryResult<usize> {
+    diesel::update(products::table.find(product_id))
+        .set(products::stock.eq(products::stock + delta))
+        .execute(conn)
+}

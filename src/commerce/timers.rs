@@ -1,0 +1,112 @@
+//! Durable timers: deadlines are columns of `orders` (pay deadline,
+//! auto-complete); one scheduler asks the database what fell due (including
+//! while the server was down) and acts through the owning order actors.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, AsyncContext, Context, Handler, Message, WrapFuture};
+use diesel::prelude::*;
+use futures_util::StreamExt;
+
+use super::model::Command;
+use super::order_actor::{OrderRegistry, Request};
+use crate::db::schema::orders;
+use crate::db::{Db, DbExecutor};
+use crate::error::ApiError;
+
+const TICK: Duration = Duration::from_millis(500);
+/// Due orders handled per tick, and at once.
+const DUE_BATCH: i64 = 1_000;
+const CONCURRENCY: usize = 32;
+
+pub struct Scheduler {
+    pub db: Db,
+    pub orders: Arc<OrderRegistry>,
+    busy: bool,
+}
+
+impl Scheduler {
+    pub fn new(db: Db, orders: Arc<OrderRegistry>) -> Self {
+        Scheduler {
+            db,
+            orders,
+            busy: false,
+        }
+    }
+}
+
+impl Actor for Scheduler {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // The first tick comes at once: catch up with what fell due while down.
+        ctx.run_interval(TICK, |this, ctx| {
+            if this.busy {
+                return;
+            }
+            this.busy = true;
+            let (db, orders) = (this.db.clone(), this.orders.clone());
+            ctx.spawn(
+                async move {
+                    let due = match db.call(DueOrders { now_ms: crate::ids::now_ms() }).await {
+                        Ok(d) => d,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "scheduler could not read due orders");
+                            return;
+                        }
+                    };
+                    futures_util::stream::iter(due)
+                        .for_each_concurrent(CONCURRENCY, |(id, cmd)| {
+                            let orders = orders.clone();
+                            async move {
+                                if let Err(e) = orders.call(id, Request::Command { caller: None, cmd }).await {
+                                    tracing::debug!(order_id = id, error = %e, "timer action deferred");
+                                }
+                            }
+                        })
+                        .await;
+                }
+                .into_actor(this)
+                .map(|(), this, _| this.busy = false),
+            );
+        });
+    }
+}
+
+use actix::ActorFutureExt as _;
+
+/// Orders whose pay deadline or auto-complete time has passed.
+pub struct DueOrders {
+    pub now_ms: i64,
+}
+
+impl Message for DueOrders {
+    type Result = Result<Vec<(i64, Command)>, ApiError>;
+}
+
+impl Handler<DueOrders> for DbExecutor {
+    type Result = Result<Vec<(i64, Command)>, ApiError>;
+    fn handle(&mut self, msg: DueOrders, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        let expired: Vec<i64> = orders::table
+            .filter(orders::status.eq("pending_payment"))
+            .filter(orders::pay_deadline_ms.le(msg.now_ms))
+            .order(orders::pay_deadline_ms.asc())
+            .limit(DUE_BATCH)
+            .select(orders::id)
+            .load(&mut conn)?;
+        let complete: Vec<i64> = orders::table
+            .filter(orders::status.eq("shipped"))
+            .filter(orders::auto_complete_at_ms.le(msg.now_ms))
+            .order(orders::auto_complete_at_ms.asc())
+            .limit(DUE_BATCH)
+            .select(orders::id)
+            .load(&mut conn)?;
+        Ok(expired
+            .into_iter()
+            .map(|id| (id, Command::Expire))
+            .chain(complete.into_iter().map(|id| (id, Command::AutoComplete)))
+            .collect())
+    }
+}
