@@ -11,6 +11,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use crate::accounts::routes as accounts;
 use crate::app::AppState;
 use crate::chat::routes as chat;
+use crate::commerce::routes as commerce;
 use crate::error::{extractors, problem_response, ApiError, PROBLEM_CONTENT_TYPE};
 use crate::ops::routes as ops;
 use crate::social::routes as social;
@@ -45,7 +46,46 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/posts/{id}/comments", web::post().to(social::comment))
                 .route("/feed", web::get().to(social::feed))
                 .route("/notifications", web::get().to(social::notifications))
-                .route("/notifications/read", web::post().to(social::mark_read)),
+                .route("/notifications/read", web::post().to(social::mark_read))
+                .route("/merchants", web::post().to(commerce::apply_merchant))
+                .route("/merchants/{id}", web::get().to(commerce::get_merchant))
+                .route(
+                    "/merchants/{id}/orders",
+                    web::get().to(commerce::merchant_orders),
+                )
+                .route("/admin/merchants", web::get().to(commerce::list_merchants))
+                .route(
+                    "/admin/merchants/{id}/approve",
+                    web::post().to(commerce::approve_merchant),
+                )
+                .route(
+                    "/admin/merchants/{id}/reject",
+                    web::post().to(commerce::reject_merchant),
+                )
+                .route("/products", web::post().to(commerce::create_product))
+                .route("/products", web::get().to(commerce::list_products))
+                .route("/products/{id}", web::get().to(commerce::get_product))
+                .route("/products/{id}", web::patch().to(commerce::update_product))
+                .route("/orders", web::post().to(commerce::create_order))
+                .route("/orders", web::get().to(commerce::my_orders))
+                .route("/orders/{id}", web::get().to(commerce::get_order))
+                .route("/orders/{id}/cancel", web::post().to(commerce::cancel))
+                .route("/orders/{id}/pay", web::post().to(commerce::pay))
+                .route("/orders/{id}/ship", web::post().to(commerce::ship))
+                .route("/orders/{id}/confirm", web::post().to(commerce::confirm))
+                .route("/orders/{id}/refund", web::post().to(commerce::refund))
+                .route(
+                    "/orders/{id}/refund/approve",
+                    web::post().to(commerce::approve_refund),
+                )
+                .route(
+                    "/orders/{id}/refund/reject",
+                    web::post().to(commerce::reject_refund),
+                )
+                .route(
+                    "/payments/mockpay/notify",
+                    web::post().to(commerce::mockpay_notify),
+                ),
         );
 }
 

@@ -114,7 +114,7 @@ pub fn decide(
         cmd,
         Command::Expire | Command::AutoComplete | Command::PaymentSucceeded
     );
-    if !system && !(caller.is_buyer || caller.is_owner || caller.is_admin) {
+    if !(system || caller.is_buyer || caller.is_owner || caller.is_admin) {
         return Err(Rejection::NotVisible);
     }
     let allowed = match cmd {
@@ -246,7 +246,8 @@ mod tests {
     fn transition_table() {
         use Status::*;
         let moves = |to, release_stock| Ok(Effect::Move { to, release_stock });
-        let cases: Vec<(Command, Caller, Status, bool, Result<Effect, Rejection>)> = vec![
+        type Case = (Command, Caller, Status, bool, Result<Effect, Rejection>);
+        let cases: Vec<Case> = vec![
             (
                 Command::Cancel,
                 BUYER,

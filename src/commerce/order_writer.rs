@@ -35,7 +35,7 @@ pub struct NewOrder {
 
 /// What became of one new order.
 pub enum Created {
-    Stored(OrderView),
+    Stored(Box<OrderView>),
     /// Another request with the same key won the race: replay its response.
     Replay {
         status_code: u16,
@@ -276,7 +276,7 @@ impl OrderDbWriter {
                     .iter()
                     .zip(outcomes)
                     .map(|(n, o)| match o {
-                        Outcome::Insert => Ok(Created::Stored(n.order.view(&n.items))),
+                        Outcome::Insert => Ok(Created::Stored(Box::new(n.order.view(&n.items)))),
                         Outcome::Replay { status_code, body } => {
                             Ok(Created::Replay { status_code, body })
                         }

@@ -214,6 +214,16 @@ impl TestApp {
         self.start();
     }
 
+    /// `kill -9`, stay down for `down`, start again on the same database.
+    pub fn restart_hard_after(&mut self, down: Duration) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        std::thread::sleep(down);
+        self.start();
+    }
+
     /// SIGTERM, wait for a clean exit, and return its status.
     pub fn stop_gracefully(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("running");

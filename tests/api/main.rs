@@ -11,5 +11,6 @@ mod chat;
 mod errors;
 mod helpers;
 mod operations;
+mod orders;
 mod social;
 mod ws;
