@@ -229,10 +229,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let chat =
         crate::chat::writer::ChatWriters::start(chat_shards, prepared.pool.clone(), shared.clone());
-    let relay = actix::Actor::start(crate::infra::outbox::Relay::new(
-        db.clone(),
-        shared.bus.clone(),
-    ));
+    let mut relay = crate::infra::outbox::Relay::new(db.clone(), shared.bus.clone());
+    relay.skip_mark = config.fault_relay_skip_mark;
+    let relay = actix::Actor::start(relay);
     actix::spawn(crate::social::notifier::run(
         shared.bus.clone(),
         db.clone(),

@@ -165,6 +165,16 @@ pub struct Config {
     #[arg(long, env = "TANDEM_CHAT_WRITERS", default_value_t = 0)]
     pub chat_writers: usize,
 
+    /// Fault injection for tests: the outbox relay publishes but never marks rows
+    /// published, as if it crashed between the two, so every event is redelivered.
+    #[arg(
+        long,
+        env = "TANDEM_FAULT_RELAY_SKIP_MARK",
+        default_value_t = false,
+        hide = true
+    )]
+    pub fault_relay_skip_mark: bool,
+
     /// SQLite `synchronous` pragma: `full` survives power loss, `normal` only process crashes.
     #[arg(long, env = "TANDEM_SQLITE_SYNCHRONOUS", default_value = "full")]
     pub sqlite_synchronous: SqliteSync,

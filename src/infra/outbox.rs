@@ -95,6 +95,8 @@ impl Handler<MarkPublished> for DbExecutor {
 /// the next round start at once instead of at the next tick.
 pub struct Relay {
     pub db: Db,
+    /// Test-only fault: never mark rows published (see `TANDEM_FAULT_RELAY_SKIP_MARK`).
+    pub skip_mark: bool,
     pub bus: std::sync::Arc<dyn crate::infra::bus::EventBus>,
     busy: bool,
     again: bool,
@@ -105,6 +107,7 @@ impl Relay {
         Relay {
             db,
             bus,
+            skip_mark: false,
             busy: false,
             again: false,
         }
@@ -117,7 +120,7 @@ impl Relay {
         }
         self.busy = true;
         self.again = false;
-        let (db, bus) = (self.db.clone(), self.bus.clone());
+        let (db, bus, skip_mark) = (self.db.clone(), self.bus.clone(), self.skip_mark);
         ctx.spawn(
             async move {
                 let events = db.call(FetchUnpublished).await?;
@@ -128,6 +131,9 @@ impl Relay {
                     .await
                     .map_err(ApiError::unavailable_because)?;
                 let n = events.len();
+                if skip_mark {
+                    return Ok(0);
+                }
                 db.call(MarkPublished(events.into_iter().map(|e| e.id).collect()))
                     .await?;
                 Ok(n)

@@ -1168,3 +1168,52 @@ both_backends!(
     gift_orders_notify_the_recipient,
     super::gift_orders_notify_the_recipient
 );
+
+async fn relay_redelivery_has_no_duplicate_effect(backend: Backend) {
+    // The relay publishes every round and never marks: as if it crashed
+    // between publish and mark, forever. Consumers must apply each event once.
+    let opts = Options {
+        extra_env: vec![("TANDEM_FAULT_RELAY_SKIP_MARK".into(), "true".into())],
+        ..Default::default()
+    };
+    let app = TestApp::spawn_with(backend, opts).await;
+    let s = shop(&app, "redeliver").await;
+    let p = product(&app, &s, "Plum", "fruit", 500, 5).await;
+    let (_, t) = app.register("replayed").await;
+    let o = paid_order(&app, &t, json!([{"product_id": p, "quantity": 1}])).await;
+    assert_eq!(o["status"], "paid");
+    // Many relay rounds (every 100 ms) republish the same events meanwhile.
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let list: Value = app
+        .get("/api/v1/notifications", Some(&t))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let paid = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] == "order.paid")
+        .count();
+    assert_eq!(paid, 1, "redelivered events are applied once");
+    let owner: Value = app
+        .get("/api/v1/notifications", Some(&s.owner_token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        owner["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["kind"] == "order.paid")
+            .count(),
+        1
+    );
+}
+both_backends!(
+    relay_redelivery_has_no_duplicate_effect,
+    super::relay_redelivery_has_no_duplicate_effect
+);
