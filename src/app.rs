@@ -58,6 +58,14 @@ struct Prepared {
     banned_users: Vec<i64>,
 }
 
+/// `tandem audit`: every wallet against its journal, every rebate against its
+/// journal, order and rule. Returns the mismatches.
+pub fn audit(url: &crate::config::DatabaseUrl) -> anyhow::Result<Vec<String>> {
+    let (pool, _) = migrate(url)?;
+    let mut conn = pool.get().context("getting a database connection")?;
+    crate::rebates::engine::audit(&mut conn).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
 /// Opens the database, applies migrations and returns the pool.
 pub fn migrate(config_url: &crate::config::DatabaseUrl) -> anyhow::Result<(Pool, usize)> {
     let pool = db::open_pool(config_url, 2, crate::config::SqliteSync::Full)?;
@@ -249,6 +257,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         db.clone(),
         orders.clone(),
     ));
+    let rebates = crate::rebates::actor::RebateRegistry::new(db.clone(), relay.clone());
+    actix::spawn(crate::rebates::actor::consume(shared.bus.clone(), rebates.clone()));
+    actix::Actor::start(crate::rebates::actor::Settler::new(db.clone(), rebates));
     let mockpay_secret = config
         .mockpay_secret
         .clone()

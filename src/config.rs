@@ -24,6 +24,9 @@ pub enum Command {
     Serve(Box<Config>),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Check every wallet against its journal and every rebate against its
+    /// order and rule; print each mismatch and exit 1 if there is any.
+    Audit(DatabaseArgs),
 }
 
 /// Just the database, for commands that need nothing else.

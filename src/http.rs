@@ -14,6 +14,7 @@ use crate::chat::routes as chat;
 use crate::commerce::routes as commerce;
 use crate::error::{extractors, problem_response, ApiError, PROBLEM_CONTENT_TYPE};
 use crate::ops::routes as ops;
+use crate::rebates::routes as rebates;
 use crate::social::routes as social;
 
 /// Every HTTP route of Tandem.
@@ -82,10 +83,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     "/orders/{id}/refund/reject",
                     web::post().to(commerce::reject_refund),
                 )
-                .route(
-                    "/payments/mockpay/notify",
-                    web::post().to(commerce::mockpay_notify),
-                ),
+                .route("/payments/mockpay/notify", web::post().to(commerce::mockpay_notify))
+                .route("/admin/rebate-rules", web::put().to(rebates::put_rules))
+                .route("/admin/rebate-rules", web::get().to(rebates::get_rules))
+                .route("/rebates", web::get().to(rebates::list_rebates))
+                .route("/wallet", web::get().to(rebates::get_wallet))
+                .route("/withdrawals", web::post().to(rebates::request_withdrawal))
+                .route("/admin/withdrawals", web::get().to(rebates::list_withdrawals))
+                .route("/admin/withdrawals/{id}/approve", web::post().to(rebates::approve_withdrawal))
+                .route("/admin/withdrawals/{id}/reject", web::post().to(rebates::reject_withdrawal))
+                .route("/me/invitees", web::get().to(rebates::invitees))
+                .route("/me/rewards", web::get().to(rebates::rewards)),
         );
 }
 

@@ -17,5 +17,6 @@ pub mod infra;
 pub mod ops;
 pub mod pagination;
 pub mod realtime;
+pub mod rebates;
 pub mod social;
 pub mod telemetry;

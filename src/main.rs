@@ -19,6 +19,22 @@ fn main() -> ExitCode {
             tandem::telemetry::init(&config.log, config.log_format);
             actix_web::rt::System::new().block_on(tandem::app::serve(*config))
         }
+        Command::Audit(args) => {
+            tandem::telemetry::init("warn", tandem::config::LogFormat::Text);
+            match tandem::app::audit(&args.database_url) {
+                Ok(problems) if problems.is_empty() => {
+                    println!("audit: ok");
+                    Ok(())
+                }
+                Ok(problems) => {
+                    for p in &problems {
+                        println!("mismatch: {p}");
+                    }
+                    Err(anyhow::anyhow!("audit found {} mismatch(es)", problems.len()))
+                }
+                Err(e) => Err(e),
+            }
+        }
         Command::Migrate(args) => {
             tandem::telemetry::init("info", tandem::config::LogFormat::Text);
             tandem::app::migrate(&args.database_url).map(|(_, applied)| {

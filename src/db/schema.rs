@@ -47,7 +47,6 @@ diesel::table! {
 }
 
 diesel::joinable!(sessions -> users (user_id));
-diesel::allow_tables_to_appear_in_same_query!(settings, users, sessions, idempotency_keys);
 
 diesel::table! {
     conversations (id) {
@@ -160,20 +159,6 @@ diesel::table! {
 diesel::joinable!(conversation_members -> conversations (conversation_id));
 diesel::joinable!(messages -> conversations (conversation_id));
 diesel::joinable!(posts -> users (author_id));
-diesel::allow_tables_to_appear_in_same_query!(
-    users,
-    conversations,
-    conversation_members,
-    messages,
-    blocks,
-    follows,
-    posts,
-    post_likes,
-    post_comments,
-    notifications,
-    outbox,
-    processed_events,
-);
 
 diesel::table! {
     merchants (id) {
@@ -247,11 +232,102 @@ diesel::table! {
 
 diesel::joinable!(products -> merchants (merchant_id));
 diesel::joinable!(order_items -> orders (order_id));
+
+diesel::table! {
+    rebate_rule_sets (version) {
+        version -> BigInt,
+        rules -> Text,
+        referral_levels_bps -> Text,
+        hold_seconds -> BigInt,
+        created_by -> BigInt,
+        created_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    rebates (id) {
+        id -> BigInt,
+        order_id -> BigInt,
+        user_id -> BigInt,
+        kind -> Text,
+        amount_cents -> BigInt,
+        status -> Text,
+        rule_version -> BigInt,
+        rule_name -> Nullable<Text>,
+        rate_bps -> BigInt,
+        fixed_cents -> BigInt,
+        hold_seconds -> BigInt,
+        available_at_ms -> Nullable<BigInt>,
+        created_at_ms -> BigInt,
+        updated_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    ledger_entries (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        kind -> Text,
+        rebate_id -> Nullable<BigInt>,
+        withdrawal_id -> Nullable<BigInt>,
+        pending_delta -> BigInt,
+        available_delta -> BigInt,
+        withdrawing_delta -> BigInt,
+        withdrawn_delta -> BigInt,
+        created_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    wallets (user_id) {
+        user_id -> BigInt,
+        pending_cents -> BigInt,
+        available_cents -> BigInt,
+        withdrawing_cents -> BigInt,
+        withdrawn_cents -> BigInt,
+        updated_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    withdrawals (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        amount_cents -> BigInt,
+        status -> Text,
+        created_at_ms -> BigInt,
+        decided_at_ms -> Nullable<BigInt>,
+    }
+}
+
+diesel::joinable!(rebates -> orders (order_id));
+diesel::joinable!(order_items -> products (product_id));
+
+// One list of every table, so any two may be joined or used in subqueries.
 diesel::allow_tables_to_appear_in_same_query!(
+    settings,
     users,
+    sessions,
+    idempotency_keys,
+    conversations,
+    conversation_members,
+    messages,
+    blocks,
+    follows,
+    posts,
+    post_likes,
+    post_comments,
+    notifications,
+    outbox,
+    processed_events,
     merchants,
     products,
     orders,
     order_items,
-    payments
+    payments,
+    rebate_rule_sets,
+    rebates,
+    ledger_entries,
+    wallets,
+    withdrawals,
 );

@@ -1,0 +1,206 @@
+//! One rebate actor per order: every rebate write for that order passes
+//! through it, one at a time. It is fed by order events (at least once, in any
+//! order) and by the settlement timer; each time it reconciles the order's
+//! records with the stored order (see `engine::reconcile`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::{Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, AtomicResponse, Context, Handler, Message, WrapFuture};
+use dashmap::DashMap;
+use futures_util::StreamExt;
+
+use super::engine;
+use crate::db::{Db, DbExecutor};
+use crate::error::ApiError;
+use crate::infra::bus::EventBus;
+use crate::infra::outbox::{Nudge, Relay};
+
+const IDLE: Duration = Duration::from_secs(30);
+const SETTLE_TICK: Duration = Duration::from_millis(500);
+const SETTLE_BATCH: i64 = 500;
+pub const MAX_REBATE_ACTORS: usize = 200_000;
+pub const CONSUMER: &str = "rebates";
+pub const PATTERNS: &[&str] = &["order.paid", "order.completed", "order.refunded"];
+
+pub struct Reconcile {
+    pub order_id: i64,
+}
+
+impl Message for Reconcile {
+    type Result = Result<usize, ApiError>;
+}
+
+impl Handler<Reconcile> for DbExecutor {
+    type Result = Result<usize, ApiError>;
+    fn handle(&mut self, msg: Reconcile, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        engine::reconcile(&mut conn, &self.ctx.ids, msg.order_id, crate::ids::now_ms())
+    }
+}
+
+pub struct RebateActor {
+    order_id: i64,
+    db: Db,
+    relay: Addr<Relay>,
+    registry: Arc<RebateRegistry>,
+    last_active: Instant,
+}
+
+impl Actor for RebateActor {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(64);
+        ctx.run_interval(IDLE, |this, ctx| {
+            if this.last_active.elapsed() >= IDLE && this.registry.retire(this.order_id, &ctx.address()) {
+                ctx.stop();
+            }
+        });
+    }
+}
+
+pub struct Run;
+
+impl Message for Run {
+    type Result = Result<usize, ApiError>;
+}
+
+impl Handler<Run> for RebateActor {
+    type Result = AtomicResponse<Self, Result<usize, ApiError>>;
+    fn handle(&mut self, _: Run, _: &mut Self::Context) -> Self::Result {
+        self.last_active = Instant::now();
+        let (db, order_id) = (self.db.clone(), self.order_id);
+        AtomicResponse::new(Box::pin(async move { db.call(Reconcile { order_id }).await }.into_actor(self).map(
+            |res, this, _| {
+                this.last_active = Instant::now();
+                if matches!(res, Ok(n) if n > 0) {
+                    this.relay.do_send(Nudge);
+                }
+                res
+            },
+        )))
+    }
+}
+
+pub struct RebateRegistry {
+    actors: DashMap<i64, Addr<RebateActor>>,
+    db: Db,
+    relay: Addr<Relay>,
+}
+
+impl RebateRegistry {
+    pub fn new(db: Db, relay: Addr<Relay>) -> Arc<Self> {
+        Arc::new(RebateRegistry { actors: DashMap::new(), db, relay })
+    }
+
+    fn retire(&self, order_id: i64, addr: &Addr<RebateActor>) -> bool {
+        self.actors.remove_if(&order_id, |_, a| a == addr).is_some()
+    }
+
+    pub async fn reconcile(self: &Arc<Self>, order_id: i64) -> Result<usize, ApiError> {
+        if self.actors.len() >= MAX_REBATE_ACTORS && !self.actors.contains_key(&order_id) {
+            return Err(ApiError::unavailable("too many rebate actors; retry"));
+        }
+        let addr = self
+            .actors
+            .entry(order_id)
+            .or_insert_with(|| {
+                RebateActor { order_id, db: self.db.clone(), relay: self.relay.clone(), registry: self.clone(), last_active: Instant::now() }
+                    .start()
+            })
+            .clone();
+        addr.send(Run).await.map_err(|e| ApiError::unavailable_because(anyhow::anyhow!("rebate actor: {e}")))?
+    }
+}
+
+/// Consumes order events until the subscription ends; acks after the effect is durable.
+pub async fn consume(bus: Arc<dyn EventBus>, registry: Arc<RebateRegistry>) {
+    let mut sub = match bus.subscribe(CONSUMER, PATTERNS).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "rebate engine could not subscribe");
+            return;
+        }
+    };
+    while let Some(d) = sub.next().await {
+        let Some(order_id) = d.event.payload.get("order_id").and_then(serde_json::Value::as_i64) else {
+            let _ = d.ack().await;
+            continue;
+        };
+        match registry.reconcile(order_id).await {
+            Ok(_) => {
+                if let Err(e) = d.ack().await {
+                    tracing::warn!(error = %e, "rebate ack failed; the event will be redelivered");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, order_id, "rebate reconcile failed; retrying later");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let _ = d.nack().await;
+            }
+        }
+    }
+}
+
+pub struct DueRebates;
+
+impl Message for DueRebates {
+    type Result = Result<Vec<i64>, ApiError>;
+}
+
+impl Handler<DueRebates> for DbExecutor {
+    type Result = Result<Vec<i64>, ApiError>;
+    fn handle(&mut self, _: DueRebates, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        engine::due_orders(&mut conn, crate::ids::now_ms(), SETTLE_BATCH)
+    }
+}
+
+/// The settlement timer: holds that ended (also while the server was down).
+pub struct Settler {
+    pub db: Db,
+    pub registry: Arc<RebateRegistry>,
+    busy: bool,
+}
+
+impl Settler {
+    pub fn new(db: Db, registry: Arc<RebateRegistry>) -> Self {
+        Settler { db, registry, busy: false }
+    }
+}
+
+impl Actor for Settler {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(SETTLE_TICK, |this, ctx| {
+            if this.busy {
+                return;
+            }
+            this.busy = true;
+            let (db, registry) = (this.db.clone(), this.registry.clone());
+            ctx.spawn(
+                async move {
+                    let due = match db.call(DueRebates).await {
+                        Ok(d) => d,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "settlement could not read due rebates");
+                            return;
+                        }
+                    };
+                    futures_util::stream::iter(due)
+                        .for_each_concurrent(16, |order_id| {
+                            let registry = registry.clone();
+                            async move {
+                                if let Err(e) = registry.reconcile(order_id).await {
+                                    tracing::debug!(order_id, error = %e, "settlement deferred");
+                                }
+                            }
+                        })
+                        .await;
+                }
+                .into_actor(this)
+                .map(|(), this, _| this.busy = false),
+            );
+        });
+    }
+}

@@ -1,0 +1,611 @@
+//! The rebate engine as plain functions on a connection: the rebate actors,
+//! the settlement timer, the `tandem audit` command and the property test all
+//! call these.
+//!
+//! `reconcile` brings one order's rebate records in line with the order as
+//! stored (paid -> pending records; completed and held long enough ->
+//! available; refunded -> cancelled or reversed). Because it reads the truth
+//! instead of trusting the event, a duplicated, late or out-of-order event can
+//! never pay twice or skip a step; `UNIQUE (order_id, user_id, kind)` backs it.
+
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use serde::Serialize;
+
+use super::rules::{best_rule, floor_bps, PaidOrder, RuleSet, RuleSetSpec};
+use crate::db::schema::{ledger_entries, order_items, orders, products, rebate_rule_sets, rebates, users, wallets, withdrawals};
+use crate::db::DbConn;
+use crate::error::ApiError;
+use crate::ids::IdGenerator;
+use crate::infra::outbox;
+
+/// Balance changes of one ledger entry: (pending, available, withdrawing, withdrawn).
+pub type Deltas = [i64; 4];
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default, utoipa::ToSchema)]
+pub struct WalletView {
+    pub pending_cents: i64,
+    pub available_cents: i64,
+    pub withdrawing_cents: i64,
+    pub withdrawn_cents: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = rebates)]
+pub struct RebateRow {
+    pub id: i64,
+    pub order_id: i64,
+    pub user_id: i64,
+    pub kind: String,
+    pub amount_cents: i64,
+    pub status: String,
+    pub rule_version: i64,
+    pub rule_name: Option<String>,
+    pub rate_bps: i64,
+    pub fixed_cents: i64,
+    pub hold_seconds: i64,
+    pub available_at_ms: Option<i64>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// Makes sure the user has a wallet row, outside any transaction (a failed
+/// insert would abort a PostgreSQL transaction).
+pub fn ensure_wallet(conn: &mut DbConn, user_id: i64, now: i64) -> Result<(), ApiError> {
+    let r = diesel::insert_into(wallets::table)
+        .values((
+            wallets::user_id.eq(user_id),
+            wallets::pending_cents.eq(0_i64),
+            wallets::available_cents.eq(0_i64),
+            wallets::withdrawing_cents.eq(0_i64),
+            wallets::withdrawn_cents.eq(0_i64),
+            wallets::updated_at_ms.eq(now),
+        ))
+        .execute(conn);
+    match r {
+        Ok(_) | Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Appends a ledger entry and applies it to the materialized wallet, in the
+/// caller's transaction.
+pub fn post(
+    c: &mut DbConn,
+    ids: &IdGenerator,
+    user_id: i64,
+    kind: &str,
+    rebate_id: Option<i64>,
+    withdrawal_id: Option<i64>,
+    d: Deltas,
+    now: i64,
+) -> Result<(), ApiError> {
+    diesel::insert_into(ledger_entries::table)
+        .values((
+            ledger_entries::id.eq(ids.next_id()),
+            ledger_entries::user_id.eq(user_id),
+            ledger_entries::kind.eq(kind),
+            ledger_entries::rebate_id.eq(rebate_id),
+            ledger_entries::withdrawal_id.eq(withdrawal_id),
+            ledger_entries::pending_delta.eq(d[0]),
+            ledger_entries::available_delta.eq(d[1]),
+            ledger_entries::withdrawing_delta.eq(d[2]),
+            ledger_entries::withdrawn_delta.eq(d[3]),
+            ledger_entries::created_at_ms.eq(now),
+        ))
+        .execute(c)?;
+    let n = diesel::update(wallets::table.find(user_id))
+        .set((
+            wallets::pending_cents.eq(wallets::pending_cents + d[0]),
+            wallets::available_cents.eq(wallets::available_cents + d[1]),
+            wallets::withdrawing_cents.eq(wallets::withdrawing_cents + d[2]),
+            wallets::withdrawn_cents.eq(wallets::withdrawn_cents + d[3]),
+            wallets::updated_at_ms.eq(now),
+        ))
+        .execute(c)?;
+    if n != 1 {
+        return Err(ApiError::internal(anyhow::anyhow!("wallet of user {user_id} is missing")));
+    }
+    Ok(())
+}
+
+pub fn wallet(conn: &mut DbConn, user_id: i64) -> Result<WalletView, ApiError> {
+    let row: Option<(i64, i64, i64, i64)> = wallets::table
+        .find(user_id)
+        .select((wallets::pending_cents, wallets::available_cents, wallets::withdrawing_cents, wallets::withdrawn_cents))
+        .first(conn)
+        .optional()?;
+    Ok(row.map_or_else(WalletView::default, |(p, a, w, d)| WalletView {
+        pending_cents: p,
+        available_cents: a,
+        withdrawing_cents: w,
+        withdrawn_cents: d,
+    }))
+}
+
+// ---- rule sets ---------------------------------------------------------------
+
+pub fn put_rule_set(conn: &mut DbConn, ids: &IdGenerator, admin: i64, spec: &RuleSetSpec, now: i64) -> Result<i64, ApiError> {
+    spec.validate().map_err(ApiError::invalid_input)?;
+    let version = ids.next_id();
+    diesel::insert_into(rebate_rule_sets::table)
+        .values((
+            rebate_rule_sets::version.eq(version),
+            rebate_rule_sets::rules.eq(serde_json::to_string(&spec.rules).map_err(ApiError::internal)?),
+            rebate_rule_sets::referral_levels_bps.eq(serde_json::to_string(&spec.referral_levels_bps).map_err(ApiError::internal)?),
+            rebate_rule_sets::hold_seconds.eq(spec.hold_seconds),
+            rebate_rule_sets::created_by.eq(admin),
+            rebate_rule_sets::created_at_ms.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(version)
+}
+
+fn spec_of(rules: String, levels: String, hold: i64) -> Result<RuleSetSpec, ApiError> {
+    Ok(RuleSetSpec {
+        rules: serde_json::from_str(&rules).map_err(ApiError::internal)?,
+        referral_levels_bps: serde_json::from_str(&levels).map_err(ApiError::internal)?,
+        hold_seconds: hold,
+    })
+}
+
+/// The rule set in force at `at_ms` (the newest one created at or before it).
+pub fn rule_set_at(conn: &mut DbConn, at_ms: i64) -> Result<Option<(i64, RuleSetSpec, RuleSet)>, ApiError> {
+    let row: Option<(i64, String, String, i64)> = rebate_rule_sets::table
+        .filter(rebate_rule_sets::created_at_ms.le(at_ms))
+        .order(rebate_rule_sets::version.desc())
+        .select((rebate_rule_sets::version, rebate_rule_sets::rules, rebate_rule_sets::referral_levels_bps, rebate_rule_sets::hold_seconds))
+        .first(conn)
+        .optional()?;
+    row.map(|(v, r, l, h)| version_of(v, r, l, h)).transpose()
+}
+
+pub fn rule_set_version(conn: &mut DbConn, version: i64) -> Result<Option<(i64, RuleSetSpec, RuleSet)>, ApiError> {
+    let row: Option<(i64, String, String, i64)> = rebate_rule_sets::table
+        .find(version)
+        .select((rebate_rule_sets::version, rebate_rule_sets::rules, rebate_rule_sets::referral_levels_bps, rebate_rule_sets::hold_seconds))
+        .first(conn)
+        .optional()?;
+    row.map(|(v, r, l, h)| version_of(v, r, l, h)).transpose()
+}
+
+fn version_of(v: i64, r: String, l: String, h: i64) -> Result<(i64, RuleSetSpec, RuleSet), ApiError> {
+    let spec = spec_of(r, l, h)?;
+    let set = spec.validate().map_err(|e| ApiError::internal(anyhow::anyhow!("stored rule set {v} invalid: {e}")))?;
+    Ok((v, spec, set))
+}
+
+// ---- reconcile -----------------------------------------------------------------
+
+struct OrderFacts {
+    buyer_id: i64,
+    merchant_id: i64,
+    status: String,
+    total_cents: i64,
+    paid_at_ms: Option<i64>,
+    completed_at_ms: Option<i64>,
+}
+
+fn order_facts(c: &mut DbConn, order_id: i64) -> Result<Option<OrderFacts>, ApiError> {
+    let row: Option<(i64, i64, String, i64, Option<i64>, Option<i64>)> = orders::table
+        .find(order_id)
+        .select((orders::buyer_id, orders::merchant_id, orders::status, orders::total_cents, orders::paid_at_ms, orders::completed_at_ms))
+        .first(c)
+        .optional()?;
+    Ok(row.map(|(buyer_id, merchant_id, status, total_cents, paid_at_ms, completed_at_ms)| OrderFacts {
+        buyer_id,
+        merchant_id,
+        status,
+        total_cents,
+        paid_at_ms,
+        completed_at_ms,
+    }))
+}
+
+/// The buyer's inviters, nearest first, at most `levels`.
+pub fn inviter_chain(c: &mut DbConn, buyer: i64, levels: usize) -> Result<Vec<i64>, ApiError> {
+    let mut chain = Vec::new();
+    let mut current = buyer;
+    while chain.len() < levels.min(super::rules::MAX_REFERRAL_LEVELS) {
+        let inviter: Option<Option<i64>> = users::table.find(current).select(users::inviter_id).first(c).optional()?;
+        match inviter.flatten() {
+            // Inviter bindings never change and point to earlier users, so no cycles.
+            Some(i) if !chain.contains(&i) && i != buyer => {
+                chain.push(i);
+                current = i;
+            }
+            _ => break,
+        }
+    }
+    Ok(chain)
+}
+
+/// One record to create: (user, kind, amount, rule name, rate, fixed).
+type Planned = (i64, &'static str, i64, Option<String>, i64, i64);
+
+fn plan(c: &mut DbConn, order_id: i64, o: &OrderFacts, paid_at: i64) -> Result<Option<(i64, i64, Vec<Planned>)>, ApiError> {
+    let Some((version, _, set)) = rule_set_at(c, paid_at)? else {
+        return Ok(None);
+    };
+    let categories: Vec<String> = order_items::table
+        .inner_join(products::table)
+        .filter(order_items::order_id.eq(order_id))
+        .select(products::category)
+        .load(c)?;
+    let mut planned = Vec::new();
+    let po = PaidOrder { merchant_id: o.merchant_id, categories: &categories, total_cents: o.total_cents, paid_at_ms: paid_at };
+    if let Some(rule) = best_rule(&set.rules, &po) {
+        let amount = rule.amount(o.total_cents);
+        if amount > 0 {
+            planned.push((o.buyer_id, "purchase", amount, Some(rule.name.clone()), rule.rate_bps, rule.fixed_cents));
+        }
+    }
+    let chain = inviter_chain(c, o.buyer_id, set.referral_levels_bps.len())?;
+    for (level, inviter) in chain.iter().enumerate() {
+        let rate = set.referral_levels_bps[level];
+        let amount = floor_bps(o.total_cents, rate);
+        let kind = ["referral_1", "referral_2", "referral_3"][level];
+        if amount > 0 {
+            planned.push((*inviter, kind, amount, None, rate, 0));
+        }
+    }
+    Ok(Some((version, set.hold_seconds, planned)))
+}
+
+fn event(c: &mut DbConn, ids: &IdGenerator, kind: &str, r: &RebateRow, status: &str) -> Result<(), ApiError> {
+    let data = serde_json::json!({"rebate_id": r.id, "order_id": r.order_id, "kind": r.kind, "amount_cents": r.amount_cents, "status": status});
+    outbox::enqueue(
+        c,
+        ids,
+        kind,
+        &serde_json::json!({"rebate_id": r.id, "order_id": r.order_id, "user_id": r.user_id, "amount_cents": r.amount_cents,
+            "notify": [{"user_id": r.user_id, "kind": kind, "data": data}]}),
+    )?;
+    Ok(())
+}
+
+fn set_status(c: &mut DbConn, r: &RebateRow, from: &str, to: &str, now: i64) -> Result<bool, ApiError> {
+    let n = diesel::update(rebates::table.find(r.id).filter(rebates::status.eq(from)))
+        .set((rebates::status.eq(to), rebates::updated_at_ms.eq(now)))
+        .execute(c)?;
+    Ok(n == 1)
+}
+
+/// Brings an order's rebates in line with the order. Returns how many records changed.
+pub fn reconcile(conn: &mut DbConn, ids: &IdGenerator, order_id: i64, now: i64) -> Result<usize, ApiError> {
+    let Some(o) = order_facts(conn, order_id)? else {
+        return Ok(0);
+    };
+    // Wallet rows first, outside the transaction.
+    let mut people = vec![o.buyer_id];
+    people.extend(inviter_chain(conn, o.buyer_id, super::rules::MAX_REFERRAL_LEVELS)?);
+    for p in &people {
+        ensure_wallet(conn, *p, now)?;
+    }
+    crate::db::transaction(conn, |c| -> Result<usize, ApiError> {
+        let mut changed = 0;
+        let mut records: Vec<RebateRow> = rebates::table
+            .filter(rebates::order_id.eq(order_id))
+            .select(RebateRow::as_select())
+            .load(c)?;
+        if records.is_empty() && o.status != "refunded" && o.status != "cancelled" {
+            if let Some(paid_at) = o.paid_at_ms {
+                if let Some((version, hold, planned)) = plan(c, order_id, &o, paid_at)? {
+                    for (user, kind, amount, rule_name, rate, fixed) in planned {
+                        let row = RebateRow {
+                            id: ids.next_id(),
+                            order_id,
+                            user_id: user,
+                            kind: kind.to_owned(),
+                            amount_cents: amount,
+                            status: "pending".into(),
+                            rule_version: version,
+                            rule_name,
+                            rate_bps: rate,
+                            fixed_cents: fixed,
+                            hold_seconds: hold,
+                            available_at_ms: None,
+                            created_at_ms: now,
+                            updated_at_ms: now,
+                        };
+                        diesel::insert_into(rebates::table)
+                            .values((
+                                rebates::id.eq(row.id),
+                                rebates::order_id.eq(row.order_id),
+                                rebates::user_id.eq(row.user_id),
+                                rebates::kind.eq(&row.kind),
+                                rebates::amount_cents.eq(row.amount_cents),
+                                rebates::status.eq(&row.status),
+                                rebates::rule_version.eq(row.rule_version),
+                                rebates::rule_name.eq(&row.rule_name),
+                                rebates::rate_bps.eq(row.rate_bps),
+                                rebates::fixed_cents.eq(row.fixed_cents),
+                                rebates::hold_seconds.eq(row.hold_seconds),
+                                rebates::available_at_ms.eq(row.available_at_ms),
+                                rebates::created_at_ms.eq(now),
+                                rebates::updated_at_ms.eq(now),
+                            ))
+                            .execute(c)?;
+                        post(c, ids, user, "rebate_pending", Some(row.id), None, [amount, 0, 0, 0], now)?;
+                        event(c, ids, "rebate.pending", &row, "pending")?;
+                        records.push(row);
+                        changed += 1;
+                    }
+                }
+            }
+        }
+        for r in &records {
+            match (o.status.as_str(), r.status.as_str()) {
+                ("refunded", "pending") => {
+                    if set_status(c, r, "pending", "cancelled", now)? {
+                        post(c, ids, r.user_id, "rebate_cancelled", Some(r.id), None, [-r.amount_cents, 0, 0, 0], now)?;
+                        event(c, ids, "rebate.cancelled", r, "cancelled")?;
+                        changed += 1;
+                    }
+                }
+                ("refunded", "available") => {
+                    // Clawback: available may go negative.
+                    if set_status(c, r, "available", "reversed", now)? {
+                        post(c, ids, r.user_id, "rebate_reversed", Some(r.id), None, [0, -r.amount_cents, 0, 0], now)?;
+                        event(c, ids, "rebate.reversed", r, "reversed")?;
+                        changed += 1;
+                    }
+                }
+                (_, "pending") => {
+                    let Some(done) = o.completed_at_ms else { continue };
+                    let at = done.saturating_add(r.hold_seconds.saturating_mul(1000));
+                    if r.available_at_ms.is_none() {
+                        diesel::update(rebates::table.find(r.id)).set(rebates::available_at_ms.eq(Some(at))).execute(c)?;
+                    }
+                    if at <= now && set_status(c, r, "pending", "available", now)? {
+                        post(c, ids, r.user_id, "rebate_available", Some(r.id), None, [-r.amount_cents, r.amount_cents, 0, 0], now)?;
+                        event(c, ids, "rebate.available", r, "available")?;
+                        changed += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(changed)
+    })
+}
+
+/// Orders with pending rebates whose hold has passed.
+pub fn due_orders(conn: &mut DbConn, now: i64, limit: i64) -> Result<Vec<i64>, ApiError> {
+    let mut ids: Vec<i64> = rebates::table
+        .filter(rebates::status.eq("pending"))
+        .filter(rebates::available_at_ms.le(now))
+        .order(rebates::available_at_ms.asc())
+        .limit(limit)
+        .select(rebates::order_id)
+        .load(conn)?;
+    // Completed orders whose pending rebates have no date yet.
+    let undated: Vec<i64> = rebates::table
+        .inner_join(orders::table)
+        .filter(rebates::status.eq("pending"))
+        .filter(rebates::available_at_ms.is_null())
+        .filter(orders::completed_at_ms.is_not_null().or(orders::status.eq("refunded")))
+        .limit(limit)
+        .select(rebates::order_id)
+        .load(conn)?;
+    ids.extend(undated);
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
+}
+
+// ---- withdrawals ---------------------------------------------------------------
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct WithdrawalView {
+    pub withdrawal_id: i64,
+    pub user_id: i64,
+    pub amount_cents: i64,
+    pub status: String,
+    pub created_at: String,
+}
+
+/// Moves `amount` from available to withdrawing at once, never more than available.
+/// The guarded update serializes concurrent requests of one wallet.
+pub fn request_withdrawal(c: &mut DbConn, ids: &IdGenerator, user: i64, amount: i64, now: i64) -> Result<WithdrawalView, ApiError> {
+    let n = diesel::update(wallets::table.find(user).filter(wallets::available_cents.ge(amount)))
+        .set((
+            wallets::available_cents.eq(wallets::available_cents - amount),
+            wallets::withdrawing_cents.eq(wallets::withdrawing_cents + amount),
+            wallets::updated_at_ms.eq(now),
+        ))
+        .execute(c)?;
+    if n != 1 {
+        return Err(ApiError::conflict("insufficient_funds", "the amount is more than the available balance"));
+    }
+    let id = ids.next_id();
+    diesel::insert_into(withdrawals::table)
+        .values((
+            withdrawals::id.eq(id),
+            withdrawals::user_id.eq(user),
+            withdrawals::amount_cents.eq(amount),
+            withdrawals::status.eq("pending"),
+            withdrawals::created_at_ms.eq(now),
+        ))
+        .execute(c)?;
+    // The wallet was already moved by the guarded update: record the entry only.
+    diesel::insert_into(ledger_entries::table)
+        .values((
+            ledger_entries::id.eq(ids.next_id()),
+            ledger_entries::user_id.eq(user),
+            ledger_entries::kind.eq("withdrawal_requested"),
+            ledger_entries::withdrawal_id.eq(Some(id)),
+            ledger_entries::pending_delta.eq(0_i64),
+            ledger_entries::available_delta.eq(-amount),
+            ledger_entries::withdrawing_delta.eq(amount),
+            ledger_entries::withdrawn_delta.eq(0_i64),
+            ledger_entries::created_at_ms.eq(now),
+        ))
+        .execute(c)?;
+    Ok(WithdrawalView { withdrawal_id: id, user_id: user, amount_cents: amount, status: "pending".into(), created_at: crate::ids::rfc3339(now) })
+}
+
+/// Pays (withdrawing -> withdrawn) or rejects (back to available) a pending withdrawal.
+pub fn decide_withdrawal(c: &mut DbConn, ids: &IdGenerator, id: i64, approve: bool, now: i64) -> Result<WithdrawalView, ApiError> {
+    let row: Option<(i64, i64, String, i64)> = withdrawals::table
+        .find(id)
+        .select((withdrawals::user_id, withdrawals::amount_cents, withdrawals::status, withdrawals::created_at_ms))
+        .first(c)
+        .optional()?;
+    let (user, amount, status, created) = row.ok_or_else(|| ApiError::not_found("no such withdrawal"))?;
+    if status != "pending" {
+        return Err(ApiError::conflict("invalid_state", format!("the withdrawal is already {status}")));
+    }
+    let to = if approve { "paid" } else { "rejected" };
+    let n = diesel::update(withdrawals::table.find(id).filter(withdrawals::status.eq("pending")))
+        .set((withdrawals::status.eq(to), withdrawals::decided_at_ms.eq(Some(now))))
+        .execute(c)?;
+    if n != 1 {
+        return Err(ApiError::conflict("invalid_state", "the withdrawal was decided meanwhile"));
+    }
+    let d = if approve { [0, 0, -amount, amount] } else { [0, amount, -amount, 0] };
+    post(c, ids, user, if approve { "withdrawal_paid" } else { "withdrawal_rejected" }, None, Some(id), d, now)?;
+    Ok(WithdrawalView { withdrawal_id: id, user_id: user, amount_cents: amount, status: to.into(), created_at: crate::ids::rfc3339(created) })
+}
+
+// ---- audit -----------------------------------------------------------------------
+
+/// Checks every wallet against its journal, every rebate against its journal,
+/// its order and its rule, and every withdrawal against its journal.
+/// Returns one line per mismatch (empty: all consistent).
+pub fn audit(c: &mut DbConn) -> Result<Vec<String>, ApiError> {
+    use std::collections::HashMap;
+    let mut problems = Vec::new();
+    let entries: Vec<(i64, Option<i64>, Option<i64>, i64, i64, i64, i64)> = ledger_entries::table
+        .select((
+            ledger_entries::user_id,
+            ledger_entries::rebate_id,
+            ledger_entries::withdrawal_id,
+            ledger_entries::pending_delta,
+            ledger_entries::available_delta,
+            ledger_entries::withdrawing_delta,
+            ledger_entries::withdrawn_delta,
+        ))
+        .load(c)?;
+    let mut by_user: HashMap<i64, Deltas> = HashMap::new();
+    let mut by_rebate: HashMap<i64, Deltas> = HashMap::new();
+    let mut by_withdrawal: HashMap<i64, Deltas> = HashMap::new();
+    for (u, r, w, p, a, wi, wd) in entries {
+        for (map, key) in [(&mut by_user, Some(u)), (&mut by_rebate, r), (&mut by_withdrawal, w)] {
+            if let Some(k) = key {
+                let e = map.entry(k).or_default();
+                e[0] += p;
+                e[1] += a;
+                e[2] += wi;
+                e[3] += wd;
+            }
+        }
+    }
+    let wallet_rows: Vec<(i64, i64, i64, i64, i64)> = wallets::table
+        .select((wallets::user_id, wallets::pending_cents, wallets::available_cents, wallets::withdrawing_cents, wallets::withdrawn_cents))
+        .load(c)?;
+    let mut seen = std::collections::HashSet::new();
+    for (u, p, a, w, d) in wallet_rows {
+        seen.insert(u);
+        let j = by_user.get(&u).copied().unwrap_or_default();
+        if j != [p, a, w, d] {
+            problems.push(format!("wallet {u}: balances {:?} but journal sums to {j:?}", [p, a, w, d]));
+        }
+        if p < 0 || w < 0 || d < 0 {
+            problems.push(format!("wallet {u}: negative pending/withdrawing/withdrawn {:?}", [p, w, d]));
+        }
+    }
+    for u in by_user.keys().filter(|u| !seen.contains(u)) {
+        problems.push(format!("user {u} has journal entries but no wallet"));
+    }
+    let rows: Vec<RebateRow> = rebates::table.select(RebateRow::as_select()).load(c)?;
+    let mut sets: HashMap<i64, Option<RuleSet>> = HashMap::new();
+    for r in rows {
+        let j = by_rebate.get(&r.id).copied().unwrap_or_default();
+        let expected = match r.status.as_str() {
+            "pending" => [r.amount_cents, 0, 0, 0],
+            "available" => [0, r.amount_cents, 0, 0],
+            "cancelled" | "reversed" => [0, 0, 0, 0],
+            other => {
+                problems.push(format!("rebate {}: unknown status {other}", r.id));
+                continue;
+            }
+        };
+        if j != expected {
+            problems.push(format!("rebate {} ({}): journal {j:?}, expected {expected:?}", r.id, r.status));
+        }
+        let Some(o) = order_facts(c, r.order_id)? else {
+            problems.push(format!("rebate {}: order {} does not exist", r.id, r.order_id));
+            continue;
+        };
+        let Some(paid_at) = o.paid_at_ms else {
+            problems.push(format!("rebate {}: order {} was never paid", r.id, r.order_id));
+            continue;
+        };
+        if o.status == "refunded" && !(r.status == "cancelled" || r.status == "reversed") {
+            problems.push(format!("rebate {}: order refunded but rebate {}", r.id, r.status));
+        }
+        if r.status == "available" && o.completed_at_ms.is_none() {
+            problems.push(format!("rebate {}: available but the order never completed", r.id));
+        }
+        let set = match sets.get(&r.rule_version) {
+            Some(s) => s.clone(),
+            None => {
+                let s = rule_set_version(c, r.rule_version)?.map(|(_, _, s)| s);
+                sets.insert(r.rule_version, s.clone());
+                s
+            }
+        };
+        let Some(set) = set else {
+            problems.push(format!("rebate {}: rule set {} does not exist", r.id, r.rule_version));
+            continue;
+        };
+        let expected_amount = if r.kind == "purchase" {
+            let categories: Vec<String> = order_items::table
+                .inner_join(products::table)
+                .filter(order_items::order_id.eq(r.order_id))
+                .select(products::category)
+                .load(c)?;
+            let po = PaidOrder { merchant_id: o.merchant_id, categories: &categories, total_cents: o.total_cents, paid_at_ms: paid_at };
+            let rule = best_rule(&set.rules, &po);
+            if rule.map(|x| &x.name) != r.rule_name.as_ref() {
+                problems.push(format!("rebate {}: rule {:?} recorded, {:?} matches", r.id, r.rule_name, rule.map(|x| &x.name)));
+            }
+            if r.user_id != o.buyer_id {
+                problems.push(format!("rebate {}: purchase rebate not for the buyer", r.id));
+            }
+            rule.map_or(0, |x| x.amount(o.total_cents))
+        } else {
+            let level = match r.kind.as_str() {
+                "referral_1" => 0,
+                "referral_2" => 1,
+                "referral_3" => 2,
+                other => {
+                    problems.push(format!("rebate {}: unknown kind {other}", r.id));
+                    continue;
+                }
+            };
+            let chain = inviter_chain(c, o.buyer_id, set.referral_levels_bps.len())?;
+            if chain.get(level) != Some(&r.user_id) {
+                problems.push(format!("rebate {}: {} is not level {} of the buyer's chain", r.id, r.user_id, level + 1));
+            }
+            set.referral_levels_bps.get(level).map_or(0, |bps| floor_bps(o.total_cents, *bps))
+        };
+        if expected_amount != r.amount_cents {
+            problems.push(format!("rebate {}: amount {} but the rule gives {expected_amount}", r.id, r.amount_cents));
+        }
+    }
+    let ws: Vec<(i64, i64, String)> = withdrawals::table.select((withdrawals::id, withdrawals::amount_cents, withdrawals::status)).load(c)?;
+    for (id, amount, status) in ws {
+        let j = by_withdrawal.get(&id).copied().unwrap_or_default();
+        let expected = match status.as_str() {
+            "pending" => [0, -amount, amount, 0],
+            "paid" => [0, -amount, 0, amount],
+            _ => [0, 0, 0, 0],
+        };
+        if j != expected {
+            problems.push(format!("withdrawal {id} ({status}): journal {j:?}, expected {expected:?}"));
+        }
+    }
+    Ok(problems)
+}

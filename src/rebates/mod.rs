@@ -1,0 +1,7 @@
+//! Rebates (返利) and referral commissions (分销): rules, the per-order rebate
+//! actor, the append-only wallet ledger, withdrawals, and the audit.
+
+pub mod actor;
+pub mod engine;
+pub mod routes;
+pub mod rules;
