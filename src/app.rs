@@ -258,7 +258,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         orders.clone(),
     ));
     let rebates = crate::rebates::actor::RebateRegistry::new(db.clone(), relay.clone());
-    actix::spawn(crate::rebates::actor::consume(shared.bus.clone(), rebates.clone()));
+    actix::spawn(crate::rebates::actor::consume(
+        shared.bus.clone(),
+        rebates.clone(),
+    ));
     actix::Actor::start(crate::rebates::actor::Settler::new(db.clone(), rebates));
     let mockpay_secret = config
         .mockpay_secret

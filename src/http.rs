@@ -83,15 +83,27 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     "/orders/{id}/refund/reject",
                     web::post().to(commerce::reject_refund),
                 )
-                .route("/payments/mockpay/notify", web::post().to(commerce::mockpay_notify))
+                .route(
+                    "/payments/mockpay/notify",
+                    web::post().to(commerce::mockpay_notify),
+                )
                 .route("/admin/rebate-rules", web::put().to(rebates::put_rules))
                 .route("/admin/rebate-rules", web::get().to(rebates::get_rules))
                 .route("/rebates", web::get().to(rebates::list_rebates))
                 .route("/wallet", web::get().to(rebates::get_wallet))
                 .route("/withdrawals", web::post().to(rebates::request_withdrawal))
-                .route("/admin/withdrawals", web::get().to(rebates::list_withdrawals))
-                .route("/admin/withdrawals/{id}/approve", web::post().to(rebates::approve_withdrawal))
-                .route("/admin/withdrawals/{id}/reject", web::post().to(rebates::reject_withdrawal))
+                .route(
+                    "/admin/withdrawals",
+                    web::get().to(rebates::list_withdrawals),
+                )
+                .route(
+                    "/admin/withdrawals/{id}/approve",
+                    web::post().to(rebates::approve_withdrawal),
+                )
+                .route(
+                    "/admin/withdrawals/{id}/reject",
+                    web::post().to(rebates::reject_withdrawal),
+                )
                 .route("/me/invitees", web::get().to(rebates::invitees))
                 .route("/me/rewards", web::get().to(rebates::rewards)),
         );

@@ -30,7 +30,10 @@ fn main() -> ExitCode {
                     for p in &problems {
                         println!("mismatch: {p}");
                     }
-                    Err(anyhow::anyhow!("audit found {} mismatch(es)", problems.len()))
+                    Err(anyhow::anyhow!(
+                        "audit found {} mismatch(es)",
+                        problems.len()
+                    ))
                 }
                 Err(e) => Err(e),
             }

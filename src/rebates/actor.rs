@@ -6,7 +6,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, AtomicResponse, Context, Handler, Message, WrapFuture};
+use actix::{
+    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, AtomicResponse, Context, Handler,
+    Message, WrapFuture,
+};
 use dashmap::DashMap;
 use futures_util::StreamExt;
 
@@ -52,7 +55,9 @@ impl Actor for RebateActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(64);
         ctx.run_interval(IDLE, |this, ctx| {
-            if this.last_active.elapsed() >= IDLE && this.registry.retire(this.order_id, &ctx.address()) {
+            if this.last_active.elapsed() >= IDLE
+                && this.registry.retire(this.order_id, &ctx.address())
+            {
                 ctx.stop();
             }
         });
@@ -70,15 +75,17 @@ impl Handler<Run> for RebateActor {
     fn handle(&mut self, _: Run, _: &mut Self::Context) -> Self::Result {
         self.last_active = Instant::now();
         let (db, order_id) = (self.db.clone(), self.order_id);
-        AtomicResponse::new(Box::pin(async move { db.call(Reconcile { order_id }).await }.into_actor(self).map(
-            |res, this, _| {
-                this.last_active = Instant::now();
-                if matches!(res, Ok(n) if n > 0) {
-                    this.relay.do_send(Nudge);
-                }
-                res
-            },
-        )))
+        AtomicResponse::new(Box::pin(
+            async move { db.call(Reconcile { order_id }).await }
+                .into_actor(self)
+                .map(|res, this, _| {
+                    this.last_active = Instant::now();
+                    if matches!(res, Ok(n) if n > 0) {
+                        this.relay.do_send(Nudge);
+                    }
+                    res
+                }),
+        ))
     }
 }
 
@@ -90,7 +97,11 @@ pub struct RebateRegistry {
 
 impl RebateRegistry {
     pub fn new(db: Db, relay: Addr<Relay>) -> Arc<Self> {
-        Arc::new(RebateRegistry { actors: DashMap::new(), db, relay })
+        Arc::new(RebateRegistry {
+            actors: DashMap::new(),
+            db,
+            relay,
+        })
     }
 
     fn retire(&self, order_id: i64, addr: &Addr<RebateActor>) -> bool {
@@ -105,11 +116,19 @@ impl RebateRegistry {
             .actors
             .entry(order_id)
             .or_insert_with(|| {
-                RebateActor { order_id, db: self.db.clone(), relay: self.relay.clone(), registry: self.clone(), last_active: Instant::now() }
-                    .start()
+                RebateActor {
+                    order_id,
+                    db: self.db.clone(),
+                    relay: self.relay.clone(),
+                    registry: self.clone(),
+                    last_active: Instant::now(),
+                }
+                .start()
             })
             .clone();
-        addr.send(Run).await.map_err(|e| ApiError::unavailable_because(anyhow::anyhow!("rebate actor: {e}")))?
+        addr.send(Run)
+            .await
+            .map_err(|e| ApiError::unavailable_because(anyhow::anyhow!("rebate actor: {e}")))?
     }
 }
 
@@ -123,7 +142,12 @@ pub async fn consume(bus: Arc<dyn EventBus>, registry: Arc<RebateRegistry>) {
         }
     };
     while let Some(d) = sub.next().await {
-        let Some(order_id) = d.event.payload.get("order_id").and_then(serde_json::Value::as_i64) else {
+        let Some(order_id) = d
+            .event
+            .payload
+            .get("order_id")
+            .and_then(serde_json::Value::as_i64)
+        else {
             let _ = d.ack().await;
             continue;
         };
@@ -165,7 +189,11 @@ pub struct Settler {
 
 impl Settler {
     pub fn new(db: Db, registry: Arc<RebateRegistry>) -> Self {
-        Settler { db, registry, busy: false }
+        Settler {
+            db,
+            registry,
+            busy: false,
+        }
     }
 }
 

@@ -13,7 +13,10 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use serde::Serialize;
 
 use super::rules::{best_rule, floor_bps, PaidOrder, RuleSet, RuleSetSpec};
-use crate::db::schema::{ledger_entries, order_items, orders, products, rebate_rule_sets, rebates, users, wallets, withdrawals};
+use crate::db::schema::{
+    ledger_entries, order_items, orders, products, rebate_rule_sets, rebates, users, wallets,
+    withdrawals,
+};
 use crate::db::DbConn;
 use crate::error::ApiError;
 use crate::ids::IdGenerator;
@@ -70,6 +73,8 @@ pub fn ensure_wallet(conn: &mut DbConn, user_id: i64, now: i64) -> Result<(), Ap
 
 /// Appends a ledger entry and applies it to the materialized wallet, in the
 /// caller's transaction.
+// Each argument is one column of the journal entry; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub fn post(
     c: &mut DbConn,
     ids: &IdGenerator,
@@ -104,7 +109,9 @@ pub fn post(
         ))
         .execute(c)?;
     if n != 1 {
-        return Err(ApiError::internal(anyhow::anyhow!("wallet of user {user_id} is missing")));
+        return Err(ApiError::internal(anyhow::anyhow!(
+            "wallet of user {user_id} is missing"
+        )));
     }
     Ok(())
 }
@@ -112,27 +119,42 @@ pub fn post(
 pub fn wallet(conn: &mut DbConn, user_id: i64) -> Result<WalletView, ApiError> {
     let row: Option<(i64, i64, i64, i64)> = wallets::table
         .find(user_id)
-        .select((wallets::pending_cents, wallets::available_cents, wallets::withdrawing_cents, wallets::withdrawn_cents))
+        .select((
+            wallets::pending_cents,
+            wallets::available_cents,
+            wallets::withdrawing_cents,
+            wallets::withdrawn_cents,
+        ))
         .first(conn)
         .optional()?;
-    Ok(row.map_or_else(WalletView::default, |(p, a, w, d)| WalletView {
-        pending_cents: p,
-        available_cents: a,
-        withdrawing_cents: w,
-        withdrawn_cents: d,
-    }))
+    Ok(
+        row.map_or_else(WalletView::default, |(p, a, w, d)| WalletView {
+            pending_cents: p,
+            available_cents: a,
+            withdrawing_cents: w,
+            withdrawn_cents: d,
+        }),
+    )
 }
 
 // ---- rule sets ---------------------------------------------------------------
 
-pub fn put_rule_set(conn: &mut DbConn, ids: &IdGenerator, admin: i64, spec: &RuleSetSpec, now: i64) -> Result<i64, ApiError> {
+pub fn put_rule_set(
+    conn: &mut DbConn,
+    ids: &IdGenerator,
+    admin: i64,
+    spec: &RuleSetSpec,
+    now: i64,
+) -> Result<i64, ApiError> {
     spec.validate().map_err(ApiError::invalid_input)?;
     let version = ids.next_id();
     diesel::insert_into(rebate_rule_sets::table)
         .values((
             rebate_rule_sets::version.eq(version),
-            rebate_rule_sets::rules.eq(serde_json::to_string(&spec.rules).map_err(ApiError::internal)?),
-            rebate_rule_sets::referral_levels_bps.eq(serde_json::to_string(&spec.referral_levels_bps).map_err(ApiError::internal)?),
+            rebate_rule_sets::rules
+                .eq(serde_json::to_string(&spec.rules).map_err(ApiError::internal)?),
+            rebate_rule_sets::referral_levels_bps
+                .eq(serde_json::to_string(&spec.referral_levels_bps).map_err(ApiError::internal)?),
             rebate_rule_sets::hold_seconds.eq(spec.hold_seconds),
             rebate_rule_sets::created_by.eq(admin),
             rebate_rule_sets::created_at_ms.eq(now),
@@ -150,28 +172,51 @@ fn spec_of(rules: String, levels: String, hold: i64) -> Result<RuleSetSpec, ApiE
 }
 
 /// The rule set in force at `at_ms` (the newest one created at or before it).
-pub fn rule_set_at(conn: &mut DbConn, at_ms: i64) -> Result<Option<(i64, RuleSetSpec, RuleSet)>, ApiError> {
+pub fn rule_set_at(
+    conn: &mut DbConn,
+    at_ms: i64,
+) -> Result<Option<(i64, RuleSetSpec, RuleSet)>, ApiError> {
     let row: Option<(i64, String, String, i64)> = rebate_rule_sets::table
         .filter(rebate_rule_sets::created_at_ms.le(at_ms))
         .order(rebate_rule_sets::version.desc())
-        .select((rebate_rule_sets::version, rebate_rule_sets::rules, rebate_rule_sets::referral_levels_bps, rebate_rule_sets::hold_seconds))
+        .select((
+            rebate_rule_sets::version,
+            rebate_rule_sets::rules,
+            rebate_rule_sets::referral_levels_bps,
+            rebate_rule_sets::hold_seconds,
+        ))
         .first(conn)
         .optional()?;
     row.map(|(v, r, l, h)| version_of(v, r, l, h)).transpose()
 }
 
-pub fn rule_set_version(conn: &mut DbConn, version: i64) -> Result<Option<(i64, RuleSetSpec, RuleSet)>, ApiError> {
+pub fn rule_set_version(
+    conn: &mut DbConn,
+    version: i64,
+) -> Result<Option<(i64, RuleSetSpec, RuleSet)>, ApiError> {
     let row: Option<(i64, String, String, i64)> = rebate_rule_sets::table
         .find(version)
-        .select((rebate_rule_sets::version, rebate_rule_sets::rules, rebate_rule_sets::referral_levels_bps, rebate_rule_sets::hold_seconds))
+        .select((
+            rebate_rule_sets::version,
+            rebate_rule_sets::rules,
+            rebate_rule_sets::referral_levels_bps,
+            rebate_rule_sets::hold_seconds,
+        ))
         .first(conn)
         .optional()?;
     row.map(|(v, r, l, h)| version_of(v, r, l, h)).transpose()
 }
 
-fn version_of(v: i64, r: String, l: String, h: i64) -> Result<(i64, RuleSetSpec, RuleSet), ApiError> {
+fn version_of(
+    v: i64,
+    r: String,
+    l: String,
+    h: i64,
+) -> Result<(i64, RuleSetSpec, RuleSet), ApiError> {
     let spec = spec_of(r, l, h)?;
-    let set = spec.validate().map_err(|e| ApiError::internal(anyhow::anyhow!("stored rule set {v} invalid: {e}")))?;
+    let set = spec
+        .validate()
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("stored rule set {v} invalid: {e}")))?;
     Ok((v, spec, set))
 }
 
@@ -187,19 +232,29 @@ struct OrderFacts {
 }
 
 fn order_facts(c: &mut DbConn, order_id: i64) -> Result<Option<OrderFacts>, ApiError> {
-    let row: Option<(i64, i64, String, i64, Option<i64>, Option<i64>)> = orders::table
+    type Facts = (i64, i64, String, i64, Option<i64>, Option<i64>);
+    let row: Option<Facts> = orders::table
         .find(order_id)
-        .select((orders::buyer_id, orders::merchant_id, orders::status, orders::total_cents, orders::paid_at_ms, orders::completed_at_ms))
+        .select((
+            orders::buyer_id,
+            orders::merchant_id,
+            orders::status,
+            orders::total_cents,
+            orders::paid_at_ms,
+            orders::completed_at_ms,
+        ))
         .first(c)
         .optional()?;
-    Ok(row.map(|(buyer_id, merchant_id, status, total_cents, paid_at_ms, completed_at_ms)| OrderFacts {
-        buyer_id,
-        merchant_id,
-        status,
-        total_cents,
-        paid_at_ms,
-        completed_at_ms,
-    }))
+    Ok(row.map(
+        |(buyer_id, merchant_id, status, total_cents, paid_at_ms, completed_at_ms)| OrderFacts {
+            buyer_id,
+            merchant_id,
+            status,
+            total_cents,
+            paid_at_ms,
+            completed_at_ms,
+        },
+    ))
 }
 
 /// The buyer's inviters, nearest first, at most `levels`.
@@ -207,7 +262,11 @@ pub fn inviter_chain(c: &mut DbConn, buyer: i64, levels: usize) -> Result<Vec<i6
     let mut chain = Vec::new();
     let mut current = buyer;
     while chain.len() < levels.min(super::rules::MAX_REFERRAL_LEVELS) {
-        let inviter: Option<Option<i64>> = users::table.find(current).select(users::inviter_id).first(c).optional()?;
+        let inviter: Option<Option<i64>> = users::table
+            .find(current)
+            .select(users::inviter_id)
+            .first(c)
+            .optional()?;
         match inviter.flatten() {
             // Inviter bindings never change and point to earlier users, so no cycles.
             Some(i) if !chain.contains(&i) && i != buyer => {
@@ -223,7 +282,12 @@ pub fn inviter_chain(c: &mut DbConn, buyer: i64, levels: usize) -> Result<Vec<i6
 /// One record to create: (user, kind, amount, rule name, rate, fixed).
 type Planned = (i64, &'static str, i64, Option<String>, i64, i64);
 
-fn plan(c: &mut DbConn, order_id: i64, o: &OrderFacts, paid_at: i64) -> Result<Option<(i64, i64, Vec<Planned>)>, ApiError> {
+fn plan(
+    c: &mut DbConn,
+    order_id: i64,
+    o: &OrderFacts,
+    paid_at: i64,
+) -> Result<Option<(i64, i64, Vec<Planned>)>, ApiError> {
     let Some((version, _, set)) = rule_set_at(c, paid_at)? else {
         return Ok(None);
     };
@@ -233,11 +297,23 @@ fn plan(c: &mut DbConn, order_id: i64, o: &OrderFacts, paid_at: i64) -> Result<O
         .select(products::category)
         .load(c)?;
     let mut planned = Vec::new();
-    let po = PaidOrder { merchant_id: o.merchant_id, categories: &categories, total_cents: o.total_cents, paid_at_ms: paid_at };
+    let po = PaidOrder {
+        merchant_id: o.merchant_id,
+        categories: &categories,
+        total_cents: o.total_cents,
+        paid_at_ms: paid_at,
+    };
     if let Some(rule) = best_rule(&set.rules, &po) {
         let amount = rule.amount(o.total_cents);
         if amount > 0 {
-            planned.push((o.buyer_id, "purchase", amount, Some(rule.name.clone()), rule.rate_bps, rule.fixed_cents));
+            planned.push((
+                o.buyer_id,
+                "purchase",
+                amount,
+                Some(rule.name.clone()),
+                rule.rate_bps,
+                rule.fixed_cents,
+            ));
         }
     }
     let chain = inviter_chain(c, o.buyer_id, set.referral_levels_bps.len())?;
@@ -252,7 +328,13 @@ fn plan(c: &mut DbConn, order_id: i64, o: &OrderFacts, paid_at: i64) -> Result<O
     Ok(Some((version, set.hold_seconds, planned)))
 }
 
-fn event(c: &mut DbConn, ids: &IdGenerator, kind: &str, r: &RebateRow, status: &str) -> Result<(), ApiError> {
+fn event(
+    c: &mut DbConn,
+    ids: &IdGenerator,
+    kind: &str,
+    r: &RebateRow,
+    status: &str,
+) -> Result<(), ApiError> {
     let data = serde_json::json!({"rebate_id": r.id, "order_id": r.order_id, "kind": r.kind, "amount_cents": r.amount_cents, "status": status});
     outbox::enqueue(
         c,
@@ -264,7 +346,13 @@ fn event(c: &mut DbConn, ids: &IdGenerator, kind: &str, r: &RebateRow, status: &
     Ok(())
 }
 
-fn set_status(c: &mut DbConn, r: &RebateRow, from: &str, to: &str, now: i64) -> Result<bool, ApiError> {
+fn set_status(
+    c: &mut DbConn,
+    r: &RebateRow,
+    from: &str,
+    to: &str,
+    now: i64,
+) -> Result<bool, ApiError> {
     let n = diesel::update(rebates::table.find(r.id).filter(rebates::status.eq(from)))
         .set((rebates::status.eq(to), rebates::updated_at_ms.eq(now)))
         .execute(c)?;
@@ -272,13 +360,24 @@ fn set_status(c: &mut DbConn, r: &RebateRow, from: &str, to: &str, now: i64) -> 
 }
 
 /// Brings an order's rebates in line with the order. Returns how many records changed.
-pub fn reconcile(conn: &mut DbConn, ids: &IdGenerator, order_id: i64, now: i64) -> Result<usize, ApiError> {
+// The status checks inside the arms are guarded database updates, not conditions to fold into patterns.
+#[allow(clippy::collapsible_match)]
+pub fn reconcile(
+    conn: &mut DbConn,
+    ids: &IdGenerator,
+    order_id: i64,
+    now: i64,
+) -> Result<usize, ApiError> {
     let Some(o) = order_facts(conn, order_id)? else {
         return Ok(0);
     };
     // Wallet rows first, outside the transaction.
     let mut people = vec![o.buyer_id];
-    people.extend(inviter_chain(conn, o.buyer_id, super::rules::MAX_REFERRAL_LEVELS)?);
+    people.extend(inviter_chain(
+        conn,
+        o.buyer_id,
+        super::rules::MAX_REFERRAL_LEVELS,
+    )?);
     for p in &people {
         ensure_wallet(conn, *p, now)?;
     }
@@ -326,7 +425,16 @@ pub fn reconcile(conn: &mut DbConn, ids: &IdGenerator, order_id: i64, now: i64) 
                                 rebates::updated_at_ms.eq(now),
                             ))
                             .execute(c)?;
-                        post(c, ids, user, "rebate_pending", Some(row.id), None, [amount, 0, 0, 0], now)?;
+                        post(
+                            c,
+                            ids,
+                            user,
+                            "rebate_pending",
+                            Some(row.id),
+                            None,
+                            [amount, 0, 0, 0],
+                            now,
+                        )?;
                         event(c, ids, "rebate.pending", &row, "pending")?;
                         records.push(row);
                         changed += 1;
@@ -338,7 +446,16 @@ pub fn reconcile(conn: &mut DbConn, ids: &IdGenerator, order_id: i64, now: i64) 
             match (o.status.as_str(), r.status.as_str()) {
                 ("refunded", "pending") => {
                     if set_status(c, r, "pending", "cancelled", now)? {
-                        post(c, ids, r.user_id, "rebate_cancelled", Some(r.id), None, [-r.amount_cents, 0, 0, 0], now)?;
+                        post(
+                            c,
+                            ids,
+                            r.user_id,
+                            "rebate_cancelled",
+                            Some(r.id),
+                            None,
+                            [-r.amount_cents, 0, 0, 0],
+                            now,
+                        )?;
                         event(c, ids, "rebate.cancelled", r, "cancelled")?;
                         changed += 1;
                     }
@@ -346,19 +463,41 @@ pub fn reconcile(conn: &mut DbConn, ids: &IdGenerator, order_id: i64, now: i64) 
                 ("refunded", "available") => {
                     // Clawback: available may go negative.
                     if set_status(c, r, "available", "reversed", now)? {
-                        post(c, ids, r.user_id, "rebate_reversed", Some(r.id), None, [0, -r.amount_cents, 0, 0], now)?;
+                        post(
+                            c,
+                            ids,
+                            r.user_id,
+                            "rebate_reversed",
+                            Some(r.id),
+                            None,
+                            [0, -r.amount_cents, 0, 0],
+                            now,
+                        )?;
                         event(c, ids, "rebate.reversed", r, "reversed")?;
                         changed += 1;
                     }
                 }
                 (_, "pending") => {
-                    let Some(done) = o.completed_at_ms else { continue };
+                    let Some(done) = o.completed_at_ms else {
+                        continue;
+                    };
                     let at = done.saturating_add(r.hold_seconds.saturating_mul(1000));
                     if r.available_at_ms.is_none() {
-                        diesel::update(rebates::table.find(r.id)).set(rebates::available_at_ms.eq(Some(at))).execute(c)?;
+                        diesel::update(rebates::table.find(r.id))
+                            .set(rebates::available_at_ms.eq(Some(at)))
+                            .execute(c)?;
                     }
                     if at <= now && set_status(c, r, "pending", "available", now)? {
-                        post(c, ids, r.user_id, "rebate_available", Some(r.id), None, [-r.amount_cents, r.amount_cents, 0, 0], now)?;
+                        post(
+                            c,
+                            ids,
+                            r.user_id,
+                            "rebate_available",
+                            Some(r.id),
+                            None,
+                            [-r.amount_cents, r.amount_cents, 0, 0],
+                            now,
+                        )?;
                         event(c, ids, "rebate.available", r, "available")?;
                         changed += 1;
                     }
@@ -384,7 +523,11 @@ pub fn due_orders(conn: &mut DbConn, now: i64, limit: i64) -> Result<Vec<i64>, A
         .inner_join(orders::table)
         .filter(rebates::status.eq("pending"))
         .filter(rebates::available_at_ms.is_null())
-        .filter(orders::completed_at_ms.is_not_null().or(orders::status.eq("refunded")))
+        .filter(
+            orders::completed_at_ms
+                .is_not_null()
+                .or(orders::status.eq("refunded")),
+        )
         .limit(limit)
         .select(rebates::order_id)
         .load(conn)?;
@@ -407,16 +550,29 @@ pub struct WithdrawalView {
 
 /// Moves `amount` from available to withdrawing at once, never more than available.
 /// The guarded update serializes concurrent requests of one wallet.
-pub fn request_withdrawal(c: &mut DbConn, ids: &IdGenerator, user: i64, amount: i64, now: i64) -> Result<WithdrawalView, ApiError> {
-    let n = diesel::update(wallets::table.find(user).filter(wallets::available_cents.ge(amount)))
-        .set((
-            wallets::available_cents.eq(wallets::available_cents - amount),
-            wallets::withdrawing_cents.eq(wallets::withdrawing_cents + amount),
-            wallets::updated_at_ms.eq(now),
-        ))
-        .execute(c)?;
+pub fn request_withdrawal(
+    c: &mut DbConn,
+    ids: &IdGenerator,
+    user: i64,
+    amount: i64,
+    now: i64,
+) -> Result<WithdrawalView, ApiError> {
+    let n = diesel::update(
+        wallets::table
+            .find(user)
+            .filter(wallets::available_cents.ge(amount)),
+    )
+    .set((
+        wallets::available_cents.eq(wallets::available_cents - amount),
+        wallets::withdrawing_cents.eq(wallets::withdrawing_cents + amount),
+        wallets::updated_at_ms.eq(now),
+    ))
+    .execute(c)?;
     if n != 1 {
-        return Err(ApiError::conflict("insufficient_funds", "the amount is more than the available balance"));
+        return Err(ApiError::conflict(
+            "insufficient_funds",
+            "the amount is more than the available balance",
+        ));
     }
     let id = ids.next_id();
     diesel::insert_into(withdrawals::table)
@@ -442,30 +598,84 @@ pub fn request_withdrawal(c: &mut DbConn, ids: &IdGenerator, user: i64, amount: 
             ledger_entries::created_at_ms.eq(now),
         ))
         .execute(c)?;
-    Ok(WithdrawalView { withdrawal_id: id, user_id: user, amount_cents: amount, status: "pending".into(), created_at: crate::ids::rfc3339(now) })
+    Ok(WithdrawalView {
+        withdrawal_id: id,
+        user_id: user,
+        amount_cents: amount,
+        status: "pending".into(),
+        created_at: crate::ids::rfc3339(now),
+    })
 }
 
 /// Pays (withdrawing -> withdrawn) or rejects (back to available) a pending withdrawal.
-pub fn decide_withdrawal(c: &mut DbConn, ids: &IdGenerator, id: i64, approve: bool, now: i64) -> Result<WithdrawalView, ApiError> {
+pub fn decide_withdrawal(
+    c: &mut DbConn,
+    ids: &IdGenerator,
+    id: i64,
+    approve: bool,
+    now: i64,
+) -> Result<WithdrawalView, ApiError> {
     let row: Option<(i64, i64, String, i64)> = withdrawals::table
         .find(id)
-        .select((withdrawals::user_id, withdrawals::amount_cents, withdrawals::status, withdrawals::created_at_ms))
+        .select((
+            withdrawals::user_id,
+            withdrawals::amount_cents,
+            withdrawals::status,
+            withdrawals::created_at_ms,
+        ))
         .first(c)
         .optional()?;
-    let (user, amount, status, created) = row.ok_or_else(|| ApiError::not_found("no such withdrawal"))?;
+    let (user, amount, status, created) =
+        row.ok_or_else(|| ApiError::not_found("no such withdrawal"))?;
     if status != "pending" {
-        return Err(ApiError::conflict("invalid_state", format!("the withdrawal is already {status}")));
+        return Err(ApiError::conflict(
+            "invalid_state",
+            format!("the withdrawal is already {status}"),
+        ));
     }
     let to = if approve { "paid" } else { "rejected" };
-    let n = diesel::update(withdrawals::table.find(id).filter(withdrawals::status.eq("pending")))
-        .set((withdrawals::status.eq(to), withdrawals::decided_at_ms.eq(Some(now))))
-        .execute(c)?;
+    let n = diesel::update(
+        withdrawals::table
+            .find(id)
+            .filter(withdrawals::status.eq("pending")),
+    )
+    .set((
+        withdrawals::status.eq(to),
+        withdrawals::decided_at_ms.eq(Some(now)),
+    ))
+    .execute(c)?;
     if n != 1 {
-        return Err(ApiError::conflict("invalid_state", "the withdrawal was decided meanwhile"));
+        return Err(ApiError::conflict(
+            "invalid_state",
+            "the withdrawal was decided meanwhile",
+        ));
     }
-    let d = if approve { [0, 0, -amount, amount] } else { [0, amount, -amount, 0] };
-    post(c, ids, user, if approve { "withdrawal_paid" } else { "withdrawal_rejected" }, None, Some(id), d, now)?;
-    Ok(WithdrawalView { withdrawal_id: id, user_id: user, amount_cents: amount, status: to.into(), created_at: crate::ids::rfc3339(created) })
+    let d = if approve {
+        [0, 0, -amount, amount]
+    } else {
+        [0, amount, -amount, 0]
+    };
+    post(
+        c,
+        ids,
+        user,
+        if approve {
+            "withdrawal_paid"
+        } else {
+            "withdrawal_rejected"
+        },
+        None,
+        Some(id),
+        d,
+        now,
+    )?;
+    Ok(WithdrawalView {
+        withdrawal_id: id,
+        user_id: user,
+        amount_cents: amount,
+        status: to.into(),
+        created_at: crate::ids::rfc3339(created),
+    })
 }
 
 // ---- audit -----------------------------------------------------------------------
@@ -476,7 +686,8 @@ pub fn decide_withdrawal(c: &mut DbConn, ids: &IdGenerator, id: i64, approve: bo
 pub fn audit(c: &mut DbConn) -> Result<Vec<String>, ApiError> {
     use std::collections::HashMap;
     let mut problems = Vec::new();
-    let entries: Vec<(i64, Option<i64>, Option<i64>, i64, i64, i64, i64)> = ledger_entries::table
+    type EntryRow = (i64, Option<i64>, Option<i64>, i64, i64, i64, i64);
+    let entries: Vec<EntryRow> = ledger_entries::table
         .select((
             ledger_entries::user_id,
             ledger_entries::rebate_id,
@@ -491,7 +702,11 @@ pub fn audit(c: &mut DbConn) -> Result<Vec<String>, ApiError> {
     let mut by_rebate: HashMap<i64, Deltas> = HashMap::new();
     let mut by_withdrawal: HashMap<i64, Deltas> = HashMap::new();
     for (u, r, w, p, a, wi, wd) in entries {
-        for (map, key) in [(&mut by_user, Some(u)), (&mut by_rebate, r), (&mut by_withdrawal, w)] {
+        for (map, key) in [
+            (&mut by_user, Some(u)),
+            (&mut by_rebate, r),
+            (&mut by_withdrawal, w),
+        ] {
             if let Some(k) = key {
                 let e = map.entry(k).or_default();
                 e[0] += p;
@@ -502,17 +717,29 @@ pub fn audit(c: &mut DbConn) -> Result<Vec<String>, ApiError> {
         }
     }
     let wallet_rows: Vec<(i64, i64, i64, i64, i64)> = wallets::table
-        .select((wallets::user_id, wallets::pending_cents, wallets::available_cents, wallets::withdrawing_cents, wallets::withdrawn_cents))
+        .select((
+            wallets::user_id,
+            wallets::pending_cents,
+            wallets::available_cents,
+            wallets::withdrawing_cents,
+            wallets::withdrawn_cents,
+        ))
         .load(c)?;
     let mut seen = std::collections::HashSet::new();
     for (u, p, a, w, d) in wallet_rows {
         seen.insert(u);
         let j = by_user.get(&u).copied().unwrap_or_default();
         if j != [p, a, w, d] {
-            problems.push(format!("wallet {u}: balances {:?} but journal sums to {j:?}", [p, a, w, d]));
+            problems.push(format!(
+                "wallet {u}: balances {:?} but journal sums to {j:?}",
+                [p, a, w, d]
+            ));
         }
         if p < 0 || w < 0 || d < 0 {
-            problems.push(format!("wallet {u}: negative pending/withdrawing/withdrawn {:?}", [p, w, d]));
+            problems.push(format!(
+                "wallet {u}: negative pending/withdrawing/withdrawn {:?}",
+                [p, w, d]
+            ));
         }
     }
     for u in by_user.keys().filter(|u| !seen.contains(u)) {
@@ -532,21 +759,36 @@ pub fn audit(c: &mut DbConn) -> Result<Vec<String>, ApiError> {
             }
         };
         if j != expected {
-            problems.push(format!("rebate {} ({}): journal {j:?}, expected {expected:?}", r.id, r.status));
+            problems.push(format!(
+                "rebate {} ({}): journal {j:?}, expected {expected:?}",
+                r.id, r.status
+            ));
         }
         let Some(o) = order_facts(c, r.order_id)? else {
-            problems.push(format!("rebate {}: order {} does not exist", r.id, r.order_id));
+            problems.push(format!(
+                "rebate {}: order {} does not exist",
+                r.id, r.order_id
+            ));
             continue;
         };
         let Some(paid_at) = o.paid_at_ms else {
-            problems.push(format!("rebate {}: order {} was never paid", r.id, r.order_id));
+            problems.push(format!(
+                "rebate {}: order {} was never paid",
+                r.id, r.order_id
+            ));
             continue;
         };
         if o.status == "refunded" && !(r.status == "cancelled" || r.status == "reversed") {
-            problems.push(format!("rebate {}: order refunded but rebate {}", r.id, r.status));
+            problems.push(format!(
+                "rebate {}: order refunded but rebate {}",
+                r.id, r.status
+            ));
         }
         if r.status == "available" && o.completed_at_ms.is_none() {
-            problems.push(format!("rebate {}: available but the order never completed", r.id));
+            problems.push(format!(
+                "rebate {}: available but the order never completed",
+                r.id
+            ));
         }
         let set = match sets.get(&r.rule_version) {
             Some(s) => s.clone(),
@@ -557,7 +799,10 @@ pub fn audit(c: &mut DbConn) -> Result<Vec<String>, ApiError> {
             }
         };
         let Some(set) = set else {
-            problems.push(format!("rebate {}: rule set {} does not exist", r.id, r.rule_version));
+            problems.push(format!(
+                "rebate {}: rule set {} does not exist",
+                r.id, r.rule_version
+            ));
             continue;
         };
         let expected_amount = if r.kind == "purchase" {
@@ -566,13 +811,26 @@ pub fn audit(c: &mut DbConn) -> Result<Vec<String>, ApiError> {
                 .filter(order_items::order_id.eq(r.order_id))
                 .select(products::category)
                 .load(c)?;
-            let po = PaidOrder { merchant_id: o.merchant_id, categories: &categories, total_cents: o.total_cents, paid_at_ms: paid_at };
+            let po = PaidOrder {
+                merchant_id: o.merchant_id,
+                categories: &categories,
+                total_cents: o.total_cents,
+                paid_at_ms: paid_at,
+            };
             let rule = best_rule(&set.rules, &po);
             if rule.map(|x| &x.name) != r.rule_name.as_ref() {
-                problems.push(format!("rebate {}: rule {:?} recorded, {:?} matches", r.id, r.rule_name, rule.map(|x| &x.name)));
+                problems.push(format!(
+                    "rebate {}: rule {:?} recorded, {:?} matches",
+                    r.id,
+                    r.rule_name,
+                    rule.map(|x| &x.name)
+                ));
             }
             if r.user_id != o.buyer_id {
-                problems.push(format!("rebate {}: purchase rebate not for the buyer", r.id));
+                problems.push(format!(
+                    "rebate {}: purchase rebate not for the buyer",
+                    r.id
+                ));
             }
             rule.map_or(0, |x| x.amount(o.total_cents))
         } else {
@@ -587,15 +845,31 @@ pub fn audit(c: &mut DbConn) -> Result<Vec<String>, ApiError> {
             };
             let chain = inviter_chain(c, o.buyer_id, set.referral_levels_bps.len())?;
             if chain.get(level) != Some(&r.user_id) {
-                problems.push(format!("rebate {}: {} is not level {} of the buyer's chain", r.id, r.user_id, level + 1));
+                problems.push(format!(
+                    "rebate {}: {} is not level {} of the buyer's chain",
+                    r.id,
+                    r.user_id,
+                    level + 1
+                ));
             }
-            set.referral_levels_bps.get(level).map_or(0, |bps| floor_bps(o.total_cents, *bps))
+            set.referral_levels_bps
+                .get(level)
+                .map_or(0, |bps| floor_bps(o.total_cents, *bps))
         };
         if expected_amount != r.amount_cents {
-            problems.push(format!("rebate {}: amount {} but the rule gives {expected_amount}", r.id, r.amount_cents));
+            problems.push(format!(
+                "rebate {}: amount {} but the rule gives {expected_amount}",
+                r.id, r.amount_cents
+            ));
         }
     }
-    let ws: Vec<(i64, i64, String)> = withdrawals::table.select((withdrawals::id, withdrawals::amount_cents, withdrawals::status)).load(c)?;
+    let ws: Vec<(i64, i64, String)> = withdrawals::table
+        .select((
+            withdrawals::id,
+            withdrawals::amount_cents,
+            withdrawals::status,
+        ))
+        .load(c)?;
     for (id, amount, status) in ws {
         let j = by_withdrawal.get(&id).copied().unwrap_or_default();
         let expected = match status.as_str() {
@@ -604,7 +878,9 @@ pub fn audit(c: &mut DbConn) -> Result<Vec<String>, ApiError> {
             _ => [0, 0, 0, 0],
         };
         if j != expected {
-            problems.push(format!("withdrawal {id} ({status}): journal {j:?}, expected {expected:?}"));
+            problems.push(format!(
+                "withdrawal {id} ({status}): journal {j:?}, expected {expected:?}"
+            ));
         }
     }
     Ok(problems)

@@ -42,8 +42,17 @@ impl Handler<PutRules> for DbExecutor {
     fn handle(&mut self, msg: PutRules, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
         require_role(&mut conn, msg.admin, Role::Admin)?;
-        let version = engine::put_rule_set(&mut conn, &self.ctx.ids, msg.admin.get(), &msg.spec, now_ms())?;
-        Ok(RuleSetView { version: Some(version), spec: msg.spec })
+        let version = engine::put_rule_set(
+            &mut conn,
+            &self.ctx.ids,
+            msg.admin.get(),
+            &msg.spec,
+            now_ms(),
+        )?;
+        Ok(RuleSetView {
+            version: Some(version),
+            spec: msg.spec,
+        })
     }
 }
 
@@ -61,8 +70,18 @@ impl Handler<GetRules> for DbExecutor {
         let mut conn = self.conn()?;
         require_role(&mut conn, msg.admin, Role::Admin)?;
         Ok(match engine::rule_set_at(&mut conn, i64::MAX)? {
-            Some((v, spec, _)) => RuleSetView { version: Some(v), spec },
-            None => RuleSetView { version: None, spec: RuleSetSpec { rules: vec![], referral_levels_bps: vec![], hold_seconds: 0 } },
+            Some((v, spec, _)) => RuleSetView {
+                version: Some(v),
+                spec,
+            },
+            None => RuleSetView {
+                version: None,
+                spec: RuleSetSpec {
+                    rules: vec![],
+                    referral_levels_bps: vec![],
+                    hold_seconds: 0,
+                },
+            },
         })
     }
 }
@@ -70,17 +89,36 @@ impl Handler<GetRules> for DbExecutor {
 /// Replace the rule set (admin). Rates 0-10000 bps, at most 3 referral levels, windows that end after they start.
 #[utoipa::path(put, path = "/api/v1/admin/rebate-rules", tag = "rebates", security(("bearer" = [])), request_body = RuleSetSpec,
     responses((status = 200, body = RuleSetView), (status = 400, body = Problem), (status = 403, body = Problem)))]
-pub async fn put_rules(state: web::Data<AppState>, user: AuthUser, body: web::Json<RuleSetSpec>) -> ApiResult<HttpResponse> {
+pub async fn put_rules(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    body: web::Json<RuleSetSpec>,
+) -> ApiResult<HttpResponse> {
     let spec = body.into_inner();
     spec.validate().map_err(ApiError::invalid_input)?;
-    Ok(HttpResponse::Ok().json(state.db.call(PutRules { admin: user.user_id, spec }).await?))
+    Ok(HttpResponse::Ok().json(
+        state
+            .db
+            .call(PutRules {
+                admin: user.user_id,
+                spec,
+            })
+            .await?,
+    ))
 }
 
 /// The rule set in force (admin).
 #[utoipa::path(get, path = "/api/v1/admin/rebate-rules", tag = "rebates", security(("bearer" = [])),
     responses((status = 200, body = RuleSetView), (status = 403, body = Problem)))]
 pub async fn get_rules(state: web::Data<AppState>, user: AuthUser) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(state.db.call(GetRules { admin: user.user_id }).await?))
+    Ok(HttpResponse::Ok().json(
+        state
+            .db
+            .call(GetRules {
+                admin: user.user_id,
+            })
+            .await?,
+    ))
 }
 
 // ---- records and wallet ----------------------------------------------------------
@@ -132,26 +170,51 @@ impl Handler<ListRebates> for DbExecutor {
     type Result = Result<Page<RebateView>, ApiError>;
     fn handle(&mut self, msg: ListRebates, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
-        let mut q = rebates::table.filter(rebates::user_id.eq(msg.user)).into_boxed();
+        let mut q = rebates::table
+            .filter(rebates::user_id.eq(msg.user))
+            .into_boxed();
         if let Some(b) = msg.before_id {
             q = q.filter(rebates::id.lt(b));
         }
-        let rows: Vec<RebateRow> = q.order(rebates::id.desc()).limit(msg.limit).select(RebateRow::as_select()).load(&mut conn)?;
-        let next_cursor = (rows.len() as i64 == msg.limit).then(|| rows.last().map(|r| encode_cursor(&[r.id]))).flatten();
-        Ok(Page { items: rows.into_iter().map(Into::into).collect(), next_cursor })
+        let rows: Vec<RebateRow> = q
+            .order(rebates::id.desc())
+            .limit(msg.limit)
+            .select(RebateRow::as_select())
+            .load(&mut conn)?;
+        let next_cursor = (rows.len() as i64 == msg.limit)
+            .then(|| rows.last().map(|r| encode_cursor(&[r.id])))
+            .flatten();
+        Ok(Page {
+            items: rows.into_iter().map(Into::into).collect(),
+            next_cursor,
+        })
     }
 }
 
 fn before(q: &PageQuery) -> ApiResult<Option<i64>> {
-    q.cursor.as_deref().map(|c| decode_cursor(c, 1).map(|v| v[0])).transpose()
+    q.cursor
+        .as_deref()
+        .map(|c| decode_cursor(c, 1).map(|v| v[0]))
+        .transpose()
 }
 
 /// The caller's rebate and commission records, newest first.
 #[utoipa::path(get, path = "/api/v1/rebates", tag = "rebates", security(("bearer" = [])),
     params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, description = "{items: [Rebate], next_cursor}"), (status = 400, body = Problem)))]
-pub async fn list_rebates(state: web::Data<AppState>, user: AuthUser, q: web::Query<PageQuery>) -> ApiResult<HttpResponse> {
-    let page = state.db.call(ListRebates { user: user.user_id.get(), limit: q.limit()?, before_id: before(&q)? }).await?;
+pub async fn list_rebates(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    q: web::Query<PageQuery>,
+) -> ApiResult<HttpResponse> {
+    let page = state
+        .db
+        .call(ListRebates {
+            user: user.user_id.get(),
+            limit: q.limit()?,
+            before_id: before(&q)?,
+        })
+        .await?;
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -174,7 +237,14 @@ impl Handler<GetWallet> for DbExecutor {
 /// The caller's balances.
 #[utoipa::path(get, path = "/api/v1/wallet", tag = "rebates", security(("bearer" = [])), responses((status = 200, body = WalletView)))]
 pub async fn get_wallet(state: web::Data<AppState>, user: AuthUser) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(state.db.call(GetWallet { user: user.user_id.get() }).await?))
+    Ok(HttpResponse::Ok().json(
+        state
+            .db
+            .call(GetWallet {
+                user: user.user_id.get(),
+            })
+            .await?,
+    ))
 }
 
 // ---- withdrawals -------------------------------------------------------------------
@@ -199,7 +269,9 @@ impl Handler<RequestWithdrawal> for DbExecutor {
         crate::db::transaction(&mut conn, |c| -> Result<(u16, String), ApiError> {
             if let Some((key, hash)) = &msg.idempotency {
                 let k = idempotency::IdempotencyKey::parse(key)?;
-                if let Decision::Replay { status_code, body } = idempotency::check(c, msg.user, "withdrawals", &k, hash, now)? {
+                if let Decision::Replay { status_code, body } =
+                    idempotency::check(c, msg.user, "withdrawals", &k, hash, now)?
+                {
                     return Ok((status_code, body));
                 }
             }
@@ -217,7 +289,9 @@ impl Handler<RequestWithdrawal> for DbExecutor {
                 };
                 idempotency::record(c, &row).map_err(|e| match e {
                     idempotency::RecordError::Db(e) => ApiError::from(e),
-                    idempotency::RecordError::Conflict => ApiError::conflict("idempotency_conflict", "retry the request"),
+                    idempotency::RecordError::Conflict => {
+                        ApiError::conflict("idempotency_conflict", "retry the request")
+                    }
                 })?;
             }
             Ok((201, body))
@@ -246,15 +320,28 @@ pub async fn request_withdrawal(
         return Err(ApiError::invalid_input("amount_cents must be 1 to 10^12"));
     }
     let idempotency = match key.0 {
-        Some(k) => Some((k.as_str().to_owned(), fingerprint("withdrawals", &serde_json::to_value(&b).map_err(ApiError::internal)?))),
+        Some(k) => Some((
+            k.as_str().to_owned(),
+            fingerprint(
+                "withdrawals",
+                &serde_json::to_value(&b).map_err(ApiError::internal)?,
+            ),
+        )),
         None => None,
     };
     let (status, body) = state
         .db
-        .call(RequestWithdrawal { user: user.user_id.get(), amount_cents: b.amount_cents, idempotency })
+        .call(RequestWithdrawal {
+            user: user.user_id.get(),
+            amount_cents: b.amount_cents,
+            idempotency,
+        })
         .await?;
-    let code = actix_web::http::StatusCode::from_u16(status).unwrap_or(actix_web::http::StatusCode::CREATED);
-    Ok(HttpResponse::build(code).content_type("application/json").body(body))
+    let code = actix_web::http::StatusCode::from_u16(status)
+        .unwrap_or(actix_web::http::StatusCode::CREATED);
+    Ok(HttpResponse::build(code)
+        .content_type("application/json")
+        .body(body))
 }
 
 pub struct DecideWithdrawal {
@@ -273,22 +360,50 @@ impl Handler<DecideWithdrawal> for DbExecutor {
         let mut conn = self.conn()?;
         require_role(&mut conn, msg.admin, Role::Admin)?;
         let ids = &self.ctx.ids;
-        crate::db::transaction(&mut conn, |c| engine::decide_withdrawal(c, ids, msg.id, msg.approve, now_ms()))
+        crate::db::transaction(&mut conn, |c| {
+            engine::decide_withdrawal(c, ids, msg.id, msg.approve, now_ms())
+        })
     }
 }
 
 /// Pay a pending withdrawal (admin): withdrawing to withdrawn.
 #[utoipa::path(post, path = "/api/v1/admin/withdrawals/{id}/approve", tag = "admin", security(("bearer" = [])), params(("id" = i64, Path)),
     responses((status = 200, body = WithdrawalView), (status = 403, body = Problem), (status = 409, body = Problem)))]
-pub async fn approve_withdrawal(state: web::Data<AppState>, user: AuthUser, path: web::Path<(Id,)>) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(state.db.call(DecideWithdrawal { admin: user.user_id, id: path.into_inner().0.get(), approve: true }).await?))
+pub async fn approve_withdrawal(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(
+        state
+            .db
+            .call(DecideWithdrawal {
+                admin: user.user_id,
+                id: path.into_inner().0.get(),
+                approve: true,
+            })
+            .await?,
+    ))
 }
 
 /// Reject a pending withdrawal (admin): back to available.
 #[utoipa::path(post, path = "/api/v1/admin/withdrawals/{id}/reject", tag = "admin", security(("bearer" = [])), params(("id" = i64, Path)),
     responses((status = 200, body = WithdrawalView), (status = 403, body = Problem), (status = 409, body = Problem)))]
-pub async fn reject_withdrawal(state: web::Data<AppState>, user: AuthUser, path: web::Path<(Id,)>) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(state.db.call(DecideWithdrawal { admin: user.user_id, id: path.into_inner().0.get(), approve: false }).await?))
+pub async fn reject_withdrawal(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(
+        state
+            .db
+            .call(DecideWithdrawal {
+                admin: user.user_id,
+                id: path.into_inner().0.get(),
+                approve: false,
+            })
+            .await?,
+    ))
 }
 
 pub struct ListWithdrawals {
@@ -317,13 +432,27 @@ impl Handler<ListWithdrawals> for DbExecutor {
         let rows: Vec<(i64, i64, i64, String, i64)> = q
             .order(withdrawals::id.asc())
             .limit(msg.limit)
-            .select((withdrawals::id, withdrawals::user_id, withdrawals::amount_cents, withdrawals::status, withdrawals::created_at_ms))
+            .select((
+                withdrawals::id,
+                withdrawals::user_id,
+                withdrawals::amount_cents,
+                withdrawals::status,
+                withdrawals::created_at_ms,
+            ))
             .load(&mut conn)?;
-        let next_cursor = (rows.len() as i64 == msg.limit).then(|| rows.last().map(|r| encode_cursor(&[r.0]))).flatten();
+        let next_cursor = (rows.len() as i64 == msg.limit)
+            .then(|| rows.last().map(|r| encode_cursor(&[r.0])))
+            .flatten();
         Ok(Page {
             items: rows
                 .into_iter()
-                .map(|(id, u, a, s, t)| WithdrawalView { withdrawal_id: id, user_id: u, amount_cents: a, status: s, created_at: crate::ids::rfc3339(t) })
+                .map(|(id, u, a, s, t)| WithdrawalView {
+                    withdrawal_id: id,
+                    user_id: u,
+                    amount_cents: a,
+                    status: s,
+                    created_at: crate::ids::rfc3339(t),
+                })
                 .collect(),
             next_cursor,
         })
@@ -341,14 +470,32 @@ pub struct WithdrawalQuery {
 #[utoipa::path(get, path = "/api/v1/admin/withdrawals", tag = "admin", security(("bearer" = [])),
     params(("status" = Option<String>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, description = "{items: [Withdrawal], next_cursor}"), (status = 403, body = Problem)))]
-pub async fn list_withdrawals(state: web::Data<AppState>, user: AuthUser, q: web::Query<WithdrawalQuery>) -> ApiResult<HttpResponse> {
-    if q.status.as_deref().is_some_and(|s| !["pending", "paid", "rejected"].contains(&s)) {
-        return Err(ApiError::invalid_input("status must be pending, paid or rejected"));
+pub async fn list_withdrawals(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    q: web::Query<WithdrawalQuery>,
+) -> ApiResult<HttpResponse> {
+    if q.status
+        .as_deref()
+        .is_some_and(|s| !["pending", "paid", "rejected"].contains(&s))
+    {
+        return Err(ApiError::invalid_input(
+            "status must be pending, paid or rejected",
+        ));
     }
-    let after_id = q.cursor.as_deref().map(|c| decode_cursor(c, 1).map(|v| v[0])).transpose()?;
+    let after_id = q
+        .cursor
+        .as_deref()
+        .map(|c| decode_cursor(c, 1).map(|v| v[0]))
+        .transpose()?;
     let page = state
         .db
-        .call(ListWithdrawals { admin: user.user_id, status: q.status.clone(), limit: parse_limit(q.limit.as_deref())?, after_id })
+        .call(ListWithdrawals {
+            admin: user.user_id,
+            status: q.status.clone(),
+            limit: parse_limit(q.limit.as_deref())?,
+            after_id,
+        })
         .await?;
     Ok(HttpResponse::Ok().json(page))
 }
@@ -377,11 +524,17 @@ impl Handler<Invitees> for DbExecutor {
     type Result = Result<Page<InviteeView>, ApiError>;
     fn handle(&mut self, msg: Invitees, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
-        let mut q = users::table.filter(users::inviter_id.eq(msg.user)).into_boxed();
+        let mut q = users::table
+            .filter(users::inviter_id.eq(msg.user))
+            .into_boxed();
         if let Some(a) = msg.after_id {
             q = q.filter(users::id.gt(a));
         }
-        let rows: Vec<(i64, String, i64)> = q.order(users::id.asc()).limit(msg.limit).select((users::id, users::username, users::created_at_ms)).load(&mut conn)?;
+        let rows: Vec<(i64, String, i64)> = q
+            .order(users::id.asc())
+            .limit(msg.limit)
+            .select((users::id, users::username, users::created_at_ms))
+            .load(&mut conn)?;
         let mut items = Vec::with_capacity(rows.len());
         for (id, username, joined) in &rows {
             let order_count: i64 = orders::table
@@ -389,9 +542,16 @@ impl Handler<Invitees> for DbExecutor {
                 .filter(orders::paid_at_ms.is_not_null())
                 .count()
                 .get_result(&mut conn)?;
-            items.push(InviteeView { user_id: *id, username: username.clone(), joined_at: crate::ids::rfc3339(*joined), order_count });
+            items.push(InviteeView {
+                user_id: *id,
+                username: username.clone(),
+                joined_at: crate::ids::rfc3339(*joined),
+                order_count,
+            });
         }
-        let next_cursor = (rows.len() as i64 == msg.limit).then(|| rows.last().map(|r| encode_cursor(&[r.0]))).flatten();
+        let next_cursor = (rows.len() as i64 == msg.limit)
+            .then(|| rows.last().map(|r| encode_cursor(&[r.0])))
+            .flatten();
         Ok(Page { items, next_cursor })
     }
 }
@@ -400,9 +560,26 @@ impl Handler<Invitees> for DbExecutor {
 #[utoipa::path(get, path = "/api/v1/me/invitees", tag = "rebates", security(("bearer" = [])),
     params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, description = "{items: [Invitee], next_cursor}")))]
-pub async fn invitees(state: web::Data<AppState>, user: AuthUser, q: web::Query<PageQuery>) -> ApiResult<HttpResponse> {
-    let after_id = q.cursor.as_deref().map(|c| decode_cursor(c, 1).map(|v| v[0])).transpose()?;
-    Ok(HttpResponse::Ok().json(state.db.call(Invitees { user: user.user_id.get(), limit: q.limit()?, after_id }).await?))
+pub async fn invitees(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    q: web::Query<PageQuery>,
+) -> ApiResult<HttpResponse> {
+    let after_id = q
+        .cursor
+        .as_deref()
+        .map(|c| decode_cursor(c, 1).map(|v| v[0]))
+        .transpose()?;
+    Ok(HttpResponse::Ok().json(
+        state
+            .db
+            .call(Invitees {
+                user: user.user_id.get(),
+                limit: q.limit()?,
+                after_id,
+            })
+            .await?,
+    ))
 }
 
 /// Earnings by kind (`purchase`, `referral_1`..`referral_3`) and status, in cents.
@@ -432,12 +609,19 @@ impl Handler<Rewards> for DbExecutor {
             .load(&mut conn)?;
         let mut v = RewardsView::default();
         for (kind, status, amount) in rows {
-            *v.by_kind.entry(kind.clone()).or_default().entry(status.clone()).or_default() += amount;
+            *v.by_kind
+                .entry(kind.clone())
+                .or_default()
+                .entry(status.clone())
+                .or_default() += amount;
             if kind.starts_with("referral") && (status == "pending" || status == "available") {
                 v.referral_total_cents += amount;
             }
         }
-        v.invitee_count = users::table.filter(users::inviter_id.eq(msg.user)).count().get_result(&mut conn)?;
+        v.invitee_count = users::table
+            .filter(users::inviter_id.eq(msg.user))
+            .count()
+            .get_result(&mut conn)?;
         Ok(v)
     }
 }
@@ -445,5 +629,12 @@ impl Handler<Rewards> for DbExecutor {
 /// The promotion center's summary: referral earnings by level and status.
 #[utoipa::path(get, path = "/api/v1/me/rewards", tag = "rebates", security(("bearer" = [])), responses((status = 200, body = RewardsView)))]
 pub async fn rewards(state: web::Data<AppState>, user: AuthUser) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(state.db.call(Rewards { user: user.user_id.get() }).await?))
+    Ok(HttpResponse::Ok().json(
+        state
+            .db
+            .call(Rewards {
+                user: user.user_id.get(),
+            })
+            .await?,
+    ))
 }

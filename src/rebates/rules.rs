@@ -76,7 +76,9 @@ fn bps(v: i64, what: &str) -> Result<i64, String> {
 
 fn cents(v: Option<i64>, what: &str) -> Result<Option<i64>, String> {
     match v {
-        Some(c) if !(0..=1_000_000_000_000).contains(&c) => Err(format!("{what} must be 0 to 10^12")),
+        Some(c) if !(0..=1_000_000_000_000).contains(&c) => {
+            Err(format!("{what} must be 0 to 10^12"))
+        }
         other => Ok(other),
     }
 }
@@ -107,7 +109,10 @@ impl RuleSetSpec {
             if r.merchant_id.is_some_and(|m| m <= 0) {
                 return Err(format!("rules[{i}].merchant_id must be an id"));
             }
-            if r.category.as_deref().is_some_and(|c| c.is_empty() || c.chars().count() > 50) {
+            if r.category
+                .as_deref()
+                .is_some_and(|c| c.is_empty() || c.chars().count() > 50)
+            {
                 return Err(format!("rules[{i}].category must be 1-50 characters"));
             }
             let starts_at_ms = parse_time(&r.starts_at, &format!("rules[{i}].starts_at"))?;
@@ -123,14 +128,19 @@ impl RuleSetSpec {
                 category: r.category.clone(),
                 rate_bps: bps(r.rate_bps, &format!("rules[{i}].rate_bps"))?,
                 fixed_cents: cents(r.fixed_cents, &format!("rules[{i}].fixed_cents"))?.unwrap_or(0),
-                min_order_cents: cents(r.min_order_cents, &format!("rules[{i}].min_order_cents"))?.unwrap_or(0),
+                min_order_cents: cents(r.min_order_cents, &format!("rules[{i}].min_order_cents"))?
+                    .unwrap_or(0),
                 cap_cents: cents(r.cap_cents, &format!("rules[{i}].cap_cents"))?,
                 starts_at_ms,
                 ends_at_ms,
                 priority: r.priority.unwrap_or(0),
             });
         }
-        Ok(RuleSet { rules, referral_levels_bps, hold_seconds: self.hold_seconds })
+        Ok(RuleSet {
+            rules,
+            referral_levels_bps,
+            hold_seconds: self.hold_seconds,
+        })
     }
 }
 
@@ -146,7 +156,10 @@ pub struct PaidOrder<'a> {
 impl Rule {
     pub fn matches(&self, o: &PaidOrder<'_>) -> bool {
         self.merchant_id.is_none_or(|m| m == o.merchant_id)
-            && self.category.as_ref().is_none_or(|c| !o.categories.is_empty() && o.categories.iter().all(|x| x == c))
+            && self
+                .category
+                .as_ref()
+                .is_none_or(|c| !o.categories.is_empty() && o.categories.iter().all(|x| x == c))
             && self.starts_at_ms.is_none_or(|s| o.paid_at_ms >= s)
             && self.ends_at_ms.is_none_or(|e| o.paid_at_ms < e)
             && o.total_cents >= self.min_order_cents
@@ -208,48 +221,87 @@ mod tests {
     }
 
     fn order(cats: &[String]) -> PaidOrder<'_> {
-        PaidOrder { merchant_id: 7, categories: cats, total_cents: 10_000, paid_at_ms: 1_000 }
+        PaidOrder {
+            merchant_id: 7,
+            categories: cats,
+            total_cents: 10_000,
+            paid_at_ms: 1_000,
+        }
     }
 
     #[test]
     fn priority_then_specificity_then_order() {
         let cats = vec!["flowers".to_string()];
         let global = rule("global");
-        let cat = Rule { category: Some("flowers".into()), ..rule("cat") };
-        let merch = Rule { merchant_id: Some(7), ..rule("merch") };
-        let high = Rule { priority: 5, ..rule("high-global") };
+        let cat = Rule {
+            category: Some("flowers".into()),
+            ..rule("cat")
+        };
+        let merch = Rule {
+            merchant_id: Some(7),
+            ..rule("merch")
+        };
+        let high = Rule {
+            priority: 5,
+            ..rule("high-global")
+        };
         let rules = vec![global.clone(), cat.clone(), merch.clone()];
         assert_eq!(best_rule(&rules, &order(&cats)).unwrap().name, "merch");
         let rules = vec![global.clone(), cat.clone()];
         assert_eq!(best_rule(&rules, &order(&cats)).unwrap().name, "cat");
         let rules = vec![merch.clone(), high.clone()];
-        assert_eq!(best_rule(&rules, &order(&cats)).unwrap().name, "high-global");
+        assert_eq!(
+            best_rule(&rules, &order(&cats)).unwrap().name,
+            "high-global"
+        );
         let rules = vec![rule("first"), rule("second")];
         assert_eq!(best_rule(&rules, &order(&cats)).unwrap().name, "first");
         // Category must hold for every item.
         let mixed = vec!["flowers".to_string(), "tea".to_string()];
         assert!(!cat.matches(&order(&mixed)));
         // Other merchant.
-        assert!(!Rule { merchant_id: Some(8), ..rule("m8") }.matches(&order(&cats)));
+        assert!(!Rule {
+            merchant_id: Some(8),
+            ..rule("m8")
+        }
+        .matches(&order(&cats)));
     }
 
     #[test]
     fn window_edges_and_minimum() {
         let cats = vec![];
-        let r = Rule { starts_at_ms: Some(1_000), ends_at_ms: Some(2_000), ..rule("w") };
-        let at = |t| PaidOrder { paid_at_ms: t, ..order(&cats) };
+        let r = Rule {
+            starts_at_ms: Some(1_000),
+            ends_at_ms: Some(2_000),
+            ..rule("w")
+        };
+        let at = |t| PaidOrder {
+            paid_at_ms: t,
+            ..order(&cats)
+        };
         assert!(r.matches(&at(1_000)), "start is inclusive");
         assert!(r.matches(&at(1_999)));
         assert!(!r.matches(&at(2_000)), "end is exclusive");
         assert!(!r.matches(&at(999)));
-        let m = Rule { min_order_cents: 10_000, ..rule("min") };
+        let m = Rule {
+            min_order_cents: 10_000,
+            ..rule("min")
+        };
         assert!(m.matches(&order(&cats)));
-        assert!(!m.matches(&PaidOrder { total_cents: 9_999, ..order(&cats) }));
+        assert!(!m.matches(&PaidOrder {
+            total_cents: 9_999,
+            ..order(&cats)
+        }));
     }
 
     #[test]
     fn amounts_floor_add_fixed_and_cap() {
-        let r = Rule { rate_bps: 333, fixed_cents: 5, cap_cents: Some(40), ..rule("a") };
+        let r = Rule {
+            rate_bps: 333,
+            fixed_cents: 5,
+            cap_cents: Some(40),
+            ..rule("a")
+        };
         assert_eq!(r.amount(999), 38); // floor(999 * 333 / 10000) = 33, + 5
         assert_eq!(r.amount(2_000), 40); // 66 + 5 capped
         assert_eq!(floor_bps(1, 9_999), 0);

@@ -248,6 +248,41 @@ impl TestApp {
         self.start();
     }
 
+    /// Runs `tandem audit` against this server's database; returns (ok, output).
+    pub fn audit(&self) -> (bool, String) {
+        let url = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "TANDEM_DATABASE_URL")
+            .map(|(_, v)| v.clone())
+            .expect("db url");
+        let out = Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .arg("audit")
+            .env_clear()
+            .env("TANDEM_DATABASE_URL", url)
+            .output()
+            .expect("run audit");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    pub fn database_url(&self) -> String {
+        self.env
+            .iter()
+            .find(|(k, _)| k == "TANDEM_DATABASE_URL")
+            .map(|(_, v)| v.clone())
+            .expect("db url")
+    }
+
+    pub fn assert_audit_clean(&self) {
+        let (ok, text) = self.audit();
+        assert!(ok, "audit found mismatches:\n{text}");
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }

@@ -12,5 +12,6 @@ mod errors;
 mod helpers;
 mod operations;
 mod orders;
+mod rebates;
 mod social;
 mod ws;
