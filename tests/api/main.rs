@@ -12,6 +12,7 @@ mod errors;
 mod helpers;
 mod operations;
 mod orders;
+mod rebate_model;
 mod rebates;
 mod social;
 mod ws;
