@@ -2,7 +2,6 @@
 //! blocking work (argon2, diesel) happens here, on executor threads.
 
 use actix::{Handler, Message};
-use diesel::Connection;
 use serde::Serialize;
 
 use super::auth::{dummy_hash, hash_password, verify_password};
@@ -299,7 +298,7 @@ impl Handler<SetBanned> for DbExecutor {
                 "an admin cannot ban themselves",
             ));
         }
-        conn.transaction(|c| -> Result<_, ApiError> {
+        crate::db::transaction(&mut conn, |c| -> Result<_, ApiError> {
             let user = store::find_user(c, msg.target.get())?
                 .ok_or_else(|| ApiError::not_found("no such user"))?;
             store::set_banned(c, user.id, msg.banned)?;

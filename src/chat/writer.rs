@@ -308,6 +308,7 @@ impl ChatDbWriter {
             Ok(Conflict)
         })?;
         let now = now_ms();
+        let _writer = crate::db::write_lock(&conn);
         conn.transaction(|c| {
             let mut out: Vec<WriteResult> = Vec::with_capacity(batch.len());
             let mut rows: Vec<MessageRow> = Vec::new();

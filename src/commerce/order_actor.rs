@@ -465,9 +465,9 @@ impl Handler<EnsurePayment> for DbExecutor {
                     created_at_ms: now_ms(),
                     notified_at_ms: None,
                 };
-                diesel::insert_into(payments::table)
-                    .values(&row)
-                    .execute(&mut conn)?;
+                crate::db::transaction(&mut conn, |c| {
+                    diesel::insert_into(payments::table).values(&row).execute(c)
+                })?;
                 row
             }
         };
@@ -492,7 +492,7 @@ impl Handler<PaymentFailed> for DbExecutor {
     type Result = Result<(), ApiError>;
     fn handle(&mut self, msg: PaymentFailed, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
-        diesel::update(
+        let failed = diesel::update(
             payments::table
                 .find(msg.payment_id)
                 .filter(payments::status.eq("created")),
@@ -500,8 +500,8 @@ impl Handler<PaymentFailed> for DbExecutor {
         .set((
             payments::status.eq("failed"),
             payments::notified_at_ms.eq(Some(now_ms())),
-        ))
-        .execute(&mut conn)?;
+        ));
+        crate::db::transaction(&mut conn, |c| failed.clone().execute(c))?;
         Ok(())
     }
 }
@@ -519,12 +519,14 @@ impl Handler<MarkRefundNeeded> for DbExecutor {
     type Result = Result<(), ApiError>;
     fn handle(&mut self, msg: MarkRefundNeeded, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
-        diesel::update(payments::table.find(msg.payment_id))
-            .set((
-                payments::status.eq("refund_needed"),
-                payments::notified_at_ms.eq(Some(now_ms())),
-            ))
-            .execute(&mut conn)?;
+        crate::db::transaction(&mut conn, |c| {
+            diesel::update(payments::table.find(msg.payment_id))
+                .set((
+                    payments::status.eq("refund_needed"),
+                    payments::notified_at_ms.eq(Some(now_ms())),
+                ))
+                .execute(c)
+        })?;
         Ok(())
     }
 }

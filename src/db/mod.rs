@@ -137,6 +137,19 @@ pub fn is_transient(err: &diesel::result::Error) -> bool {
     }
 }
 
+/// SQLite has one writer at a time; a second one waits in SQLite's busy
+/// handler, which *sleeps* (1 ms up to 100 ms) between polls. Under load that
+/// turns lock hand-offs into sleeps. So every write transaction of this
+/// process takes this lock first: writers queue on a mutex and hand over at
+/// once. Readers (plain queries outside transactions) never take it; WAL lets
+/// them run beside the writer. PostgreSQL takes no lock here.
+static SQLITE_WRITER: parking_lot::Mutex<()> = parking_lot::const_mutex(());
+
+/// Holds the SQLite writer lock for the guard's life (no-op on PostgreSQL).
+pub fn write_lock(conn: &DbConn) -> Option<parking_lot::MutexGuard<'static, ()>> {
+    matches!(conn, DbConn::Sqlite(_)).then(|| SQLITE_WRITER.lock())
+}
+
 /// Runs `f` in a transaction, retrying a few times on transient conflicts.
 pub fn transaction<T, E, F>(conn: &mut DbConn, mut f: F) -> Result<T, E>
 where
@@ -147,6 +160,7 @@ where
     let mut attempt = 0;
     loop {
         attempt += 1;
+        let _writer = write_lock(conn);
         match conn.transaction(&mut f) {
             Err(e) if attempt < ATTEMPTS && e.is_transient() => {
                 std::thread::sleep(Duration::from_millis(5 * u64::from(attempt)));

@@ -78,6 +78,11 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// The deliveries as a stream (for bounded concurrent consumers).
+    pub fn into_stream(self) -> impl futures_util::Stream<Item = Delivery> {
+        futures_util::stream::unfold(self, |mut s| async move { s.next().await.map(|d| (d, s)) })
+    }
+
     pub async fn next(&mut self) -> Option<Delivery> {
         self.rx.recv().await
     }

@@ -84,9 +84,11 @@ impl Handler<MarkPublished> for DbExecutor {
 
     fn handle(&mut self, msg: MarkPublished, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
-        diesel::update(outbox::table.filter(outbox::id.eq_any(&msg.0)))
-            .set(outbox::published_at_ms.eq(now_ms()))
-            .execute(&mut conn)?;
+        crate::db::transaction(&mut conn, |c| {
+            diesel::update(outbox::table.filter(outbox::id.eq_any(&msg.0)))
+                .set(outbox::published_at_ms.eq(now_ms()))
+                .execute(c)
+        })?;
         Ok(())
     }
 }

@@ -24,6 +24,8 @@ const SETTLE_TICK: Duration = Duration::from_millis(500);
 const SETTLE_BATCH: i64 = 500;
 pub const MAX_REBATE_ACTORS: usize = 200_000;
 pub const CONSUMER: &str = "rebates";
+/// Events reconciled at once.
+const CONCURRENCY: usize = 32;
 pub const PATTERNS: &[&str] = &["order.paid", "order.completed", "order.refunded"];
 
 pub struct Reconcile {
@@ -134,36 +136,36 @@ impl RebateRegistry {
 
 /// Consumes order events until the subscription ends; acks after the effect is durable.
 pub async fn consume(bus: Arc<dyn EventBus>, registry: Arc<RebateRegistry>) {
-    let mut sub = match bus.subscribe(CONSUMER, PATTERNS).await {
+    let sub = match bus.subscribe(CONSUMER, PATTERNS).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "rebate engine could not subscribe");
             return;
         }
     };
-    while let Some(d) = sub.next().await {
-        let Some(order_id) = d
-            .event
-            .payload
-            .get("order_id")
-            .and_then(serde_json::Value::as_i64)
-        else {
-            let _ = d.ack().await;
-            continue;
-        };
-        match registry.reconcile(order_id).await {
-            Ok(_) => {
-                if let Err(e) = d.ack().await {
-                    tracing::warn!(error = %e, "rebate ack failed; the event will be redelivered");
+    // Reconcile reads the stored order, so events may be handled in any order:
+    // up to CONCURRENCY at once (each order's actor still serializes its own).
+    let registry = &registry;
+    sub.into_stream()
+        .for_each_concurrent(CONCURRENCY, |d| async move {
+            let Some(order_id) = d.event.payload.get("order_id").and_then(serde_json::Value::as_i64) else {
+                let _ = d.ack().await;
+                return;
+            };
+            match registry.reconcile(order_id).await {
+                Ok(_) => {
+                    if let Err(e) = d.ack().await {
+                        tracing::warn!(error = %e, "rebate ack failed; the event will be redelivered");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, order_id, "rebate reconcile failed; retrying later");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    let _ = d.nack().await;
                 }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, order_id, "rebate reconcile failed; retrying later");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                let _ = d.nack().await;
-            }
-        }
-    }
+        })
+        .await;
 }
 
 pub struct DueRebates;

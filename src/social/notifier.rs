@@ -28,6 +28,8 @@ pub const CONSUMER: &str = "notifier";
 pub const PATTERNS: &[&str] = &[
     "user.#", "order.#", "rebate.#", "trip.#", "animal.#", "gift.#",
 ];
+/// Events applied at once.
+const CONCURRENCY: usize = 32;
 /// Most notifications one event may create.
 const MAX_PER_EVENT: usize = 1_000;
 
@@ -129,19 +131,21 @@ pub fn push(registry: &Registry, user_id: i64, n: &NotificationView) {
 
 /// Runs the consumer loop until the subscription ends.
 pub async fn run(bus: Arc<dyn EventBus>, db: Db, registry: Arc<Registry>) {
-    let mut sub = match bus.subscribe(CONSUMER, PATTERNS).await {
+    let sub = match bus.subscribe(CONSUMER, PATTERNS).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "notifier could not subscribe");
             return;
         }
     };
-    while let Some(delivery) = sub.next().await {
+    // Order does not matter between events: up to CONCURRENCY at once.
+    let (db, registry) = (&db, &registry);
+    futures_util::StreamExt::for_each_concurrent(sub.into_stream(), CONCURRENCY, |delivery| async move {
         let event = delivery.event.clone();
         match db.call(ApplyEvent(event)).await {
             Ok(created) => {
                 for (user, n) in &created {
-                    push(&registry, *user, n);
+                    push(registry, *user, n);
                 }
                 if let Err(e) = delivery.ack().await {
                     tracing::warn!(error = %e, "notifier ack failed; the event will be redelivered");
@@ -153,5 +157,6 @@ pub async fn run(bus: Arc<dyn EventBus>, db: Db, registry: Arc<Registry>) {
                 let _ = delivery.nack().await;
             }
         }
-    }
+    })
+    .await;
 }
