@@ -237,17 +237,25 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let chat =
         crate::chat::writer::ChatWriters::start(chat_shards, prepared.pool.clone(), shared.clone());
-    let mut relay = crate::infra::outbox::Relay::new(db.clone(), shared.bus.clone());
+    // Small write transactions of orders, rebates, the notifier and the relay share one group commit.
+    let commit = crate::db::group::GroupCommit::start(prepared.pool.clone());
+    let mut relay =
+        crate::infra::outbox::Relay::new(db.clone(), commit.clone(), shared.bus.clone());
     relay.skip_mark = config.fault_relay_skip_mark;
     let relay = actix::Actor::start(relay);
     actix::spawn(crate::social::notifier::run(
         shared.bus.clone(),
-        db.clone(),
-        shared.registry.clone(),
+        commit.clone(),
+        shared.clone(),
     ));
     let inventory = crate::commerce::inventory::InventoryRegistry::new();
+    let order_ctx = crate::commerce::order_actor::OrderCtx {
+        db: db.clone(),
+        commit: commit.clone(),
+        shared: shared.clone(),
+    };
     let orders = crate::commerce::order_actor::OrderRegistry::new(
-        db.clone(),
+        order_ctx,
         inventory.clone(),
         relay.clone(),
     );
@@ -257,7 +265,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         db.clone(),
         orders.clone(),
     ));
-    let rebates = crate::rebates::actor::RebateRegistry::new(db.clone(), relay.clone());
+    let rebates =
+        crate::rebates::actor::RebateRegistry::new(commit.clone(), shared.clone(), relay.clone());
     actix::spawn(crate::rebates::actor::consume(
         shared.bus.clone(),
         rebates.clone(),

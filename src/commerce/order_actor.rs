@@ -18,8 +18,10 @@ use super::inventory::InventoryRegistry;
 use super::model::{decide, Caller, Command, Effect, OrderView, PaymentView, Rejection, Status};
 use super::store::{self, OrderItemRow, OrderRow, PaymentRow};
 use crate::accounts::domain::{has_role, Role};
+use crate::app::Shared;
+use crate::db::group::GroupCommit;
 use crate::db::schema::{orders, payments};
-use crate::db::{Db, DbExecutor};
+use crate::db::{Db, DbConn, DbExecutor};
 use crate::error::ApiError;
 use crate::ids::now_ms;
 use crate::infra::outbox::{self, Nudge, Relay};
@@ -62,9 +64,40 @@ impl Message for OrderMsg {
     type Result = Result<Reply, ApiError>;
 }
 
+/// What an order actor works with: reads on the executor, writes by group commit.
+#[derive(Clone)]
+pub struct OrderCtx {
+    pub db: Db,
+    pub commit: GroupCommit,
+    pub shared: Arc<Shared>,
+}
+
+impl std::ops::Deref for OrderCtx {
+    type Target = Db;
+    fn deref(&self) -> &Db {
+        &self.db
+    }
+}
+
+impl OrderCtx {
+    async fn transition(&self, t: Transition) -> Result<Loaded, ApiError> {
+        let shared = self.shared.clone();
+        self.commit
+            .run(move |c| apply_transition(c, &shared, t))
+            .await
+    }
+
+    async fn ensure_payment(&self, m: EnsurePayment) -> Result<PaymentView, ApiError> {
+        let shared = self.shared.clone();
+        self.commit
+            .run(move |c| ensure_payment(c, &shared, m))
+            .await
+    }
+}
+
 pub struct OrderActor {
     order_id: i64,
-    db: Db,
+    db: OrderCtx,
     inventory: Arc<InventoryRegistry>,
     relay: Addr<Relay>,
     registry: Arc<OrderRegistry>,
@@ -101,7 +134,11 @@ fn reject(r: Rejection) -> ApiError {
     }
 }
 
-async fn caller_of(db: &Db, loaded: &Loaded, caller: Option<i64>) -> Result<Caller, ApiError> {
+async fn caller_of(
+    db: &OrderCtx,
+    loaded: &Loaded,
+    caller: Option<i64>,
+) -> Result<Caller, ApiError> {
     let Some(uid) = caller else {
         return Ok(Caller {
             is_buyer: false,
@@ -125,7 +162,7 @@ async fn caller_of(db: &Db, loaded: &Loaded, caller: Option<i64>) -> Result<Call
 
 /// Runs one request against a (possibly freshly loaded) order.
 async fn serve(
-    db: Db,
+    db: OrderCtx,
     order_id: i64,
     state: Option<Loaded>,
     req: Request,
@@ -150,7 +187,7 @@ async fn serve(
 
 type Outcome = (Reply, Option<Loaded>, Vec<(i64, i64)>);
 
-async fn run(db: &Db, loaded: &Loaded, req: Request) -> Result<Outcome, ApiError> {
+async fn run(db: &OrderCtx, loaded: &Loaded, req: Request) -> Result<Outcome, ApiError> {
     let status = loaded.order.status();
     match req {
         Request::View { caller } => {
@@ -198,7 +235,7 @@ async fn run(db: &Db, loaded: &Loaded, req: Request) -> Result<Outcome, ApiError
             {
                 Effect::Move { to, .. } => {
                     let new = db
-                        .call(Transition::new(
+                        .transition(Transition::new(
                             loaded,
                             Command::PaymentSucceeded,
                             to,
@@ -234,7 +271,7 @@ async fn run(db: &Db, loaded: &Loaded, req: Request) -> Result<Outcome, ApiError
             match (effect, &cmd) {
                 (Effect::Nothing, Command::Pay) => {
                     let p = db
-                        .call(EnsurePayment {
+                        .ensure_payment(EnsurePayment {
                             order_id: loaded.order.id,
                             amount_cents: loaded.order.total_cents,
                         })
@@ -248,7 +285,7 @@ async fn run(db: &Db, loaded: &Loaded, req: Request) -> Result<Outcome, ApiError
                 )),
                 (Effect::Move { to, release_stock }, _) => {
                     let new = db
-                        .call(Transition::new(
+                        .transition(Transition::new(
                             loaded,
                             cmd.clone(),
                             to,
@@ -275,7 +312,7 @@ async fn run(db: &Db, loaded: &Loaded, req: Request) -> Result<Outcome, ApiError
                     let to = loaded.order.status();
                     let mut t = Transition::new(loaded, cmd.clone(), to, false, None);
                     t.refund_requested = on;
-                    let new = db.call(t).await?;
+                    let new = db.transition(t).await?;
                     Ok((
                         Reply::Order(new.order.view(&new.items)),
                         Some(new),
@@ -312,13 +349,13 @@ impl Handler<OrderMsg> for OrderActor {
 /// Finds or starts order actors.
 pub struct OrderRegistry {
     actors: DashMap<i64, Addr<OrderActor>>,
-    db: Db,
+    db: OrderCtx,
     inventory: Arc<InventoryRegistry>,
     relay: Addr<Relay>,
 }
 
 impl OrderRegistry {
-    pub fn new(db: Db, inventory: Arc<InventoryRegistry>, relay: Addr<Relay>) -> Arc<Self> {
+    pub fn new(db: OrderCtx, inventory: Arc<InventoryRegistry>, relay: Addr<Relay>) -> Arc<Self> {
         Arc::new(OrderRegistry {
             actors: DashMap::new(),
             db,
@@ -444,40 +481,36 @@ pub struct EnsurePayment {
     pub amount_cents: i64,
 }
 
-impl Message for EnsurePayment {
-    type Result = Result<PaymentView, ApiError>;
-}
-
-impl Handler<EnsurePayment> for DbExecutor {
-    type Result = Result<PaymentView, ApiError>;
-    fn handle(&mut self, msg: EnsurePayment, _: &mut Self::Context) -> Self::Result {
-        let mut conn = self.conn()?;
-        let existing = store::find_payment_by_order(&mut conn, msg.order_id)?;
-        let p = match existing {
-            Some(p) => p,
-            None => {
-                let row = PaymentRow {
-                    id: self.ctx.ids.next_id(),
-                    order_id: msg.order_id,
-                    provider: "mockpay".into(),
-                    amount_cents: msg.amount_cents,
-                    status: "created".into(),
-                    created_at_ms: now_ms(),
-                    notified_at_ms: None,
-                };
-                crate::db::transaction(&mut conn, |c| {
-                    diesel::insert_into(payments::table).values(&row).execute(c)
-                })?;
-                row
-            }
-        };
-        Ok(PaymentView {
-            payment_id: p.id,
-            order_id: p.order_id,
-            amount_cents: p.amount_cents,
-            provider: "mockpay",
-        })
-    }
+/// The order's payment, created on the first call (a group-commit job).
+pub fn ensure_payment(
+    conn: &mut DbConn,
+    shared: &Shared,
+    msg: EnsurePayment,
+) -> Result<PaymentView, ApiError> {
+    let p = match store::find_payment_by_order(conn, msg.order_id)? {
+        Some(p) => p,
+        None => {
+            let row = PaymentRow {
+                id: shared.ids.next_id(),
+                order_id: msg.order_id,
+                provider: "mockpay".into(),
+                amount_cents: msg.amount_cents,
+                status: "created".into(),
+                created_at_ms: now_ms(),
+                notified_at_ms: None,
+            };
+            diesel::insert_into(payments::table)
+                .values(&row)
+                .execute(conn)?;
+            row
+        }
+    };
+    Ok(PaymentView {
+        payment_id: p.id,
+        order_id: p.order_id,
+        amount_cents: p.amount_cents,
+        provider: "mockpay",
+    })
 }
 
 pub struct PaymentFailed {
@@ -575,127 +608,121 @@ impl Transition {
     }
 }
 
-impl Message for Transition {
-    type Result = Result<Loaded, ApiError>;
-}
-
-impl Handler<Transition> for DbExecutor {
-    type Result = Result<Loaded, ApiError>;
-
-    fn handle(&mut self, t: Transition, _: &mut Self::Context) -> Self::Result {
-        let mut conn = self.conn()?;
-        let now = now_ms();
-        let before = &t.before.order;
-        let mut after = before.clone();
-        after.status = t.to.as_str().to_owned();
-        after.refund_requested = t.refund_requested;
-        after.updated_at_ms = now;
-        match (&t.cmd, t.to) {
-            (_, Status::Paid) => after.paid_at_ms = Some(now),
-            (
-                Command::Ship {
-                    carrier,
-                    tracking_no,
-                },
-                Status::Shipped,
-            ) => {
-                after.shipped_at_ms = Some(now);
-                after.carrier = carrier.clone();
-                after.tracking_no = tracking_no.clone();
-                let secs =
-                    i64::try_from(self.ctx.config.auto_complete_secs).unwrap_or(i64::MAX / 2_000);
-                after.auto_complete_at_ms = Some(now.saturating_add(secs.saturating_mul(1000)));
-            }
-            (_, Status::Completed) => after.completed_at_ms = Some(now),
-            (Command::RequestRefund { reason }, _) => after.refund_reason = Some(reason.clone()),
-            (_, Status::Refunded) => after.refund_requested = false,
-            _ => {}
+/// Applies one transition in the caller's transaction (a group-commit job).
+pub fn apply_transition(
+    conn: &mut DbConn,
+    shared: &Shared,
+    t: Transition,
+) -> Result<Loaded, ApiError> {
+    let now = now_ms();
+    let before = &t.before.order;
+    let mut after = before.clone();
+    after.status = t.to.as_str().to_owned();
+    after.refund_requested = t.refund_requested;
+    after.updated_at_ms = now;
+    match (&t.cmd, t.to) {
+        (_, Status::Paid) => after.paid_at_ms = Some(now),
+        (
+            Command::Ship {
+                carrier,
+                tracking_no,
+            },
+            Status::Shipped,
+        ) => {
+            after.shipped_at_ms = Some(now);
+            after.carrier = carrier.clone();
+            after.tracking_no = tracking_no.clone();
+            let secs = i64::try_from(shared.config.auto_complete_secs).unwrap_or(i64::MAX / 2_000);
+            after.auto_complete_at_ms = Some(now.saturating_add(secs.saturating_mul(1000)));
         }
-        let kind = t.event_kind();
-        let ids = &self.ctx.ids;
-        let items = t.before.items.clone();
-        let owner = t.before.owner_id;
-        crate::db::transaction(&mut conn, |c| -> Result<(), ApiError> {
-            let n = diesel::update(
-                orders::table
-                    .filter(orders::id.eq(before.id))
-                    .filter(orders::status.eq(&before.status))
-                    .filter(orders::refund_requested.eq(before.refund_requested)),
-            )
-            .set((
-                orders::status.eq(&after.status),
-                orders::refund_requested.eq(after.refund_requested),
-                orders::refund_reason.eq(&after.refund_reason),
-                orders::paid_at_ms.eq(after.paid_at_ms),
-                orders::shipped_at_ms.eq(after.shipped_at_ms),
-                orders::completed_at_ms.eq(after.completed_at_ms),
-                orders::auto_complete_at_ms.eq(after.auto_complete_at_ms),
-                orders::carrier.eq(&after.carrier),
-                orders::tracking_no.eq(&after.tracking_no),
-                orders::updated_at_ms.eq(now),
-            ))
-            .execute(c)?;
-            if n != 1 {
-                return Err(ApiError::conflict(
-                    "invalid_state",
-                    "the order changed meanwhile; retry",
-                ));
-            }
-            if t.release_stock {
-                for i in &items {
-                    store::add_stock(c, i.product_id, i.quantity)?;
-                }
-            }
-            if let Some(pid) = t.payment_id {
-                diesel::update(payments::table.find(pid))
-                    .set((
-                        payments::status.eq("succeeded"),
-                        payments::notified_at_ms.eq(Some(now)),
-                    ))
-                    .execute(c)?;
-            }
-            let mut notify = vec![];
-            let data = serde_json::json!({"order_id": after.id, "status": after.status, "total_cents": after.total_cents});
-            match kind {
-                "order.paid" => {
-                    notify.push(
-                        serde_json::json!({"user_id": after.buyer_id, "kind": kind, "data": data}),
-                    );
-                    notify.push(serde_json::json!({"user_id": owner, "kind": kind, "data": data}));
-                    if let Some(g) = after.gift_to_user_id {
-                        notify.push(serde_json::json!({"user_id": g, "kind": "gift.received", "data": {
-                            "order_id": after.id, "from_user_id": after.buyer_id, "message": after.gift_message}}));
-                    }
-                }
-                "order.refund_requested" => {
-                    notify.push(serde_json::json!({"user_id": owner, "kind": kind, "data": data}))
-                }
-                _ => notify.push(
-                    serde_json::json!({"user_id": after.buyer_id, "kind": kind, "data": data}),
-                ),
-            }
-            outbox::enqueue(
-                c,
-                ids,
-                kind,
-                &serde_json::json!({
-                    "order_id": after.id,
-                    "buyer_id": after.buyer_id,
-                    "merchant_id": after.merchant_id,
-                    "merchant_owner_id": owner,
-                    "status": after.status,
-                    "total_cents": after.total_cents,
-                    "items": items.iter().map(|i| serde_json::json!({"product_id": i.product_id, "quantity": i.quantity, "price_cents": i.price_cents})).collect::<Vec<_>>(),
-                    "at_ms": now,
-                    "notify": notify,
-                }),
-            )?;
-            Ok(())
-        })?;
-        Ok(Loaded {
-            order: after,
-            items: t.before.items,
-            owner_id: t.before.owner_id,
-        })
+        (_, Status::Completed) => after.completed_at_ms = Some(now),
+        (Command::RequestRefund { reason }, _) => after.refund_reason = Some(reason.clone()),
+        (_, Status::Refunded) => after.refund_requested = false,
+        _ => {}
     }
+    let kind = t.event_kind();
+    let ids = &shared.ids;
+    let items = t.before.items.clone();
+    let owner = t.before.owner_id;
+    crate::db::transaction(conn, |c| -> Result<(), ApiError> {
+        let n = diesel::update(
+            orders::table
+                .filter(orders::id.eq(before.id))
+                .filter(orders::status.eq(&before.status))
+                .filter(orders::refund_requested.eq(before.refund_requested)),
+        )
+        .set((
+            orders::status.eq(&after.status),
+            orders::refund_requested.eq(after.refund_requested),
+            orders::refund_reason.eq(&after.refund_reason),
+            orders::paid_at_ms.eq(after.paid_at_ms),
+            orders::shipped_at_ms.eq(after.shipped_at_ms),
+            orders::completed_at_ms.eq(after.completed_at_ms),
+            orders::auto_complete_at_ms.eq(after.auto_complete_at_ms),
+            orders::carrier.eq(&after.carrier),
+            orders::tracking_no.eq(&after.tracking_no),
+            orders::updated_at_ms.eq(now),
+        ))
+        .execute(c)?;
+        if n != 1 {
+            return Err(ApiError::conflict(
+                "invalid_state",
+                "the order changed meanwhile; retry",
+            ));
+        }
+        if t.release_stock {
+            for i in &items {
+                store::add_stock(c, i.product_id, i.quantity)?;
+            }
+        }
+        if let Some(pid) = t.payment_id {
+            diesel::update(payments::table.find(pid))
+                .set((
+                    payments::status.eq("succeeded"),
+                    payments::notified_at_ms.eq(Some(now)),
+                ))
+                .execute(c)?;
+        }
+        let mut notify = vec![];
+        let data = serde_json::json!({"order_id": after.id, "status": after.status, "total_cents": after.total_cents});
+        match kind {
+            "order.paid" => {
+                notify.push(
+                    serde_json::json!({"user_id": after.buyer_id, "kind": kind, "data": data}),
+                );
+                notify.push(serde_json::json!({"user_id": owner, "kind": kind, "data": data}));
+                if let Some(g) = after.gift_to_user_id {
+                    notify.push(serde_json::json!({"user_id": g, "kind": "gift.received", "data": {
+                        "order_id": after.id, "from_user_id": after.buyer_id, "message": after.gift_message}}));
+                }
+            }
+            "order.refund_requested" => {
+                notify.push(serde_json::json!({"user_id": owner, "kind": kind, "data": data}))
+            }
+            _ => notify
+                .push(serde_json::json!({"user_id": after.buyer_id, "kind": kind, "data": data})),
+        }
+        outbox::enqueue(
+            c,
+            ids,
+            kind,
+            &serde_json::json!({
+                "order_id": after.id,
+                "buyer_id": after.buyer_id,
+                "merchant_id": after.merchant_id,
+                "merchant_owner_id": owner,
+                "status": after.status,
+                "total_cents": after.total_cents,
+                "items": items.iter().map(|i| serde_json::json!({"product_id": i.product_id, "quantity": i.quantity, "price_cents": i.price_cents})).collect::<Vec<_>>(),
+                "at_ms": now,
+                "notify": notify,
+            }),
+        )?;
+        Ok(())
+    })?;
+    Ok(Loaded {
+        order: after,
+        items: t.before.items,
+        owner_id: t.before.owner_id,
+    })
 }

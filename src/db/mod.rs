@@ -5,6 +5,7 @@
 //! sync actors (or other sync writer actors); HTTP handlers reach them through
 //! [`Db::call`], which bounds how many requests may wait.
 
+pub mod group;
 pub mod schema;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -145,9 +146,32 @@ pub fn is_transient(err: &diesel::result::Error) -> bool {
 /// them run beside the writer. PostgreSQL takes no lock here.
 static SQLITE_WRITER: parking_lot::Mutex<()> = parking_lot::const_mutex(());
 
-/// Holds the SQLite writer lock for the guard's life (no-op on PostgreSQL).
-pub fn write_lock(conn: &DbConn) -> Option<parking_lot::MutexGuard<'static, ()>> {
-    matches!(conn, DbConn::Sqlite(_)).then(|| SQLITE_WRITER.lock())
+thread_local! {
+    /// Whether this thread already holds `SQLITE_WRITER` (nested transactions,
+    /// jobs inside a group commit): the lock is taken once per thread.
+    static HOLDS_WRITER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The SQLite writer lock, held until dropped.
+pub struct WriterGuard {
+    _guard: parking_lot::MutexGuard<'static, ()>,
+}
+
+impl Drop for WriterGuard {
+    fn drop(&mut self) {
+        HOLDS_WRITER.with(|h| h.set(false));
+    }
+}
+
+/// Holds the SQLite writer lock for the guard's life (no-op on PostgreSQL, and
+/// when this thread holds it already).
+pub fn write_lock(conn: &DbConn) -> Option<WriterGuard> {
+    if !matches!(conn, DbConn::Sqlite(_)) || HOLDS_WRITER.with(std::cell::Cell::get) {
+        return None;
+    }
+    let guard = SQLITE_WRITER.lock();
+    HOLDS_WRITER.with(|h| h.set(true));
+    Some(WriterGuard { _guard: guard })
 }
 
 /// Runs `f` in a transaction, retrying a few times on transient conflicts.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use actix::{Actor, AsyncContext, Context, Handler, Message, WrapFuture};
 use diesel::prelude::*;
 
+use crate::db::group::GroupCommit;
 use crate::db::schema::outbox;
 use crate::db::{Db, DbConn, DbExecutor};
 use crate::error::ApiError;
@@ -73,30 +74,19 @@ impl Handler<FetchUnpublished> for DbExecutor {
     }
 }
 
-pub struct MarkPublished(pub Vec<i64>);
-
-impl Message for MarkPublished {
-    type Result = Result<(), ApiError>;
-}
-
-impl Handler<MarkPublished> for DbExecutor {
-    type Result = Result<(), ApiError>;
-
-    fn handle(&mut self, msg: MarkPublished, _: &mut Self::Context) -> Self::Result {
-        let mut conn = self.conn()?;
-        crate::db::transaction(&mut conn, |c| {
-            diesel::update(outbox::table.filter(outbox::id.eq_any(&msg.0)))
-                .set(outbox::published_at_ms.eq(now_ms()))
-                .execute(c)
-        })?;
-        Ok(())
-    }
+/// Marks events published (a group-commit job).
+pub fn mark_published(c: &mut DbConn, ids: &[i64]) -> Result<(), ApiError> {
+    diesel::update(outbox::table.filter(outbox::id.eq_any(ids)))
+        .set(outbox::published_at_ms.eq(now_ms()))
+        .execute(c)?;
+    Ok(())
 }
 
 /// Publishes the outbox. One round at a time; a nudge after a commit makes
 /// the next round start at once instead of at the next tick.
 pub struct Relay {
     pub db: Db,
+    pub commit: GroupCommit,
     /// Test-only fault: never mark rows published (see `TANDEM_FAULT_RELAY_SKIP_MARK`).
     pub skip_mark: bool,
     pub bus: std::sync::Arc<dyn crate::infra::bus::EventBus>,
@@ -105,9 +95,14 @@ pub struct Relay {
 }
 
 impl Relay {
-    pub fn new(db: Db, bus: std::sync::Arc<dyn crate::infra::bus::EventBus>) -> Self {
+    pub fn new(
+        db: Db,
+        commit: GroupCommit,
+        bus: std::sync::Arc<dyn crate::infra::bus::EventBus>,
+    ) -> Self {
         Relay {
             db,
+            commit,
             bus,
             skip_mark: false,
             busy: false,
@@ -122,7 +117,12 @@ impl Relay {
         }
         self.busy = true;
         self.again = false;
-        let (db, bus, skip_mark) = (self.db.clone(), self.bus.clone(), self.skip_mark);
+        let (db, commit, bus, skip_mark) = (
+            self.db.clone(),
+            self.commit.clone(),
+            self.bus.clone(),
+            self.skip_mark,
+        );
         ctx.spawn(
             async move {
                 let events = db.call(FetchUnpublished).await?;
@@ -136,8 +136,8 @@ impl Relay {
                 if skip_mark {
                     return Ok(0);
                 }
-                db.call(MarkPublished(events.into_iter().map(|e| e.id).collect()))
-                    .await?;
+                let ids: Vec<i64> = events.into_iter().map(|e| e.id).collect();
+                commit.run(move |c| mark_published(c, &ids)).await?;
                 Ok(n)
             }
             .into_actor(self)

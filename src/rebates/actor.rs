@@ -14,6 +14,8 @@ use dashmap::DashMap;
 use futures_util::StreamExt;
 
 use super::engine;
+use crate::app::Shared;
+use crate::db::group::GroupCommit;
 use crate::db::{Db, DbExecutor};
 use crate::error::ApiError;
 use crate::infra::bus::EventBus;
@@ -28,25 +30,10 @@ pub const CONSUMER: &str = "rebates";
 const CONCURRENCY: usize = 32;
 pub const PATTERNS: &[&str] = &["order.paid", "order.completed", "order.refunded"];
 
-pub struct Reconcile {
-    pub order_id: i64,
-}
-
-impl Message for Reconcile {
-    type Result = Result<usize, ApiError>;
-}
-
-impl Handler<Reconcile> for DbExecutor {
-    type Result = Result<usize, ApiError>;
-    fn handle(&mut self, msg: Reconcile, _: &mut Self::Context) -> Self::Result {
-        let mut conn = self.conn()?;
-        engine::reconcile(&mut conn, &self.ctx.ids, msg.order_id, crate::ids::now_ms())
-    }
-}
-
 pub struct RebateActor {
     order_id: i64,
-    db: Db,
+    commit: GroupCommit,
+    shared: Arc<Shared>,
     relay: Addr<Relay>,
     registry: Arc<RebateRegistry>,
     last_active: Instant,
@@ -76,9 +63,13 @@ impl Handler<Run> for RebateActor {
     type Result = AtomicResponse<Self, Result<usize, ApiError>>;
     fn handle(&mut self, _: Run, _: &mut Self::Context) -> Self::Result {
         self.last_active = Instant::now();
-        let (db, order_id) = (self.db.clone(), self.order_id);
+        let (commit, shared, order_id) = (self.commit.clone(), self.shared.clone(), self.order_id);
+        // The reconcile runs as a group-commit job: many orders share one commit.
+        let job = move |c: &mut crate::db::DbConn| {
+            engine::reconcile(c, &shared.ids, order_id, crate::ids::now_ms())
+        };
         AtomicResponse::new(Box::pin(
-            async move { db.call(Reconcile { order_id }).await }
+            async move { commit.run(job).await }
                 .into_actor(self)
                 .map(|res, this, _| {
                     this.last_active = Instant::now();
@@ -93,15 +84,17 @@ impl Handler<Run> for RebateActor {
 
 pub struct RebateRegistry {
     actors: DashMap<i64, Addr<RebateActor>>,
-    db: Db,
+    commit: GroupCommit,
+    shared: Arc<Shared>,
     relay: Addr<Relay>,
 }
 
 impl RebateRegistry {
-    pub fn new(db: Db, relay: Addr<Relay>) -> Arc<Self> {
+    pub fn new(commit: GroupCommit, shared: Arc<Shared>, relay: Addr<Relay>) -> Arc<Self> {
         Arc::new(RebateRegistry {
             actors: DashMap::new(),
-            db,
+            commit,
+            shared,
             relay,
         })
     }
@@ -120,7 +113,8 @@ impl RebateRegistry {
             .or_insert_with(|| {
                 RebateActor {
                     order_id,
-                    db: self.db.clone(),
+                    commit: self.commit.clone(),
+                    shared: self.shared.clone(),
                     relay: self.relay.clone(),
                     registry: self.clone(),
                     last_active: Instant::now(),

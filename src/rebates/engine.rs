@@ -10,6 +10,7 @@
 
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::Connection;
 use serde::Serialize;
 
 use super::rules::{best_rule, floor_bps, PaidOrder, RuleSet, RuleSetSpec};
@@ -55,16 +56,29 @@ pub struct RebateRow {
 /// Makes sure the user has a wallet row, outside any transaction (a failed
 /// insert would abort a PostgreSQL transaction).
 pub fn ensure_wallet(conn: &mut DbConn, user_id: i64, now: i64) -> Result<(), ApiError> {
-    let r = diesel::insert_into(wallets::table)
-        .values((
-            wallets::user_id.eq(user_id),
-            wallets::pending_cents.eq(0_i64),
-            wallets::available_cents.eq(0_i64),
-            wallets::withdrawing_cents.eq(0_i64),
-            wallets::withdrawn_cents.eq(0_i64),
-            wallets::updated_at_ms.eq(now),
-        ))
-        .execute(conn);
+    let exists: Option<i64> = wallets::table
+        .find(user_id)
+        .select(wallets::user_id)
+        .first(conn)
+        .optional()?;
+    if exists.is_some() {
+        return Ok(());
+    }
+    let _writer = crate::db::write_lock(conn);
+    // In its own (nested) transaction: if another writer created the row
+    // meanwhile, only that savepoint rolls back, never the caller's transaction.
+    let r = conn.transaction(|c| {
+        diesel::insert_into(wallets::table)
+            .values((
+                wallets::user_id.eq(user_id),
+                wallets::pending_cents.eq(0_i64),
+                wallets::available_cents.eq(0_i64),
+                wallets::withdrawing_cents.eq(0_i64),
+                wallets::withdrawn_cents.eq(0_i64),
+                wallets::updated_at_ms.eq(now),
+            ))
+            .execute(c)
+    });
     match r {
         Ok(_) | Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => Ok(()),
         Err(e) => Err(e.into()),

@@ -8,14 +8,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Handler, Message};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use serde::Deserialize;
 
 use super::messages::NotificationView;
+use crate::db::group::GroupCommit;
 use crate::db::schema::{notifications, processed_events};
-use crate::db::{Db, DbExecutor};
 use crate::error::ApiError;
 use crate::ids::{now_ms, rfc3339};
 use crate::infra::bus::{Event, EventBus};
@@ -41,82 +40,73 @@ struct Notify {
     data: serde_json::Value,
 }
 
-/// Stores the notifications of one event, once. Returns (recipient, view) of
-/// those created now (empty if the event was applied before).
-pub struct ApplyEvent(pub Event);
-
-impl Message for ApplyEvent {
-    type Result = Result<Vec<(i64, NotificationView)>, ApiError>;
-}
-
-impl Handler<ApplyEvent> for DbExecutor {
-    type Result = Result<Vec<(i64, NotificationView)>, ApiError>;
-
-    fn handle(&mut self, msg: ApplyEvent, _: &mut Self::Context) -> Self::Result {
-        let event = msg.0;
-        let notify: Vec<Notify> = event
-            .payload
-            .get("notify")
-            .cloned()
-            .map(serde_json::from_value)
-            .transpose()
-            .map_err(|e| {
-                ApiError::internal(anyhow::anyhow!(
-                    "event {} has a bad notify list: {e}",
-                    event.id
+/// Stores the notifications of one event, once (a group-commit job). Returns
+/// (recipient, view) of those created now (empty if the event was applied before).
+pub fn apply_event(
+    conn: &mut crate::db::DbConn,
+    ids: &crate::ids::IdGenerator,
+    event: Event,
+) -> Result<Vec<(i64, NotificationView)>, ApiError> {
+    let notify: Vec<Notify> = event
+        .payload
+        .get("notify")
+        .cloned()
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| {
+            ApiError::internal(anyhow::anyhow!(
+                "event {} has a bad notify list: {e}",
+                event.id
+            ))
+        })?
+        .unwrap_or_default();
+    let now = now_ms();
+    crate::db::transaction(
+        conn,
+        |c| -> Result<Vec<(i64, NotificationView)>, ApiError> {
+            let first = diesel::insert_into(processed_events::table)
+                .values((
+                    processed_events::consumer.eq(CONSUMER),
+                    processed_events::event_id.eq(event.id),
+                    processed_events::processed_at_ms.eq(now),
                 ))
-            })?
-            .unwrap_or_default();
-        let mut conn = self.conn()?;
-        let now = now_ms();
-        let ids = &self.ctx.ids;
-        crate::db::transaction(
-            &mut conn,
-            |c| -> Result<Vec<(i64, NotificationView)>, ApiError> {
-                let first = diesel::insert_into(processed_events::table)
+                .execute(c);
+            match first {
+                Ok(_) => {}
+                Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+                    return Ok(Vec::new())
+                }
+                Err(e) => return Err(e.into()),
+            }
+            let mut created = Vec::new();
+            for n in notify.iter().take(MAX_PER_EVENT) {
+                let id = ids.next_id();
+                let data = n.data.to_string();
+                diesel::insert_into(notifications::table)
                     .values((
-                        processed_events::consumer.eq(CONSUMER),
-                        processed_events::event_id.eq(event.id),
-                        processed_events::processed_at_ms.eq(now),
+                        notifications::id.eq(id),
+                        notifications::user_id.eq(n.user_id),
+                        notifications::kind.eq(&n.kind),
+                        notifications::data.eq(&data),
+                        notifications::event_id.eq(Some(event.id)),
+                        notifications::read.eq(false),
+                        notifications::created_at_ms.eq(now),
                     ))
-                    .execute(c);
-                match first {
-                    Ok(_) => {}
-                    Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
-                        return Ok(Vec::new())
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-                let mut created = Vec::new();
-                for n in notify.iter().take(MAX_PER_EVENT) {
-                    let id = ids.next_id();
-                    let data = n.data.to_string();
-                    diesel::insert_into(notifications::table)
-                        .values((
-                            notifications::id.eq(id),
-                            notifications::user_id.eq(n.user_id),
-                            notifications::kind.eq(&n.kind),
-                            notifications::data.eq(&data),
-                            notifications::event_id.eq(Some(event.id)),
-                            notifications::read.eq(false),
-                            notifications::created_at_ms.eq(now),
-                        ))
-                        .execute(c)?;
-                    created.push((
-                        n.user_id,
-                        NotificationView {
-                            notification_id: id,
-                            kind: n.kind.clone(),
-                            data: n.data.clone(),
-                            created_at: rfc3339(now),
-                            read: false,
-                        },
-                    ));
-                }
-                Ok(created)
-            },
-        )
-    }
+                    .execute(c)?;
+                created.push((
+                    n.user_id,
+                    NotificationView {
+                        notification_id: id,
+                        kind: n.kind.clone(),
+                        data: n.data.clone(),
+                        created_at: rfc3339(now),
+                        read: false,
+                    },
+                ));
+            }
+            Ok(created)
+        },
+    )
 }
 
 /// Pushes a stored notification to the recipient's open sockets.
@@ -130,7 +120,7 @@ pub fn push(registry: &Registry, user_id: i64, n: &NotificationView) {
 }
 
 /// Runs the consumer loop until the subscription ends.
-pub async fn run(bus: Arc<dyn EventBus>, db: Db, registry: Arc<Registry>) {
+pub async fn run(bus: Arc<dyn EventBus>, commit: GroupCommit, shared: Arc<crate::app::Shared>) {
     let sub = match bus.subscribe(CONSUMER, PATTERNS).await {
         Ok(s) => s,
         Err(e) => {
@@ -139,13 +129,14 @@ pub async fn run(bus: Arc<dyn EventBus>, db: Db, registry: Arc<Registry>) {
         }
     };
     // Order does not matter between events: up to CONCURRENCY at once.
-    let (db, registry) = (&db, &registry);
+    let (commit, shared) = (&commit, &shared);
     futures_util::StreamExt::for_each_concurrent(sub.into_stream(), CONCURRENCY, |delivery| async move {
         let event = delivery.event.clone();
-        match db.call(ApplyEvent(event)).await {
+        let job_shared = shared.clone();
+        match commit.run(move |c| apply_event(c, &job_shared.ids, event)).await {
             Ok(created) => {
                 for (user, n) in &created {
-                    push(registry, *user, n);
+                    push(&shared.registry, *user, n);
                 }
                 if let Err(e) = delivery.ack().await {
                     tracing::warn!(error = %e, "notifier ack failed; the event will be redelivered");
