@@ -16,7 +16,7 @@ use crate::ids::{now_ms, IdGenerator};
 use crate::infra::bus::Event;
 
 /// Rows published per round trip.
-pub const RELAY_BATCH: i64 = 500;
+pub const RELAY_BATCH: i64 = 2_000;
 /// How often the relay looks when nobody nudged it.
 const RELAY_INTERVAL: Duration = Duration::from_millis(100);
 

@@ -27,7 +27,7 @@ const SETTLE_BATCH: i64 = 500;
 pub const MAX_REBATE_ACTORS: usize = 200_000;
 pub const CONSUMER: &str = "rebates";
 /// Events reconciled at once.
-const CONCURRENCY: usize = 32;
+const CONCURRENCY: usize = 256;
 pub const PATTERNS: &[&str] = &["order.paid", "order.completed", "order.refunded"];
 
 pub struct RebateActor {

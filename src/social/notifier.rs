@@ -28,7 +28,7 @@ pub const PATTERNS: &[&str] = &[
     "user.#", "order.#", "rebate.#", "trip.#", "animal.#", "gift.#",
 ];
 /// Events applied at once.
-const CONCURRENCY: usize = 32;
+const CONCURRENCY: usize = 256;
 /// Most notifications one event may create.
 const MAX_PER_EVENT: usize = 1_000;
 
