@@ -116,7 +116,7 @@ pub struct Config {
     pub db_threads: usize,
 
     /// Maximum connections in the database pool.
-    #[arg(long, env = "TANDEM_DB_POOL_SIZE", default_value_t = 12)]
+    #[arg(long, env = "TANDEM_DB_POOL_SIZE", default_value_t = 20)]
     pub db_pool_size: u32,
 
     /// Requests that may wait for the database executor before new ones get 503.

@@ -51,13 +51,19 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    pub fn start(pool: Pool) -> GroupCommit {
-        let committer = SyncArbiter::start(1, move || Committer { pool: pool.clone() });
+    /// `writers` committer threads, each with at most one batch in flight:
+    /// 1 for SQLite (one writer anyway), more for PostgreSQL, where every
+    /// statement is a network round trip and concurrent writers are fine
+    /// (jobs of one order are serialized by its actor before they get here).
+    pub fn start(pool: Pool, writers: usize) -> GroupCommit {
+        let writers = writers.max(1);
+        let committer = SyncArbiter::start(writers, move || Committer { pool: pool.clone() });
         GroupCommit {
             addr: Collector {
                 committer,
                 pending: Vec::new(),
-                flushing: false,
+                in_flight: 0,
+                writers,
             }
             .start(),
         }
@@ -88,7 +94,9 @@ impl GroupCommit {
 struct Collector {
     committer: Addr<Committer>,
     pending: Vec<Job>,
-    flushing: bool,
+    /// Batches being committed now (at most `writers`).
+    in_flight: usize,
+    writers: usize,
 }
 
 impl Actor for Collector {
@@ -108,7 +116,7 @@ impl Handler<Job> for Collector {
             return;
         }
         self.pending.push(job);
-        if !self.flushing {
+        if self.in_flight < self.writers {
             self.flush(ctx);
         }
     }
@@ -116,10 +124,10 @@ impl Handler<Job> for Collector {
 
 impl Collector {
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() || self.in_flight >= self.writers {
             return;
         }
-        self.flushing = true;
+        self.in_flight += 1;
         let take = self.pending.len().min(MAX_BATCH);
         let (runs, replies): (Vec<JobFn>, Vec<_>) =
             self.pending.drain(..take).map(|j| (j.run, j.reply)).unzip();
@@ -142,7 +150,7 @@ impl Collector {
                             }
                         }
                     }
-                    this.flushing = false;
+                    this.in_flight -= 1;
                     this.flush(ctx);
                 }),
         );

@@ -133,6 +133,7 @@ pub fn is_transient(err: &diesel::result::Error) -> bool {
                 diesel::result::DatabaseErrorKind::SerializationFailure
             ) || info.message().contains("database is locked")
                 || info.message().contains("database table is locked")
+                || info.message().contains("deadlock detected")
         }
         _ => false,
     }
