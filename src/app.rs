@@ -242,7 +242,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // (BENCHMARKS.md): batches deadlock on hot wallet rows; sharding the
     // committers by wallet owner is the way to more than one.
     let commit_writers = 1;
-    let commit = crate::db::group::GroupCommit::start(prepared.pool.clone(), commit_writers);
+    let commit = crate::db::group::GroupCommit::start(
+        prepared.pool.clone(),
+        commit_writers,
+        shared
+            .metrics
+            .queue("group_commit", crate::db::group::MAX_QUEUED),
+    );
     let mut relay =
         crate::infra::outbox::Relay::new(db.clone(), commit.clone(), shared.bus.clone());
     relay.skip_mark = config.fault_relay_skip_mark;

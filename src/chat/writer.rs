@@ -79,7 +79,7 @@ pub struct ChatWriters {
 impl ChatWriters {
     pub fn start(shards: usize, pool: Pool, shared: Arc<Shared>) -> ChatWriters {
         let shards = (0..shards.max(1))
-            .map(|_| {
+            .map(|i| {
                 let writer_pool = pool.clone();
                 let writer_shared = shared.clone();
                 let writer = SyncArbiter::start(1, move || ChatDbWriter {
@@ -93,6 +93,10 @@ impl ChatWriters {
                     registry: shared.registry.clone(),
                     pending: Vec::new(),
                     flushing: false,
+                    in_flight: 0,
+                    gauge: shared
+                        .metrics
+                        .queue(&format!("chat_writer_{i}"), MAX_QUEUED),
                 }
                 .start()
             })
@@ -115,6 +119,9 @@ pub struct ChatBatcher {
     registry: Arc<Registry>,
     pending: Vec<ChatSend>,
     flushing: bool,
+    /// Messages in the batch being committed.
+    in_flight: usize,
+    gauge: crate::ops::metrics::QueueGauge,
 }
 
 impl Actor for ChatBatcher {
@@ -140,6 +147,7 @@ impl Handler<ChatSend> for ChatBatcher {
             return;
         }
         self.pending.push(msg);
+        self.gauge.set(self.pending.len() + self.in_flight);
         if !self.flushing {
             self.flush(ctx);
         }
@@ -156,6 +164,7 @@ impl ChatBatcher {
         self.flushing = true;
         let take = self.pending.len().min(MAX_BATCH);
         let batch: Vec<ChatSend> = self.pending.drain(..take).collect();
+        self.in_flight = take;
         let rows: Vec<PendingMessage> = batch
             .iter()
             .map(|m| PendingMessage {
@@ -181,6 +190,8 @@ impl ChatBatcher {
                     this.complete(req, result);
                 }
                 this.flushing = false;
+                this.in_flight = 0;
+                this.gauge.set(this.pending.len());
                 this.flush(ctx);
             },
         ));

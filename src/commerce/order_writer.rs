@@ -58,6 +58,7 @@ pub struct OrderWriter {
 
 impl OrderWriter {
     pub fn start(pool: Pool, shared: Arc<Shared>) -> OrderWriter {
+        let shared_gauge = shared.metrics.queue("order_writer", MAX_QUEUED);
         let writer = SyncArbiter::start(1, move || OrderDbWriter {
             pool: pool.clone(),
             shared: shared.clone(),
@@ -67,6 +68,8 @@ impl OrderWriter {
                 writer,
                 pending: Vec::new(),
                 flushing: false,
+                in_flight: 0,
+                gauge: shared_gauge,
             }
             .start(),
         }
@@ -87,6 +90,9 @@ pub struct OrderBatcher {
     writer: Addr<OrderDbWriter>,
     pending: Vec<Submit>,
     flushing: bool,
+    /// Orders in the batch being committed.
+    in_flight: usize,
+    gauge: crate::ops::metrics::QueueGauge,
 }
 
 impl Actor for OrderBatcher {
@@ -106,6 +112,7 @@ impl Handler<Submit> for OrderBatcher {
             return;
         }
         self.pending.push(msg);
+        self.gauge.set(self.pending.len() + self.in_flight);
         if !self.flushing {
             self.flush(ctx);
         }
@@ -120,6 +127,7 @@ impl OrderBatcher {
         self.flushing = true;
         let take = self.pending.len().min(MAX_BATCH);
         let batch: Vec<Submit> = self.pending.drain(..take).collect();
+        self.in_flight = take;
         let (orders, replies): (Vec<NewOrder>, Vec<_>) =
             batch.into_iter().map(|s| (s.order, s.reply)).unzip();
         ctx.spawn(self.writer.send(WriteOrders(orders)).into_actor(self).map(
@@ -139,6 +147,8 @@ impl OrderBatcher {
                     }
                 }
                 this.flushing = false;
+                this.in_flight = 0;
+                this.gauge.set(this.pending.len());
                 this.flush(ctx);
             },
         ));

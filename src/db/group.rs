@@ -55,7 +55,11 @@ impl GroupCommit {
     /// 1 for SQLite (one writer anyway), more for PostgreSQL, where every
     /// statement is a network round trip and concurrent writers are fine
     /// (jobs of one order are serialized by its actor before they get here).
-    pub fn start(pool: Pool, writers: usize) -> GroupCommit {
+    pub fn start(
+        pool: Pool,
+        writers: usize,
+        gauge: crate::ops::metrics::QueueGauge,
+    ) -> GroupCommit {
         let writers = writers.max(1);
         let committer = SyncArbiter::start(writers, move || Committer { pool: pool.clone() });
         GroupCommit {
@@ -64,6 +68,8 @@ impl GroupCommit {
                 pending: Vec::new(),
                 in_flight: 0,
                 writers,
+                jobs_in_flight: 0,
+                gauge,
             }
             .start(),
         }
@@ -97,6 +103,9 @@ struct Collector {
     /// Batches being committed now (at most `writers`).
     in_flight: usize,
     writers: usize,
+    /// Jobs in the batches being committed.
+    jobs_in_flight: usize,
+    gauge: crate::ops::metrics::QueueGauge,
 }
 
 impl Actor for Collector {
@@ -116,6 +125,7 @@ impl Handler<Job> for Collector {
             return;
         }
         self.pending.push(job);
+        self.gauge.set(self.pending.len() + self.jobs_in_flight);
         if self.in_flight < self.writers {
             self.flush(ctx);
         }
@@ -129,6 +139,8 @@ impl Collector {
         }
         self.in_flight += 1;
         let take = self.pending.len().min(MAX_BATCH);
+        self.jobs_in_flight += take;
+        let n_jobs = take;
         let (runs, replies): (Vec<JobFn>, Vec<_>) =
             self.pending.drain(..take).map(|j| (j.run, j.reply)).unzip();
         ctx.spawn(
@@ -151,6 +163,8 @@ impl Collector {
                         }
                     }
                     this.in_flight -= 1;
+                    this.jobs_in_flight -= n_jobs;
+                    this.gauge.set(this.pending.len() + this.jobs_in_flight);
                     this.flush(ctx);
                 }),
         );

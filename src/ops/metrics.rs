@@ -22,10 +22,34 @@ struct Histogram {
     sum_us: AtomicU64,
 }
 
+/// Depth of one bounded queue (a batcher's pending plus in-flight work),
+/// updated by its owner, read at scrape time.
+#[derive(Clone)]
+pub struct QueueGauge {
+    depth: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    pub capacity: usize,
+}
+
+impl QueueGauge {
+    pub fn new(capacity: usize) -> Self {
+        QueueGauge {
+            depth: std::sync::Arc::default(),
+            capacity,
+        }
+    }
+    pub fn set(&self, depth: usize) {
+        self.depth.store(depth, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> usize {
+        self.depth.load(Ordering::Relaxed)
+    }
+}
+
 #[derive(Default)]
 pub struct Metrics {
     requests: DashMap<(String, String, u16), AtomicU64>,
     latency: DashMap<(String, String), Histogram>,
+    queues: parking_lot::Mutex<Vec<(String, QueueGauge)>>,
 }
 
 impl Metrics {
@@ -69,6 +93,22 @@ impl Metrics {
             u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
+    }
+
+    /// A queue whose depth `/metrics` reports as `tandem_mailbox_depth{actor=name}`.
+    pub fn queue(&self, name: &str, capacity: usize) -> QueueGauge {
+        let g = QueueGauge::new(capacity);
+        self.queues.lock().push((name.to_owned(), g.clone()));
+        g
+    }
+
+    /// (name, depth, capacity) of every registered queue.
+    pub fn queues(&self) -> Vec<(String, usize, usize)> {
+        self.queues
+            .lock()
+            .iter()
+            .map(|(n, g)| (n.clone(), g.get(), g.capacity))
+            .collect()
     }
 
     pub fn render_http(&self, out: &mut String) {

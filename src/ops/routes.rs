@@ -2,6 +2,7 @@
 
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
+use std::fmt::Write as _;
 use utoipa::OpenApi;
 
 use super::metrics::{gauge, open_fds, resident_memory_bytes};
@@ -67,20 +68,21 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let mut out = String::with_capacity(16 * 1024);
     state.shared.metrics.render_http(&mut out);
     let db = &state.db;
-    gauge(
-        &mut out,
-        "tandem_mailbox_depth",
-        "Messages waiting for or being served by an actor.",
-        "actor=\"db_executor\"",
-        db.queue_depth() as f64,
-    );
-    gauge(
-        &mut out,
-        "tandem_mailbox_capacity",
-        "Most messages an actor queue accepts before shedding load.",
-        "actor=\"db_executor\"",
-        db.queue_capacity() as f64,
-    );
+    // Every bounded queue: the executor's and the batchers'. One family each.
+    let mut queues = vec![(
+        "db_executor".to_owned(),
+        db.queue_depth(),
+        db.queue_capacity(),
+    )];
+    queues.extend(state.shared.metrics.queues());
+    out.push_str("# HELP tandem_mailbox_depth Messages waiting for or being served by an actor.\n# TYPE tandem_mailbox_depth gauge\n");
+    for (name, depth, _) in &queues {
+        let _ = writeln!(out, "tandem_mailbox_depth{{actor=\"{name}\"}} {depth}");
+    }
+    out.push_str("# HELP tandem_mailbox_capacity Most messages a queue accepts before shedding load.\n# TYPE tandem_mailbox_capacity gauge\n");
+    for (name, _, cap) in &queues {
+        let _ = writeln!(out, "tandem_mailbox_capacity{{actor=\"{name}\"}} {cap}");
+    }
     let pool = state.shared.pool.state();
     gauge(
         &mut out,

@@ -31,6 +31,12 @@ async fn health_ready_metrics_openapi(backend: Backend) {
         "tandem_http_request_duration_seconds_bucket{method=\"POST\",route=\"/api/v1/auth/register\",le=\"+Inf\"} 1",
         "tandem_mailbox_depth{actor=\"db_executor\"}",
         "tandem_mailbox_capacity{actor=\"db_executor\"} 2048",
+        "tandem_mailbox_depth{actor=\"chat_writer_0\"}",
+        "tandem_mailbox_depth{actor=\"order_writer\"}",
+        "tandem_mailbox_depth{actor=\"group_commit\"}",
+        "tandem_mailbox_capacity{actor=\"group_commit\"} 16384",
+        "tandem_online_users",
+        "tandem_live_order_actors",
         "tandem_db_pool_connections",
         "process_resident_memory_bytes",
     ] {
@@ -55,6 +61,12 @@ async fn health_ready_metrics_openapi(backend: Backend) {
         assert!(doc["paths"][path].is_object(), "openapi lacks {path}");
     }
     assert!(doc["paths"]["/api/v1/me"]["patch"].is_object());
+    // One TYPE line per metric family (valid Prometheus text).
+    let mut types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE ")).collect();
+    let n = types.len();
+    types.sort_unstable();
+    types.dedup();
+    assert_eq!(types.len(), n, "duplicate TYPE lines");
 }
 both_backends!(
     health_ready_metrics_openapi,
