@@ -34,6 +34,8 @@ pub struct Shared {
     pub registry: Arc<crate::realtime::registry::Registry>,
     /// Members per conversation (rebuildable cache).
     pub members: dashmap::DashMap<i64, Arc<Vec<i64>>>,
+    /// Recent messages of active conversations (rebuildable cache).
+    pub recent: crate::chat::recent::Recent,
     /// (low user id, high user id) -> direct conversation id (rebuildable cache).
     pub direct: dashmap::DashMap<(i64, i64), i64>,
 }
@@ -221,6 +223,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         )),
         members: dashmap::DashMap::new(),
         direct: dashmap::DashMap::new(),
+        recent: crate::chat::recent::Recent::new(),
     });
     let db = Db::start(
         config.db_threads,

@@ -2,6 +2,7 @@
 //! before ack (group commit), sync and history.
 
 pub mod messages;
+pub mod recent;
 pub mod routes;
 pub mod store;
 pub mod writer;

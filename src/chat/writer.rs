@@ -90,6 +90,7 @@ impl ChatWriters {
                 });
                 ChatBatcher {
                     writer,
+                    shared: shared.clone(),
                     registry: shared.registry.clone(),
                     pending: Vec::new(),
                     flushing: false,
@@ -116,6 +117,7 @@ impl ChatWriters {
 
 pub struct ChatBatcher {
     writer: Addr<ChatDbWriter>,
+    shared: Arc<Shared>,
     registry: Arc<Registry>,
     pending: Vec<ChatSend>,
     flushing: bool,
@@ -208,6 +210,8 @@ impl ChatBatcher {
                 };
                 req.conn.do_send(Reply(ack.encode()));
                 if let Some(members) = stored.deliver_to {
+                    // Committed, in seq order: remember it before anyone can ask to sync.
+                    self.shared.recent.push(&stored.view);
                     let frame = ServerFrame::Message(&stored.view).encode();
                     for m in members.iter() {
                         self.registry.deliver(

@@ -69,6 +69,18 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     state.shared.metrics.render_http(&mut out);
     let db = &state.db;
     // Every bounded queue: the executor's and the batchers'. One family each.
+    let recent = &state.shared.recent;
+    out.push_str("# HELP tandem_chat_sync_total Syncs served from the in-memory ring or the database.\n# TYPE tandem_chat_sync_total counter\n");
+    let _ = writeln!(
+        out,
+        "tandem_chat_sync_total{{source=\"memory\"}} {}",
+        recent.hits.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "tandem_chat_sync_total{{source=\"database\"}} {}",
+        recent.misses.load(std::sync::atomic::Ordering::Relaxed)
+    );
     let mut queues = vec![(
         "db_executor".to_owned(),
         db.queue_depth(),

@@ -203,49 +203,61 @@ impl WsConn {
         let conv = f.conversation_id;
         // Hold live frames of this conversation until `synced` is out.
         self.syncing.entry(conv).or_default();
-        let db = self.state.db.clone();
-        let msg = LoadMessages {
-            user_id: self.user_id(),
-            conversation_id: conv,
-            after_seq: Some(f.after_seq),
-            before_seq: None,
-            limit: SYNC_LIMIT,
+        let state = self.state.clone();
+        let user_id = self.user_id();
+        let after_seq = f.after_seq;
+        let load = async move {
+            // From memory when the ring covers the range (members only); else the database.
+            if let Ok(members) = crate::chat::members_of(&state, conv).await {
+                if members.contains(&user_id) {
+                    let limit = usize::try_from(SYNC_LIMIT).unwrap_or(1_000);
+                    if let Some((items, last_seq)) =
+                        state.shared.recent.after(conv, after_seq, limit)
+                    {
+                        return Ok(crate::chat::messages::MessagePage { items, last_seq });
+                    }
+                }
+            }
+            let msg = LoadMessages {
+                user_id,
+                conversation_id: conv,
+                after_seq: Some(after_seq),
+                before_seq: None,
+                limit: SYNC_LIMIT,
+            };
+            state.db.call(msg).await
         };
-        ctx.spawn(
-            async move { db.call(msg).await }
-                .into_actor(self)
-                .map(move |res, this, ctx| {
-                    let held = this.syncing.remove(&conv).unwrap_or_default();
-                    match res {
-                        Ok(page) => {
-                            let mut last_sent = f.after_seq;
-                            for m in &page.items {
-                                ctx.text(&*ServerFrame::Message(m).encode());
-                                last_sent = m.seq;
-                            }
-                            ctx.text(
-                                &*ServerFrame::Synced {
-                                    conversation_id: conv,
-                                    last_seq: page.last_seq,
-                                }
-                                .encode(),
-                            );
-                            // Release what arrived meanwhile, minus what the sync already sent.
-                            for (seq, frame) in held {
-                                if seq > last_sent {
-                                    ctx.text(&*frame);
-                                }
-                            }
+        ctx.spawn(load.into_actor(self).map(move |res, this, ctx| {
+            let held = this.syncing.remove(&conv).unwrap_or_default();
+            match res {
+                Ok(page) => {
+                    let mut last_sent = f.after_seq;
+                    for m in &page.items {
+                        ctx.text(&*ServerFrame::Message(m).encode());
+                        last_sent = m.seq;
+                    }
+                    ctx.text(
+                        &*ServerFrame::Synced {
+                            conversation_id: conv,
+                            last_seq: page.last_seq,
                         }
-                        Err(e) => {
-                            for (_, frame) in held {
-                                ctx.text(&*frame);
-                            }
-                            Self::api_error(ctx, &e, None);
+                        .encode(),
+                    );
+                    // Release what arrived meanwhile, minus what the sync already sent.
+                    for (seq, frame) in held {
+                        if seq > last_sent {
+                            ctx.text(&*frame);
                         }
                     }
-                }),
-        );
+                }
+                Err(e) => {
+                    for (_, frame) in held {
+                        ctx.text(&*frame);
+                    }
+                    Self::api_error(ctx, &e, None);
+                }
+            }
+        }));
     }
 
     fn on_read(&mut self, f: ReadFrame, ctx: &mut ws::WebsocketContext<Self>) {

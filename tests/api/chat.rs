@@ -270,6 +270,11 @@ async fn sync_after_disconnect(backend: Backend) {
         assert_eq!(m["body"], format!("missed {}", seq - 1));
     }
     let synced = b.recv_type("synced").await;
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(
+        !metrics.contains("tandem_chat_sync_total{source=\"memory\"} 0"),
+        "a recent sync is served from memory:\n{metrics}"
+    );
     assert_eq!(
         synced,
         json!({"type": "synced", "conversation_id": conv, "last_seq": 6})
@@ -313,6 +318,23 @@ async fn acked_message_survives_kill_9(backend: Backend) {
     let mut a = Ws::connect(&app, &at).await;
     a.send(json!({"type": "send", "client_id": "after", "conversation_id": conv, "body": "after restart"})).await;
     assert_eq!(a.recv_type("ack").await["seq"], 21);
+    // After the restart the ring holds only message 21: a sync from 15 must
+    // come from the database, complete and in order.
+    a.send(json!({"type": "sync", "conversation_id": conv, "after_seq": 15}))
+        .await;
+    let mut seqs = Vec::new();
+    loop {
+        let v = a.recv().await;
+        match v["type"].as_str() {
+            Some("message") => seqs.push(v["seq"].as_i64().unwrap()),
+            Some("synced") => {
+                assert_eq!(v["last_seq"], 21);
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(seqs, (16..=21).collect::<Vec<_>>());
     // And client ids are still remembered.
     a.send(json!({"type": "send", "client_id": "k20", "conversation_id": conv, "body": "dup"}))
         .await;

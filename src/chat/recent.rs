@@ -1,0 +1,120 @@
+//! The recent messages of active conversations, in memory, so that `sync`
+//! after a short disconnect is served without the database.
+//!
+//! Filled by the chat batcher after each commit, in `seq` order (one batcher
+//! per conversation), so a ring is always a contiguous run of committed
+//! messages. A ring answers a sync only if it reaches back to the first
+//! message asked for; otherwise the database does.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use dashmap::DashMap;
+
+use crate::realtime::frames::MessageView;
+
+/// Messages kept per conversation.
+pub const PER_CONVERSATION: usize = 256;
+/// Conversations kept; past it the map is cleared (the database still answers).
+pub const MAX_CONVERSATIONS: usize = 20_000;
+
+#[derive(Default)]
+pub struct Recent {
+    rings: DashMap<i64, VecDeque<MessageView>>,
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+}
+
+impl Recent {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a committed message.
+    pub fn push(&self, m: &MessageView) {
+        if self.rings.len() >= MAX_CONVERSATIONS && !self.rings.contains_key(&m.conversation_id) {
+            self.rings.clear();
+        }
+        let mut ring = self.rings.entry(m.conversation_id).or_default();
+        // Not contiguous (another node wrote, or we restarted): start over.
+        if ring.back().is_some_and(|last| last.seq + 1 != m.seq) {
+            ring.clear();
+        }
+        ring.push_back(m.clone());
+        if ring.len() > PER_CONVERSATION {
+            ring.pop_front();
+        }
+    }
+
+    /// Messages with `seq > after_seq` (at most `limit`) and the latest seq,
+    /// if this ring holds every one of them.
+    pub fn after(
+        &self,
+        conversation_id: i64,
+        after_seq: i64,
+        limit: usize,
+    ) -> Option<(Vec<MessageView>, i64)> {
+        let found = self.rings.get(&conversation_id).and_then(|ring| {
+            let first = ring.front()?.seq;
+            let last = ring.back()?.seq;
+            (first <= after_seq + 1).then(|| {
+                let items = ring
+                    .iter()
+                    .filter(|m| m.seq > after_seq)
+                    .take(limit)
+                    .cloned()
+                    .collect();
+                (items, last)
+            })
+        });
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn m(seq: i64) -> MessageView {
+        MessageView {
+            conversation_id: 1,
+            message_id: seq,
+            seq,
+            sender_id: 1,
+            body: String::new(),
+            sent_at: String::new(),
+            client_id: seq.to_string(),
+        }
+    }
+
+    #[test]
+    fn covers_only_contiguous_ranges() {
+        let r = Recent::new();
+        for s in 1..=300 {
+            r.push(&m(s));
+        }
+        // Kept: 45..=300.
+        assert!(r.after(1, 10, 1000).is_none(), "older than the ring");
+        let (items, last) = r.after(1, 44, 1000).unwrap();
+        assert_eq!((items.len(), items[0].seq, last), (256, 45, 300));
+        let (items, last) = r.after(1, 300, 1000).unwrap();
+        assert_eq!((items.len(), last), (0, 300));
+        let (items, _) = r.after(1, 100, 5).unwrap();
+        assert_eq!(
+            items.iter().map(|m| m.seq).collect::<Vec<_>>(),
+            vec![101, 102, 103, 104, 105]
+        );
+        // A gap starts the ring over.
+        r.push(&m(400));
+        assert!(r.after(1, 300, 10).is_none());
+        assert_eq!(r.after(1, 399, 10).unwrap().1, 400);
+        assert!(r.after(2, 0, 10).is_none());
+    }
+}
