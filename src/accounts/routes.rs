@@ -104,7 +104,11 @@ pub async fn login(
 /// A fresh token for a valid one.
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "accounts", security(("bearer" = [])),
     responses((status = 200, body = TokenResponse), (status = 401, body = Problem)))]
-pub async fn refresh(state: web::Data<AppState>, user: AuthUser) -> ApiResult<HttpResponse> {
+pub async fn refresh(
+    state: web::Data<AppState>,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
+    user: AuthUser,
+) -> ApiResult<HttpResponse> {
     let session = state
         .db
         .call(Refresh {
@@ -117,7 +121,11 @@ pub async fn refresh(state: web::Data<AppState>, user: AuthUser) -> ApiResult<Ht
 /// Revoke the presented token at once.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "accounts", security(("bearer" = [])),
     responses((status = 204), (status = 401, body = Problem)))]
-pub async fn logout(state: web::Data<AppState>, user: AuthUser) -> ApiResult<HttpResponse> {
+pub async fn logout(
+    state: web::Data<AppState>,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
+    user: AuthUser,
+) -> ApiResult<HttpResponse> {
     let expires_at_ms = state
         .db
         .call(Logout {
@@ -204,6 +212,7 @@ async fn set_banned(
     params(("id" = i64, Path)), responses((status = 200, body = AdminUserView), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn ban(
     state: web::Data<AppState>,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
     admin: AuthUser,
     path: web::Path<(Id,)>,
 ) -> ApiResult<web::Json<AdminUserView>> {
@@ -217,6 +226,7 @@ pub async fn ban(
     params(("id" = i64, Path)), responses((status = 200, body = AdminUserView), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn unban(
     state: web::Data<AppState>,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
     admin: AuthUser,
     path: web::Path<(Id,)>,
 ) -> ApiResult<web::Json<AdminUserView>> {

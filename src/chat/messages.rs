@@ -61,24 +61,17 @@ impl Handler<EnsureDirect> for DbExecutor {
             last_activity_ms: now,
             created_at_ms: now,
         };
-        let created = crate::db::transaction(&mut conn, |c| {
-            store::insert_conversation(
-                c,
-                &row,
-                &[msg.user_id.min(msg.peer_id), msg.user_id.max(msg.peer_id)],
-                now,
-            )
-        });
-        match created {
-            Ok(()) => Ok(row.id),
-            // Both users opened it at once: the other insert won; use that one.
-            Err(diesel::result::Error::DatabaseError(
-                diesel::result::DatabaseErrorKind::UniqueViolation,
-                _,
-            )) => store::find_direct(&mut conn, &key)?
-                .ok_or_else(|| ApiError::internal(anyhow::anyhow!("direct conversation vanished"))),
-            Err(e) => Err(e.into()),
-        }
+        // Both users may open it at once: the loser's insert violates the unique
+        // direct_key, its transaction is retried, and the retry finds the winner's.
+        let members = [msg.user_id.min(msg.peer_id), msg.user_id.max(msg.peer_id)];
+        let id = crate::db::transaction(&mut conn, |c| -> Result<i64, diesel::result::Error> {
+            if let Some(id) = store::find_direct(c, &key)? {
+                return Ok(id);
+            }
+            store::insert_conversation(c, &row, &members, now)?;
+            Ok(row.id)
+        })?;
+        Ok(id)
     }
 }
 
@@ -181,12 +174,12 @@ impl Handler<ListConversations> for DbExecutor {
                         .and(conversations::id.lt(id))),
             );
         }
-        let rows: Vec<(ConversationRow, i64)> = q
+        let mut rows: Vec<(ConversationRow, i64)> = q
             .order((
                 conversations::last_activity_ms.desc(),
                 conversations::id.desc(),
             ))
-            .limit(msg.limit)
+            .limit(msg.limit + 1)
             .select((
                 ConversationRow::as_select(),
                 conversation_members::last_read_seq,
@@ -209,12 +202,17 @@ impl Handler<ListConversations> for DbExecutor {
         for (c, u) in pairs {
             by_conv.entry(c).or_default().push(u);
         }
-        let next_cursor = (rows.len() as i64 == msg.limit)
-            .then(|| {
-                rows.last()
-                    .map(|(c, _)| encode_cursor(&[c.last_activity_ms, c.id]))
-            })
-            .flatten();
+        let next_cursor = {
+            // One row more than asked tells whether another page exists.
+            let more = rows.len() as i64 > msg.limit;
+            rows.truncate(usize::try_from(msg.limit).unwrap_or(0));
+            more
+        }
+        .then(|| {
+            rows.last()
+                .map(|(c, _)| encode_cursor(&[c.last_activity_ms, c.id]))
+        })
+        .flatten();
         let items = rows
             .into_iter()
             .map(|(c, read)| ConversationView {

@@ -17,10 +17,14 @@ use crate::realtime::frames::MessageView;
 pub const PER_CONVERSATION: usize = 256;
 /// Conversations kept; past it the map is cleared (the database still answers).
 pub const MAX_CONVERSATIONS: usize = 20_000;
+/// Bytes of message bodies kept in all; past it the map is cleared.
+pub const MAX_BYTES: usize = 64 * 1024 * 1024;
 
 #[derive(Default)]
 pub struct Recent {
     rings: DashMap<i64, VecDeque<MessageView>>,
+    /// Approximate bytes held (bodies and client ids).
+    bytes: std::sync::atomic::AtomicUsize,
     pub hits: AtomicU64,
     pub misses: AtomicU64,
 }
@@ -32,17 +36,38 @@ impl Recent {
 
     /// Appends a committed message.
     pub fn push(&self, m: &MessageView) {
-        if self.rings.len() >= MAX_CONVERSATIONS && !self.rings.contains_key(&m.conversation_id) {
+        let size = m.body.len() + m.client_id.len() + 64;
+        let full = self.bytes.load(Ordering::Relaxed) + size > MAX_BYTES;
+        if full
+            || (self.rings.len() >= MAX_CONVERSATIONS
+                && !self.rings.contains_key(&m.conversation_id))
+        {
             self.rings.clear();
+            self.bytes.store(0, Ordering::Relaxed);
         }
+        self.bytes.fetch_add(size, Ordering::Relaxed);
         let mut ring = self.rings.entry(m.conversation_id).or_default();
         // Not contiguous (another node wrote, or we restarted): start over.
         if ring.back().is_some_and(|last| last.seq + 1 != m.seq) {
+            let freed: usize = ring
+                .iter()
+                .map(|x| x.body.len() + x.client_id.len() + 64)
+                .sum();
+            self.bytes.fetch_sub(
+                freed.min(self.bytes.load(Ordering::Relaxed)),
+                Ordering::Relaxed,
+            );
             ring.clear();
         }
         ring.push_back(m.clone());
         if ring.len() > PER_CONVERSATION {
-            ring.pop_front();
+            if let Some(old) = ring.pop_front() {
+                let freed = old.body.len() + old.client_id.len() + 64;
+                self.bytes.fetch_sub(
+                    freed.min(self.bytes.load(Ordering::Relaxed)),
+                    Ordering::Relaxed,
+                );
+            }
         }
     }
 

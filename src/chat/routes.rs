@@ -141,10 +141,14 @@ pub async fn history(
             conversation_id: path.into_inner().0.get(),
             after_seq: after,
             before_seq: before,
-            limit,
+            // One more than asked tells whether another page exists.
+            limit: limit + 1,
         })
         .await?;
-    let next_cursor = (page.items.len() as i64 == limit)
+    let mut page = page;
+    let more = page.items.len() as i64 > limit;
+    page.items.truncate(usize::try_from(limit).unwrap_or(0));
+    let next_cursor = more
         .then(|| {
             page.items
                 .last()

@@ -165,14 +165,19 @@ impl Handler<ListMerchants> for DbExecutor {
         if let Some(a) = msg.after_id {
             q = q.filter(merchants::id.gt(a));
         }
-        let rows: Vec<MerchantRow> = q
+        let mut rows: Vec<MerchantRow> = q
             .order(merchants::id.asc())
-            .limit(msg.limit)
+            .limit(msg.limit + 1)
             .select(MerchantRow::as_select())
             .load(&mut conn)?;
-        let next_cursor = (rows.len() as i64 == msg.limit)
-            .then(|| rows.last().map(|r| encode_cursor(&[r.id])))
-            .flatten();
+        let next_cursor = {
+            // One row more than asked tells whether another page exists.
+            let more = rows.len() as i64 > msg.limit;
+            rows.truncate(usize::try_from(msg.limit).unwrap_or(0));
+            more
+        }
+        .then(|| rows.last().map(|r| encode_cursor(&[r.id])))
+        .flatten();
         Ok(Page {
             items: rows.into_iter().map(Into::into).collect(),
             next_cursor,
@@ -372,14 +377,19 @@ impl Handler<ListProducts> for DbExecutor {
         if let Some(a) = msg.after_id {
             q = q.filter(products::id.gt(a));
         }
-        let rows: Vec<ProductRow> = q
+        let mut rows: Vec<ProductRow> = q
             .order(products::id.asc())
-            .limit(msg.limit)
+            .limit(msg.limit + 1)
             .select(ProductRow::as_select())
             .load(&mut conn)?;
-        let next_cursor = (rows.len() as i64 == msg.limit)
-            .then(|| rows.last().map(|r| encode_cursor(&[r.id])))
-            .flatten();
+        let next_cursor = {
+            // One row more than asked tells whether another page exists.
+            let more = rows.len() as i64 > msg.limit;
+            rows.truncate(usize::try_from(msg.limit).unwrap_or(0));
+            more
+        }
+        .then(|| rows.last().map(|r| encode_cursor(&[r.id])))
+        .flatten();
         Ok(Page {
             items: rows.into_iter().map(Into::into).collect(),
             next_cursor,

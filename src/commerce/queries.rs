@@ -64,16 +64,21 @@ impl Handler<ListOrders> for DbExecutor {
         if let Some(b) = msg.before_id {
             q = q.filter(orders::id.lt(b));
         }
-        let rows: Vec<OrderRow> = q
+        let mut rows: Vec<OrderRow> = q
             .order(orders::id.desc())
-            .limit(msg.limit)
+            .limit(msg.limit + 1)
             .select(OrderRow::as_select())
             .load(&mut conn)?;
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         let mut items = store::items_of(&mut conn, &ids)?;
-        let next_cursor = (rows.len() as i64 == msg.limit)
-            .then(|| rows.last().map(|r| encode_cursor(&[r.id])))
-            .flatten();
+        let next_cursor = {
+            // One row more than asked tells whether another page exists.
+            let more = rows.len() as i64 > msg.limit;
+            rows.truncate(usize::try_from(msg.limit).unwrap_or(0));
+            more
+        }
+        .then(|| rows.last().map(|r| encode_cursor(&[r.id])))
+        .flatten();
         Ok(Page {
             items: rows
                 .iter()

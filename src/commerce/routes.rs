@@ -107,6 +107,7 @@ async fn decide_merchant(
     params(("id" = i64, Path)), responses((status = 200, body = MerchantView), (status = 403, body = Problem), (status = 409, body = Problem)))]
 pub async fn approve_merchant(
     state: web::Data<AppState>,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
     user: AuthUser,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
@@ -118,6 +119,7 @@ pub async fn approve_merchant(
     params(("id" = i64, Path)), responses((status = 200, body = MerchantView), (status = 403, body = Problem), (status = 409, body = Problem)))]
 pub async fn reject_merchant(
     state: web::Data<AppState>,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
     user: AuthUser,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
@@ -633,6 +635,7 @@ async fn command(
     responses((status = 200, body = OrderView), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn cancel(
     state: web::Data<AppState>,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
     user: AuthUser,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
@@ -644,13 +647,14 @@ pub async fn cancel(
     responses((status = 200, body = PaymentView), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn pay(
     state: web::Data<AppState>,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
     user: AuthUser,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     command(&state, user, path.into_inner().0, Command::Pay).await
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShipRequest {
     carrier: Option<String>,
@@ -664,11 +668,12 @@ pub async fn ship(
     state: web::Data<AppState>,
     user: AuthUser,
     path: web::Path<(Id,)>,
-    body: Option<web::Json<ShipRequest>>,
+    body: crate::http::ActionBody<ShipRequest>,
 ) -> ApiResult<HttpResponse> {
-    let (carrier, tracking_no) = body
-        .map(|b| (b.0.carrier, b.0.tracking_no))
-        .unwrap_or((None, None));
+    let ShipRequest {
+        carrier,
+        tracking_no,
+    } = body.0;
     for (v, what) in [(&carrier, "carrier"), (&tracking_no, "tracking_no")] {
         if let Some(v) = v {
             text(v, what, 100)?;
@@ -691,6 +696,7 @@ pub async fn ship(
     responses((status = 200, body = OrderView), (status = 409, body = Problem)))]
 pub async fn confirm(
     state: web::Data<AppState>,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
     user: AuthUser,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
@@ -729,6 +735,7 @@ pub async fn refund(
     responses((status = 200, body = OrderView), (status = 403, body = Problem), (status = 409, body = Problem)))]
 pub async fn approve_refund(
     state: web::Data<AppState>,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
     user: AuthUser,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
@@ -740,6 +747,7 @@ pub async fn approve_refund(
     responses((status = 200, body = OrderView), (status = 403, body = Problem), (status = 409, body = Problem)))]
 pub async fn reject_refund(
     state: web::Data<AppState>,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
     user: AuthUser,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {

@@ -128,9 +128,13 @@ pub fn run_migrations(conn: &mut DbConn) -> anyhow::Result<usize> {
 pub fn is_transient(err: &diesel::result::Error) -> bool {
     match err {
         diesel::result::Error::DatabaseError(kind, info) => {
+            // A unique violation inside a transaction means a concurrent request
+            // inserted the same row first (idempotent follow, like, a direct
+            // conversation...): the retry sees that row and answers as a repeat.
             matches!(
                 kind,
                 diesel::result::DatabaseErrorKind::SerializationFailure
+                    | diesel::result::DatabaseErrorKind::UniqueViolation
             ) || info.message().contains("database is locked")
                 || info.message().contains("database table is locked")
                 || info.message().contains("deadlock detected")

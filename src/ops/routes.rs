@@ -174,6 +174,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         crate::accounts::routes::update_me,
         crate::accounts::routes::ban,
         crate::accounts::routes::unban,
+        crate::realtime::connection::ws_route,
         crate::chat::routes::create,
         crate::chat::routes::list,
         crate::chat::routes::history,

@@ -140,7 +140,10 @@ impl WsConn {
                     return self.forward_send(conv, f, ctx);
                 }
                 let db = self.state.db.clone();
-                ctx.spawn(
+                // `wait`, not `spawn`: no further frame of this socket is handled
+                // until the conversation is known, so one socket's sends keep their
+                // order (and so their seq order) even on a first message.
+                ctx.wait(
                     async move {
                         db.call(EnsureDirect {
                             user_id: me,
@@ -209,7 +212,13 @@ impl WsConn {
         let load = async move {
             // From memory when the ring covers the range (members only); else the database.
             if let Ok(members) = crate::chat::members_of(&state, conv).await {
-                if members.contains(&user_id) {
+                // Only where one process writes every conversation (SQLite): with several
+                // nodes on PostgreSQL, another node's messages would be missing here.
+                let single_node = matches!(
+                    state.shared.config.database_url,
+                    crate::config::DatabaseUrl::Sqlite(_)
+                );
+                if single_node && members.contains(&user_id) {
                     let limit = usize::try_from(SYNC_LIMIT).unwrap_or(1_000);
                     if let Some((items, last_seq)) =
                         state.shared.recent.after(conv, after_seq, limit)
@@ -243,9 +252,12 @@ impl WsConn {
                         }
                         .encode(),
                     );
+                    // The page stopped at the limit: the client syncs again from
+                    // `last_sent`, and gets the held messages then, in order.
+                    let truncated = last_sent < page.last_seq;
                     // Release what arrived meanwhile, minus what the sync already sent.
                     for (seq, frame) in held {
-                        if seq > last_sent {
+                        if seq > last_sent && !truncated {
                             ctx.text(&*frame);
                         }
                     }
@@ -463,6 +475,11 @@ impl Handler<Kick> for WsConn {
 }
 
 /// `GET /api/v1/ws`: authenticate (header or `?token=`), check Origin, upgrade.
+/// Frames are described in CONTRACT.md ("WebSocket").
+#[utoipa::path(get, path = "/api/v1/ws", tag = "chat", security(("bearer" = [])),
+    params(("token" = Option<String>, Query, description = "The bearer token, for browsers that cannot set headers")),
+    responses((status = 101, description = "Switching Protocols: a WebSocket of JSON text frames"),
+        (status = 401, body = crate::error::Problem), (status = 403, description = "Origin not allowed", body = crate::error::Problem)))]
 pub async fn ws_route(
     req: HttpRequest,
     stream: web::Payload,

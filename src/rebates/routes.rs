@@ -176,14 +176,19 @@ impl Handler<ListRebates> for DbExecutor {
         if let Some(b) = msg.before_id {
             q = q.filter(rebates::id.lt(b));
         }
-        let rows: Vec<RebateRow> = q
+        let mut rows: Vec<RebateRow> = q
             .order(rebates::id.desc())
-            .limit(msg.limit)
+            .limit(msg.limit + 1)
             .select(RebateRow::as_select())
             .load(&mut conn)?;
-        let next_cursor = (rows.len() as i64 == msg.limit)
-            .then(|| rows.last().map(|r| encode_cursor(&[r.id])))
-            .flatten();
+        let next_cursor = {
+            // One row more than asked tells whether another page exists.
+            let more = rows.len() as i64 > msg.limit;
+            rows.truncate(usize::try_from(msg.limit).unwrap_or(0));
+            more
+        }
+        .then(|| rows.last().map(|r| encode_cursor(&[r.id])))
+        .flatten();
         Ok(Page {
             items: rows.into_iter().map(Into::into).collect(),
             next_cursor,
@@ -371,6 +376,7 @@ impl Handler<DecideWithdrawal> for DbExecutor {
     responses((status = 200, body = WithdrawalView), (status = 403, body = Problem), (status = 409, body = Problem)))]
 pub async fn approve_withdrawal(
     state: web::Data<AppState>,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
     user: AuthUser,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
@@ -391,6 +397,7 @@ pub async fn approve_withdrawal(
     responses((status = 200, body = WithdrawalView), (status = 403, body = Problem), (status = 409, body = Problem)))]
 pub async fn reject_withdrawal(
     state: web::Data<AppState>,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
     user: AuthUser,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
@@ -429,9 +436,9 @@ impl Handler<ListWithdrawals> for DbExecutor {
         if let Some(a) = msg.after_id {
             q = q.filter(withdrawals::id.gt(a));
         }
-        let rows: Vec<(i64, i64, i64, String, i64)> = q
+        let mut rows: Vec<(i64, i64, i64, String, i64)> = q
             .order(withdrawals::id.asc())
-            .limit(msg.limit)
+            .limit(msg.limit + 1)
             .select((
                 withdrawals::id,
                 withdrawals::user_id,
@@ -440,9 +447,14 @@ impl Handler<ListWithdrawals> for DbExecutor {
                 withdrawals::created_at_ms,
             ))
             .load(&mut conn)?;
-        let next_cursor = (rows.len() as i64 == msg.limit)
-            .then(|| rows.last().map(|r| encode_cursor(&[r.0])))
-            .flatten();
+        let next_cursor = {
+            // One row more than asked tells whether another page exists.
+            let more = rows.len() as i64 > msg.limit;
+            rows.truncate(usize::try_from(msg.limit).unwrap_or(0));
+            more
+        }
+        .then(|| rows.last().map(|r| encode_cursor(&[r.0])))
+        .flatten();
         Ok(Page {
             items: rows
                 .into_iter()
@@ -530,12 +542,20 @@ impl Handler<Invitees> for DbExecutor {
         if let Some(a) = msg.after_id {
             q = q.filter(users::id.gt(a));
         }
-        let rows: Vec<(i64, String, i64)> = q
+        let mut rows: Vec<(i64, String, i64)> = q
             .order(users::id.asc())
-            .limit(msg.limit)
+            .limit(msg.limit + 1)
             .select((users::id, users::username, users::created_at_ms))
             .load(&mut conn)?;
         let mut items = Vec::with_capacity(rows.len());
+        let next_cursor = {
+            // One row more than asked tells whether another page exists.
+            let more = rows.len() as i64 > msg.limit;
+            rows.truncate(usize::try_from(msg.limit).unwrap_or(0));
+            more
+        }
+        .then(|| rows.last().map(|r| encode_cursor(&[r.0])))
+        .flatten();
         for (id, username, joined) in &rows {
             let order_count: i64 = orders::table
                 .filter(orders::buyer_id.eq(id))
@@ -549,9 +569,7 @@ impl Handler<Invitees> for DbExecutor {
                 order_count,
             });
         }
-        let next_cursor = (rows.len() as i64 == msg.limit)
-            .then(|| rows.last().map(|r| encode_cursor(&[r.0])))
-            .flatten();
+
         Ok(Page { items, next_cursor })
     }
 }

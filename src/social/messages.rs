@@ -282,14 +282,19 @@ impl Handler<Feed> for DbExecutor {
         if let Some(before) = msg.before_id {
             q = q.filter(posts::id.lt(before));
         }
-        let rows: Vec<PostTuple> = q
+        let mut rows: Vec<PostTuple> = q
             .order(posts::id.desc())
-            .limit(msg.limit)
+            .limit(msg.limit + 1)
             .select(POST_COLUMNS)
             .load(&mut conn)?;
-        let next_cursor = (rows.len() as i64 == msg.limit)
-            .then(|| rows.last().map(|r| encode_cursor(&[r.0])))
-            .flatten();
+        let next_cursor = {
+            // One row more than asked tells whether another page exists.
+            let more = rows.len() as i64 > msg.limit;
+            rows.truncate(usize::try_from(msg.limit).unwrap_or(0));
+            more
+        }
+        .then(|| rows.last().map(|r| encode_cursor(&[r.0])))
+        .flatten();
         Ok(Page {
             items: rows.into_iter().map(post_view).collect(),
             next_cursor,
@@ -430,9 +435,9 @@ impl Handler<ListNotifications> for DbExecutor {
         if let Some(before) = msg.before_id {
             q = q.filter(notifications::id.lt(before));
         }
-        let rows: Vec<NotificationTuple> = q
+        let mut rows: Vec<NotificationTuple> = q
             .order(notifications::id.desc())
-            .limit(msg.limit)
+            .limit(msg.limit + 1)
             .select((
                 notifications::id,
                 notifications::kind,
@@ -441,9 +446,14 @@ impl Handler<ListNotifications> for DbExecutor {
                 notifications::read,
             ))
             .load(&mut conn)?;
-        let next_cursor = (rows.len() as i64 == msg.limit)
-            .then(|| rows.last().map(|r| encode_cursor(&[r.0])))
-            .flatten();
+        let next_cursor = {
+            // One row more than asked tells whether another page exists.
+            let more = rows.len() as i64 > msg.limit;
+            rows.truncate(usize::try_from(msg.limit).unwrap_or(0));
+            more
+        }
+        .then(|| rows.last().map(|r| encode_cursor(&[r.0])))
+        .flatten();
         Ok(Page {
             items: rows.into_iter().map(notification_view).collect(),
             next_cursor,

@@ -64,6 +64,16 @@ pub fn apply_event(
     crate::db::transaction(
         conn,
         |c| -> Result<Vec<(i64, NotificationView)>, ApiError> {
+            let seen: Option<i64> = processed_events::table
+                .find((CONSUMER, event.id))
+                .select(processed_events::event_id)
+                .first(c)
+                .optional()?;
+            if seen.is_some() {
+                // Applied before: a redelivery. Looked up rather than caught as a
+                // failed insert, which would abort a PostgreSQL transaction.
+                return Ok(Vec::new());
+            }
             let first = diesel::insert_into(processed_events::table)
                 .values((
                     processed_events::consumer.eq(CONSUMER),

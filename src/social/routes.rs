@@ -54,6 +54,7 @@ fn text_body(body: &str, max: usize, what: &str) -> ApiResult<()> {
     params(("id" = i64, Path)), responses((status = 200, body = FollowView), (status = 404, body = Problem)))]
 pub async fn follow(
     state: web::Data<AppState>,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
     user: AuthUser,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
@@ -97,6 +98,7 @@ pub async fn unfollow(
     params(("id" = i64, Path)), responses((status = 200, body = BlockView), (status = 404, body = Problem)))]
 pub async fn block(
     state: web::Data<AppState>,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
     user: AuthUser,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
@@ -216,6 +218,7 @@ pub async fn feed(
     params(("id" = i64, Path)), responses((status = 200, body = PostView), (status = 404, body = Problem)))]
 pub async fn like(
     state: web::Data<AppState>,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
     user: AuthUser,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {

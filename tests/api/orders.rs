@@ -835,6 +835,46 @@ async fn lifecycle_transitions_and_authorization(backend: Backend) {
             .status(),
         200
     );
+    // Action routes take an empty body or `{}`; anything else is 400 and changes nothing.
+    assert_problem(
+        post(t.clone(), "cancel", json!({"now": true})).await,
+        400,
+        "invalid_input",
+    )
+    .await;
+    let r = app
+        .post_raw(
+            &format!("/api/v1/orders/{id}/ship"),
+            Some(&s.owner_token),
+            "application/json",
+            b"{\"carrier\": 5}".to_vec(),
+        )
+        .await;
+    assert_problem(r, 400, "invalid_input").await;
+    let r = app
+        .post_raw(
+            &format!("/api/v1/orders/{id}/ship"),
+            Some(&s.owner_token),
+            "application/json",
+            b"{not json".to_vec(),
+        )
+        .await;
+    assert_problem(r, 400, "invalid_input").await;
+    let r = app
+        .post(
+            &format!("/api/v1/orders/{id}/ship"),
+            Some(&s.owner_token),
+            &json!({"carrier": "x", "speed": "fast"}),
+        )
+        .await;
+    assert_problem(r, 400, "invalid_input").await;
+    let v: Value = app
+        .get(&format!("/api/v1/orders/{id}"), Some(&t))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["status"], "paid", "bad bodies changed nothing");
     // Illegal moves.
     assert_problem(
         post(t.clone(), "cancel", json!({})).await,

@@ -83,6 +83,26 @@ async fn feed_push_and_paging(backend: Backend) {
         }
     }
     assert_eq!(seen, expected);
+    // Exactly a page's worth left: the last page says so (next_cursor null).
+    let all: Value = app
+        .get("/api/v1/feed?limit=200", Some(&at))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let n = all["items"].as_array().unwrap().len();
+    let exact: Value = app
+        .get(&format!("/api/v1/feed?limit={n}"), Some(&at))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(exact["items"].as_array().unwrap().len(), n);
+    assert_eq!(
+        exact["next_cursor"],
+        Value::Null,
+        "no cursor when nothing is left"
+    );
     assert_problem(
         app.get("/api/v1/feed?limit=201", Some(&at)).await,
         400,
