@@ -40,6 +40,8 @@ pub struct WsConn {
     syncing: HashMap<i64, Vec<(i64, Arc<str>)>>,
     tokens: f64,
     refilled_at: Instant,
+    /// A fragmented message being assembled: (is text, bytes so far).
+    fragments: Option<(bool, Vec<u8>)>,
 }
 
 impl WsConn {
@@ -155,6 +157,7 @@ impl WsConn {
                     .map(move |res, this, ctx| match res {
                         Ok(conv) => {
                             this.state.shared.direct.insert(key, conv);
+                            this.state.shared.registry.add_peers(me, peer);
                             this.forward_send(conv, f, ctx);
                         }
                         Err(e) => Self::api_error(ctx, &e, Some(&cid)),
@@ -343,6 +346,41 @@ impl WsConn {
         );
     }
 
+    /// Assembles a fragmented message; the whole message obeys the 64 KiB limit.
+    fn on_fragment(&mut self, item: actix_http::ws::Item, ctx: &mut ws::WebsocketContext<Self>) {
+        use actix_http::ws::Item;
+        let (start, text, chunk, last) = match item {
+            Item::FirstText(b) => (true, true, b, false),
+            Item::FirstBinary(b) => (true, false, b, false),
+            Item::Continue(b) => (false, false, b, false),
+            Item::Last(b) => (false, false, b, true),
+        };
+        if start {
+            self.fragments = Some((text, Vec::with_capacity(chunk.len())));
+        }
+        let Some((is_text, buf)) = self.fragments.as_mut() else {
+            return Self::send_error(
+                ctx,
+                "invalid_input",
+                "continuation without a first fragment",
+                None,
+            );
+        };
+        if buf.len() + chunk.len() > MAX_FRAME_BYTES {
+            self.fragments = None;
+            return Self::close(ctx, ws::CloseCode::Size, "message larger than 65536 bytes");
+        }
+        buf.extend_from_slice(&chunk);
+        if last {
+            let is_text = *is_text;
+            let bytes = self.fragments.take().map(|(_, b)| b).unwrap_or_default();
+            match (is_text, String::from_utf8(bytes)) {
+                (true, Ok(text)) => self.on_text(&text, ctx),
+                _ => Self::send_error(ctx, "invalid_input", "send JSON text frames", None),
+            }
+        }
+    }
+
     fn close(ctx: &mut ws::WebsocketContext<Self>, code: ws::CloseCode, reason: &str) {
         ctx.close(Some(ws::CloseReason {
             code,
@@ -392,12 +430,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsConn {
             Ok(ws::Message::Binary(_)) => {
                 Self::send_error(ctx, "invalid_input", "send JSON text frames", None)
             }
-            Ok(ws::Message::Continuation(_)) => Self::send_error(
-                ctx,
-                "invalid_input",
-                "fragmented frames are not supported",
-                None,
-            ),
+            Ok(ws::Message::Continuation(item)) => self.on_fragment(item, ctx),
             Ok(ws::Message::Close(_)) => Self::close(ctx, ws::CloseCode::Normal, "bye"),
             Ok(ws::Message::Nop) => {}
             Err(ws::ProtocolError::Overflow) => {
@@ -509,6 +542,7 @@ pub async fn ws_route(
         syncing: HashMap::new(),
         tokens: FRAME_BURST,
         refilled_at: Instant::now(),
+        fragments: None,
     };
     ws::WsResponseBuilder::new(conn, &req, stream)
         .frame_size(MAX_FRAME_BYTES)

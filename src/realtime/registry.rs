@@ -14,7 +14,7 @@ use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
 use super::connection::WsConn;
-use super::session::{Attach, CloseConns, Deliver, Detach, UserSession};
+use super::session::{AddPeer, Attach, CloseConns, Deliver, Detach, UserSession};
 use crate::db::Db;
 
 /// What a session and the registry know about one socket, readable without
@@ -105,6 +105,15 @@ impl Registry {
     pub fn deliver(&self, user_id: i64, msg: Deliver) {
         if let Some(e) = self.sessions.get(&user_id) {
             e.addr.do_send(msg);
+        }
+    }
+
+    /// Records a new direct-conversation pair in both sessions, if online.
+    pub fn add_peers(&self, a: i64, b: i64) {
+        for (user, peer) in [(a, b), (b, a)] {
+            if let Some(e) = self.sessions.get(&user) {
+                e.addr.do_send(AddPeer { peer });
+            }
         }
     }
 

@@ -218,6 +218,25 @@ impl Handler<Deliver> for UserSession {
     }
 }
 
+/// A direct conversation was opened while online: this peer now hears of our
+/// presence changes (and we of theirs, through their own session).
+pub struct AddPeer {
+    pub peer: i64,
+}
+
+impl Message for AddPeer {
+    type Result = ();
+}
+
+impl Handler<AddPeer> for UserSession {
+    type Result = ();
+    fn handle(&mut self, msg: AddPeer, _: &mut Self::Context) {
+        if !self.peers.contains(&msg.peer) {
+            self.peers.push(msg.peer);
+        }
+    }
+}
+
 /// Closes sockets with 1008 (ban: all; logout: those of one token session).
 pub struct CloseConns {
     pub token_session: Option<i64>,

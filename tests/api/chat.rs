@@ -385,6 +385,48 @@ async fn bad_frames_and_non_members(backend: Backend) {
     let mut a = Ws::connect(&app, &at).await;
     a.send(json!({"type": "send", "client_id": "long", "conversation_id": g, "body": "長".repeat(4000)})).await;
     assert_eq!(a.recv_type("ack").await["seq"], 1);
+    // Fragmented messages are assembled...
+    {
+        use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+        use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+        use tokio_tungstenite::tungstenite::Message;
+        let mut raw = Ws::connect(&app, &et).await.into_inner();
+        use futures_util::SinkExt;
+        raw.send(Message::Frame(Frame::message(
+            b"{\"type\":".to_vec(),
+            OpCode::Data(Data::Text),
+            false,
+        )))
+        .await
+        .unwrap();
+        raw.send(Message::Frame(Frame::message(
+            b"\"ping\"}".to_vec(),
+            OpCode::Data(Data::Continue),
+            true,
+        )))
+        .await
+        .unwrap();
+        let mut fragmented = crate::ws::Ws::from_stream(raw);
+        assert_eq!(fragmented.recv().await, json!({"type": "pong"}));
+        // ...and a fragmented message over 65,536 bytes in all closes with 1009 too.
+        let mut raw = fragmented.into_inner();
+        raw.send(Message::Frame(Frame::message(
+            vec![b' '; 40_000],
+            OpCode::Data(Data::Text),
+            false,
+        )))
+        .await
+        .unwrap();
+        raw.send(Message::Frame(Frame::message(
+            vec![b' '; 40_000],
+            OpCode::Data(Data::Continue),
+            true,
+        )))
+        .await
+        .unwrap();
+        let mut fragmented = crate::ws::Ws::from_stream(raw);
+        assert_eq!(fragmented.ended_within(10).await, Ended::Closed(1009));
+    }
     // A frame over 65,536 bytes closes with 1009.
     e.send_raw(format!(
         "{{\"type\":\"ping\",\"pad\":\"{}\"}}",
@@ -630,8 +672,19 @@ async fn presence_typing_reads_unread(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(list["items"][0]["conversation_id"], conv);
-    let _ = carol;
 
+    // A direct conversation opened while both are online: presence follows it.
+    let mut c2 = Ws::connect(&app, &ct).await;
+    c2.send(json!({"type": "send", "client_id": "hello-alice", "to_user_id": alice, "body": "hi"}))
+        .await;
+    c2.recv_type("ack").await;
+    a.recv_type("message").await;
+    c_ws.close().await;
+    c2.close().await;
+    assert_eq!(
+        a.recv_type("presence").await,
+        json!({"type": "presence", "user_id": carol, "online": false})
+    );
     // Bob's last socket closes: alice hears he is offline.
     b.close().await;
     assert_eq!(

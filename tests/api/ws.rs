@@ -110,6 +110,10 @@ impl Ws {
         let _ = self.stream.close(None).await;
     }
 
+    pub fn from_stream(stream: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Ws {
+        Ws { stream }
+    }
+
     pub fn into_inner(self) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
         self.stream
     }
