@@ -160,7 +160,8 @@ impl WsConn {
                             this.state.shared.registry.add_peers(me, peer);
                             this.forward_send(conv, f, ctx);
                         }
-                        Err(e) => Self::api_error(ctx, &e, Some(&cid)),
+                        // Unknown peer: `not_found`; blocked: `blocked` (codes as they are, not `not_member`).
+                        Err(e) => Self::send_error(ctx, e.code(), e.detail(), Some(&cid)),
                     }),
                 );
             }

@@ -378,6 +378,9 @@ async fn bad_frames_and_non_members(backend: Backend) {
         assert_eq!(v["code"], code, "frame {frame} -> {v}");
         assert!(v["message"].is_string());
     }
+    e.send(json!({"type": "send", "client_id": "x", "to_user_id": 424242, "body": "nobody"}))
+        .await;
+    assert_eq!(e.recv_type("error").await["code"], "not_found");
     // The connection is still open and serving.
     e.send(json!({"type": "ping"})).await;
     assert_eq!(e.recv().await, json!({"type": "pong"}));
