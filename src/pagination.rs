@@ -54,6 +54,19 @@ pub fn decode_cursor(token: &str, n: usize) -> Result<Vec<i64>, ApiError> {
     Ok(parts)
 }
 
+/// Keeps the first `limit` of `rows` fetched with `LIMIT limit + 1`. The extra
+/// row only says another page exists: then the cursor is the last kept row's
+/// keyset; else `None` (the contract's null on the last page).
+pub fn trim_page<R>(rows: &mut Vec<R>, limit: i64, key: impl Fn(&R) -> Vec<i64>) -> Option<String> {
+    let more = rows.len() as i64 > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(0));
+    if more {
+        rows.last().map(|r| encode_cursor(&key(r)))
+    } else {
+        None
+    }
+}
+
 /// A page of a list, as every list route answers.
 #[derive(Debug, serde::Serialize)]
 pub struct Page<T> {

@@ -10,7 +10,7 @@ use crate::db::schema::{conversation_members, conversations};
 use crate::db::DbExecutor;
 use crate::error::ApiError;
 use crate::ids::now_ms;
-use crate::pagination::{encode_cursor, Page};
+use crate::pagination::Page;
 use crate::realtime::frames::MessageView;
 
 /// Most messages one `sync` returns (the client syncs again from the last).
@@ -202,17 +202,9 @@ impl Handler<ListConversations> for DbExecutor {
         for (c, u) in pairs {
             by_conv.entry(c).or_default().push(u);
         }
-        let next_cursor = {
-            // One row more than asked tells whether another page exists.
-            let more = rows.len() as i64 > msg.limit;
-            rows.truncate(usize::try_from(msg.limit).unwrap_or(0));
-            more
-        }
-        .then(|| {
-            rows.last()
-                .map(|(c, _)| encode_cursor(&[c.last_activity_ms, c.id]))
-        })
-        .flatten();
+        let next_cursor = crate::pagination::trim_page(&mut rows, msg.limit, |(c, _)| {
+            vec![c.last_activity_ms, c.id]
+        });
         let items = rows
             .into_iter()
             .map(|(c, read)| ConversationView {

@@ -13,7 +13,7 @@ use crate::db::DbExecutor;
 use crate::domain::Id;
 use crate::error::ApiError;
 use crate::ids::{now_ms, rfc3339};
-use crate::pagination::{encode_cursor, Page};
+use crate::pagination::Page;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MerchantView {
@@ -170,14 +170,7 @@ impl Handler<ListMerchants> for DbExecutor {
             .limit(msg.limit + 1)
             .select(MerchantRow::as_select())
             .load(&mut conn)?;
-        let next_cursor = {
-            // One row more than asked tells whether another page exists.
-            let more = rows.len() as i64 > msg.limit;
-            rows.truncate(usize::try_from(msg.limit).unwrap_or(0));
-            more
-        }
-        .then(|| rows.last().map(|r| encode_cursor(&[r.id])))
-        .flatten();
+        let next_cursor = crate::pagination::trim_page(&mut rows, msg.limit, |r| vec![r.id]);
         Ok(Page {
             items: rows.into_iter().map(Into::into).collect(),
             next_cursor,
@@ -382,14 +375,7 @@ impl Handler<ListProducts> for DbExecutor {
             .limit(msg.limit + 1)
             .select(ProductRow::as_select())
             .load(&mut conn)?;
-        let next_cursor = {
-            // One row more than asked tells whether another page exists.
-            let more = rows.len() as i64 > msg.limit;
-            rows.truncate(usize::try_from(msg.limit).unwrap_or(0));
-            more
-        }
-        .then(|| rows.last().map(|r| encode_cursor(&[r.id])))
-        .flatten();
+        let next_cursor = crate::pagination::trim_page(&mut rows, msg.limit, |r| vec![r.id]);
         Ok(Page {
             items: rows.into_iter().map(Into::into).collect(),
             next_cursor,

@@ -8,7 +8,7 @@ use super::store::{self, OrderRow};
 use crate::db::schema::orders;
 use crate::db::DbExecutor;
 use crate::error::ApiError;
-use crate::pagination::{encode_cursor, Page};
+use crate::pagination::Page;
 
 pub enum OrderScope {
     Buyer(i64),
@@ -71,14 +71,7 @@ impl Handler<ListOrders> for DbExecutor {
             .load(&mut conn)?;
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         let mut items = store::items_of(&mut conn, &ids)?;
-        let next_cursor = {
-            // One row more than asked tells whether another page exists.
-            let more = rows.len() as i64 > msg.limit;
-            rows.truncate(usize::try_from(msg.limit).unwrap_or(0));
-            more
-        }
-        .then(|| rows.last().map(|r| encode_cursor(&[r.id])))
-        .flatten();
+        let next_cursor = crate::pagination::trim_page(&mut rows, msg.limit, |r| vec![r.id]);
         Ok(Page {
             items: rows
                 .iter()

@@ -17,7 +17,7 @@ use crate::domain::Id;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::ids::now_ms;
 use crate::infra::idempotency::{self, fingerprint, Decision, MaybeIdempotencyKey, StoredResponse};
-use crate::pagination::{decode_cursor, encode_cursor, parse_limit, Page, PageQuery};
+use crate::pagination::{decode_cursor, parse_limit, Page, PageQuery};
 
 // ---- rules -------------------------------------------------------------------
 
@@ -181,14 +181,7 @@ impl Handler<ListRebates> for DbExecutor {
             .limit(msg.limit + 1)
             .select(RebateRow::as_select())
             .load(&mut conn)?;
-        let next_cursor = {
-            // One row more than asked tells whether another page exists.
-            let more = rows.len() as i64 > msg.limit;
-            rows.truncate(usize::try_from(msg.limit).unwrap_or(0));
-            more
-        }
-        .then(|| rows.last().map(|r| encode_cursor(&[r.id])))
-        .flatten();
+        let next_cursor = crate::pagination::trim_page(&mut rows, msg.limit, |r| vec![r.id]);
         Ok(Page {
             items: rows.into_iter().map(Into::into).collect(),
             next_cursor,
@@ -447,14 +440,7 @@ impl Handler<ListWithdrawals> for DbExecutor {
                 withdrawals::created_at_ms,
             ))
             .load(&mut conn)?;
-        let next_cursor = {
-            // One row more than asked tells whether another page exists.
-            let more = rows.len() as i64 > msg.limit;
-            rows.truncate(usize::try_from(msg.limit).unwrap_or(0));
-            more
-        }
-        .then(|| rows.last().map(|r| encode_cursor(&[r.0])))
-        .flatten();
+        let next_cursor = crate::pagination::trim_page(&mut rows, msg.limit, |r| vec![r.0]);
         Ok(Page {
             items: rows
                 .into_iter()
@@ -548,14 +534,7 @@ impl Handler<Invitees> for DbExecutor {
             .select((users::id, users::username, users::created_at_ms))
             .load(&mut conn)?;
         let mut items = Vec::with_capacity(rows.len());
-        let next_cursor = {
-            // One row more than asked tells whether another page exists.
-            let more = rows.len() as i64 > msg.limit;
-            rows.truncate(usize::try_from(msg.limit).unwrap_or(0));
-            more
-        }
-        .then(|| rows.last().map(|r| encode_cursor(&[r.0])))
-        .flatten();
+        let next_cursor = crate::pagination::trim_page(&mut rows, msg.limit, |r| vec![r.0]);
         for (id, username, joined) in &rows {
             let order_count: i64 = orders::table
                 .filter(orders::buyer_id.eq(id))

@@ -11,7 +11,7 @@ use crate::db::{DbConn, DbExecutor};
 use crate::error::ApiError;
 use crate::ids::{now_ms, rfc3339};
 use crate::infra::outbox;
-use crate::pagination::{encode_cursor, Page};
+use crate::pagination::Page;
 
 /// Most followers a new post is pushed to live (the rest see it in their feed).
 pub const MAX_LIVE_POST_PUSHES: i64 = 10_000;
@@ -287,14 +287,7 @@ impl Handler<Feed> for DbExecutor {
             .limit(msg.limit + 1)
             .select(POST_COLUMNS)
             .load(&mut conn)?;
-        let next_cursor = {
-            // One row more than asked tells whether another page exists.
-            let more = rows.len() as i64 > msg.limit;
-            rows.truncate(usize::try_from(msg.limit).unwrap_or(0));
-            more
-        }
-        .then(|| rows.last().map(|r| encode_cursor(&[r.0])))
-        .flatten();
+        let next_cursor = crate::pagination::trim_page(&mut rows, msg.limit, |r| vec![r.0]);
         Ok(Page {
             items: rows.into_iter().map(post_view).collect(),
             next_cursor,
@@ -446,14 +439,7 @@ impl Handler<ListNotifications> for DbExecutor {
                 notifications::read,
             ))
             .load(&mut conn)?;
-        let next_cursor = {
-            // One row more than asked tells whether another page exists.
-            let more = rows.len() as i64 > msg.limit;
-            rows.truncate(usize::try_from(msg.limit).unwrap_or(0));
-            more
-        }
-        .then(|| rows.last().map(|r| encode_cursor(&[r.0])))
-        .flatten();
+        let next_cursor = crate::pagination::trim_page(&mut rows, msg.limit, |r| vec![r.0]);
         Ok(Page {
             items: rows.into_iter().map(notification_view).collect(),
             next_cursor,
