@@ -17,6 +17,11 @@ fn main() -> ExitCode {
     let result = match command {
         Command::Serve(config) => {
             tandem::telemetry::init(&config.log, config.log_format);
+            // Every socket is a file: raise the soft limit to the hard one.
+            match rlimit::increase_nofile_limit(u64::MAX) {
+                Ok(n) => tracing::info!(open_files = n, "open-file limit"),
+                Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+            }
             actix_web::rt::System::new().block_on(tandem::app::serve(*config))
         }
         Command::Audit(args) => {
