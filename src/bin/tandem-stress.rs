@@ -1,7 +1,6 @@
 //! `tandem-stress`: load and correctness harness for a running Tandem server.
 //!
-//! Scenarios built: `health`, `orders`, `flash-sale`, `chat-direct`, `chat-group`, `connections`.
-//! Not built yet (refused with a clear message): `mixed`.
+//! Scenarios: `health`, `orders`, `flash-sale`, `chat-direct`, `chat-group`, `connections`, `mixed`.
 //! Loopback targets only; every run stops by itself.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -26,7 +25,7 @@ struct Args {
     /// Server base URL; must be a loopback address.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     target: String,
-    /// health | orders | flash-sale | chat-direct | chat-group | connections (mixed: not built yet).
+    /// health | orders | flash-sale | chat-direct | chat-group | connections | mixed.
     #[arg(long)]
     scenario: String,
     /// Seconds of measured load (flash-sale runs until every buyer has tried).
@@ -483,38 +482,10 @@ async fn scenario_orders(args: &Args) -> anyhow::Result<Report> {
         );
         async move {
             let b = usize::try_from(i).unwrap_or(0) % buyers.len();
-            let token = &buyers[b].1;
-            let (s, o) = api
-                .post(
-                    "/api/v1/orders",
-                    Some(token),
-                    &json!({"items": [{"product_id": p, "quantity": 1}]}),
-                )
-                .await?;
-            if s != 201 {
-                return Err(format!("order {s} {o}"));
-            }
-            let id = o["order_id"].as_i64().unwrap_or(0);
-            created.lock().push((b, id));
-            let (s, pay) = api
-                .post(&format!("/api/v1/orders/{id}/pay"), Some(token), &json!({}))
-                .await?;
-            if s != 200 {
-                return Err(format!("pay {s} {pay}"));
-            }
-            let body = json!({"payment_id": pay["payment_id"], "order_id": id, "amount_cents": pay["amount_cents"], "status": "succeeded"}).to_string();
-            let r = api
-                .http
-                .post(format!("{}/api/v1/payments/mockpay/notify", api.base))
-                .header("x-mockpay-signature", sign(&secret, &body))
-                .body(body)
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            if r.status() != 200 {
-                return Err(format!("notify {}", r.status()));
-            }
-            Ok(())
+            order_flow(&api, &buyers[b].1, p, &secret, |id| {
+                created.lock().push((b, id))
+            })
+            .await
         }
     };
     let (elapsed, stats) = drive(args, None, op).await;
@@ -647,6 +618,82 @@ async fn scenario_flash_sale(args: &Args) -> anyhow::Result<Report> {
     Ok(rep)
 }
 
+/// One order created, paid and notified (signed like the provider would);
+/// `on_created` gets the id as soon as the 201 is in.
+async fn order_flow(
+    api: &Api,
+    token: &str,
+    product: i64,
+    secret: &str,
+    on_created: impl FnOnce(i64),
+) -> Result<(), String> {
+    let (s, o) = api
+        .post(
+            "/api/v1/orders",
+            Some(token),
+            &json!({"items": [{"product_id": product, "quantity": 1}]}),
+        )
+        .await?;
+    if s != 201 {
+        return Err(format!("order {s} {o}"));
+    }
+    let id = o["order_id"].as_i64().unwrap_or(0);
+    on_created(id);
+    let (s, pay) = api
+        .post(&format!("/api/v1/orders/{id}/pay"), Some(token), &json!({}))
+        .await?;
+    if s != 200 {
+        return Err(format!("pay {s} {pay}"));
+    }
+    let body = json!({"payment_id": pay["payment_id"], "order_id": id, "amount_cents": pay["amount_cents"], "status": "succeeded"}).to_string();
+    let r = api
+        .http
+        .post(format!("{}/api/v1/payments/mockpay/notify", api.base))
+        .header("x-mockpay-signature", sign(secret, &body))
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if r.status() != 200 {
+        return Err(format!("notify {}", r.status()));
+    }
+    Ok(())
+}
+
+/// A sender socket, a receiver socket, their direct conversation, the last seq
+/// the receiver saw, and whether everything so far arrived once and in order.
+type Pair = (Ws, Ws, i64, i64, bool);
+
+/// One message sent, acked to the sender and delivered to the receiver.
+async fn chat_roundtrip(pair: &mut Pair, cid: &str) -> Result<(), String> {
+    let (sa, sb, conv, last_seq, in_order) = pair;
+    sa.send(Message::text(json!({"type": "send", "client_id": cid, "conversation_id": *conv, "body": "stress message"}).to_string()))
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut acked, mut delivered) = (false, false);
+    while !(acked && delivered) {
+        if !delivered {
+            let v = next_json(sb).await?;
+            if v["type"] == "message" {
+                let seq = v["seq"].as_i64().unwrap_or(0);
+                if seq != *last_seq + 1 || v["client_id"] != cid {
+                    *in_order = false;
+                }
+                *last_seq = seq;
+                delivered = true;
+            }
+            continue;
+        }
+        let v = next_json(sa).await?;
+        if v["type"] == "ack" && v["client_id"] == cid {
+            acked = true;
+        } else if v["type"] == "error" {
+            return Err(format!("send refused: {v}"));
+        }
+    }
+    Ok(())
+}
+
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -680,12 +727,42 @@ async fn scenario_chat_direct(args: &Args) -> anyhow::Result<Report> {
     let api = Api::new(&args.target, 16)?;
     let pairs = args.concurrency.clamp(1, MAX_CONCURRENCY);
     let users = api.users(&format!("s{}c", run_id()), pairs * 2).await?;
-    let mut sockets = Vec::with_capacity(pairs);
-    for p in 0..pairs {
-        let (a, b) = (&users[2 * p], &users[2 * p + 1]);
+    let sockets = Arc::new(open_pairs(&api, &users).await?);
+    let s2 = sockets.clone();
+    let counter = Arc::new(AtomicU64::new(0));
+    // Each worker owns one pair: closed loop, one message in flight.
+    let op = move |i: u64| {
+        let sockets = s2.clone();
+        let counter = counter.clone();
+        async move {
+            let pair = usize::try_from(i).unwrap_or(0) % sockets.len();
+            let mut guard = sockets[pair].lock().await;
+            let cid = format!("m{}", counter.fetch_add(1, Ordering::Relaxed));
+            chat_roundtrip(&mut guard, &cid).await
+        }
+    };
+    let mut a = args.clone();
+    a.concurrency = pairs;
+    let (elapsed, stats) = drive(&a, None, op).await;
+    let mut rep = report("chat-direct", elapsed, &stats);
+    let ordered = pairs_consistent(&sockets).await;
+    rep.checks
+        .insert("delivered_once_in_seq_order".into(), Value::Bool(ordered));
+    rep.extras.insert("pairs".into(), json!(pairs));
+    Ok(rep)
+}
+
+/// One sender/receiver pair per two users, their direct conversation opened
+/// outside the measurement.
+async fn open_pairs(
+    api: &Api,
+    users: &[(i64, String)],
+) -> anyhow::Result<Vec<tokio::sync::Mutex<Pair>>> {
+    let mut pairs = Vec::with_capacity(users.len() / 2);
+    for p in users.chunks_exact(2) {
+        let (a, b) = (&p[0], &p[1]);
         let mut sa = ws(&api.base, &a.1).await?;
         let mut sb = ws(&api.base, &b.1).await?;
-        // Open the direct conversation outside the measurement.
         sa.send(Message::text(
             json!({"type": "send", "client_id": "open", "to_user_id": b.0, "body": "hi"})
                 .to_string(),
@@ -703,74 +780,123 @@ async fn scenario_chat_direct(args: &Args) -> anyhow::Result<Report> {
                 break;
             }
         }
-        sockets.push(Arc::new(tokio::sync::Mutex::new((
-            sa, sb, conv, 1_i64, true,
-        ))));
+        pairs.push(tokio::sync::Mutex::new((sa, sb, conv, 1_i64, true)));
     }
-    let sockets = Arc::new(sockets);
-    let s2 = sockets.clone();
-    let counter = Arc::new(AtomicU64::new(0));
-    // Each worker owns one pair: closed loop, one message in flight.
-    let op = move |i: u64| {
-        let sockets = s2.clone();
-        let counter = counter.clone();
-        async move {
-            let pair = usize::try_from(i).unwrap_or(0) % sockets.len();
-            let mut guard = sockets[pair].lock().await;
-            let (sa, sb, conv, last_seq, in_order) = &mut *guard;
-            let n = counter.fetch_add(1, Ordering::Relaxed);
-            let cid = format!("m{n}");
-            sa.send(Message::text(json!({"type": "send", "client_id": cid, "conversation_id": *conv, "body": "stress message"}).to_string()))
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut acked = false;
-            let mut delivered = false;
-            while !(acked && delivered) {
-                if !delivered {
-                    let v = next_json(sb).await?;
-                    if v["type"] == "message" {
-                        let seq = v["seq"].as_i64().unwrap_or(0);
-                        if seq != *last_seq + 1 || v["client_id"] != cid.as_str() {
-                            *in_order = false;
-                        }
-                        *last_seq = seq;
-                        delivered = true;
-                    }
-                    continue;
-                }
-                let v = next_json(sa).await?;
-                if v["type"] == "ack" && v["client_id"] == cid.as_str() {
-                    acked = true;
-                } else if v["type"] == "error" {
-                    return Err(format!("send refused: {v}"));
-                }
-            }
-            Ok(())
-        }
-    };
-    let mut a = args.clone();
-    a.concurrency = pairs;
-    let (elapsed, stats) = drive(&a, None, op).await;
-    let mut rep = report("chat-direct", elapsed, &stats);
-    let mut ordered = true;
-    let mut no_extra = true;
-    for s in sockets.iter() {
-        let mut g = s.lock().await;
-        ordered &= g.4;
-        // Nothing more may arrive: every acked message was delivered exactly once.
+    Ok(pairs)
+}
+
+/// Every pair saw its messages once and in seq order, and nothing more arrives.
+async fn pairs_consistent(pairs: &[tokio::sync::Mutex<Pair>]) -> bool {
+    let mut ok = true;
+    for p in pairs {
+        let mut g = p.lock().await;
+        ok &= g.4;
         if let Ok(Some(Ok(Message::Text(t)))) =
             tokio::time::timeout(Duration::from_millis(200), g.1.next()).await
         {
             if t.as_str().contains("\"message\"") {
-                no_extra = false;
+                ok = false;
             }
         }
     }
-    rep.checks.insert(
-        "delivered_once_in_seq_order".into(),
-        Value::Bool(ordered && no_extra),
+    ok
+}
+
+/// A real evening peak in one run: per ten ops, six chat messages, two feed
+/// posts (with a timeline read) and two orders (created, paid, notified).
+async fn scenario_mixed(args: &Args) -> anyhow::Result<Report> {
+    let secret = args
+        .mockpay_secret
+        .clone()
+        .context("--mockpay-secret is needed to sign notifications")?;
+    let api = Api::new(&args.target, args.concurrency)?;
+    let shop = shop(&api, args, 1_000_000_000, 1_234).await?;
+    let buyers = Arc::new(
+        api.users(&format!("s{}x", run_id()), args.concurrency.clamp(1, 64))
+            .await?,
     );
-    rep.extras.insert("pairs".into(), json!(pairs));
+    let pair_users = api
+        .users(
+            &format!("s{}y", run_id()),
+            2 * (args.concurrency / 4).clamp(4, 256),
+        )
+        .await?;
+    let pairs = Arc::new(open_pairs(&api, &pair_users).await?);
+    let created = Arc::new(parking_lot::Mutex::new(Vec::<(usize, i64)>::new()));
+    let counter = Arc::new(AtomicU64::new(0));
+    let (api2, buyers2, pairs2, created2, product) = (
+        api.clone(),
+        buyers.clone(),
+        pairs.clone(),
+        created.clone(),
+        shop.product_id,
+    );
+    let op = move |i: u64| {
+        let (api, buyers, pairs, created, counter, secret) = (
+            api2.clone(),
+            buyers2.clone(),
+            pairs2.clone(),
+            created2.clone(),
+            counter.clone(),
+            secret.clone(),
+        );
+        async move {
+            let n = usize::try_from(i).unwrap_or(0);
+            match i % 10 {
+                0..=5 => {
+                    let mut pair = pairs[n % pairs.len()].lock().await;
+                    let cid = format!("x{}", counter.fetch_add(1, Ordering::Relaxed));
+                    chat_roundtrip(&mut pair, &cid).await
+                }
+                6 | 7 => {
+                    let token = &buyers[n % buyers.len()].1;
+                    match api
+                        .post(
+                            "/api/v1/posts",
+                            Some(token),
+                            &json!({"body": "evening by the lake"}),
+                        )
+                        .await?
+                    {
+                        (201, _) => {}
+                        (s, v) => return Err(format!("post {s} {v}")),
+                    }
+                    match api.get("/api/v1/feed?limit=20", Some(token)).await? {
+                        (200, _) => Ok(()),
+                        (s, v) => Err(format!("feed {s} {v}")),
+                    }
+                }
+                _ => {
+                    let b = n % buyers.len();
+                    order_flow(&api, &buyers[b].1, product, &secret, |id| {
+                        created.lock().push((b, id))
+                    })
+                    .await
+                }
+            }
+        }
+    };
+    let (elapsed, stats) = drive(args, None, op).await;
+    let mut rep = report("mixed", elapsed, &stats);
+    rep.checks.insert(
+        "chat_delivered_once_in_seq_order".into(),
+        Value::Bool(pairs_consistent(&pairs).await),
+    );
+    let orders = created.lock().clone();
+    let present = futures_util::stream::iter(orders.iter().copied())
+        .map(|(b, id)| {
+            let api = api.clone();
+            let token = buyers[b].1.clone();
+            async move { matches!(api.get(&format!("/api/v1/orders/{id}"), Some(&token)).await, Ok((200, o)) if o["total_cents"] == 1_234) }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<bool>>()
+        .await;
+    rep.checks.insert(
+        "every_acknowledged_order_present_with_right_total".into(),
+        Value::Bool(present.iter().all(|x| *x)),
+    );
+    rep.extras.insert("orders".into(), json!(orders.len()));
     Ok(rep)
 }
 
@@ -1066,9 +1192,7 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
         "chat-direct" => scenario_chat_direct(args).await,
         "connections" => scenario_connections(args).await,
         "chat-group" => scenario_chat_group(args).await,
-        "mixed" => {
-            bail!("scenario mixed is not built yet (see issue 7's note); built: health, orders, flash-sale, chat-direct, chat-group, connections")
-        }
+        "mixed" => scenario_mixed(args).await,
         other => bail!("unknown scenario {other}"),
     }
 }

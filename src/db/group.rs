@@ -181,6 +181,31 @@ struct Committer {
     pool: Pool,
 }
 
+/// Runs `f` in a transaction that holds the write lock from its start. On
+/// SQLite that is `BEGIN IMMEDIATE`: a deferred transaction that reads first
+/// fails its first write at once ("database is locked", busy timeout or not)
+/// if another connection committed in between; an immediate one waits for the
+/// lock up front and never reads a stale snapshot. Jobs inside nest as
+/// savepoints. PostgreSQL takes row locks as it goes: a plain `BEGIN`.
+fn in_write_transaction<F>(conn: &mut DbConn, f: F) -> Result<(), diesel::result::Error>
+where
+    F: FnOnce(&mut DbConn) -> Result<(), diesel::result::Error>,
+{
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    match conn {
+        DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
+        DbConn::Pg(c) => AnsiTransactionManager::begin_transaction(c)?,
+    }
+    let result = f(conn);
+    let end = match (&result, &mut *conn) {
+        (Ok(()), DbConn::Sqlite(c)) => AnsiTransactionManager::commit_transaction(c),
+        (Ok(()), DbConn::Pg(c)) => AnsiTransactionManager::commit_transaction(c),
+        (Err(_), DbConn::Sqlite(c)) => AnsiTransactionManager::rollback_transaction(c),
+        (Err(_), DbConn::Pg(c)) => AnsiTransactionManager::rollback_transaction(c),
+    };
+    result.and(end)
+}
+
 impl Actor for Committer {
     type Context = SyncContext<Self>;
 }
@@ -209,7 +234,7 @@ impl Handler<Batch> for Committer {
         };
         let _writer = super::write_lock(&conn);
         let mut outputs: Vec<Output> = Vec::with_capacity(n);
-        let committed = conn.transaction(|c| -> Result<(), diesel::result::Error> {
+        let committed = in_write_transaction(&mut conn, |c| -> Result<(), diesel::result::Error> {
             for run in batch.0 {
                 // A savepoint per job: its failure rolls back only its own writes.
                 let mut out: Option<Output> = None;
