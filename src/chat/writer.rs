@@ -324,7 +324,7 @@ impl ChatDbWriter {
         })?;
         let now = now_ms();
         let _writer = crate::db::write_lock(&conn);
-        conn.transaction(|c| {
+        crate::db::write_transaction(&mut conn, |c| {
             let mut out: Vec<WriteResult> = Vec::with_capacity(batch.len());
             let mut rows: Vec<MessageRow> = Vec::new();
             let mut first_seq: HashMap<i64, i64> = HashMap::new();
@@ -389,7 +389,7 @@ impl ChatDbWriter {
                 rows.push(row);
             }
             for chunk in rows.chunks(1_000) {
-                crate::per_backend!(&mut **c, |b| diesel::insert_into(messages::table)
+                crate::per_backend!(&mut *c, |b| diesel::insert_into(messages::table)
                     .values(chunk)
                     .execute(b))?;
             }

@@ -181,31 +181,6 @@ struct Committer {
     pool: Pool,
 }
 
-/// Runs `f` in a transaction that holds the write lock from its start. On
-/// SQLite that is `BEGIN IMMEDIATE`: a deferred transaction that reads first
-/// fails its first write at once ("database is locked", busy timeout or not)
-/// if another connection committed in between; an immediate one waits for the
-/// lock up front and never reads a stale snapshot. Jobs inside nest as
-/// savepoints. PostgreSQL takes row locks as it goes: a plain `BEGIN`.
-fn in_write_transaction<F>(conn: &mut DbConn, f: F) -> Result<(), diesel::result::Error>
-where
-    F: FnOnce(&mut DbConn) -> Result<(), diesel::result::Error>,
-{
-    use diesel::connection::{AnsiTransactionManager, TransactionManager};
-    match conn {
-        DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
-        DbConn::Pg(c) => AnsiTransactionManager::begin_transaction(c)?,
-    }
-    let result = f(conn);
-    let end = match (&result, &mut *conn) {
-        (Ok(()), DbConn::Sqlite(c)) => AnsiTransactionManager::commit_transaction(c),
-        (Ok(()), DbConn::Pg(c)) => AnsiTransactionManager::commit_transaction(c),
-        (Err(_), DbConn::Sqlite(c)) => AnsiTransactionManager::rollback_transaction(c),
-        (Err(_), DbConn::Pg(c)) => AnsiTransactionManager::rollback_transaction(c),
-    };
-    result.and(end)
-}
-
 impl Actor for Committer {
     type Context = SyncContext<Self>;
 }
@@ -234,31 +209,32 @@ impl Handler<Batch> for Committer {
         };
         let _writer = super::write_lock(&conn);
         let mut outputs: Vec<Output> = Vec::with_capacity(n);
-        let committed = in_write_transaction(&mut conn, |c| -> Result<(), diesel::result::Error> {
-            for run in batch.0 {
-                // A savepoint per job: its failure rolls back only its own writes.
-                let mut out: Option<Output> = None;
-                let sp = c.transaction(|sp| -> Result<(), diesel::result::Error> {
-                    let r = run(sp);
-                    let failed = r.is_err();
-                    out = Some(r);
-                    if failed {
-                        Err(diesel::result::Error::RollbackTransaction)
-                    } else {
-                        Ok(())
+        let committed =
+            super::write_transaction(&mut conn, |c| -> Result<(), diesel::result::Error> {
+                for run in batch.0 {
+                    // A savepoint per job: its failure rolls back only its own writes.
+                    let mut out: Option<Output> = None;
+                    let sp = c.transaction(|sp| -> Result<(), diesel::result::Error> {
+                        let r = run(sp);
+                        let failed = r.is_err();
+                        out = Some(r);
+                        if failed {
+                            Err(diesel::result::Error::RollbackTransaction)
+                        } else {
+                            Ok(())
+                        }
+                    });
+                    match sp {
+                        Ok(()) | Err(diesel::result::Error::RollbackTransaction) => {}
+                        // The savepoint itself failed: the transaction is unusable.
+                        Err(e) => return Err(e),
                     }
-                });
-                match sp {
-                    Ok(()) | Err(diesel::result::Error::RollbackTransaction) => {}
-                    // The savepoint itself failed: the transaction is unusable.
-                    Err(e) => return Err(e),
+                    outputs.push(out.unwrap_or_else(|| {
+                        Err(ApiError::internal(anyhow::anyhow!("job did not run")))
+                    }));
                 }
-                outputs.push(out.unwrap_or_else(|| {
-                    Err(ApiError::internal(anyhow::anyhow!("job did not run")))
-                }));
-            }
-            Ok(())
-        });
+                Ok(())
+            });
         match committed {
             Ok(()) => outputs,
             Err(e) => {

@@ -179,6 +179,54 @@ pub fn write_lock(conn: &DbConn) -> Option<WriterGuard> {
     Some(WriterGuard { _guard: guard })
 }
 
+/// True if `conn` is inside a transaction (so a new one would be a savepoint).
+fn in_transaction(conn: &mut DbConn) -> bool {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    let depth = match conn {
+        DbConn::Sqlite(c) => {
+            AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth()
+        }
+        DbConn::Pg(c) => {
+            AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth()
+        }
+    };
+    matches!(depth, Ok(Some(_)))
+}
+
+/// One attempt at a write transaction that holds the write lock from its
+/// start. On SQLite that is `BEGIN IMMEDIATE`: a deferred transaction that
+/// reads first fails its first write at once ("database is locked", busy
+/// timeout or not) when another connection committed in between; an
+/// immediate one waits for the lock up front (busy timeout) and cannot read a
+/// stale snapshot. PostgreSQL: a plain `BEGIN`. Inside another transaction
+/// this is a savepoint.
+pub fn write_transaction<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConn) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    if in_transaction(conn) {
+        return conn.transaction(f);
+    }
+    match conn {
+        DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
+        DbConn::Pg(c) => AnsiTransactionManager::begin_transaction(c)?,
+    }
+    let result = f(conn);
+    let end = match (&result, &mut *conn) {
+        (Ok(_), DbConn::Sqlite(c)) => AnsiTransactionManager::commit_transaction(c),
+        (Ok(_), DbConn::Pg(c)) => AnsiTransactionManager::commit_transaction(c),
+        (Err(_), DbConn::Sqlite(c)) => AnsiTransactionManager::rollback_transaction(c),
+        (Err(_), DbConn::Pg(c)) => AnsiTransactionManager::rollback_transaction(c),
+    };
+    match (result, end) {
+        (Ok(v), Ok(())) => Ok(v),
+        (Ok(_), Err(e)) => Err(e.into()),
+        (Err(e), _) => Err(e),
+    }
+}
+
 /// Runs `f` in a transaction, retrying a few times on transient conflicts.
 pub fn transaction<T, E, F>(conn: &mut DbConn, mut f: F) -> Result<T, E>
 where
@@ -190,7 +238,7 @@ where
     loop {
         attempt += 1;
         let _writer = write_lock(conn);
-        match conn.transaction(&mut f) {
+        match write_transaction(conn, &mut f) {
             Err(e) if attempt < ATTEMPTS && e.is_transient() => {
                 std::thread::sleep(Duration::from_millis(5 * u64::from(attempt)));
             }
