@@ -25,5 +25,6 @@ s --scenario flash-sale --concurrency 256 --admin root:rootpass123 --json "$out/
 s --scenario orders --duration 10 --concurrency 256 --admin root:rootpass123 --mockpay-secret benchsecret --compare health --json "$out/orders.json"
 s --scenario chat-direct --duration 10 --concurrency 128 --json "$out/chat-direct.json"
 s --scenario chat-group --group-size 500 --duration 10 --concurrency 16 --json "$out/chat-group.json"
+s --scenario mixed --duration 10 --concurrency 128 --admin root:rootpass123 --mockpay-secret benchsecret --json "$out/mixed.json"
 s --scenario connections --duration 10 --concurrency 15000 --json "$out/connections.json"
 echo "server resident memory: $(grep VmRSS /proc/$server/status)"
