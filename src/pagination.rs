@@ -17,6 +17,11 @@ impl PageQuery {
     pub fn limit(&self) -> Result<i64, ApiError> {
         parse_limit(self.limit.as_deref())
     }
+
+    /// The id of a one-value keyset cursor (`None` on the first page).
+    pub fn cursor_id(&self) -> Result<Option<i64>, ApiError> {
+        cursor_id(self.cursor.as_deref())
+    }
 }
 
 pub fn parse_limit(raw: Option<&str>) -> Result<i64, ApiError> {
@@ -65,6 +70,13 @@ pub fn trim_page<R>(rows: &mut Vec<R>, limit: i64, key: impl Fn(&R) -> Vec<i64>)
     } else {
         None
     }
+}
+
+/// The id a one-value keyset cursor carries, if one was given; else 400.
+pub fn cursor_id(cursor: Option<&str>) -> Result<Option<i64>, ApiError> {
+    cursor
+        .map(|c| decode_cursor(c, 1).map(|v| v[0]))
+        .transpose()
 }
 
 /// A page of a list, as every list route answers.

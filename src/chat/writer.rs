@@ -44,31 +44,19 @@ pub const MAX_QUEUED: usize = 16_384;
 /// Counters and member lists a writer keeps before starting over.
 const WRITER_CACHE_MAX: usize = 100_000;
 
-#[derive(Debug, Clone, Copy)]
-pub enum Target {
-    Conversation(i64),
-}
-
 /// A message to store and deliver.
 pub struct ChatSend {
     pub sender_id: i64,
     pub conn: Addr<WsConn>,
     pub conn_id: u64,
-    pub target: Target,
+    /// Resolved before submission (a `to_user_id` send finds its direct conversation first).
+    pub conversation_id: i64,
     pub client_id: String,
     pub body: String,
 }
 
 impl Message for ChatSend {
     type Result = ();
-}
-
-impl ChatSend {
-    fn conversation_id(&self) -> i64 {
-        match self.target {
-            Target::Conversation(c) => c,
-        }
-    }
 }
 
 /// The shards. `submit` never waits: a full shard hands the message back.
@@ -107,7 +95,7 @@ impl ChatWriters {
 
     pub fn submit(&self, msg: ChatSend) -> Result<(), ChatSend> {
         let n = self.shards.len() as i64;
-        let idx = usize::try_from(msg.conversation_id().rem_euclid(n)).unwrap_or(0);
+        let idx = usize::try_from(msg.conversation_id.rem_euclid(n)).unwrap_or(0);
         match self.shards[idx].try_send(msg) {
             Ok(()) => Ok(()),
             Err(actix::dev::SendError::Full(m) | actix::dev::SendError::Closed(m)) => Err(m),
@@ -171,7 +159,7 @@ impl ChatBatcher {
             .iter()
             .map(|m| PendingMessage {
                 sender_id: m.sender_id,
-                conversation_id: m.conversation_id(),
+                conversation_id: m.conversation_id,
                 client_id: m.client_id.clone(),
                 body: m.body.clone(),
             })

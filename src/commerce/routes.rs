@@ -18,7 +18,7 @@ use crate::app::AppState;
 use crate::domain::{has_control_chars, Id};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::infra::idempotency::{fingerprint, Decision, MaybeIdempotencyKey};
-use crate::pagination::{decode_cursor, parse_limit};
+use crate::pagination::{cursor_id, parse_limit};
 
 pub const MAX_ITEMS: usize = 50;
 pub const MAX_QUANTITY: i64 = 1_000;
@@ -33,12 +33,6 @@ fn text(value: &str, what: &str, max: usize) -> ApiResult<()> {
         )));
     }
     Ok(())
-}
-
-fn cursor_id(c: &Option<String>) -> ApiResult<Option<i64>> {
-    c.as_deref()
-        .map(|c| decode_cursor(c, 1).map(|v| v[0]))
-        .transpose()
 }
 
 // ---- merchants -------------------------------------------------------------
@@ -155,7 +149,7 @@ pub async fn list_merchants(
             admin: user.user_id,
             status: q.status.clone(),
             limit: parse_limit(q.limit.as_deref())?,
-            after_id: cursor_id(&q.cursor)?,
+            after_id: cursor_id(q.cursor.as_deref())?,
         })
         .await?;
     Ok(HttpResponse::Ok().json(page))
@@ -346,7 +340,7 @@ pub async fn list_products(
             merchant_id,
             text: q.q.clone().filter(|t| !t.is_empty()),
             limit: parse_limit(q.limit.as_deref())?,
-            after_id: cursor_id(&q.cursor)?,
+            after_id: cursor_id(q.cursor.as_deref())?,
         })
         .await?;
     Ok(HttpResponse::Ok().json(page))
@@ -777,7 +771,7 @@ pub async fn my_orders(
             scope: OrderScope::Buyer(user.user_id.get()),
             status: status_filter(&q.status)?,
             limit: parse_limit(q.limit.as_deref())?,
-            before_id: cursor_id(&q.cursor)?,
+            before_id: cursor_id(q.cursor.as_deref())?,
         })
         .await?;
     Ok(HttpResponse::Ok().json(page))
@@ -803,7 +797,7 @@ pub async fn merchant_orders(
             scope,
             status: status_filter(&q.status)?,
             limit: parse_limit(q.limit.as_deref())?,
-            before_id: cursor_id(&q.cursor)?,
+            before_id: cursor_id(q.cursor.as_deref())?,
         })
         .await?;
     Ok(HttpResponse::Ok().json(page))

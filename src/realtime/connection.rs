@@ -19,7 +19,7 @@ use super::session::Deliver;
 use crate::accounts::auth::AuthUser;
 use crate::app::AppState;
 use crate::chat::messages::{EnsureDirect, LoadMessages, MarkRead, SYNC_LIMIT};
-use crate::chat::writer::{ChatSend, Target};
+use crate::chat::writer::ChatSend;
 use crate::error::ApiError;
 use crate::ids::now_ms;
 
@@ -184,7 +184,7 @@ impl WsConn {
             sender_id: self.user_id(),
             conn: ctx.address(),
             conn_id: self.shared.id,
-            target: Target::Conversation(conversation_id),
+            conversation_id,
             client_id: f.client_id,
             body: f.body,
         };

@@ -17,7 +17,7 @@ use crate::domain::Id;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::ids::now_ms;
 use crate::infra::idempotency::{self, fingerprint, Decision, MaybeIdempotencyKey, StoredResponse};
-use crate::pagination::{decode_cursor, parse_limit, Page, PageQuery};
+use crate::pagination::{parse_limit, Page, PageQuery};
 
 // ---- rules -------------------------------------------------------------------
 
@@ -189,13 +189,6 @@ impl Handler<ListRebates> for DbExecutor {
     }
 }
 
-fn before(q: &PageQuery) -> ApiResult<Option<i64>> {
-    q.cursor
-        .as_deref()
-        .map(|c| decode_cursor(c, 1).map(|v| v[0]))
-        .transpose()
-}
-
 /// The caller's rebate and commission records, newest first.
 #[utoipa::path(get, path = "/api/v1/rebates", tag = "rebates", security(("bearer" = [])),
     params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
@@ -210,7 +203,7 @@ pub async fn list_rebates(
         .call(ListRebates {
             user: user.user_id.get(),
             limit: q.limit()?,
-            before_id: before(&q)?,
+            before_id: q.cursor_id()?,
         })
         .await?;
     Ok(HttpResponse::Ok().json(page))
@@ -481,11 +474,7 @@ pub async fn list_withdrawals(
             "status must be pending, paid or rejected",
         ));
     }
-    let after_id = q
-        .cursor
-        .as_deref()
-        .map(|c| decode_cursor(c, 1).map(|v| v[0]))
-        .transpose()?;
+    let after_id = crate::pagination::cursor_id(q.cursor.as_deref())?;
     let page = state
         .db
         .call(ListWithdrawals {
@@ -562,11 +551,7 @@ pub async fn invitees(
     user: AuthUser,
     q: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
-    let after_id = q
-        .cursor
-        .as_deref()
-        .map(|c| decode_cursor(c, 1).map(|v| v[0]))
-        .transpose()?;
+    let after_id = crate::pagination::cursor_id(q.cursor.as_deref())?;
     Ok(HttpResponse::Ok().json(
         state
             .db

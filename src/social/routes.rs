@@ -12,7 +12,7 @@ use crate::app::AppState;
 use crate::domain::Id;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::infra::outbox::Nudge;
-use crate::pagination::{decode_cursor, PageQuery};
+use crate::pagination::PageQuery;
 use crate::realtime::frames::ServerFrame;
 use crate::realtime::session::Deliver;
 
@@ -186,13 +186,6 @@ pub async fn get_post(
     Ok(HttpResponse::Ok().json(post))
 }
 
-fn before_id(q: &PageQuery) -> ApiResult<Option<i64>> {
-    q.cursor
-        .as_deref()
-        .map(|c| decode_cursor(c, 1).map(|v| v[0]))
-        .transpose()
-}
-
 /// Posts of the people the caller follows and the caller's own, newest first.
 #[utoipa::path(get, path = "/api/v1/feed", tag = "social", security(("bearer" = [])),
     params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
@@ -207,7 +200,7 @@ pub async fn feed(
         .call(Feed {
             viewer: user.user_id.get(),
             limit: q.limit()?,
-            before_id: before_id(&q)?,
+            before_id: q.cursor_id()?,
         })
         .await?;
     Ok(HttpResponse::Ok().json(page))
@@ -269,7 +262,7 @@ pub async fn notifications(
         .call(ListNotifications {
             user: user.user_id.get(),
             limit: q.limit()?,
-            before_id: before_id(&q)?,
+            before_id: q.cursor_id()?,
         })
         .await?;
     Ok(HttpResponse::Ok().json(page))
