@@ -50,6 +50,7 @@ pub struct AppState {
     pub orders: Arc<crate::commerce::order_actor::OrderRegistry>,
     pub order_writer: crate::commerce::order_writer::OrderWriter,
     pub payments: Arc<dyn crate::commerce::payments::PaymentProvider>,
+    pub trips: Arc<crate::trips::actor::TripRegistry>,
 }
 
 /// What the blocking part of startup found in the database.
@@ -277,6 +278,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     actix::Actor::start(crate::commerce::timers::Scheduler::new(
         db.clone(),
         orders.clone(),
+        inventory.clone(),
     ));
     let rebates =
         crate::rebates::actor::RebateRegistry::new(commit.clone(), shared.clone(), relay.clone());
@@ -291,6 +293,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .unwrap_or_else(|| crate::ids::random_token(32));
     let payments: Arc<dyn crate::commerce::payments::PaymentProvider> =
         Arc::new(crate::commerce::payments::Mockpay::new(&mockpay_secret));
+    let trips = crate::trips::actor::TripRegistry::new(db.clone());
     let state = web::Data::new(AppState {
         shared,
         db,
@@ -300,6 +303,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         orders,
         order_writer,
         payments,
+        trips,
     });
 
     let max_body = config.max_body_bytes;

@@ -86,6 +86,10 @@ pub struct Config {
     #[arg(long, env = "TANDEM_AUTO_COMPLETE_SECS", default_value_t = 604_800)]
     pub auto_complete_secs: u64,
 
+    /// Seconds in one day of an animal claim period (`claim_days`). Shorten only to test.
+    #[arg(long, env = "TANDEM_CLAIM_DAY_SECS", default_value_t = 86_400)]
+    pub claim_day_secs: u64,
+
     /// `on` or `off`: rate limits on every route and the WebSocket.
     #[arg(long, env = "TANDEM_RATE_LIMITS", default_value = "on")]
     pub rate_limits: Switch,

@@ -9,6 +9,7 @@ use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers, Next};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::accounts::routes as accounts;
+use crate::animals::routes as animals;
 use crate::app::AppState;
 use crate::chat::routes as chat;
 use crate::commerce::routes as commerce;
@@ -16,6 +17,7 @@ use crate::error::{extractors, problem_response, ApiError, PROBLEM_CONTENT_TYPE}
 use crate::ops::routes as ops;
 use crate::rebates::routes as rebates;
 use crate::social::routes as social;
+use crate::trips::routes as trips;
 
 /// Every HTTP route of Tandem.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -105,7 +107,28 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     web::post().to(rebates::reject_withdrawal),
                 )
                 .route("/me/invitees", web::get().to(rebates::invitees))
-                .route("/me/rewards", web::get().to(rebates::rewards)),
+                .route("/me/rewards", web::get().to(rebates::rewards))
+                .route("/animals", web::post().to(animals::create))
+                .route("/animals", web::get().to(animals::list))
+                .route("/animals/{id}", web::get().to(animals::get))
+                .route("/animals/{id}/claim", web::post().to(animals::claim))
+                .route("/animals/{id}/updates", web::post().to(animals::post_update))
+                .route("/animals/{id}/updates", web::get().to(animals::updates))
+                .route("/trips", web::post().to(trips::create))
+                .route("/trips", web::get().to(trips::search))
+                .route("/trips/{id}", web::get().to(trips::get))
+                .route("/trips/{id}/join", web::post().to(trips::join))
+                .route("/trips/{id}/leave", web::post().to(trips::leave))
+                .route("/trips/{id}/close", web::post().to(trips::close))
+                .route("/trips/{id}/requests", web::get().to(trips::requests))
+                .route(
+                    "/trips/{id}/requests/{request_id}/accept",
+                    web::post().to(trips::accept),
+                )
+                .route(
+                    "/trips/{id}/requests/{request_id}/reject",
+                    web::post().to(trips::reject),
+                ),
         );
 }
 

@@ -4,6 +4,7 @@
 //! store; infrastructure (`db`, `infra`, `ops`) sits beside them.
 
 pub mod accounts;
+pub mod animals;
 pub mod app;
 pub mod chat;
 pub mod commerce;
@@ -20,3 +21,4 @@ pub mod realtime;
 pub mod rebates;
 pub mod social;
 pub mod telemetry;
+pub mod trips;

@@ -62,10 +62,12 @@ impl Message for ChatSend {
 /// The shards. `submit` never waits: a full shard hands the message back.
 pub struct ChatWriters {
     shards: Vec<Addr<ChatBatcher>>,
+    writers: Vec<Addr<ChatDbWriter>>,
 }
 
 impl ChatWriters {
     pub fn start(shards: usize, pool: Pool, shared: Arc<Shared>) -> ChatWriters {
+        let mut writers = Vec::new();
         let shards = (0..shards.max(1))
             .map(|i| {
                 let writer_pool = pool.clone();
@@ -76,6 +78,7 @@ impl ChatWriters {
                     next_seq: HashMap::new(),
                     members: HashMap::new(),
                 });
+                writers.push(writer.clone());
                 ChatBatcher {
                     writer,
                     shared: shared.clone(),
@@ -90,13 +93,24 @@ impl ChatWriters {
                 .start()
             })
             .collect();
-        ChatWriters { shards }
+        ChatWriters { shards, writers }
+    }
+
+    fn shard_of(&self, conversation_id: i64) -> usize {
+        let n = self.shards.len() as i64;
+        usize::try_from(conversation_id.rem_euclid(n)).unwrap_or(0)
+    }
+
+    /// A conversation's members changed (a trip member joined or left): its
+    /// writer reloads them before the next batch. Queued behind any batch
+    /// already sent, so only messages sent before the change see the old list.
+    pub fn forget_members(&self, conversation_id: i64) {
+        // Rare (membership changes), so the unbounded `do_send` cannot pile up.
+        self.writers[self.shard_of(conversation_id)].do_send(ForgetMembers(conversation_id));
     }
 
     pub fn submit(&self, msg: ChatSend) -> Result<(), ChatSend> {
-        let n = self.shards.len() as i64;
-        let idx = usize::try_from(msg.conversation_id.rem_euclid(n)).unwrap_or(0);
-        match self.shards[idx].try_send(msg) {
+        match self.shards[self.shard_of(msg.conversation_id)].try_send(msg) {
             Ok(()) => Ok(()),
             Err(actix::dev::SendError::Full(m) | actix::dev::SendError::Closed(m)) => Err(m),
         }
@@ -242,6 +256,20 @@ pub struct Stored {
 pub type WriteResult = Result<Stored, (&'static str, &'static str)>;
 
 pub struct WriteBatch(pub Vec<PendingMessage>);
+
+/// Drop the cached member list of a conversation.
+pub struct ForgetMembers(pub i64);
+
+impl Message for ForgetMembers {
+    type Result = ();
+}
+
+impl Handler<ForgetMembers> for ChatDbWriter {
+    type Result = ();
+    fn handle(&mut self, msg: ForgetMembers, _: &mut Self::Context) {
+        self.members.remove(&msg.0);
+    }
+}
 
 impl Message for WriteBatch {
     type Result = Vec<WriteResult>;

@@ -197,7 +197,7 @@ impl Handler<GetMerchant> for DbExecutor {
 }
 
 /// The owner of an approved merchant, or 403/404.
-fn owned_approved_merchant(
+pub fn owned_approved_merchant(
     conn: &mut crate::db::DbConn,
     owner: Id,
     merchant_id: i64,

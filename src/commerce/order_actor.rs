@@ -80,7 +80,9 @@ impl std::ops::Deref for OrderCtx {
 }
 
 impl OrderCtx {
-    async fn transition(&self, t: Transition) -> Result<Loaded, ApiError> {
+    /// Applies a transition; returns the new state and the stock the database
+    /// gave back (for memory to follow).
+    async fn transition(&self, t: Transition) -> Result<(Loaded, Vec<(i64, i64)>), ApiError> {
         let shared = self.shared.clone();
         self.commit
             .run(move |c| apply_transition(c, &shared, t))
@@ -234,7 +236,7 @@ async fn run(db: &OrderCtx, loaded: &Loaded, req: Request) -> Result<Outcome, Ap
             .map_err(reject)?
             {
                 Effect::Move { to, .. } => {
-                    let new = db
+                    let (new, _) = db
                         .transition(Transition::new(
                             loaded,
                             Command::PaymentSucceeded,
@@ -284,7 +286,7 @@ async fn run(db: &OrderCtx, loaded: &Loaded, req: Request) -> Result<Outcome, Ap
                     Vec::new(),
                 )),
                 (Effect::Move { to, release_stock }, _) => {
-                    let new = db
+                    let (new, released) = db
                         .transition(Transition::new(
                             loaded,
                             cmd.clone(),
@@ -293,15 +295,6 @@ async fn run(db: &OrderCtx, loaded: &Loaded, req: Request) -> Result<Outcome, Ap
                             None,
                         ))
                         .await?;
-                    let released = if release_stock {
-                        loaded
-                            .items
-                            .iter()
-                            .map(|i| (i.product_id, i.quantity))
-                            .collect()
-                    } else {
-                        Vec::new()
-                    };
                     Ok((
                         Reply::Order(new.order.view(&new.items)),
                         Some(new),
@@ -312,7 +305,7 @@ async fn run(db: &OrderCtx, loaded: &Loaded, req: Request) -> Result<Outcome, Ap
                     let to = loaded.order.status();
                     let mut t = Transition::new(loaded, cmd.clone(), to, false, None);
                     t.refund_requested = on;
-                    let new = db.transition(t).await?;
+                    let (new, _) = db.transition(t).await?;
                     Ok((
                         Reply::Order(new.order.view(&new.items)),
                         Some(new),
@@ -613,7 +606,7 @@ pub fn apply_transition(
     conn: &mut DbConn,
     shared: &Shared,
     t: Transition,
-) -> Result<Loaded, ApiError> {
+) -> Result<(Loaded, Vec<(i64, i64)>), ApiError> {
     let now = now_ms();
     let before = &t.before.order;
     let mut after = before.clone();
@@ -644,7 +637,7 @@ pub fn apply_transition(
     let ids = &shared.ids;
     let items = t.before.items.clone();
     let owner = t.before.owner_id;
-    crate::db::transaction(conn, |c| -> Result<(), ApiError> {
+    crate::db::transaction(conn, |c| -> Result<Vec<(i64, i64)>, ApiError> {
         let n = diesel::update(
             orders::table
                 .filter(orders::id.eq(before.id))
@@ -670,9 +663,37 @@ pub fn apply_transition(
                 "the order changed meanwhile; retry",
             ));
         }
+        let mut released = Vec::new();
         if t.release_stock {
+            let was_paid = before.status() != Status::PendingPayment;
             for i in &items {
+                // A paid animal claim gives its animal back only if the claim
+                // still holds it: once the claim period ended the animal was
+                // freed already (and may be claimed again).
+                if was_paid
+                    && crate::animals::store::is_animal_product(c, i.product_id)?
+                    && !crate::animals::store::release_claim(c, i.product_id, before.id)?
+                {
+                    continue;
+                }
                 store::add_stock(c, i.product_id, i.quantity)?;
+                released.push((i.product_id, i.quantity));
+            }
+        }
+        if t.to == Status::Paid {
+            // A paid claim holds its animal for the claim period (no-op for other products).
+            let claim_day_ms = i64::try_from(shared.config.claim_day_secs)
+                .unwrap_or(86_400)
+                .saturating_mul(1000);
+            for i in &items {
+                crate::animals::store::hold_for_claim(
+                    c,
+                    i.product_id,
+                    before.id,
+                    before.buyer_id,
+                    now,
+                    claim_day_ms,
+                )?;
             }
         }
         if let Some(pid) = t.payment_id {
@@ -718,11 +739,16 @@ pub fn apply_transition(
                 "notify": notify,
             }),
         )?;
-        Ok(())
-    })?;
-    Ok(Loaded {
-        order: after,
-        items: t.before.items,
-        owner_id: t.before.owner_id,
+        Ok(released)
+    })
+    .map(|released| {
+        (
+            Loaded {
+                order: after,
+                items: t.before.items,
+                owner_id: t.before.owner_id,
+            },
+            released,
+        )
     })
 }

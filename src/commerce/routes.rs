@@ -179,6 +179,11 @@ pub async fn create_product(
     let b = body.into_inner();
     text(&b.name, "name", 100)?;
     text(&b.category, "category", 50)?;
+    if b.category == crate::animals::store::ANIMAL_CATEGORY {
+        return Err(ApiError::invalid_input(
+            "that category is reserved for animal claims: POST /api/v1/animals",
+        ));
+    }
     if !(0..=MAX_PRICE_CENTS).contains(&b.price_cents) {
         return Err(ApiError::invalid_input("price_cents must be 0 to 10^12"));
     }
@@ -265,6 +270,15 @@ pub async fn update_product(
             product_id: id,
         })
         .await?;
+    // An animal's unit is its claim: only claims and their timers move it.
+    if current.category == crate::animals::store::ANIMAL_CATEGORY
+        && (delta != 0 || b.price_cents.is_some())
+    {
+        return Err(ApiError::conflict(
+            "invalid_state",
+            "this product sells an animal's claims; its stock and price follow the animal",
+        ));
+    }
     // Stock changes go through the SKU's actor: memory first (never below zero,
     // counting reservations in flight), then the database, undone on failure.
     let inv = state.inventory.get_or_load(&state.db, id).await?;
@@ -423,9 +437,34 @@ pub async fn create_order(
     key: MaybeIdempotencyKey,
     body: web::Json<CreateOrderRequest>,
 ) -> ApiResult<HttpResponse> {
-    let mut b = body.into_inner();
-    validate_order(user.user_id, &b)?;
-    let buyer = user.user_id.get();
+    place_order(&state, user.user_id, body.into_inner(), key).await
+}
+
+impl CreateOrderRequest {
+    /// One unit of one product: an animal claim.
+    pub fn single(product_id: Id) -> Self {
+        CreateOrderRequest {
+            items: vec![ItemRequest {
+                product_id,
+                quantity: 1,
+            }],
+            shipping_address: None,
+            gift_to_user_id: None,
+            gift_message: None,
+        }
+    }
+}
+
+/// Creates an order for `user`: reserve every item (all or none) on the SKUs'
+/// inventory actors, then make it durable through the order writer.
+pub async fn place_order(
+    state: &AppState,
+    user: Id,
+    mut b: CreateOrderRequest,
+    key: MaybeIdempotencyKey,
+) -> ApiResult<HttpResponse> {
+    validate_order(user, &b)?;
+    let buyer = user.get();
     let idempotency = match key.0 {
         Some(k) => {
             let hash = fingerprint(

@@ -9,7 +9,9 @@ use actix::{Actor, AsyncContext, Context, Handler, Message, WrapFuture};
 use diesel::prelude::*;
 use futures_util::StreamExt;
 
+use super::inventory::InventoryRegistry;
 use super::model::Command;
+use crate::animals::store::{DueClaims, EndClaim};
 use super::order_actor::{OrderRegistry, Request};
 use crate::db::schema::orders;
 use crate::db::{Db, DbExecutor};
@@ -23,15 +25,35 @@ const CONCURRENCY: usize = 32;
 pub struct Scheduler {
     pub db: Db,
     pub orders: Arc<OrderRegistry>,
+    pub inventory: Arc<InventoryRegistry>,
     busy: bool,
 }
 
 impl Scheduler {
-    pub fn new(db: Db, orders: Arc<OrderRegistry>) -> Self {
+    pub fn new(db: Db, orders: Arc<OrderRegistry>, inventory: Arc<InventoryRegistry>) -> Self {
         Scheduler {
             db,
             orders,
+            inventory,
             busy: false,
+        }
+    }
+}
+
+/// Frees the animals whose claim period ended; memory follows the database.
+async fn end_claims(db: &Db, inventory: &InventoryRegistry) {
+    let due = match db.call(DueClaims { now_ms: crate::ids::now_ms() }).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "scheduler could not read ended claims");
+            return;
+        }
+    };
+    for (animal_id, order_id, _) in due {
+        match db.call(EndClaim { animal_id, order_id }).await {
+            Ok(Some(product)) => inventory.release(product, 1),
+            Ok(None) => {}
+            Err(e) => tracing::debug!(animal_id, error = %e, "claim end deferred"),
         }
     }
 }
@@ -46,7 +68,8 @@ impl Actor for Scheduler {
                 return;
             }
             this.busy = true;
-            let (db, orders) = (this.db.clone(), this.orders.clone());
+            let (db, orders, inventory) =
+                (this.db.clone(), this.orders.clone(), this.inventory.clone());
             ctx.spawn(
                 async move {
                     let due = match db.call(DueOrders { now_ms: crate::ids::now_ms() }).await {
@@ -66,6 +89,7 @@ impl Actor for Scheduler {
                             }
                         })
                         .await;
+                    end_claims(&db, &inventory).await;
                 }
                 .into_actor(this)
                 .map(|(), this, _| this.busy = false),

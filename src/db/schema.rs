@@ -303,6 +303,109 @@ diesel::table! {
 diesel::joinable!(rebates -> orders (order_id));
 diesel::joinable!(order_items -> products (product_id));
 
+diesel::table! {
+    trips (id) {
+        id -> BigInt,
+        organizer_id -> BigInt,
+        destination -> Text,
+        destination_lower -> Text,
+        start_date -> Text,
+        end_date -> Text,
+        capacity -> BigInt,
+        member_count -> BigInt,
+        description -> Text,
+        status -> Text,
+        conversation_id -> BigInt,
+        created_at_ms -> BigInt,
+        updated_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    trip_grams (gram, trip_id) {
+        gram -> Text,
+        trip_id -> BigInt,
+    }
+}
+
+diesel::table! {
+    trip_members (trip_id, user_id) {
+        trip_id -> BigInt,
+        user_id -> BigInt,
+        joined_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    trip_requests (id) {
+        id -> BigInt,
+        trip_id -> BigInt,
+        user_id -> BigInt,
+        message -> Text,
+        status -> Text,
+        created_at_ms -> BigInt,
+        decided_at_ms -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    animals (id) {
+        id -> BigInt,
+        merchant_id -> BigInt,
+        product_id -> BigInt,
+        name -> Text,
+        species -> Text,
+        description -> Text,
+        claim_price_cents -> BigInt,
+        claim_days -> BigInt,
+        claim_order_id -> Nullable<BigInt>,
+        claimed_by -> Nullable<BigInt>,
+        claimed_until_ms -> Nullable<BigInt>,
+        created_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    animal_updates (id) {
+        id -> BigInt,
+        animal_id -> BigInt,
+        author_id -> BigInt,
+        body -> Text,
+        created_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    reviews (id) {
+        id -> BigInt,
+        order_id -> BigInt,
+        merchant_id -> BigInt,
+        buyer_id -> BigInt,
+        rating -> BigInt,
+        body -> Text,
+        created_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    reports (id) {
+        id -> BigInt,
+        reporter_id -> BigInt,
+        target_type -> Text,
+        target_id -> BigInt,
+        target_user_id -> BigInt,
+        reason -> Text,
+        status -> Text,
+        resolved_by -> Nullable<BigInt>,
+        resolution_note -> Nullable<Text>,
+        resolved_at_ms -> Nullable<BigInt>,
+        created_at_ms -> BigInt,
+    }
+}
+
+diesel::joinable!(trip_members -> trips (trip_id));
+diesel::joinable!(trip_grams -> trips (trip_id));
+
 // One list of every table, so any two may be joined or used in subqueries.
 diesel::allow_tables_to_appear_in_same_query!(
     settings,
@@ -330,4 +433,12 @@ diesel::allow_tables_to_appear_in_same_query!(
     ledger_entries,
     wallets,
     withdrawals,
+    trips,
+    trip_grams,
+    trip_members,
+    trip_requests,
+    animals,
+    animal_updates,
+    reviews,
+    reports,
 );

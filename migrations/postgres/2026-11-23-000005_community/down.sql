@@ -1,0 +1,11 @@
+DROP INDEX orders_paid_idx;
+DROP INDEX orders_merchant_paid_idx;
+DROP INDEX orders_merchant_status_idx;
+DROP TABLE reports;
+DROP TABLE reviews;
+DROP TABLE animal_updates;
+DROP TABLE animals;
+DROP TABLE trip_requests;
+DROP TABLE trip_members;
+DROP TABLE trip_grams;
+DROP TABLE trips;

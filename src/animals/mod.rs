@@ -1,0 +1,6 @@
+//! Animal claims (认领): a merchant lists farm animals; a user claims one for
+//! a period by buying an ordinary order through the order engine. The
+//! animal's one-unit product and its inventory actor make the claim exclusive.
+
+pub mod routes;
+pub mod store;

@@ -1,0 +1,226 @@
+//! Animals over HTTP.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+
+use super::store::{
+    AnimalUpdateView, AnimalView, CreateAnimal, GetAnimal, ListAnimals, ListUpdates, PostUpdate,
+};
+use crate::accounts::auth::AuthUser;
+use crate::app::AppState;
+use crate::commerce::model::OrderView;
+use crate::commerce::routes::{place_order, CreateOrderRequest, MAX_PRICE_CENTS};
+use crate::domain::{has_control_chars, Id};
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::infra::idempotency::MaybeIdempotencyKey;
+use crate::pagination::{cursor_id, parse_limit};
+
+/// Longest claim period, in days.
+pub const MAX_CLAIM_DAYS: i64 = 3_650;
+
+fn text(value: &str, what: &str, max: usize) -> ApiResult<()> {
+    let n = value.chars().count();
+    if n == 0 || n > max || value.trim().is_empty() || has_control_chars(value) {
+        return Err(ApiError::invalid_input(format!(
+            "{what} must be 1-{max} characters, not blank, no control characters"
+        )));
+    }
+    Ok(())
+}
+
+fn free_text(value: &str, what: &str, max: usize) -> ApiResult<()> {
+    if value.chars().count() > max || value.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(ApiError::invalid_input(format!(
+            "{what} must be at most {max} characters, no control characters"
+        )));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnimalRequest {
+    #[schema(value_type = i64)]
+    merchant_id: Id,
+    name: String,
+    species: String,
+    description: String,
+    claim_price_cents: i64,
+    /// 1-3650
+    claim_days: i64,
+}
+
+/// List an animal for claiming (owner of an approved merchant).
+#[utoipa::path(post, path = "/api/v1/animals", tag = "animals", security(("bearer" = [])), request_body = AnimalRequest,
+    responses((status = 201, body = AnimalView), (status = 400, body = Problem), (status = 403, body = Problem)))]
+pub async fn create(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    body: web::Json<AnimalRequest>,
+) -> ApiResult<HttpResponse> {
+    let b = body.into_inner();
+    text(&b.name, "name", 100)?;
+    text(&b.species, "species", 50)?;
+    free_text(&b.description, "description", 2_000)?;
+    if !(0..=MAX_PRICE_CENTS).contains(&b.claim_price_cents) {
+        return Err(ApiError::invalid_input(
+            "claim_price_cents must be 0 to 10^12",
+        ));
+    }
+    if !(1..=MAX_CLAIM_DAYS).contains(&b.claim_days) {
+        return Err(ApiError::invalid_input(format!(
+            "claim_days must be 1 to {MAX_CLAIM_DAYS}"
+        )));
+    }
+    let view = state
+        .db
+        .call(CreateAnimal {
+            owner: user.user_id,
+            merchant_id: b.merchant_id.get(),
+            name: b.name,
+            species: b.species,
+            description: b.description,
+            claim_price_cents: b.claim_price_cents,
+            claim_days: b.claim_days,
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(view))
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    merchant_id: Option<String>,
+    species: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// Animals, oldest listing first, with who holds each one now.
+#[utoipa::path(get, path = "/api/v1/animals", tag = "animals",
+    params(("merchant_id" = Option<i64>, Query), ("species" = Option<String>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = "{items: [Animal], next_cursor}"), (status = 400, body = Problem)))]
+pub async fn list(state: web::Data<AppState>, q: web::Query<ListQuery>) -> ApiResult<HttpResponse> {
+    let merchant_id = q
+        .merchant_id
+        .as_deref()
+        .map(|m| {
+            m.parse::<i64>()
+                .ok()
+                .and_then(Id::new)
+                .map(Id::get)
+                .ok_or_else(|| ApiError::invalid_input("merchant_id must be an id"))
+        })
+        .transpose()?;
+    if q.species.as_deref().is_some_and(|s| s.chars().count() > 50) {
+        return Err(ApiError::invalid_input(
+            "species must be at most 50 characters",
+        ));
+    }
+    let page = state
+        .db
+        .call(ListAnimals {
+            merchant_id,
+            species: q.species.clone().filter(|s| !s.is_empty()),
+            limit: parse_limit(q.limit.as_deref())?,
+            after_id: cursor_id(q.cursor.as_deref())?,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// An animal: `claimed_by` and `claimed_until` while a paid claim runs, else null.
+#[utoipa::path(get, path = "/api/v1/animals/{id}", tag = "animals", params(("id" = i64, Path)),
+    responses((status = 200, body = AnimalView), (status = 404, body = Problem)))]
+pub async fn get(state: web::Data<AppState>, path: web::Path<(Id,)>) -> ApiResult<HttpResponse> {
+    let row = state
+        .db
+        .call(GetAnimal {
+            animal_id: path.into_inner().0.get(),
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(row.view(crate::ids::now_ms())))
+}
+
+/// Claim an animal: 201 with an ordinary order for `claim_price_cents`, paid
+/// like any order. While a pending or paid claim holds it: 409 `already_claimed`.
+#[utoipa::path(post, path = "/api/v1/animals/{id}/claim", tag = "animals", security(("bearer" = [])), params(("id" = i64, Path),
+        ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 201, body = OrderView), (status = 404, body = Problem), (status = 409, description = "already_claimed", body = Problem)))]
+pub async fn claim(
+    state: web::Data<AppState>,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
+    user: AuthUser,
+    key: MaybeIdempotencyKey,
+    path: web::Path<(Id,)>,
+) -> ApiResult<HttpResponse> {
+    let animal = state
+        .db
+        .call(GetAnimal {
+            animal_id: path.into_inner().0.get(),
+        })
+        .await?;
+    let product =
+        Id::new(animal.product_id).ok_or_else(|| ApiError::not_found("no such animal"))?;
+    place_order(&state, user.user_id, CreateOrderRequest::single(product), key)
+        .await
+        .map_err(|e| match e.code() {
+            "out_of_stock" | "product_inactive" => ApiError::conflict(
+                "already_claimed",
+                "another claim holds this animal; try again when it is free",
+            ),
+            _ => e,
+        })
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRequest {
+    body: String,
+}
+
+/// Post news of an animal (its merchant's owner); the current claimer gets an
+/// `animal.update` notification.
+#[utoipa::path(post, path = "/api/v1/animals/{id}/updates", tag = "animals", security(("bearer" = [])), params(("id" = i64, Path)),
+    request_body = UpdateRequest, responses((status = 201, body = AnimalUpdateView), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn post_update(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+    body: web::Json<UpdateRequest>,
+) -> ApiResult<HttpResponse> {
+    let b = body.into_inner();
+    if b.body.trim().is_empty() {
+        return Err(ApiError::invalid_input("body must not be blank"));
+    }
+    free_text(&b.body, "body", 2_000)?;
+    let view = state
+        .db
+        .call(PostUpdate {
+            owner: user.user_id.get(),
+            animal_id: path.into_inner().0.get(),
+            body: b.body,
+        })
+        .await?;
+    state.relay.do_send(crate::infra::outbox::Nudge);
+    Ok(HttpResponse::Created().json(view))
+}
+
+/// An animal's updates, newest first.
+#[utoipa::path(get, path = "/api/v1/animals/{id}/updates", tag = "animals",
+    params(("id" = i64, Path), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = "{items: [AnimalUpdate], next_cursor}"), (status = 404, body = Problem)))]
+pub async fn updates(
+    state: web::Data<AppState>,
+    path: web::Path<(Id,)>,
+    q: web::Query<crate::pagination::PageQuery>,
+) -> ApiResult<HttpResponse> {
+    let page = state
+        .db
+        .call(ListUpdates {
+            animal_id: path.into_inner().0.get(),
+            limit: q.limit()?,
+            before_id: q.cursor_id()?,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}

@@ -1,0 +1,133 @@
+//! One actor per trip being written to. Join, accept, reject, leave and close
+//! of a trip run through it one at a time (`AtomicResponse` keeps the mailbox
+//! closed until the database answered), so a burst of accepts is a queue, not
+//! a race: the first ones fill the seats, the rest see a full trip. Idle actors
+//! stop; the next write starts a fresh one (the database is the truth, the
+//! actor holds nothing but its place in line).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::{
+    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, AtomicResponse, Context, Handler,
+    Message, WrapFuture,
+};
+use dashmap::DashMap;
+
+use super::store::{TripCommand, TripReply, TripWrite};
+use crate::db::Db;
+use crate::error::ApiError;
+
+/// A trip actor with no message for this long stops.
+const IDLE: Duration = Duration::from_secs(30);
+/// Writes waiting on one trip; past it callers get 503 (a trip has at most 50
+/// seats: a longer queue is abuse, not demand).
+const MAILBOX: usize = 256;
+/// Longest a caller waits for its turn and the answer.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Live trip actors at most; past it new ones are refused with 503.
+pub const MAX_TRIP_ACTORS: usize = 100_000;
+
+pub struct TripActor {
+    trip_id: i64,
+    db: Db,
+    registry: Arc<TripRegistry>,
+    last_active: Instant,
+}
+
+impl Actor for TripActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX);
+        ctx.run_interval(IDLE, |this, ctx| {
+            if this.last_active.elapsed() >= IDLE
+                && this.registry.retire(this.trip_id, &ctx.address())
+            {
+                ctx.stop();
+            }
+        });
+    }
+}
+
+pub struct TripMsg(pub TripCommand);
+
+impl Message for TripMsg {
+    type Result = Result<TripReply, ApiError>;
+}
+
+impl Handler<TripMsg> for TripActor {
+    type Result = AtomicResponse<Self, Result<TripReply, ApiError>>;
+
+    fn handle(&mut self, msg: TripMsg, _: &mut Self::Context) -> Self::Result {
+        self.last_active = Instant::now();
+        let db = self.db.clone();
+        let trip_id = self.trip_id;
+        let fut = async move { db.call(TripWrite { trip_id, cmd: msg.0 }).await };
+        AtomicResponse::new(Box::pin(fut.into_actor(self).map(|res, this, _| {
+            this.last_active = Instant::now();
+            res
+        })))
+    }
+}
+
+/// Finds or starts trip actors.
+pub struct TripRegistry {
+    actors: DashMap<i64, Addr<TripActor>>,
+    db: Db,
+}
+
+impl TripRegistry {
+    pub fn new(db: Db) -> Arc<Self> {
+        Arc::new(TripRegistry {
+            actors: DashMap::new(),
+            db,
+        })
+    }
+
+    fn addr(self: &Arc<Self>, trip_id: i64) -> Result<Addr<TripActor>, ApiError> {
+        if let Some(a) = self.actors.get(&trip_id) {
+            return Ok(a.clone());
+        }
+        if self.actors.len() >= MAX_TRIP_ACTORS {
+            return Err(ApiError::unavailable("too many trips in flight; retry shortly"));
+        }
+        Ok(self
+            .actors
+            .entry(trip_id)
+            .or_insert_with(|| {
+                TripActor {
+                    trip_id,
+                    db: self.db.clone(),
+                    registry: self.clone(),
+                    last_active: Instant::now(),
+                }
+                .start()
+            })
+            .clone())
+    }
+
+    fn retire(&self, trip_id: i64, addr: &Addr<TripActor>) -> bool {
+        self.actors.remove_if(&trip_id, |_, a| a == addr).is_some()
+    }
+
+    /// Runs a write on the trip's actor. A full mailbox parks the caller
+    /// (`send` waits for room), bounded by [`CALL_TIMEOUT`]: then 503.
+    pub async fn call(
+        self: &Arc<Self>,
+        trip_id: i64,
+        cmd: TripCommand,
+    ) -> Result<TripReply, ApiError> {
+        let addr = self.addr(trip_id)?;
+        match addr.send(TripMsg(cmd)).timeout(CALL_TIMEOUT).await {
+            Ok(r) => r,
+            // It retired between lookup and send; the write never ran.
+            Err(actix::MailboxError::Closed) => {
+                Err(ApiError::unavailable("the trip was busy; retry"))
+            }
+            Err(actix::MailboxError::Timeout) => {
+                Err(ApiError::unavailable("the trip did not answer in time"))
+            }
+        }
+    }
+}

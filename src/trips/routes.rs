@@ -1,0 +1,399 @@
+//! Trips over HTTP.
+
+use actix_web::{web, HttpResponse};
+use chrono::{Datelike, NaiveDate};
+use serde::Deserialize;
+
+use super::store::{
+    CreateTrip, GetTrip, ListRequests, RequestView, SearchTrips, TripCommand, TripReply, TripView,
+};
+use crate::accounts::auth::AuthUser;
+use crate::app::AppState;
+use crate::domain::{has_control_chars, Id};
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::pagination::{cursor_id, decode_cursor, encode_cursor, parse_limit};
+
+/// Longest destination, in characters.
+pub const MAX_DESTINATION_CHARS: usize = 100;
+/// Longest description and join message, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 2_000;
+pub const MAX_MESSAGE_CHARS: usize = 500;
+/// Furthest a trip may start, in days from today.
+pub const MAX_DAYS_AHEAD: i64 = 3 * 366;
+/// Longest trip, in days.
+pub const MAX_TRIP_DAYS: i64 = 366;
+
+fn parse_date(raw: &str, what: &str) -> ApiResult<NaiveDate> {
+    // Exactly YYYY-MM-DD: chrono alone would also take "2030-1-5".
+    let well_formed = raw.len() == 10
+        && raw.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    well_formed
+        .then(|| NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok())
+        .flatten()
+        .ok_or_else(|| ApiError::invalid_input(format!("{what} must be a date YYYY-MM-DD")))
+}
+
+fn today() -> NaiveDate {
+    chrono::Utc::now().date_naive()
+}
+
+fn text(value: &str, what: &str, max: usize, allow_empty: bool) -> ApiResult<()> {
+    let n = value.chars().count();
+    let blank = value.trim().is_empty();
+    // Newlines are fine in free text (descriptions, messages); other control characters are not.
+    let bad_chars = if allow_empty {
+        value.chars().any(|c| c.is_control() && c != '\n')
+    } else {
+        has_control_chars(value)
+    };
+    if n > max || (!allow_empty && blank) || bad_chars {
+        return Err(ApiError::invalid_input(format!(
+            "{what} must be {}{max} characters{}, no control characters",
+            if allow_empty { "at most " } else { "1-" },
+            if allow_empty { "" } else { ", not blank" },
+        )));
+    }
+    Ok(())
+}
+
+/// The search cursor: (start date as a day number, id).
+pub fn encode_trip_cursor(start_date: &str, id: i64) -> String {
+    let day = NaiveDate::parse_from_str(start_date, "%Y-%m-%d")
+        .map_or(0, |d| i64::from(d.num_days_from_ce()));
+    encode_cursor(&[day, id])
+}
+
+fn decode_trip_cursor(token: &str) -> ApiResult<(String, i64)> {
+    let v = decode_cursor(token, 2)?;
+    let day = i32::try_from(v[0])
+        .ok()
+        .and_then(NaiveDate::from_num_days_from_ce_opt)
+        .ok_or_else(|| ApiError::invalid_input("invalid cursor"))?;
+    Ok((day.format("%Y-%m-%d").to_string(), v[1]))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TripRequest {
+    destination: String,
+    /// YYYY-MM-DD
+    start_date: String,
+    /// YYYY-MM-DD, not before start_date
+    end_date: String,
+    /// 2-50, the organizer counts
+    capacity: i64,
+    description: Option<String>,
+}
+
+/// Publish a trip; the organizer is its first member and is in its group conversation.
+#[utoipa::path(post, path = "/api/v1/trips", tag = "trips", security(("bearer" = [])), request_body = TripRequest,
+    responses((status = 201, body = TripView), (status = 400, body = Problem)))]
+pub async fn create(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    body: web::Json<TripRequest>,
+) -> ApiResult<HttpResponse> {
+    let b = body.into_inner();
+    text(&b.destination, "destination", MAX_DESTINATION_CHARS, false)?;
+    let description = b.description.unwrap_or_default();
+    text(&description, "description", MAX_DESCRIPTION_CHARS, true)?;
+    let start = parse_date(&b.start_date, "start_date")?;
+    let end = parse_date(&b.end_date, "end_date")?;
+    if end < start {
+        return Err(ApiError::invalid_input("end_date is before start_date"));
+    }
+    if (end - start).num_days() >= MAX_TRIP_DAYS {
+        return Err(ApiError::invalid_input(format!(
+            "a trip lasts at most {MAX_TRIP_DAYS} days"
+        )));
+    }
+    let today = today();
+    if end < today {
+        return Err(ApiError::invalid_input("the trip has already ended"));
+    }
+    if (start - today).num_days() > MAX_DAYS_AHEAD {
+        return Err(ApiError::invalid_input(format!(
+            "a trip starts at most {MAX_DAYS_AHEAD} days ahead"
+        )));
+    }
+    if !(super::MIN_CAPACITY..=super::MAX_CAPACITY).contains(&b.capacity) {
+        return Err(ApiError::invalid_input(format!(
+            "capacity must be {} to {} (the organizer counts)",
+            super::MIN_CAPACITY,
+            super::MAX_CAPACITY
+        )));
+    }
+    let view = state
+        .db
+        .call(CreateTrip {
+            organizer_id: user.user_id.get(),
+            destination: b.destination.trim().to_owned(),
+            start_date: b.start_date,
+            end_date: b.end_date,
+            capacity: b.capacity,
+            description,
+        })
+        .await?;
+    state.shared.members.insert(
+        view.conversation_id,
+        std::sync::Arc::new(view.member_ids.clone()),
+    );
+    Ok(HttpResponse::Created().json(view))
+}
+
+#[derive(Deserialize)]
+pub struct SearchQuery {
+    destination: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// Open trips whose dates overlap `[from, to]` and whose destination contains
+/// the text (case-insensitive), soonest first. `from` defaults to today: trips
+/// that have ended are not offered.
+#[utoipa::path(get, path = "/api/v1/trips", tag = "trips",
+    params(("destination" = Option<String>, Query), ("from" = Option<String>, Query, description = "YYYY-MM-DD, default today"),
+        ("to" = Option<String>, Query, description = "YYYY-MM-DD"), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = "{items: [Trip], next_cursor}"), (status = 400, body = Problem)))]
+pub async fn search(
+    state: web::Data<AppState>,
+    q: web::Query<SearchQuery>,
+) -> ApiResult<HttpResponse> {
+    let from = match &q.from {
+        Some(f) => parse_date(f, "from")?,
+        None => today(),
+    };
+    let to = q.to.as_deref().map(|t| parse_date(t, "to")).transpose()?;
+    if to.is_some_and(|t| t < from) {
+        return Err(ApiError::invalid_input("to is before from"));
+    }
+    let text = q
+        .destination
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_lowercase);
+    if text
+        .as_deref()
+        .is_some_and(|t| t.chars().count() > MAX_DESTINATION_CHARS)
+    {
+        return Err(ApiError::invalid_input(
+            "destination must be at most 100 characters",
+        ));
+    }
+    let page = state
+        .db
+        .call(SearchTrips {
+            text,
+            from: from.format("%Y-%m-%d").to_string(),
+            to: to.map(|t| t.format("%Y-%m-%d").to_string()),
+            limit: parse_limit(q.limit.as_deref())?,
+            after: q.cursor.as_deref().map(decode_trip_cursor).transpose()?,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// A trip with its members.
+#[utoipa::path(get, path = "/api/v1/trips/{id}", tag = "trips", params(("id" = i64, Path)),
+    responses((status = 200, body = TripView), (status = 404, body = Problem)))]
+pub async fn get(state: web::Data<AppState>, path: web::Path<(Id,)>) -> ApiResult<HttpResponse> {
+    let view = state
+        .db
+        .call(GetTrip {
+            trip_id: path.into_inner().0.get(),
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JoinRequest {
+    message: Option<String>,
+}
+
+/// After a membership change: the chat caches must see the new members.
+fn membership_changed(state: &AppState, conversation_id: i64) {
+    state.shared.members.remove(&conversation_id);
+    state.chat.forget_members(conversation_id);
+}
+
+async fn write(state: &AppState, trip: Id, cmd: TripCommand) -> ApiResult<TripReply> {
+    let reply = state.trips.call(trip.get(), cmd).await?;
+    if let TripReply::Trip {
+        view,
+        membership_changed: true,
+    } = &reply
+    {
+        membership_changed(state, view.conversation_id);
+    }
+    state.relay.do_send(crate::infra::outbox::Nudge);
+    Ok(reply)
+}
+
+fn respond(reply: TripReply, created: bool) -> HttpResponse {
+    let mut b = if created {
+        HttpResponse::Created()
+    } else {
+        HttpResponse::Ok()
+    };
+    match reply {
+        TripReply::Request(r) => b.json(r),
+        TripReply::Trip { view, .. } => b.json(view),
+    }
+}
+
+/// Ask to join; the organizer gets a `trip.join_requested` notification.
+#[utoipa::path(post, path = "/api/v1/trips/{id}/join", tag = "trips", security(("bearer" = [])), params(("id" = i64, Path)),
+    request_body = JoinRequest, responses((status = 201, body = RequestView), (status = 404, body = Problem),
+        (status = 409, description = "trip_full, already_member, request_pending, invalid_state (closed)", body = Problem)))]
+pub async fn join(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+    body: crate::http::ActionBody<JoinRequest>,
+) -> ApiResult<HttpResponse> {
+    let message = body.0.message.unwrap_or_default();
+    text(&message, "message", MAX_MESSAGE_CHARS, true)?;
+    let reply = write(
+        &state,
+        path.into_inner().0,
+        TripCommand::Join {
+            user_id: user.user_id.get(),
+            message,
+        },
+    )
+    .await?;
+    Ok(respond(reply, true))
+}
+
+/// Accept a join request (organizer only): the requester becomes a member and
+/// joins the trip's conversation. At capacity: 409 `trip_full`.
+#[utoipa::path(post, path = "/api/v1/trips/{id}/requests/{request_id}/accept", tag = "trips", security(("bearer" = [])),
+    params(("id" = i64, Path), ("request_id" = i64, Path)),
+    responses((status = 200, body = TripView), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn accept(
+    state: web::Data<AppState>,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
+    user: AuthUser,
+    path: web::Path<(Id, Id)>,
+) -> ApiResult<HttpResponse> {
+    let (trip, request) = path.into_inner();
+    let reply = write(
+        &state,
+        trip,
+        TripCommand::Accept {
+            caller: user.user_id.get(),
+            request_id: request.get(),
+        },
+    )
+    .await?;
+    Ok(respond(reply, false))
+}
+
+/// Decline a join request (organizer only); the requester is notified.
+#[utoipa::path(post, path = "/api/v1/trips/{id}/requests/{request_id}/reject", tag = "trips", security(("bearer" = [])),
+    params(("id" = i64, Path), ("request_id" = i64, Path)),
+    responses((status = 200, body = RequestView), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn reject(
+    state: web::Data<AppState>,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
+    user: AuthUser,
+    path: web::Path<(Id, Id)>,
+) -> ApiResult<HttpResponse> {
+    let (trip, request) = path.into_inner();
+    let reply = write(
+        &state,
+        trip,
+        TripCommand::Reject {
+            caller: user.user_id.get(),
+            request_id: request.get(),
+        },
+    )
+    .await?;
+    Ok(respond(reply, false))
+}
+
+/// Leave a trip (members other than the organizer): the seat frees up and
+/// the member leaves the trip's conversation.
+#[utoipa::path(post, path = "/api/v1/trips/{id}/leave", tag = "trips", security(("bearer" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = TripView), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn leave(
+    state: web::Data<AppState>,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+) -> ApiResult<HttpResponse> {
+    let reply = write(
+        &state,
+        path.into_inner().0,
+        TripCommand::Leave {
+            user_id: user.user_id.get(),
+        },
+    )
+    .await?;
+    Ok(respond(reply, false))
+}
+
+/// Close a trip (organizer only): no more joins; pending requests are declined.
+#[utoipa::path(post, path = "/api/v1/trips/{id}/close", tag = "trips", security(("bearer" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = TripView), (status = 403, body = Problem), (status = 409, body = Problem)))]
+pub async fn close(
+    state: web::Data<AppState>,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+) -> ApiResult<HttpResponse> {
+    let reply = write(
+        &state,
+        path.into_inner().0,
+        TripCommand::Close {
+            caller: user.user_id.get(),
+        },
+    )
+    .await?;
+    Ok(respond(reply, false))
+}
+
+#[derive(Deserialize)]
+pub struct RequestsQuery {
+    status: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// A trip's join requests, oldest first (organizer only).
+#[utoipa::path(get, path = "/api/v1/trips/{id}/requests", tag = "trips", security(("bearer" = [])),
+    params(("id" = i64, Path), ("status" = Option<String>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = "{items: [JoinRequest], next_cursor}"), (status = 403, body = Problem)))]
+pub async fn requests(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+    q: web::Query<RequestsQuery>,
+) -> ApiResult<HttpResponse> {
+    if let Some(s) = &q.status {
+        if !["pending", "accepted", "rejected"].contains(&s.as_str()) {
+            return Err(ApiError::invalid_input(
+                "status must be pending, accepted or rejected",
+            ));
+        }
+    }
+    let page = state
+        .db
+        .call(ListRequests {
+            trip_id: path.into_inner().0.get(),
+            caller: user.user_id.get(),
+            status: q.status.clone(),
+            limit: parse_limit(q.limit.as_deref())?,
+            after_id: cursor_id(q.cursor.as_deref())?,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
