@@ -14,6 +14,7 @@ use crate::app::AppState;
 use crate::chat::routes as chat;
 use crate::commerce::routes as commerce;
 use crate::error::{extractors, problem_response, ApiError, PROBLEM_CONTENT_TYPE};
+use crate::moderation::routes as moderation;
 use crate::ops::routes as ops;
 use crate::rebates::routes as rebates;
 use crate::social::routes as social;
@@ -73,6 +74,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/orders", web::get().to(commerce::my_orders))
                 .route("/orders/{id}", web::get().to(commerce::get_order))
                 .route("/orders/{id}/cancel", web::post().to(commerce::cancel))
+                .route("/orders/{id}/review", web::post().to(commerce::review))
+                .route(
+                    "/merchants/{id}/reviews",
+                    web::get().to(commerce::merchant_reviews),
+                )
+                .route(
+                    "/merchants/{id}/dashboard",
+                    web::get().to(commerce::dashboard),
+                )
                 .route("/orders/{id}/pay", web::post().to(commerce::pay))
                 .route("/orders/{id}/ship", web::post().to(commerce::ship))
                 .route("/orders/{id}/confirm", web::post().to(commerce::confirm))
@@ -108,6 +118,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 )
                 .route("/me/invitees", web::get().to(rebates::invitees))
                 .route("/me/rewards", web::get().to(rebates::rewards))
+                .route("/reports", web::post().to(moderation::file))
+                .route("/admin/reports", web::get().to(moderation::queue))
+                .route(
+                    "/admin/reports/{id}/resolve",
+                    web::post().to(moderation::resolve),
+                )
+                .route("/admin/stats", web::get().to(moderation::stats))
+                .route("/admin/orders", web::get().to(moderation::orders))
                 .route("/animals", web::post().to(animals::create))
                 .route("/animals", web::get().to(animals::list))
                 .route("/animals/{id}", web::get().to(animals::get))

@@ -51,6 +51,12 @@ impl IdGenerator {
     }
 }
 
+/// The smallest id any node hands out at or after `ms` (ids are time-ordered,
+/// so `id >= first_id_at(t)` selects rows created since `t` by primary key).
+pub fn first_id_at(ms: i64) -> i64 {
+    (ms - EPOCH_MS).max(0) << (NODE_BITS + SEQ_BITS)
+}
+
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }

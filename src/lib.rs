@@ -15,6 +15,7 @@ pub mod error;
 pub mod http;
 pub mod ids;
 pub mod infra;
+pub mod moderation;
 pub mod ops;
 pub mod pagination;
 pub mod realtime;

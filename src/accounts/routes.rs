@@ -177,7 +177,7 @@ pub async fn update_me(
     ))
 }
 
-async fn set_banned(
+pub async fn set_banned(
     state: &AppState,
     admin: AuthUser,
     target: Id,

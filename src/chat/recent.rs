@@ -34,6 +34,19 @@ impl Recent {
         Self::default()
     }
 
+    /// Drops a conversation's ring (a message in it was changed, e.g. removed
+    /// by a moderator): the next sync reads the database.
+    pub fn forget(&self, conversation_id: i64) {
+        if let Some((_, ring)) = self.rings.remove(&conversation_id) {
+            let freed: usize = ring
+                .iter()
+                .map(|x| x.body.len() + x.client_id.len() + 64)
+                .sum();
+            let held = self.bytes.load(Ordering::Relaxed);
+            self.bytes.fetch_sub(freed.min(held), Ordering::Relaxed);
+        }
+    }
+
     /// Appends a committed message.
     pub fn push(&self, m: &MessageView) {
         let size = m.body.len() + m.client_id.len() + 64;

@@ -8,6 +8,7 @@ pub mod order_actor;
 pub mod order_writer;
 pub mod payments;
 pub mod queries;
+pub mod reviews;
 pub mod routes;
 pub mod store;
 pub mod timers;

@@ -44,6 +44,12 @@ pub enum Request {
     Command { caller: Option<i64>, cmd: Command },
     /// Read the order (visibility checked).
     View { caller: i64 },
+    /// The buyer reviews the completed order (once).
+    Review {
+        caller: i64,
+        rating: i64,
+        body: String,
+    },
     /// The provider says a payment succeeded or failed.
     PaymentNotice {
         payment_id: i64,
@@ -55,6 +61,7 @@ pub enum Request {
 pub enum Reply {
     Order(OrderView),
     Payment(PaymentView),
+    Review(super::reviews::ReviewView),
     Applied,
 }
 
@@ -86,6 +93,16 @@ impl OrderCtx {
         let shared = self.shared.clone();
         self.commit
             .run(move |c| apply_transition(c, &shared, t))
+            .await
+    }
+
+    async fn review(
+        &self,
+        r: super::reviews::NewReview,
+    ) -> Result<super::reviews::ReviewView, ApiError> {
+        let shared = self.shared.clone();
+        self.commit
+            .run(move |c| super::reviews::insert_review(c, &shared.ids, r))
             .await
     }
 
@@ -202,6 +219,36 @@ async fn run(db: &OrderCtx, loaded: &Loaded, req: Request) -> Result<Outcome, Ap
                 None,
                 Vec::new(),
             ))
+        }
+        Request::Review {
+            caller,
+            rating,
+            body,
+        } => {
+            let c = caller_of(db, loaded, Some(caller)).await?;
+            if !c.is_buyer {
+                return Err(if c.is_owner || c.is_admin {
+                    ApiError::forbidden("only the buyer reviews an order")
+                } else {
+                    ApiError::not_found("no such order")
+                });
+            }
+            if status != Status::Completed {
+                return Err(ApiError::conflict(
+                    "invalid_state",
+                    "only a completed order can be reviewed",
+                ));
+            }
+            let view = db
+                .review(super::reviews::NewReview {
+                    order_id: loaded.order.id,
+                    merchant_id: loaded.order.merchant_id,
+                    buyer_id: loaded.order.buyer_id,
+                    rating,
+                    body,
+                })
+                .await?;
+            Ok((Reply::Review(view), None, Vec::new()))
         }
         Request::PaymentNotice {
             payment_id,

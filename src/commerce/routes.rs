@@ -618,6 +618,7 @@ fn order_reply(r: Reply) -> ApiResult<HttpResponse> {
     match r {
         Reply::Order(o) => Ok(HttpResponse::Ok().json(o)),
         Reply::Payment(p) => Ok(HttpResponse::Ok().json(p)),
+        Reply::Review(r) => Ok(HttpResponse::Created().json(r)),
         Reply::Applied => Ok(HttpResponse::Ok().finish()),
     }
 }
@@ -870,4 +871,85 @@ pub async fn mockpay_notify(
     Ok(HttpResponse::Ok()
         .content_type("text/plain")
         .body(provider.ack_body()))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewRequest {
+    /// 1-5
+    rating: i64,
+    body: String,
+}
+
+/// Review a completed order (its buyer, once): the merchant's average and count move.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/review", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
+    request_body = ReviewRequest, responses((status = 201, body = super::reviews::ReviewView), (status = 400, body = Problem),
+        (status = 404, body = Problem), (status = 409, description = "invalid_state (not completed), already_reviewed", body = Problem)))]
+pub async fn review(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+    body: web::Json<ReviewRequest>,
+) -> ApiResult<HttpResponse> {
+    let b = body.into_inner();
+    if !(1..=5).contains(&b.rating) {
+        return Err(ApiError::invalid_input("rating must be 1 to 5"));
+    }
+    if b.body.chars().count() > 2_000 || b.body.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(ApiError::invalid_input(
+            "body must be at most 2000 characters, no control characters",
+        ));
+    }
+    order_reply(
+        state
+            .orders
+            .call(
+                path.into_inner().0.get(),
+                Request::Review {
+                    caller: user.user_id.get(),
+                    rating: b.rating,
+                    body: b.body,
+                },
+            )
+            .await?,
+    )
+}
+
+/// A merchant's reviews, newest first.
+#[utoipa::path(get, path = "/api/v1/merchants/{id}/reviews", tag = "commerce",
+    params(("id" = i64, Path), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = "{items: [Review], next_cursor}"), (status = 404, body = Problem)))]
+pub async fn merchant_reviews(
+    state: web::Data<AppState>,
+    path: web::Path<(Id,)>,
+    q: web::Query<crate::pagination::PageQuery>,
+) -> ApiResult<HttpResponse> {
+    let page = state
+        .db
+        .call(super::reviews::ListReviews {
+            merchant_id: path.into_inner().0.get(),
+            limit: q.limit()?,
+            before_id: q.cursor_id()?,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// A merchant's figures (its owner, or an admin): orders by status, paid GMV
+/// today and over 7 days, best sellers, rating.
+#[utoipa::path(get, path = "/api/v1/merchants/{id}/dashboard", tag = "commerce", security(("bearer" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = super::reviews::DashboardView), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn dashboard(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+) -> ApiResult<HttpResponse> {
+    let view = state
+        .db
+        .call(super::reviews::Dashboard {
+            merchant_id: path.into_inner().0.get(),
+            caller: user.user_id.get(),
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(view))
 }

@@ -1,0 +1,5 @@
+//! Moderation and the admin console: user reports and the report queue
+//! (dismiss, remove the content, ban), platform figures, order search.
+
+pub mod routes;
+pub mod store;

@@ -1,0 +1,219 @@
+//! Reports, the admin report queue, admin stats and order search over HTTP.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+
+use super::store::{
+    Action, FileReport, ListReports, OpenReport, ReportView, ResolveReport, SearchOrders, Stats,
+    StatsView, Target, STATUSES,
+};
+use crate::accounts::auth::AuthUser;
+use crate::app::AppState;
+use crate::commerce::model::Status;
+use crate::domain::{has_control_chars, Id};
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::pagination::{cursor_id, parse_limit};
+
+/// Longest report reason and resolution note, in characters.
+pub const MAX_REASON_CHARS: usize = 500;
+
+fn reason(value: &str, what: &str) -> ApiResult<()> {
+    let n = value.chars().count();
+    if n == 0 || n > MAX_REASON_CHARS || value.trim().is_empty() || has_control_chars(value) {
+        return Err(ApiError::invalid_input(format!(
+            "{what} must be 1-{MAX_REASON_CHARS} characters, not blank, no control characters"
+        )));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReportRequest {
+    /// `post`, `message` or `user`
+    target_type: String,
+    #[schema(value_type = i64)]
+    target_id: Id,
+    reason: String,
+}
+
+/// Report a post, a message (of a conversation you are in) or a user.
+#[utoipa::path(post, path = "/api/v1/reports", tag = "moderation", security(("bearer" = [])), request_body = ReportRequest,
+    responses((status = 201, body = ReportView), (status = 400, body = Problem), (status = 404, body = Problem),
+        (status = 409, description = "already_reported", body = Problem)))]
+pub async fn file(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    body: web::Json<ReportRequest>,
+) -> ApiResult<HttpResponse> {
+    let b = body.into_inner();
+    let target = Target::parse(&b.target_type).ok_or_else(|| {
+        ApiError::invalid_input("target_type must be post, message or user")
+    })?;
+    reason(&b.reason, "reason")?;
+    let view = state
+        .db
+        .call(FileReport {
+            reporter: user.user_id.get(),
+            target,
+            target_id: b.target_id.get(),
+            reason: b.reason,
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(view))
+}
+
+#[derive(Deserialize)]
+pub struct QueueQuery {
+    status: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// The report queue (admin): `open` by default, oldest first.
+#[utoipa::path(get, path = "/api/v1/admin/reports", tag = "admin", security(("bearer" = [])),
+    params(("status" = Option<String>, Query, description = "open (default), dismissed, removed, banned"),
+        ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = "{items: [Report], next_cursor}"), (status = 403, body = Problem)))]
+pub async fn queue(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    q: web::Query<QueueQuery>,
+) -> ApiResult<HttpResponse> {
+    let status = q.status.clone().unwrap_or_else(|| "open".into());
+    if !STATUSES.contains(&status.as_str()) {
+        return Err(ApiError::invalid_input(
+            "status must be open, dismissed, removed or banned",
+        ));
+    }
+    let page = state
+        .db
+        .call(ListReports {
+            admin: user.user_id,
+            status,
+            limit: parse_limit(q.limit.as_deref())?,
+            after_id: cursor_id(q.cursor.as_deref())?,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveRequest {
+    /// `dismiss`, `remove_content` (posts and messages) or `ban_user`
+    action: String,
+    note: Option<String>,
+}
+
+/// Work a report (admin): dismiss it, remove the content, or ban the user
+/// behind it (their tokens stop at once, their sockets close with 1008). Every
+/// open report on the same target closes with it.
+#[utoipa::path(post, path = "/api/v1/admin/reports/{id}/resolve", tag = "admin", security(("bearer" = [])), params(("id" = i64, Path)),
+    request_body = ResolveRequest, responses((status = 200, body = ReportView), (status = 400, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn resolve(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+    body: web::Json<ResolveRequest>,
+) -> ApiResult<HttpResponse> {
+    let b = body.into_inner();
+    let action = Action::parse(&b.action).ok_or_else(|| {
+        ApiError::invalid_input("action must be dismiss, remove_content or ban_user")
+    })?;
+    if let Some(n) = &b.note {
+        reason(n, "note")?;
+    }
+    let report_id = path.into_inner().0.get();
+    if action == Action::BanUser {
+        // The ban first (it revokes tokens and closes sockets, and is
+        // idempotent); the report closes after it took effect.
+        let report = state
+            .db
+            .call(OpenReport {
+                admin: user.user_id,
+                report_id,
+            })
+            .await?;
+        let target = Id::new(report.target_user_id)
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("bad report target user")))?;
+        crate::accounts::routes::set_banned(&state, user, target, true).await?;
+    }
+    let (view, changed_conversation) = state
+        .db
+        .call(ResolveReport {
+            admin: user.user_id,
+            report_id,
+            action,
+            note: b.note,
+        })
+        .await?;
+    if let Some(conv) = changed_conversation {
+        // The ring would serve the old body to the next sync.
+        state.shared.recent.forget(conv);
+    }
+    state.relay.do_send(crate::infra::outbox::Nudge);
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// Platform figures (admin).
+#[utoipa::path(get, path = "/api/v1/admin/stats", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = StatsView), (status = 403, body = Problem)))]
+pub async fn stats(state: web::Data<AppState>, user: AuthUser) -> ApiResult<HttpResponse> {
+    let mut view = state
+        .db
+        .call(Stats {
+            admin: user.user_id,
+        })
+        .await?;
+    view.online_users = i64::try_from(state.shared.registry.online_users()).unwrap_or(i64::MAX);
+    Ok(HttpResponse::Ok().json(view))
+}
+
+#[derive(Deserialize)]
+pub struct OrderSearchQuery {
+    status: Option<String>,
+    user_id: Option<String>,
+    merchant_id: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+fn id_param(raw: Option<&str>, what: &str) -> ApiResult<Option<i64>> {
+    raw.map(|v| {
+        v.parse::<i64>()
+            .ok()
+            .and_then(Id::new)
+            .map(Id::get)
+            .ok_or_else(|| ApiError::invalid_input(format!("{what} must be an id")))
+    })
+    .transpose()
+}
+
+/// Order search (admin): by status, buyer (`user_id`) and merchant, newest first.
+#[utoipa::path(get, path = "/api/v1/admin/orders", tag = "admin", security(("bearer" = [])),
+    params(("status" = Option<String>, Query), ("user_id" = Option<i64>, Query), ("merchant_id" = Option<i64>, Query),
+        ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = "{items: [Order], next_cursor}"), (status = 400, body = Problem), (status = 403, body = Problem)))]
+pub async fn orders(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    q: web::Query<OrderSearchQuery>,
+) -> ApiResult<HttpResponse> {
+    if q.status.as_deref().is_some_and(|s| Status::parse(s).is_none()) {
+        return Err(ApiError::invalid_input("unknown status"));
+    }
+    let page = state
+        .db
+        .call(SearchOrders {
+            admin: user.user_id,
+            status: q.status.clone(),
+            buyer_id: id_param(q.user_id.as_deref(), "user_id")?,
+            merchant_id: id_param(q.merchant_id.as_deref(), "merchant_id")?,
+            limit: parse_limit(q.limit.as_deref())?,
+            before_id: cursor_id(q.cursor.as_deref())?,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}

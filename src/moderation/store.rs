@@ -1,0 +1,504 @@
+//! Reports, the admin report queue and admin figures, on the database executor.
+
+use actix::{Handler, Message};
+use diesel::dsl::count_star;
+use diesel::prelude::*;
+use serde::Serialize;
+
+use crate::accounts::domain::Role;
+use crate::accounts::messages::require_role;
+use crate::commerce::model::OrderView;
+use crate::commerce::reviews::{day_start_ms, paid_gmv};
+use crate::commerce::store::{self as commerce, OrderRow};
+use crate::db::schema::{
+    conversation_members, messages, orders, post_comments, post_likes, posts, reports, users,
+    wallets,
+};
+use crate::db::{DbConn, DbExecutor};
+use crate::domain::Id;
+use crate::error::ApiError;
+use crate::ids::{now_ms, rfc3339};
+use crate::infra::outbox;
+use crate::pagination::Page;
+
+/// What can be reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Post,
+    Message,
+    User,
+}
+
+impl Target {
+    pub fn parse(s: &str) -> Option<Target> {
+        match s {
+            "post" => Some(Target::Post),
+            "message" => Some(Target::Message),
+            "user" => Some(Target::User),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::Post => "post",
+            Target::Message => "message",
+            Target::User => "user",
+        }
+    }
+}
+
+/// How an admin closes a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Dismiss,
+    RemoveContent,
+    BanUser,
+}
+
+impl Action {
+    pub fn parse(s: &str) -> Option<Action> {
+        match s {
+            "dismiss" => Some(Action::Dismiss),
+            "remove_content" => Some(Action::RemoveContent),
+            "ban_user" => Some(Action::BanUser),
+            _ => None,
+        }
+    }
+    /// The status a report ends in.
+    pub fn status(self) -> &'static str {
+        match self {
+            Action::Dismiss => "dismissed",
+            Action::RemoveContent => "removed",
+            Action::BanUser => "banned",
+        }
+    }
+}
+
+pub const STATUSES: [&str; 4] = ["open", "dismissed", "removed", "banned"];
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = reports)]
+pub struct ReportRow {
+    pub id: i64,
+    pub reporter_id: i64,
+    pub target_type: String,
+    pub target_id: i64,
+    pub target_user_id: i64,
+    pub reason: String,
+    pub status: String,
+    pub resolved_by: Option<i64>,
+    pub resolution_note: Option<String>,
+    pub resolved_at_ms: Option<i64>,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ReportView {
+    pub report_id: i64,
+    pub reporter_id: i64,
+    /// `post`, `message` or `user`.
+    pub target_type: String,
+    pub target_id: i64,
+    /// The author of the post or message, or the reported user.
+    pub target_user_id: i64,
+    pub reason: String,
+    /// `open`, `dismissed`, `removed` or `banned`.
+    pub status: String,
+    pub resolved_by: Option<i64>,
+    pub resolution_note: Option<String>,
+    pub resolved_at: Option<String>,
+    pub created_at: String,
+}
+
+impl From<ReportRow> for ReportView {
+    fn from(r: ReportRow) -> Self {
+        ReportView {
+            report_id: r.id,
+            reporter_id: r.reporter_id,
+            target_type: r.target_type,
+            target_id: r.target_id,
+            target_user_id: r.target_user_id,
+            reason: r.reason,
+            status: r.status,
+            resolved_by: r.resolved_by,
+            resolution_note: r.resolution_note,
+            resolved_at: r.resolved_at_ms.map(rfc3339),
+            created_at: rfc3339(r.created_at_ms),
+        }
+    }
+}
+
+/// The user behind a target the reporter can see; 404 for anything else.
+fn target_user(c: &mut DbConn, reporter: i64, target: Target, id: i64) -> Result<i64, ApiError> {
+    let gone = || ApiError::not_found(format!("no such {}", target.as_str()));
+    match target {
+        Target::Post => posts::table
+            .find(id)
+            .select(posts::author_id)
+            .first(c)
+            .optional()?
+            .ok_or_else(gone),
+        Target::Message => {
+            let (conv, sender): (i64, i64) = messages::table
+                .find(id)
+                .select((messages::conversation_id, messages::sender_id))
+                .first(c)
+                .optional()?
+                .ok_or_else(gone)?;
+            // Only what the reporter could read: members of its conversation.
+            conversation_members::table
+                .find((conv, reporter))
+                .select(conversation_members::user_id)
+                .first::<i64>(c)
+                .optional()?
+                .ok_or_else(gone)?;
+            Ok(sender)
+        }
+        Target::User => users::table
+            .find(id)
+            .select(users::id)
+            .first(c)
+            .optional()?
+            .ok_or_else(gone),
+    }
+}
+
+pub struct FileReport {
+    pub reporter: i64,
+    pub target: Target,
+    pub target_id: i64,
+    pub reason: String,
+}
+
+impl Message for FileReport {
+    type Result = Result<ReportView, ApiError>;
+}
+
+impl Handler<FileReport> for DbExecutor {
+    type Result = Result<ReportView, ApiError>;
+    fn handle(&mut self, msg: FileReport, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        let id = self.ctx.ids.next_id();
+        let now = now_ms();
+        crate::db::transaction(&mut conn, |c| -> Result<ReportView, ApiError> {
+            let target_user_id = target_user(c, msg.reporter, msg.target, msg.target_id)?;
+            if target_user_id == msg.reporter {
+                return Err(ApiError::invalid_input("you cannot report yourself"));
+            }
+            let open: Option<i64> = reports::table
+                .filter(reports::target_type.eq(msg.target.as_str()))
+                .filter(reports::target_id.eq(msg.target_id))
+                .filter(reports::reporter_id.eq(msg.reporter))
+                .filter(reports::status.eq("open"))
+                .select(reports::id)
+                .first(c)
+                .optional()?;
+            if open.is_some() {
+                return Err(ApiError::conflict(
+                    "already_reported",
+                    "you have an open report on this already",
+                ));
+            }
+            diesel::insert_into(reports::table)
+                .values((
+                    reports::id.eq(id),
+                    reports::reporter_id.eq(msg.reporter),
+                    reports::target_type.eq(msg.target.as_str()),
+                    reports::target_id.eq(msg.target_id),
+                    reports::target_user_id.eq(target_user_id),
+                    reports::reason.eq(&msg.reason),
+                    reports::status.eq("open"),
+                    reports::created_at_ms.eq(now),
+                ))
+                .execute(c)?;
+            Ok(ReportRow {
+                id,
+                reporter_id: msg.reporter,
+                target_type: msg.target.as_str().into(),
+                target_id: msg.target_id,
+                target_user_id,
+                reason: msg.reason.clone(),
+                status: "open".into(),
+                resolved_by: None,
+                resolution_note: None,
+                resolved_at_ms: None,
+                created_at_ms: now,
+            }
+            .into())
+        })
+    }
+}
+
+pub struct ListReports {
+    pub admin: Id,
+    pub status: String,
+    pub limit: i64,
+    pub after_id: Option<i64>,
+}
+
+impl Message for ListReports {
+    type Result = Result<Page<ReportView>, ApiError>;
+}
+
+impl Handler<ListReports> for DbExecutor {
+    type Result = Result<Page<ReportView>, ApiError>;
+    fn handle(&mut self, msg: ListReports, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        require_role(&mut conn, msg.admin, Role::Admin)?;
+        let mut q = reports::table
+            .filter(reports::status.eq(msg.status.clone()))
+            .into_boxed();
+        if let Some(a) = msg.after_id {
+            q = q.filter(reports::id.gt(a));
+        }
+        let mut rows: Vec<ReportRow> = q
+            .order(reports::id.asc())
+            .limit(msg.limit + 1)
+            .select(ReportRow::as_select())
+            .load(&mut conn)?;
+        let next_cursor = crate::pagination::trim_page(&mut rows, msg.limit, |r| vec![r.id]);
+        Ok(Page {
+            items: rows.into_iter().map(Into::into).collect(),
+            next_cursor,
+        })
+    }
+}
+
+/// The report, for an admin about to act on it (open only).
+pub struct OpenReport {
+    pub admin: Id,
+    pub report_id: i64,
+}
+
+impl Message for OpenReport {
+    type Result = Result<ReportRow, ApiError>;
+}
+
+fn open_report(c: &mut DbConn, id: i64) -> Result<ReportRow, ApiError> {
+    let r: ReportRow = reports::table
+        .find(id)
+        .select(ReportRow::as_select())
+        .first(c)
+        .optional()?
+        .ok_or_else(|| ApiError::not_found("no such report"))?;
+    if r.status != "open" {
+        return Err(ApiError::conflict(
+            "invalid_state",
+            format!("the report is already {}", r.status),
+        ));
+    }
+    Ok(r)
+}
+
+impl Handler<OpenReport> for DbExecutor {
+    type Result = Result<ReportRow, ApiError>;
+    fn handle(&mut self, msg: OpenReport, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        require_role(&mut conn, msg.admin, Role::Admin)?;
+        open_report(&mut conn, msg.report_id)
+    }
+}
+
+/// Closes a report (and every other open report on the same target) and, for
+/// `remove_content`, removes the post (with its likes and comments) or blanks
+/// the message (its `seq` stays: history must not get a gap). The author is
+/// told through a notification. Returns the report and, for a removed message,
+/// its conversation (whose in-memory ring the caller drops).
+pub struct ResolveReport {
+    pub admin: Id,
+    pub report_id: i64,
+    pub action: Action,
+    pub note: Option<String>,
+}
+
+impl Message for ResolveReport {
+    type Result = Result<(ReportView, Option<i64>), ApiError>;
+}
+
+impl Handler<ResolveReport> for DbExecutor {
+    type Result = Result<(ReportView, Option<i64>), ApiError>;
+    fn handle(&mut self, msg: ResolveReport, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        require_role(&mut conn, msg.admin, Role::Admin)?;
+        let ids = &self.ctx.ids;
+        let now = now_ms();
+        crate::db::transaction(
+            &mut conn,
+            |c| -> Result<(ReportView, Option<i64>), ApiError> {
+                let r = open_report(c, msg.report_id)?;
+                let target = Target::parse(&r.target_type)
+                    .ok_or_else(|| ApiError::internal(anyhow::anyhow!("bad report target")))?;
+                let mut changed_conversation = None;
+                if msg.action == Action::RemoveContent {
+                    match target {
+                        Target::User => {
+                            return Err(ApiError::invalid_input(
+                                "a user report has no content to remove: dismiss or ban_user",
+                            ))
+                        }
+                        Target::Post => {
+                            diesel::delete(post_likes::table.filter(post_likes::post_id.eq(r.target_id)))
+                                .execute(c)?;
+                            diesel::delete(
+                                post_comments::table.filter(post_comments::post_id.eq(r.target_id)),
+                            )
+                            .execute(c)?;
+                            diesel::delete(posts::table.find(r.target_id)).execute(c)?;
+                        }
+                        Target::Message => {
+                            let conv: Option<i64> = diesel::update(messages::table.find(r.target_id))
+                                .set(messages::body.eq(""))
+                                .returning(messages::conversation_id)
+                                .get_result(c)
+                                .optional()?;
+                            changed_conversation = conv;
+                        }
+                    }
+                    let data = serde_json::json!({"target_type": r.target_type, "target_id": r.target_id,
+                        "report_id": r.id});
+                    outbox::enqueue(
+                        c,
+                        ids,
+                        "user.content_removed",
+                        &serde_json::json!({"report_id": r.id, "notify": [
+                            {"user_id": r.target_user_id, "kind": "moderation.content_removed", "data": data}]}),
+                    )?;
+                }
+                let status = msg.action.status();
+                diesel::update(
+                    reports::table
+                        .filter(reports::target_type.eq(&r.target_type))
+                        .filter(reports::target_id.eq(r.target_id))
+                        .filter(reports::status.eq("open")),
+                )
+                .set((
+                    reports::status.eq(status),
+                    reports::resolved_by.eq(Some(msg.admin.get())),
+                    reports::resolution_note.eq(msg.note.clone()),
+                    reports::resolved_at_ms.eq(Some(now)),
+                ))
+                .execute(c)?;
+                Ok((
+                    ReportRow {
+                        status: status.into(),
+                        resolved_by: Some(msg.admin.get()),
+                        resolution_note: msg.note.clone(),
+                        resolved_at_ms: Some(now),
+                        ..r
+                    }
+                    .into(),
+                    changed_conversation,
+                ))
+            },
+        )
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StatsView {
+    pub users: i64,
+    /// Users with at least one open WebSocket on this node.
+    pub online_users: i64,
+    /// Orders created since 00:00 UTC.
+    pub orders_today: i64,
+    /// Total of orders paid since 00:00 UTC and not refunded.
+    pub gmv_today_cents: i64,
+    /// Rebates recorded but not yet settled, over every wallet.
+    pub rebates_pending_cents: i64,
+    pub open_reports: i64,
+    pub generated_at: String,
+}
+
+/// The database part of the admin stats (the caller adds `online_users`).
+pub struct Stats {
+    pub admin: Id,
+}
+
+impl Message for Stats {
+    type Result = Result<StatsView, ApiError>;
+}
+
+impl Handler<Stats> for DbExecutor {
+    type Result = Result<StatsView, ApiError>;
+    fn handle(&mut self, msg: Stats, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        require_role(&mut conn, msg.admin, Role::Admin)?;
+        let now = now_ms();
+        let today = day_start_ms(now);
+        let users: i64 = users::table.select(count_star()).first(&mut conn)?;
+        // Ids are time-ordered: the primary key answers "created today".
+        let orders_today: i64 = orders::table
+            .filter(orders::id.ge(crate::ids::first_id_at(today)))
+            .select(count_star())
+            .first(&mut conn)?;
+        let gmv_today_cents = paid_gmv(&mut conn, None, today)?;
+        let rebates_pending_cents: i64 = wallets::table
+            .select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+                "CAST(COALESCE(SUM(pending_cents), 0) AS BIGINT)",
+            ))
+            .first(&mut conn)?;
+        let open_reports: i64 = reports::table
+            .filter(reports::status.eq("open"))
+            .select(count_star())
+            .first(&mut conn)?;
+        Ok(StatsView {
+            users,
+            online_users: 0,
+            orders_today,
+            gmv_today_cents,
+            rebates_pending_cents,
+            open_reports,
+            generated_at: rfc3339(now),
+        })
+    }
+}
+
+/// Order search for admins: by status, buyer and merchant, newest first.
+pub struct SearchOrders {
+    pub admin: Id,
+    pub status: Option<String>,
+    pub buyer_id: Option<i64>,
+    pub merchant_id: Option<i64>,
+    pub limit: i64,
+    pub before_id: Option<i64>,
+}
+
+impl Message for SearchOrders {
+    type Result = Result<Page<OrderView>, ApiError>;
+}
+
+impl Handler<SearchOrders> for DbExecutor {
+    type Result = Result<Page<OrderView>, ApiError>;
+    fn handle(&mut self, msg: SearchOrders, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        require_role(&mut conn, msg.admin, Role::Admin)?;
+        let mut q = orders::table.into_boxed();
+        if let Some(s) = msg.status {
+            q = q.filter(orders::status.eq(s));
+        }
+        if let Some(b) = msg.buyer_id {
+            q = q.filter(orders::buyer_id.eq(b));
+        }
+        if let Some(m) = msg.merchant_id {
+            q = q.filter(orders::merchant_id.eq(m));
+        }
+        if let Some(b) = msg.before_id {
+            q = q.filter(orders::id.lt(b));
+        }
+        let mut rows: Vec<OrderRow> = q
+            .order(orders::id.desc())
+            .limit(msg.limit + 1)
+            .select(OrderRow::as_select())
+            .load(&mut conn)?;
+        let next_cursor = crate::pagination::trim_page(&mut rows, msg.limit, |r| vec![r.id]);
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let mut items = commerce::items_of(&mut conn, &ids)?;
+        Ok(Page {
+            items: rows
+                .iter()
+                .map(|r| r.view(&items.remove(&r.id).unwrap_or_default()))
+                .collect(),
+            next_cursor,
+        })
+    }
+}
