@@ -130,7 +130,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/animals", web::get().to(animals::list))
                 .route("/animals/{id}", web::get().to(animals::get))
                 .route("/animals/{id}/claim", web::post().to(animals::claim))
-                .route("/animals/{id}/updates", web::post().to(animals::post_update))
+                .route(
+                    "/animals/{id}/updates",
+                    web::post().to(animals::post_update),
+                )
                 .route("/animals/{id}/updates", web::get().to(animals::updates))
                 .route("/trips", web::post().to(trips::create))
                 .route("/trips", web::get().to(trips::search))

@@ -161,15 +161,20 @@ pub async fn claim(
         .await?;
     let product =
         Id::new(animal.product_id).ok_or_else(|| ApiError::not_found("no such animal"))?;
-    place_order(&state, user.user_id, CreateOrderRequest::single(product), key)
-        .await
-        .map_err(|e| match e.code() {
-            "out_of_stock" | "product_inactive" => ApiError::conflict(
-                "already_claimed",
-                "another claim holds this animal; try again when it is free",
-            ),
-            _ => e,
-        })
+    place_order(
+        &state,
+        user.user_id,
+        CreateOrderRequest::single(product),
+        key,
+    )
+    .await
+    .map_err(|e| match e.code() {
+        "out_of_stock" | "product_inactive" => ApiError::conflict(
+            "already_claimed",
+            "another claim holds this animal; try again when it is free",
+        ),
+        _ => e,
+    })
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -192,7 +192,9 @@ impl Handler<CreateAnimal> for DbExecutor {
             diesel::insert_into(products::table)
                 .values(&product)
                 .execute(c)?;
-            diesel::insert_into(animals::table).values(&row).execute(c)?;
+            diesel::insert_into(animals::table)
+                .values(&row)
+                .execute(c)?;
             Ok(())
         })?;
         Ok(row.view(now))

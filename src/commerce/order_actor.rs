@@ -727,7 +727,9 @@ pub fn apply_transition(
                 released.push((i.product_id, i.quantity));
             }
         }
-        if t.to == Status::Paid {
+        // The payment itself, not a later change that leaves the order paid
+        // (a refund request keeps the status): that would restart the period.
+        if t.to == Status::Paid && before.status() == Status::PendingPayment {
             // A paid claim holds its animal for the claim period (no-op for other products).
             let claim_day_ms = i64::try_from(shared.config.claim_day_secs)
                 .unwrap_or(86_400)

@@ -193,8 +193,10 @@ pub fn paid_gmv(c: &mut DbConn, merchant_id: Option<i64>, since_ms: i64) -> Quer
     if let Some(m) = merchant_id {
         q = q.filter(orders::merchant_id.eq(m));
     }
-    q.select(sql::<BigInt>("CAST(COALESCE(SUM(total_cents), 0) AS BIGINT)"))
-        .first(c)
+    q.select(sql::<BigInt>(
+        "CAST(COALESCE(SUM(total_cents), 0) AS BIGINT)",
+    ))
+    .first(c)
 }
 
 pub struct Dashboard {
@@ -245,7 +247,9 @@ impl Handler<Dashboard> for DbExecutor {
             .select((
                 order_items::product_id,
                 sql::<BigInt>("CAST(SUM(order_items.quantity) AS BIGINT)"),
-                sql::<BigInt>("CAST(SUM(order_items.quantity * order_items.price_cents) AS BIGINT)"),
+                sql::<BigInt>(
+                    "CAST(SUM(order_items.quantity * order_items.price_cents) AS BIGINT)",
+                ),
             ))
             .order(sql::<BigInt>("2").desc())
             .limit(TOP_PRODUCTS)

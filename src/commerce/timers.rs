@@ -11,8 +11,8 @@ use futures_util::StreamExt;
 
 use super::inventory::InventoryRegistry;
 use super::model::Command;
-use crate::animals::store::{DueClaims, EndClaim};
 use super::order_actor::{OrderRegistry, Request};
+use crate::animals::store::{DueClaims, EndClaim};
 use crate::db::schema::orders;
 use crate::db::{Db, DbExecutor};
 use crate::error::ApiError;
@@ -42,7 +42,12 @@ impl Scheduler {
 
 /// Frees the animals whose claim period ended; memory follows the database.
 async fn end_claims(db: &Db, inventory: &InventoryRegistry) {
-    let due = match db.call(DueClaims { now_ms: crate::ids::now_ms() }).await {
+    let due = match db
+        .call(DueClaims {
+            now_ms: crate::ids::now_ms(),
+        })
+        .await
+    {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(error = %e, "scheduler could not read ended claims");
@@ -50,7 +55,13 @@ async fn end_claims(db: &Db, inventory: &InventoryRegistry) {
         }
     };
     for (animal_id, order_id, _) in due {
-        match db.call(EndClaim { animal_id, order_id }).await {
+        match db
+            .call(EndClaim {
+                animal_id,
+                order_id,
+            })
+            .await
+        {
             Ok(Some(product)) => inventory.release(product, 1),
             Ok(None) => {}
             Err(e) => tracing::debug!(animal_id, error = %e, "claim end deferred"),

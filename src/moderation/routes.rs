@@ -47,9 +47,8 @@ pub async fn file(
     body: web::Json<ReportRequest>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    let target = Target::parse(&b.target_type).ok_or_else(|| {
-        ApiError::invalid_input("target_type must be post, message or user")
-    })?;
+    let target = Target::parse(&b.target_type)
+        .ok_or_else(|| ApiError::invalid_input("target_type must be post, message or user"))?;
     reason(&b.reason, "reason")?;
     let view = state
         .db
@@ -201,7 +200,10 @@ pub async fn orders(
     user: AuthUser,
     q: web::Query<OrderSearchQuery>,
 ) -> ApiResult<HttpResponse> {
-    if q.status.as_deref().is_some_and(|s| Status::parse(s).is_none()) {
+    if q.status
+        .as_deref()
+        .is_some_and(|s| Status::parse(s).is_none())
+    {
         return Err(ApiError::invalid_input("unknown status"));
     }
     let page = state

@@ -337,8 +337,10 @@ impl Handler<ResolveReport> for DbExecutor {
                             ))
                         }
                         Target::Post => {
-                            diesel::delete(post_likes::table.filter(post_likes::post_id.eq(r.target_id)))
-                                .execute(c)?;
+                            diesel::delete(
+                                post_likes::table.filter(post_likes::post_id.eq(r.target_id)),
+                            )
+                            .execute(c)?;
                             diesel::delete(
                                 post_comments::table.filter(post_comments::post_id.eq(r.target_id)),
                             )
@@ -346,11 +348,12 @@ impl Handler<ResolveReport> for DbExecutor {
                             diesel::delete(posts::table.find(r.target_id)).execute(c)?;
                         }
                         Target::Message => {
-                            let conv: Option<i64> = diesel::update(messages::table.find(r.target_id))
-                                .set(messages::body.eq(""))
-                                .returning(messages::conversation_id)
-                                .get_result(c)
-                                .optional()?;
+                            let conv: Option<i64> =
+                                diesel::update(messages::table.find(r.target_id))
+                                    .set(messages::body.eq(""))
+                                    .returning(messages::conversation_id)
+                                    .get_result(c)
+                                    .optional()?;
                             changed_conversation = conv;
                         }
                     }

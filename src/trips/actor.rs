@@ -63,7 +63,13 @@ impl Handler<TripMsg> for TripActor {
         self.last_active = Instant::now();
         let db = self.db.clone();
         let trip_id = self.trip_id;
-        let fut = async move { db.call(TripWrite { trip_id, cmd: msg.0 }).await };
+        let fut = async move {
+            db.call(TripWrite {
+                trip_id,
+                cmd: msg.0,
+            })
+            .await
+        };
         AtomicResponse::new(Box::pin(fut.into_actor(self).map(|res, this, _| {
             this.last_active = Instant::now();
             res
@@ -90,7 +96,9 @@ impl TripRegistry {
             return Ok(a.clone());
         }
         if self.actors.len() >= MAX_TRIP_ACTORS {
-            return Err(ApiError::unavailable("too many trips in flight; retry shortly"));
+            return Err(ApiError::unavailable(
+                "too many trips in flight; retry shortly",
+            ));
         }
         Ok(self
             .actors

@@ -114,7 +114,10 @@ fn find_trip(c: &mut DbConn, id: i64) -> QueryResult<Option<TripRow>> {
 fn members(c: &mut DbConn, trip_id: i64) -> QueryResult<Vec<i64>> {
     trip_members::table
         .filter(trip_members::trip_id.eq(trip_id))
-        .order((trip_members::joined_at_ms.asc(), trip_members::user_id.asc()))
+        .order((
+            trip_members::joined_at_ms.asc(),
+            trip_members::user_id.asc(),
+        ))
         .select(trip_members::user_id)
         .load(c)
 }
@@ -289,7 +292,10 @@ impl Handler<SearchTrips> for DbExecutor {
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         let pairs: Vec<(i64, i64)> = trip_members::table
             .filter(trip_members::trip_id.eq_any(&ids))
-            .order((trip_members::joined_at_ms.asc(), trip_members::user_id.asc()))
+            .order((
+                trip_members::joined_at_ms.asc(),
+                trip_members::user_id.asc(),
+            ))
             .select((trip_members::trip_id, trip_members::user_id))
             .load(&mut conn)?;
         let items = rows
@@ -497,9 +503,7 @@ fn apply(
             }
             match t.status.as_str() {
                 "full" => return Err(trip_full()),
-                "closed" => {
-                    return Err(ApiError::conflict("invalid_state", "the trip is closed"))
-                }
+                "closed" => return Err(ApiError::conflict("invalid_state", "the trip is closed")),
                 _ => {}
             }
             let pending: Option<i64> = trip_requests::table
@@ -541,9 +545,7 @@ fn apply(
         TripCommand::Accept { caller, request_id } => {
             let r = decided_request(c, &t, *caller, *request_id)?;
             match t.status.as_str() {
-                "closed" => {
-                    return Err(ApiError::conflict("invalid_state", "the trip is closed"))
-                }
+                "closed" => return Err(ApiError::conflict("invalid_state", "the trip is closed")),
                 _ if t.member_count >= t.capacity => return Err(trip_full()),
                 _ => {}
             }
@@ -645,7 +647,10 @@ fn apply(
                 return Err(ApiError::forbidden("only the organizer closes the trip"));
             }
             if t.status == "closed" {
-                return Err(ApiError::conflict("invalid_state", "the trip is already closed"));
+                return Err(ApiError::conflict(
+                    "invalid_state",
+                    "the trip is already closed",
+                ));
             }
             let n = diesel::update(
                 trips::table

@@ -8,6 +8,7 @@
 mod accounts;
 mod adapters;
 mod chat;
+mod community;
 mod errors;
 mod helpers;
 mod operations;
@@ -15,4 +16,5 @@ mod orders;
 mod rebate_model;
 mod rebates;
 mod social;
+mod trips;
 mod ws;
