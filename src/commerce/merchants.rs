@@ -349,8 +349,12 @@ impl Handler<ListProducts> for DbExecutor {
         let mut q = products::table
             .filter(products::active.eq(true))
             .into_boxed();
-        if let Some(c) = &msg.category {
-            q = q.filter(products::category.eq(c.clone()));
+        match &msg.category {
+            Some(c) => q = q.filter(products::category.eq(c.clone())),
+            // Animals' claim products are listed with their animals, not in the shop.
+            None => {
+                q = q.filter(products::category.ne(crate::animals::store::ANIMAL_CATEGORY));
+            }
         }
         if let Some(m) = msg.merchant_id {
             q = q.filter(products::merchant_id.eq(m));
