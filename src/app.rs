@@ -34,6 +34,9 @@ pub struct Shared {
     pub registry: Arc<crate::realtime::registry::Registry>,
     /// Members per conversation (rebuildable cache).
     pub members: dashmap::DashMap<i64, Arc<Vec<i64>>>,
+    /// Bumped on every membership change (trips), before the cache entry is
+    /// dropped: a load that began earlier must not put an old list back.
+    pub members_epoch: std::sync::atomic::AtomicU64,
     /// Recent messages of active conversations (rebuildable cache).
     pub recent: crate::chat::recent::Recent,
     /// (low user id, high user id) -> direct conversation id (rebuildable cache).
@@ -223,6 +226,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             },
         )),
         members: dashmap::DashMap::new(),
+        members_epoch: std::sync::atomic::AtomicU64::new(0),
         direct: dashmap::DashMap::new(),
         recent: crate::chat::recent::Recent::new(),
     });
@@ -293,7 +297,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .unwrap_or_else(|| crate::ids::random_token(32));
     let payments: Arc<dyn crate::commerce::payments::PaymentProvider> =
         Arc::new(crate::commerce::payments::Mockpay::new(&mockpay_secret));
-    let trips = crate::trips::actor::TripRegistry::new(db.clone());
+    let trips = crate::trips::actor::TripRegistry::new(db.clone(), shared.clone(), chat.clone());
+    trips.set_relay(relay.clone());
     let state = web::Data::new(AppState {
         shared,
         db,

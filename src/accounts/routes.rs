@@ -106,8 +106,8 @@ pub async fn login(
     responses((status = 200, body = TokenResponse), (status = 401, body = Problem)))]
 pub async fn refresh(
     state: web::Data<AppState>,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
     user: AuthUser,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
 ) -> ApiResult<HttpResponse> {
     let session = state
         .db
@@ -123,8 +123,8 @@ pub async fn refresh(
     responses((status = 204), (status = 401, body = Problem)))]
 pub async fn logout(
     state: web::Data<AppState>,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
     user: AuthUser,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
 ) -> ApiResult<HttpResponse> {
     let expires_at_ms = state
         .db
@@ -212,8 +212,8 @@ pub async fn set_banned(
     params(("id" = i64, Path)), responses((status = 200, body = AdminUserView), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn ban(
     state: web::Data<AppState>,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
     admin: AuthUser,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<web::Json<AdminUserView>> {
     Ok(web::Json(
@@ -226,8 +226,8 @@ pub async fn ban(
     params(("id" = i64, Path)), responses((status = 200, body = AdminUserView), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn unban(
     state: web::Data<AppState>,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
     admin: AuthUser,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<web::Json<AdminUserView>> {
     Ok(web::Json(

@@ -148,8 +148,8 @@ pub async fn get(state: web::Data<AppState>, path: web::Path<(Id,)>) -> ApiResul
     responses((status = 201, body = OrderView), (status = 404, body = Problem), (status = 409, description = "already_claimed", body = Problem)))]
 pub async fn claim(
     state: web::Data<AppState>,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
     user: AuthUser,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
     key: MaybeIdempotencyKey,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {

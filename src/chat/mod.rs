@@ -7,6 +7,7 @@ pub mod routes;
 pub mod store;
 pub mod writer;
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::app::AppState;
@@ -20,6 +21,7 @@ pub async fn members_of(state: &AppState, conversation_id: i64) -> Result<Arc<Ve
     if let Some(m) = state.shared.members.get(&conversation_id) {
         return Ok(m.clone());
     }
+    let epoch = state.shared.members_epoch.load(Ordering::Acquire);
     let members = Arc::new(
         state
             .db
@@ -32,9 +34,30 @@ pub async fn members_of(state: &AppState, conversation_id: i64) -> Result<Arc<Ve
     if state.shared.members.len() >= MEMBER_CACHE_MAX {
         state.shared.members.clear();
     }
-    state
-        .shared
-        .members
-        .insert(conversation_id, members.clone());
+    // A membership change since the load began may have been read or not:
+    // answer with what was read, but do not cache it.
+    if state.shared.members_epoch.load(Ordering::Acquire) == epoch {
+        state
+            .shared
+            .members
+            .insert(conversation_id, members.clone());
+        // Changed between the check and the insert: drop it again.
+        if state.shared.members_epoch.load(Ordering::Acquire) != epoch {
+            state.shared.members.remove(&conversation_id);
+        }
+    }
     Ok(members)
+}
+
+/// A conversation's members changed (committed): every cache of them here
+/// forgets the old list. Called where the change completes, not by the
+/// request handler, so a dropped request cannot skip it.
+pub fn membership_changed(
+    shared: &crate::app::Shared,
+    chat: &writer::ChatWriters,
+    conversation_id: i64,
+) {
+    shared.members_epoch.fetch_add(1, Ordering::AcqRel);
+    shared.members.remove(&conversation_id);
+    chat.forget_members(conversation_id);
 }

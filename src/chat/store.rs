@@ -123,18 +123,59 @@ pub fn is_blocked(conn: &mut DbConn, blocker: i64, blocked: i64) -> QueryResult<
         .is_some())
 }
 
-/// The original message for a (sender, client_id), if any.
-pub fn find_by_client_id(
+/// The stored messages of many (sender, client_id) pairs, in one statement
+/// (a superset is read through the unique (sender_id, client_id) index and
+/// filtered here). At most a chat batch of pairs.
+pub fn find_by_client_ids<'a>(
     conn: &mut DbConn,
-    sender_id: i64,
-    client_id: &str,
-) -> QueryResult<Option<MessageRow>> {
-    messages::table
-        .filter(messages::sender_id.eq(sender_id))
-        .filter(messages::client_id.eq(client_id))
+    pairs: impl Iterator<Item = (i64, &'a str)>,
+) -> QueryResult<std::collections::HashMap<(i64, String), MessageRow>> {
+    let wanted: std::collections::HashSet<(i64, &str)> = pairs.collect();
+    if wanted.is_empty() {
+        return Ok(std::collections::HashMap::new());
+    }
+    let mut senders: Vec<i64> = wanted.iter().map(|p| p.0).collect();
+    senders.sort_unstable();
+    senders.dedup();
+    let mut client_ids: Vec<&str> = wanted.iter().map(|p| p.1).collect();
+    client_ids.sort_unstable();
+    client_ids.dedup();
+    let rows: Vec<MessageRow> = messages::table
+        .filter(messages::sender_id.eq_any(&senders))
+        .filter(messages::client_id.eq_any(&client_ids))
         .select(MessageRow::as_select())
-        .first(conn)
-        .optional()
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter(|r| wanted.contains(&(r.sender_id, r.client_id.as_str())))
+        .map(|r| ((r.sender_id, r.client_id.clone()), r))
+        .collect())
+}
+
+/// Which of these (blocker, blocked) pairs are blocks, in one statement
+/// (through the primary key's blocker prefix).
+pub fn blocked_pairs(
+    conn: &mut DbConn,
+    pairs: &[(i64, i64)],
+) -> QueryResult<std::collections::HashSet<(i64, i64)>> {
+    if pairs.is_empty() {
+        return Ok(std::collections::HashSet::new());
+    }
+    let mut blockers: Vec<i64> = pairs.iter().map(|p| p.0).collect();
+    blockers.sort_unstable();
+    blockers.dedup();
+    let mut blocked: Vec<i64> = pairs.iter().map(|p| p.1).collect();
+    blocked.sort_unstable();
+    blocked.dedup();
+    let wanted: std::collections::HashSet<(i64, i64)> = pairs.iter().copied().collect();
+    Ok(blocks::table
+        .filter(blocks::blocker_id.eq_any(&blockers))
+        .filter(blocks::blocked_id.eq_any(&blocked))
+        .select((blocks::blocker_id, blocks::blocked_id))
+        .load::<(i64, i64)>(conn)?
+        .into_iter()
+        .filter(|p| wanted.contains(p))
+        .collect())
 }
 
 pub fn messages_after(

@@ -60,6 +60,7 @@ impl Message for ChatSend {
 }
 
 /// The shards. `submit` never waits: a full shard hands the message back.
+#[derive(Clone)]
 pub struct ChatWriters {
     shards: Vec<Addr<ChatBatcher>>,
     writers: Vec<Addr<ChatDbWriter>>,
@@ -341,6 +342,23 @@ impl ChatDbWriter {
         let now = now_ms();
         let _writer = crate::db::write_lock(&conn);
         crate::db::write_transaction(&mut conn, |c| {
+            // Lookups for the whole batch at once (one statement each rather
+            // than one per message: on PostgreSQL each is a network round trip).
+            let originals = store::find_by_client_ids(
+                c,
+                batch.iter().map(|m| (m.sender_id, m.client_id.as_str())),
+            )?;
+            let mut direct_pairs: Vec<(i64, i64)> = Vec::new();
+            for m in batch {
+                if let Some((kind, members)) = self.conversation(c, m.conversation_id)? {
+                    if kind == "direct" {
+                        if let Some(peer) = members.iter().copied().find(|u| *u != m.sender_id) {
+                            direct_pairs.push((peer, m.sender_id));
+                        }
+                    }
+                }
+            }
+            let blocked = store::blocked_pairs(c, &direct_pairs)?;
             let mut out: Vec<WriteResult> = Vec::with_capacity(batch.len());
             let mut rows: Vec<MessageRow> = Vec::new();
             let mut first_seq: HashMap<i64, i64> = HashMap::new();
@@ -358,9 +376,9 @@ impl ChatDbWriter {
                     continue;
                 }
                 in_batch.insert((m.sender_id, m.client_id.as_str()), out.len());
-                if let Some(orig) = store::find_by_client_id(c, m.sender_id, &m.client_id)? {
+                if let Some(orig) = originals.get(&(m.sender_id, m.client_id.clone())) {
                     out.push(Ok(Stored {
-                        view: orig.into(),
+                        view: orig.clone().into(),
                         deliver_to: None,
                     }));
                     continue;
@@ -379,7 +397,7 @@ impl ChatDbWriter {
                         .copied()
                         .find(|u| *u != m.sender_id)
                         .unwrap_or(m.sender_id);
-                    if store::is_blocked(c, peer, m.sender_id)? {
+                    if blocked.contains(&(peer, m.sender_id)) {
                         out.push(Err(("blocked", "this user does not accept your messages")));
                         continue;
                     }

@@ -101,8 +101,8 @@ async fn decide_merchant(
     params(("id" = i64, Path)), responses((status = 200, body = MerchantView), (status = 403, body = Problem), (status = 409, body = Problem)))]
 pub async fn approve_merchant(
     state: web::Data<AppState>,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
     user: AuthUser,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     decide_merchant(&state, user, path.into_inner().0, true).await
@@ -113,8 +113,8 @@ pub async fn approve_merchant(
     params(("id" = i64, Path)), responses((status = 200, body = MerchantView), (status = 403, body = Problem), (status = 409, body = Problem)))]
 pub async fn reject_merchant(
     state: web::Data<AppState>,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
     user: AuthUser,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     decide_merchant(&state, user, path.into_inner().0, false).await
@@ -272,11 +272,11 @@ pub async fn update_product(
         .await?;
     // An animal's unit is its claim: only claims and their timers move it.
     if current.category == crate::animals::store::ANIMAL_CATEGORY
-        && (delta != 0 || b.price_cents.is_some())
+        && (delta != 0 || b.price_cents.is_some() || b.active.is_some())
     {
         return Err(ApiError::conflict(
             "invalid_state",
-            "this product sells an animal's claims; its stock and price follow the animal",
+            "this product sells an animal's claims; its stock, price and availability follow the animal",
         ));
     }
     // Stock changes go through the SKU's actor: memory first (never below zero,
@@ -669,8 +669,8 @@ async fn command(
     responses((status = 200, body = OrderView), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn cancel(
     state: web::Data<AppState>,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
     user: AuthUser,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     command(&state, user, path.into_inner().0, Command::Cancel).await
@@ -681,8 +681,8 @@ pub async fn cancel(
     responses((status = 200, body = PaymentView), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn pay(
     state: web::Data<AppState>,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
     user: AuthUser,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     command(&state, user, path.into_inner().0, Command::Pay).await
@@ -730,8 +730,8 @@ pub async fn ship(
     responses((status = 200, body = OrderView), (status = 409, body = Problem)))]
 pub async fn confirm(
     state: web::Data<AppState>,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
     user: AuthUser,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     command(&state, user, path.into_inner().0, Command::Confirm).await
@@ -769,8 +769,8 @@ pub async fn refund(
     responses((status = 200, body = OrderView), (status = 403, body = Problem), (status = 409, body = Problem)))]
 pub async fn approve_refund(
     state: web::Data<AppState>,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
     user: AuthUser,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     command(&state, user, path.into_inner().0, Command::ApproveRefund).await
@@ -781,8 +781,8 @@ pub async fn approve_refund(
     responses((status = 200, body = OrderView), (status = 403, body = Problem), (status = 409, body = Problem)))]
 pub async fn reject_refund(
     state: web::Data<AppState>,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
     user: AuthUser,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     command(&state, user, path.into_inner().0, Command::RejectRefund).await

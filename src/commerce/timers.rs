@@ -83,6 +83,8 @@ impl Actor for Scheduler {
                 (this.db.clone(), this.orders.clone(), this.inventory.clone());
             ctx.spawn(
                 async move {
+                    // Claim ends run whatever happens to the order timers.
+                    end_claims(&db, &inventory).await;
                     let due = match db.call(DueOrders { now_ms: crate::ids::now_ms() }).await {
                         Ok(d) => d,
                         Err(e) => {
@@ -100,7 +102,6 @@ impl Actor for Scheduler {
                             }
                         })
                         .await;
-                    end_claims(&db, &inventory).await;
                 }
                 .into_actor(this)
                 .map(|(), this, _| this.busy = false),

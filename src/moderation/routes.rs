@@ -4,7 +4,7 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
 use super::store::{
-    Action, FileReport, ListReports, OpenReport, ReportView, ResolveReport, SearchOrders, Stats,
+    Action, FileReport, ListReports, ReopenReport, ReportView, ResolveReport, SearchOrders, Stats,
     StatsView, Target, STATUSES,
 };
 use crate::accounts::auth::AuthUser;
@@ -125,21 +125,9 @@ pub async fn resolve(
         reason(n, "note")?;
     }
     let report_id = path.into_inner().0.get();
-    if action == Action::BanUser {
-        // The ban first (it revokes tokens and closes sockets, and is
-        // idempotent); the report closes after it took effect.
-        let report = state
-            .db
-            .call(OpenReport {
-                admin: user.user_id,
-                report_id,
-            })
-            .await?;
-        let target = Id::new(report.target_user_id)
-            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("bad report target user")))?;
-        crate::accounts::routes::set_banned(&state, user, target, true).await?;
-    }
-    let (view, changed_conversation) = state
+    // The report is claimed first (only one admin's decision can win); a ban
+    // that then cannot be applied puts it back in the queue.
+    let (view, _) = state
         .db
         .call(ResolveReport {
             admin: user.user_id,
@@ -148,9 +136,25 @@ pub async fn resolve(
             note: b.note,
         })
         .await?;
-    if let Some(conv) = changed_conversation {
-        // The ring would serve the old body to the next sync.
-        state.shared.recent.forget(conv);
+    if action == Action::BanUser {
+        let banned = match Id::new(view.target_user_id) {
+            Some(target) => crate::accounts::routes::set_banned(&state, user, target, true)
+                .await
+                .map(|_| ()),
+            None => Err(ApiError::internal(anyhow::anyhow!(
+                "bad report target user"
+            ))),
+        };
+        if let Err(e) = banned {
+            state
+                .db
+                .call(ReopenReport {
+                    report_id,
+                    status: action.status(),
+                })
+                .await?;
+            return Err(e);
+        }
     }
     state.relay.do_send(crate::infra::outbox::Nudge);
     Ok(HttpResponse::Ok().json(view))

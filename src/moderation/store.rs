@@ -264,16 +264,6 @@ impl Handler<ListReports> for DbExecutor {
     }
 }
 
-/// The report, for an admin about to act on it (open only).
-pub struct OpenReport {
-    pub admin: Id,
-    pub report_id: i64,
-}
-
-impl Message for OpenReport {
-    type Result = Result<ReportRow, ApiError>;
-}
-
 fn open_report(c: &mut DbConn, id: i64) -> Result<ReportRow, ApiError> {
     let r: ReportRow = reports::table
         .find(id)
@@ -288,15 +278,6 @@ fn open_report(c: &mut DbConn, id: i64) -> Result<ReportRow, ApiError> {
         ));
     }
     Ok(r)
-}
-
-impl Handler<OpenReport> for DbExecutor {
-    type Result = Result<ReportRow, ApiError>;
-    fn handle(&mut self, msg: OpenReport, _: &mut Self::Context) -> Self::Result {
-        let mut conn = self.conn()?;
-        require_role(&mut conn, msg.admin, Role::Admin)?;
-        open_report(&mut conn, msg.report_id)
-    }
 }
 
 /// Closes a report (and every other open report on the same target) and, for
@@ -322,7 +303,7 @@ impl Handler<ResolveReport> for DbExecutor {
         require_role(&mut conn, msg.admin, Role::Admin)?;
         let ids = &self.ctx.ids;
         let now = now_ms();
-        crate::db::transaction(
+        let result = crate::db::transaction(
             &mut conn,
             |c| -> Result<(ReportView, Option<i64>), ApiError> {
                 let r = open_report(c, msg.report_id)?;
@@ -393,7 +374,45 @@ impl Handler<ResolveReport> for DbExecutor {
                     changed_conversation,
                 ))
             },
-        )
+        )?;
+        if let Some(conv) = result.1 {
+            // Committed: the sync ring must not serve the old body. Done here,
+            // not by the handler, so a dropped request cannot skip it.
+            self.ctx.recent.forget(conv);
+        }
+        Ok(result)
+    }
+}
+
+/// Puts a report back in the queue (its ban could not be applied).
+pub struct ReopenReport {
+    pub report_id: i64,
+    pub status: &'static str,
+}
+
+impl Message for ReopenReport {
+    type Result = Result<(), ApiError>;
+}
+
+impl Handler<ReopenReport> for DbExecutor {
+    type Result = Result<(), ApiError>;
+    fn handle(&mut self, msg: ReopenReport, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        crate::db::transaction(&mut conn, |c| {
+            diesel::update(
+                reports::table
+                    .find(msg.report_id)
+                    .filter(reports::status.eq(msg.status)),
+            )
+            .set((
+                reports::status.eq("open"),
+                reports::resolved_by.eq(None::<i64>),
+                reports::resolution_note.eq(None::<String>),
+                reports::resolved_at_ms.eq(None::<i64>),
+            ))
+            .execute(c)
+        })?;
+        Ok(())
     }
 }
 

@@ -362,8 +362,8 @@ impl Handler<DecideWithdrawal> for DbExecutor {
     responses((status = 200, body = WithdrawalView), (status = 403, body = Problem), (status = 409, body = Problem)))]
 pub async fn approve_withdrawal(
     state: web::Data<AppState>,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
     user: AuthUser,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(
@@ -383,8 +383,8 @@ pub async fn approve_withdrawal(
     responses((status = 200, body = WithdrawalView), (status = 403, body = Problem), (status = 409, body = Problem)))]
 pub async fn reject_withdrawal(
     state: web::Data<AppState>,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
     user: AuthUser,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(

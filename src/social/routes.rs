@@ -54,8 +54,8 @@ fn text_body(body: &str, max: usize, what: &str) -> ApiResult<()> {
     params(("id" = i64, Path)), responses((status = 200, body = FollowView), (status = 404, body = Problem)))]
 pub async fn follow(
     state: web::Data<AppState>,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
     user: AuthUser,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     let followee = path.into_inner().0.get();
@@ -98,8 +98,8 @@ pub async fn unfollow(
     params(("id" = i64, Path)), responses((status = 200, body = BlockView), (status = 404, body = Problem)))]
 pub async fn block(
     state: web::Data<AppState>,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
     user: AuthUser,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     let blocked = path.into_inner().0.get();
@@ -211,8 +211,8 @@ pub async fn feed(
     params(("id" = i64, Path)), responses((status = 200, body = PostView), (status = 404, body = Problem)))]
 pub async fn like(
     state: web::Data<AppState>,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
     user: AuthUser,
+    _body: crate::http::ActionBody<crate::http::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     let post = state

@@ -35,6 +35,20 @@ pub struct TripActor {
     last_active: Instant,
 }
 
+/// After a committed write: the chat caches see the new members and the relay
+/// publishes the notifications. Runs in the actor, so it happens even if the
+/// caller has gone away (dropped request, timeout).
+fn after_commit(registry: &TripRegistry, reply: &TripReply) {
+    if let TripReply::Trip {
+        view,
+        membership_changed: true,
+    } = reply
+    {
+        crate::chat::membership_changed(&registry.shared, &registry.chat, view.conversation_id);
+    }
+    registry.relay_nudge();
+}
+
 impl Actor for TripActor {
     type Context = Context<Self>;
 
@@ -72,6 +86,9 @@ impl Handler<TripMsg> for TripActor {
         };
         AtomicResponse::new(Box::pin(fut.into_actor(self).map(|res, this, _| {
             this.last_active = Instant::now();
+            if let Ok(reply) = &res {
+                after_commit(&this.registry, reply);
+            }
             res
         })))
     }
@@ -81,14 +98,35 @@ impl Handler<TripMsg> for TripActor {
 pub struct TripRegistry {
     actors: DashMap<i64, Addr<TripActor>>,
     db: Db,
+    shared: Arc<crate::app::Shared>,
+    chat: crate::chat::writer::ChatWriters,
+    relay: std::sync::OnceLock<Addr<crate::infra::outbox::Relay>>,
 }
 
 impl TripRegistry {
-    pub fn new(db: Db) -> Arc<Self> {
+    pub fn new(
+        db: Db,
+        shared: Arc<crate::app::Shared>,
+        chat: crate::chat::writer::ChatWriters,
+    ) -> Arc<Self> {
         Arc::new(TripRegistry {
             actors: DashMap::new(),
             db,
+            shared,
+            chat,
+            relay: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The outbox relay to nudge after each write (set once at start).
+    pub fn set_relay(&self, relay: Addr<crate::infra::outbox::Relay>) {
+        let _ = self.relay.set(relay);
+    }
+
+    fn relay_nudge(&self) {
+        if let Some(r) = self.relay.get() {
+            r.do_send(crate::infra::outbox::Nudge);
+        }
     }
 
     fn addr(self: &Arc<Self>, trip_id: i64) -> Result<Addr<TripActor>, ApiError> {

@@ -220,12 +220,12 @@ impl Handler<GetTrip> for DbExecutor {
 
 /// Open trips overlapping `[from, to]` whose destination contains `text`,
 /// soonest first. Driven by `trips_search_idx` (open, not ended before
-/// `from`) and, for texts of two or more characters, one bigram of the text
+/// `from` when given) and, for texts of two or more characters, one bigram of the text
 /// looked up in `trip_grams`; the whole text is then checked on those rows.
 pub struct SearchTrips {
     /// Lower-cased.
     pub text: Option<String>,
-    pub from: String,
+    pub from: Option<String>,
     pub to: Option<String>,
     pub limit: i64,
     /// (start_date, id) of the last trip of the previous page.
@@ -242,10 +242,10 @@ impl Handler<SearchTrips> for DbExecutor {
     type Result = Result<Page<TripView>, ApiError>;
     fn handle(&mut self, msg: SearchTrips, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
-        let mut q = trips::table
-            .filter(trips::status.eq("open"))
-            .filter(trips::end_date.ge(msg.from.clone()))
-            .into_boxed();
+        let mut q = trips::table.filter(trips::status.eq("open")).into_boxed();
+        if let Some(from) = &msg.from {
+            q = q.filter(trips::end_date.ge(from.clone()));
+        }
         if let Some(to) = &msg.to {
             q = q.filter(trips::start_date.le(to.clone()));
         }

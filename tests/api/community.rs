@@ -180,6 +180,30 @@ async fn animal_claims(backend: Backend) {
     )
     .await;
 
+    assert_problem(
+        app.patch(
+            &format!("/api/v1/products/{pid}"),
+            Some(&farm.owner_token),
+            &json!({"active": false}),
+        )
+        .await,
+        409,
+        "invalid_state",
+    )
+    .await;
+    // Claim products are listed with their animals, not in the shop.
+    let shop_list: Value = app
+        .get("/api/v1/products", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(shop_list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["category"] != "animal_claim"));
+
     // Updates reach the claimer; only the merchant posts them.
     assert_problem(
         app.post(
@@ -650,12 +674,20 @@ async fn reports_and_moderation(backend: Backend) {
         "already_reported",
     )
     .await;
-    let r = report(
-        &ot,
-        json!({"target_type": "post", "target_id": post_id, "reason": "scam"}),
-    )
-    .await;
-    assert_eq!(r.status(), 201);
+    // The same report twice at once: one is filed.
+    let same = json!({"target_type": "post", "target_id": post_id, "reason": "scam"});
+    let both = futures_util::future::join_all((0..4).map(|_| report(&ot, same.clone()))).await;
+    let statuses: Vec<u16> = both.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        3,
+        "{statuses:?}"
+    );
     let r = report(
         &vt,
         json!({"target_type": "message", "target_id": msg_id, "reason": "abuse"}),

@@ -97,15 +97,6 @@ async fn trip_lifecycle(backend: Backend) {
         (json!({"capacity": 51}), "capacity above 50"),
         (json!({"start_date": "2031-5-1"}), "not YYYY-MM-DD"),
         (json!({"start_date": "2031-02-30"}), "no such day"),
-        (
-            json!({"start_date": day(2000), "end_date": day(2001)}),
-            "too far ahead",
-        ),
-        (json!({"end_date": day(30 + 400)}), "too long"),
-        (
-            json!({"start_date": "2020-01-01", "end_date": "2020-01-02"}),
-            "already ended",
-        ),
         (json!({"destination": "  "}), "blank destination"),
         (json!({"capacity": "4"}), "wrong type"),
         (json!({"surprise": 1}), "unknown field"),
@@ -370,6 +361,17 @@ async fn trip_lifecycle(backend: Backend) {
     )
     .await;
     assert_eq!(fws.recv_type("error").await["client_id"], "x");
+
+    // No token: 401 before anything else is looked at, even a bad body.
+    let r = app
+        .post_raw(
+            &format!("/api/v1/trips/{tid}/close"),
+            None,
+            "application/json",
+            b"not json".to_vec(),
+        )
+        .await;
+    assert_problem(r, 401, "unauthorized").await;
 
     // Close: organizer only; then no joins, and search no longer offers it.
     let rid2 = join(&app, &st, tid).await;

@@ -105,7 +105,9 @@ CREATE TABLE reports (
     created_at_ms BIGINT NOT NULL
 );
 CREATE INDEX reports_queue_idx ON reports (status, id);
-CREATE INDEX reports_target_idx ON reports (target_type, target_id, reporter_id);
+-- One open report per reporter and target, even when two arrive at once.
+CREATE UNIQUE INDEX reports_open_once_idx ON reports (target_type, target_id, reporter_id)
+    WHERE status = 'open';
 
 -- Dashboards: counts by status and paid GMV per merchant, GMV of the day.
 CREATE INDEX orders_merchant_status_idx ON orders (merchant_id, status);
