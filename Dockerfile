@@ -2,6 +2,8 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+# Build flags of the bundled SQLite (query planner stability guarantee).
+COPY .cargo ./.cargo
 COPY src ./src
 COPY migrations ./migrations
 COPY diesel.toml ./

@@ -173,6 +173,7 @@ impl Handler<CreateAnimal> for DbExecutor {
             stock: 1,
             active: true,
             created_at_ms: now,
+            stock_version: 0,
         };
         let row = AnimalRow {
             id: self.ctx.ids.next_id(),
@@ -397,23 +398,24 @@ impl Handler<DueClaims> for DbExecutor {
 }
 
 /// Frees an animal whose claim period ended, if that claim still holds it.
-/// Returns the product whose unit was given back (for memory to follow).
+/// Returns the product whose unit was given back and its `stock_version`
+/// after that (for memory to follow).
 pub struct EndClaim {
     pub animal_id: i64,
     pub order_id: i64,
 }
 
 impl Message for EndClaim {
-    type Result = Result<Option<i64>, ApiError>;
+    type Result = Result<Option<(i64, i64)>, ApiError>;
 }
 
 impl Handler<EndClaim> for DbExecutor {
-    type Result = Result<Option<i64>, ApiError>;
+    type Result = Result<Option<(i64, i64)>, ApiError>;
     fn handle(&mut self, msg: EndClaim, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
         let ids = &self.ctx.ids;
         let now = now_ms();
-        crate::db::transaction(&mut conn, |c| -> Result<Option<i64>, ApiError> {
+        crate::db::transaction(&mut conn, |c| -> Result<Option<(i64, i64)>, ApiError> {
             let a = find(c, msg.animal_id)?;
             if a.claim_order_id != Some(msg.order_id) || a.claimed_until_ms.is_none_or(|u| u > now)
             {
@@ -422,7 +424,7 @@ impl Handler<EndClaim> for DbExecutor {
             if !release_claim(c, a.product_id, msg.order_id)? {
                 return Ok(None);
             }
-            commerce::add_stock(c, a.product_id, 1)?;
+            let version = commerce::add_stock(c, a.product_id, 1)?;
             if let Some(claimer) = a.claimed_by {
                 let data = serde_json::json!({"animal_id": a.id, "name": a.name, "order_id": msg.order_id});
                 outbox::enqueue(
@@ -433,7 +435,7 @@ impl Handler<EndClaim> for DbExecutor {
                         {"user_id": claimer, "kind": "animal.claim_ended", "data": data}]}),
                 )?;
             }
-            Ok(Some(a.product_id))
+            Ok(Some((a.product_id, version)))
         })
     }
 }

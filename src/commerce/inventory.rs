@@ -6,7 +6,9 @@
 //! Reservations take from memory first and reach the database with the
 //! order's commit; releases (cancel, expiry, refund) reach memory only after
 //! the database gave the stock back. So a crash loses at most reservations
-//! that were never acknowledged, and a restart reloads the truth.
+//! that were never acknowledged, and a restart reloads the truth. A release
+//! carries the `products.stock_version` its commit produced, so an actor
+//! loaded after that commit (which read the unit already) ignores it.
 
 use std::sync::Arc;
 
@@ -33,6 +35,9 @@ pub struct ProductInfo {
 pub struct Inventory {
     info: ProductInfo,
     available: i64,
+    /// `products.stock_version` as loaded: committed releases at or below it
+    /// are already in `available`.
+    loaded_version: i64,
 }
 
 impl Actor for Inventory {
@@ -69,9 +74,12 @@ impl Handler<Reserve> for Inventory {
     }
 }
 
-/// Gives stock back (after the database did, or when a reservation is abandoned).
+/// Gives stock back: after the database did (`version`: the product's
+/// `stock_version` that commit produced), or when a reservation that never
+/// reached the database is abandoned (`version: None`).
 pub struct Release {
     pub quantity: i64,
+    pub version: Option<i64>,
 }
 
 impl Message for Release {
@@ -81,6 +89,12 @@ impl Message for Release {
 impl Handler<Release> for Inventory {
     type Result = ();
     fn handle(&mut self, msg: Release, _: &mut Self::Context) {
+        // A release committed before this actor read the stock is in it
+        // already: the actor may have been loaded between that commit and
+        // this message. Counting it again would let the unit be sold twice.
+        if msg.version.is_some_and(|v| v <= self.loaded_version) {
+            return;
+        }
         self.available += msg.quantity.max(0);
     }
 }
@@ -200,6 +214,7 @@ impl InventoryRegistry {
                         active: row.active,
                     },
                     available: row.stock,
+                    loaded_version: row.stock_version,
                 }
                 .start();
                 v.insert(addr.clone());
@@ -208,10 +223,78 @@ impl InventoryRegistry {
         })
     }
 
-    /// Gives stock back in memory, if the actor is loaded (else the database is the truth).
+    /// Gives back, in memory, a reservation that never reached the database.
     pub fn release(&self, product_id: i64, quantity: i64) {
         if let Some(a) = self.get(product_id) {
-            a.do_send(Release { quantity });
+            a.do_send(Release {
+                quantity,
+                version: None,
+            });
         }
+    }
+
+    /// Memory follows a committed stock release, if the actor is loaded (else
+    /// the database is the truth and the next load reads it).
+    pub fn release_committed(&self, product_id: i64, quantity: i64, version: i64) {
+        if let Some(a) = self.get(product_id) {
+            a.do_send(Release {
+                quantity,
+                version: Some(version),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn sku(available: i64, loaded_version: i64) -> Addr<Inventory> {
+        Inventory {
+            info: ProductInfo {
+                product_id: 1,
+                merchant_id: 1,
+                price_cents: 100,
+                active: true,
+            },
+            available,
+            loaded_version,
+        }
+        .start()
+    }
+
+    #[test]
+    fn a_committed_release_counts_once_even_if_the_load_saw_it() {
+        actix_web::rt::System::new().block_on(async {
+            // Loaded at stock_version 5 with 1 unit: a release committed as
+            // version 5 (or earlier) is already in that unit.
+            let inv = sku(1, 5);
+            inv.send(Release {
+                quantity: 1,
+                version: Some(5),
+            })
+            .await
+            .unwrap();
+            assert_eq!(inv.send(Available).await.unwrap(), 1);
+            // One committed after the load counts.
+            inv.send(Release {
+                quantity: 1,
+                version: Some(6),
+            })
+            .await
+            .unwrap();
+            assert_eq!(inv.send(Available).await.unwrap(), 2);
+            // Never below zero, and an abandoned reservation always comes back.
+            inv.send(Reserve { quantity: 2 }).await.unwrap().unwrap();
+            assert!(inv.send(Reserve { quantity: 1 }).await.unwrap().is_err());
+            inv.send(Release {
+                quantity: 2,
+                version: None,
+            })
+            .await
+            .unwrap();
+            assert_eq!(inv.send(Available).await.unwrap(), 2);
+        });
     }
 }

@@ -240,6 +240,7 @@ impl Handler<CreateProduct> for DbExecutor {
             stock: msg.stock,
             active: true,
             created_at_ms: now_ms(),
+            stock_version: 0,
         };
         diesel::insert_into(products::table)
             .values(&row)

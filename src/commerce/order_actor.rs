@@ -31,6 +31,10 @@ const IDLE: Duration = Duration::from_secs(30);
 /// Live order actors at most; past it new ones are refused with 503.
 pub const MAX_ORDER_ACTORS: usize = 500_000;
 
+/// Stock a committed transition gave back: (product, quantity, the product's
+/// `stock_version` after that commit), for memory to follow exactly once.
+pub type Released = (i64, i64, i64);
+
 /// What the actor knows of its order.
 #[derive(Clone)]
 pub struct Loaded {
@@ -89,7 +93,7 @@ impl std::ops::Deref for OrderCtx {
 impl OrderCtx {
     /// Applies a transition; returns the new state and the stock the database
     /// gave back (for memory to follow).
-    async fn transition(&self, t: Transition) -> Result<(Loaded, Vec<(i64, i64)>), ApiError> {
+    async fn transition(&self, t: Transition) -> Result<(Loaded, Vec<Released>), ApiError> {
         let shared = self.shared.clone();
         self.commit
             .run(move |c| apply_transition(c, &shared, t))
@@ -185,7 +189,7 @@ async fn serve(
     order_id: i64,
     state: Option<Loaded>,
     req: Request,
-) -> (Option<Loaded>, Result<(Reply, Vec<(i64, i64)>), ApiError>) {
+) -> (Option<Loaded>, Result<(Reply, Vec<Released>), ApiError>) {
     let loaded = match state {
         Some(s) => s,
         None => match db.call(LoadOrder { order_id }).await {
@@ -204,7 +208,7 @@ async fn serve(
     }
 }
 
-type Outcome = (Reply, Option<Loaded>, Vec<(i64, i64)>);
+type Outcome = (Reply, Option<Loaded>, Vec<Released>);
 
 async fn run(db: &OrderCtx, loaded: &Loaded, req: Request) -> Result<Outcome, ApiError> {
     let status = loaded.order.status();
@@ -376,8 +380,8 @@ impl Handler<OrderMsg> for OrderActor {
                 this.last_active = Instant::now();
                 let (reply, released) = result?;
                 // The database gave the stock back; now memory may too.
-                for (product, qty) in released {
-                    this.inventory.release(product, qty);
+                for (product, qty, version) in released {
+                    this.inventory.release_committed(product, qty, version);
                 }
                 this.relay.do_send(Nudge);
                 Ok(reply)
@@ -653,7 +657,7 @@ pub fn apply_transition(
     conn: &mut DbConn,
     shared: &Shared,
     t: Transition,
-) -> Result<(Loaded, Vec<(i64, i64)>), ApiError> {
+) -> Result<(Loaded, Vec<Released>), ApiError> {
     let now = now_ms();
     let before = &t.before.order;
     let mut after = before.clone();
@@ -684,7 +688,7 @@ pub fn apply_transition(
     let ids = &shared.ids;
     let items = t.before.items.clone();
     let owner = t.before.owner_id;
-    crate::db::transaction(conn, |c| -> Result<Vec<(i64, i64)>, ApiError> {
+    crate::db::transaction(conn, |c| -> Result<Vec<Released>, ApiError> {
         let n = diesel::update(
             orders::table
                 .filter(orders::id.eq(before.id))
@@ -723,8 +727,8 @@ pub fn apply_transition(
                 {
                     continue;
                 }
-                store::add_stock(c, i.product_id, i.quantity)?;
-                released.push((i.product_id, i.quantity));
+                let version = store::add_stock(c, i.product_id, i.quantity)?;
+                released.push((i.product_id, i.quantity, version));
             }
         }
         // The payment itself, not a later change that leaves the order paid

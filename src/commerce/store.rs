@@ -30,6 +30,8 @@ pub struct ProductRow {
     pub stock: i64,
     pub active: bool,
     pub created_at_ms: i64,
+    /// Bumped by every stock change (see [`add_stock`]).
+    pub stock_version: i64,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -175,9 +177,15 @@ pub fn find_payment_by_order(conn: &mut DbConn, order_id: i64) -> QueryResult<Op
         .optional()
 }
 
-/// Adds `delta` to a product's sellable stock.
-pub fn add_stock(conn: &mut DbConn, product_id: i64, delta: i64) -> QueryResult<usize> {
+/// Adds `delta` to a product's sellable stock; returns the product's new
+/// `stock_version` (every stock change bumps it, so an inventory actor can
+/// tell whether the stock it loaded already included a given change).
+pub fn add_stock(conn: &mut DbConn, product_id: i64, delta: i64) -> QueryResult<i64> {
     diesel::update(products::table.find(product_id))
-        .set(products::stock.eq(products::stock + delta))
-        .execute(conn)
+        .set((
+            products::stock.eq(products::stock + delta),
+            products::stock_version.eq(products::stock_version + 1),
+        ))
+        .returning(products::stock_version)
+        .get_result(conn)
 }

@@ -62,7 +62,7 @@ async fn end_claims(db: &Db, inventory: &InventoryRegistry) {
             })
             .await
         {
-            Ok(Some(product)) => inventory.release(product, 1),
+            Ok(Some((product, version))) => inventory.release_committed(product, 1, version),
             Ok(None) => {}
             Err(e) => tracing::debug!(animal_id, error = %e, "claim end deferred"),
         }

@@ -182,6 +182,7 @@ diesel::table! {
         stock -> BigInt,
         active -> Bool,
         created_at_ms -> BigInt,
+        stock_version -> BigInt,
     }
 }
 
