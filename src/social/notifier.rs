@@ -142,6 +142,19 @@ pub async fn run(bus: Arc<dyn EventBus>, commit: GroupCommit, shared: Arc<crate:
     let (commit, shared) = (&commit, &shared);
     futures_util::StreamExt::for_each_concurrent(sub.into_stream(), CONCURRENCY, |delivery| async move {
         let event = delivery.event.clone();
+        // Most events tell nobody (`order.created`, ...): nothing to store, so
+        // no write job and no de-duplication row; just acknowledge.
+        let tells_nobody = event
+            .payload
+            .get("notify")
+            .and_then(|n| n.as_array())
+            .is_none_or(|n| n.is_empty());
+        if tells_nobody {
+            if let Err(e) = delivery.ack().await {
+                tracing::warn!(error = %e, "notifier ack failed; the event will be redelivered");
+            }
+            return;
+        }
         let job_shared = shared.clone();
         match commit.run(move |c| apply_event(c, &job_shared.ids, event)).await {
             Ok(created) => {
