@@ -37,6 +37,33 @@ impl<'de> Deserialize<'de> for Id {
     }
 }
 
+/// A required one-line text field: 1 to `max_chars` characters, not blank, no
+/// control characters. Else 400 naming the field.
+pub fn check_line(value: &str, what: &str, max_chars: usize) -> Result<(), crate::error::ApiError> {
+    let n = value.chars().count();
+    if n == 0 || n > max_chars || value.trim().is_empty() || has_control_chars(value) {
+        return Err(crate::error::ApiError::invalid_input(format!(
+            "{what} must be 1-{max_chars} characters, not blank, no control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Free text (descriptions, messages): at most `max_chars` characters, may be
+/// empty; newlines are fine, other control characters are not. Else 400.
+pub fn check_free_text(
+    value: &str,
+    what: &str,
+    max_chars: usize,
+) -> Result<(), crate::error::ApiError> {
+    if value.chars().count() > max_chars || value.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(crate::error::ApiError::invalid_input(format!(
+            "{what} must be at most {max_chars} characters, no control characters"
+        )));
+    }
+    Ok(())
+}
+
 /// Rejects text with control characters (other than none at all): they have
 /// no business in names and break logs and terminals.
 pub fn has_control_chars(s: &str) -> bool {

@@ -10,32 +10,13 @@ use crate::accounts::auth::AuthUser;
 use crate::app::AppState;
 use crate::commerce::model::OrderView;
 use crate::commerce::routes::{place_order, CreateOrderRequest, MAX_PRICE_CENTS};
-use crate::domain::{has_control_chars, Id};
+use crate::domain::{check_free_text, check_line, Id};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::infra::idempotency::MaybeIdempotencyKey;
 use crate::pagination::{cursor_id, parse_limit};
 
 /// Longest claim period, in days.
 pub const MAX_CLAIM_DAYS: i64 = 3_650;
-
-fn text(value: &str, what: &str, max: usize) -> ApiResult<()> {
-    let n = value.chars().count();
-    if n == 0 || n > max || value.trim().is_empty() || has_control_chars(value) {
-        return Err(ApiError::invalid_input(format!(
-            "{what} must be 1-{max} characters, not blank, no control characters"
-        )));
-    }
-    Ok(())
-}
-
-fn free_text(value: &str, what: &str, max: usize) -> ApiResult<()> {
-    if value.chars().count() > max || value.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(ApiError::invalid_input(format!(
-            "{what} must be at most {max} characters, no control characters"
-        )));
-    }
-    Ok(())
-}
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -59,9 +40,9 @@ pub async fn create(
     body: web::Json<AnimalRequest>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    text(&b.name, "name", 100)?;
-    text(&b.species, "species", 50)?;
-    free_text(&b.description, "description", 2_000)?;
+    check_line(&b.name, "name", 100)?;
+    check_line(&b.species, "species", 50)?;
+    check_free_text(&b.description, "description", 2_000)?;
     if !(0..=MAX_PRICE_CENTS).contains(&b.claim_price_cents) {
         return Err(ApiError::invalid_input(
             "claim_price_cents must be 0 to 10^12",
@@ -197,7 +178,7 @@ pub async fn post_update(
     if b.body.trim().is_empty() {
         return Err(ApiError::invalid_input("body must not be blank"));
     }
-    free_text(&b.body, "body", 2_000)?;
+    check_free_text(&b.body, "body", 2_000)?;
     let view = state
         .db
         .call(PostUpdate {

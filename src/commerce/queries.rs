@@ -12,6 +12,12 @@ use crate::pagination::Page;
 
 pub enum OrderScope {
     Buyer(i64),
+    /// Order search for admins, by buyer and/or merchant (or all).
+    Admin {
+        admin: crate::domain::Id,
+        buyer_id: Option<i64>,
+        merchant_id: Option<i64>,
+    },
     /// A merchant's orders; `caller` must own it or be an admin.
     Merchant {
         merchant_id: i64,
@@ -37,6 +43,23 @@ impl Handler<ListOrders> for DbExecutor {
         let mut q = orders::table.into_boxed();
         match msg.scope {
             OrderScope::Buyer(b) => q = q.filter(orders::buyer_id.eq(b)),
+            OrderScope::Admin {
+                admin,
+                buyer_id,
+                merchant_id,
+            } => {
+                crate::accounts::messages::require_role(
+                    &mut conn,
+                    admin,
+                    crate::accounts::domain::Role::Admin,
+                )?;
+                if let Some(b) = buyer_id {
+                    q = q.filter(orders::buyer_id.eq(b));
+                }
+                if let Some(m) = merchant_id {
+                    q = q.filter(orders::merchant_id.eq(m));
+                }
+            }
             OrderScope::Merchant {
                 merchant_id,
                 caller,

@@ -15,7 +15,7 @@ use super::queries::{ListOrders, OrderScope};
 use super::store::{OrderItemRow, OrderRow};
 use crate::accounts::auth::AuthUser;
 use crate::app::AppState;
-use crate::domain::{has_control_chars, Id};
+use crate::domain::{check_line, has_control_chars, Id};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::infra::idempotency::{fingerprint, Decision, MaybeIdempotencyKey};
 use crate::pagination::{cursor_id, parse_limit};
@@ -24,16 +24,6 @@ pub const MAX_ITEMS: usize = 50;
 pub const MAX_QUANTITY: i64 = 1_000;
 pub const MAX_PRICE_CENTS: i64 = 1_000_000_000_000;
 pub const MAX_STOCK: i64 = 1_000_000_000;
-
-fn text(value: &str, what: &str, max: usize) -> ApiResult<()> {
-    let n = value.chars().count();
-    if n == 0 || n > max || value.trim().is_empty() || has_control_chars(value) {
-        return Err(ApiError::invalid_input(format!(
-            "{what} must be 1-{max} characters, not blank, no control characters"
-        )));
-    }
-    Ok(())
-}
 
 // ---- merchants -------------------------------------------------------------
 
@@ -51,7 +41,7 @@ pub async fn apply_merchant(
     user: AuthUser,
     body: web::Json<MerchantRequest>,
 ) -> ApiResult<HttpResponse> {
-    text(&body.name, "name", 100)?;
+    check_line(&body.name, "name", 100)?;
     let m = state
         .db
         .call(ApplyMerchant {
@@ -177,8 +167,8 @@ pub async fn create_product(
     body: web::Json<ProductRequest>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    text(&b.name, "name", 100)?;
-    text(&b.category, "category", 50)?;
+    check_line(&b.name, "name", 100)?;
+    check_line(&b.category, "category", 50)?;
     if b.category == crate::animals::store::ANIMAL_CATEGORY {
         return Err(ApiError::invalid_input(
             "that category is reserved for animal claims: POST /api/v1/animals",
@@ -252,7 +242,7 @@ pub async fn update_product(
     let id = path.into_inner().0.get();
     let b = body.into_inner();
     if let Some(n) = &b.name {
-        text(n, "name", 100)?;
+        check_line(n, "name", 100)?;
     }
     if b.price_cents
         .is_some_and(|p| !(0..=MAX_PRICE_CENTS).contains(&p))
@@ -398,7 +388,7 @@ fn validate_order(user: Id, b: &CreateOrderRequest) -> ApiResult<()> {
         }
     }
     if let Some(a) = &b.shipping_address {
-        text(a, "shipping_address", 500)?;
+        check_line(a, "shipping_address", 500)?;
     }
     if let Some(m) = &b.gift_message {
         if m.chars().count() > 200 || has_control_chars(m) {
@@ -710,7 +700,7 @@ pub async fn ship(
     } = body.0;
     for (v, what) in [(&carrier, "carrier"), (&tracking_no, "tracking_no")] {
         if let Some(v) = v {
-            text(v, what, 100)?;
+            check_line(v, what, 100)?;
         }
     }
     command(
@@ -752,7 +742,7 @@ pub async fn refund(
     path: web::Path<(Id,)>,
     body: web::Json<RefundRequest>,
 ) -> ApiResult<HttpResponse> {
-    text(&body.reason, "reason", 500)?;
+    check_line(&body.reason, "reason", 500)?;
     command(
         &state,
         user,
@@ -895,11 +885,7 @@ pub async fn review(
     if !(1..=5).contains(&b.rating) {
         return Err(ApiError::invalid_input("rating must be 1 to 5"));
     }
-    if b.body.chars().count() > 2_000 || b.body.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(ApiError::invalid_input(
-            "body must be at most 2000 characters, no control characters",
-        ));
-    }
+    crate::domain::check_free_text(&b.body, "body", 2_000)?;
     order_reply(
         state
             .orders

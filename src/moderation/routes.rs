@@ -4,28 +4,19 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
 use super::store::{
-    Action, FileReport, ListReports, ReopenReport, ReportView, ResolveReport, SearchOrders, Stats,
-    StatsView, Target, STATUSES,
+    Action, FileReport, ListReports, ReopenReport, ReportView, ResolveReport, Stats, StatsView,
+    Target, STATUSES,
 };
 use crate::accounts::auth::AuthUser;
 use crate::app::AppState;
 use crate::commerce::model::Status;
-use crate::domain::{has_control_chars, Id};
+use crate::commerce::queries::{ListOrders, OrderScope};
+use crate::domain::{check_line, Id};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::pagination::{cursor_id, parse_limit};
 
 /// Longest report reason and resolution note, in characters.
 pub const MAX_REASON_CHARS: usize = 500;
-
-fn reason(value: &str, what: &str) -> ApiResult<()> {
-    let n = value.chars().count();
-    if n == 0 || n > MAX_REASON_CHARS || value.trim().is_empty() || has_control_chars(value) {
-        return Err(ApiError::invalid_input(format!(
-            "{what} must be 1-{MAX_REASON_CHARS} characters, not blank, no control characters"
-        )));
-    }
-    Ok(())
-}
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -49,7 +40,7 @@ pub async fn file(
     let b = body.into_inner();
     let target = Target::parse(&b.target_type)
         .ok_or_else(|| ApiError::invalid_input("target_type must be post, message or user"))?;
-    reason(&b.reason, "reason")?;
+    check_line(&b.reason, "reason", MAX_REASON_CHARS)?;
     let view = state
         .db
         .call(FileReport {
@@ -122,7 +113,7 @@ pub async fn resolve(
         ApiError::invalid_input("action must be dismiss, remove_content or ban_user")
     })?;
     if let Some(n) = &b.note {
-        reason(n, "note")?;
+        check_line(n, "note", MAX_REASON_CHARS)?;
     }
     let report_id = path.into_inner().0.get();
     // The report is claimed first (only one admin's decision can win); a ban
@@ -212,11 +203,13 @@ pub async fn orders(
     }
     let page = state
         .db
-        .call(SearchOrders {
-            admin: user.user_id,
+        .call(ListOrders {
+            scope: OrderScope::Admin {
+                admin: user.user_id,
+                buyer_id: id_param(q.user_id.as_deref(), "user_id")?,
+                merchant_id: id_param(q.merchant_id.as_deref(), "merchant_id")?,
+            },
             status: q.status.clone(),
-            buyer_id: id_param(q.user_id.as_deref(), "user_id")?,
-            merchant_id: id_param(q.merchant_id.as_deref(), "merchant_id")?,
             limit: parse_limit(q.limit.as_deref())?,
             before_id: cursor_id(q.cursor.as_deref())?,
         })

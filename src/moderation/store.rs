@@ -7,9 +7,7 @@ use serde::Serialize;
 
 use crate::accounts::domain::Role;
 use crate::accounts::messages::require_role;
-use crate::commerce::model::OrderView;
 use crate::commerce::reviews::{day_start_ms, paid_gmv};
-use crate::commerce::store::{self as commerce, OrderRow};
 use crate::db::schema::{
     conversation_members, messages, orders, post_comments, post_likes, posts, reports, users,
     wallets,
@@ -471,56 +469,6 @@ impl Handler<Stats> for DbExecutor {
             rebates_pending_cents,
             open_reports,
             generated_at: rfc3339(now),
-        })
-    }
-}
-
-/// Order search for admins: by status, buyer and merchant, newest first.
-pub struct SearchOrders {
-    pub admin: Id,
-    pub status: Option<String>,
-    pub buyer_id: Option<i64>,
-    pub merchant_id: Option<i64>,
-    pub limit: i64,
-    pub before_id: Option<i64>,
-}
-
-impl Message for SearchOrders {
-    type Result = Result<Page<OrderView>, ApiError>;
-}
-
-impl Handler<SearchOrders> for DbExecutor {
-    type Result = Result<Page<OrderView>, ApiError>;
-    fn handle(&mut self, msg: SearchOrders, _: &mut Self::Context) -> Self::Result {
-        let mut conn = self.conn()?;
-        require_role(&mut conn, msg.admin, Role::Admin)?;
-        let mut q = orders::table.into_boxed();
-        if let Some(s) = msg.status {
-            q = q.filter(orders::status.eq(s));
-        }
-        if let Some(b) = msg.buyer_id {
-            q = q.filter(orders::buyer_id.eq(b));
-        }
-        if let Some(m) = msg.merchant_id {
-            q = q.filter(orders::merchant_id.eq(m));
-        }
-        if let Some(b) = msg.before_id {
-            q = q.filter(orders::id.lt(b));
-        }
-        let mut rows: Vec<OrderRow> = q
-            .order(orders::id.desc())
-            .limit(msg.limit + 1)
-            .select(OrderRow::as_select())
-            .load(&mut conn)?;
-        let next_cursor = crate::pagination::trim_page(&mut rows, msg.limit, |r| vec![r.id]);
-        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        let mut items = commerce::items_of(&mut conn, &ids)?;
-        Ok(Page {
-            items: rows
-                .iter()
-                .map(|r| r.view(&items.remove(&r.id).unwrap_or_default()))
-                .collect(),
-            next_cursor,
         })
     }
 }

@@ -9,7 +9,7 @@ use super::store::{
 };
 use crate::accounts::auth::AuthUser;
 use crate::app::AppState;
-use crate::domain::{has_control_chars, Id};
+use crate::domain::{check_free_text, check_line, Id};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::pagination::{cursor_id, decode_cursor, encode_cursor, parse_limit};
 
@@ -30,25 +30,6 @@ fn parse_date(raw: &str, what: &str) -> ApiResult<NaiveDate> {
         .then(|| NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok())
         .flatten()
         .ok_or_else(|| ApiError::invalid_input(format!("{what} must be a date YYYY-MM-DD")))
-}
-
-fn text(value: &str, what: &str, max: usize, allow_empty: bool) -> ApiResult<()> {
-    let n = value.chars().count();
-    let blank = value.trim().is_empty();
-    // Newlines are fine in free text (descriptions, messages); other control characters are not.
-    let bad_chars = if allow_empty {
-        value.chars().any(|c| c.is_control() && c != '\n')
-    } else {
-        has_control_chars(value)
-    };
-    if n > max || (!allow_empty && blank) || bad_chars {
-        return Err(ApiError::invalid_input(format!(
-            "{what} must be {}{max} characters{}, no control characters",
-            if allow_empty { "at most " } else { "1-" },
-            if allow_empty { "" } else { ", not blank" },
-        )));
-    }
-    Ok(())
 }
 
 /// The search cursor: (start date as a day number, id).
@@ -89,9 +70,9 @@ pub async fn create(
     body: web::Json<TripRequest>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    text(&b.destination, "destination", MAX_DESTINATION_CHARS, false)?;
+    check_line(&b.destination, "destination", MAX_DESTINATION_CHARS)?;
     let description = b.description.unwrap_or_default();
-    text(&description, "description", MAX_DESCRIPTION_CHARS, true)?;
+    check_free_text(&description, "description", MAX_DESCRIPTION_CHARS)?;
     let start = parse_date(&b.start_date, "start_date")?;
     let end = parse_date(&b.end_date, "end_date")?;
     if end < start {
@@ -227,7 +208,7 @@ pub async fn join(
     body: crate::http::ActionBody<JoinRequest>,
 ) -> ApiResult<HttpResponse> {
     let message = body.0.message.unwrap_or_default();
-    text(&message, "message", MAX_MESSAGE_CHARS, true)?;
+    check_free_text(&message, "message", MAX_MESSAGE_CHARS)?;
     let reply = write(
         &state,
         path.into_inner().0,
