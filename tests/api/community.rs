@@ -74,7 +74,7 @@ async fn wait_free(app: &TestApp, id: i64) -> Value {
 
 async fn animal_claims(backend: Backend) {
     // One claim day lasts 2 s here, so a 1-day claim ends inside the test.
-    let app = TestApp::spawn_with(
+    let mut app = TestApp::spawn_with(
         backend,
         Options {
             extra_env: vec![("TANDEM_CLAIM_DAY_SECS".into(), "2".into())],
@@ -252,13 +252,15 @@ async fn animal_claims(backend: Backend) {
     }
     assert_eq!(won, 1);
 
-    // A short claim ends on its own, even across a restart; a refund after
-    // the end does not free the animal a second time.
+    // A short claim ends on its own, even when it fell due while the server
+    // was down; a refund after the end does not free the animal a second time.
     let short = animal(&app, &farm, "Timmy", 300, 1).await;
     let r = claim(&app, &at, short).await;
     let first: Value = r.json().await.unwrap();
     pay(&app, &at, &first).await;
     assert_eq!(get_animal(&app, short).await["claimed_by"], a_id);
+    // The period ends while the server is down (kill -9): caught up at start.
+    app.restart_hard_after(Duration::from_millis(2_500));
     let freed = wait_free(&app, short).await;
     assert!(freed["claimed_until"].is_null());
     wait_notification(&app, &at, "animal.claim_ended").await;
