@@ -1,4 +1,5 @@
-//! Trips over HTTP.
+//! Trips over HTTP. Writes go to the trip's actor ([`super::actor`]), which also
+//! refreshes the chat caches and nudges the outbox relay after each commit.
 
 use actix_web::{web, HttpResponse};
 use chrono::{Datelike, NaiveDate};
@@ -180,11 +181,6 @@ pub struct JoinRequest {
     message: Option<String>,
 }
 
-async fn write(state: &AppState, trip: Id, cmd: TripCommand) -> ApiResult<TripReply> {
-    // The actor refreshes the chat caches and nudges the relay after the commit.
-    state.trips.call(trip.get(), cmd).await
-}
-
 fn respond(reply: TripReply, created: bool) -> HttpResponse {
     let mut b = if created {
         HttpResponse::Created()
@@ -209,15 +205,16 @@ pub async fn join(
 ) -> ApiResult<HttpResponse> {
     let message = body.0.message.unwrap_or_default();
     check_free_text(&message, "message", MAX_MESSAGE_CHARS)?;
-    let reply = write(
-        &state,
-        path.into_inner().0,
-        TripCommand::Join {
-            user_id: user.user_id.get(),
-            message,
-        },
-    )
-    .await?;
+    let reply = state
+        .trips
+        .call(
+            path.into_inner().0.get(),
+            TripCommand::Join {
+                user_id: user.user_id.get(),
+                message,
+            },
+        )
+        .await?;
     Ok(respond(reply, true))
 }
 
@@ -233,15 +230,16 @@ pub async fn accept(
     path: web::Path<(Id, Id)>,
 ) -> ApiResult<HttpResponse> {
     let (trip, request) = path.into_inner();
-    let reply = write(
-        &state,
-        trip,
-        TripCommand::Accept {
-            caller: user.user_id.get(),
-            request_id: request.get(),
-        },
-    )
-    .await?;
+    let reply = state
+        .trips
+        .call(
+            trip.get(),
+            TripCommand::Accept {
+                caller: user.user_id.get(),
+                request_id: request.get(),
+            },
+        )
+        .await?;
     Ok(respond(reply, false))
 }
 
@@ -256,15 +254,16 @@ pub async fn reject(
     path: web::Path<(Id, Id)>,
 ) -> ApiResult<HttpResponse> {
     let (trip, request) = path.into_inner();
-    let reply = write(
-        &state,
-        trip,
-        TripCommand::Reject {
-            caller: user.user_id.get(),
-            request_id: request.get(),
-        },
-    )
-    .await?;
+    let reply = state
+        .trips
+        .call(
+            trip.get(),
+            TripCommand::Reject {
+                caller: user.user_id.get(),
+                request_id: request.get(),
+            },
+        )
+        .await?;
     Ok(respond(reply, false))
 }
 
@@ -278,14 +277,15 @@ pub async fn leave(
     _body: crate::http::ActionBody<crate::http::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
-    let reply = write(
-        &state,
-        path.into_inner().0,
-        TripCommand::Leave {
-            user_id: user.user_id.get(),
-        },
-    )
-    .await?;
+    let reply = state
+        .trips
+        .call(
+            path.into_inner().0.get(),
+            TripCommand::Leave {
+                user_id: user.user_id.get(),
+            },
+        )
+        .await?;
     Ok(respond(reply, false))
 }
 
@@ -298,14 +298,15 @@ pub async fn close(
     _body: crate::http::ActionBody<crate::http::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
-    let reply = write(
-        &state,
-        path.into_inner().0,
-        TripCommand::Close {
-            caller: user.user_id.get(),
-        },
-    )
-    .await?;
+    let reply = state
+        .trips
+        .call(
+            path.into_inner().0.get(),
+            TripCommand::Close {
+                caller: user.user_id.get(),
+            },
+        )
+        .await?;
     Ok(respond(reply, false))
 }
 

@@ -298,14 +298,16 @@ impl Handler<SearchTrips> for DbExecutor {
             ))
             .select((trip_members::trip_id, trip_members::user_id))
             .load(&mut conn)?;
+        // Grouped once (in join order), not scanned per trip.
+        let mut by_trip: std::collections::HashMap<i64, Vec<i64>> =
+            std::collections::HashMap::new();
+        for (tid, user) in pairs {
+            by_trip.entry(tid).or_default().push(user);
+        }
         let items = rows
             .into_iter()
             .map(|t| {
-                let m = pairs
-                    .iter()
-                    .filter(|(tid, _)| *tid == t.id)
-                    .map(|(_, u)| *u)
-                    .collect();
+                let m = by_trip.remove(&t.id).unwrap_or_default();
                 TripView::new(t, m)
             })
             .collect();
