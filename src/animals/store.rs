@@ -90,12 +90,13 @@ pub struct AnimalUpdateView {
 }
 
 pub fn is_animal_product(c: &mut DbConn, product_id: i64) -> QueryResult<bool> {
-    Ok(animals::table
-        .filter(animals::product_id.eq(product_id))
-        .select(animals::id)
-        .first::<i64>(c)
-        .optional()?
-        .is_some())
+    let found: Option<i64> = crate::db::direct::first(
+        c,
+        animals::table
+            .filter(animals::product_id.eq(product_id))
+            .select(animals::id),
+    )?;
+    Ok(found.is_some())
 }
 
 /// A claim order was paid: it holds the animal for `claim_days` from now.
@@ -108,13 +109,14 @@ pub fn hold_for_claim(
     now: i64,
     claim_day_ms: i64,
 ) -> QueryResult<usize> {
-    diesel::update(animals::table.filter(animals::product_id.eq(product_id)))
-        .set((
+    crate::db::direct::execute(
+        c,
+        diesel::update(animals::table.filter(animals::product_id.eq(product_id))).set((
             animals::claim_order_id.eq(Some(order_id)),
             animals::claimed_by.eq(Some(buyer_id)),
             animals::claimed_until_ms.eq((animals::claim_days * claim_day_ms + now).nullable()),
-        ))
-        .execute(c)
+        )),
+    )
 }
 
 /// Ends the claim of `order_id` on the animal if it still holds it. True: the

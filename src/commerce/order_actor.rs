@@ -25,6 +25,8 @@ use crate::db::{Db, DbConn, DbExecutor};
 use crate::error::ApiError;
 use crate::ids::now_ms;
 use crate::infra::outbox::{self, Nudge, Relay};
+use crate::social::messages::NotificationView;
+use crate::social::notifier;
 
 /// An order actor with no message for this long stops.
 const IDLE: Duration = Duration::from_secs(30);
@@ -41,6 +43,10 @@ pub struct Loaded {
     pub order: OrderRow,
     pub items: Vec<OrderItemRow>,
     pub owner_id: i64,
+    /// The order's payment once this actor created or read it. Payments are
+    /// only created through the order's actor and their id and amount never
+    /// change, so a provider notice can be checked without a read.
+    pub payment: Option<PaymentRow>,
 }
 
 pub enum Request {
@@ -92,12 +98,16 @@ impl std::ops::Deref for OrderCtx {
 
 impl OrderCtx {
     /// Applies a transition; returns the new state and the stock the database
-    /// gave back (for memory to follow).
+    /// gave back (for memory to follow). Pushes the notifications the
+    /// transition stored once it has committed.
     async fn transition(&self, t: Transition) -> Result<(Loaded, Vec<Released>), ApiError> {
         let shared = self.shared.clone();
-        self.commit
+        let applied = self
+            .commit
             .run(move |c| apply_transition(c, &shared, t))
-            .await
+            .await?;
+        crate::social::notifier::push_all(&self.shared.registry, &applied.notifications);
+        Ok((applied.loaded, applied.released))
     }
 
     async fn review(
@@ -110,7 +120,7 @@ impl OrderCtx {
             .await
     }
 
-    async fn ensure_payment(&self, m: EnsurePayment) -> Result<PaymentView, ApiError> {
+    async fn ensure_payment(&self, m: EnsurePayment) -> Result<PaymentRow, ApiError> {
         let shared = self.shared.clone();
         self.commit
             .run(move |c| ensure_payment(c, &shared, m))
@@ -259,13 +269,17 @@ async fn run(db: &OrderCtx, loaded: &Loaded, req: Request) -> Result<Outcome, Ap
             amount_cents,
             succeeded,
         } => {
-            let payment = db
-                .call(LoadPayment {
-                    order_id: loaded.order.id,
-                })
-                .await?
-                .filter(|p| p.id == payment_id)
-                .ok_or_else(|| ApiError::invalid_input("no such payment for this order"))?;
+            let payment = match &loaded.payment {
+                Some(p) if p.id == payment_id => p.clone(),
+                // Not seen by this actor (or a stale id): the database decides.
+                _ => db
+                    .call(LoadPayment {
+                        order_id: loaded.order.id,
+                    })
+                    .await?
+                    .filter(|p| p.id == payment_id)
+                    .ok_or_else(|| ApiError::invalid_input("no such payment for this order"))?,
+            };
             if amount_cents != payment.amount_cents || amount_cents != loaded.order.total_cents {
                 return Err(ApiError::invalid_input("amount does not match the order"));
             }
@@ -329,7 +343,15 @@ async fn run(db: &OrderCtx, loaded: &Loaded, req: Request) -> Result<Outcome, Ap
                             amount_cents: loaded.order.total_cents,
                         })
                         .await?;
-                    Ok((Reply::Payment(p), None, Vec::new()))
+                    let view = PaymentView {
+                        payment_id: p.id,
+                        order_id: p.order_id,
+                        amount_cents: p.amount_cents,
+                        provider: "mockpay",
+                    };
+                    let mut next = loaded.clone();
+                    next.payment = Some(p);
+                    Ok((Reply::Payment(view), Some(next), Vec::new()))
                 }
                 (Effect::Nothing | Effect::RecordForRefund, _) => Ok((
                     Reply::Order(loaded.order.view(&loaded.items)),
@@ -482,6 +504,7 @@ impl Handler<LoadOrder> for DbExecutor {
             order,
             items,
             owner_id,
+            payment: None,
         }))
     }
 }
@@ -530,7 +553,7 @@ pub fn ensure_payment(
     conn: &mut DbConn,
     shared: &Shared,
     msg: EnsurePayment,
-) -> Result<PaymentView, ApiError> {
+) -> Result<PaymentRow, ApiError> {
     let p = match store::find_payment_by_order(conn, msg.order_id)? {
         Some(p) => p,
         None => {
@@ -543,18 +566,11 @@ pub fn ensure_payment(
                 created_at_ms: now_ms(),
                 notified_at_ms: None,
             };
-            diesel::insert_into(payments::table)
-                .values(&row)
-                .execute(conn)?;
+            crate::db::direct::execute(conn, diesel::insert_into(payments::table).values(&row))?;
             row
         }
     };
-    Ok(PaymentView {
-        payment_id: p.id,
-        order_id: p.order_id,
-        amount_cents: p.amount_cents,
-        provider: "mockpay",
-    })
+    Ok(p)
 }
 
 pub struct PaymentFailed {
@@ -652,12 +668,23 @@ impl Transition {
     }
 }
 
+/// Notifications a transaction stored: (recipient, notification), to push
+/// once it has committed.
+type Stored = Vec<(i64, NotificationView)>;
+
+/// What a committed transition leaves for the actor.
+pub struct Applied {
+    pub loaded: Loaded,
+    pub released: Vec<Released>,
+    pub notifications: Stored,
+}
+
 /// Applies one transition in the caller's transaction (a group-commit job).
 pub fn apply_transition(
     conn: &mut DbConn,
     shared: &Shared,
     t: Transition,
-) -> Result<(Loaded, Vec<Released>), ApiError> {
+) -> Result<Applied, ApiError> {
     let now = now_ms();
     let before = &t.before.order;
     let mut after = before.clone();
@@ -688,8 +715,8 @@ pub fn apply_transition(
     let ids = &shared.ids;
     let items = t.before.items.clone();
     let owner = t.before.owner_id;
-    crate::db::transaction(conn, |c| -> Result<Vec<Released>, ApiError> {
-        let n = diesel::update(
+    crate::db::transaction(conn, |c| -> Result<(Vec<Released>, Stored), ApiError> {
+        let n = crate::db::direct::execute(c, diesel::update(
             orders::table
                 .filter(orders::id.eq(before.id))
                 .filter(orders::status.eq(&before.status))
@@ -706,8 +733,7 @@ pub fn apply_transition(
             orders::carrier.eq(&after.carrier),
             orders::tracking_no.eq(&after.tracking_no),
             orders::updated_at_ms.eq(now),
-        ))
-        .execute(c)?;
+        )))?;
         if n != 1 {
             return Err(ApiError::conflict(
                 "invalid_state",
@@ -739,6 +765,11 @@ pub fn apply_transition(
                 .unwrap_or(86_400)
                 .saturating_mul(1000);
             for i in &items {
+                // A cached SELECT first: diesel never caches an UPDATE's
+                // prepared statement, and almost no product is an animal's.
+                if !crate::animals::store::is_animal_product(c, i.product_id)? {
+                    continue;
+                }
                 crate::animals::store::hold_for_claim(
                     c,
                     i.product_id,
@@ -750,33 +781,52 @@ pub fn apply_transition(
             }
         }
         if let Some(pid) = t.payment_id {
-            diesel::update(payments::table.find(pid))
-                .set((
+            crate::db::direct::execute(
+                c,
+                diesel::update(payments::table.find(pid)).set((
                     payments::status.eq("succeeded"),
                     payments::notified_at_ms.eq(Some(now)),
-                ))
-                .execute(c)?;
+                )),
+            )?;
         }
-        let mut notify = vec![];
+        // Whom to tell: stored below with the event, in this transaction, and
+        // pushed by the actor after the commit (the notifier has nothing left
+        // to store for order events).
         let data = serde_json::json!({"order_id": after.id, "status": after.status, "total_cents": after.total_cents});
+        let mut notify: Vec<(i64, &str, serde_json::Value)> = Vec::with_capacity(3);
         match kind {
             "order.paid" => {
-                notify.push(
-                    serde_json::json!({"user_id": after.buyer_id, "kind": kind, "data": data}),
-                );
-                notify.push(serde_json::json!({"user_id": owner, "kind": kind, "data": data}));
+                notify.push((after.buyer_id, kind, data.clone()));
+                notify.push((owner, kind, data));
                 if let Some(g) = after.gift_to_user_id {
-                    notify.push(serde_json::json!({"user_id": g, "kind": "gift.received", "data": {
-                        "order_id": after.id, "from_user_id": after.buyer_id, "message": after.gift_message}}));
+                    notify.push((g, "gift.received", serde_json::json!({
+                        "order_id": after.id, "from_user_id": after.buyer_id, "message": after.gift_message})));
                 }
             }
-            "order.refund_requested" => {
-                notify.push(serde_json::json!({"user_id": owner, "kind": kind, "data": data}))
-            }
-            _ => notify
-                .push(serde_json::json!({"user_id": after.buyer_id, "kind": kind, "data": data})),
+            "order.refund_requested" => notify.push((owner, kind, data)),
+            _ => notify.push((after.buyer_id, kind, data)),
         }
-        outbox::enqueue(
+        let mut notifications = Vec::with_capacity(notify.len() + 4);
+        // The order's rebates follow the order in the same transaction (one
+        // commit instead of an event round trip and a second job). The rebate
+        // engine reconciles from the stored order, inside its own savepoint:
+        // if it fails, only its writes roll back, the transition still
+        // commits, and the event says so, so the rebate consumer retries it.
+        let rebates_reconciled = if matches!(kind, "order.paid" | "order.completed" | "order.refunded") {
+            match crate::rebates::engine::reconcile(c, ids, before.id, now) {
+                Ok(r) => {
+                    notifications.extend(r.notifications);
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!(order_id = before.id, error = %e, "rebates deferred to the rebate consumer");
+                    false
+                }
+            }
+        } else {
+            false
+        };
+        let event_id = outbox::enqueue(
             c,
             ids,
             kind,
@@ -789,19 +839,23 @@ pub fn apply_transition(
                 "total_cents": after.total_cents,
                 "items": items.iter().map(|i| serde_json::json!({"product_id": i.product_id, "quantity": i.quantity, "price_cents": i.price_cents})).collect::<Vec<_>>(),
                 "at_ms": now,
-                "notify": notify,
+                "rebates_reconciled": rebates_reconciled,
             }),
         )?;
-        Ok(released)
+        for (user, kind, data) in &notify {
+            let view = notifier::store(c, ids, event_id, *user, kind, data, now)?;
+            notifications.push((*user, view));
+        }
+        Ok((released, notifications))
     })
-    .map(|released| {
-        (
-            Loaded {
-                order: after,
-                items: t.before.items,
-                owner_id: t.before.owner_id,
-            },
-            released,
-        )
+    .map(|(released, notifications)| Applied {
+        loaded: Loaded {
+            order: after,
+            items: t.before.items,
+            owner_id: t.before.owner_id,
+            payment: t.before.payment,
+        },
+        released,
+        notifications,
     })
 }

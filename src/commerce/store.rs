@@ -2,6 +2,8 @@
 
 use diesel::prelude::*;
 
+use crate::db::direct;
+
 use super::model::{OrderItemView, OrderView, Status, TrackingView};
 use crate::db::schema::{merchants, order_items, orders, payments, products};
 use crate::db::DbConn;
@@ -116,11 +118,12 @@ impl OrderRow {
 }
 
 pub fn find_merchant(conn: &mut DbConn, id: i64) -> QueryResult<Option<MerchantRow>> {
-    merchants::table
-        .find(id)
-        .select(MerchantRow::as_select())
-        .first(conn)
-        .optional()
+    direct::first(
+        conn,
+        merchants::table
+            .find(id)
+            .select(direct::columns::<MerchantRow>()),
+    )
 }
 
 pub fn find_product(conn: &mut DbConn, id: i64) -> QueryResult<Option<ProductRow>> {
@@ -135,19 +138,20 @@ pub fn find_order(
     conn: &mut DbConn,
     id: i64,
 ) -> QueryResult<Option<(OrderRow, Vec<OrderItemRow>)>> {
-    let Some(order) = orders::table
-        .find(id)
-        .select(OrderRow::as_select())
-        .first(conn)
-        .optional()?
+    let Some(order) = direct::first(
+        conn,
+        orders::table.find(id).select(direct::columns::<OrderRow>()),
+    )?
     else {
         return Ok(None);
     };
-    let items = order_items::table
-        .filter(order_items::order_id.eq(id))
-        .order(order_items::product_id.asc())
-        .select(OrderItemRow::as_select())
-        .load(conn)?;
+    let items = direct::load(
+        conn,
+        order_items::table
+            .filter(order_items::order_id.eq(id))
+            .order(order_items::product_id.asc())
+            .select(direct::columns::<OrderItemRow>()),
+    )?;
     Ok(Some((order, items)))
 }
 
@@ -170,22 +174,29 @@ pub fn items_of(
 }
 
 pub fn find_payment_by_order(conn: &mut DbConn, order_id: i64) -> QueryResult<Option<PaymentRow>> {
-    payments::table
-        .filter(payments::order_id.eq(order_id))
-        .select(PaymentRow::as_select())
-        .first(conn)
-        .optional()
+    direct::first(
+        conn,
+        payments::table
+            .filter(payments::order_id.eq(order_id))
+            .select(direct::columns::<PaymentRow>()),
+    )
 }
 
 /// Adds `delta` to a product's sellable stock; returns the product's new
 /// `stock_version` (every stock change bumps it, so an inventory actor can
 /// tell whether the stock it loaded already included a given change).
 pub fn add_stock(conn: &mut DbConn, product_id: i64, delta: i64) -> QueryResult<i64> {
-    diesel::update(products::table.find(product_id))
-        .set((
-            products::stock.eq(products::stock + delta),
-            products::stock_version.eq(products::stock_version + 1),
-        ))
-        .returning(products::stock_version)
-        .get_result(conn)
+    let versions: Vec<i64> = direct::load(
+        conn,
+        diesel::update(products::table.find(product_id))
+            .set((
+                products::stock.eq(products::stock + delta),
+                products::stock_version.eq(products::stock_version + 1),
+            ))
+            .returning(products::stock_version),
+    )?;
+    versions
+        .into_iter()
+        .next()
+        .ok_or(diesel::result::Error::NotFound)
 }

@@ -5,6 +5,7 @@
 //! sync actors (or other sync writer actors); HTTP handlers reach them through
 //! [`Db::call`], which bounds how many requests may wait.
 
+pub mod direct;
 pub mod group;
 pub mod schema;
 

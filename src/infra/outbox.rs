@@ -28,14 +28,15 @@ pub fn enqueue(
     payload: &serde_json::Value,
 ) -> QueryResult<i64> {
     let id = ids.next_id();
-    diesel::insert_into(outbox::table)
-        .values((
+    crate::db::direct::execute(
+        conn,
+        diesel::insert_into(outbox::table).values((
             outbox::id.eq(id),
             outbox::kind.eq(kind),
             outbox::payload.eq(payload.to_string()),
             outbox::created_at_ms.eq(now_ms()),
-        ))
-        .execute(conn)?;
+        )),
+    )?;
     Ok(id)
 }
 
@@ -76,9 +77,11 @@ impl Handler<FetchUnpublished> for DbExecutor {
 
 /// Marks events published (a group-commit job).
 pub fn mark_published(c: &mut DbConn, ids: &[i64]) -> Result<(), ApiError> {
-    diesel::update(outbox::table.filter(outbox::id.eq_any(ids)))
-        .set(outbox::published_at_ms.eq(now_ms()))
-        .execute(c)?;
+    crate::db::direct::execute(
+        c,
+        diesel::update(outbox::table.filter(outbox::id.eq_any(ids)))
+            .set(outbox::published_at_ms.eq(now_ms())),
+    )?;
     Ok(())
 }
 

@@ -73,10 +73,13 @@ impl Handler<Run> for RebateActor {
                 .into_actor(self)
                 .map(|res, this, _| {
                     this.last_active = Instant::now();
-                    if matches!(res, Ok(n) if n > 0) {
+                    let done = res?;
+                    // Committed: now the stored notifications may go out.
+                    crate::social::notifier::push_all(&this.shared.registry, &done.notifications);
+                    if done.changed > 0 {
                         this.relay.do_send(Nudge);
                     }
-                    res
+                    Ok(done.changed)
                 }),
         ))
     }
@@ -146,6 +149,16 @@ pub async fn consume(bus: Arc<dyn EventBus>, registry: Arc<RebateRegistry>) {
                 let _ = d.ack().await;
                 return;
             };
+            // The usual case: the order actor reconciled in the transition's
+            // own transaction, so the records are already durable. Events
+            // without the flag (or with it false) are reconciled here.
+            let reconciled = d.event.payload.get("rebates_reconciled").and_then(serde_json::Value::as_bool);
+            if reconciled == Some(true) {
+                if let Err(e) = d.ack().await {
+                    tracing::warn!(error = %e, "rebate ack failed; the event will be redelivered");
+                }
+                return;
+            }
             match registry.reconcile(order_id).await {
                 Ok(_) => {
                     if let Err(e) = d.ack().await {

@@ -18,10 +18,12 @@ use crate::db::schema::{
     ledger_entries, order_items, orders, products, rebate_rule_sets, rebates, users, wallets,
     withdrawals,
 };
-use crate::db::DbConn;
+use crate::db::{direct, DbConn};
 use crate::error::ApiError;
 use crate::ids::IdGenerator;
 use crate::infra::outbox;
+use crate::social::messages::NotificationView;
+use crate::social::notifier;
 
 /// Balance changes of one ledger entry: (pending, available, withdrawing, withdrawn).
 pub type Deltas = [i64; 4];
@@ -53,14 +55,13 @@ pub struct RebateRow {
     pub updated_at_ms: i64,
 }
 
-/// Makes sure the user has a wallet row, outside any transaction (a failed
-/// insert would abort a PostgreSQL transaction).
+/// Makes sure the user has a wallet row. The insert runs in its own nested
+/// transaction (a savepoint), so losing a race to another writer rolls back
+/// only that savepoint, never the caller's transaction (on PostgreSQL a
+/// failed statement would otherwise abort it).
 pub fn ensure_wallet(conn: &mut DbConn, user_id: i64, now: i64) -> Result<(), ApiError> {
-    let exists: Option<i64> = wallets::table
-        .find(user_id)
-        .select(wallets::user_id)
-        .first(conn)
-        .optional()?;
+    let exists: Option<i64> =
+        direct::first(conn, wallets::table.find(user_id).select(wallets::user_id))?;
     if exists.is_some() {
         return Ok(());
     }
@@ -99,8 +100,9 @@ pub fn post(
     d: Deltas,
     now: i64,
 ) -> Result<(), ApiError> {
-    diesel::insert_into(ledger_entries::table)
-        .values((
+    direct::execute(
+        c,
+        diesel::insert_into(ledger_entries::table).values((
             ledger_entries::id.eq(ids.next_id()),
             ledger_entries::user_id.eq(user_id),
             ledger_entries::kind.eq(kind),
@@ -111,17 +113,18 @@ pub fn post(
             ledger_entries::withdrawing_delta.eq(d[2]),
             ledger_entries::withdrawn_delta.eq(d[3]),
             ledger_entries::created_at_ms.eq(now),
-        ))
-        .execute(c)?;
-    let n = diesel::update(wallets::table.find(user_id))
-        .set((
+        )),
+    )?;
+    let n = direct::execute(
+        c,
+        diesel::update(wallets::table.find(user_id)).set((
             wallets::pending_cents.eq(wallets::pending_cents + d[0]),
             wallets::available_cents.eq(wallets::available_cents + d[1]),
             wallets::withdrawing_cents.eq(wallets::withdrawing_cents + d[2]),
             wallets::withdrawn_cents.eq(wallets::withdrawn_cents + d[3]),
             wallets::updated_at_ms.eq(now),
-        ))
-        .execute(c)?;
+        )),
+    )?;
     if n != 1 {
         return Err(ApiError::internal(anyhow::anyhow!(
             "wallet of user {user_id} is missing"
@@ -190,17 +193,18 @@ pub fn rule_set_at(
     conn: &mut DbConn,
     at_ms: i64,
 ) -> Result<Option<(i64, RuleSetSpec, RuleSet)>, ApiError> {
-    let row: Option<(i64, String, String, i64)> = rebate_rule_sets::table
-        .filter(rebate_rule_sets::created_at_ms.le(at_ms))
-        .order(rebate_rule_sets::version.desc())
-        .select((
-            rebate_rule_sets::version,
-            rebate_rule_sets::rules,
-            rebate_rule_sets::referral_levels_bps,
-            rebate_rule_sets::hold_seconds,
-        ))
-        .first(conn)
-        .optional()?;
+    let row: Option<(i64, String, String, i64)> = direct::first(
+        conn,
+        rebate_rule_sets::table
+            .filter(rebate_rule_sets::created_at_ms.le(at_ms))
+            .order(rebate_rule_sets::version.desc())
+            .select((
+                rebate_rule_sets::version,
+                rebate_rule_sets::rules,
+                rebate_rule_sets::referral_levels_bps,
+                rebate_rule_sets::hold_seconds,
+            )),
+    )?;
     row.map(|(v, r, l, h)| version_of(v, r, l, h)).transpose()
 }
 
@@ -251,9 +255,9 @@ struct OrderFacts {
 
 fn order_facts(c: &mut DbConn, order_id: i64) -> Result<Option<OrderFacts>, ApiError> {
     type Facts = (i64, i64, i64, String, i64, Option<i64>, Option<i64>);
-    let row: Option<Facts> = orders::table
-        .find(order_id)
-        .select((
+    let row: Option<Facts> = direct::first(
+        c,
+        orders::table.find(order_id).select((
             orders::updated_at_ms,
             orders::buyer_id,
             orders::merchant_id,
@@ -261,9 +265,8 @@ fn order_facts(c: &mut DbConn, order_id: i64) -> Result<Option<OrderFacts>, ApiE
             orders::total_cents,
             orders::paid_at_ms,
             orders::completed_at_ms,
-        ))
-        .first(c)
-        .optional()?;
+        )),
+    )?;
     Ok(row.map(
         |(
             updated_at_ms,
@@ -290,11 +293,8 @@ pub fn inviter_chain(c: &mut DbConn, buyer: i64, levels: usize) -> Result<Vec<i6
     let mut chain = Vec::new();
     let mut current = buyer;
     while chain.len() < levels.min(super::rules::MAX_REFERRAL_LEVELS) {
-        let inviter: Option<Option<i64>> = users::table
-            .find(current)
-            .select(users::inviter_id)
-            .first(c)
-            .optional()?;
+        let inviter: Option<Option<i64>> =
+            direct::first(c, users::table.find(current).select(users::inviter_id))?;
         match inviter.flatten() {
             // Inviter bindings never change and point to earlier users, so no cycles.
             Some(i) if !chain.contains(&i) && i != buyer => {
@@ -315,15 +315,18 @@ fn plan(
     order_id: i64,
     o: &OrderFacts,
     paid_at: i64,
+    inviters: &[i64],
 ) -> Result<Option<(i64, i64, Vec<Planned>)>, ApiError> {
     let Some((version, _, set)) = rule_set_at(c, paid_at)? else {
         return Ok(None);
     };
-    let categories: Vec<String> = order_items::table
-        .inner_join(products::table)
-        .filter(order_items::order_id.eq(order_id))
-        .select(products::category)
-        .load(c)?;
+    let categories: Vec<String> = direct::load(
+        c,
+        order_items::table
+            .inner_join(products::table)
+            .filter(order_items::order_id.eq(order_id))
+            .select(products::category),
+    )?;
     let mut planned = Vec::new();
     let po = PaidOrder {
         merchant_id: o.merchant_id,
@@ -344,8 +347,9 @@ fn plan(
             ));
         }
     }
-    let chain = inviter_chain(c, o.buyer_id, set.referral_levels_bps.len())?;
-    for (level, inviter) in chain.iter().enumerate() {
+    // `inviters` is the chain at the deepest level; the rule set may pay fewer.
+    let levels = set.referral_levels_bps.len().min(inviters.len());
+    for (level, inviter) in inviters[..levels].iter().enumerate() {
         let rate = set.referral_levels_bps[level];
         let amount = floor_bps(o.total_cents, rate);
         let kind = ["referral_1", "referral_2", "referral_3"][level];
@@ -356,21 +360,35 @@ fn plan(
     Ok(Some((version, set.hold_seconds, planned)))
 }
 
+/// What a reconcile did: records changed, and the notifications it stored
+/// (to push once the transaction has committed).
+#[derive(Debug, Default)]
+pub struct Reconciled {
+    pub changed: usize,
+    pub notifications: Vec<(i64, NotificationView)>,
+}
+
+/// The record's event on the outbox and its owner's notification, stored
+/// together in the caller's transaction (the notifier has nothing left to do).
 fn event(
     c: &mut DbConn,
     ids: &IdGenerator,
     kind: &str,
     r: &RebateRow,
     status: &str,
+    now: i64,
+    out: &mut Reconciled,
 ) -> Result<(), ApiError> {
     let data = serde_json::json!({"rebate_id": r.id, "order_id": r.order_id, "kind": r.kind, "amount_cents": r.amount_cents, "status": status});
-    outbox::enqueue(
+    let event_id = outbox::enqueue(
         c,
         ids,
         kind,
-        &serde_json::json!({"rebate_id": r.id, "order_id": r.order_id, "user_id": r.user_id, "amount_cents": r.amount_cents,
-            "notify": [{"user_id": r.user_id, "kind": kind, "data": data}]}),
+        &serde_json::json!({"rebate_id": r.id, "order_id": r.order_id, "user_id": r.user_id, "amount_cents": r.amount_cents}),
     )?;
+    let view = notifier::store(c, ids, event_id, r.user_id, kind, &data, now)?;
+    out.notifications.push((r.user_id, view));
+    out.changed += 1;
     Ok(())
 }
 
@@ -381,13 +399,17 @@ fn set_status(
     to: &str,
     now: i64,
 ) -> Result<bool, ApiError> {
-    let n = diesel::update(rebates::table.find(r.id).filter(rebates::status.eq(from)))
-        .set((rebates::status.eq(to), rebates::updated_at_ms.eq(now)))
-        .execute(c)?;
+    let n = direct::execute(
+        c,
+        diesel::update(rebates::table.find(r.id).filter(rebates::status.eq(from)))
+            .set((rebates::status.eq(to), rebates::updated_at_ms.eq(now))),
+    )?;
     Ok(n == 1)
 }
 
-/// Brings an order's rebates in line with the order. Returns how many records changed.
+/// Brings an order's rebates in line with the order, in its own transaction
+/// (a savepoint inside a group-commit job or an order transition). Returns
+/// what changed and the notifications stored with it.
 // The status checks inside the arms are guarded database updates, not conditions to fold into patterns.
 #[allow(clippy::collapsible_match)]
 pub fn reconcile(
@@ -395,30 +417,26 @@ pub fn reconcile(
     ids: &IdGenerator,
     order_id: i64,
     now: i64,
-) -> Result<usize, ApiError> {
+) -> Result<Reconciled, ApiError> {
     let Some(o) = order_facts(conn, order_id)? else {
-        return Ok(0);
+        return Ok(Reconciled::default());
     };
-    // Wallet rows first, outside the transaction.
-    let mut people = vec![o.buyer_id];
-    people.extend(inviter_chain(
-        conn,
-        o.buyer_id,
-        super::rules::MAX_REFERRAL_LEVELS,
-    )?);
-    for p in &people {
-        ensure_wallet(conn, *p, now)?;
-    }
-    crate::db::transaction(conn, |c| -> Result<usize, ApiError> {
-        let mut changed = 0;
-        let mut records: Vec<RebateRow> = rebates::table
-            .filter(rebates::order_id.eq(order_id))
-            .select(RebateRow::as_select())
-            .load(c)?;
+    crate::db::transaction(conn, |c| -> Result<Reconciled, ApiError> {
+        let mut out = Reconciled::default();
+        let mut records: Vec<RebateRow> = direct::load(
+            c,
+            rebates::table
+                .filter(rebates::order_id.eq(order_id))
+                .select(direct::columns::<RebateRow>()),
+        )?;
         if records.is_empty() && o.status != "refunded" && o.status != "cancelled" {
             if let Some(paid_at) = o.paid_at_ms {
-                if let Some((version, hold, planned)) = plan(c, order_id, &o, paid_at)? {
+                let inviters = inviter_chain(c, o.buyer_id, super::rules::MAX_REFERRAL_LEVELS)?;
+                if let Some((version, hold, planned)) = plan(c, order_id, &o, paid_at, &inviters)? {
                     for (user, kind, amount, rule_name, rate, fixed) in planned {
+                        // Only here can a wallet be missing: later steps move
+                        // money that this step put in.
+                        ensure_wallet(c, user, now)?;
                         let row = RebateRow {
                             id: ids.next_id(),
                             order_id,
@@ -435,8 +453,9 @@ pub fn reconcile(
                             created_at_ms: now,
                             updated_at_ms: now,
                         };
-                        diesel::insert_into(rebates::table)
-                            .values((
+                        direct::execute(
+                            c,
+                            diesel::insert_into(rebates::table).values((
                                 rebates::id.eq(row.id),
                                 rebates::order_id.eq(row.order_id),
                                 rebates::user_id.eq(row.user_id),
@@ -451,8 +470,8 @@ pub fn reconcile(
                                 rebates::available_at_ms.eq(row.available_at_ms),
                                 rebates::created_at_ms.eq(now),
                                 rebates::updated_at_ms.eq(now),
-                            ))
-                            .execute(c)?;
+                            )),
+                        )?;
                         post(
                             c,
                             ids,
@@ -463,9 +482,8 @@ pub fn reconcile(
                             [amount, 0, 0, 0],
                             now,
                         )?;
-                        event(c, ids, "rebate.pending", &row, "pending")?;
+                        event(c, ids, "rebate.pending", &row, "pending", now, &mut out)?;
                         records.push(row);
-                        changed += 1;
                     }
                 }
             }
@@ -484,8 +502,7 @@ pub fn reconcile(
                             [-r.amount_cents, 0, 0, 0],
                             now,
                         )?;
-                        event(c, ids, "rebate.cancelled", r, "cancelled")?;
-                        changed += 1;
+                        event(c, ids, "rebate.cancelled", r, "cancelled", now, &mut out)?;
                     }
                 }
                 ("refunded", "available") => {
@@ -501,8 +518,7 @@ pub fn reconcile(
                             [0, -r.amount_cents, 0, 0],
                             now,
                         )?;
-                        event(c, ids, "rebate.reversed", r, "reversed")?;
-                        changed += 1;
+                        event(c, ids, "rebate.reversed", r, "reversed", now, &mut out)?;
                     }
                 }
                 (_, "pending") => {
@@ -526,14 +542,13 @@ pub fn reconcile(
                             [-r.amount_cents, r.amount_cents, 0, 0],
                             now,
                         )?;
-                        event(c, ids, "rebate.available", r, "available")?;
-                        changed += 1;
+                        event(c, ids, "rebate.available", r, "available", now, &mut out)?;
                     }
                 }
                 _ => {}
             }
         }
-        Ok(changed)
+        Ok(out)
     })
 }
 

@@ -90,33 +90,47 @@ pub fn apply_event(
             }
             let mut created = Vec::new();
             for n in notify.iter().take(MAX_PER_EVENT) {
-                let id = ids.next_id();
-                let data = n.data.to_string();
-                diesel::insert_into(notifications::table)
-                    .values((
-                        notifications::id.eq(id),
-                        notifications::user_id.eq(n.user_id),
-                        notifications::kind.eq(&n.kind),
-                        notifications::data.eq(&data),
-                        notifications::event_id.eq(Some(event.id)),
-                        notifications::read.eq(false),
-                        notifications::created_at_ms.eq(now),
-                    ))
-                    .execute(c)?;
-                created.push((
-                    n.user_id,
-                    NotificationView {
-                        notification_id: id,
-                        kind: n.kind.clone(),
-                        data: n.data.clone(),
-                        created_at: rfc3339(now),
-                        read: false,
-                    },
-                ));
+                let view = store(c, ids, event.id, n.user_id, &n.kind, &n.data, now)?;
+                created.push((n.user_id, view));
             }
             Ok(created)
         },
     )
+}
+
+/// Stores one notification of event `event_id` in the caller's transaction.
+/// Producers that commit an event and its notifications together (the order
+/// actor's transitions, the rebate reconcile) call this directly and push
+/// after their commit, so the notifier has nothing left to do for them.
+pub fn store(
+    c: &mut crate::db::DbConn,
+    ids: &crate::ids::IdGenerator,
+    event_id: i64,
+    user_id: i64,
+    kind: &str,
+    data: &serde_json::Value,
+    now_ms: i64,
+) -> QueryResult<NotificationView> {
+    let id = ids.next_id();
+    crate::db::direct::execute(
+        c,
+        diesel::insert_into(notifications::table).values((
+            notifications::id.eq(id),
+            notifications::user_id.eq(user_id),
+            notifications::kind.eq(kind),
+            notifications::data.eq(data.to_string()),
+            notifications::event_id.eq(Some(event_id)),
+            notifications::read.eq(false),
+            notifications::created_at_ms.eq(now_ms),
+        )),
+    )?;
+    Ok(NotificationView {
+        notification_id: id,
+        kind: kind.to_owned(),
+        data: data.clone(),
+        created_at: rfc3339(now_ms),
+        read: false,
+    })
 }
 
 /// Pushes a stored notification to the recipient's open sockets.
@@ -127,6 +141,13 @@ pub fn push(registry: &Registry, user_id: i64, n: &NotificationView) {
         data: &n.data,
     };
     registry.deliver(user_id, Deliver::plain(frame.encode()));
+}
+
+/// Pushes notifications stored by a transaction that has committed.
+pub fn push_all(registry: &Registry, stored: &[(i64, NotificationView)]) {
+    for (user, n) in stored {
+        push(registry, *user, n);
+    }
 }
 
 /// Runs the consumer loop until the subscription ends.
