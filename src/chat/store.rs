@@ -1,12 +1,13 @@
 //! Chat queries, portable across both backends.
 
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
 
 use crate::db::schema::{blocks, conversation_members, conversations, messages};
 use crate::db::DbConn;
 use crate::realtime::frames::MessageView;
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = messages)]
 pub struct MessageRow {
     pub id: i64,
@@ -123,9 +124,8 @@ pub fn is_blocked(conn: &mut DbConn, blocker: i64, blocked: i64) -> QueryResult<
         .is_some())
 }
 
-/// The stored messages of many (sender, client_id) pairs, in one statement
-/// (a superset is read through the unique (sender_id, client_id) index and
-/// filtered here). At most a chat batch of pairs.
+/// The stored messages of many (sender, client_id) pairs: each pair probes
+/// the unique (sender_id, client_id) index once. At most a chat batch of pairs.
 pub fn find_by_client_ids<'a>(
     conn: &mut DbConn,
     pairs: impl Iterator<Item = (i64, &'a str)>,
@@ -134,26 +134,30 @@ pub fn find_by_client_ids<'a>(
     if wanted.is_empty() {
         return Ok(std::collections::HashMap::new());
     }
-    let mut senders: Vec<i64> = wanted.iter().map(|p| p.0).collect();
-    senders.sort_unstable();
-    senders.dedup();
-    let mut client_ids: Vec<&str> = wanted.iter().map(|p| p.1).collect();
-    client_ids.sort_unstable();
-    client_ids.dedup();
-    let rows: Vec<MessageRow> = messages::table
-        .filter(messages::sender_id.eq_any(&senders))
-        .filter(messages::client_id.eq_any(&client_ids))
-        .select(MessageRow::as_select())
-        .load(conn)?;
+    let pairs: Vec<(i64, String)> = wanted.iter().map(|(u, c)| (*u, (*c).to_owned())).collect();
+    let rows: Vec<MessageRow> = crate::db::direct::load_by_pairs::<_, BigInt, Text, _, _>(
+        conn,
+        "SELECT m.id, m.conversation_id, m.seq, m.sender_id, m.body, m.client_id, m.sent_at_ms \
+         FROM messages m JOIN (VALUES {rows}) AS v \
+         ON m.sender_id = v.column1 AND m.client_id = v.column2",
+        &pairs,
+    )?;
     Ok(rows
         .into_iter()
-        .filter(|r| wanted.contains(&(r.sender_id, r.client_id.as_str())))
         .map(|r| ((r.sender_id, r.client_id.clone()), r))
         .collect())
 }
 
-/// Which of these (blocker, blocked) pairs are blocks, in one statement
-/// (through the primary key's blocker prefix).
+#[derive(QueryableByName)]
+struct BlockPair {
+    #[diesel(sql_type = BigInt)]
+    blocker_id: i64,
+    #[diesel(sql_type = BigInt)]
+    blocked_id: i64,
+}
+
+/// Which of these (blocker, blocked) pairs are blocks: each pair probes the
+/// primary key once.
 pub fn blocked_pairs(
     conn: &mut DbConn,
     pairs: &[(i64, i64)],
@@ -161,20 +165,18 @@ pub fn blocked_pairs(
     if pairs.is_empty() {
         return Ok(std::collections::HashSet::new());
     }
-    let mut blockers: Vec<i64> = pairs.iter().map(|p| p.0).collect();
-    blockers.sort_unstable();
-    blockers.dedup();
-    let mut blocked: Vec<i64> = pairs.iter().map(|p| p.1).collect();
-    blocked.sort_unstable();
-    blocked.dedup();
-    let wanted: std::collections::HashSet<(i64, i64)> = pairs.iter().copied().collect();
-    Ok(blocks::table
-        .filter(blocks::blocker_id.eq_any(&blockers))
-        .filter(blocks::blocked_id.eq_any(&blocked))
-        .select((blocks::blocker_id, blocks::blocked_id))
-        .load::<(i64, i64)>(conn)?
+    let mut unique: Vec<(i64, i64)> = pairs.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
+    let found: Vec<BlockPair> = crate::db::direct::load_by_pairs::<_, BigInt, BigInt, _, _>(
+        conn,
+        "SELECT b.blocker_id, b.blocked_id FROM blocks b JOIN (VALUES {rows}) AS v \
+         ON b.blocker_id = v.column1 AND b.blocked_id = v.column2",
+        &unique,
+    )?;
+    Ok(found
         .into_iter()
-        .filter(|p| wanted.contains(p))
+        .map(|p| (p.blocker_id, p.blocked_id))
         .collect())
 }
 

@@ -29,7 +29,7 @@ use diesel::prelude::*;
 
 use super::store::{self, MessageRow};
 use crate::app::Shared;
-use crate::db::schema::{conversation_members, conversations, messages};
+use crate::db::schema::{conversations, messages};
 use crate::db::{DbConn, Pool};
 use crate::ids::now_ms;
 use crate::realtime::connection::{Reply, WsConn};
@@ -427,30 +427,43 @@ impl ChatDbWriter {
                     .values(chunk)
                     .execute(b))?;
             }
-            for (conv, first) in &first_seq {
-                let last = self.next_seq.get(conv).copied().unwrap_or(*first) - 1;
-                let updated = diesel::update(
-                    conversations::table
-                        .filter(conversations::id.eq(conv))
-                        .filter(conversations::last_seq.eq(first - 1)),
-                )
-                .set((
-                    conversations::last_seq.eq(last),
-                    conversations::last_activity_ms.eq(now),
-                ))
-                .execute(c)?;
-                if updated != 1 {
-                    // Someone else advanced this conversation: our counter is stale.
-                    return Err(diesel::result::Error::RollbackTransaction);
-                }
+            // Each conversation's counter moves from first-1 to last, only if
+            // it still is first-1: all of them in one statement per
+            // MAX_VALUES_ROWS conversations, not one UPDATE each.
+            let advances: Vec<[i64; 3]> = first_seq
+                .iter()
+                .map(|(conv, first)| {
+                    let last = self.next_seq.get(conv).copied().unwrap_or(*first) - 1;
+                    [*conv, first - 1, last]
+                })
+                .collect();
+            let advanced = crate::db::direct::update_from_values(
+                c,
+                "UPDATE conversations SET last_seq = v.column3, last_activity_ms = {p} \
+                 FROM (VALUES {rows}) AS v \
+                 WHERE conversations.id = v.column1 AND conversations.last_seq = v.column2",
+                Some(now),
+                &advances,
+            )?;
+            if advanced != advances.len() {
+                // Someone else advanced one of these conversations: our counters are stale.
+                return Err(diesel::result::Error::RollbackTransaction);
             }
-            // A sender has read their own message.
-            for ((conv, user), seq) in read_up_to {
-                diesel::update(conversation_members::table.find((conv, user)))
-                    .filter(conversation_members::last_read_seq.lt(seq))
-                    .set(conversation_members::last_read_seq.eq(seq))
-                    .execute(c)?;
-            }
+            // A sender has read their own message (never moving a mark back).
+            let reads: Vec<[i64; 3]> = read_up_to
+                .into_iter()
+                .map(|((conv, user), seq)| [conv, user, seq])
+                .collect();
+            crate::db::direct::update_from_values(
+                c,
+                "UPDATE conversation_members SET last_read_seq = v.column3 \
+                 FROM (VALUES {rows}) AS v \
+                 WHERE conversation_members.conversation_id = v.column1 \
+                 AND conversation_members.user_id = v.column2 \
+                 AND conversation_members.last_read_seq < v.column3",
+                None,
+                &reads,
+            )?;
             Ok(out)
         })
         .map_err(|e| match e {
