@@ -679,7 +679,8 @@ pub struct Applied {
     pub notifications: Stored,
 }
 
-/// Applies one transition in the caller's transaction (a group-commit job).
+/// Applies one transition in the caller's transaction (a group-commit job,
+/// whose savepoint rolls all of it back on any error).
 pub fn apply_transition(
     conn: &mut DbConn,
     shared: &Shared,
@@ -715,25 +716,31 @@ pub fn apply_transition(
     let ids = &shared.ids;
     let items = t.before.items.clone();
     let owner = t.before.owner_id;
-    crate::db::transaction(conn, |c| -> Result<(Vec<Released>, Stored), ApiError> {
-        let n = crate::db::direct::execute(c, diesel::update(
-            orders::table
-                .filter(orders::id.eq(before.id))
-                .filter(orders::status.eq(&before.status))
-                .filter(orders::refund_requested.eq(before.refund_requested)),
-        )
-        .set((
-            orders::status.eq(&after.status),
-            orders::refund_requested.eq(after.refund_requested),
-            orders::refund_reason.eq(&after.refund_reason),
-            orders::paid_at_ms.eq(after.paid_at_ms),
-            orders::shipped_at_ms.eq(after.shipped_at_ms),
-            orders::completed_at_ms.eq(after.completed_at_ms),
-            orders::auto_complete_at_ms.eq(after.auto_complete_at_ms),
-            orders::carrier.eq(&after.carrier),
-            orders::tracking_no.eq(&after.tracking_no),
-            orders::updated_at_ms.eq(now),
-        )))?;
+    // No savepoint of its own: it runs as a group-commit job, whose savepoint
+    // already makes it all or nothing (on SQLite each savepoint level costs
+    // sub-journal writes of every page it touches).
+    let apply = |c: &mut DbConn| -> Result<(Vec<Released>, Stored), ApiError> {
+        let n = crate::db::direct::execute(
+            c,
+            diesel::update(
+                orders::table
+                    .filter(orders::id.eq(before.id))
+                    .filter(orders::status.eq(&before.status))
+                    .filter(orders::refund_requested.eq(before.refund_requested)),
+            )
+            .set((
+                orders::status.eq(&after.status),
+                orders::refund_requested.eq(after.refund_requested),
+                orders::refund_reason.eq(&after.refund_reason),
+                orders::paid_at_ms.eq(after.paid_at_ms),
+                orders::shipped_at_ms.eq(after.shipped_at_ms),
+                orders::completed_at_ms.eq(after.completed_at_ms),
+                orders::auto_complete_at_ms.eq(after.auto_complete_at_ms),
+                orders::carrier.eq(&after.carrier),
+                orders::tracking_no.eq(&after.tracking_no),
+                orders::updated_at_ms.eq(now),
+            )),
+        )?;
         if n != 1 {
             return Err(ApiError::conflict(
                 "invalid_state",
@@ -812,7 +819,10 @@ pub fn apply_transition(
         // engine reconciles from the stored order, inside its own savepoint:
         // if it fails, only its writes roll back, the transition still
         // commits, and the event says so, so the rebate consumer retries it.
-        let rebates_reconciled = if matches!(kind, "order.paid" | "order.completed" | "order.refunded") {
+        let rebates_reconciled = if matches!(
+            kind,
+            "order.paid" | "order.completed" | "order.refunded"
+        ) {
             match crate::rebates::engine::reconcile(c, ids, before.id, now) {
                 Ok(r) => {
                     notifications.extend(r.notifications);
@@ -847,8 +857,8 @@ pub fn apply_transition(
             notifications.push((*user, view));
         }
         Ok((released, notifications))
-    })
-    .map(|(released, notifications)| Applied {
+    };
+    apply(conn).map(|(released, notifications)| Applied {
         loaded: Loaded {
             order: after,
             items: t.before.items,

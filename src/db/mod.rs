@@ -71,9 +71,13 @@ impl r2d2::ManageConnection for ConnectionManager {
                     SqliteSync::Full => "FULL",
                     SqliteSync::Normal => "NORMAL",
                 };
+                // Temporary files (savepoint sub-journals above all: every
+                // group-commit job has one) stay in memory instead of costing
+                // a write() per page.
                 conn.batch_execute(&format!(
                     "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-                     PRAGMA foreign_keys = ON; PRAGMA synchronous = {sync};"
+                     PRAGMA foreign_keys = ON; PRAGMA synchronous = {sync}; \
+                     PRAGMA temp_store = MEMORY;"
                 ))
                 .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
                 Ok(DbConn::Sqlite(conn))
