@@ -499,3 +499,66 @@ both_backends!(
     settlement_catches_up_after_restart,
     super::settlement_catches_up_after_restart
 );
+
+/// Runs one SQL statement on the app's database, behind the API's back.
+fn exec_sql(app: &TestApp, sql: &str) {
+    let url: tandem::config::DatabaseUrl = app.database_url().parse().unwrap();
+    let (pool, _) = tandem::app::migrate(&url).unwrap();
+    let mut conn = pool.get().unwrap();
+    diesel::RunQueryDsl::execute(diesel::sql_query(sql), &mut *conn).unwrap();
+}
+
+/// The rebates of a paid order are computed inside the paid transition's own
+/// transaction. When that step cannot run (here: a stored rule set that no
+/// longer parses), the payment still commits and the event says so; the
+/// rebate consumer retries, and pays exactly once when it can.
+async fn rebates_deferred_when_the_inline_step_fails(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin_token().await;
+    let s = shop(&app, "defshop").await;
+    let p = product(&app, &s, "Lily", "flowers", 10_000, 10).await;
+    let (_, buyer) = app.register("defbuyer").await;
+    let rules = json!({"rules": [{"name": "all", "rate_bps": 100}], "referral_levels_bps": [], "hold_seconds": 3600});
+    assert_eq!(put_rules(&app, &admin, rules).await.status(), 200);
+    // The inline path first: paid and rebated in one commit.
+    paid_order(&app, &buyer, json!([{"product_id": p, "quantity": 1}])).await;
+    let first = rebates_of(&app, &buyer).await;
+    assert_eq!(first.len(), 1, "recorded with the payment: {first:?}");
+    // Now break the stored rule set (keeping its text to restore it).
+    exec_sql(
+        &app,
+        "UPDATE rebate_rule_sets SET rules = 'broken:' || rules",
+    );
+    let o = paid_order(&app, &buyer, json!([{"product_id": p, "quantity": 2}])).await;
+    assert_eq!(
+        o["status"], "paid",
+        "a rebate failure never holds a payment back"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    assert_eq!(
+        rebates_of(&app, &buyer).await.len(),
+        1,
+        "nothing recorded while broken"
+    );
+    assert_eq!(wallet(&app, &buyer).await["pending_cents"], 100);
+    // Repaired: the consumer's retry records the deferred rebate, once.
+    exec_sql(&app, "UPDATE rebate_rule_sets SET rules = substr(rules, 8)");
+    within_2s("the deferred rebate", || async {
+        rebates_of(&app, &buyer).await.len() == 2
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let all = rebates_of(&app, &buyer).await;
+    assert_eq!(all.len(), 2, "{all:?}");
+    let second = all
+        .iter()
+        .find(|r| r["order_id"] == o["order_id"])
+        .expect("the deferred order's rebate");
+    assert_eq!(second["amount_cents"], 200);
+    assert_eq!(wallet(&app, &buyer).await["pending_cents"], 300);
+    app.assert_audit_clean();
+}
+both_backends!(
+    rebates_deferred_when_the_inline_step_fails,
+    super::rebates_deferred_when_the_inline_step_fails
+);
