@@ -25,8 +25,7 @@ use crate::db::{Db, DbConn, DbExecutor};
 use crate::error::ApiError;
 use crate::ids::now_ms;
 use crate::infra::outbox::{self, Nudge, Relay};
-use crate::social::messages::NotificationView;
-use crate::social::notifier;
+use crate::social::notifier::{self, Stored};
 
 /// An order actor with no message for this long stops.
 const IDLE: Duration = Duration::from_secs(30);
@@ -106,7 +105,7 @@ impl OrderCtx {
             .commit
             .run(move |c| apply_transition(c, &shared, t))
             .await?;
-        crate::social::notifier::push_all(&self.shared.registry, &applied.notifications);
+        notifier::push_all(&self.shared.registry, &applied.notifications);
         Ok((applied.loaded, applied.released))
     }
 
@@ -667,10 +666,6 @@ impl Transition {
         }
     }
 }
-
-/// Notifications a transaction stored: (recipient, notification), to push
-/// once it has committed.
-type Stored = Vec<(i64, NotificationView)>;
 
 /// What a committed transition leaves for the actor.
 pub struct Applied {

@@ -15,7 +15,14 @@
 //! backend. The connection's transaction state is the inner connection's, so
 //! these run inside whatever transaction or savepoint the caller opened.
 
+use diesel::backend::Backend;
+use diesel::pg::Pg;
+use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::query_dsl::methods::{ExecuteDsl, LimitDsl, LoadQuery};
+use diesel::serialize::ToSql;
+use diesel::sql_types::{BigInt, HasSqlType, SqlType};
+use diesel::sqlite::Sqlite;
+use diesel::QueryableByName;
 use diesel::{PgConnection, QueryResult, RunQueryDsl, Selectable, SqliteConnection};
 
 use super::DbConn;
@@ -23,7 +30,7 @@ use super::DbConn;
 /// The columns a derived `Selectable` row selects: a plain tuple of columns,
 /// the same for both backends (`as_select()` is tied to one backend). Rows
 /// are then built by their `Queryable` derive, by position, in field order.
-pub fn columns<T: Selectable<diesel::sqlite::Sqlite>>() -> T::SelectExpression {
+pub fn columns<T: Selectable<Sqlite>>() -> T::SelectExpression {
     T::construct_selection()
 }
 
@@ -76,50 +83,63 @@ pub fn update_from_values(
     param: Option<i64>,
     rows: &[[i64; 3]],
 ) -> QueryResult<usize> {
-    use diesel::sql_types::BigInt;
+    let skip = usize::from(param.is_some());
     let mut total = 0;
     for chunk in rows.chunks(MAX_VALUES_ROWS) {
-        match conn {
+        total += match conn {
             DbConn::Sqlite(c) => {
-                let values = vec!["(?, ?, ?)"; chunk.len()].join(", ");
-                let text = sql.replace("{p}", "?").replace("{rows}", &values);
-                let mut q = diesel::sql_query(text).into_boxed::<diesel::sqlite::Sqlite>();
-                if let Some(p) = param {
-                    q = q.bind::<BigInt, _>(p);
-                }
-                for r in chunk {
-                    q = q
-                        .bind::<BigInt, _>(r[0])
-                        .bind::<BigInt, _>(r[1])
-                        .bind::<BigInt, _>(r[2]);
-                }
-                total += q.execute(c)?;
+                let text = values_sql(sql, false, chunk.len(), 3, skip);
+                bind_int_rows(diesel::sql_query(text).into_boxed(), param, chunk).execute(c)?
             }
             DbConn::Pg(c) => {
-                let skip = usize::from(param.is_some());
-                let values = (0..chunk.len())
-                    .map(|i| {
-                        let b = 3 * i + skip;
-                        format!("(${}, ${}, ${})", b + 1, b + 2, b + 3)
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let text = sql.replace("{p}", "$1").replace("{rows}", &values);
-                let mut q = diesel::sql_query(text).into_boxed::<diesel::pg::Pg>();
-                if let Some(p) = param {
-                    q = q.bind::<BigInt, _>(p);
-                }
-                for r in chunk {
-                    q = q
-                        .bind::<BigInt, _>(r[0])
-                        .bind::<BigInt, _>(r[1])
-                        .bind::<BigInt, _>(r[2]);
-                }
-                total += q.execute(c)?;
+                let text = values_sql(sql, true, chunk.len(), 3, skip);
+                bind_int_rows(diesel::sql_query(text).into_boxed(), param, chunk).execute(c)?
             }
-        }
+        };
     }
     Ok(total)
+}
+
+/// `sql` with `{p}` and `{rows}` written out for one backend: `rows` tuples of
+/// `width` placeholders, after `skip` leading ones (`{p}`). SQLite numbers
+/// `?` by position; PostgreSQL needs `$n`.
+fn values_sql(sql: &str, pg: bool, rows: usize, width: usize, skip: usize) -> String {
+    let one = |i: usize| -> String {
+        let marks: Vec<String> = (1..=width)
+            .map(|k| {
+                if pg {
+                    format!("${}", skip + i * width + k)
+                } else {
+                    "?".to_owned()
+                }
+            })
+            .collect();
+        format!("({})", marks.join(", "))
+    };
+    let values = (0..rows).map(one).collect::<Vec<_>>().join(", ");
+    sql.replace("{p}", if pg { "$1" } else { "?" })
+        .replace("{rows}", &values)
+}
+
+fn bind_int_rows<'f, DB>(
+    mut q: BoxedSqlQuery<'f, DB, SqlQuery>,
+    param: Option<i64>,
+    rows: &[[i64; 3]],
+) -> BoxedSqlQuery<'f, DB, SqlQuery>
+where
+    DB: Backend + HasSqlType<BigInt>,
+    i64: ToSql<BigInt, DB>,
+{
+    if let Some(p) = param {
+        q = q.bind::<BigInt, _>(p);
+    }
+    for r in rows {
+        q = q
+            .bind::<BigInt, _>(r[0])
+            .bind::<BigInt, _>(r[1])
+            .bind::<BigInt, _>(r[2]);
+    }
+    q
 }
 
 /// Rows of a query joined with a VALUES list of pairs, instead of
@@ -134,49 +154,45 @@ pub fn load_by_pairs<U, SA, SB, A, B>(
     pairs: &[(A, B)],
 ) -> QueryResult<Vec<U>>
 where
-    U: diesel::QueryableByName<diesel::sqlite::Sqlite>
-        + diesel::QueryableByName<diesel::pg::Pg>
-        + 'static,
-    SA: diesel::sql_types::SqlType + Send + 'static,
-    SB: diesel::sql_types::SqlType + Send + 'static,
-    diesel::sqlite::Sqlite: diesel::sql_types::HasSqlType<SA> + diesel::sql_types::HasSqlType<SB>,
-    diesel::pg::Pg: diesel::sql_types::HasSqlType<SA> + diesel::sql_types::HasSqlType<SB>,
-    A: diesel::serialize::ToSql<SA, diesel::sqlite::Sqlite>
-        + diesel::serialize::ToSql<SA, diesel::pg::Pg>
-        + Clone
-        + Send
-        + 'static,
-    B: diesel::serialize::ToSql<SB, diesel::sqlite::Sqlite>
-        + diesel::serialize::ToSql<SB, diesel::pg::Pg>
-        + Clone
-        + Send
-        + 'static,
+    U: QueryableByName<Sqlite> + QueryableByName<Pg> + 'static,
+    SA: SqlType + Send + 'static,
+    SB: SqlType + Send + 'static,
+    Sqlite: HasSqlType<SA> + HasSqlType<SB>,
+    Pg: HasSqlType<SA> + HasSqlType<SB>,
+    A: ToSql<SA, Sqlite> + ToSql<SA, Pg> + Clone + Send + 'static,
+    B: ToSql<SB, Sqlite> + ToSql<SB, Pg> + Clone + Send + 'static,
 {
     let mut out = Vec::new();
     for chunk in pairs.chunks(MAX_VALUES_ROWS) {
         match conn {
             DbConn::Sqlite(c) => {
-                let values = vec!["(?, ?)"; chunk.len()].join(", ");
-                let mut q = diesel::sql_query(sql.replace("{rows}", &values))
-                    .into_boxed::<diesel::sqlite::Sqlite>();
-                for (a, b) in chunk {
-                    q = q.bind::<SA, _>(a.clone()).bind::<SB, _>(b.clone());
-                }
+                let text = values_sql(sql, false, chunk.len(), 2, 0);
+                let q = bind_pairs::<_, SA, SB, _, _>(diesel::sql_query(text).into_boxed(), chunk);
                 out.extend(q.load::<U>(c)?);
             }
             DbConn::Pg(c) => {
-                let values = (0..chunk.len())
-                    .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let mut q = diesel::sql_query(sql.replace("{rows}", &values))
-                    .into_boxed::<diesel::pg::Pg>();
-                for (a, b) in chunk {
-                    q = q.bind::<SA, _>(a.clone()).bind::<SB, _>(b.clone());
-                }
+                let text = values_sql(sql, true, chunk.len(), 2, 0);
+                let q = bind_pairs::<_, SA, SB, _, _>(diesel::sql_query(text).into_boxed(), chunk);
                 out.extend(q.load::<U>(c)?);
             }
         }
     }
     Ok(out)
+}
+
+fn bind_pairs<'f, DB, SA, SB, A, B>(
+    mut q: BoxedSqlQuery<'f, DB, SqlQuery>,
+    pairs: &[(A, B)],
+) -> BoxedSqlQuery<'f, DB, SqlQuery>
+where
+    DB: Backend + HasSqlType<SA> + HasSqlType<SB>,
+    SA: Send + 'f,
+    SB: Send + 'f,
+    A: ToSql<SA, DB> + Clone + Send + 'f,
+    B: ToSql<SB, DB> + Clone + Send + 'f,
+{
+    for (a, b) in pairs {
+        q = q.bind::<SA, _>(a.clone()).bind::<SB, _>(b.clone());
+    }
+    q
 }

@@ -22,7 +22,6 @@ use crate::db::{direct, DbConn};
 use crate::error::ApiError;
 use crate::ids::IdGenerator;
 use crate::infra::outbox;
-use crate::social::messages::NotificationView;
 use crate::social::notifier;
 
 /// Balance changes of one ledger entry: (pending, available, withdrawing, withdrawn).
@@ -36,7 +35,7 @@ pub struct WalletView {
     pub withdrawn_cents: i64,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = rebates)]
 pub struct RebateRow {
     pub id: i64,
@@ -365,7 +364,7 @@ fn plan(
 #[derive(Debug, Default)]
 pub struct Reconciled {
     pub changed: usize,
-    pub notifications: Vec<(i64, NotificationView)>,
+    pub notifications: notifier::Stored,
 }
 
 /// The record's event on the outbox and its owner's notification, stored
@@ -453,25 +452,7 @@ pub fn reconcile(
                             created_at_ms: now,
                             updated_at_ms: now,
                         };
-                        direct::execute(
-                            c,
-                            diesel::insert_into(rebates::table).values((
-                                rebates::id.eq(row.id),
-                                rebates::order_id.eq(row.order_id),
-                                rebates::user_id.eq(row.user_id),
-                                rebates::kind.eq(&row.kind),
-                                rebates::amount_cents.eq(row.amount_cents),
-                                rebates::status.eq(&row.status),
-                                rebates::rule_version.eq(row.rule_version),
-                                rebates::rule_name.eq(&row.rule_name),
-                                rebates::rate_bps.eq(row.rate_bps),
-                                rebates::fixed_cents.eq(row.fixed_cents),
-                                rebates::hold_seconds.eq(row.hold_seconds),
-                                rebates::available_at_ms.eq(row.available_at_ms),
-                                rebates::created_at_ms.eq(now),
-                                rebates::updated_at_ms.eq(now),
-                            )),
-                        )?;
+                        direct::execute(c, diesel::insert_into(rebates::table).values(&row))?;
                         post(
                             c,
                             ids,

@@ -98,6 +98,10 @@ pub fn apply_event(
     )
 }
 
+/// Notifications a transaction stored: (recipient, notification), to push
+/// once it has committed ([`push_all`]).
+pub type Stored = Vec<(i64, NotificationView)>;
+
 /// Stores one notification of event `event_id` in the caller's transaction.
 /// Producers that commit an event and its notifications together (the order
 /// actor's transitions, the rebate reconcile) call this directly and push
