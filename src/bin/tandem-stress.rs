@@ -31,7 +31,8 @@ struct Args {
     /// Seconds of measured load (flash-sale runs until every buyer has tried).
     #[arg(long, default_value_t = 10)]
     duration: u64,
-    /// Closed-loop workers (chat-direct: sender/receiver pairs).
+    /// Closed-loop workers (chat-direct: sender/receiver pairs; chat-group:
+    /// sending members, at most 128 and half the group).
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
     /// Open loop: fixed arrival rate per second; latency counts from the intended send time.
@@ -928,7 +929,7 @@ async fn scenario_chat_group(args: &Args) -> anyhow::Result<Report> {
         bail!("chat-group runs closed-loop only; drop --rate");
     }
     let size = args.group_size.clamp(2, 1_000);
-    let senders = args.concurrency.clamp(1, 16).min(size);
+    let senders = args.concurrency.clamp(1, 128).min(size / 2);
     let api = Api::new(&args.target, 16)?;
     let users = api.users(&format!("s{}g", run_id()), size).await?;
     let ids: Vec<i64> = users[1..].iter().map(|u| u.0).collect();
@@ -1041,6 +1042,7 @@ async fn scenario_chat_group(args: &Args) -> anyhow::Result<Report> {
     rep.extras.insert("group_size".into(), json!(size));
     rep.extras
         .insert("receiving_members".into(), json!(size - senders));
+    rep.extras.insert("senders".into(), json!(senders));
     Ok(rep)
 }
 

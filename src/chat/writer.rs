@@ -35,7 +35,7 @@ use crate::ids::now_ms;
 use crate::realtime::connection::{Reply, WsConn};
 use crate::realtime::frames::{MessageView, ServerFrame};
 use crate::realtime::registry::Registry;
-use crate::realtime::session::Deliver;
+use crate::realtime::session::{Deliver, Outgoing};
 
 /// Most messages in one transaction.
 pub const MAX_BATCH: usize = 512;
@@ -191,8 +191,15 @@ impl ChatBatcher {
                             .collect()
                     }
                 };
+                // Deliveries gather per member across the batch, in commit
+                // order, so each member gets one `Deliver` per batch (see
+                // `Deliver`); a member's frames keep their seq order.
+                let mut fan_out: HashMap<i64, Vec<Outgoing>> = HashMap::new();
                 for (req, result) in batch.iter().zip(results) {
-                    this.complete(req, result);
+                    this.complete(req, result, &mut fan_out);
+                }
+                for (member, items) in fan_out {
+                    this.registry.deliver(member, Deliver { items });
                 }
                 this.flushing = false;
                 this.in_flight = 0;
@@ -202,7 +209,12 @@ impl ChatBatcher {
         ));
     }
 
-    fn complete(&self, req: &ChatSend, result: WriteResult) {
+    fn complete(
+        &self,
+        req: &ChatSend,
+        result: WriteResult,
+        fan_out: &mut HashMap<i64, Vec<Outgoing>>,
+    ) {
         match result {
             Ok(stored) => {
                 let ack = ServerFrame::Ack {
@@ -217,15 +229,12 @@ impl ChatBatcher {
                     self.shared.recent.push(&stored.view);
                     let frame = ServerFrame::Message(&stored.view).encode();
                     for m in members.iter() {
-                        self.registry.deliver(
-                            *m,
-                            Deliver {
-                                frame: frame.clone(),
-                                conversation_id: Some(stored.view.conversation_id),
-                                seq: Some(stored.view.seq),
-                                except_conn: Some(req.conn_id),
-                            },
-                        );
+                        fan_out.entry(*m).or_default().push(Outgoing {
+                            frame: frame.clone(),
+                            conversation_id: Some(stored.view.conversation_id),
+                            seq: Some(stored.view.seq),
+                            except_conn: Some(req.conn_id),
+                        });
                     }
                 }
             }

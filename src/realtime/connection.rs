@@ -442,11 +442,17 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsConn {
     }
 }
 
-/// A frame for this socket from its session (counted against the slow-client bound).
-pub struct Push {
+/// One frame of a [`Push`].
+pub struct PushFrame {
     pub frame: Arc<str>,
     pub conversation_id: Option<i64>,
     pub seq: Option<i64>,
+}
+
+/// Frames for this socket from its session, in order (counted against the
+/// slow-client bound). Written in one go, they leave in one socket write.
+pub struct Push {
+    pub frames: Vec<PushFrame>,
 }
 
 impl Message for Push {
@@ -456,24 +462,27 @@ impl Message for Push {
 impl Handler<Push> for WsConn {
     type Result = ();
     fn handle(&mut self, msg: Push, ctx: &mut Self::Context) {
-        self.shared.pending_frames.fetch_sub(1, Ordering::AcqRel);
+        let bytes: usize = msg.frames.iter().map(|f| f.frame.len()).sum();
         self.shared
-            .pending_bytes
-            .fetch_sub(msg.frame.len(), Ordering::AcqRel);
-        if let (Some(conv), Some(seq)) = (msg.conversation_id, msg.seq) {
-            if let Some(held) = self.syncing.get_mut(&conv) {
-                if held.len() >= MAX_HELD_FRAMES {
-                    return Self::close(
-                        ctx,
-                        ws::CloseCode::Again,
-                        "too far behind; reconnect and sync",
-                    );
+            .pending_frames
+            .fetch_sub(msg.frames.len(), Ordering::AcqRel);
+        self.shared.pending_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        for f in msg.frames {
+            if let (Some(conv), Some(seq)) = (f.conversation_id, f.seq) {
+                if let Some(held) = self.syncing.get_mut(&conv) {
+                    if held.len() >= MAX_HELD_FRAMES {
+                        return Self::close(
+                            ctx,
+                            ws::CloseCode::Again,
+                            "too far behind; reconnect and sync",
+                        );
+                    }
+                    held.push((seq, f.frame));
+                    continue;
                 }
-                held.push((seq, msg.frame));
-                return;
             }
+            ctx.text(&*f.frame);
         }
-        ctx.text(&*msg.frame);
     }
 }
 
