@@ -5,6 +5,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use tandem::config::{Cli, Command, Config};
 
+/// mimalloc instead of glibc's malloc: the server allocates per request and
+/// per frame from many threads, and glibc's arenas showed up as 6-7 % of the
+/// HTTP workers (`_int_malloc`, `malloc_consolidate`) in `flash-sale`.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = match cli.command {
