@@ -238,6 +238,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Duration::from_millis(config.request_timeout_ms),
     );
     actix::Actor::start(crate::ops::housekeeping::Housekeeper { db: db.clone() });
+    if matches!(config.database_url, crate::config::DatabaseUrl::Sqlite(_)) {
+        crate::db::checkpoint::start(prepared.pool.clone());
+    }
     let chat_shards = match (config.chat_writers, &config.database_url) {
         (0, crate::config::DatabaseUrl::Sqlite(_)) => 1,
         (0, crate::config::DatabaseUrl::Postgres(_)) => 2,
