@@ -16,6 +16,7 @@ use actix_web_actors::ws;
 use super::frames::{ClientFrame, ReadFrame, SendFrame, ServerFrame, SyncFrame, TypingFrame};
 use super::registry::ConnShared;
 use super::session::Deliver;
+use super::sync_hold::{SyncHold, SyncOutcome};
 use crate::accounts::auth::AuthUser;
 use crate::app::AppState;
 use crate::chat::messages::{EnsureDirect, LoadMessages, MarkRead, SYNC_LIMIT};
@@ -30,14 +31,12 @@ pub const MAX_CLIENT_ID_CHARS: usize = 64;
 /// Per-connection frame budget (when rate limits are on): burst and refill per second.
 const FRAME_BURST: f64 = 60.0;
 const FRAMES_PER_S: f64 = 30.0;
-/// Live frames held back per conversation while a sync is being served.
-const MAX_HELD_FRAMES: usize = 4_096;
 
 pub struct WsConn {
     state: web::Data<AppState>,
     shared: Arc<ConnShared>,
     /// Conversations being synced on this socket, with the live frames held back meanwhile.
-    syncing: HashMap<i64, Vec<(i64, Arc<str>)>>,
+    syncing: HashMap<i64, SyncHold>,
     tokens: f64,
     refilled_at: Instant,
     /// A fragmented message being assembled: (is text, bytes so far).
@@ -208,8 +207,8 @@ impl WsConn {
             );
         }
         let conv = f.conversation_id;
-        // Hold live frames of this conversation until `synced` is out.
-        self.syncing.entry(conv).or_default();
+        // Hold live frames of this conversation until every sync of it has answered.
+        self.syncing.entry(conv).or_default().begin();
         let state = self.state.clone();
         let user_id = self.user_id();
         let after_seq = f.after_seq;
@@ -241,8 +240,7 @@ impl WsConn {
             state.db.call(msg).await
         };
         ctx.spawn(load.into_actor(self).map(move |res, this, ctx| {
-            let held = this.syncing.remove(&conv).unwrap_or_default();
-            match res {
+            let outcome = match res {
                 Ok(page) => {
                     let mut last_sent = f.after_seq;
                     for m in &page.items {
@@ -258,19 +256,24 @@ impl WsConn {
                     );
                     // The page stopped at the limit: the client syncs again from
                     // `last_sent`, and gets the held messages then, in order.
-                    let truncated = last_sent < page.last_seq;
-                    // Release what arrived meanwhile, minus what the sync already sent.
-                    for (seq, frame) in held {
-                        if seq > last_sent && !truncated {
-                            ctx.text(&*frame);
-                        }
+                    if last_sent < page.last_seq {
+                        SyncOutcome::Truncated
+                    } else {
+                        SyncOutcome::Complete { up_to: last_sent }
                     }
                 }
                 Err(e) => {
-                    for (_, frame) in held {
-                        ctx.text(&*frame);
-                    }
                     Self::api_error(ctx, &e, None);
+                    SyncOutcome::Failed
+                }
+            };
+            // Release what arrived meanwhile, minus what the syncs already
+            // sent, once the last outstanding sync of this conversation is done.
+            let release = this.syncing.get_mut(&conv).and_then(|h| h.finish(outcome));
+            if let Some(frames) = release {
+                this.syncing.remove(&conv);
+                for frame in frames {
+                    ctx.text(&*frame);
                 }
             }
         }));
@@ -469,15 +472,14 @@ impl Handler<Push> for WsConn {
         self.shared.pending_bytes.fetch_sub(bytes, Ordering::AcqRel);
         for f in msg.frames {
             if let (Some(conv), Some(seq)) = (f.conversation_id, f.seq) {
-                if let Some(held) = self.syncing.get_mut(&conv) {
-                    if held.len() >= MAX_HELD_FRAMES {
+                if let Some(hold) = self.syncing.get_mut(&conv) {
+                    if hold.hold(seq, f.frame).is_err() {
                         return Self::close(
                             ctx,
                             ws::CloseCode::Again,
                             "too far behind; reconnect and sync",
                         );
                     }
-                    held.push((seq, f.frame));
                     continue;
                 }
             }

@@ -5,3 +5,4 @@ pub mod connection;
 pub mod frames;
 pub mod registry;
 pub mod session;
+pub mod sync_hold;
