@@ -313,6 +313,11 @@ impl Api {
         ))
     }
 
+    /// Opens the connections of a measured run before it starts.
+    async fn warm(&self, n: usize) -> anyhow::Result<()> {
+        self.http.warm(n).await.map_err(anyhow::Error::msg)
+    }
+
     async fn post(
         &self,
         path: &str,
@@ -437,10 +442,7 @@ fn sign(secret: &str, body: &str) -> String {
 
 async fn scenario_health(args: &Args) -> anyhow::Result<Report> {
     let api = Api::new(&args.target, args.concurrency)?;
-    api.http
-        .warm(args.concurrency)
-        .await
-        .map_err(anyhow::Error::msg)?;
+    api.warm(args.concurrency).await?;
     let op = move |_| {
         let api = api.clone();
         async move {
@@ -501,10 +503,7 @@ async fn scenario_orders(args: &Args) -> anyhow::Result<Report> {
             .await
         }
     };
-    api.http
-        .warm(args.concurrency)
-        .await
-        .map_err(anyhow::Error::msg)?;
+    api.warm(args.concurrency).await?;
     let (elapsed, stats) = drive(args, None, op).await;
     let mut rep = report("orders", elapsed, &stats);
     // Checks, outside the measured window.
@@ -591,10 +590,7 @@ async fn scenario_flash_sale(args: &Args) -> anyhow::Result<Report> {
     };
     let mut a = args.clone();
     a.duration = MAX_DURATION_S;
-    api.http
-        .warm(args.concurrency)
-        .await
-        .map_err(anyhow::Error::msg)?;
+    api.warm(args.concurrency).await?;
     let (elapsed, stats) = drive(&a, Some(args.buyers), op).await;
     let mut rep = report("flash-sale", elapsed, &stats);
     let sold = sold.lock().clone();
@@ -913,10 +909,7 @@ async fn scenario_mixed(args: &Args) -> anyhow::Result<Report> {
             }
         }
     };
-    api.http
-        .warm(args.concurrency)
-        .await
-        .map_err(anyhow::Error::msg)?;
+    api.warm(args.concurrency).await?;
     let (elapsed, stats) = drive(args, None, op).await;
     let mut rep = report("mixed", elapsed, &stats);
     rep.checks.insert(
@@ -1393,17 +1386,13 @@ impl LeanHttp {
             Some(c) => c,
             None => LeanConn::connect(self.addr).await?,
         };
-        let attempt = tokio::time::timeout(REQUEST_TIMEOUT, conn.exchange(&wire)).await;
+        let mut attempt = tokio::time::timeout(REQUEST_TIMEOUT, conn.exchange(&wire)).await;
+        if retry_allowed && matches!(attempt, Ok(Err(Exchange::Stale))) {
+            let fresh = LeanConn::connect(self.addr).await?;
+            attempt = tokio::time::timeout(REQUEST_TIMEOUT, fresh.exchange(&wire)).await;
+        }
         let (conn, status, body) = match attempt {
             Ok(Ok(done)) => done,
-            Ok(Err(Exchange::Stale)) if retry_allowed => {
-                let fresh = LeanConn::connect(self.addr).await?;
-                match tokio::time::timeout(REQUEST_TIMEOUT, fresh.exchange(&wire)).await {
-                    Ok(Ok(done)) => done,
-                    Ok(Err(e)) => return Err(format!("{path}: {e}")),
-                    Err(_) => return Err(format!("{path}: timed out")),
-                }
-            }
             Ok(Err(e)) => return Err(format!("{path}: {e}")),
             Err(_) => return Err(format!("{path}: timed out")),
         };

@@ -45,10 +45,10 @@ pub struct Progress {
 
 /// Runs one PASSIVE checkpoint on `conn` (a no-op answer on PostgreSQL).
 pub fn checkpoint(conn: &mut DbConn) -> diesel::QueryResult<Progress> {
+    // The pragma's first column (`busy`) is not needed: a PASSIVE checkpoint
+    // that could not finish shows as `checkpointed < log`.
     #[derive(diesel::QueryableByName)]
     struct Row {
-        #[diesel(sql_type = BigInt)]
-        busy: i64,
         #[diesel(sql_type = BigInt)]
         log: i64,
         #[diesel(sql_type = BigInt)]
@@ -61,7 +61,6 @@ pub fn checkpoint(conn: &mut DbConn) -> diesel::QueryResult<Progress> {
         });
     };
     let row: Row = diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").get_result(c)?;
-    let _ = row.busy;
     Ok(Progress {
         wal_frames: row.log,
         checkpointed_frames: row.checkpointed,
