@@ -103,7 +103,7 @@ impl OrderCtx {
         let shared = self.shared.clone();
         let applied = self
             .commit
-            .run(move |c| apply_transition(c, &shared, t))
+            .run(move |c| apply_transition(c, &shared, t.clone()))
             .await?;
         notifier::push_all(&self.shared.registry, &applied.notifications);
         Ok((applied.loaded, applied.released))
@@ -115,14 +115,14 @@ impl OrderCtx {
     ) -> Result<super::reviews::ReviewView, ApiError> {
         let shared = self.shared.clone();
         self.commit
-            .run(move |c| super::reviews::insert_review(c, &shared.ids, r))
+            .run(move |c| super::reviews::insert_review(c, &shared.ids, r.clone()))
             .await
     }
 
     async fn ensure_payment(&self, m: EnsurePayment) -> Result<PaymentRow, ApiError> {
         let shared = self.shared.clone();
         self.commit
-            .run(move |c| ensure_payment(c, &shared, m))
+            .run(move |c| ensure_payment(c, &shared, m.clone()))
             .await
     }
 }
@@ -542,6 +542,7 @@ impl Handler<LoadPayment> for DbExecutor {
 }
 
 /// The order's payment, created on the first call (`pay` is idempotent).
+#[derive(Clone)]
 pub struct EnsurePayment {
     pub order_id: i64,
     pub amount_cents: i64,
@@ -625,6 +626,7 @@ impl Handler<MarkRefundNeeded> for DbExecutor {
 
 /// One state change, its stock release, its payment update and its event,
 /// in one transaction, applied only if the order is still as the actor saw it.
+#[derive(Clone)]
 pub struct Transition {
     pub before: Loaded,
     pub cmd: Command,
@@ -715,27 +717,59 @@ pub fn apply_transition(
     // already makes it all or nothing (on SQLite each savepoint level costs
     // sub-journal writes of every page it touches).
     let apply = |c: &mut DbConn| -> Result<(Vec<Released>, Stored), ApiError> {
-        let n = crate::db::direct::execute(
-            c,
-            diesel::update(
-                orders::table
-                    .filter(orders::id.eq(before.id))
-                    .filter(orders::status.eq(&before.status))
-                    .filter(orders::refund_requested.eq(before.refund_requested)),
-            )
-            .set((
-                orders::status.eq(&after.status),
-                orders::refund_requested.eq(after.refund_requested),
-                orders::refund_reason.eq(&after.refund_reason),
-                orders::paid_at_ms.eq(after.paid_at_ms),
-                orders::shipped_at_ms.eq(after.shipped_at_ms),
-                orders::completed_at_ms.eq(after.completed_at_ms),
-                orders::auto_complete_at_ms.eq(after.auto_complete_at_ms),
-                orders::carrier.eq(&after.carrier),
-                orders::tracking_no.eq(&after.tracking_no),
-                orders::updated_at_ms.eq(now),
-            )),
-        )?;
+        // A cached statement (see `RowUpdate`); the WHERE keeps the actor's
+        // view honest: it fails if the row is not what the actor loaded.
+        let n = {
+            use crate::db::direct::{Assign::To, RowUpdate, Val};
+            use diesel::Column;
+            crate::db::direct::execute(
+                c,
+                RowUpdate {
+                    table: "orders",
+                    set: vec![
+                        (orders::status::NAME, To(Val::Text(&after.status))),
+                        (
+                            orders::refund_requested::NAME,
+                            To(Val::Bool(after.refund_requested)),
+                        ),
+                        (
+                            orders::refund_reason::NAME,
+                            To(Val::NullText(after.refund_reason.as_deref())),
+                        ),
+                        (orders::paid_at_ms::NAME, To(Val::NullInt(after.paid_at_ms))),
+                        (
+                            orders::shipped_at_ms::NAME,
+                            To(Val::NullInt(after.shipped_at_ms)),
+                        ),
+                        (
+                            orders::completed_at_ms::NAME,
+                            To(Val::NullInt(after.completed_at_ms)),
+                        ),
+                        (
+                            orders::auto_complete_at_ms::NAME,
+                            To(Val::NullInt(after.auto_complete_at_ms)),
+                        ),
+                        (
+                            orders::carrier::NAME,
+                            To(Val::NullText(after.carrier.as_deref())),
+                        ),
+                        (
+                            orders::tracking_no::NAME,
+                            To(Val::NullText(after.tracking_no.as_deref())),
+                        ),
+                        (orders::updated_at_ms::NAME, To(Val::Int(now))),
+                    ],
+                    filter: vec![
+                        (orders::id::NAME, Val::Int(before.id)),
+                        (orders::status::NAME, Val::Text(&before.status)),
+                        (
+                            orders::refund_requested::NAME,
+                            Val::Bool(before.refund_requested),
+                        ),
+                    ],
+                },
+            )?
+        };
         if n != 1 {
             return Err(ApiError::conflict(
                 "invalid_state",
@@ -783,12 +817,18 @@ pub fn apply_transition(
             }
         }
         if let Some(pid) = t.payment_id {
+            use crate::db::direct::{Assign::To, RowUpdate, Val};
+            use diesel::Column;
             crate::db::direct::execute(
                 c,
-                diesel::update(payments::table.find(pid)).set((
-                    payments::status.eq("succeeded"),
-                    payments::notified_at_ms.eq(Some(now)),
-                )),
+                RowUpdate {
+                    table: "payments",
+                    set: vec![
+                        (payments::status::NAME, To(Val::Text("succeeded"))),
+                        (payments::notified_at_ms::NAME, To(Val::NullInt(Some(now)))),
+                    ],
+                    filter: vec![(payments::id::NAME, Val::Int(pid))],
+                },
             )?;
         }
         // Whom to tell: stored below with the event, in this transaction, and

@@ -36,6 +36,7 @@ pub struct ReviewView {
     pub created_at: String,
 }
 
+#[derive(Clone)]
 pub struct NewReview {
     pub order_id: i64,
     pub merchant_id: i64,

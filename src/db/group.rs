@@ -9,10 +9,16 @@
 //!                                                                            COMMIT (one fsync for the batch)
 //! ```
 //!
-//! Each job runs inside its own savepoint, so a job that fails is rolled back
-//! alone and the others still commit. Nobody hears back before the commit:
-//! durable before the reply. On SQLite the committer takes the process's
-//! writer lock (see `db::write_lock`) for the batch.
+//! A batch first runs with no savepoints at all: each savepoint costs two
+//! statements parsed by `sqlite3_exec` and, on SQLite, a sub-journal copy of
+//! every page its job touches. Should any job fail (or a nested transaction
+//! inside one, see `db::write_transaction`), that attempt is rolled back whole
+//! and the batch runs again with a savepoint per job, so a failed job is
+//! rolled back alone and the others still commit. Jobs are therefore `FnMut`
+//! and must be re-runnable: all their effects are in the transaction.
+//! Nobody hears back before the commit: durable before the reply. On SQLite
+//! the committer takes the process's writer lock (see `db::write_lock`) for
+//! the batch.
 
 use std::any::Any;
 use std::time::Duration;
@@ -33,7 +39,7 @@ pub const MAX_BATCH: usize = 512;
 pub const MAX_QUEUED: usize = 16_384;
 
 type Output = Result<Box<dyn Any + Send>, ApiError>;
-type JobFn = Box<dyn FnOnce(&mut DbConn) -> Output + Send>;
+type JobFn = Box<dyn FnMut(&mut DbConn) -> Output + Send>;
 
 struct Job {
     run: JobFn,
@@ -75,12 +81,14 @@ impl GroupCommit {
         }
     }
 
-    /// Runs `f` in the next batch's transaction (in its own savepoint) and
-    /// resolves after that transaction committed.
-    pub async fn run<T, F>(&self, f: F) -> Result<T, ApiError>
+    /// Runs `f` in the next batch's transaction and resolves after that
+    /// transaction committed. `f` may run twice (see the module docs): once
+    /// in an attempt that is rolled back because another job failed, then
+    /// again; only the committed run's result is returned.
+    pub async fn run<T, F>(&self, mut f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut DbConn) -> Result<T, ApiError> + Send + 'static,
+        F: FnMut(&mut DbConn) -> Result<T, ApiError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
         let run: JobFn = Box::new(move |c| f(c).map(|v| Box::new(v) as Box<dyn Any + Send>));
@@ -208,10 +216,20 @@ impl Handler<Batch> for Committer {
             }
         };
         let _writer = super::write_lock(&conn);
+        let mut jobs = batch.0;
+        match run_without_savepoints(&mut conn, &mut jobs) {
+            Ok(Some(outputs)) => return outputs,
+            // A job failed: that attempt was rolled back; run them carefully.
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, jobs = n, "group commit failed; every job in the batch is answered with 503");
+                return fail_all(&ApiError::unavailable_because(e));
+            }
+        }
         let mut outputs: Vec<Output> = Vec::with_capacity(n);
         let committed =
             super::write_transaction(&mut conn, |c| -> Result<(), diesel::result::Error> {
-                for run in batch.0 {
+                for run in &mut jobs {
                     // A savepoint per job: its failure rolls back only its own writes.
                     let mut out: Option<Output> = None;
                     let sp = c.transaction(|sp| -> Result<(), diesel::result::Error> {
@@ -243,5 +261,154 @@ impl Handler<Batch> for Committer {
                 fail_all(&e)
             }
         }
+    }
+}
+
+/// Why the savepoint-free attempt of a batch ended without committing.
+enum Attempt {
+    /// A job (or a transaction nested in one) failed: rolled back, retry.
+    JobFailed,
+    Db(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for Attempt {
+    fn from(e: diesel::result::Error) -> Self {
+        Attempt::Db(e)
+    }
+}
+
+/// Runs every job in one transaction with no savepoints. `Ok(Some)`: all
+/// succeeded and committed. `Ok(None)`: one failed, so the attempt stopped
+/// there and was rolled back (on PostgreSQL the failed statement aborted the
+/// transaction anyway). `Err`: the transaction itself failed.
+fn run_without_savepoints(
+    conn: &mut DbConn,
+    jobs: &mut [JobFn],
+) -> Result<Option<Vec<Output>>, diesel::result::Error> {
+    let _elided = super::ElideSavepoints::enter();
+    let mut outputs: Vec<Output> = Vec::with_capacity(jobs.len());
+    let attempt = super::write_transaction(conn, |c| -> Result<(), Attempt> {
+        for run in jobs.iter_mut() {
+            let out = run(c);
+            if out.is_err() || super::ElideSavepoints::nested_failed() {
+                return Err(Attempt::JobFailed);
+            }
+            outputs.push(out);
+        }
+        Ok(())
+    });
+    match attempt {
+        Ok(()) => Ok(Some(outputs)),
+        Err(Attempt::JobFailed) => Ok(None),
+        Err(Attempt::Db(e)) => Err(e),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use diesel::connection::SimpleConnection;
+    use diesel::RunQueryDsl;
+
+    use super::*;
+    use crate::config::{DatabaseUrl, SqliteSync};
+
+    fn insert(c: &mut DbConn, id: i64) -> Result<(), ApiError> {
+        c.batch_execute(&format!("INSERT INTO t (id) VALUES ({id})"))?;
+        Ok(())
+    }
+
+    /// A job that counts its runs and inserts `id`; `fail` makes it fail
+    /// after the insert, `nested` adds a nested transaction that fails and
+    /// whose failure the job survives.
+    fn job(
+        runs: &Arc<AtomicUsize>,
+        id: i64,
+        fail: bool,
+        nested: Option<i64>,
+    ) -> impl FnMut(&mut DbConn) -> Result<i64, ApiError> + Send + 'static {
+        let runs = runs.clone();
+        move |c| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            insert(c, id)?;
+            if let Some(inner) = nested {
+                let r = crate::db::transaction(c, |c| -> Result<(), ApiError> {
+                    insert(c, inner)?;
+                    Err(ApiError::invalid_input("nested failure"))
+                });
+                assert!(r.is_err());
+            }
+            if fail {
+                return Err(ApiError::invalid_input("job failure"));
+            }
+            Ok(id)
+        }
+    }
+
+    #[actix_web::test]
+    async fn a_failed_job_rolls_back_alone_after_the_batch_runs_again_with_savepoints() {
+        let dir = std::env::temp_dir().join(format!("tandem-group-{}", crate::ids::now_ms()));
+        let url = DatabaseUrl::Sqlite(dir.join("t.db").to_string_lossy().into_owned());
+        let pool = crate::db::open_pool(&url, 2, SqliteSync::Full).unwrap();
+        pool.get()
+            .unwrap()
+            .batch_execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+            .unwrap();
+        let commit = GroupCommit::start(
+            pool.clone(),
+            1,
+            crate::ops::metrics::QueueGauge::new(MAX_QUEUED),
+        );
+        // Occupies the committer so that the jobs below queue up and form
+        // one batch behind it.
+        let blocker = commit.run(|_c| {
+            std::thread::sleep(Duration::from_millis(300));
+            Ok(0_i64)
+        });
+        let counters: Vec<Arc<AtomicUsize>> = (0..5).map(|_| Arc::default()).collect();
+        let (a, b, c, d, e) = futures_util::join!(
+            blocker,
+            commit.run(job(&counters[0], 1, false, None)),
+            commit.run(job(&counters[1], 2, true, None)),
+            commit.run(job(&counters[2], 3, false, Some(4))),
+            commit.run(job(&counters[3], 5, false, None)),
+        );
+        assert_eq!(a.unwrap(), 0);
+        assert_eq!(b.unwrap(), 1);
+        assert!(c.is_err());
+        assert_eq!(d.unwrap(), 3);
+        assert_eq!(e.unwrap(), 5);
+        // The first job ran in the savepoint-free attempt, which stopped at
+        // the failing job, and again in the careful run.
+        assert_eq!(counters[0].load(Ordering::SeqCst), 2);
+        assert_eq!(counters[1].load(Ordering::SeqCst), 2);
+        assert_eq!(counters[3].load(Ordering::SeqCst), 1);
+
+        // A batch where only a nested transaction fails also runs again.
+        let f = commit.run(job(&counters[4], 6, false, Some(7))).await;
+        assert_eq!(f.unwrap(), 6);
+        assert_eq!(counters[4].load(Ordering::SeqCst), 2);
+
+        #[derive(diesel::QueryableByName)]
+        struct Id {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            id: i64,
+        }
+        let mut conn = pool.get().unwrap();
+        let DbConn::Sqlite(c) = &mut *conn else {
+            unreachable!()
+        };
+        let ids: Vec<i64> = diesel::sql_query("SELECT id FROM t ORDER BY id")
+            .load::<Id>(c)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, vec![1, 3, 5, 6]);
+        drop(conn);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -170,6 +170,43 @@ thread_local! {
     static HOLDS_WRITER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Elide {
+    Off,
+    On,
+    NestedFailed,
+}
+
+thread_local! {
+    static ELIDE_SAVEPOINTS: std::cell::Cell<Elide> = const { std::cell::Cell::new(Elide::Off) };
+}
+
+/// While alive, transactions nested in the current one (on this thread) run
+/// without a savepoint, and a failed one is remembered; see `group`.
+pub(crate) struct ElideSavepoints(());
+
+impl ElideSavepoints {
+    pub(crate) fn enter() -> ElideSavepoints {
+        ELIDE_SAVEPOINTS.with(|e| e.set(Elide::On));
+        ElideSavepoints(())
+    }
+
+    fn active() -> bool {
+        ELIDE_SAVEPOINTS.with(|e| e.get() != Elide::Off)
+    }
+
+    /// A nested transaction failed since `enter` (and was not rolled back).
+    pub(crate) fn nested_failed() -> bool {
+        ELIDE_SAVEPOINTS.with(|e| e.get() == Elide::NestedFailed)
+    }
+}
+
+impl Drop for ElideSavepoints {
+    fn drop(&mut self) {
+        ELIDE_SAVEPOINTS.with(|e| e.set(Elide::Off));
+    }
+}
+
 /// The SQLite writer lock, held until dropped.
 pub struct WriterGuard {
     _guard: parking_lot::MutexGuard<'static, ()>,
@@ -220,6 +257,16 @@ where
 {
     use diesel::connection::{AnsiTransactionManager, TransactionManager};
     if in_transaction(conn) {
+        if ElideSavepoints::active() {
+            // The group committer's savepoint-free attempt: a failure here
+            // cannot be rolled back alone, so the committer rolls back the
+            // whole attempt and runs the batch again with savepoints.
+            let r = f(conn);
+            if r.is_err() {
+                ELIDE_SAVEPOINTS.with(|e| e.set(Elide::NestedFailed));
+            }
+            return r;
+        }
         return conn.transaction(f);
     }
     match conn {

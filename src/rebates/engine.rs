@@ -114,16 +114,25 @@ pub fn post(
             ledger_entries::created_at_ms.eq(now),
         )),
     )?;
-    let n = direct::execute(
-        c,
-        diesel::update(wallets::table.find(user_id)).set((
-            wallets::pending_cents.eq(wallets::pending_cents + d[0]),
-            wallets::available_cents.eq(wallets::available_cents + d[1]),
-            wallets::withdrawing_cents.eq(wallets::withdrawing_cents + d[2]),
-            wallets::withdrawn_cents.eq(wallets::withdrawn_cents + d[3]),
-            wallets::updated_at_ms.eq(now),
-        )),
-    )?;
+    // A cached statement (see `RowUpdate`): this runs for every rebate.
+    let n = {
+        use diesel::Column;
+        use direct::{Assign, RowUpdate, Val};
+        direct::execute(
+            c,
+            RowUpdate {
+                table: "wallets",
+                set: vec![
+                    (wallets::pending_cents::NAME, Assign::AddInt(d[0])),
+                    (wallets::available_cents::NAME, Assign::AddInt(d[1])),
+                    (wallets::withdrawing_cents::NAME, Assign::AddInt(d[2])),
+                    (wallets::withdrawn_cents::NAME, Assign::AddInt(d[3])),
+                    (wallets::updated_at_ms::NAME, Assign::To(Val::Int(now))),
+                ],
+                filter: vec![(wallets::user_id::NAME, Val::Int(user_id))],
+            },
+        )?
+    };
     if n != 1 {
         return Err(ApiError::internal(anyhow::anyhow!(
             "wallet of user {user_id} is missing"

@@ -181,7 +181,7 @@ pub async fn run(bus: Arc<dyn EventBus>, commit: GroupCommit, shared: Arc<crate:
             return;
         }
         let job_shared = shared.clone();
-        match commit.run(move |c| apply_event(c, &job_shared.ids, event)).await {
+        match commit.run(move |c| apply_event(c, &job_shared.ids, event.clone())).await {
             Ok(created) => {
                 for (user, n) in &created {
                     push(&shared.registry, *user, n);
