@@ -281,7 +281,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         relay.clone(),
     );
     let order_writer =
-        crate::commerce::order_writer::OrderWriter::start(prepared.pool, shared.clone());
+        crate::commerce::order_writer::OrderWriter::start(commit.clone(), shared.clone());
     actix::Actor::start(crate::commerce::timers::Scheduler::new(
         db.clone(),
         orders.clone(),
