@@ -99,21 +99,7 @@ pub fn post(
     d: Deltas,
     now: i64,
 ) -> Result<(), ApiError> {
-    direct::execute(
-        c,
-        diesel::insert_into(ledger_entries::table).values((
-            ledger_entries::id.eq(ids.next_id()),
-            ledger_entries::user_id.eq(user_id),
-            ledger_entries::kind.eq(kind),
-            ledger_entries::rebate_id.eq(rebate_id),
-            ledger_entries::withdrawal_id.eq(withdrawal_id),
-            ledger_entries::pending_delta.eq(d[0]),
-            ledger_entries::available_delta.eq(d[1]),
-            ledger_entries::withdrawing_delta.eq(d[2]),
-            ledger_entries::withdrawn_delta.eq(d[3]),
-            ledger_entries::created_at_ms.eq(now),
-        )),
-    )?;
+    entry(c, ids, user_id, kind, rebate_id, withdrawal_id, d, now)?;
     // A cached statement (see `RowUpdate`): this runs for every rebate.
     let n = {
         use diesel::Column;
@@ -138,6 +124,38 @@ pub fn post(
             "wallet of user {user_id} is missing"
         )));
     }
+    Ok(())
+}
+
+/// Appends a ledger entry only, for a caller that has moved the wallet itself
+/// (with a guarded update).
+// Each argument is one column of the journal entry; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
+fn entry(
+    c: &mut DbConn,
+    ids: &IdGenerator,
+    user_id: i64,
+    kind: &str,
+    rebate_id: Option<i64>,
+    withdrawal_id: Option<i64>,
+    d: Deltas,
+    now: i64,
+) -> Result<(), ApiError> {
+    direct::execute(
+        c,
+        diesel::insert_into(ledger_entries::table).values((
+            ledger_entries::id.eq(ids.next_id()),
+            ledger_entries::user_id.eq(user_id),
+            ledger_entries::kind.eq(kind),
+            ledger_entries::rebate_id.eq(rebate_id),
+            ledger_entries::withdrawal_id.eq(withdrawal_id),
+            ledger_entries::pending_delta.eq(d[0]),
+            ledger_entries::available_delta.eq(d[1]),
+            ledger_entries::withdrawing_delta.eq(d[2]),
+            ledger_entries::withdrawn_delta.eq(d[3]),
+            ledger_entries::created_at_ms.eq(now),
+        )),
+    )?;
     Ok(())
 }
 
@@ -415,6 +433,104 @@ fn set_status(
     Ok(n == 1)
 }
 
+/// The record's status as stored now (a fresh read inside the caller's transaction).
+fn status_of(c: &mut DbConn, id: i64) -> Result<String, ApiError> {
+    let status: Option<String> = direct::first(c, rebates::table.find(id).select(rebates::status))?;
+    status.ok_or_else(|| ApiError::internal(anyhow::anyhow!("rebate {id} is missing")))
+}
+
+/// pending -> cancelled, with its entry and event; false if the row was no longer pending.
+fn cancel(
+    c: &mut DbConn,
+    ids: &IdGenerator,
+    r: &RebateRow,
+    now: i64,
+    out: &mut Reconciled,
+) -> Result<bool, ApiError> {
+    if !set_status(c, r, "pending", "cancelled", now)? {
+        return Ok(false);
+    }
+    let d = [-r.amount_cents, 0, 0, 0];
+    post(
+        c,
+        ids,
+        r.user_id,
+        "rebate_cancelled",
+        Some(r.id),
+        None,
+        d,
+        now,
+    )?;
+    event(c, ids, "rebate.cancelled", r, "cancelled", now, out)?;
+    Ok(true)
+}
+
+/// available -> reversed (the clawback: available may go negative), with its
+/// entry and event; false if the row was no longer available.
+fn reverse(
+    c: &mut DbConn,
+    ids: &IdGenerator,
+    r: &RebateRow,
+    now: i64,
+    out: &mut Reconciled,
+) -> Result<bool, ApiError> {
+    if !set_status(c, r, "available", "reversed", now)? {
+        return Ok(false);
+    }
+    let d = [0, -r.amount_cents, 0, 0];
+    post(
+        c,
+        ids,
+        r.user_id,
+        "rebate_reversed",
+        Some(r.id),
+        None,
+        d,
+        now,
+    )?;
+    event(c, ids, "rebate.reversed", r, "reversed", now, out)?;
+    Ok(true)
+}
+
+/// Takes back one record of a refunded order: cancels it if pending,
+/// reverses it if available, leaves it if already cancelled or reversed.
+///
+/// Why the re-read: `r` was read earlier in this transaction. On PostgreSQL
+/// (READ COMMITTED) another node's settle can move the row pending ->
+/// available between that read and our guarded update; the update waits for
+/// that transaction, re-checks its guard on the committed row and matches 0
+/// rows. Taking those 0 rows for "nothing to do" lost the clawback (issue 21,
+/// item 8). So the status is read again (a new statement sees that commit)
+/// and the step the row's current status needs is taken, still guarded.
+/// Statuses only move forward (pending -> available -> reversed, pending ->
+/// cancelled), so three rounds always reach a terminal status. On SQLite the
+/// transaction holds the only writer lock and the first round always matches.
+fn claw_back(
+    c: &mut DbConn,
+    ids: &IdGenerator,
+    r: &RebateRow,
+    now: i64,
+    out: &mut Reconciled,
+) -> Result<(), ApiError> {
+    let mut status = r.status.clone();
+    for _ in 0..3 {
+        let done = match status.as_str() {
+            "pending" => cancel(c, ids, r, now, out)?,
+            "available" => reverse(c, ids, r, now, out)?,
+            // Cancelled or reversed: another reconcile took it back already.
+            _ => return Ok(()),
+        };
+        if done {
+            return Ok(());
+        }
+        status = status_of(c, r.id)?;
+    }
+    Err(ApiError::internal(anyhow::anyhow!(
+        "rebate {} kept changing during its clawback (now {status})",
+        r.id
+    )))
+}
+
 /// Brings an order's rebates in line with the order, in its own transaction
 /// (a savepoint inside a group-commit job or an order transition). Returns
 /// what changed and the notifications stored with it.
@@ -480,37 +596,7 @@ pub fn reconcile(
         }
         for r in &records {
             match (o.status.as_str(), r.status.as_str()) {
-                ("refunded", "pending") => {
-                    if set_status(c, r, "pending", "cancelled", now)? {
-                        post(
-                            c,
-                            ids,
-                            r.user_id,
-                            "rebate_cancelled",
-                            Some(r.id),
-                            None,
-                            [-r.amount_cents, 0, 0, 0],
-                            now,
-                        )?;
-                        event(c, ids, "rebate.cancelled", r, "cancelled", now, &mut out)?;
-                    }
-                }
-                ("refunded", "available") => {
-                    // Clawback: available may go negative.
-                    if set_status(c, r, "available", "reversed", now)? {
-                        post(
-                            c,
-                            ids,
-                            r.user_id,
-                            "rebate_reversed",
-                            Some(r.id),
-                            None,
-                            [0, -r.amount_cents, 0, 0],
-                            now,
-                        )?;
-                        event(c, ids, "rebate.reversed", r, "reversed", now, &mut out)?;
-                    }
-                }
+                ("refunded", _) => claw_back(c, ids, r, now, &mut out)?,
                 (_, "pending") => {
                     let Some(done) = o.completed_at_ms else {
                         continue;
@@ -640,7 +726,10 @@ pub fn request_withdrawal(
     })
 }
 
-/// Pays (withdrawing -> withdrawn) or rejects (back to available) a pending withdrawal.
+/// Pays (withdrawing -> withdrawn) or rejects (back to available) a pending
+/// withdrawal, in the caller's transaction. Approval is refused (409
+/// `insufficient_funds`) while the user's available balance is negative; see
+/// `pay_out`.
 pub fn decide_withdrawal(
     c: &mut DbConn,
     ids: &IdGenerator,
@@ -683,25 +772,14 @@ pub fn decide_withdrawal(
             "the withdrawal was decided meanwhile",
         ));
     }
-    let d = if approve {
-        [0, 0, -amount, amount]
+    if approve {
+        // Refused here, the error rolls back the status change above with the
+        // caller's transaction: the withdrawal stays pending.
+        pay_out(c, ids, user, id, amount, now)?;
     } else {
-        [0, amount, -amount, 0]
-    };
-    post(
-        c,
-        ids,
-        user,
-        if approve {
-            "withdrawal_paid"
-        } else {
-            "withdrawal_rejected"
-        },
-        None,
-        Some(id),
-        d,
-        now,
-    )?;
+        let d = [0, amount, -amount, 0];
+        post(c, ids, user, "withdrawal_rejected", None, Some(id), d, now)?;
+    }
     Ok(WithdrawalView {
         withdrawal_id: id,
         user_id: user,
@@ -709,6 +787,60 @@ pub fn decide_withdrawal(
         status: to.into(),
         created_at: crate::ids::rfc3339(created),
     })
+}
+
+/// Moves a withdrawal's amount from withdrawing to withdrawn, only while the
+/// wallet's available balance is not negative.
+///
+/// Why (issue 21, item 9): the amount left `available` when the withdrawal
+/// was requested. A clawback since then (a refund reversing an available
+/// rebate) may take back more than was left, driving available below zero:
+/// part of what is held in `withdrawing` is then money the reversal took
+/// back, and paying it would hand it out anyway. The withdrawal stays pending:
+/// an admin approves it once the balance has recovered (new rebates settle)
+/// or rejects it, which returns the amount to available as usual.
+/// The condition is in the UPDATE's WHERE, not in a read before it: on
+/// PostgreSQL a reversal committing in between would slip past a read, while
+/// the guarded update waits for the wallet row and re-checks the condition on
+/// the committed version (SQLite has one writer).
+fn pay_out(
+    c: &mut DbConn,
+    ids: &IdGenerator,
+    user: i64,
+    withdrawal: i64,
+    amount: i64,
+    now: i64,
+) -> Result<(), ApiError> {
+    let n = diesel::update(
+        wallets::table
+            .find(user)
+            .filter(wallets::available_cents.ge(0_i64)),
+    )
+    .set((
+        wallets::withdrawing_cents.eq(wallets::withdrawing_cents - amount),
+        wallets::withdrawn_cents.eq(wallets::withdrawn_cents + amount),
+        wallets::updated_at_ms.eq(now),
+    ))
+    .execute(c)?;
+    if n != 1 {
+        return Err(ApiError::conflict(
+            "insufficient_funds",
+            "the available balance is negative: a rebate was taken back after this \
+             withdrawal was requested; approve it once the balance has recovered, or reject it",
+        ));
+    }
+    // The wallet was already moved by the guarded update: record the entry only.
+    let d = [0, 0, -amount, amount];
+    entry(
+        c,
+        ids,
+        user,
+        "withdrawal_paid",
+        None,
+        Some(withdrawal),
+        d,
+        now,
+    )
 }
 
 // ---- audit -----------------------------------------------------------------------
@@ -921,4 +1053,118 @@ pub fn audit(c: &mut DbConn) -> Result<Vec<String>, ApiError> {
         }
     }
     Ok(problems)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use diesel::connection::SimpleConnection;
+
+    use super::*;
+
+    /// A migrated in-memory SQLite database. Foreign keys stay off: the
+    /// records below need no users or orders.
+    fn db() -> DbConn {
+        let mut c = DbConn::Sqlite(diesel::SqliteConnection::establish(":memory:").unwrap());
+        crate::db::run_migrations(&mut c).unwrap();
+        c.batch_execute("PRAGMA foreign_keys = OFF").unwrap();
+        c
+    }
+
+    /// A pending record of `amount` for `user`, with its wallet and entry.
+    fn pending_record(c: &mut DbConn, ids: &IdGenerator, user: i64, amount: i64) -> RebateRow {
+        ensure_wallet(c, user, 0).unwrap();
+        let r = RebateRow {
+            id: ids.next_id(),
+            order_id: 1,
+            user_id: user,
+            kind: "purchase".into(),
+            amount_cents: amount,
+            status: "pending".into(),
+            rule_version: 1,
+            rule_name: Some("all".into()),
+            rate_bps: 100,
+            fixed_cents: 0,
+            hold_seconds: 0,
+            available_at_ms: Some(0),
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        };
+        direct::execute(c, diesel::insert_into(rebates::table).values(&r)).unwrap();
+        let d = [amount, 0, 0, 0];
+        post(c, ids, user, "rebate_pending", Some(r.id), None, d, 0).unwrap();
+        r
+    }
+
+    fn entry_kinds(c: &mut DbConn, rebate: i64) -> Vec<String> {
+        ledger_entries::table
+            .filter(ledger_entries::rebate_id.eq(Some(rebate)))
+            .order(ledger_entries::id.asc())
+            .select(ledger_entries::kind)
+            .load(c)
+            .unwrap()
+    }
+
+    /// Issue 21, item 8: a refund's reconcile read the record as pending;
+    /// before its guarded pending -> cancelled update, another node's settle
+    /// committed pending -> available. The update matches 0 rows; the
+    /// clawback must still happen, as a reversal of the available amount.
+    #[test]
+    fn a_clawback_reverses_a_record_settled_after_it_was_read() {
+        let mut c = db();
+        let ids = IdGenerator::new(1);
+        let user = 7;
+        let stale = pending_record(&mut c, &ids, user, 250);
+        // The other node's settle, committed between the read and the update.
+        assert!(set_status(&mut c, &stale, "pending", "available", 1).unwrap());
+        let d = [-250, 250, 0, 0];
+        post(
+            &mut c,
+            &ids,
+            user,
+            "rebate_available",
+            Some(stale.id),
+            None,
+            d,
+            1,
+        )
+        .unwrap();
+
+        let mut out = Reconciled::default();
+        claw_back(&mut c, &ids, &stale, 2, &mut out).unwrap();
+        assert_eq!(out.changed, 1);
+        assert_eq!(status_of(&mut c, stale.id).unwrap(), "reversed");
+        assert_eq!(wallet(&mut c, user).unwrap(), WalletView::default());
+        assert_eq!(
+            entry_kinds(&mut c, stale.id),
+            ["rebate_pending", "rebate_available", "rebate_reversed"]
+        );
+
+        // A redelivered refund event finds it reversed: nothing more moves.
+        let mut again = Reconciled::default();
+        claw_back(&mut c, &ids, &stale, 3, &mut again).unwrap();
+        assert_eq!(again.changed, 0);
+        assert_eq!(wallet(&mut c, user).unwrap(), WalletView::default());
+        assert_eq!(entry_kinds(&mut c, stale.id).len(), 3);
+    }
+
+    /// The ordinary case still cancels a pending record once, and a stale
+    /// copy read before that cancellation does nothing.
+    #[test]
+    fn a_clawback_cancels_a_pending_record_once() {
+        let mut c = db();
+        let ids = IdGenerator::new(1);
+        let user = 8;
+        let r = pending_record(&mut c, &ids, user, 90);
+        let mut out = Reconciled::default();
+        claw_back(&mut c, &ids, &r, 1, &mut out).unwrap();
+        claw_back(&mut c, &ids, &r, 2, &mut out).unwrap();
+        assert_eq!(out.changed, 1);
+        assert_eq!(status_of(&mut c, r.id).unwrap(), "cancelled");
+        assert_eq!(wallet(&mut c, user).unwrap(), WalletView::default());
+        assert_eq!(
+            entry_kinds(&mut c, r.id),
+            ["rebate_pending", "rebate_cancelled"]
+        );
+    }
 }

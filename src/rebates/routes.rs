@@ -358,6 +358,9 @@ impl Handler<DecideWithdrawal> for DbExecutor {
 }
 
 /// Pay a pending withdrawal (admin): withdrawing to withdrawn.
+///
+/// 409 `insufficient_funds` while the user's available balance is negative (a rebate was
+/// clawed back since the request): nothing changes and the withdrawal stays pending.
 #[utoipa::path(post, path = "/api/v1/admin/withdrawals/{id}/approve", tag = "admin", security(("bearer" = [])), params(("id" = i64, Path)),
     responses((status = 200, body = WithdrawalView), (status = 403, body = Problem), (status = 409, body = Problem)))]
 pub async fn approve_withdrawal(

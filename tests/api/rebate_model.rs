@@ -315,8 +315,16 @@ fn run(ops: Vec<Op>) {
                 };
                 let res =
                     c.transaction(|t| engine::decide_withdrawal(t, &ids, w.0, approve, now()));
-                assert_eq!(res.is_ok(), !w.3, "deciding twice must fail");
-                if !w.3 {
+                // Deciding twice fails; so does approving while a clawback
+                // has left the user's available balance negative.
+                let allowed = !w.3 && (!approve || wallets[w.1].available >= 0);
+                assert_eq!(
+                    res.is_ok(),
+                    allowed,
+                    "decide {approve} with {:?}",
+                    wallets[w.1]
+                );
+                if allowed {
                     w.3 = true;
                     wallets[w.1].withdrawing -= w.2;
                     if approve {

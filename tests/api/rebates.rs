@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use crate::both_backends;
 use crate::helpers::{assert_problem, Backend, Options, TestApp};
-use crate::orders::{notify, order, paid_order, product, shop};
+use crate::orders::{notify, order, paid_order, product, shop, Shop};
 
 async fn invite_code(app: &TestApp, token: &str) -> String {
     let me: Value = app
@@ -232,18 +232,32 @@ async fn referral_chain_settlement_and_refunds(backend: Backend) {
         rebates_of(&app, &e).await[0]["status"] == "reversed"
     })
     .await;
+    // The 900 held for the withdrawal includes money the reversal took back:
+    // not paid while available is negative (issue 21, item 9); rejecting
+    // returns it to available.
     let wid = wd["withdrawal_id"].as_i64().unwrap();
-    let r = app
-        .post(
+    assert_problem(
+        app.post(
             &format!("/api/v1/admin/withdrawals/{wid}/approve"),
             Some(&admin),
             &json!({}),
         )
+        .await,
+        409,
+        "insufficient_funds",
+    )
+    .await;
+    let r = app
+        .post(
+            &format!("/api/v1/admin/withdrawals/{wid}/reject"),
+            Some(&admin),
+            &json!({}),
+        )
         .await;
-    assert_eq!(r.json::<Value>().await.unwrap()["status"], "paid");
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "rejected");
     assert_eq!(
         wallet(&app, &d).await,
-        json!({"pending_cents": 0, "available_cents": -900, "withdrawing_cents": 0, "withdrawn_cents": 900})
+        json!({"pending_cents": 0, "available_cents": 0, "withdrawing_cents": 0, "withdrawn_cents": 0})
     );
     assert_problem(
         app.post(
@@ -456,6 +470,159 @@ async fn concurrent_withdrawals_never_overdraw(backend: Backend) {
 both_backends!(
     concurrent_withdrawals_never_overdraw,
     super::concurrent_withdrawals_never_overdraw
+);
+
+/// A paid order of one unit of `product`, shipped and confirmed; returns its id.
+async fn completed_order(app: &TestApp, s: &Shop, buyer: &str, product: i64) -> i64 {
+    let o = paid_order(app, buyer, json!([{"product_id": product, "quantity": 1}])).await;
+    let id = o["order_id"].as_i64().unwrap();
+    let v: Value = app
+        .post(
+            &format!("/api/v1/orders/{id}/ship"),
+            Some(&s.owner_token),
+            &json!({}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["status"], "shipped");
+    let v: Value = app
+        .post(
+            &format!("/api/v1/orders/{id}/confirm"),
+            Some(buyer),
+            &json!({}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["status"], "completed");
+    id
+}
+
+/// `action` (approve or reject) on withdrawal `wid`, as `admin`.
+async fn decide(app: &TestApp, admin: &str, wid: i64, action: &str) -> reqwest::Response {
+    app.post(
+        &format!("/api/v1/admin/withdrawals/{wid}/{action}"),
+        Some(admin),
+        &json!({}),
+    )
+    .await
+}
+
+/// Issue 21, item 9: a withdrawal requested before a clawback is not paid
+/// while the reversal has left available negative (part of what it holds
+/// was taken back). Approval is 409 and changes nothing; the withdrawal
+/// stays pending and is paid once new rebates bring available back to zero
+/// or more.
+async fn approval_refused_while_a_clawback_left_available_negative(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin_token().await;
+    let s = shop(&app, "clawshop").await;
+    let p = product(&app, &s, "Kettle", "tea", 10_000, 10).await;
+    let (_, buyer) = app.register("clawbuyer").await;
+    // 10 %, available as soon as the order completes.
+    let rules = json!({"rules": [{"name": "all", "rate_bps": 1_000}], "referral_levels_bps": [], "hold_seconds": 0});
+    assert_eq!(put_rules(&app, &admin, rules).await.status(), 200);
+    let first = completed_order(&app, &s, &buyer, p).await;
+    within_2s("available", || async {
+        wallet(&app, &buyer).await["available_cents"] == 1_000
+    })
+    .await;
+    // The withdrawal holds 800 of the 1,000.
+    let r = app
+        .post(
+            "/api/v1/withdrawals",
+            Some(&buyer),
+            &json!({"amount_cents": 800}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let wid = r.json::<Value>().await.unwrap()["withdrawal_id"]
+        .as_i64()
+        .unwrap();
+    // Refunded afterwards: the reversal takes back all 1,000.
+    let v: Value = app
+        .post(
+            &format!("/api/v1/orders/{first}/refund"),
+            Some(&buyer),
+            &json!({"reason": "it leaks"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["refund_requested"], true);
+    let v: Value = app
+        .post(
+            &format!("/api/v1/orders/{first}/refund/approve"),
+            Some(&s.owner_token),
+            &json!({}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["status"], "refunded");
+    within_2s("reversal", || async {
+        wallet(&app, &buyer).await["available_cents"] == -800
+    })
+    .await;
+    let held = json!({"pending_cents": 0, "available_cents": -800, "withdrawing_cents": 800, "withdrawn_cents": 0});
+    assert_eq!(wallet(&app, &buyer).await, held);
+
+    // Approval is refused and changes nothing.
+    let problem = assert_problem(
+        decide(&app, &admin, wid, "approve").await,
+        409,
+        "insufficient_funds",
+    )
+    .await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("negative"),
+        "{problem}"
+    );
+    assert_eq!(wallet(&app, &buyer).await, held);
+    let pending: Value = app
+        .get("/api/v1/admin/withdrawals?status=pending", Some(&admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let items = pending["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{pending}");
+    assert_eq!(items[0]["withdrawal_id"], wid);
+    assert_eq!(items[0]["status"], "pending");
+    app.assert_audit_clean();
+
+    // A new settled rebate brings available back above zero: now it is paid.
+    completed_order(&app, &s, &buyer, p).await;
+    within_2s("recovery", || async {
+        wallet(&app, &buyer).await["available_cents"] == 200
+    })
+    .await;
+    let v: Value = decide(&app, &admin, wid, "approve")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["status"], "paid");
+    assert_eq!(
+        wallet(&app, &buyer).await,
+        json!({"pending_cents": 0, "available_cents": 200, "withdrawing_cents": 0, "withdrawn_cents": 800})
+    );
+    assert_problem(
+        decide(&app, &admin, wid, "reject").await,
+        409,
+        "invalid_state",
+    )
+    .await;
+    app.assert_audit_clean();
+}
+both_backends!(
+    approval_refused_while_a_clawback_left_available_negative,
+    super::approval_refused_while_a_clawback_left_available_negative
 );
 
 async fn settlement_catches_up_after_restart(backend: Backend) {
