@@ -264,12 +264,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         crate::infra::outbox::Relay::new(db.clone(), commit.clone(), shared.bus.clone());
     relay.skip_mark = config.fault_relay_skip_mark;
     let relay = actix::Actor::start(relay);
-    actix::spawn(crate::social::notifier::run(
-        shared.bus.clone(),
-        commit.clone(),
-        shared.clone(),
-    ));
-    let inventory = crate::commerce::inventory::InventoryRegistry::new();
+    let inventory = crate::commerce::inventory::InventoryRegistry::with_fault_load_delay(
+        std::time::Duration::from_millis(config.fault_inventory_load_delay_ms),
+    );
     let order_ctx = crate::commerce::order_actor::OrderCtx {
         db: db.clone(),
         commit: commit.clone(),
@@ -289,10 +286,24 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     ));
     let rebates =
         crate::rebates::actor::RebateRegistry::new(commit.clone(), shared.clone(), relay.clone());
-    actix::spawn(crate::rebates::actor::consume(
-        shared.bus.clone(),
-        rebates.clone(),
+    // The bus consumers, and the retrier of the events they had to park.
+    let consumers = [
+        crate::social::notifier::consumer(commit.clone(), shared.clone()),
+        crate::rebates::actor::consumer(rebates.clone()),
+    ];
+    actix::Actor::start(crate::infra::dead_letter::Retrier::new(
+        db.clone(),
+        commit.clone(),
+        &consumers.iter().collect::<Vec<_>>(),
+        shared.metrics.dead_letters.clone(),
     ));
+    for consumer in consumers {
+        actix::spawn(crate::infra::dead_letter::consume(
+            shared.bus.clone(),
+            commit.clone(),
+            consumer,
+        ));
+    }
     actix::Actor::start(crate::rebates::actor::Settler::new(db.clone(), rebates));
     let mockpay_secret = config
         .mockpay_secret

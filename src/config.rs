@@ -182,6 +182,16 @@ pub struct Config {
     )]
     pub fault_relay_skip_mark: bool,
 
+    /// Fault injection for tests: an inventory actor pauses this long between
+    /// reading its product and handling its first message.
+    #[arg(
+        long,
+        env = "TANDEM_FAULT_INVENTORY_LOAD_DELAY_MS",
+        default_value_t = 0,
+        hide = true
+    )]
+    pub fault_inventory_load_delay_ms: u64,
+
     /// SQLite `synchronous` pragma: `full` survives power loss, `normal` only process crashes.
     #[arg(long, env = "TANDEM_SQLITE_SYNCHRONOUS", default_value = "full")]
     pub sqlite_synchronous: SqliteSync,

@@ -64,6 +64,23 @@ pub fn check_free_text(
     Ok(())
 }
 
+/// A chat message body: 1 to `max_chars` characters; line breaks and tabs
+/// are fine, other control characters (NUL above all, which PostgreSQL's
+/// TEXT cannot store) are not.
+pub fn check_message_text(value: &str, max_chars: usize) -> Result<(), &'static str> {
+    let n = value.chars().count();
+    if n == 0 || n > max_chars {
+        return Err("body must be 1-4000 characters");
+    }
+    if value
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err("body must not contain control characters other than line breaks and tabs");
+    }
+    Ok(())
+}
+
 /// Rejects text with control characters (other than none at all): they have
 /// no business in names and break logs and terminals.
 pub fn has_control_chars(s: &str) -> bool {
@@ -74,6 +91,17 @@ pub fn has_control_chars(s: &str) -> bool {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn message_text_allows_line_breaks_but_no_other_controls() {
+        assert!(check_message_text("hi\nthere\tyou\r\n", 4000).is_ok());
+        assert!(check_message_text("你好 🌻", 4000).is_ok());
+        assert!(check_message_text("hi\u{0}", 4000).is_err());
+        assert!(check_message_text("bell\u{7}", 4000).is_err());
+        assert!(check_message_text("c1\u{85}", 4000).is_err());
+        assert!(check_message_text("", 4000).is_err());
+        assert!(check_message_text("ab", 1).is_err());
+    }
 
     #[test]
     fn ids_parse_only_in_range() {

@@ -126,6 +126,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 )
                 .route("/admin/stats", web::get().to(moderation::stats))
                 .route("/admin/orders", web::get().to(moderation::orders))
+                .route(
+                    "/admin/dead-letters",
+                    web::get().to(crate::ops::routes::dead_letters),
+                )
                 .route("/animals", web::post().to(animals::create))
                 .route("/animals", web::get().to(animals::list))
                 .route("/animals/{id}", web::get().to(animals::get))

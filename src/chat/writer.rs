@@ -487,27 +487,63 @@ impl Handler<WriteBatch> for ChatDbWriter {
     type Result = Vec<WriteResult>;
 
     fn handle(&mut self, msg: WriteBatch, _: &mut Self::Context) -> Self::Result {
+        match self.write_with_retries(&msg.0) {
+            Ok(results) => results,
+            // Not a conflict: something in the batch the database refuses. One
+            // bad message must not sink the others, so each is written alone
+            // and only the bad one fails.
+            Err(Failure::Refused) if msg.0.len() > 1 => msg
+                .0
+                .chunks(1)
+                .map(|one| match self.write_with_retries(one) {
+                    Ok(mut r) => r.pop().unwrap_or(Err(NOT_STORED)),
+                    Err(Failure::Refused) => Err(REFUSED),
+                    Err(Failure::Unavailable) => Err(NOT_STORED),
+                })
+                .collect(),
+            Err(Failure::Refused) => vec![Err(REFUSED)],
+            Err(Failure::Unavailable) => msg.0.iter().map(|_| Err(NOT_STORED)).collect(),
+        }
+    }
+}
+
+const NOT_STORED: (&str, &str) = ("unavailable", "the message was not stored; resend");
+const REFUSED: (&str, &str) = ("invalid_input", "the message could not be stored as sent");
+
+/// Why a batch was not stored after its retries.
+enum Failure {
+    /// Conflicts every time, or no connection: transient.
+    Unavailable,
+    /// The database refused a statement: something in the batch itself.
+    Refused,
+}
+
+impl ChatDbWriter {
+    /// Writes the batch, retrying conflicts (stale counters) a few times.
+    fn write_with_retries(
+        &mut self,
+        batch: &[PendingMessage],
+    ) -> Result<Vec<WriteResult>, Failure> {
         const ATTEMPTS: usize = 3;
         for attempt in 1..=ATTEMPTS {
-            match self.write(&msg.0) {
-                Ok(results) => return results,
+            let e = match self.write(batch) {
+                Ok(results) => return Ok(results),
+                Err(e) => e,
+            };
+            // The transaction rolled back: forget what it assumed.
+            for m in batch {
+                self.next_seq.remove(&m.conversation_id);
+                self.members.remove(&m.conversation_id);
+            }
+            match e {
+                Ok(Conflict) if attempt < ATTEMPTS => continue,
+                Ok(Conflict) => tracing::warn!("chat batch conflicted {ATTEMPTS} times"),
                 Err(e) => {
-                    // The transaction rolled back: forget what it assumed.
-                    for m in &msg.0 {
-                        self.next_seq.remove(&m.conversation_id);
-                        self.members.remove(&m.conversation_id);
-                    }
-                    match e {
-                        Ok(Conflict) if attempt < ATTEMPTS => continue,
-                        Ok(Conflict) => tracing::warn!("chat batch conflicted {ATTEMPTS} times"),
-                        Err(e) => tracing::error!(error = %e, "chat batch failed"),
-                    }
+                    tracing::error!(error = %e, messages = batch.len(), "chat batch refused");
+                    return Err(Failure::Refused);
                 }
             }
         }
-        msg.0
-            .iter()
-            .map(|_| Err(("unavailable", "the message was not stored; resend")))
-            .collect()
+        Err(Failure::Unavailable)
     }
 }

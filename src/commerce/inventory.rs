@@ -9,13 +9,25 @@
 //! that were never acknowledged, and a restart reloads the truth. A release
 //! carries the `products.stock_version` its commit produced, so an actor
 //! loaded after that commit (which read the unit already) ignores it.
+//!
+//! An actor is registered *before* it reads the product, and handles no
+//! message until the read is done (`AsyncContext::wait`): a release that
+//! commits while the load runs finds the actor, waits in its mailbox and is
+//! then counted or not by its version. Registering after the read would let
+//! such a release find no actor and be lost.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use actix::{Actor, Addr, Context, Handler, Message};
+use actix::{
+    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, AtomicResponse, Context, Handler,
+    Message, WrapFuture,
+};
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
+use super::merchants::{LoadProduct, ProductView, UpdateProduct};
+use super::store::ProductRow;
 use crate::db::Db;
 use crate::error::ApiError;
 
@@ -33,6 +45,22 @@ pub struct ProductInfo {
 }
 
 pub struct Inventory {
+    product_id: i64,
+    db: Db,
+    registry: Arc<InventoryRegistry>,
+    state: Load,
+}
+
+enum Load {
+    /// Registered, reading the product (no message is handled meanwhile).
+    Pending,
+    Ready(Stock),
+    /// The read failed: every message gets this, and the registry forgot the
+    /// actor so the next request loads afresh.
+    Failed(Failure),
+}
+
+struct Stock {
     info: ProductInfo,
     available: i64,
     /// `products.stock_version` as loaded: committed releases at or below it
@@ -40,8 +68,75 @@ pub struct Inventory {
     loaded_version: i64,
 }
 
+#[derive(Clone)]
+enum Failure {
+    NotFound,
+    Unavailable(String),
+}
+
+impl Inventory {
+    fn stock(&mut self) -> Result<&mut Stock, ApiError> {
+        match &mut self.state {
+            Load::Ready(s) => Ok(s),
+            Load::Failed(Failure::NotFound) => Err(ApiError::not_found(format!(
+                "no product {}",
+                self.product_id
+            ))),
+            Load::Failed(Failure::Unavailable(why)) => Err(ApiError::unavailable(format!(
+                "product {} could not be loaded: {why}",
+                self.product_id
+            ))),
+            Load::Pending => Err(ApiError::unavailable("the product is still loading")),
+        }
+    }
+
+    fn loaded(&mut self, row: Result<Option<ProductRow>, ApiError>, ctx: &mut Context<Self>) {
+        self.state = match row {
+            Ok(Some(row)) => Load::Ready(Stock {
+                info: ProductInfo {
+                    product_id: self.product_id,
+                    merchant_id: row.merchant_id,
+                    price_cents: row.price_cents,
+                    active: row.active,
+                },
+                available: row.stock,
+                loaded_version: row.stock_version,
+            }),
+            Ok(None) => Load::Failed(Failure::NotFound),
+            Err(e) => Load::Failed(Failure::Unavailable(e.detail().to_owned())),
+        };
+        if matches!(self.state, Load::Failed(_)) {
+            self.registry.forget(self.product_id, &ctx.address());
+            // Answer whoever already queued behind the load, then go.
+            ctx.run_later(FAILED_LINGER, |_, ctx| ctx.stop());
+        }
+    }
+}
+
+/// How long an actor whose load failed keeps answering with the failure.
+const FAILED_LINGER: Duration = Duration::from_secs(1);
+
 impl Actor for Inventory {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let (db, product_id) = (self.db.clone(), self.product_id);
+        let delay = self.registry.fault_load_delay;
+        let load = async move {
+            let row = db.call(LoadProduct { product_id }).await;
+            if !delay.is_zero() {
+                // Test-only fault: widen the window between the read and the
+                // actor taking messages (TANDEM_FAULT_INVENTORY_LOAD_DELAY_MS).
+                tokio::time::sleep(delay).await;
+            }
+            row
+        };
+        // `wait`: nothing else is handled until the load is done.
+        ctx.wait(
+            load.into_actor(self)
+                .map(|row, this, ctx| this.loaded(row, ctx)),
+        );
+    }
 }
 
 /// Takes `quantity` from the sellable stock, or nothing.
@@ -57,20 +152,104 @@ impl Handler<Reserve> for Inventory {
     type Result = Result<ProductInfo, ApiError>;
 
     fn handle(&mut self, msg: Reserve, _: &mut Self::Context) -> Self::Result {
+        self.stock()?.reserve(msg.quantity)
+    }
+}
+
+impl Stock {
+    fn reserve(&mut self, quantity: i64) -> Result<ProductInfo, ApiError> {
         if !self.info.active {
             return Err(ApiError::conflict(
                 "product_inactive",
                 format!("product {} is not for sale", self.info.product_id),
             ));
         }
-        if msg.quantity <= 0 || self.available < msg.quantity {
+        if quantity <= 0 || self.available < quantity {
             return Err(ApiError::conflict(
                 "out_of_stock",
                 format!("not enough stock of product {}", self.info.product_id),
             ));
         }
-        self.available -= msg.quantity;
+        self.available -= quantity;
         Ok(self.info.clone())
+    }
+
+    fn release(&mut self, quantity: i64, version: Option<i64>) {
+        // A release committed before this actor read the stock is in it
+        // already. Counting it again would let the unit be sold twice.
+        if version.is_some_and(|v| v <= self.loaded_version) {
+            return;
+        }
+        self.available += quantity.max(0);
+    }
+
+    fn adjust(&mut self, delta: i64) -> Result<(), ApiError> {
+        let next = self
+            .available
+            .checked_add(delta)
+            .ok_or_else(|| ApiError::invalid_input("stock_delta too large"))?;
+        if next < 0 {
+            return Err(ApiError::conflict(
+                "out_of_stock",
+                "stock cannot go below zero (some may be reserved by orders)",
+            ));
+        }
+        self.available = next;
+        Ok(())
+    }
+}
+
+/// Units taken from one SKU's actor for an order not stored yet. It has one
+/// owner at a time (the request placing the order, then the order writer
+/// once the order is submitted), and whoever holds it when the outcome is
+/// known settles it: [`Reservation::keep`] once the order committed (the
+/// database took the units), or drop, which gives the units back in memory.
+/// Because release is in `Drop`, a request dropped half-way (the client went
+/// away, a shutdown cut it off) still gives back what it took.
+#[must_use = "dropping a reservation releases it"]
+pub struct Reservation {
+    inventory: Addr<Inventory>,
+    pub product_id: i64,
+    pub quantity: i64,
+    kept: bool,
+}
+
+impl Reservation {
+    /// Takes `quantity` of the SKU, or nothing.
+    pub async fn take(
+        inventory: Addr<Inventory>,
+        product_id: i64,
+        quantity: i64,
+    ) -> Result<(Reservation, ProductInfo), ApiError> {
+        let info = inventory
+            .send(Reserve { quantity })
+            .await
+            .map_err(ApiError::unavailable_because)??;
+        let reservation = Reservation {
+            inventory,
+            product_id,
+            quantity,
+            kept: false,
+        };
+        Ok((reservation, info))
+    }
+
+    /// The order holding these units committed: they are the database's now.
+    pub fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.kept {
+            // `do_send`: Drop cannot wait; the actor's mailbox is bounded
+            // only for `try_send`, and a release must never be lost.
+            self.inventory.do_send(Release {
+                quantity: self.quantity,
+                version: None,
+            });
+        }
     }
 }
 
@@ -89,88 +268,65 @@ impl Message for Release {
 impl Handler<Release> for Inventory {
     type Result = ();
     fn handle(&mut self, msg: Release, _: &mut Self::Context) {
-        // A release committed before this actor read the stock is in it
-        // already: the actor may have been loaded between that commit and
-        // this message. Counting it again would let the unit be sold twice.
-        if msg.version.is_some_and(|v| v <= self.loaded_version) {
-            return;
+        // Failed to load: nothing in memory; the database is the truth.
+        if let Ok(stock) = self.stock() {
+            stock.release(msg.quantity, msg.version);
         }
-        self.available += msg.quantity.max(0);
     }
 }
 
-/// Applies a stock adjustment in memory first (refusing to go below zero);
-/// the caller writes it to the database and calls [`Revert`] if that fails.
-pub struct Adjust {
-    pub delta: i64,
+/// A product edit (`PATCH /products/{id}`) with its stock adjustment: memory
+/// first (refusing to go below zero, counting reservations in flight), then
+/// the database, then memory follows the outcome. The actor runs the write
+/// itself, so the outcome is handled even if the requester went away.
+pub struct Edit(pub UpdateProduct);
+
+impl Message for Edit {
+    type Result = Result<ProductView, ApiError>;
 }
 
-impl Message for Adjust {
-    type Result = Result<i64, ApiError>;
-}
+impl Handler<Edit> for Inventory {
+    type Result = AtomicResponse<Self, Result<ProductView, ApiError>>;
 
-impl Handler<Adjust> for Inventory {
-    type Result = Result<i64, ApiError>;
-    fn handle(&mut self, msg: Adjust, _: &mut Self::Context) -> Self::Result {
-        let next = self
-            .available
-            .checked_add(msg.delta)
-            .ok_or_else(|| ApiError::invalid_input("stock_delta too large"))?;
-        if next < 0 {
-            return Err(ApiError::conflict(
-                "out_of_stock",
-                "stock cannot go below zero (some may be reserved by orders)",
-            ));
+    fn handle(&mut self, Edit(update): Edit, _: &mut Self::Context) -> Self::Result {
+        let delta = update.stock_delta;
+        if let Err(e) = self.stock().and_then(|s| s.adjust(delta)) {
+            return AtomicResponse::new(Box::pin(actix::fut::ready(Err(e))));
         }
-        self.available = next;
-        Ok(next)
+        let db = self.db.clone();
+        // Atomic: no reservation runs between the adjustment and its outcome,
+        // so a failed write is undone against the count it changed.
+        AtomicResponse::new(Box::pin(
+            async move { db.call(update).await }
+                .into_actor(self)
+                .map(move |res, this, _| {
+                    let Ok(stock) = this.stock() else { return res };
+                    match &res {
+                        Ok(view) => {
+                            stock.info.price_cents = view.price_cents;
+                            stock.info.active = view.active;
+                        }
+                        // `Db::call` fails only when the write did not happen.
+                        Err(_) => stock.available -= delta,
+                    }
+                    res
+                }),
+        ))
     }
 }
 
-/// Undoes an [`Adjust`] whose database write failed.
-pub struct Revert {
-    pub delta: i64,
-}
-
-impl Message for Revert {
-    type Result = ();
-}
-
-impl Handler<Revert> for Inventory {
-    type Result = ();
-    fn handle(&mut self, msg: Revert, _: &mut Self::Context) {
-        self.available -= msg.delta;
-    }
-}
-
-/// New price / active flag after the database took them.
-pub struct SetInfo {
-    pub price_cents: i64,
-    pub active: bool,
-}
-
-impl Message for SetInfo {
-    type Result = ();
-}
-
-impl Handler<SetInfo> for Inventory {
-    type Result = ();
-    fn handle(&mut self, msg: SetInfo, _: &mut Self::Context) {
-        self.info.price_cents = msg.price_cents;
-        self.info.active = msg.active;
-    }
-}
-
+/// What can be ordered now (reservations in flight taken off); `None` if
+/// the product could not be loaded.
 pub struct Available;
 
 impl Message for Available {
-    type Result = i64;
+    type Result = Option<i64>;
 }
 
 impl Handler<Available> for Inventory {
-    type Result = i64;
-    fn handle(&mut self, _: Available, _: &mut Self::Context) -> i64 {
-        self.available
+    type Result = Option<i64>;
+    fn handle(&mut self, _: Available, _: &mut Self::Context) -> Option<i64> {
+        self.stock().ok().map(|s| s.available)
     }
 }
 
@@ -178,6 +334,8 @@ impl Handler<Available> for Inventory {
 #[derive(Default)]
 pub struct InventoryRegistry {
     actors: DashMap<i64, Addr<Inventory>>,
+    /// Test-only fault: a pause between a load's read and its first message.
+    fault_load_delay: Duration,
 }
 
 impl InventoryRegistry {
@@ -185,36 +343,42 @@ impl InventoryRegistry {
         Arc::new(Self::default())
     }
 
+    /// With the test-only load delay (`TANDEM_FAULT_INVENTORY_LOAD_DELAY_MS`).
+    pub fn with_fault_load_delay(delay: Duration) -> Arc<Self> {
+        Arc::new(InventoryRegistry {
+            actors: DashMap::new(),
+            fault_load_delay: delay,
+        })
+    }
+
     pub fn get(&self, product_id: i64) -> Option<Addr<Inventory>> {
         self.actors.get(&product_id).map(|a| a.clone())
     }
 
-    pub async fn get_or_load(&self, db: &Db, product_id: i64) -> Result<Addr<Inventory>, ApiError> {
+    /// The SKU's actor, registered at once and loading itself if new (see the
+    /// module docs). A product that does not exist answers 404 to whatever
+    /// is sent to it.
+    pub async fn get_or_load(
+        self: &Arc<Self>,
+        db: &Db,
+        product_id: i64,
+    ) -> Result<Addr<Inventory>, ApiError> {
         if let Some(a) = self.get(product_id) {
             return Ok(a);
         }
         if self.actors.len() >= MAX_SKUS {
             return Err(ApiError::unavailable("too many products in memory"));
         }
-        let row = db
-            .call(super::merchants::LoadProduct { product_id })
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("no product {product_id}")))?;
-        // Two requests may load at once: the first insert wins and both use it.
-        // Loading never races a write: only this actor writes stock, and it does
-        // not exist yet.
+        // The entry lock makes the check and the start one step: two first
+        // requests for a SKU share one actor and one load.
         Ok(match self.actors.entry(product_id) {
             Entry::Occupied(e) => e.get().clone(),
             Entry::Vacant(v) => {
                 let addr = Inventory {
-                    info: ProductInfo {
-                        product_id,
-                        merchant_id: row.merchant_id,
-                        price_cents: row.price_cents,
-                        active: row.active,
-                    },
-                    available: row.stock,
-                    loaded_version: row.stock_version,
+                    product_id,
+                    db: db.clone(),
+                    registry: self.clone(),
+                    state: Load::Pending,
                 }
                 .start();
                 v.insert(addr.clone());
@@ -223,18 +387,14 @@ impl InventoryRegistry {
         })
     }
 
-    /// Gives back, in memory, a reservation that never reached the database.
-    pub fn release(&self, product_id: i64, quantity: i64) {
-        if let Some(a) = self.get(product_id) {
-            a.do_send(Release {
-                quantity,
-                version: None,
-            });
-        }
+    /// Drops a failed actor from the map (only that actor, not a newer one).
+    fn forget(&self, product_id: i64, addr: &Addr<Inventory>) {
+        self.actors.remove_if(&product_id, |_, a| a == addr);
     }
 
-    /// Memory follows a committed stock release, if the actor is loaded (else
-    /// the database is the truth and the next load reads it).
+    /// Memory follows a committed stock release, if the actor is registered
+    /// (loaded or loading; else the database is the truth and the next load
+    /// reads it).
     pub fn release_committed(&self, product_id: i64, quantity: i64, version: i64) {
         if let Some(a) = self.get(product_id) {
             a.do_send(Release {
@@ -250,8 +410,8 @@ impl InventoryRegistry {
 mod tests {
     use super::*;
 
-    fn sku(available: i64, loaded_version: i64) -> Addr<Inventory> {
-        Inventory {
+    fn sku(available: i64, loaded_version: i64) -> Stock {
+        Stock {
             info: ProductInfo {
                 product_id: 1,
                 merchant_id: 1,
@@ -261,40 +421,34 @@ mod tests {
             available,
             loaded_version,
         }
-        .start()
     }
 
     #[test]
     fn a_committed_release_counts_once_even_if_the_load_saw_it() {
-        actix_web::rt::System::new().block_on(async {
-            // Loaded at stock_version 5 with 1 unit: a release committed as
-            // version 5 (or earlier) is already in that unit.
-            let inv = sku(1, 5);
-            inv.send(Release {
-                quantity: 1,
-                version: Some(5),
-            })
-            .await
-            .unwrap();
-            assert_eq!(inv.send(Available).await.unwrap(), 1);
-            // One committed after the load counts.
-            inv.send(Release {
-                quantity: 1,
-                version: Some(6),
-            })
-            .await
-            .unwrap();
-            assert_eq!(inv.send(Available).await.unwrap(), 2);
-            // Never below zero, and an abandoned reservation always comes back.
-            inv.send(Reserve { quantity: 2 }).await.unwrap().unwrap();
-            assert!(inv.send(Reserve { quantity: 1 }).await.unwrap().is_err());
-            inv.send(Release {
-                quantity: 2,
-                version: None,
-            })
-            .await
-            .unwrap();
-            assert_eq!(inv.send(Available).await.unwrap(), 2);
-        });
+        // Loaded at stock_version 5 with 1 unit: a release committed as
+        // version 5 (or earlier) is already in that unit.
+        let mut s = sku(1, 5);
+        s.release(1, Some(5));
+        assert_eq!(s.available, 1);
+        // One committed after the load counts.
+        s.release(1, Some(6));
+        assert_eq!(s.available, 2);
+        // Never below zero, and an abandoned reservation always comes back.
+        s.reserve(2).unwrap();
+        assert!(s.reserve(1).is_err());
+        s.release(2, None);
+        assert_eq!(s.available, 2);
+    }
+
+    #[test]
+    fn adjustments_never_take_stock_below_zero() {
+        let mut s = sku(3, 0);
+        s.reserve(2).unwrap();
+        assert!(s.adjust(-2).is_err(), "two of three are reserved");
+        assert_eq!(s.available, 1);
+        s.adjust(-1).unwrap();
+        assert_eq!(s.available, 0);
+        assert!(s.adjust(i64::MAX).is_ok());
+        assert!(s.adjust(1).is_err(), "overflow is refused");
     }
 }

@@ -848,6 +848,9 @@ pub fn apply_transition(
             "order.refund_requested" => notify.push((owner, kind, data)),
             _ => notify.push((after.buyer_id, kind, data)),
         }
+        // The buyer may own the shop (or be given their own shop's gift):
+        // one person in two roles is told once per kind.
+        notifier::dedupe(&mut notify);
         let mut notifications = Vec::with_capacity(notify.len() + 4);
         // The order's rebates follow the order in the same transaction (one
         // commit instead of an event round trip and a second job). The rebate

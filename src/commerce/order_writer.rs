@@ -19,6 +19,7 @@ use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message
 use diesel::prelude::*;
 use tokio::sync::oneshot;
 
+use super::inventory::Reservation;
 use super::model::OrderView;
 use super::store::{self, OrderItemRow, OrderRow};
 use crate::app::Shared;
@@ -52,6 +53,10 @@ pub enum Created {
 
 pub struct Submit {
     pub order: NewOrder,
+    /// The order's stock, owned by the writer until the outcome is known:
+    /// kept if the order committed, released (dropped) otherwise, whether or
+    /// not the request that placed it is still waiting.
+    pub reservations: Vec<Reservation>,
     pub reply: oneshot::Sender<Result<Created, ApiError>>,
 }
 
@@ -79,11 +84,21 @@ impl OrderWriter {
         }
     }
 
-    /// Stores the order; resolves after the commit.
-    pub async fn create(&self, order: NewOrder) -> Result<Created, ApiError> {
+    /// Stores the order; resolves after the commit. The writer takes over the
+    /// reservations (see [`Submit::reservations`]): dropping this future
+    /// after submission changes nothing about the order or its stock.
+    pub async fn create(
+        &self,
+        order: NewOrder,
+        reservations: Vec<Reservation>,
+    ) -> Result<Created, ApiError> {
         let (tx, rx) = oneshot::channel();
         self.addr
-            .try_send(Submit { order, reply: tx })
+            .try_send(Submit {
+                order,
+                reservations,
+                reply: tx,
+            })
             .map_err(|_| ApiError::unavailable("too many orders in flight; retry shortly"))?;
         rx.await
             .map_err(|_| ApiError::unavailable("the order writer stopped"))?
@@ -133,8 +148,12 @@ impl OrderBatcher {
         let take = self.pending.len().min(MAX_BATCH);
         let batch: Vec<Submit> = self.pending.drain(..take).collect();
         self.in_flight = take;
-        let (orders, replies): (Vec<NewOrder>, Vec<_>) =
-            batch.into_iter().map(|s| (s.order, s.reply)).unzip();
+        let mut orders = Vec::with_capacity(take);
+        let mut owners = Vec::with_capacity(take);
+        for s in batch {
+            orders.push(s.order);
+            owners.push((s.reservations, s.reply));
+        }
         let (commit, shared) = (self.commit.clone(), self.shared.clone());
         let fut = async move {
             let orders = Arc::new(orders);
@@ -167,7 +186,8 @@ impl OrderBatcher {
             }
         };
         ctx.spawn(fut.into_actor(self).map(move |results, this, ctx| {
-            for (reply, r) in replies.into_iter().zip(results) {
+            for ((reservations, reply), r) in owners.into_iter().zip(results) {
+                settle(reservations, &r);
                 let _ = reply.send(r);
             }
             this.flushing = false;
@@ -176,6 +196,15 @@ impl OrderBatcher {
             this.flush(ctx);
         }));
     }
+}
+
+/// The outcome of an order is known: a stored order keeps its units (the
+/// database took them); any other outcome gives them back in memory.
+fn settle(reservations: Vec<Reservation>, outcome: &Result<Created, ApiError>) {
+    if matches!(outcome, Ok(Created::Stored(_))) {
+        reservations.into_iter().for_each(Reservation::keep);
+    }
+    // Otherwise dropped here: released.
 }
 
 enum Outcome {
@@ -265,7 +294,7 @@ fn write(
                 *taken.entry(i.product_id).or_default() += i.quantity;
             }
             for (product, qty) in taken {
-                store::add_stock(c, product, -qty)?;
+                store::add_stock(c, product, -qty).map_err(|e| stock_error(e, product))?;
             }
             for n in &inserts {
                 if let Some((key, hash)) = &n.idempotency {
@@ -306,6 +335,20 @@ fn write(
                 .collect())
         },
     )
+}
+
+/// The stock CHECK refused a decrement: the units were sold elsewhere (another
+/// node, whose sales this node's inventory actor has not seen), so 409
+/// `out_of_stock`, not 500.
+fn stock_error(e: diesel::result::Error, product_id: i64) -> ApiError {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match e {
+        Error::DatabaseError(DatabaseErrorKind::CheckViolation, _) => ApiError::conflict(
+            "out_of_stock",
+            format!("not enough stock of product {product_id}"),
+        ),
+        e => e.into(),
+    }
 }
 
 fn view_json(n: &NewOrder) -> String {

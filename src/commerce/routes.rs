@@ -3,7 +3,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use super::inventory::{Adjust, Available, Reserve, Revert, SetInfo};
+use super::inventory::{Available, Edit, ProductInfo, Reservation};
 use super::merchants::{
     ApplyMerchant, CreateProduct, DecideMerchant, GetMerchant, ListMerchants, ListProducts,
     LoadProduct, MerchantView, OwnedProduct, ProductView, UpdateProduct,
@@ -197,7 +197,7 @@ pub async fn create_product(
 /// The stock the inventory actor holds, if loaded (it includes reservations in flight).
 async fn live_stock(state: &AppState, mut p: ProductView) -> ProductView {
     if let Some(inv) = state.inventory.get(p.product_id) {
-        if let Ok(n) = inv.send(Available).await {
+        if let Ok(Some(n)) = inv.send(Available).await {
             p.stock = n;
         }
     }
@@ -269,39 +269,20 @@ pub async fn update_product(
             "this product sells an animal's claims; its stock, price and availability follow the animal",
         ));
     }
-    // Stock changes go through the SKU's actor: memory first (never below zero,
-    // counting reservations in flight), then the database, undone on failure.
+    // Every edit goes through the SKU's actor, which owns the stock: memory
+    // first (never below zero, counting reservations in flight), then the
+    // database, and memory follows the outcome (see `inventory::Edit`).
     let inv = state.inventory.get_or_load(&state.db, id).await?;
-    if delta != 0 {
-        inv.send(Adjust { delta })
-            .await
-            .map_err(ApiError::unavailable_because)??;
-    }
-    let updated = state
-        .db
-        .call(UpdateProduct {
+    let updated = inv
+        .send(Edit(UpdateProduct {
             product_id: id,
             name: b.name,
             price_cents: b.price_cents,
             active: b.active,
             stock_delta: delta,
-        })
-        .await;
-    let updated = match updated {
-        Ok(p) => p,
-        Err(e) => {
-            if delta != 0 {
-                inv.do_send(Revert { delta });
-            }
-            return Err(e);
-        }
-    };
-    if b.price_cents.is_some() || b.active.is_some() || current.price_cents != updated.price_cents {
-        inv.do_send(SetInfo {
-            price_cents: updated.price_cents,
-            active: updated.active,
-        });
-    }
+        }))
+        .await
+        .map_err(ApiError::unavailable_because)??;
     Ok(HttpResponse::Ok().json(live_stock(&state, updated).await))
 }
 
@@ -478,44 +459,30 @@ pub async fn place_order(
     };
     // Reserve in product-id order, so two multi-item orders never wait on each other in a cycle.
     b.items.sort_by_key(|i| i.product_id);
-    let mut reserved: Vec<(i64, i64, i64, i64)> = Vec::with_capacity(b.items.len()); // (product, qty, price, merchant)
-    let release_all = |reserved: &[(i64, i64, i64, i64)]| {
-        for (p, q, _, _) in reserved {
-            state.inventory.release(*p, *q);
-        }
-    };
+    // Every reservation releases itself when dropped: each early return below,
+    // and this future being dropped (the client went away), give the units
+    // back. Once submitted, the order writer owns them until the outcome.
+    let mut reserved: Vec<(Reservation, ProductInfo)> = Vec::with_capacity(b.items.len());
     for item in &b.items {
         let pid = item.product_id.get();
-        let res = match state.inventory.get_or_load(&state.db, pid).await {
-            Ok(inv) => inv
-                .send(Reserve {
-                    quantity: item.quantity,
-                })
-                .await
-                .map_err(ApiError::unavailable_because)
-                .and_then(|r| r),
-            Err(e) => Err(e),
-        };
-        match res {
-            Ok(info) => reserved.push((pid, item.quantity, info.price_cents, info.merchant_id)),
-            Err(e) => {
-                release_all(&reserved);
-                return Err(e);
-            }
-        }
+        let inventory = state.inventory.get_or_load(&state.db, pid).await?;
+        reserved.push(Reservation::take(inventory, pid, item.quantity).await?);
     }
-    let merchant_id = reserved[0].3;
-    if reserved.iter().any(|r| r.3 != merchant_id) {
-        release_all(&reserved);
+    let merchant_id = reserved[0].1.merchant_id;
+    if reserved
+        .iter()
+        .any(|(_, info)| info.merchant_id != merchant_id)
+    {
         return Err(ApiError::invalid_input(
             "all items of an order must belong to one merchant",
         ));
     }
-    let total = reserved.iter().try_fold(0_i64, |acc, (_, q, price, _)| {
-        price.checked_mul(*q).and_then(|v| acc.checked_add(v))
+    let total = reserved.iter().try_fold(0_i64, |acc, (r, info)| {
+        info.price_cents
+            .checked_mul(r.quantity)
+            .and_then(|v| acc.checked_add(v))
     });
     let Some(total_cents) = total else {
-        release_all(&reserved);
         return Err(ApiError::invalid_input("the order total is too large"));
     };
     let now = crate::ids::now_ms();
@@ -546,34 +513,25 @@ pub async fn place_order(
     };
     let items = reserved
         .iter()
-        .map(|(p, q, price, _)| OrderItemRow {
+        .map(|(r, info)| OrderItemRow {
             order_id: id,
-            product_id: *p,
-            quantity: *q,
-            price_cents: *price,
+            product_id: r.product_id,
+            quantity: r.quantity,
+            price_cents: info.price_cents,
         })
         .collect();
-    match state
-        .order_writer
-        .create(NewOrder {
-            order,
-            items,
-            idempotency,
-        })
-        .await
-    {
-        Ok(Created::Stored(view)) => {
+    let reservations = reserved.into_iter().map(|(r, _)| r).collect();
+    let new_order = NewOrder {
+        order,
+        items,
+        idempotency,
+    };
+    match state.order_writer.create(new_order, reservations).await? {
+        Created::Stored(view) => {
             state.relay.do_send(crate::infra::outbox::Nudge);
             Ok(HttpResponse::Created().json(view))
         }
-        Ok(Created::Replay { status_code, body }) => {
-            release_all(&reserved);
-            Ok(replay(status_code, body))
-        }
-        Err(e) => {
-            release_all(&reserved);
-            Err(e)
-        }
+        Created::Replay { status_code, body } => Ok(replay(status_code, body)),
     }
 }
 

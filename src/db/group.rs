@@ -21,7 +21,7 @@
 //! the batch.
 
 use std::any::Any;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::{
     Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, SyncArbiter, SyncContext,
@@ -37,6 +37,10 @@ use crate::error::ApiError;
 pub const MAX_BATCH: usize = 512;
 /// Jobs waiting before new ones are refused with 503.
 pub const MAX_QUEUED: usize = 16_384;
+/// Longest a job may wait for its batch to start. A job that has not started
+/// by then is answered 503 and never runs; one that started is always
+/// awaited to its outcome (a commit or a rollback), never guessed.
+pub const MAX_QUEUE_WAIT: Duration = Duration::from_secs(30);
 
 type Output = Result<Box<dyn Any + Send>, ApiError>;
 type JobFn = Box<dyn FnMut(&mut DbConn) -> Output + Send>;
@@ -44,6 +48,8 @@ type JobFn = Box<dyn FnMut(&mut DbConn) -> Output + Send>;
 struct Job {
     run: JobFn,
     reply: oneshot::Sender<Output>,
+    /// Not started by then: refused, see [`MAX_QUEUE_WAIT`].
+    start_by: Instant,
 }
 
 impl Message for Job {
@@ -54,6 +60,8 @@ impl Message for Job {
 #[derive(Clone)]
 pub struct GroupCommit {
     addr: Addr<Collector>,
+    /// [`MAX_QUEUE_WAIT`], shorter in tests.
+    max_queue_wait: Duration,
 }
 
 impl GroupCommit {
@@ -78,6 +86,7 @@ impl GroupCommit {
                 gauge,
             }
             .start(),
+            max_queue_wait: MAX_QUEUE_WAIT,
         }
     }
 
@@ -85,6 +94,14 @@ impl GroupCommit {
     /// transaction committed. `f` may run twice (see the module docs): once
     /// in an attempt that is rolled back because another job failed, then
     /// again; only the committed run's result is returned.
+    ///
+    /// There is no timeout on the outcome: an error means the job's writes
+    /// are not in the database, `Ok` that they are. A job that could not
+    /// start within [`MAX_QUEUE_WAIT`] fails without running. Dropping the
+    /// returned future does not cancel a job already queued: it runs and
+    /// commits anyway, so a caller that must react to the outcome (release
+    /// a reservation, push a frame) hands that work to the job's owner
+    /// rather than to a future that may be dropped.
     pub async fn run<T, F>(&self, mut f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
@@ -92,12 +109,20 @@ impl GroupCommit {
     {
         let (tx, rx) = oneshot::channel();
         let run: JobFn = Box::new(move |c| f(c).map(|v| Box::new(v) as Box<dyn Any + Send>));
+        let start_by = Instant::now() + self.max_queue_wait;
         self.addr
-            .try_send(Job { run, reply: tx })
+            .try_send(Job {
+                run,
+                reply: tx,
+                start_by,
+            })
             .map_err(|_| ApiError::unavailable("the database writer is busy; retry shortly"))?;
-        let out = tokio::time::timeout(Duration::from_secs(30), rx)
+        // The committer answers every job it was given (its outcome, or 503
+        // when it could not start in time); a dropped sender means the
+        // committer thread died with the batch, whose transaction then never
+        // committed.
+        let out = rx
             .await
-            .map_err(|_| ApiError::unavailable("the database writer did not answer in time"))?
             .map_err(|_| ApiError::unavailable("the database writer stopped"))??;
         out.downcast::<T>()
             .map(|b| *b)
@@ -141,8 +166,29 @@ impl Handler<Job> for Collector {
 }
 
 impl Collector {
+    /// Answers the jobs that waited past their start deadline; they never run.
+    fn refuse_expired(&mut self) {
+        let now = Instant::now();
+        if self.pending.first().is_none_or(|j| j.start_by > now) {
+            return; // Oldest first: nothing has expired.
+        }
+        let (expired, waiting): (Vec<Job>, Vec<Job>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|j| j.start_by <= now);
+        self.pending = waiting;
+        for job in expired {
+            let _ = job.reply.send(Err(ApiError::unavailable(
+                "the database writer could not start this write in time; nothing was written",
+            )));
+        }
+    }
+
     fn flush(&mut self, ctx: &mut Context<Self>) {
         if self.pending.is_empty() || self.in_flight >= self.writers {
+            return;
+        }
+        self.refuse_expired();
+        if self.pending.is_empty() {
             return;
         }
         self.in_flight += 1;
@@ -227,8 +273,9 @@ impl Handler<Batch> for Committer {
             }
         }
         let mut outputs: Vec<Output> = Vec::with_capacity(n);
-        let committed =
-            super::write_transaction(&mut conn, |c| -> Result<(), diesel::result::Error> {
+        let committed = super::write_transaction(
+            &mut conn,
+            |c| -> Result<(), diesel::result::Error> {
                 for run in &mut jobs {
                     // A savepoint per job: its failure rolls back only its own writes.
                     let mut out: Option<Output> = None;
@@ -244,6 +291,15 @@ impl Handler<Batch> for Committer {
                     });
                     match sp {
                         Ok(()) | Err(diesel::result::Error::RollbackTransaction) => {}
+                        // The job returned Ok but one of its statements had
+                        // failed (PostgreSQL refuses to release the savepoint
+                        // of an aborted transaction). diesel rolled back to
+                        // the savepoint, so only this job's writes are gone
+                        // and the transaction goes on: the job failed.
+                        Err(e) if super::is_aborted_transaction(&e) => {
+                            tracing::error!(error = %e, "a group-commit job swallowed a failed statement");
+                            out = Some(Err(ApiError::internal(e)));
+                        }
                         // The savepoint itself failed: the transaction is unusable.
                         Err(e) => return Err(e),
                     }
@@ -252,7 +308,8 @@ impl Handler<Batch> for Committer {
                     }));
                 }
                 Ok(())
-            });
+            },
+        );
         match committed {
             Ok(()) => outputs,
             Err(e) => {
@@ -300,6 +357,13 @@ fn run_without_savepoints(
     match attempt {
         Ok(()) => Ok(Some(outputs)),
         Err(Attempt::JobFailed) => Ok(None),
+        // PostgreSQL refused the commit because a statement failed and some
+        // job went on as if it had not (see `db::commit_pg_checked`): which
+        // job is unknown, so rerun the batch with a savepoint per job.
+        Err(Attempt::Db(e)) if super::is_aborted_transaction(&e) => {
+            tracing::warn!(error = %e, "a job swallowed a failed statement; rerunning the batch with savepoints");
+            Ok(None)
+        }
         Err(Attempt::Db(e)) => Err(e),
     }
 }
@@ -348,6 +412,142 @@ mod tests {
         }
     }
 
+    #[derive(diesel::QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        id: i64,
+    }
+
+    fn ids_in(pool: &Pool) -> Vec<i64> {
+        let mut conn = pool.get().unwrap();
+        let rows: Vec<Id> = match &mut *conn {
+            DbConn::Sqlite(c) => diesel::sql_query("SELECT id FROM t ORDER BY id").load(c),
+            DbConn::Pg(c) => diesel::sql_query("SELECT id FROM t ORDER BY id").load(c),
+        }
+        .unwrap();
+        rows.into_iter().map(|r| r.id).collect()
+    }
+
+    fn sqlite_pool(name: &str) -> (Pool, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "tandem-group-{name}-{}-{}",
+            std::process::id(),
+            crate::ids::now_ms()
+        ));
+        let url = DatabaseUrl::Sqlite(dir.join("t.db").to_string_lossy().into_owned());
+        let pool = crate::db::open_pool(&url, 2, SqliteSync::Full).unwrap();
+        pool.get()
+            .unwrap()
+            .batch_execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+            .unwrap();
+        (pool, dir)
+    }
+
+    /// Occupies the committer so that jobs started right after queue up and
+    /// form one batch behind it.
+    fn blocker(
+        commit: &GroupCommit,
+        ms: u64,
+    ) -> impl std::future::Future<Output = Result<i64, ApiError>> + '_ {
+        commit.run(move |_c| {
+            std::thread::sleep(Duration::from_millis(ms));
+            Ok(0_i64)
+        })
+    }
+
+    /// Issue 21, item 2. On PostgreSQL a failed statement aborts the whole
+    /// transaction, and `COMMIT` then quietly rolls back. A job that swallows
+    /// such a failure must not make the batch look committed: the job that
+    /// swallowed fails, the others are stored.
+    #[actix_web::test]
+    async fn a_swallowed_failure_on_postgres_never_passes_for_a_commit() {
+        let Ok(admin) = std::env::var("TANDEM_TEST_DATABASE_URL") else {
+            eprintln!("TANDEM_TEST_DATABASE_URL not set: PostgreSQL test not run");
+            return;
+        };
+        let name = format!(
+            "tandem_unit_group_{}_{}",
+            std::process::id(),
+            crate::ids::now_ms()
+        );
+        let mut root = diesel::PgConnection::establish(&admin).unwrap();
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut root)
+            .unwrap();
+        let url = match admin.rfind('/') {
+            Some(i) => format!("{}/{name}", &admin[..i]),
+            None => unreachable!("a PostgreSQL URL has a path"),
+        };
+        let pool = crate::db::open_pool(&DatabaseUrl::Postgres(url), 2, SqliteSync::Full).unwrap();
+        pool.get()
+            .unwrap()
+            .batch_execute("CREATE TABLE t (id BIGINT PRIMARY KEY)")
+            .unwrap();
+        let commit = GroupCommit::start(
+            pool.clone(),
+            1,
+            crate::ops::metrics::QueueGauge::new(MAX_QUEUED),
+        );
+        let swallow = |c: &mut DbConn| -> Result<i64, ApiError> {
+            insert(c, 2)?;
+            // Fails (job 1 inserted id 1); the error is dropped on the floor.
+            let _ = insert(c, 1);
+            Ok(2)
+        };
+        let (_, first, second) = futures_util::join!(
+            blocker(&commit, 300),
+            commit.run(|c| insert(c, 1).map(|()| 1_i64)),
+            commit.run(swallow),
+        );
+        let stored = ids_in(&pool);
+        drop(pool);
+        let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut root);
+        assert_eq!(first.unwrap(), 1);
+        assert!(second.is_err(), "the job that swallowed a failure failed");
+        assert_eq!(stored, vec![1]);
+    }
+
+    /// Issue 21, item 5. A job that could not start in time is refused and
+    /// never runs; a job that started is awaited to its outcome however long
+    /// it takes, never answered as failed while it goes on to commit.
+    #[actix_web::test]
+    async fn jobs_are_refused_only_before_they_start() {
+        let (pool, dir) = sqlite_pool("deadline");
+        let mut commit = GroupCommit::start(
+            pool.clone(),
+            1,
+            crate::ops::metrics::QueueGauge::new(MAX_QUEUED),
+        );
+        commit.max_queue_wait = Duration::from_millis(200);
+        let late = Arc::new(AtomicUsize::new(0));
+        let late_runs = late.clone();
+        let (_, refused, slow) = futures_util::join!(
+            blocker(&commit, 500),
+            commit.run(move |c| {
+                late_runs.fetch_add(1, Ordering::SeqCst);
+                insert(c, 1).map(|()| 1_i64)
+            }),
+            async {
+                // Starts once the blocker is done, then takes longer than the
+                // queue wait: still answered with its outcome.
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                commit
+                    .run(|c| {
+                        std::thread::sleep(Duration::from_millis(400));
+                        insert(c, 2).map(|()| 2_i64)
+                    })
+                    .await
+            },
+        );
+        assert!(refused.is_err());
+        assert_eq!(late.load(Ordering::SeqCst), 0, "a refused job never runs");
+        assert_eq!(slow.unwrap(), 2);
+        assert_eq!(ids_in(&pool), vec![2]);
+        drop(pool);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     #[actix_web::test]
     async fn a_failed_job_rolls_back_alone_after_the_batch_runs_again_with_savepoints() {
         let dir = std::env::temp_dir().join(format!("tandem-group-{}", crate::ids::now_ms()));
@@ -392,23 +592,8 @@ mod tests {
         assert_eq!(f.unwrap(), 6);
         assert_eq!(counters[4].load(Ordering::SeqCst), 2);
 
-        #[derive(diesel::QueryableByName)]
-        struct Id {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            id: i64,
-        }
-        let mut conn = pool.get().unwrap();
-        let DbConn::Sqlite(c) = &mut *conn else {
-            unreachable!()
-        };
-        let ids: Vec<i64> = diesel::sql_query("SELECT id FROM t ORDER BY id")
-            .load::<Id>(c)
-            .unwrap()
-            .into_iter()
-            .map(|r| r.id)
-            .collect();
-        assert_eq!(ids, vec![1, 3, 5, 6]);
-        drop(conn);
+        assert_eq!(ids_in(&pool), vec![1, 3, 5, 6]);
+        drop(pool);
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -12,7 +12,7 @@ pub mod schema;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::{Actor, Addr, Handler, Message, SyncArbiter, SyncContext};
 use anyhow::Context as _;
@@ -276,7 +276,7 @@ where
     let result = f(conn);
     let end = match (&result, &mut *conn) {
         (Ok(_), DbConn::Sqlite(c)) => AnsiTransactionManager::commit_transaction(c),
-        (Ok(_), DbConn::Pg(c)) => AnsiTransactionManager::commit_transaction(c),
+        (Ok(_), DbConn::Pg(c)) => commit_pg_checked(c),
         (Err(_), DbConn::Sqlite(c)) => AnsiTransactionManager::rollback_transaction(c),
         (Err(_), DbConn::Pg(c)) => AnsiTransactionManager::rollback_transaction(c),
     };
@@ -287,6 +287,39 @@ where
     }
 }
 
+/// Commits a PostgreSQL top-level transaction only if it is still healthy.
+///
+/// Why: on PostgreSQL any failed statement aborts the whole transaction, and
+/// `COMMIT` on an aborted transaction *succeeds* with the tag `ROLLBACK`.
+/// diesel does not look at the tag, so a statement whose error some code
+/// swallowed would turn into "committed" while nothing was stored. The
+/// `SELECT 1` in front fails on an aborted transaction ("current transaction
+/// is aborted"), and PostgreSQL skips the rest of a multi-statement string
+/// after an error, so `COMMIT` runs only on a healthy transaction: one round
+/// trip, as a plain `COMMIT` would be. On failure the transaction is rolled
+/// back and the error returned (see [`is_aborted_transaction`]).
+fn commit_pg_checked(c: &mut PgConnection) -> diesel::QueryResult<()> {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    match c.batch_execute("SELECT 1; COMMIT") {
+        // libpq reports the connection idle again; diesel's transaction
+        // manager follows that and no longer counts a transaction.
+        Ok(()) => Ok(()),
+        Err(e) => {
+            if let Err(rollback) = AnsiTransactionManager::rollback_transaction(c) {
+                tracing::error!(error = %rollback, "rollback after a refused commit failed");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// True if `err` says the transaction had already been aborted by an earlier
+/// failed statement (SQLSTATE 25P02, which diesel reports as `Unknown`).
+pub fn is_aborted_transaction(err: &diesel::result::Error) -> bool {
+    matches!(err, diesel::result::Error::DatabaseError(_, info)
+        if info.message().contains("current transaction is aborted"))
+}
+
 /// Runs `f` in a transaction, retrying a few times on transient conflicts.
 pub fn transaction<T, E, F>(conn: &mut DbConn, mut f: F) -> Result<T, E>
 where
@@ -294,6 +327,14 @@ where
     E: From<diesel::result::Error> + AsTransient,
 {
     const ATTEMPTS: u32 = 5;
+    if in_transaction(conn) {
+        // Nested (a group-commit job, a savepoint): retrying cannot help, as
+        // the conflict belongs to the outer transaction, and sleeping here
+        // would stall the committer thread and every job of its batch. The
+        // outer transaction decides (the committer reruns a failed batch
+        // with a savepoint per job).
+        return write_transaction(conn, f);
+    }
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -387,22 +428,35 @@ impl Db {
     where
         M: Message<Result = Result<T, ApiError>> + Send + 'static,
         T: Send + 'static,
-        DbExecutor: Handler<M>,
+        DbExecutor: Handler<M, Result = Result<T, ApiError>>,
     {
         let depth = self.in_flight.fetch_add(1, Ordering::AcqRel);
         let _guard = InFlight(self.in_flight.clone());
         if depth >= self.capacity {
             return Err(ApiError::unavailable("the server is busy; retry shortly"));
         }
-        match self.addr.send(msg).timeout(self.timeout).await {
-            Ok(result) => result,
-            Err(actix::MailboxError::Timeout) => {
-                Err(ApiError::unavailable("the database did not answer in time"))
-            }
-            Err(e) => Err(ApiError::unavailable_because(anyhow::anyhow!(
-                "db executor: {e}"
-            ))),
-        }
+        // No timeout on the reply: the executor refuses a message that could
+        // not start within `timeout` (then nothing was done), and once a
+        // handler runs its outcome is awaited. A timeout here could not tell
+        // "never ran" from "committed a moment later".
+        let start_by = Instant::now() + self.timeout;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let run: ExecFn = Box::new(move |exec, ctx| {
+            let out = if Instant::now() > start_by {
+                Err(ApiError::unavailable(
+                    "the database could not take this request in time; nothing was done",
+                ))
+            } else {
+                <DbExecutor as Handler<M>>::handle(exec, msg, ctx)
+            };
+            let _ = tx.send(out);
+        });
+        self.addr
+            .send::<Exec>(Exec(run))
+            .await
+            .map_err(|e| ApiError::unavailable_because(anyhow::anyhow!("db executor: {e}")))?;
+        rx.await
+            .map_err(|_| ApiError::unavailable("the database executor stopped"))?
     }
 
     /// Requests waiting for or being served by the executor (a metric).
@@ -412,6 +466,24 @@ impl Db {
 
     pub fn queue_capacity(&self) -> usize {
         self.capacity
+    }
+}
+
+type ExecFn = Box<dyn FnOnce(&mut DbExecutor, &mut SyncContext<DbExecutor>) + Send>;
+
+/// One request for the executor, as [`Db::call`] wraps it: the handler to
+/// run, which also checks the start deadline and sends the reply.
+struct Exec(ExecFn);
+
+impl Message for Exec {
+    type Result = ();
+}
+
+impl Handler<Exec> for DbExecutor {
+    type Result = ();
+
+    fn handle(&mut self, Exec(run): Exec, ctx: &mut Self::Context) {
+        run(self, ctx);
     }
 }
 

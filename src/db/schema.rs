@@ -149,6 +149,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    dead_letters (consumer, event_id) {
+        consumer -> Text,
+        event_id -> BigInt,
+        kind -> Text,
+        payload -> Text,
+        occurred_at_ms -> BigInt,
+        error -> Text,
+        attempts -> BigInt,
+        parked_at_ms -> BigInt,
+        next_attempt_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
     processed_events (consumer, event_id) {
         consumer -> Text,
         event_id -> BigInt,
@@ -423,6 +437,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     post_comments,
     notifications,
     outbox,
+    dead_letters,
     processed_events,
     merchants,
     products,

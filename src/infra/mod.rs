@@ -3,6 +3,7 @@
 //! bus (in-process | RabbitMQ).
 
 pub mod bus;
+pub mod dead_letter;
 pub mod idempotency;
 pub mod kv;
 pub mod outbox;

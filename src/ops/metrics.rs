@@ -50,6 +50,8 @@ pub struct Metrics {
     requests: DashMap<(String, String, u16), AtomicU64>,
     latency: DashMap<(String, String), Histogram>,
     queues: parking_lot::Mutex<Vec<(String, QueueGauge)>>,
+    /// Events parked by bus consumers (see `infra::dead_letter`), as last seen.
+    pub dead_letters: std::sync::Arc<AtomicU64>,
 }
 
 impl Metrics {

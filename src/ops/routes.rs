@@ -8,6 +8,7 @@ use utoipa::OpenApi;
 use super::metrics::{gauge, open_fds, resident_memory_bytes};
 use crate::app::AppState;
 use crate::db::Ping;
+use crate::infra::dead_letter::DeadLetterView;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Health {
@@ -95,6 +96,17 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     for (name, _, cap) in &queues {
         let _ = writeln!(out, "tandem_mailbox_capacity{{actor=\"{name}\"}} {cap}");
     }
+    gauge(
+        &mut out,
+        "tandem_dead_letters",
+        "Events a consumer failed to apply repeatedly, parked and retried with backoff.",
+        "",
+        state
+            .shared
+            .metrics
+            .dead_letters
+            .load(std::sync::atomic::Ordering::Relaxed) as f64,
+    );
     let pool = state.shared.pool.state();
     gauge(
         &mut out,
@@ -159,6 +171,64 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(out)
+}
+
+/// Admin: events a consumer could not apply and parked (see
+/// `infra::dead_letter`), with their last error; retried with backoff.
+pub struct ListDeadLetters {
+    pub admin: crate::domain::Id,
+    pub limit: i64,
+    pub after_event_id: Option<i64>,
+}
+
+impl actix::Message for ListDeadLetters {
+    type Result = Result<crate::pagination::Page<DeadLetterView>, crate::error::ApiError>;
+}
+
+impl actix::Handler<ListDeadLetters> for crate::db::DbExecutor {
+    type Result = Result<crate::pagination::Page<DeadLetterView>, crate::error::ApiError>;
+    fn handle(&mut self, msg: ListDeadLetters, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        crate::accounts::messages::require_role(
+            &mut conn,
+            msg.admin,
+            crate::accounts::domain::Role::Admin,
+        )?;
+        let mut rows =
+            crate::infra::dead_letter::list(&mut conn, msg.limit + 1, msg.after_event_id)?;
+        let next_cursor = crate::pagination::trim_page(&mut rows, msg.limit, |r| vec![r.event_id]);
+        Ok(crate::pagination::Page {
+            items: rows.into_iter().map(DeadLetterView::from).collect(),
+            next_cursor,
+        })
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct DeadLetterQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// Parked events (admin): events a consumer failed to apply several times,
+/// with the last error, the attempts so far and when the next retry is due.
+#[utoipa::path(get, path = "/api/v1/admin/dead-letters", tag = "admin", security(("bearer" = [])),
+    params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = "{items: [DeadLetterView], next_cursor}"), (status = 403, body = crate::error::Problem)))]
+pub async fn dead_letters(
+    state: web::Data<AppState>,
+    user: crate::accounts::auth::AuthUser,
+    q: web::Query<DeadLetterQuery>,
+) -> crate::error::ApiResult<HttpResponse> {
+    let page = state
+        .db
+        .call(ListDeadLetters {
+            admin: user.user_id,
+            limit: crate::pagination::parse_limit(q.limit.as_deref())?,
+            after_event_id: crate::pagination::cursor_id(q.cursor.as_deref())?,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
 }
 
 #[derive(OpenApi)]
@@ -228,6 +298,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         crate::moderation::routes::resolve,
         crate::moderation::routes::stats,
         crate::moderation::routes::orders,
+        dead_letters,
         crate::animals::routes::create,
         crate::animals::routes::list,
         crate::animals::routes::get,
@@ -244,7 +315,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         crate::trips::routes::close,
         crate::trips::routes::requests,
     ),
-    components(schemas(crate::error::Problem)),
+    components(schemas(crate::error::Problem, DeadLetterView)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

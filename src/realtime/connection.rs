@@ -123,14 +123,8 @@ impl WsConn {
                 Some(&cid),
             );
         }
-        let body_chars = f.body.chars().count();
-        if body_chars == 0 || body_chars > MAX_BODY_CHARS {
-            return Self::send_error(
-                ctx,
-                "invalid_input",
-                "body must be 1-4000 characters",
-                Some(&cid),
-            );
+        if let Err(why) = crate::domain::check_message_text(&f.body, MAX_BODY_CHARS) {
+            return Self::send_error(ctx, "invalid_input", why, Some(&cid));
         }
         let me = self.user_id();
         match (f.conversation_id, f.to_user_id) {

@@ -18,7 +18,8 @@ use crate::app::Shared;
 use crate::db::group::GroupCommit;
 use crate::db::{Db, DbExecutor};
 use crate::error::ApiError;
-use crate::infra::bus::EventBus;
+use crate::infra::bus::Event;
+use crate::infra::dead_letter::{Apply, Consumer};
 use crate::infra::outbox::{Nudge, Relay};
 
 const IDLE: Duration = Duration::from_secs(30);
@@ -131,48 +132,40 @@ impl RebateRegistry {
     }
 }
 
-/// Consumes order events until the subscription ends; acks after the effect is durable.
-pub async fn consume(bus: Arc<dyn EventBus>, registry: Arc<RebateRegistry>) {
-    let sub = match bus.subscribe(CONSUMER, PATTERNS).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "rebate engine could not subscribe");
-            return;
-        }
-    };
-    // Reconcile reads the stored order, so events may be handled in any order:
-    // up to CONCURRENCY at once (each order's actor still serializes its own).
-    let registry = &registry;
-    sub.into_stream()
-        .for_each_concurrent(CONCURRENCY, |d| async move {
-            let Some(order_id) = d.event.payload.get("order_id").and_then(serde_json::Value::as_i64) else {
-                let _ = d.ack().await;
-                return;
+/// The rebate engine as a bus consumer of order events (run by
+/// `infra::dead_letter::consume`). Reconcile reads the stored order, so
+/// events may be handled in any order and at once (each order's actor still
+/// serializes its own).
+pub fn consumer(registry: Arc<RebateRegistry>) -> Consumer {
+    let apply: Apply = Arc::new(move |event: Event| {
+        let registry = registry.clone();
+        Box::pin(async move {
+            let Some(order_id) = event
+                .payload
+                .get("order_id")
+                .and_then(serde_json::Value::as_i64)
+            else {
+                return Ok(());
             };
             // The usual case: the order actor reconciled in the transition's
             // own transaction, so the records are already durable. Events
             // without the flag (or with it false) are reconciled here.
-            let reconciled = d.event.payload.get("rebates_reconciled").and_then(serde_json::Value::as_bool);
+            let reconciled = event
+                .payload
+                .get("rebates_reconciled")
+                .and_then(serde_json::Value::as_bool);
             if reconciled == Some(true) {
-                if let Err(e) = d.ack().await {
-                    tracing::warn!(error = %e, "rebate ack failed; the event will be redelivered");
-                }
-                return;
+                return Ok(());
             }
-            match registry.reconcile(order_id).await {
-                Ok(_) => {
-                    if let Err(e) = d.ack().await {
-                        tracing::warn!(error = %e, "rebate ack failed; the event will be redelivered");
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, order_id, "rebate reconcile failed; retrying later");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    let _ = d.nack().await;
-                }
-            }
+            registry.reconcile(order_id).await.map(|_| ())
         })
-        .await;
+    });
+    Consumer {
+        name: CONSUMER,
+        patterns: PATTERNS,
+        concurrency: CONCURRENCY,
+        apply,
+    }
 }
 
 pub struct DueRebates;

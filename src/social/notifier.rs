@@ -6,10 +6,8 @@
 //! `"notify": [{"user_id": N, "kind": "order.paid", "data": {...}}]`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use diesel::prelude::*;
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use serde::Deserialize;
 
 use super::messages::NotificationView;
@@ -17,7 +15,8 @@ use crate::db::group::GroupCommit;
 use crate::db::schema::{notifications, processed_events};
 use crate::error::ApiError;
 use crate::ids::{now_ms, rfc3339};
-use crate::infra::bus::{Event, EventBus};
+use crate::infra::bus::Event;
+use crate::infra::dead_letter::{Apply, Consumer};
 use crate::realtime::frames::ServerFrame;
 use crate::realtime::registry::Registry;
 use crate::realtime::session::Deliver;
@@ -64,38 +63,47 @@ pub fn apply_event(
     crate::db::transaction(
         conn,
         |c| -> Result<Vec<(i64, NotificationView)>, ApiError> {
-            let seen: Option<i64> = processed_events::table
-                .find((CONSUMER, event.id))
-                .select(processed_events::event_id)
-                .first(c)
-                .optional()?;
-            if seen.is_some() {
-                // Applied before: a redelivery. Looked up rather than caught as a
-                // failed insert, which would abort a PostgreSQL transaction.
+            // `ON CONFLICT DO NOTHING`, not a caught unique violation: on
+            // PostgreSQL a failed statement aborts the whole transaction, and
+            // this runs inside a group-commit batch with other jobs.
+            let first =
+                crate::per_backend!(&mut *c, |b| diesel::insert_into(processed_events::table)
+                    .values((
+                        processed_events::consumer.eq(CONSUMER),
+                        processed_events::event_id.eq(event.id),
+                        processed_events::processed_at_ms.eq(now),
+                    ))
+                    .on_conflict_do_nothing()
+                    .execute(b))?;
+            if first == 0 {
+                // Applied before: a redelivery.
                 return Ok(Vec::new());
             }
-            let first = diesel::insert_into(processed_events::table)
-                .values((
-                    processed_events::consumer.eq(CONSUMER),
-                    processed_events::event_id.eq(event.id),
-                    processed_events::processed_at_ms.eq(now),
-                ))
-                .execute(c);
-            match first {
-                Ok(_) => {}
-                Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
-                    return Ok(Vec::new())
-                }
-                Err(e) => return Err(e.into()),
-            }
             let mut created = Vec::new();
-            for n in notify.iter().take(MAX_PER_EVENT) {
+            for n in distinct(&notify).take(MAX_PER_EVENT) {
                 let view = store(c, ids, event.id, n.user_id, &n.kind, &n.data, now)?;
                 created.push((n.user_id, view));
             }
             Ok(created)
         },
     )
+}
+
+/// The notify list without repeats: one notification per (recipient, kind)
+/// per event (what `notifications` allows; the same person in two roles, a
+/// shop owner buying from their own shop, is told once per kind).
+fn distinct(notify: &[Notify]) -> impl Iterator<Item = &Notify> {
+    let mut seen = std::collections::HashSet::new();
+    notify
+        .iter()
+        .filter(move |n| seen.insert((n.user_id, n.kind.as_str())))
+}
+
+/// Keeps the first of each (recipient, kind) of one event, in order; see
+/// [`distinct`]. For producers that store their own notifications.
+pub fn dedupe<D>(notify: &mut Vec<(i64, &str, D)>) {
+    let mut seen = std::collections::HashSet::new();
+    notify.retain(|(user, kind, _)| seen.insert((*user, kind.to_string())));
 }
 
 /// Notifications a transaction stored: (recipient, notification), to push
@@ -154,48 +162,33 @@ pub fn push_all(registry: &Registry, stored: &[(i64, NotificationView)]) {
     }
 }
 
-/// Runs the consumer loop until the subscription ends.
-pub async fn run(bus: Arc<dyn EventBus>, commit: GroupCommit, shared: Arc<crate::app::Shared>) {
-    let sub = match bus.subscribe(CONSUMER, PATTERNS).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "notifier could not subscribe");
-            return;
-        }
-    };
-    // Order does not matter between events: up to CONCURRENCY at once.
-    let (commit, shared) = (&commit, &shared);
-    futures_util::StreamExt::for_each_concurrent(sub.into_stream(), CONCURRENCY, |delivery| async move {
-        let event = delivery.event.clone();
-        // Most events tell nobody (`order.created`, ...): nothing to store, so
-        // no write job and no de-duplication row; just acknowledge.
-        let tells_nobody = event
-            .payload
-            .get("notify")
-            .and_then(|n| n.as_array())
-            .is_none_or(|n| n.is_empty());
-        if tells_nobody {
-            if let Err(e) = delivery.ack().await {
-                tracing::warn!(error = %e, "notifier ack failed; the event will be redelivered");
+/// The notifier as a bus consumer (run by `infra::dead_letter::consume`).
+pub fn consumer(commit: GroupCommit, shared: Arc<crate::app::Shared>) -> Consumer {
+    let apply: Apply = Arc::new(move |event: Event| {
+        let (commit, shared) = (commit.clone(), shared.clone());
+        Box::pin(async move {
+            // Most events tell nobody (`order.created`, ...): nothing to store,
+            // so no write job and no de-duplication row.
+            let tells_nobody = event
+                .payload
+                .get("notify")
+                .and_then(|n| n.as_array())
+                .is_none_or(|n| n.is_empty());
+            if tells_nobody {
+                return Ok(());
             }
-            return;
-        }
-        let job_shared = shared.clone();
-        match commit.run(move |c| apply_event(c, &job_shared.ids, event.clone())).await {
-            Ok(created) => {
-                for (user, n) in &created {
-                    push(&shared.registry, *user, n);
-                }
-                if let Err(e) = delivery.ack().await {
-                    tracing::warn!(error = %e, "notifier ack failed; the event will be redelivered");
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "notifier could not apply an event; retrying later");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                let _ = delivery.nack().await;
-            }
-        }
-    })
-    .await;
+            let job_shared = shared.clone();
+            let created = commit
+                .run(move |c| apply_event(c, &job_shared.ids, event.clone()))
+                .await?;
+            push_all(&shared.registry, &created);
+            Ok(())
+        })
+    });
+    Consumer {
+        name: CONSUMER,
+        patterns: PATTERNS,
+        concurrency: CONCURRENCY,
+        apply,
+    }
 }

@@ -23,8 +23,10 @@ const IDLE: Duration = Duration::from_secs(30);
 /// Writes waiting on one trip; past it callers get 503 (a trip has at most 50
 /// seats: a longer queue is abuse, not demand).
 const MAILBOX: usize = 256;
-/// Longest a caller waits for its turn and the answer.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a write waits for its turn; one not started by then is refused
+/// and never runs. A started write is awaited to its outcome: a timeout
+/// could not tell "never ran" from "committed a moment later".
+const START_WITHIN: Duration = Duration::from_secs(10);
 /// Live trip actors at most; past it new ones are refused with 503.
 pub const MAX_TRIP_ACTORS: usize = 100_000;
 
@@ -64,7 +66,11 @@ impl Actor for TripActor {
     }
 }
 
-pub struct TripMsg(pub TripCommand);
+pub struct TripMsg {
+    pub cmd: TripCommand,
+    /// Not started by then: refused (see [`START_WITHIN`]).
+    pub start_by: Instant,
+}
 
 impl Message for TripMsg {
     type Result = Result<TripReply, ApiError>;
@@ -77,10 +83,16 @@ impl Handler<TripMsg> for TripActor {
         self.last_active = Instant::now();
         let db = self.db.clone();
         let trip_id = self.trip_id;
+        let late = self.last_active > msg.start_by;
         let fut = async move {
+            if late {
+                return Err(ApiError::unavailable(
+                    "the trip was too busy to take this request; nothing was done",
+                ));
+            }
             db.call(TripWrite {
                 trip_id,
-                cmd: msg.0,
+                cmd: msg.cmd,
             })
             .await
         };
@@ -157,15 +169,20 @@ impl TripRegistry {
         self.actors.remove_if(&trip_id, |_, a| a == addr).is_some()
     }
 
-    /// Runs a write on the trip's actor. A full mailbox parks the caller
-    /// (`send` waits for room), bounded by [`CALL_TIMEOUT`]: then 503.
+    /// Runs a write on the trip's actor and returns its outcome. A full
+    /// mailbox parks the caller (`send` waits for room); a write that could
+    /// not start within [`START_WITHIN`] is answered 503 without running.
     pub async fn call(
         self: &Arc<Self>,
         trip_id: i64,
         cmd: TripCommand,
     ) -> Result<TripReply, ApiError> {
         let addr = self.addr(trip_id)?;
-        match addr.send(TripMsg(cmd)).timeout(CALL_TIMEOUT).await {
+        let msg = TripMsg {
+            cmd,
+            start_by: Instant::now() + START_WITHIN,
+        };
+        match addr.send(msg).await {
             Ok(r) => r,
             // It retired between lookup and send; the write never ran.
             Err(actix::MailboxError::Closed) => {

@@ -11,7 +11,7 @@ use crate::orders::{notify, order, paid_order, product, shop, Shop};
 use crate::trips::wait_notification;
 use crate::ws::{Ended, Ws};
 
-async fn animal(app: &TestApp, s: &Shop, name: &str, price: i64, days: i64) -> i64 {
+pub async fn animal(app: &TestApp, s: &Shop, name: &str, price: i64, days: i64) -> i64 {
     let r = app
         .post(
             "/api/v1/animals",
@@ -34,7 +34,7 @@ async fn get_animal(app: &TestApp, id: i64) -> Value {
         .unwrap()
 }
 
-async fn claim(app: &TestApp, token: &str, id: i64) -> reqwest::Response {
+pub async fn claim(app: &TestApp, token: &str, id: i64) -> reqwest::Response {
     app.post(
         &format!("/api/v1/animals/{id}/claim"),
         Some(token),
@@ -44,7 +44,7 @@ async fn claim(app: &TestApp, token: &str, id: i64) -> reqwest::Response {
 }
 
 /// Pays an order created elsewhere (a claim).
-async fn pay(app: &TestApp, token: &str, order: &Value) {
+pub async fn pay(app: &TestApp, token: &str, order: &Value) {
     let id = order["order_id"].as_i64().unwrap();
     let p: Value = app
         .post(&format!("/api/v1/orders/{id}/pay"), Some(token), &json!({}))

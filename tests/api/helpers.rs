@@ -278,6 +278,51 @@ impl TestApp {
             .expect("db url")
     }
 
+    /// Runs one SQL statement on this server's database behind its back (to
+    /// inject a fault, or to look at what HTTP does not show); returns the
+    /// rows it changed.
+    pub fn sql(&self, statement: &str) -> usize {
+        let url = self.database_url();
+        match url.strip_prefix("sqlite:") {
+            Some(path) => {
+                let mut c = diesel::SqliteConnection::establish(path).expect("open SQLite");
+                diesel::sql_query("PRAGMA busy_timeout = 10000")
+                    .execute(&mut c)
+                    .expect("busy timeout");
+                diesel::sql_query(statement)
+                    .execute(&mut c)
+                    .expect(statement)
+            }
+            None => {
+                let mut c = PgConnection::establish(&url).expect("connect to PostgreSQL");
+                diesel::sql_query(statement)
+                    .execute(&mut c)
+                    .expect(statement)
+            }
+        }
+    }
+
+    /// The one BIGINT a query selects as `n` (e.g. `SELECT COUNT(*) AS n ...`).
+    pub fn sql_count(&self, query: &str) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let url = self.database_url();
+        let rows: Vec<N> = match url.strip_prefix("sqlite:") {
+            Some(path) => {
+                let mut c = diesel::SqliteConnection::establish(path).expect("open SQLite");
+                diesel::sql_query(query).load(&mut c).expect(query)
+            }
+            None => {
+                let mut c = PgConnection::establish(&url).expect("connect to PostgreSQL");
+                diesel::sql_query(query).load(&mut c).expect(query)
+            }
+        };
+        rows.first().map(|r| r.n).expect("one row")
+    }
+
     pub fn assert_audit_clean(&self) {
         let (ok, text) = self.audit();
         assert!(ok, "audit found mismatches:\n{text}");

@@ -17,4 +17,5 @@ mod rebate_model;
 mod rebates;
 mod social;
 mod trips;
+mod write_path;
 mod ws;

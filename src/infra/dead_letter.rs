@@ -1,0 +1,389 @@
+//! Consumers that cannot be stalled by one bad event.
+//!
+//! Every bus consumer runs through [`consume`]: an event is applied, and on
+//! failure tried again a few times with short pauses (a failure for want of
+//! capacity, 503, is handed back to the bus instead: backpressure). An event
+//! that still fails is *parked*: written to `dead_letters` with its error (durably,
+//! before the delivery is acknowledged), so the bus moves on to later events.
+//! Without this, one event whose effect fails every time (a stored rule set
+//! that no longer parses, say) is nacked forever: on the in-process bus the
+//! relay's whole publish fails and it republishes the same oldest rows every
+//! round; on RabbitMQ it is requeued at the head of the queue.
+//!
+//! The [`Retrier`] applies parked events again with exponential backoff
+//! until they succeed, then deletes them. Consumers de-duplicate by event id,
+//! so a retry after a success that was not recorded does nothing twice.
+//! Admins list parked events (`GET /api/v1/admin/dead-letters`) and
+//! `/metrics` reports how many there are (`tandem_dead_letters`).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, WrapFuture};
+use diesel::prelude::*;
+use futures_util::future::BoxFuture;
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use crate::db::group::GroupCommit;
+use crate::db::schema::dead_letters;
+use crate::db::{Db, DbConn, DbExecutor};
+use crate::error::ApiError;
+use crate::ids::{now_ms, rfc3339};
+use crate::infra::bus::{Delivery, Event, EventBus};
+
+/// Pauses between the tries of one delivery; after the last, it is parked.
+const RETRY_PAUSES: [Duration; 2] = [Duration::from_millis(100), Duration::from_millis(500)];
+/// Pause before handing back an event that failed for want of capacity.
+const OVERLOAD_PAUSE: Duration = Duration::from_millis(500);
+/// How often the retrier looks for parked events that are due.
+const RETRY_TICK: Duration = Duration::from_secs(1);
+/// Parked events retried per round.
+const RETRY_BATCH: i64 = 100;
+/// Longest pause between two retries of a parked event.
+const MAX_BACKOFF_MS: i64 = 3_600_000;
+/// Longest error text kept per parked event, in characters.
+const MAX_ERROR_CHARS: usize = 1_000;
+
+/// Applies one event's effects durably; `Ok` once they are (or were before).
+pub type Apply = Arc<dyn Fn(Event) -> BoxFuture<'static, Result<(), ApiError>> + Send + Sync>;
+
+/// A named, durable subscription and what to do with each event.
+pub struct Consumer {
+    pub name: &'static str,
+    pub patterns: &'static [&'static str],
+    /// Events applied at once (order between events does not matter).
+    pub concurrency: usize,
+    pub apply: Apply,
+}
+
+/// Runs `consumer` until its subscription ends.
+pub async fn consume(bus: Arc<dyn EventBus>, commit: GroupCommit, consumer: Consumer) {
+    let sub = match bus.subscribe(consumer.name, consumer.patterns).await {
+        Ok(s) => s,
+        Err(e) => {
+            let name = consumer.name;
+            tracing::error!(error = %format!("{e:#}"), consumer = name, "could not subscribe");
+            return;
+        }
+    };
+    let (commit, consumer) = (&commit, &consumer);
+    sub.into_stream()
+        .for_each_concurrent(consumer.concurrency, |d| handle(d, consumer, commit))
+        .await;
+}
+
+/// Applies one delivery: ack on success; after repeated failure park it
+/// durably and ack; nack only if even parking failed (then the bus redelivers).
+async fn handle(d: Delivery, consumer: &Consumer, commit: &GroupCommit) {
+    let mut error = match (consumer.apply)(d.event.clone()).await {
+        Ok(()) => return ack(d, consumer.name).await,
+        Err(e) => e,
+    };
+    for pause in RETRY_PAUSES {
+        if is_overload(&error) {
+            return redeliver_later(d, consumer.name, &error).await;
+        }
+        tokio::time::sleep(pause).await;
+        match (consumer.apply)(d.event.clone()).await {
+            Ok(()) => return ack(d, consumer.name).await,
+            Err(e) => error = e,
+        }
+    }
+    if is_overload(&error) {
+        return redeliver_later(d, consumer.name, &error).await;
+    }
+    let tries = i64::try_from(RETRY_PAUSES.len() + 1).unwrap_or(i64::MAX);
+    let letter = DeadLetter::new(consumer.name, &d.event, &error, tries, now_ms());
+    match commit.run(move |c| park(c, &letter)).await {
+        Ok(()) => {
+            tracing::error!(consumer = consumer.name, event_id = d.event.id, kind = %d.event.kind,
+                error = %error, "event parked after repeated failures; later events go on");
+            ack(d, consumer.name).await;
+        }
+        Err(e) => {
+            tracing::warn!(consumer = consumer.name, event_id = d.event.id, error = %e,
+                "could not park a failing event; the bus will redeliver it");
+            if let Err(e) = d.nack().await {
+                tracing::warn!(error = %e, "nack failed; the event will be redelivered");
+            }
+        }
+    }
+}
+
+/// 503: the database or a queue is unavailable or full right now. Such an
+/// event is not bad, the moment is: parking it would turn an overload into a
+/// pile of parked events retried at `RETRY_BATCH` a second. Handing it back
+/// slows the bus down instead (backpressure), as it should.
+fn is_overload(e: &ApiError) -> bool {
+    e.status() == actix_web::http::StatusCode::SERVICE_UNAVAILABLE
+}
+
+async fn redeliver_later(d: Delivery, consumer: &str, error: &ApiError) {
+    tracing::warn!(consumer, event_id = d.event.id, error = %error, "event not applied now; redelivered later");
+    tokio::time::sleep(OVERLOAD_PAUSE).await;
+    if let Err(e) = d.nack().await {
+        tracing::warn!(error = %e, consumer, "nack failed; the event will be redelivered");
+    }
+}
+
+async fn ack(d: Delivery, consumer: &str) {
+    if let Err(e) = d.ack().await {
+        tracing::warn!(error = %e, consumer, "ack failed; the event will be redelivered");
+    }
+}
+
+/// One parked event, as stored.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = dead_letters)]
+pub struct DeadLetter {
+    pub consumer: String,
+    pub event_id: i64,
+    pub kind: String,
+    pub payload: String,
+    pub occurred_at_ms: i64,
+    pub error: String,
+    pub attempts: i64,
+    pub parked_at_ms: i64,
+    pub next_attempt_at_ms: i64,
+}
+
+impl DeadLetter {
+    fn new(consumer: &str, event: &Event, error: &ApiError, attempts: i64, now: i64) -> Self {
+        DeadLetter {
+            consumer: consumer.to_owned(),
+            event_id: event.id,
+            kind: event.kind.clone(),
+            payload: event.payload.to_string(),
+            occurred_at_ms: event.occurred_at_ms,
+            error: error_text(error),
+            attempts,
+            parked_at_ms: now,
+            next_attempt_at_ms: now.saturating_add(backoff_ms(attempts)),
+        }
+    }
+
+    fn event(&self) -> Event {
+        Event {
+            id: self.event_id,
+            kind: self.kind.clone(),
+            payload: serde_json::from_str(&self.payload).unwrap_or(serde_json::Value::Null),
+            occurred_at_ms: self.occurred_at_ms,
+        }
+    }
+}
+
+/// The error as admins see it: with its cause (an internal error's detail
+/// alone says nothing).
+fn error_text(e: &ApiError) -> String {
+    e.to_string().chars().take(MAX_ERROR_CHARS).collect()
+}
+
+/// Pause before the next retry of an event that failed `attempts` times:
+/// 1 s after the third, doubling, at most an hour.
+pub fn backoff_ms(attempts: i64) -> i64 {
+    let doublings = u32::try_from(attempts.saturating_sub(3).clamp(0, 22)).unwrap_or(22);
+    1_000_i64.saturating_mul(1 << doublings).min(MAX_BACKOFF_MS)
+}
+
+/// Stores a parked event (a group-commit job). Parked already (two nodes,
+/// a redelivery): the first row stays.
+fn park(c: &mut DbConn, letter: &DeadLetter) -> Result<(), ApiError> {
+    crate::per_backend!(&mut *c, |b| diesel::insert_into(dead_letters::table)
+        .values(letter)
+        .on_conflict_do_nothing()
+        .execute(b))?;
+    Ok(())
+}
+
+/// A retried event applied: it is no longer parked.
+fn unpark(c: &mut DbConn, consumer: &str, event_id: i64) -> Result<(), ApiError> {
+    diesel::delete(dead_letters::table.find((consumer, event_id))).execute(c)?;
+    Ok(())
+}
+
+/// A retry failed again: count it and push the next one back.
+fn failed_again(
+    c: &mut DbConn,
+    letter: &DeadLetter,
+    error: &str,
+    now: i64,
+) -> Result<(), ApiError> {
+    let attempts = letter.attempts.saturating_add(1);
+    diesel::update(dead_letters::table.find((letter.consumer.as_str(), letter.event_id)))
+        .set((
+            dead_letters::attempts.eq(attempts),
+            dead_letters::error.eq(error),
+            dead_letters::next_attempt_at_ms.eq(now.saturating_add(backoff_ms(attempts))),
+        ))
+        .execute(c)?;
+    Ok(())
+}
+
+/// Parked events due for a retry, oldest due first, and how many are parked.
+struct Due {
+    now_ms: i64,
+}
+
+impl Message for Due {
+    type Result = Result<(Vec<DeadLetter>, i64), ApiError>;
+}
+
+impl Handler<Due> for DbExecutor {
+    type Result = Result<(Vec<DeadLetter>, i64), ApiError>;
+    fn handle(&mut self, msg: Due, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        let due = dead_letters::table
+            .filter(dead_letters::next_attempt_at_ms.le(msg.now_ms))
+            .order(dead_letters::next_attempt_at_ms.asc())
+            .limit(RETRY_BATCH)
+            .select(DeadLetter::as_select())
+            .load(&mut conn)?;
+        let total: i64 = dead_letters::table.count().get_result(&mut conn)?;
+        Ok((due, total))
+    }
+}
+
+/// A parked event as admins see it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeadLetterView {
+    pub consumer: String,
+    pub event_id: i64,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    pub error: String,
+    pub attempts: i64,
+    pub parked_at: String,
+    pub next_attempt_at: String,
+}
+
+impl From<DeadLetter> for DeadLetterView {
+    fn from(d: DeadLetter) -> Self {
+        DeadLetterView {
+            payload: d.event().payload,
+            consumer: d.consumer,
+            event_id: d.event_id,
+            kind: d.kind,
+            error: d.error,
+            attempts: d.attempts,
+            parked_at: rfc3339(d.parked_at_ms),
+            next_attempt_at: rfc3339(d.next_attempt_at_ms),
+        }
+    }
+}
+
+/// Parked events ordered by event id, after `after_event_id`.
+pub fn list(
+    conn: &mut DbConn,
+    limit: i64,
+    after_event_id: Option<i64>,
+) -> QueryResult<Vec<DeadLetter>> {
+    let mut q = dead_letters::table
+        .order((dead_letters::event_id.asc(), dead_letters::consumer.asc()))
+        .limit(limit)
+        .select(DeadLetter::as_select())
+        .into_boxed();
+    if let Some(after) = after_event_id {
+        q = q.filter(dead_letters::event_id.gt(after));
+    }
+    q.load(conn)
+}
+
+/// Retries parked events of the consumers it knows, with backoff.
+pub struct Retrier {
+    db: Db,
+    commit: GroupCommit,
+    consumers: HashMap<&'static str, Apply>,
+    /// Parked events at the last look, for `/metrics`.
+    parked: Arc<AtomicU64>,
+    busy: bool,
+}
+
+impl Retrier {
+    pub fn new(
+        db: Db,
+        commit: GroupCommit,
+        consumers: &[&Consumer],
+        parked: Arc<AtomicU64>,
+    ) -> Self {
+        Retrier {
+            db,
+            commit,
+            consumers: consumers
+                .iter()
+                .map(|c| (c.name, c.apply.clone()))
+                .collect(),
+            parked,
+            busy: false,
+        }
+    }
+
+    fn round(&mut self, ctx: &mut Context<Self>) {
+        if self.busy {
+            return;
+        }
+        self.busy = true;
+        let (db, commit, parked) = (self.db.clone(), self.commit.clone(), self.parked.clone());
+        let consumers = self.consumers.clone();
+        let work = async move {
+            let (due, total) = db.call(Due { now_ms: now_ms() }).await?;
+            parked.store(u64::try_from(total).unwrap_or(0), Ordering::Relaxed);
+            for letter in due {
+                // Parked by a consumer this process does not run: leave it.
+                let Some(apply) = consumers.get(letter.consumer.as_str()) else {
+                    continue;
+                };
+                retry(&commit, apply, letter).await?;
+            }
+            Ok::<(), ApiError>(())
+        };
+        ctx.spawn(work.into_actor(self).map(|res, this, _| {
+            this.busy = false;
+            if let Err(e) = res {
+                tracing::warn!(error = %e, "dead-letter retry round failed; will try again");
+            }
+        }));
+    }
+}
+
+/// Applies one parked event again and records the outcome.
+async fn retry(commit: &GroupCommit, apply: &Apply, letter: DeadLetter) -> Result<(), ApiError> {
+    match apply(letter.event()).await {
+        Ok(()) => {
+            tracing::info!(consumer = %letter.consumer, event_id = letter.event_id, "parked event applied");
+            commit
+                .run(move |c| unpark(c, &letter.consumer, letter.event_id))
+                .await
+        }
+        Err(e) => {
+            let text = error_text(&e);
+            commit
+                .run(move |c| failed_again(c, &letter, &text, now_ms()))
+                .await
+        }
+    }
+}
+
+impl Actor for Retrier {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(RETRY_TICK, |this, ctx| this.round(ctx));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_one_second_up_to_an_hour() {
+        assert_eq!(backoff_ms(3), 1_000);
+        assert_eq!(backoff_ms(4), 2_000);
+        assert_eq!(backoff_ms(8), 32_000);
+        assert_eq!(backoff_ms(40), MAX_BACKOFF_MS);
+        assert_eq!(backoff_ms(i64::MAX), MAX_BACKOFF_MS);
+        assert_eq!(backoff_ms(0), 1_000);
+    }
+}
