@@ -461,24 +461,11 @@ mod tests {
     /// swallowed fails, the others are stored.
     #[actix_web::test]
     async fn a_swallowed_failure_on_postgres_never_passes_for_a_commit() {
-        let Ok(admin) = std::env::var("TANDEM_TEST_DATABASE_URL") else {
-            eprintln!("TANDEM_TEST_DATABASE_URL not set: PostgreSQL test not run");
+        let Some(db) = crate::db::test_pg::scratch("group") else {
             return;
         };
-        let name = format!(
-            "tandem_unit_group_{}_{}",
-            std::process::id(),
-            crate::ids::now_ms()
-        );
-        let mut root = diesel::PgConnection::establish(&admin).unwrap();
-        diesel::sql_query(format!("CREATE DATABASE {name}"))
-            .execute(&mut root)
-            .unwrap();
-        let url = match admin.rfind('/') {
-            Some(i) => format!("{}/{name}", &admin[..i]),
-            None => unreachable!("a PostgreSQL URL has a path"),
-        };
-        let pool = crate::db::open_pool(&DatabaseUrl::Postgres(url), 2, SqliteSync::Full).unwrap();
+        let url = DatabaseUrl::Postgres(db.url.clone());
+        let pool = crate::db::open_pool(&url, 2, SqliteSync::Full).unwrap();
         pool.get()
             .unwrap()
             .batch_execute("CREATE TABLE t (id BIGINT PRIMARY KEY)")
@@ -501,8 +488,7 @@ mod tests {
         );
         let stored = ids_in(&pool);
         drop(pool);
-        let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut root);
+        drop(db);
         assert_eq!(first.unwrap(), 1);
         assert!(second.is_err(), "the job that swallowed a failure failed");
         assert_eq!(stored, vec![1]);

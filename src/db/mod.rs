@@ -503,3 +503,52 @@ impl Handler<Ping> for DbExecutor {
             .map_err(ApiError::unavailable_because)
     }
 }
+
+/// A scratch PostgreSQL database for unit tests, dropped with the value.
+/// `None` (the test then says so and passes) when `TANDEM_TEST_DATABASE_URL`
+/// is not set; `.ci/run` sets it.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) mod test_pg {
+    use diesel::{Connection, PgConnection, RunQueryDsl};
+
+    pub(crate) struct ScratchDb {
+        pub url: String,
+        admin: String,
+        name: String,
+    }
+
+    pub(crate) fn scratch(label: &str) -> Option<ScratchDb> {
+        let Ok(admin) = std::env::var("TANDEM_TEST_DATABASE_URL") else {
+            eprintln!("TANDEM_TEST_DATABASE_URL not set: PostgreSQL test not run");
+            return None;
+        };
+        let name = format!(
+            "tandem_unit_{label}_{}_{}",
+            std::process::id(),
+            crate::ids::now_ms()
+        );
+        let mut root = PgConnection::establish(&admin).unwrap();
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut root)
+            .unwrap();
+        let base = admin.rfind('/').map_or(admin.as_str(), |i| &admin[..i]);
+        Some(ScratchDb {
+            url: format!("{base}/{name}"),
+            admin,
+            name,
+        })
+    }
+
+    impl Drop for ScratchDb {
+        fn drop(&mut self) {
+            if let Ok(mut root) = PgConnection::establish(&self.admin) {
+                let _ = diesel::sql_query(format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.name
+                ))
+                .execute(&mut root);
+            }
+        }
+    }
+}

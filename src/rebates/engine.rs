@@ -1105,6 +1105,65 @@ mod tests {
             .unwrap()
     }
 
+    /// Issue 21, item 8, on PostgreSQL with two connections, as two nodes
+    /// have: the refund's transaction reads the record as pending; another
+    /// connection settles it (pending -> available) and commits; the refund's
+    /// guarded update then matches nothing (READ COMMITTED sees the commit)
+    /// and the clawback must still happen, as a reversal.
+    #[test]
+    fn on_postgres_a_clawback_sees_a_settle_another_node_committed() {
+        let Some(scratch) = crate::db::test_pg::scratch("clawback") else {
+            return;
+        };
+        let open = || {
+            let mut c = DbConn::Pg(diesel::PgConnection::establish(&scratch.url).unwrap());
+            // Foreign-key triggers off: the records need no users or orders.
+            c.batch_execute("SET session_replication_role = replica")
+                .unwrap();
+            c
+        };
+        let (mut refund, mut settle) = (open(), open());
+        crate::db::run_migrations(&mut refund).unwrap();
+        let ids = IdGenerator::new(1);
+        let r = pending_record(&mut refund, &ids, 7, 250);
+        let mut out = Reconciled::default();
+        crate::db::write_transaction(&mut refund, |t| -> Result<(), ApiError> {
+            let stale: RebateRow = direct::first(
+                t,
+                rebates::table
+                    .find(r.id)
+                    .select(direct::columns::<RebateRow>()),
+            )?
+            .unwrap();
+            assert_eq!(stale.status, "pending");
+            // The other node's settle commits in between.
+            crate::db::write_transaction(&mut settle, |s| -> Result<(), ApiError> {
+                assert!(set_status(s, &stale, "pending", "available", 1)?);
+                post(
+                    s,
+                    &ids,
+                    7,
+                    "rebate_available",
+                    Some(stale.id),
+                    None,
+                    [-250, 250, 0, 0],
+                    1,
+                )
+            })?;
+            claw_back(t, &ids, &stale, 2, &mut out)
+        })
+        .unwrap();
+        assert_eq!(out.changed, 1);
+        assert_eq!(status_of(&mut refund, r.id).unwrap(), "reversed");
+        assert_eq!(
+            entry_kinds(&mut refund, r.id),
+            ["rebate_pending", "rebate_available", "rebate_reversed"]
+        );
+        let w = wallet(&mut refund, 7).unwrap();
+        assert_eq!((w.pending_cents, w.available_cents), (0, 0));
+        drop((refund, settle));
+    }
+
     /// Issue 21, item 8: a refund's reconcile read the record as pending;
     /// before its guarded pending -> cancelled update, another node's settle
     /// committed pending -> available. The update matches 0 rows; the
