@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tandem::config::{Cli, Command, Config};
+use tandem::core::config::{Cli, Command, Config};
 
 /// mimalloc instead of glibc's malloc: the server allocates per request and
 /// per frame from many threads, and glibc's allocator was about 10 % of the
@@ -22,17 +22,17 @@ fn main() -> ExitCode {
     };
     let result = match command {
         Command::Serve(config) => {
-            tandem::telemetry::init(&config.log, config.log_format);
+            tandem::runtime::telemetry::init(&config.log, config.log_format);
             // Every socket is a file: raise the soft limit to the hard one.
             match rlimit::increase_nofile_limit(u64::MAX) {
                 Ok(n) => tracing::info!(open_files = n, "open-file limit"),
                 Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
             }
-            actix_web::rt::System::new().block_on(tandem::app::serve(*config))
+            actix_web::rt::System::new().block_on(tandem::server::app::serve(*config))
         }
         Command::Audit(args) => {
-            tandem::telemetry::init("warn", tandem::config::LogFormat::Text);
-            match tandem::app::audit(&args.database_url) {
+            tandem::runtime::telemetry::init("warn", tandem::core::config::LogFormat::Text);
+            match tandem::server::app::audit(&args.database_url) {
                 Ok(problems) if problems.is_empty() => {
                     println!("audit: ok");
                     Ok(())
@@ -50,8 +50,8 @@ fn main() -> ExitCode {
             }
         }
         Command::Migrate(args) => {
-            tandem::telemetry::init("info", tandem::config::LogFormat::Text);
-            tandem::app::migrate(&args.database_url).map(|(_, applied)| {
+            tandem::runtime::telemetry::init("info", tandem::core::config::LogFormat::Text);
+            tandem::server::app::migrate(&args.database_url).map(|(_, applied)| {
                 println!("applied {applied} migration(s) to {:?}", args.database_url);
             })
         }

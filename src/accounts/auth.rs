@@ -14,10 +14,10 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use jsonwebtoken::{Algorithm as JwtAlg, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::app::AppState;
-use crate::domain::Id;
-use crate::error::ApiError;
-use crate::infra::kv::Kv;
+use crate::core::error::ApiError;
+use crate::core::text::Id;
+use crate::runtime::kv::Kv;
+use crate::server::app::AppState;
 
 const ISSUER: &str = "tandem";
 const AUDIENCE: &str = "tandem-api";
@@ -53,7 +53,7 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
 /// unknown so that a login takes as long whether or not the user exists.
 pub fn dummy_hash() -> &'static str {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DUMMY.get_or_init(|| hash_password(&crate::ids::random_token(24)).unwrap_or_default())
+    DUMMY.get_or_init(|| hash_password(&crate::core::ids::random_token(24)).unwrap_or_default())
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -149,7 +149,7 @@ pub async fn mirror_revoked_session(
     sid: i64,
     expires_at_ms: i64,
 ) -> anyhow::Result<()> {
-    let ttl = u64::try_from(expires_at_ms - crate::ids::now_ms()).unwrap_or(0);
+    let ttl = u64::try_from(expires_at_ms - crate::core::ids::now_ms()).unwrap_or(0);
     if ttl > 0 {
         kv.set(&revoked_session_key(sid), "1", ttl + 10_000).await?;
     }

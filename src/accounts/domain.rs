@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::domain::has_control_chars;
+use crate::core::text::has_control_chars;
 
 /// 3-32 characters of `[A-Za-z0-9_]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -9,10 +9,10 @@ use super::domain::{
     has_role, parse_roles, Bio, DisplayName, InviteCode, Password, Role, Username,
 };
 use super::store::{self, SessionRow, UserConflict, UserRow};
-use crate::db::{DbConn, DbExecutor};
-use crate::domain::Id;
-use crate::error::ApiError;
-use crate::ids::now_ms;
+use crate::core::error::ApiError;
+use crate::core::ids::now_ms;
+use crate::core::text::Id;
+use crate::storage::{DbConn, DbExecutor};
 
 /// A newly opened session, ready to be signed into a token.
 #[derive(Debug)]
@@ -45,7 +45,7 @@ impl From<UserRow> for MeView {
             roles: parse_roles(&u.roles),
             invite_code: u.invite_code,
             inviter_id: u.inviter_id,
-            created_at: crate::ids::rfc3339(u.created_at_ms),
+            created_at: crate::core::ids::rfc3339(u.created_at_ms),
         }
     }
 }
@@ -115,21 +115,22 @@ impl Handler<Register> for DbExecutor {
                 banned: false,
                 created_at_ms: now_ms(),
             };
-            let result = crate::db::transaction(&mut conn, |c| -> Result<NewSession, ApiError> {
-                let inviter_id = match &msg.invite_code {
-                    Some(code) => Some(
-                        store::find_user_by_invite_code(c, code.as_str())?
-                            .ok_or_else(|| ApiError::invalid_input("unknown invite_code"))?,
-                    ),
-                    None => None,
-                };
-                let row = UserRow {
-                    inviter_id,
-                    ..row.clone()
-                };
-                store::insert_user(c, &row).map_err(RegisterError::from_diesel)?;
-                open_session(self, c, row.id)
-            });
+            let result =
+                crate::storage::transaction(&mut conn, |c| -> Result<NewSession, ApiError> {
+                    let inviter_id = match &msg.invite_code {
+                        Some(code) => Some(
+                            store::find_user_by_invite_code(c, code.as_str())?
+                                .ok_or_else(|| ApiError::invalid_input("unknown invite_code"))?,
+                        ),
+                        None => None,
+                    };
+                    let row = UserRow {
+                        inviter_id,
+                        ..row.clone()
+                    };
+                    store::insert_user(c, &row).map_err(RegisterError::from_diesel)?;
+                    open_session(self, c, row.id)
+                });
             match result {
                 Err(e) if e.code() == "retry_invite_code" => continue,
                 other => return other,
@@ -266,7 +267,7 @@ impl Handler<UpdateMe> for DbExecutor {
         let uid = msg.user_id.get();
         let name = msg.display_name.map(DisplayName::into_inner);
         let bio = msg.bio.map(Bio::into_inner);
-        crate::db::transaction(&mut conn, |c| -> Result<MeView, ApiError> {
+        crate::storage::transaction(&mut conn, |c| -> Result<MeView, ApiError> {
             store::update_profile(c, uid, name.as_deref(), bio.as_deref())?;
             store::find_user(c, uid)?
                 .map(MeView::from)
@@ -298,7 +299,7 @@ impl Handler<SetBanned> for DbExecutor {
                 "an admin cannot ban themselves",
             ));
         }
-        crate::db::transaction(&mut conn, |c| -> Result<_, ApiError> {
+        crate::storage::transaction(&mut conn, |c| -> Result<_, ApiError> {
             let user = store::find_user(c, msg.target.get())?
                 .ok_or_else(|| ApiError::not_found("no such user"))?;
             store::set_banned(c, user.id, msg.banned)?;

@@ -9,9 +9,9 @@ use super::domain::{Bio, DisplayName, InviteCode, Password, Username};
 use super::messages::{
     AdminUserView, GetMe, Login, Logout, MeView, NewSession, Refresh, Register, SetBanned, UpdateMe,
 };
-use crate::app::AppState;
-use crate::domain::Id;
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::core::error::{ApiError, ApiResult, Problem};
+use crate::core::text::Id;
+use crate::server::app::AppState;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -56,7 +56,7 @@ fn token_response(state: &AppState, s: &NewSession) -> ApiResult<TokenResponse> 
     Ok(TokenResponse {
         user_id: s.user_id,
         token,
-        expires_at: crate::ids::rfc3339(state.shared.tokens.expires_at_ms(s.issued_at_ms)),
+        expires_at: crate::core::ids::rfc3339(state.shared.tokens.expires_at_ms(s.issued_at_ms)),
     })
 }
 
@@ -107,7 +107,7 @@ pub async fn login(
 pub async fn refresh(
     state: web::Data<AppState>,
     user: AuthUser,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
+    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
 ) -> ApiResult<HttpResponse> {
     let session = state
         .db
@@ -124,7 +124,7 @@ pub async fn refresh(
 pub async fn logout(
     state: web::Data<AppState>,
     user: AuthUser,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
+    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
 ) -> ApiResult<HttpResponse> {
     let expires_at_ms = state
         .db
@@ -213,7 +213,7 @@ pub async fn set_banned(
 pub async fn ban(
     state: web::Data<AppState>,
     admin: AuthUser,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
+    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<web::Json<AdminUserView>> {
     Ok(web::Json(
@@ -227,7 +227,7 @@ pub async fn ban(
 pub async fn unban(
     state: web::Data<AppState>,
     admin: AuthUser,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
+    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<web::Json<AdminUserView>> {
     Ok(web::Json(

@@ -3,8 +3,8 @@
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
-use crate::db::schema::{sessions, settings, users};
-use crate::db::DbConn;
+use crate::storage::schema::{sessions, settings, users};
+use crate::storage::DbConn;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = users)]

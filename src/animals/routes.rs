@@ -7,13 +7,13 @@ use super::store::{
     AnimalUpdateView, AnimalView, CreateAnimal, GetAnimal, ListAnimals, ListUpdates, PostUpdate,
 };
 use crate::accounts::auth::AuthUser;
-use crate::app::AppState;
 use crate::commerce::model::OrderView;
 use crate::commerce::routes::{place_order, CreateOrderRequest, MAX_PRICE_CENTS};
-use crate::domain::{check_free_text, check_line, Id};
-use crate::error::{ApiError, ApiResult, Problem};
-use crate::infra::idempotency::MaybeIdempotencyKey;
-use crate::pagination::{cursor_id, parse_limit};
+use crate::core::error::{ApiError, ApiResult, Problem};
+use crate::core::paging::{cursor_id, parse_limit};
+use crate::core::text::{check_free_text, check_line, Id};
+use crate::server::app::AppState;
+use crate::storage::idempotency::MaybeIdempotencyKey;
 
 /// Longest claim period, in days.
 pub const MAX_CLAIM_DAYS: i64 = 3_650;
@@ -119,7 +119,7 @@ pub async fn get(state: web::Data<AppState>, path: web::Path<(Id,)>) -> ApiResul
             animal_id: path.into_inner().0.get(),
         })
         .await?;
-    Ok(HttpResponse::Ok().json(row.view(crate::ids::now_ms())))
+    Ok(HttpResponse::Ok().json(row.view(crate::core::ids::now_ms())))
 }
 
 /// Claim an animal: 201 with an ordinary order for `claim_price_cents`, paid
@@ -130,7 +130,7 @@ pub async fn get(state: web::Data<AppState>, path: web::Path<(Id,)>) -> ApiResul
 pub async fn claim(
     state: web::Data<AppState>,
     user: AuthUser,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
+    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
     key: MaybeIdempotencyKey,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
@@ -187,7 +187,7 @@ pub async fn post_update(
             body: b.body,
         })
         .await?;
-    state.relay.do_send(crate::infra::outbox::Nudge);
+    state.relay.do_send(crate::storage::outbox::Nudge);
     Ok(HttpResponse::Created().json(view))
 }
 
@@ -198,7 +198,7 @@ pub async fn post_update(
 pub async fn updates(
     state: web::Data<AppState>,
     path: web::Path<(Id,)>,
-    q: web::Query<crate::pagination::PageQuery>,
+    q: web::Query<crate::core::paging::PageQuery>,
 ) -> ApiResult<HttpResponse> {
     let page = state
         .db

@@ -16,12 +16,12 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use crate::commerce::store as commerce;
-use crate::db::schema::{animal_updates, animals, merchants, products};
-use crate::db::{DbConn, DbExecutor};
-use crate::error::ApiError;
-use crate::ids::{now_ms, rfc3339};
-use crate::infra::outbox;
-use crate::pagination::Page;
+use crate::core::error::ApiError;
+use crate::core::ids::{now_ms, rfc3339};
+use crate::core::paging::Page;
+use crate::storage::outbox;
+use crate::storage::schema::{animal_updates, animals, merchants, products};
+use crate::storage::{DbConn, DbExecutor};
 
 /// The category of the products behind animals (reserved: not for ordinary products).
 pub const ANIMAL_CATEGORY: &str = "animal_claim";
@@ -90,7 +90,7 @@ pub struct AnimalUpdateView {
 }
 
 pub fn is_animal_product(c: &mut DbConn, product_id: i64) -> QueryResult<bool> {
-    let found: Option<i64> = crate::db::direct::first(
+    let found: Option<i64> = crate::storage::direct::first(
         c,
         animals::table
             .filter(animals::product_id.eq(product_id))
@@ -109,7 +109,7 @@ pub fn hold_for_claim(
     now: i64,
     claim_day_ms: i64,
 ) -> QueryResult<usize> {
-    crate::db::direct::execute(
+    crate::storage::direct::execute(
         c,
         diesel::update(animals::table.filter(animals::product_id.eq(product_id))).set((
             animals::claim_order_id.eq(Some(order_id)),
@@ -147,7 +147,7 @@ fn find(c: &mut DbConn, id: i64) -> Result<AnimalRow, ApiError> {
 
 /// A new animal and the one-unit product that sells its claims.
 pub struct CreateAnimal {
-    pub owner: crate::domain::Id,
+    pub owner: crate::core::text::Id,
     pub merchant_id: i64,
     pub name: String,
     pub species: String,
@@ -191,7 +191,7 @@ impl Handler<CreateAnimal> for DbExecutor {
             claimed_until_ms: None,
             created_at_ms: now,
         };
-        crate::db::transaction(&mut conn, |c| -> Result<(), ApiError> {
+        crate::storage::transaction(&mut conn, |c| -> Result<(), ApiError> {
             diesel::insert_into(products::table)
                 .values(&product)
                 .execute(c)?;
@@ -250,7 +250,7 @@ impl Handler<ListAnimals> for DbExecutor {
             .limit(msg.limit + 1)
             .select(AnimalRow::as_select())
             .load(&mut conn)?;
-        let next_cursor = crate::pagination::trim_page(&mut rows, msg.limit, |r| vec![r.id]);
+        let next_cursor = crate::core::paging::trim_page(&mut rows, msg.limit, |r| vec![r.id]);
         let now = now_ms();
         Ok(Page {
             items: rows.into_iter().map(|r| r.view(now)).collect(),
@@ -287,7 +287,7 @@ impl Handler<PostUpdate> for DbExecutor {
         let now = now_ms();
         let id = self.ctx.ids.next_id();
         let ids = &self.ctx.ids;
-        crate::db::transaction(&mut conn, |c| -> Result<(), ApiError> {
+        crate::storage::transaction(&mut conn, |c| -> Result<(), ApiError> {
             diesel::insert_into(animal_updates::table)
                 .values((
                     animal_updates::id.eq(id),
@@ -356,7 +356,7 @@ impl Handler<ListUpdates> for DbExecutor {
                 animal_updates::created_at_ms,
             ))
             .load(&mut conn)?;
-        let next_cursor = crate::pagination::trim_page(&mut rows, msg.limit, |r| vec![r.0]);
+        let next_cursor = crate::core::paging::trim_page(&mut rows, msg.limit, |r| vec![r.0]);
         Ok(Page {
             items: rows
                 .into_iter()
@@ -417,7 +417,7 @@ impl Handler<EndClaim> for DbExecutor {
         let mut conn = self.conn()?;
         let ids = &self.ctx.ids;
         let now = now_ms();
-        crate::db::transaction(&mut conn, |c| -> Result<Option<(i64, i64)>, ApiError> {
+        crate::storage::transaction(&mut conn, |c| -> Result<Option<(i64, i64)>, ApiError> {
             let a = find(c, msg.animal_id)?;
             if a.claim_order_id != Some(msg.order_id) || a.claimed_until_ms.is_none_or(|u| u > now)
             {

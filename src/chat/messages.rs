@@ -6,12 +6,12 @@ use serde::Serialize;
 
 use super::store::{self, ConversationRow};
 use crate::accounts::store as accounts;
-use crate::db::schema::{conversation_members, conversations};
-use crate::db::DbExecutor;
-use crate::error::ApiError;
-use crate::ids::now_ms;
-use crate::pagination::Page;
+use crate::core::error::ApiError;
+use crate::core::ids::now_ms;
+use crate::core::paging::Page;
 use crate::realtime::frames::MessageView;
+use crate::storage::schema::{conversation_members, conversations};
+use crate::storage::DbExecutor;
 
 /// Most messages one `sync` returns (the client syncs again from the last).
 pub const SYNC_LIMIT: i64 = 1_000;
@@ -64,13 +64,14 @@ impl Handler<EnsureDirect> for DbExecutor {
         // Both users may open it at once: the loser's insert violates the unique
         // direct_key, its transaction is retried, and the retry finds the winner's.
         let members = [msg.user_id.min(msg.peer_id), msg.user_id.max(msg.peer_id)];
-        let id = crate::db::transaction(&mut conn, |c| -> Result<i64, diesel::result::Error> {
-            if let Some(id) = store::find_direct(c, &key)? {
-                return Ok(id);
-            }
-            store::insert_conversation(c, &row, &members, now)?;
-            Ok(row.id)
-        })?;
+        let id =
+            crate::storage::transaction(&mut conn, |c| -> Result<i64, diesel::result::Error> {
+                if let Some(id) = store::find_direct(c, &key)? {
+                    return Ok(id);
+                }
+                store::insert_conversation(c, &row, &members, now)?;
+                Ok(row.id)
+            })?;
         Ok(id)
     }
 }
@@ -121,9 +122,9 @@ impl Handler<CreateGroup> for DbExecutor {
             last_activity_ms: now,
             created_at_ms: now,
         };
-        crate::db::transaction(&mut conn, |c| -> Result<(), ApiError> {
-            let found: i64 = crate::db::schema::users::table
-                .filter(crate::db::schema::users::id.eq_any(&members))
+        crate::storage::transaction(&mut conn, |c| -> Result<(), ApiError> {
+            let found: i64 = crate::storage::schema::users::table
+                .filter(crate::storage::schema::users::id.eq_any(&members))
                 .count()
                 .get_result(c)?;
             if usize::try_from(found).unwrap_or(0) != members.len() {
@@ -139,7 +140,7 @@ impl Handler<CreateGroup> for DbExecutor {
             member_ids: members,
             last_seq: 0,
             unread: 0,
-            created_at: crate::ids::rfc3339(now),
+            created_at: crate::core::ids::rfc3339(now),
         })
     }
 }
@@ -202,7 +203,7 @@ impl Handler<ListConversations> for DbExecutor {
         for (c, u) in pairs {
             by_conv.entry(c).or_default().push(u);
         }
-        let next_cursor = crate::pagination::trim_page(&mut rows, msg.limit, |(c, _)| {
+        let next_cursor = crate::core::paging::trim_page(&mut rows, msg.limit, |(c, _)| {
             vec![c.last_activity_ms, c.id]
         });
         let items = rows
@@ -214,7 +215,7 @@ impl Handler<ListConversations> for DbExecutor {
                 last_seq: c.last_seq,
                 kind: c.kind,
                 title: c.title,
-                created_at: crate::ids::rfc3339(c.created_at_ms),
+                created_at: crate::core::ids::rfc3339(c.created_at_ms),
             })
             .collect();
         Ok(Page { items, next_cursor })
@@ -287,7 +288,7 @@ impl Handler<MarkRead> for DbExecutor {
     fn handle(&mut self, msg: MarkRead, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
         let conv = msg.conversation_id;
-        crate::db::transaction(&mut conn, |c| -> Result<(Vec<i64>, i64), ApiError> {
+        crate::storage::transaction(&mut conn, |c| -> Result<(Vec<i64>, i64), ApiError> {
             let current = store::membership(c, conv, msg.user_id)?
                 .ok_or_else(|| ApiError::not_found("no such conversation"))?;
             let last = store::find_conversation(c, conv)?.map_or(0, |r| r.last_seq);

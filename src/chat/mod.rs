@@ -10,8 +10,8 @@ pub mod writer;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::app::AppState;
-use crate::error::ApiError;
+use crate::core::error::ApiError;
+use crate::server::app::AppState;
 
 /// Most entries the shared member cache keeps before it is cleared.
 pub const MEMBER_CACHE_MAX: usize = 100_000;
@@ -53,7 +53,7 @@ pub async fn members_of(state: &AppState, conversation_id: i64) -> Result<Arc<Ve
 /// forgets the old list. Called where the change completes, not by the
 /// request handler, so a dropped request cannot skip it.
 pub fn membership_changed(
-    shared: &crate::app::Shared,
+    shared: &crate::server::app::Shared,
     chat: &writer::ChatWriters,
     conversation_id: i64,
 ) {

@@ -7,10 +7,10 @@ use super::messages::{
     ConversationView, CreateGroup, ListConversations, LoadMessages, MAX_GROUP_MEMBERS,
 };
 use crate::accounts::auth::AuthUser;
-use crate::app::AppState;
-use crate::domain::{has_control_chars, Id};
-use crate::error::{ApiError, ApiResult, Problem};
-use crate::pagination::{decode_cursor, encode_cursor, parse_limit, Page, PageQuery};
+use crate::core::error::{ApiError, ApiResult, Problem};
+use crate::core::paging::{decode_cursor, encode_cursor, parse_limit, Page, PageQuery};
+use crate::core::text::{has_control_chars, Id};
+use crate::server::app::AppState;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

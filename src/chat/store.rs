@@ -3,9 +3,9 @@
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 
-use crate::db::schema::{blocks, conversation_members, conversations, messages};
-use crate::db::DbConn;
 use crate::realtime::frames::MessageView;
+use crate::storage::schema::{blocks, conversation_members, conversations, messages};
+use crate::storage::DbConn;
 
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = messages)]
@@ -27,7 +27,7 @@ impl From<MessageRow> for MessageView {
             seq: m.seq,
             sender_id: m.sender_id,
             body: m.body,
-            sent_at: crate::ids::rfc3339(m.sent_at_ms),
+            sent_at: crate::core::ids::rfc3339(m.sent_at_ms),
             client_id: m.client_id,
         }
     }
@@ -135,7 +135,7 @@ pub fn find_by_client_ids<'a>(
         return Ok(std::collections::HashMap::new());
     }
     let pairs: Vec<(i64, String)> = wanted.iter().map(|(u, c)| (*u, (*c).to_owned())).collect();
-    let rows: Vec<MessageRow> = crate::db::direct::load_by_pairs::<_, BigInt, Text, _, _>(
+    let rows: Vec<MessageRow> = crate::storage::direct::load_by_pairs::<_, BigInt, Text, _, _>(
         conn,
         "SELECT m.id, m.conversation_id, m.seq, m.sender_id, m.body, m.client_id, m.sent_at_ms \
          FROM messages m JOIN (VALUES {rows}) AS v \
@@ -168,7 +168,7 @@ pub fn blocked_pairs(
     let mut unique: Vec<(i64, i64)> = pairs.to_vec();
     unique.sort_unstable();
     unique.dedup();
-    let found: Vec<BlockPair> = crate::db::direct::load_by_pairs::<_, BigInt, BigInt, _, _>(
+    let found: Vec<BlockPair> = crate::storage::direct::load_by_pairs::<_, BigInt, BigInt, _, _>(
         conn,
         "SELECT b.blocker_id, b.blocked_id FROM blocks b JOIN (VALUES {rows}) AS v \
          ON b.blocker_id = v.column1 AND b.blocked_id = v.column2",

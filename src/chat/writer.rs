@@ -28,14 +28,14 @@ use actix::{
 use diesel::prelude::*;
 
 use super::store::{self, MessageRow};
-use crate::app::Shared;
-use crate::db::schema::{conversations, messages};
-use crate::db::{DbConn, Pool};
-use crate::ids::now_ms;
+use crate::core::ids::now_ms;
 use crate::realtime::connection::{Reply, WsConn};
 use crate::realtime::frames::{MessageView, ServerFrame};
 use crate::realtime::registry::Registry;
 use crate::realtime::session::{Deliver, Outgoing};
+use crate::server::app::Shared;
+use crate::storage::schema::{conversations, messages};
+use crate::storage::{DbConn, Pool};
 
 /// Most messages in one transaction.
 pub const MAX_BATCH: usize = 512;
@@ -126,7 +126,7 @@ pub struct ChatBatcher {
     flushing: bool,
     /// Messages in the batch being committed.
     in_flight: usize,
-    gauge: crate::ops::metrics::QueueGauge,
+    gauge: crate::core::metrics::QueueGauge,
 }
 
 impl Actor for ChatBatcher {
@@ -349,8 +349,8 @@ impl ChatDbWriter {
             Ok(Conflict)
         })?;
         let now = now_ms();
-        let _writer = crate::db::write_lock(&conn);
-        crate::db::write_transaction(&mut conn, |c| {
+        let _writer = crate::storage::write_lock(&conn);
+        crate::storage::write_transaction(&mut conn, |c| {
             // Lookups for the whole batch at once (one statement each rather
             // than one per message: on PostgreSQL each is a network round trip).
             let originals = store::find_by_client_ids(
@@ -446,7 +446,7 @@ impl ChatDbWriter {
                     [*conv, first - 1, last]
                 })
                 .collect();
-            let advanced = crate::db::direct::update_from_values(
+            let advanced = crate::storage::direct::update_from_values(
                 c,
                 "UPDATE conversations SET last_seq = v.column3, last_activity_ms = {p} \
                  FROM (VALUES {rows}) AS v \
@@ -463,7 +463,7 @@ impl ChatDbWriter {
                 .into_iter()
                 .map(|((conv, user), seq)| [conv, user, seq])
                 .collect();
-            crate::db::direct::update_from_values(
+            crate::storage::direct::update_from_values(
                 c,
                 "UPDATE conversation_members SET last_read_seq = v.column3 \
                  FROM (VALUES {rows}) AS v \
@@ -477,7 +477,7 @@ impl ChatDbWriter {
         })
         .map_err(|e| match e {
             diesel::result::Error::RollbackTransaction => Ok(Conflict),
-            e if crate::db::is_transient(&e) => Ok(Conflict),
+            e if crate::storage::is_transient(&e) => Ok(Conflict),
             e => Err(e),
         })
     }

@@ -28,8 +28,8 @@ use dashmap::DashMap;
 
 use super::merchants::{LoadProduct, ProductView, UpdateProduct};
 use super::store::ProductRow;
-use crate::db::Db;
-use crate::error::ApiError;
+use crate::core::error::ApiError;
+use crate::storage::Db;
 
 /// Most SKUs kept in memory; beyond, new ones are refused with 503 (an operator
 /// should raise it: SKUs are small).

@@ -8,12 +8,12 @@ use super::store::{self, MerchantRow, ProductRow};
 use crate::accounts::domain::Role;
 use crate::accounts::messages::require_role;
 use crate::accounts::store as accounts;
-use crate::db::schema::{merchants, products, users};
-use crate::db::DbExecutor;
-use crate::domain::Id;
-use crate::error::ApiError;
-use crate::ids::{now_ms, rfc3339};
-use crate::pagination::Page;
+use crate::core::error::ApiError;
+use crate::core::ids::{now_ms, rfc3339};
+use crate::core::paging::Page;
+use crate::core::text::Id;
+use crate::storage::schema::{merchants, products, users};
+use crate::storage::DbExecutor;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MerchantView {
@@ -112,7 +112,7 @@ impl Handler<DecideMerchant> for DbExecutor {
     fn handle(&mut self, msg: DecideMerchant, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
         require_role(&mut conn, msg.admin, Role::Admin)?;
-        crate::db::transaction(&mut conn, |c| -> Result<MerchantView, ApiError> {
+        crate::storage::transaction(&mut conn, |c| -> Result<MerchantView, ApiError> {
             let m = store::find_merchant(c, msg.merchant_id)?
                 .ok_or_else(|| ApiError::not_found("no such merchant"))?;
             let to = if msg.approve { "approved" } else { "rejected" };
@@ -170,7 +170,7 @@ impl Handler<ListMerchants> for DbExecutor {
             .limit(msg.limit + 1)
             .select(MerchantRow::as_select())
             .load(&mut conn)?;
-        let next_cursor = crate::pagination::trim_page(&mut rows, msg.limit, |r| vec![r.id]);
+        let next_cursor = crate::core::paging::trim_page(&mut rows, msg.limit, |r| vec![r.id]);
         Ok(Page {
             items: rows.into_iter().map(Into::into).collect(),
             next_cursor,
@@ -198,7 +198,7 @@ impl Handler<GetMerchant> for DbExecutor {
 
 /// The owner of an approved merchant, or 403/404.
 pub fn owned_approved_merchant(
-    conn: &mut crate::db::DbConn,
+    conn: &mut crate::storage::DbConn,
     owner: Id,
     merchant_id: i64,
 ) -> Result<MerchantRow, ApiError> {
@@ -287,7 +287,7 @@ impl Handler<UpdateProduct> for DbExecutor {
     type Result = Result<ProductView, ApiError>;
     fn handle(&mut self, msg: UpdateProduct, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
-        crate::db::transaction(&mut conn, |c| -> Result<ProductView, ApiError> {
+        crate::storage::transaction(&mut conn, |c| -> Result<ProductView, ApiError> {
             if let Some(n) = &msg.name {
                 diesel::update(products::table.find(msg.product_id))
                     .set(products::name.eq(n))
@@ -380,7 +380,7 @@ impl Handler<ListProducts> for DbExecutor {
             .limit(msg.limit + 1)
             .select(ProductRow::as_select())
             .load(&mut conn)?;
-        let next_cursor = crate::pagination::trim_page(&mut rows, msg.limit, |r| vec![r.id]);
+        let next_cursor = crate::core::paging::trim_page(&mut rows, msg.limit, |r| vec![r.id]);
         Ok(Page {
             items: rows.into_iter().map(Into::into).collect(),
             next_cursor,

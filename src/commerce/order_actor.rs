@@ -18,14 +18,14 @@ use super::inventory::InventoryRegistry;
 use super::model::{decide, Caller, Command, Effect, OrderView, PaymentView, Rejection, Status};
 use super::store::{self, OrderItemRow, OrderRow, PaymentRow};
 use crate::accounts::domain::{has_role, Role};
-use crate::app::Shared;
-use crate::db::group::GroupCommit;
-use crate::db::schema::{orders, payments};
-use crate::db::{Db, DbConn, DbExecutor};
-use crate::error::ApiError;
-use crate::ids::now_ms;
-use crate::infra::outbox::{self, Nudge, Relay};
+use crate::core::error::ApiError;
+use crate::core::ids::now_ms;
+use crate::server::app::Shared;
 use crate::social::notifier::{self, Stored};
+use crate::storage::group::GroupCommit;
+use crate::storage::outbox::{self, Nudge, Relay};
+use crate::storage::schema::{orders, payments};
+use crate::storage::{Db, DbConn, DbExecutor};
 
 /// An order actor with no message for this long stops.
 const IDLE: Duration = Duration::from_secs(30);
@@ -566,7 +566,10 @@ pub fn ensure_payment(
                 created_at_ms: now_ms(),
                 notified_at_ms: None,
             };
-            crate::db::direct::execute(conn, diesel::insert_into(payments::table).values(&row))?;
+            crate::storage::direct::execute(
+                conn,
+                diesel::insert_into(payments::table).values(&row),
+            )?;
             row
         }
     };
@@ -594,7 +597,7 @@ impl Handler<PaymentFailed> for DbExecutor {
             payments::status.eq("failed"),
             payments::notified_at_ms.eq(Some(now_ms())),
         ));
-        crate::db::transaction(&mut conn, |c| failed.clone().execute(c))?;
+        crate::storage::transaction(&mut conn, |c| failed.clone().execute(c))?;
         Ok(())
     }
 }
@@ -612,7 +615,7 @@ impl Handler<MarkRefundNeeded> for DbExecutor {
     type Result = Result<(), ApiError>;
     fn handle(&mut self, msg: MarkRefundNeeded, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
-        crate::db::transaction(&mut conn, |c| {
+        crate::storage::transaction(&mut conn, |c| {
             diesel::update(payments::table.find(msg.payment_id))
                 .set((
                     payments::status.eq("refund_needed"),
@@ -720,9 +723,9 @@ pub fn apply_transition(
         // A cached statement (see `RowUpdate`); the WHERE keeps the actor's
         // view honest: it fails if the row is not what the actor loaded.
         let n = {
-            use crate::db::direct::{Assign::To, RowUpdate, Val};
+            use crate::storage::direct::{Assign::To, RowUpdate, Val};
             use diesel::Column;
-            crate::db::direct::execute(
+            crate::storage::direct::execute(
                 c,
                 RowUpdate {
                     table: "orders",
@@ -817,9 +820,9 @@ pub fn apply_transition(
             }
         }
         if let Some(pid) = t.payment_id {
-            use crate::db::direct::{Assign::To, RowUpdate, Val};
+            use crate::storage::direct::{Assign::To, RowUpdate, Val};
             use diesel::Column;
-            crate::db::direct::execute(
+            crate::storage::direct::execute(
                 c,
                 RowUpdate {
                     table: "payments",

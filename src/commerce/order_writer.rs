@@ -22,12 +22,12 @@ use tokio::sync::oneshot;
 use super::inventory::Reservation;
 use super::model::OrderView;
 use super::store::{self, OrderItemRow, OrderRow};
-use crate::app::Shared;
-use crate::db::group::GroupCommit;
-use crate::db::schema::{order_items, orders, users};
-use crate::db::DbConn;
-use crate::error::ApiError;
-use crate::infra::idempotency::{self, StoredResponse};
+use crate::core::error::ApiError;
+use crate::server::app::Shared;
+use crate::storage::group::GroupCommit;
+use crate::storage::idempotency::{self, StoredResponse};
+use crate::storage::schema::{order_items, orders, users};
+use crate::storage::DbConn;
 
 /// Most orders in one transaction.
 pub const MAX_BATCH: usize = 256;
@@ -112,7 +112,7 @@ pub struct OrderBatcher {
     flushing: bool,
     /// Orders in the batch being committed.
     in_flight: usize,
-    gauge: crate::ops::metrics::QueueGauge,
+    gauge: crate::core::metrics::QueueGauge,
 }
 
 impl Actor for OrderBatcher {
@@ -222,8 +222,8 @@ fn write(
     shared: &Shared,
     batch: &[NewOrder],
 ) -> Result<Vec<Result<Created, ApiError>>, ApiError> {
-    let now = crate::ids::now_ms();
-    crate::db::transaction(
+    let now = crate::core::ids::now_ms();
+    crate::storage::transaction(
         conn,
         |c| -> Result<Vec<Result<Created, ApiError>>, ApiError> {
             let mut outcomes = Vec::with_capacity(batch.len());
@@ -315,7 +315,7 @@ fn write(
                         }
                     })?;
                 }
-                crate::infra::outbox::enqueue(
+                crate::storage::outbox::enqueue(
                     c,
                     &shared.ids,
                     "order.created",

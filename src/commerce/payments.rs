@@ -6,7 +6,7 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use crate::error::ApiError;
+use crate::core::error::ApiError;
 
 /// A verified provider notification.
 #[derive(Debug, Clone, PartialEq, Eq)]

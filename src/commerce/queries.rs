@@ -5,16 +5,16 @@ use diesel::prelude::*;
 
 use super::model::OrderView;
 use super::store::{self, OrderRow};
-use crate::db::schema::orders;
-use crate::db::DbExecutor;
-use crate::error::ApiError;
-use crate::pagination::Page;
+use crate::core::error::ApiError;
+use crate::core::paging::Page;
+use crate::storage::schema::orders;
+use crate::storage::DbExecutor;
 
 pub enum OrderScope {
     Buyer(i64),
     /// Order search for admins, by buyer and/or merchant (or all).
     Admin {
-        admin: crate::domain::Id,
+        admin: crate::core::text::Id,
         buyer_id: Option<i64>,
         merchant_id: Option<i64>,
     },
@@ -94,7 +94,7 @@ impl Handler<ListOrders> for DbExecutor {
             .load(&mut conn)?;
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         let mut items = store::items_of(&mut conn, &ids)?;
-        let next_cursor = crate::pagination::trim_page(&mut rows, msg.limit, |r| vec![r.id]);
+        let next_cursor = crate::core::paging::trim_page(&mut rows, msg.limit, |r| vec![r.id]);
         Ok(Page {
             items: rows
                 .iter()

@@ -13,11 +13,11 @@ use serde::Serialize;
 
 use super::store;
 use crate::accounts::domain::{has_role, Role};
-use crate::db::schema::{merchants, order_items, orders, products, reviews};
-use crate::db::{DbConn, DbExecutor};
-use crate::error::ApiError;
-use crate::ids::{now_ms, rfc3339};
-use crate::pagination::Page;
+use crate::core::error::ApiError;
+use crate::core::ids::{now_ms, rfc3339};
+use crate::core::paging::Page;
+use crate::storage::schema::{merchants, order_items, orders, products, reviews};
+use crate::storage::{DbConn, DbExecutor};
 
 /// Products listed on the dashboard.
 pub const TOP_PRODUCTS: i64 = 10;
@@ -48,11 +48,11 @@ pub struct NewReview {
 /// Stores a review and moves the merchant's rating (a group-commit job).
 pub fn insert_review(
     c: &mut DbConn,
-    ids: &crate::ids::IdGenerator,
+    ids: &crate::core::ids::IdGenerator,
     r: NewReview,
 ) -> Result<ReviewView, ApiError> {
     let now = now_ms();
-    crate::db::transaction(c, |c| -> Result<ReviewView, ApiError> {
+    crate::storage::transaction(c, |c| -> Result<ReviewView, ApiError> {
         // Looked up rather than caught as a failed insert, which would abort
         // a PostgreSQL transaction (and with it the whole group-commit batch).
         let existing: Option<i64> = reviews::table
@@ -133,7 +133,7 @@ impl Handler<ListReviews> for DbExecutor {
                 reviews::created_at_ms,
             ))
             .load(&mut conn)?;
-        let next_cursor = crate::pagination::trim_page(&mut rows, msg.limit, |r| vec![r.0]);
+        let next_cursor = crate::core::paging::trim_page(&mut rows, msg.limit, |r| vec![r.0]);
         Ok(Page {
             items: rows
                 .into_iter()

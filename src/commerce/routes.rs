@@ -14,11 +14,11 @@ use super::order_writer::{Created, NewOrder};
 use super::queries::{ListOrders, OrderScope};
 use super::store::{OrderItemRow, OrderRow};
 use crate::accounts::auth::AuthUser;
-use crate::app::AppState;
-use crate::domain::{check_line, has_control_chars, Id};
-use crate::error::{ApiError, ApiResult, Problem};
-use crate::infra::idempotency::{fingerprint, Decision, MaybeIdempotencyKey};
-use crate::pagination::{cursor_id, parse_limit};
+use crate::core::error::{ApiError, ApiResult, Problem};
+use crate::core::paging::{cursor_id, parse_limit};
+use crate::core::text::{check_line, has_control_chars, Id};
+use crate::server::app::AppState;
+use crate::storage::idempotency::{fingerprint, Decision, MaybeIdempotencyKey};
 
 pub const MAX_ITEMS: usize = 50;
 pub const MAX_QUANTITY: i64 = 1_000;
@@ -92,7 +92,7 @@ async fn decide_merchant(
 pub async fn approve_merchant(
     state: web::Data<AppState>,
     user: AuthUser,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
+    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     decide_merchant(&state, user, path.into_inner().0, true).await
@@ -104,7 +104,7 @@ pub async fn approve_merchant(
 pub async fn reject_merchant(
     state: web::Data<AppState>,
     user: AuthUser,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
+    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     decide_merchant(&state, user, path.into_inner().0, false).await
@@ -485,7 +485,7 @@ pub async fn place_order(
     let Some(total_cents) = total else {
         return Err(ApiError::invalid_input("the order total is too large"));
     };
-    let now = crate::ids::now_ms();
+    let now = crate::core::ids::now_ms();
     let id = state.shared.ids.next_id();
     let pay_timeout_ms = i64::try_from(state.shared.config.pay_timeout_secs)
         .unwrap_or(i64::MAX / 2_000)
@@ -528,7 +528,7 @@ pub async fn place_order(
     };
     match state.order_writer.create(new_order, reservations).await? {
         Created::Stored(view) => {
-            state.relay.do_send(crate::infra::outbox::Nudge);
+            state.relay.do_send(crate::storage::outbox::Nudge);
             Ok(HttpResponse::Created().json(view))
         }
         Created::Replay { status_code, body } => Ok(replay(status_code, body)),
@@ -546,18 +546,18 @@ impl actix::Message for CheckIdempotency {
     type Result = Result<Decision, ApiError>;
 }
 
-impl actix::Handler<CheckIdempotency> for crate::db::DbExecutor {
+impl actix::Handler<CheckIdempotency> for crate::storage::DbExecutor {
     type Result = Result<Decision, ApiError>;
     fn handle(&mut self, msg: CheckIdempotency, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
-        let key = crate::infra::idempotency::IdempotencyKey::parse(&msg.key)?;
-        crate::infra::idempotency::check(
+        let key = crate::storage::idempotency::IdempotencyKey::parse(&msg.key)?;
+        crate::storage::idempotency::check(
             &mut conn,
             msg.user_id,
             "orders",
             &key,
             &msg.hash,
-            crate::ids::now_ms(),
+            crate::core::ids::now_ms(),
         )
     }
 }
@@ -618,7 +618,7 @@ async fn command(
 pub async fn cancel(
     state: web::Data<AppState>,
     user: AuthUser,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
+    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     command(&state, user, path.into_inner().0, Command::Cancel).await
@@ -630,7 +630,7 @@ pub async fn cancel(
 pub async fn pay(
     state: web::Data<AppState>,
     user: AuthUser,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
+    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     command(&state, user, path.into_inner().0, Command::Pay).await
@@ -650,7 +650,7 @@ pub async fn ship(
     state: web::Data<AppState>,
     user: AuthUser,
     path: web::Path<(Id,)>,
-    body: crate::http::ActionBody<ShipRequest>,
+    body: crate::server::http::ActionBody<ShipRequest>,
 ) -> ApiResult<HttpResponse> {
     let ShipRequest {
         carrier,
@@ -679,7 +679,7 @@ pub async fn ship(
 pub async fn confirm(
     state: web::Data<AppState>,
     user: AuthUser,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
+    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     command(&state, user, path.into_inner().0, Command::Confirm).await
@@ -718,7 +718,7 @@ pub async fn refund(
 pub async fn approve_refund(
     state: web::Data<AppState>,
     user: AuthUser,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
+    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     command(&state, user, path.into_inner().0, Command::ApproveRefund).await
@@ -730,7 +730,7 @@ pub async fn approve_refund(
 pub async fn reject_refund(
     state: web::Data<AppState>,
     user: AuthUser,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
+    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     command(&state, user, path.into_inner().0, Command::RejectRefund).await
@@ -843,7 +843,7 @@ pub async fn review(
     if !(1..=5).contains(&b.rating) {
         return Err(ApiError::invalid_input("rating must be 1 to 5"));
     }
-    crate::domain::check_free_text(&b.body, "body", 2_000)?;
+    crate::core::text::check_free_text(&b.body, "body", 2_000)?;
     order_reply(
         state
             .orders
@@ -866,7 +866,7 @@ pub async fn review(
 pub async fn merchant_reviews(
     state: web::Data<AppState>,
     path: web::Path<(Id,)>,
-    q: web::Query<crate::pagination::PageQuery>,
+    q: web::Query<crate::core::paging::PageQuery>,
 ) -> ApiResult<HttpResponse> {
     let page = state
         .db

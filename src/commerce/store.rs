@@ -2,12 +2,12 @@
 
 use diesel::prelude::*;
 
-use crate::db::direct;
+use crate::storage::direct;
 
 use super::model::{OrderItemView, OrderView, Status, TrackingView};
-use crate::db::schema::{merchants, order_items, orders, payments, products};
-use crate::db::DbConn;
-use crate::ids::rfc3339;
+use crate::core::ids::rfc3339;
+use crate::storage::schema::{merchants, order_items, orders, payments, products};
+use crate::storage::DbConn;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = merchants)]

@@ -13,9 +13,9 @@ use super::inventory::InventoryRegistry;
 use super::model::Command;
 use super::order_actor::{OrderRegistry, Request};
 use crate::animals::store::{DueClaims, EndClaim};
-use crate::db::schema::orders;
-use crate::db::{Db, DbExecutor};
-use crate::error::ApiError;
+use crate::core::error::ApiError;
+use crate::storage::schema::orders;
+use crate::storage::{Db, DbExecutor};
 
 const TICK: Duration = Duration::from_millis(500);
 /// Due orders handled per tick, and at once.
@@ -44,7 +44,7 @@ impl Scheduler {
 async fn end_claims(db: &Db, inventory: &InventoryRegistry) {
     let due = match db
         .call(DueClaims {
-            now_ms: crate::ids::now_ms(),
+            now_ms: crate::core::ids::now_ms(),
         })
         .await
     {
@@ -85,7 +85,7 @@ impl Actor for Scheduler {
                 async move {
                     // Claim ends run whatever happens to the order timers.
                     end_claims(&db, &inventory).await;
-                    let due = match db.call(DueOrders { now_ms: crate::ids::now_ms() }).await {
+                    let due = match db.call(DueOrders { now_ms: crate::core::ids::now_ms() }).await {
                         Ok(d) => d,
                         Err(e) => {
                             tracing::warn!(error = %e, "scheduler could not read due orders");

@@ -8,12 +8,12 @@ use super::store::{
     Target, STATUSES,
 };
 use crate::accounts::auth::AuthUser;
-use crate::app::AppState;
 use crate::commerce::model::Status;
 use crate::commerce::queries::{ListOrders, OrderScope};
-use crate::domain::{check_line, Id};
-use crate::error::{ApiError, ApiResult, Problem};
-use crate::pagination::{cursor_id, parse_limit};
+use crate::core::error::{ApiError, ApiResult, Problem};
+use crate::core::paging::{cursor_id, parse_limit};
+use crate::core::text::{check_line, Id};
+use crate::server::app::AppState;
 
 /// Longest report reason and resolution note, in characters.
 pub const MAX_REASON_CHARS: usize = 500;
@@ -147,7 +147,7 @@ pub async fn resolve(
             return Err(e);
         }
     }
-    state.relay.do_send(crate::infra::outbox::Nudge);
+    state.relay.do_send(crate::storage::outbox::Nudge);
     Ok(HttpResponse::Ok().json(view))
 }
 

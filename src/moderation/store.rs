@@ -8,16 +8,16 @@ use serde::Serialize;
 use crate::accounts::domain::Role;
 use crate::accounts::messages::require_role;
 use crate::commerce::reviews::{day_start_ms, paid_gmv};
-use crate::db::schema::{
+use crate::core::error::ApiError;
+use crate::core::ids::{now_ms, rfc3339};
+use crate::core::paging::Page;
+use crate::core::text::Id;
+use crate::storage::outbox;
+use crate::storage::schema::{
     conversation_members, messages, orders, post_comments, post_likes, posts, reports, users,
     wallets,
 };
-use crate::db::{DbConn, DbExecutor};
-use crate::domain::Id;
-use crate::error::ApiError;
-use crate::ids::{now_ms, rfc3339};
-use crate::infra::outbox;
-use crate::pagination::Page;
+use crate::storage::{DbConn, DbExecutor};
 
 /// What can be reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,7 +178,7 @@ impl Handler<FileReport> for DbExecutor {
         let mut conn = self.conn()?;
         let id = self.ctx.ids.next_id();
         let now = now_ms();
-        crate::db::transaction(&mut conn, |c| -> Result<ReportView, ApiError> {
+        crate::storage::transaction(&mut conn, |c| -> Result<ReportView, ApiError> {
             let target_user_id = target_user(c, msg.reporter, msg.target, msg.target_id)?;
             if target_user_id == msg.reporter {
                 return Err(ApiError::invalid_input("you cannot report yourself"));
@@ -254,7 +254,7 @@ impl Handler<ListReports> for DbExecutor {
             .limit(msg.limit + 1)
             .select(ReportRow::as_select())
             .load(&mut conn)?;
-        let next_cursor = crate::pagination::trim_page(&mut rows, msg.limit, |r| vec![r.id]);
+        let next_cursor = crate::core::paging::trim_page(&mut rows, msg.limit, |r| vec![r.id]);
         Ok(Page {
             items: rows.into_iter().map(Into::into).collect(),
             next_cursor,
@@ -301,7 +301,7 @@ impl Handler<ResolveReport> for DbExecutor {
         require_role(&mut conn, msg.admin, Role::Admin)?;
         let ids = &self.ctx.ids;
         let now = now_ms();
-        let result = crate::db::transaction(
+        let result = crate::storage::transaction(
             &mut conn,
             |c| -> Result<(ReportView, Option<i64>), ApiError> {
                 let r = open_report(c, msg.report_id)?;
@@ -396,7 +396,7 @@ impl Handler<ReopenReport> for DbExecutor {
     type Result = Result<(), ApiError>;
     fn handle(&mut self, msg: ReopenReport, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
-        crate::db::transaction(&mut conn, |c| {
+        crate::storage::transaction(&mut conn, |c| {
             diesel::update(
                 reports::table
                     .find(msg.report_id)
@@ -448,7 +448,7 @@ impl Handler<Stats> for DbExecutor {
         let users: i64 = users::table.select(count_star()).first(&mut conn)?;
         // Ids are time-ordered: the primary key answers "created today".
         let orders_today: i64 = orders::table
-            .filter(orders::id.ge(crate::ids::first_id_at(today)))
+            .filter(orders::id.ge(crate::core::ids::first_id_at(today)))
             .select(count_star())
             .first(&mut conn)?;
         let gmv_today_cents = paid_gmv(&mut conn, None, today)?;

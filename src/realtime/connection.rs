@@ -18,11 +18,11 @@ use super::registry::ConnShared;
 use super::session::Deliver;
 use super::sync_hold::{SyncHold, SyncOutcome};
 use crate::accounts::auth::AuthUser;
-use crate::app::AppState;
 use crate::chat::messages::{EnsureDirect, LoadMessages, MarkRead, SYNC_LIMIT};
 use crate::chat::writer::ChatSend;
-use crate::error::ApiError;
-use crate::ids::now_ms;
+use crate::core::error::ApiError;
+use crate::core::ids::now_ms;
+use crate::server::app::AppState;
 
 /// Largest frame a client may send, in bytes; larger closes with 1009.
 pub const MAX_FRAME_BYTES: usize = 65_536;
@@ -123,7 +123,7 @@ impl WsConn {
                 Some(&cid),
             );
         }
-        if let Err(why) = crate::domain::check_message_text(&f.body, MAX_BODY_CHARS) {
+        if let Err(why) = crate::core::text::check_message_text(&f.body, MAX_BODY_CHARS) {
             return Self::send_error(ctx, "invalid_input", why, Some(&cid));
         }
         let me = self.user_id();
@@ -213,7 +213,7 @@ impl WsConn {
                 // nodes on PostgreSQL, another node's messages would be missing here.
                 let single_node = matches!(
                     state.shared.config.database_url,
-                    crate::config::DatabaseUrl::Sqlite(_)
+                    crate::core::config::DatabaseUrl::Sqlite(_)
                 );
                 if single_node && members.contains(&user_id) {
                     let limit = usize::try_from(SYNC_LIMIT).unwrap_or(1_000);
@@ -518,7 +518,7 @@ impl Handler<Kick> for WsConn {
 #[utoipa::path(get, path = "/api/v1/ws", tag = "chat", security(("bearer" = [])),
     params(("token" = Option<String>, Query, description = "The bearer token, for browsers that cannot set headers")),
     responses((status = 101, description = "Switching Protocols: a WebSocket of JSON text frames"),
-        (status = 401, body = crate::error::Problem), (status = 403, description = "Origin not allowed", body = crate::error::Problem)))]
+        (status = 401, body = crate::core::error::Problem), (status = 403, description = "Origin not allowed", body = crate::core::error::Problem)))]
 pub async fn ws_route(
     req: HttpRequest,
     stream: web::Payload,

@@ -15,7 +15,7 @@ use dashmap::DashMap;
 
 use super::connection::WsConn;
 use super::session::{AddPeer, Attach, CloseConns, Deliver, Detach, UserSession};
-use crate::db::Db;
+use crate::storage::Db;
 
 /// What a session and the registry know about one socket, readable without
 /// going through the socket's actor (which stalls while its writes are jammed).

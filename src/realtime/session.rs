@@ -13,8 +13,8 @@ use actix::{
 use super::connection::{Kick, Push, PushFrame, WsConn};
 use super::frames::ServerFrame;
 use super::registry::{ConnShared, Registry};
-use crate::db::Db;
-use crate::ids::now_ms;
+use crate::core::ids::now_ms;
+use crate::storage::Db;
 
 /// How often a session checks its sockets' liveness (at most). This runs on
 /// the session, not the socket actor, so a socket jammed in a write (whose

@@ -14,13 +14,13 @@ use dashmap::DashMap;
 use futures_util::StreamExt;
 
 use super::engine;
-use crate::app::Shared;
-use crate::db::group::GroupCommit;
-use crate::db::{Db, DbExecutor};
-use crate::error::ApiError;
-use crate::infra::bus::Event;
-use crate::infra::dead_letter::{Apply, Consumer};
-use crate::infra::outbox::{Nudge, Relay};
+use crate::core::error::ApiError;
+use crate::runtime::bus::Event;
+use crate::runtime::dead_letter::{Apply, Consumer};
+use crate::server::app::Shared;
+use crate::storage::group::GroupCommit;
+use crate::storage::outbox::{Nudge, Relay};
+use crate::storage::{Db, DbExecutor};
 
 const IDLE: Duration = Duration::from_secs(30);
 const SETTLE_TICK: Duration = Duration::from_millis(500);
@@ -66,8 +66,8 @@ impl Handler<Run> for RebateActor {
         self.last_active = Instant::now();
         let (commit, shared, order_id) = (self.commit.clone(), self.shared.clone(), self.order_id);
         // The reconcile runs as a group-commit job: many orders share one commit.
-        let job = move |c: &mut crate::db::DbConn| {
-            engine::reconcile(c, &shared.ids, order_id, crate::ids::now_ms())
+        let job = move |c: &mut crate::storage::DbConn| {
+            engine::reconcile(c, &shared.ids, order_id, crate::core::ids::now_ms())
         };
         AtomicResponse::new(Box::pin(
             async move { commit.run(job).await }
@@ -178,7 +178,7 @@ impl Handler<DueRebates> for DbExecutor {
     type Result = Result<Vec<i64>, ApiError>;
     fn handle(&mut self, _: DueRebates, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
-        engine::due_orders(&mut conn, crate::ids::now_ms(), SETTLE_BATCH)
+        engine::due_orders(&mut conn, crate::core::ids::now_ms(), SETTLE_BATCH)
     }
 }
 

@@ -14,15 +14,15 @@ use diesel::Connection;
 use serde::Serialize;
 
 use super::rules::{best_rule, floor_bps, PaidOrder, RuleSet, RuleSetSpec};
-use crate::db::schema::{
+use crate::core::error::ApiError;
+use crate::core::ids::IdGenerator;
+use crate::social::notifier;
+use crate::storage::outbox;
+use crate::storage::schema::{
     ledger_entries, order_items, orders, products, rebate_rule_sets, rebates, users, wallets,
     withdrawals,
 };
-use crate::db::{direct, DbConn};
-use crate::error::ApiError;
-use crate::ids::IdGenerator;
-use crate::infra::outbox;
-use crate::social::notifier;
+use crate::storage::{direct, DbConn};
 
 /// Balance changes of one ledger entry: (pending, available, withdrawing, withdrawn).
 pub type Deltas = [i64; 4];
@@ -64,7 +64,7 @@ pub fn ensure_wallet(conn: &mut DbConn, user_id: i64, now: i64) -> Result<(), Ap
     if exists.is_some() {
         return Ok(());
     }
-    let _writer = crate::db::write_lock(conn);
+    let _writer = crate::storage::write_lock(conn);
     // In its own (nested) transaction: if another writer created the row
     // meanwhile, only that savepoint rolls back, never the caller's transaction.
     let r = conn.transaction(|c| {
@@ -545,7 +545,7 @@ pub fn reconcile(
     let Some(o) = order_facts(conn, order_id)? else {
         return Ok(Reconciled::default());
     };
-    crate::db::transaction(conn, |c| -> Result<Reconciled, ApiError> {
+    crate::storage::transaction(conn, |c| -> Result<Reconciled, ApiError> {
         let mut out = Reconciled::default();
         let mut records: Vec<RebateRow> = direct::load(
             c,
@@ -722,7 +722,7 @@ pub fn request_withdrawal(
         user_id: user,
         amount_cents: amount,
         status: "pending".into(),
-        created_at: crate::ids::rfc3339(now),
+        created_at: crate::core::ids::rfc3339(now),
     })
 }
 
@@ -785,7 +785,7 @@ pub fn decide_withdrawal(
         user_id: user,
         amount_cents: amount,
         status: to.into(),
-        created_at: crate::ids::rfc3339(created),
+        created_at: crate::core::ids::rfc3339(created),
     })
 }
 
@@ -946,7 +946,7 @@ pub fn audit(c: &mut DbConn) -> Result<Vec<String>, ApiError> {
         // The rebate side follows a refund through an event; only an overdue one is a mismatch.
         if o.status == "refunded"
             && !(r.status == "cancelled" || r.status == "reversed")
-            && o.updated_at_ms + AUDIT_GRACE_MS < crate::ids::now_ms()
+            && o.updated_at_ms + AUDIT_GRACE_MS < crate::core::ids::now_ms()
         {
             problems.push(format!(
                 "rebate {}: order refunded but rebate {}",
@@ -1066,7 +1066,7 @@ mod tests {
     /// records below need no users or orders.
     fn db() -> DbConn {
         let mut c = DbConn::Sqlite(diesel::SqliteConnection::establish(":memory:").unwrap());
-        crate::db::run_migrations(&mut c).unwrap();
+        crate::storage::run_migrations(&mut c).unwrap();
         c.batch_execute("PRAGMA foreign_keys = OFF").unwrap();
         c
     }
@@ -1112,7 +1112,7 @@ mod tests {
     /// and the clawback must still happen, as a reversal.
     #[test]
     fn on_postgres_a_clawback_sees_a_settle_another_node_committed() {
-        let Some(scratch) = crate::db::test_pg::scratch("clawback") else {
+        let Some(scratch) = crate::storage::test_pg::scratch("clawback") else {
             return;
         };
         let open = || {
@@ -1123,11 +1123,11 @@ mod tests {
             c
         };
         let (mut refund, mut settle) = (open(), open());
-        crate::db::run_migrations(&mut refund).unwrap();
+        crate::storage::run_migrations(&mut refund).unwrap();
         let ids = IdGenerator::new(1);
         let r = pending_record(&mut refund, &ids, 7, 250);
         let mut out = Reconciled::default();
-        crate::db::write_transaction(&mut refund, |t| -> Result<(), ApiError> {
+        crate::storage::write_transaction(&mut refund, |t| -> Result<(), ApiError> {
             let stale: RebateRow = direct::first(
                 t,
                 rebates::table
@@ -1137,7 +1137,7 @@ mod tests {
             .unwrap();
             assert_eq!(stale.status, "pending");
             // The other node's settle commits in between.
-            crate::db::write_transaction(&mut settle, |s| -> Result<(), ApiError> {
+            crate::storage::write_transaction(&mut settle, |s| -> Result<(), ApiError> {
                 assert!(set_status(s, &stale, "pending", "available", 1)?);
                 post(
                     s,

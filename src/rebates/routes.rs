@@ -10,14 +10,16 @@ use super::rules::RuleSetSpec;
 use crate::accounts::auth::AuthUser;
 use crate::accounts::domain::Role;
 use crate::accounts::messages::require_role;
-use crate::app::AppState;
-use crate::db::schema::{orders, rebates, users, withdrawals};
-use crate::db::DbExecutor;
-use crate::domain::Id;
-use crate::error::{ApiError, ApiResult, Problem};
-use crate::ids::now_ms;
-use crate::infra::idempotency::{self, fingerprint, Decision, MaybeIdempotencyKey, StoredResponse};
-use crate::pagination::{parse_limit, Page, PageQuery};
+use crate::core::error::{ApiError, ApiResult, Problem};
+use crate::core::ids::now_ms;
+use crate::core::paging::{parse_limit, Page, PageQuery};
+use crate::core::text::Id;
+use crate::server::app::AppState;
+use crate::storage::idempotency::{
+    self, fingerprint, Decision, MaybeIdempotencyKey, StoredResponse,
+};
+use crate::storage::schema::{orders, rebates, users, withdrawals};
+use crate::storage::DbExecutor;
 
 // ---- rules -------------------------------------------------------------------
 
@@ -150,8 +152,8 @@ impl From<RebateRow> for RebateView {
             rule_version: r.rule_version,
             rule_name: r.rule_name,
             rate_bps: r.rate_bps,
-            available_at: r.available_at_ms.map(crate::ids::rfc3339),
-            created_at: crate::ids::rfc3339(r.created_at_ms),
+            available_at: r.available_at_ms.map(crate::core::ids::rfc3339),
+            created_at: crate::core::ids::rfc3339(r.created_at_ms),
         }
     }
 }
@@ -181,7 +183,7 @@ impl Handler<ListRebates> for DbExecutor {
             .limit(msg.limit + 1)
             .select(RebateRow::as_select())
             .load(&mut conn)?;
-        let next_cursor = crate::pagination::trim_page(&mut rows, msg.limit, |r| vec![r.id]);
+        let next_cursor = crate::core::paging::trim_page(&mut rows, msg.limit, |r| vec![r.id]);
         Ok(Page {
             items: rows.into_iter().map(Into::into).collect(),
             next_cursor,
@@ -257,7 +259,7 @@ impl Handler<RequestWithdrawal> for DbExecutor {
         let now = now_ms();
         engine::ensure_wallet(&mut conn, msg.user, now)?;
         let ids = &self.ctx.ids;
-        crate::db::transaction(&mut conn, |c| -> Result<(u16, String), ApiError> {
+        crate::storage::transaction(&mut conn, |c| -> Result<(u16, String), ApiError> {
             if let Some((key, hash)) = &msg.idempotency {
                 let k = idempotency::IdempotencyKey::parse(key)?;
                 if let Decision::Replay { status_code, body } =
@@ -351,7 +353,7 @@ impl Handler<DecideWithdrawal> for DbExecutor {
         let mut conn = self.conn()?;
         require_role(&mut conn, msg.admin, Role::Admin)?;
         let ids = &self.ctx.ids;
-        crate::db::transaction(&mut conn, |c| {
+        crate::storage::transaction(&mut conn, |c| {
             engine::decide_withdrawal(c, ids, msg.id, msg.approve, now_ms())
         })
     }
@@ -366,7 +368,7 @@ impl Handler<DecideWithdrawal> for DbExecutor {
 pub async fn approve_withdrawal(
     state: web::Data<AppState>,
     user: AuthUser,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
+    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(
@@ -387,7 +389,7 @@ pub async fn approve_withdrawal(
 pub async fn reject_withdrawal(
     state: web::Data<AppState>,
     user: AuthUser,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
+    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(
@@ -436,7 +438,7 @@ impl Handler<ListWithdrawals> for DbExecutor {
                 withdrawals::created_at_ms,
             ))
             .load(&mut conn)?;
-        let next_cursor = crate::pagination::trim_page(&mut rows, msg.limit, |r| vec![r.0]);
+        let next_cursor = crate::core::paging::trim_page(&mut rows, msg.limit, |r| vec![r.0]);
         Ok(Page {
             items: rows
                 .into_iter()
@@ -445,7 +447,7 @@ impl Handler<ListWithdrawals> for DbExecutor {
                     user_id: u,
                     amount_cents: a,
                     status: s,
-                    created_at: crate::ids::rfc3339(t),
+                    created_at: crate::core::ids::rfc3339(t),
                 })
                 .collect(),
             next_cursor,
@@ -477,7 +479,7 @@ pub async fn list_withdrawals(
             "status must be pending, paid or rejected",
         ));
     }
-    let after_id = crate::pagination::cursor_id(q.cursor.as_deref())?;
+    let after_id = crate::core::paging::cursor_id(q.cursor.as_deref())?;
     let page = state
         .db
         .call(ListWithdrawals {
@@ -526,7 +528,7 @@ impl Handler<Invitees> for DbExecutor {
             .select((users::id, users::username, users::created_at_ms))
             .load(&mut conn)?;
         let mut items = Vec::with_capacity(rows.len());
-        let next_cursor = crate::pagination::trim_page(&mut rows, msg.limit, |r| vec![r.0]);
+        let next_cursor = crate::core::paging::trim_page(&mut rows, msg.limit, |r| vec![r.0]);
         for (id, username, joined) in &rows {
             let order_count: i64 = orders::table
                 .filter(orders::buyer_id.eq(id))
@@ -536,7 +538,7 @@ impl Handler<Invitees> for DbExecutor {
             items.push(InviteeView {
                 user_id: *id,
                 username: username.clone(),
-                joined_at: crate::ids::rfc3339(*joined),
+                joined_at: crate::core::ids::rfc3339(*joined),
                 order_count,
             });
         }
@@ -554,7 +556,7 @@ pub async fn invitees(
     user: AuthUser,
     q: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
-    let after_id = crate::pagination::cursor_id(q.cursor.as_deref())?;
+    let after_id = crate::core::paging::cursor_id(q.cursor.as_deref())?;
     Ok(HttpResponse::Ok().json(
         state
             .db

@@ -6,12 +6,12 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use crate::accounts::store as accounts;
-use crate::db::schema::{blocks, follows, notifications, post_comments, post_likes, posts};
-use crate::db::{DbConn, DbExecutor};
-use crate::error::ApiError;
-use crate::ids::{now_ms, rfc3339};
-use crate::infra::outbox;
-use crate::pagination::Page;
+use crate::core::error::ApiError;
+use crate::core::ids::{now_ms, rfc3339};
+use crate::core::paging::Page;
+use crate::storage::outbox;
+use crate::storage::schema::{blocks, follows, notifications, post_comments, post_likes, posts};
+use crate::storage::{DbConn, DbExecutor};
 
 /// Most followers a new post is pushed to live (the rest see it in their feed).
 pub const MAX_LIVE_POST_PUSHES: i64 = 10_000;
@@ -100,7 +100,7 @@ impl Handler<Follow> for DbExecutor {
             return Err(ApiError::not_found("no such user"));
         }
         let ids = &self.ctx.ids;
-        crate::db::transaction(&mut conn, |c| -> Result<bool, ApiError> {
+        crate::storage::transaction(&mut conn, |c| -> Result<bool, ApiError> {
             let exists: Option<i64> = follows::table
                 .find((msg.follower, msg.followee))
                 .select(follows::follower_id)
@@ -171,7 +171,7 @@ impl Handler<SetBlock> for DbExecutor {
         }
         let mut conn = self.conn()?;
         ensure_user(&mut conn, msg.blocked)?;
-        crate::db::transaction(&mut conn, |c| -> Result<(), ApiError> {
+        crate::storage::transaction(&mut conn, |c| -> Result<(), ApiError> {
             if msg.on {
                 if !crate::chat::store::is_blocked(c, msg.blocker, msg.blocked)? {
                     diesel::insert_into(blocks::table)
@@ -287,7 +287,7 @@ impl Handler<Feed> for DbExecutor {
             .limit(msg.limit + 1)
             .select(POST_COLUMNS)
             .load(&mut conn)?;
-        let next_cursor = crate::pagination::trim_page(&mut rows, msg.limit, |r| vec![r.0]);
+        let next_cursor = crate::core::paging::trim_page(&mut rows, msg.limit, |r| vec![r.0]);
         Ok(Page {
             items: rows.into_iter().map(post_view).collect(),
             next_cursor,
@@ -309,7 +309,7 @@ impl Handler<Like> for DbExecutor {
 
     fn handle(&mut self, msg: Like, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
-        crate::db::transaction(&mut conn, |c| -> Result<PostView, ApiError> {
+        crate::storage::transaction(&mut conn, |c| -> Result<PostView, ApiError> {
             visible_post(c, msg.post_id, msg.user)?;
             let liked: Option<i64> = post_likes::table
                 .find((msg.post_id, msg.user))
@@ -359,7 +359,7 @@ impl Handler<AddComment> for DbExecutor {
         let mut conn = self.conn()?;
         let id = self.ctx.ids.next_id();
         let now = now_ms();
-        crate::db::transaction(&mut conn, |c| -> Result<(), ApiError> {
+        crate::storage::transaction(&mut conn, |c| -> Result<(), ApiError> {
             visible_post(c, msg.post_id, msg.user)?;
             diesel::insert_into(post_comments::table)
                 .values((
@@ -439,7 +439,7 @@ impl Handler<ListNotifications> for DbExecutor {
                 notifications::read,
             ))
             .load(&mut conn)?;
-        let next_cursor = crate::pagination::trim_page(&mut rows, msg.limit, |r| vec![r.0]);
+        let next_cursor = crate::core::paging::trim_page(&mut rows, msg.limit, |r| vec![r.0]);
         Ok(Page {
             items: rows.into_iter().map(notification_view).collect(),
             next_cursor,

@@ -11,15 +11,15 @@ use diesel::prelude::*;
 use serde::Deserialize;
 
 use super::messages::NotificationView;
-use crate::db::group::GroupCommit;
-use crate::db::schema::{notifications, processed_events};
-use crate::error::ApiError;
-use crate::ids::{now_ms, rfc3339};
-use crate::infra::bus::Event;
-use crate::infra::dead_letter::{Apply, Consumer};
+use crate::core::error::ApiError;
+use crate::core::ids::{now_ms, rfc3339};
 use crate::realtime::frames::ServerFrame;
 use crate::realtime::registry::Registry;
 use crate::realtime::session::Deliver;
+use crate::runtime::bus::Event;
+use crate::runtime::dead_letter::{Apply, Consumer};
+use crate::storage::group::GroupCommit;
+use crate::storage::schema::{notifications, processed_events};
 
 pub const CONSUMER: &str = "notifier";
 /// Routing-key patterns the notifier listens to.
@@ -42,8 +42,8 @@ struct Notify {
 /// Stores the notifications of one event, once (a group-commit job). Returns
 /// (recipient, view) of those created now (empty if the event was applied before).
 pub fn apply_event(
-    conn: &mut crate::db::DbConn,
-    ids: &crate::ids::IdGenerator,
+    conn: &mut crate::storage::DbConn,
+    ids: &crate::core::ids::IdGenerator,
     event: Event,
 ) -> Result<Vec<(i64, NotificationView)>, ApiError> {
     let notify: Vec<Notify> = event
@@ -60,7 +60,7 @@ pub fn apply_event(
         })?
         .unwrap_or_default();
     let now = now_ms();
-    crate::db::transaction(
+    crate::storage::transaction(
         conn,
         |c| -> Result<Vec<(i64, NotificationView)>, ApiError> {
             // `ON CONFLICT DO NOTHING`, not a caught unique violation: on
@@ -115,8 +115,8 @@ pub type Stored = Vec<(i64, NotificationView)>;
 /// actor's transitions, the rebate reconcile) call this directly and push
 /// after their commit, so the notifier has nothing left to do for them.
 pub fn store(
-    c: &mut crate::db::DbConn,
-    ids: &crate::ids::IdGenerator,
+    c: &mut crate::storage::DbConn,
+    ids: &crate::core::ids::IdGenerator,
     event_id: i64,
     user_id: i64,
     kind: &str,
@@ -124,7 +124,7 @@ pub fn store(
     now_ms: i64,
 ) -> QueryResult<NotificationView> {
     let id = ids.next_id();
-    crate::db::direct::execute(
+    crate::storage::direct::execute(
         c,
         diesel::insert_into(notifications::table).values((
             notifications::id.eq(id),
@@ -163,7 +163,7 @@ pub fn push_all(registry: &Registry, stored: &[(i64, NotificationView)]) {
 }
 
 /// The notifier as a bus consumer (run by `infra::dead_letter::consume`).
-pub fn consumer(commit: GroupCommit, shared: Arc<crate::app::Shared>) -> Consumer {
+pub fn consumer(commit: GroupCommit, shared: Arc<crate::server::app::Shared>) -> Consumer {
     let apply: Apply = Arc::new(move |event: Event| {
         let (commit, shared) = (commit.clone(), shared.clone());
         Box::pin(async move {

@@ -8,13 +8,13 @@ use super::messages::{
     MarkNotificationsRead, PostView, SetBlock, Unfollow,
 };
 use crate::accounts::auth::AuthUser;
-use crate::app::AppState;
-use crate::domain::Id;
-use crate::error::{ApiError, ApiResult, Problem};
-use crate::infra::outbox::Nudge;
-use crate::pagination::PageQuery;
+use crate::core::error::{ApiError, ApiResult, Problem};
+use crate::core::paging::PageQuery;
+use crate::core::text::Id;
 use crate::realtime::frames::ServerFrame;
 use crate::realtime::session::Deliver;
+use crate::server::app::AppState;
+use crate::storage::outbox::Nudge;
 
 pub const MAX_POST_CHARS: usize = 2_000;
 pub const MAX_COMMENT_CHARS: usize = 1_000;
@@ -55,7 +55,7 @@ fn text_body(body: &str, max: usize, what: &str) -> ApiResult<()> {
 pub async fn follow(
     state: web::Data<AppState>,
     user: AuthUser,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
+    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     let followee = path.into_inner().0.get();
@@ -99,7 +99,7 @@ pub async fn unfollow(
 pub async fn block(
     state: web::Data<AppState>,
     user: AuthUser,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
+    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     let blocked = path.into_inner().0.get();
@@ -212,7 +212,7 @@ pub async fn feed(
 pub async fn like(
     state: web::Data<AppState>,
     user: AuthUser,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
+    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     let post = state

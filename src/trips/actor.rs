@@ -15,8 +15,8 @@ use actix::{
 use dashmap::DashMap;
 
 use super::store::{TripCommand, TripReply, TripWrite};
-use crate::db::Db;
-use crate::error::ApiError;
+use crate::core::error::ApiError;
+use crate::storage::Db;
 
 /// A trip actor with no message for this long stops.
 const IDLE: Duration = Duration::from_secs(30);
@@ -110,15 +110,15 @@ impl Handler<TripMsg> for TripActor {
 pub struct TripRegistry {
     actors: DashMap<i64, Addr<TripActor>>,
     db: Db,
-    shared: Arc<crate::app::Shared>,
+    shared: Arc<crate::server::app::Shared>,
     chat: crate::chat::writer::ChatWriters,
-    relay: std::sync::OnceLock<Addr<crate::infra::outbox::Relay>>,
+    relay: std::sync::OnceLock<Addr<crate::storage::outbox::Relay>>,
 }
 
 impl TripRegistry {
     pub fn new(
         db: Db,
-        shared: Arc<crate::app::Shared>,
+        shared: Arc<crate::server::app::Shared>,
         chat: crate::chat::writer::ChatWriters,
     ) -> Arc<Self> {
         Arc::new(TripRegistry {
@@ -131,13 +131,13 @@ impl TripRegistry {
     }
 
     /// The outbox relay to nudge after each write (set once at start).
-    pub fn set_relay(&self, relay: Addr<crate::infra::outbox::Relay>) {
+    pub fn set_relay(&self, relay: Addr<crate::storage::outbox::Relay>) {
         let _ = self.relay.set(relay);
     }
 
     fn relay_nudge(&self) {
         if let Some(r) = self.relay.get() {
-            r.do_send(crate::infra::outbox::Nudge);
+            r.do_send(crate::storage::outbox::Nudge);
         }
     }
 

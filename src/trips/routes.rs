@@ -9,10 +9,10 @@ use super::store::{
     CreateTrip, GetTrip, ListRequests, RequestView, SearchTrips, TripCommand, TripReply, TripView,
 };
 use crate::accounts::auth::AuthUser;
-use crate::app::AppState;
-use crate::domain::{check_free_text, check_line, Id};
-use crate::error::{ApiError, ApiResult, Problem};
-use crate::pagination::{cursor_id, decode_cursor, encode_cursor, parse_limit};
+use crate::core::error::{ApiError, ApiResult, Problem};
+use crate::core::paging::{cursor_id, decode_cursor, encode_cursor, parse_limit};
+use crate::core::text::{check_free_text, check_line, Id};
+use crate::server::app::AppState;
 
 /// Longest destination, in characters.
 pub const MAX_DESTINATION_CHARS: usize = 100;
@@ -201,7 +201,7 @@ pub async fn join(
     state: web::Data<AppState>,
     user: AuthUser,
     path: web::Path<(Id,)>,
-    body: crate::http::ActionBody<JoinRequest>,
+    body: crate::server::http::ActionBody<JoinRequest>,
 ) -> ApiResult<HttpResponse> {
     let message = body.0.message.unwrap_or_default();
     check_free_text(&message, "message", MAX_MESSAGE_CHARS)?;
@@ -226,7 +226,7 @@ pub async fn join(
 pub async fn accept(
     state: web::Data<AppState>,
     user: AuthUser,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
+    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
     path: web::Path<(Id, Id)>,
 ) -> ApiResult<HttpResponse> {
     let (trip, request) = path.into_inner();
@@ -250,7 +250,7 @@ pub async fn accept(
 pub async fn reject(
     state: web::Data<AppState>,
     user: AuthUser,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
+    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
     path: web::Path<(Id, Id)>,
 ) -> ApiResult<HttpResponse> {
     let (trip, request) = path.into_inner();
@@ -274,7 +274,7 @@ pub async fn reject(
 pub async fn leave(
     state: web::Data<AppState>,
     user: AuthUser,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
+    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     let reply = state
@@ -295,7 +295,7 @@ pub async fn leave(
 pub async fn close(
     state: web::Data<AppState>,
     user: AuthUser,
-    _body: crate::http::ActionBody<crate::http::NoFields>,
+    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     let reply = state

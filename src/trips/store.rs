@@ -8,12 +8,14 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use crate::chat::store::{self as chat, ConversationRow};
-use crate::db::schema::{conversation_members, trip_grams, trip_members, trip_requests, trips};
-use crate::db::{DbConn, DbExecutor};
-use crate::error::ApiError;
-use crate::ids::{now_ms, rfc3339, IdGenerator};
-use crate::infra::outbox;
-use crate::pagination::Page;
+use crate::core::error::ApiError;
+use crate::core::ids::{now_ms, rfc3339, IdGenerator};
+use crate::core::paging::Page;
+use crate::storage::outbox;
+use crate::storage::schema::{
+    conversation_members, trip_grams, trip_members, trip_requests, trips,
+};
+use crate::storage::{DbConn, DbExecutor};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = trips)]
@@ -178,7 +180,7 @@ impl Handler<CreateTrip> for DbExecutor {
             .into_iter()
             .map(|g| (trip_grams::gram.eq(g), trip_grams::trip_id.eq(row.id)))
             .collect();
-        crate::db::transaction(&mut conn, |c| -> Result<(), ApiError> {
+        crate::storage::transaction(&mut conn, |c| -> Result<(), ApiError> {
             chat::insert_conversation(c, &conversation, &[msg.organizer_id], now)?;
             diesel::insert_into(trips::table).values(&row).execute(c)?;
             diesel::insert_into(trip_members::table)
@@ -352,7 +354,7 @@ impl Handler<ListRequests> for DbExecutor {
             .limit(msg.limit + 1)
             .select(RequestRow::as_select())
             .load(&mut conn)?;
-        let next_cursor = crate::pagination::trim_page(&mut rows, msg.limit, |r| vec![r.id]);
+        let next_cursor = crate::core::paging::trim_page(&mut rows, msg.limit, |r| vec![r.id]);
         Ok(Page {
             items: rows.into_iter().map(Into::into).collect(),
             next_cursor,
@@ -393,7 +395,7 @@ impl Handler<TripWrite> for DbExecutor {
     fn handle(&mut self, msg: TripWrite, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
         let ids = &self.ctx.ids;
-        crate::db::transaction(&mut conn, |c| apply(c, ids, msg.trip_id, &msg.cmd))
+        crate::storage::transaction(&mut conn, |c| apply(c, ids, msg.trip_id, &msg.cmd))
     }
 }
 

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tandem::infra::bus::{Event, EventBus, InProcessBus, RabbitBus};
-use tandem::infra::kv::{Kv, MemoryKv, RedisKv, Take};
+use tandem::runtime::bus::{Event, EventBus, InProcessBus, RabbitBus};
+use tandem::runtime::kv::{Kv, MemoryKv, RedisKv, Take};
 
 use crate::helpers::random_suffix;
 
@@ -67,7 +67,7 @@ async fn bus_behaviour(bus: Arc<dyn EventBus>) {
             occurred_at_ms: 0,
         })
         .collect();
-    let consume = |mut sub: tandem::infra::bus::Subscription, expect: usize| {
+    let consume = |mut sub: tandem::runtime::bus::Subscription, expect: usize| {
         tokio::spawn(async move {
             let mut ids = Vec::new();
             while ids.len() < expect {
@@ -112,7 +112,7 @@ async fn rabbitmq_bus() {
 /// The idempotency store on each database: proceed, record, replay, 422 on
 /// another body, and a racing second recorder told to replay the winner.
 async fn idempotency_store(backend: crate::helpers::Backend) {
-    use tandem::infra::idempotency::{
+    use tandem::storage::idempotency::{
         check, fingerprint, record, Decision, IdempotencyKey, RecordError, StoredResponse,
     };
 
@@ -120,15 +120,15 @@ async fn idempotency_store(backend: crate::helpers::Backend) {
     let dir = std::env::temp_dir().join(format!("tandem-idem-{suffix}"));
     std::fs::create_dir_all(&dir).unwrap();
     let db = crate::helpers::TestDatabase::create(backend, &dir, &suffix);
-    let url: tandem::config::DatabaseUrl = db.url.parse().unwrap();
-    let (pool, applied) = tandem::app::migrate(&url).unwrap();
+    let url: tandem::core::config::DatabaseUrl = db.url.parse().unwrap();
+    let (pool, applied) = tandem::server::app::migrate(&url).unwrap();
     assert!(applied >= 1);
     let mut conn = pool.get().unwrap();
 
     let key = IdempotencyKey::parse("key-1").unwrap();
     let body = serde_json::json!({"items": [{"product_id": 1, "quantity": 2}]});
     let hash = fingerprint("orders", &body);
-    let now = tandem::ids::now_ms();
+    let now = tandem::core::ids::now_ms();
     assert_eq!(
         check(&mut conn, 7, "orders", &key, &hash, now).unwrap(),
         Decision::Proceed
@@ -170,7 +170,7 @@ async fn idempotency_store(backend: crate::helpers::Backend) {
         Err(RecordError::Conflict)
     ));
     // Past retention the key is forgotten.
-    let later = now + tandem::infra::idempotency::RETENTION_MS + 1;
+    let later = now + tandem::storage::idempotency::RETENTION_MS + 1;
     assert_eq!(
         check(&mut conn, 7, "orders", &key, &other, later).unwrap(),
         Decision::Proceed

@@ -5,11 +5,11 @@
 
 use diesel::prelude::*;
 use proptest::prelude::*;
-use tandem::db::schema::{merchants, orders, products};
-use tandem::db::DbConn;
-use tandem::ids::IdGenerator;
+use tandem::core::ids::IdGenerator;
 use tandem::rebates::engine;
 use tandem::rebates::rules::{floor_bps, RuleSetSpec, RuleSpec};
+use tandem::storage::schema::{merchants, orders, products};
+use tandem::storage::DbConn;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -122,10 +122,10 @@ fn run(ops: Vec<Op>) {
     let dir =
         std::env::temp_dir().join(format!("tandem-model-{}", crate::helpers::random_suffix()));
     std::fs::create_dir_all(&dir).unwrap();
-    let url: tandem::config::DatabaseUrl = format!("sqlite:{}", dir.join("m.db").display())
+    let url: tandem::core::config::DatabaseUrl = format!("sqlite:{}", dir.join("m.db").display())
         .parse()
         .unwrap();
-    let (pool, _) = tandem::app::migrate(&url).unwrap();
+    let (pool, _) = tandem::server::app::migrate(&url).unwrap();
     let mut conn = pool.get().unwrap();
     let c: &mut DbConn = &mut conn;
     let ids = IdGenerator::new(1);
@@ -181,7 +181,7 @@ fn run(ops: Vec<Op>) {
     let mut model_orders: Vec<ModelOrder> = Vec::new();
     let mut wallets = [Wallet::default(); 3];
     let mut withdrawals: Vec<(i64, usize, i64, bool)> = Vec::new(); // (id, user, amount, decided)
-    let now = || tandem::ids::now_ms();
+    let now = || tandem::core::ids::now_ms();
 
     for op in ops {
         match op {
@@ -202,12 +202,12 @@ fn run(ops: Vec<Op>) {
                     ))
                     .execute(c)
                     .unwrap();
-                diesel::insert_into(tandem::db::schema::order_items::table)
+                diesel::insert_into(tandem::storage::schema::order_items::table)
                     .values((
-                        tandem::db::schema::order_items::order_id.eq(id),
-                        tandem::db::schema::order_items::product_id.eq(product),
-                        tandem::db::schema::order_items::quantity.eq(quantity),
-                        tandem::db::schema::order_items::price_cents.eq(PRICE),
+                        tandem::storage::schema::order_items::order_id.eq(id),
+                        tandem::storage::schema::order_items::product_id.eq(product),
+                        tandem::storage::schema::order_items::quantity.eq(quantity),
+                        tandem::storage::schema::order_items::price_cents.eq(PRICE),
                     ))
                     .execute(c)
                     .unwrap();

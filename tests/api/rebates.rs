@@ -456,8 +456,8 @@ async fn concurrent_withdrawals_never_overdraw(backend: Backend) {
     assert_eq!(wallet(&app, &buyer).await["available_cents"], 350);
     app.assert_audit_clean();
     // The audit is not vacuous: a balance changed behind the journal's back is caught.
-    let url: tandem::config::DatabaseUrl = app.database_url().parse().unwrap();
-    let (pool, _) = tandem::app::migrate(&url).unwrap();
+    let url: tandem::core::config::DatabaseUrl = app.database_url().parse().unwrap();
+    let (pool, _) = tandem::server::app::migrate(&url).unwrap();
     let mut conn = pool.get().unwrap();
     diesel::RunQueryDsl::execute(
         diesel::sql_query("UPDATE wallets SET available_cents = available_cents + 1"),
@@ -669,8 +669,8 @@ both_backends!(
 
 /// Runs one SQL statement on the app's database, behind the API's back.
 fn exec_sql(app: &TestApp, sql: &str) {
-    let url: tandem::config::DatabaseUrl = app.database_url().parse().unwrap();
-    let (pool, _) = tandem::app::migrate(&url).unwrap();
+    let url: tandem::core::config::DatabaseUrl = app.database_url().parse().unwrap();
+    let (pool, _) = tandem::server::app::migrate(&url).unwrap();
     let mut conn = pool.get().unwrap();
     diesel::RunQueryDsl::execute(diesel::sql_query(sql), &mut *conn).unwrap();
 }

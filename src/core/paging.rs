@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::error::ApiError;
+use crate::core::error::ApiError;
 
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 200;

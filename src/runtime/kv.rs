@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use dashmap::DashMap;
 
-use crate::ids::now_ms;
+use crate::core::ids::now_ms;
 
 /// Outcome of taking a token from a bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,12 +8,12 @@ use std::time::Duration;
 use actix::{Actor, AsyncContext, Context, Handler, Message, WrapFuture};
 use diesel::prelude::*;
 
-use crate::db::group::GroupCommit;
-use crate::db::schema::outbox;
-use crate::db::{Db, DbConn, DbExecutor};
-use crate::error::ApiError;
-use crate::ids::{now_ms, IdGenerator};
-use crate::infra::bus::Event;
+use crate::core::error::ApiError;
+use crate::core::ids::{now_ms, IdGenerator};
+use crate::runtime::bus::Event;
+use crate::storage::group::GroupCommit;
+use crate::storage::schema::outbox;
+use crate::storage::{Db, DbConn, DbExecutor};
 
 /// Rows published per round trip.
 pub const RELAY_BATCH: i64 = 2_000;
@@ -28,7 +28,7 @@ pub fn enqueue(
     payload: &serde_json::Value,
 ) -> QueryResult<i64> {
     let id = ids.next_id();
-    crate::db::direct::execute(
+    crate::storage::direct::execute(
         conn,
         diesel::insert_into(outbox::table).values((
             outbox::id.eq(id),
@@ -77,7 +77,7 @@ impl Handler<FetchUnpublished> for DbExecutor {
 
 /// Marks events published (a group-commit job).
 pub fn mark_published(c: &mut DbConn, ids: &[i64]) -> Result<(), ApiError> {
-    crate::db::direct::execute(
+    crate::storage::direct::execute(
         c,
         diesel::update(outbox::table.filter(outbox::id.eq_any(ids)))
             .set(outbox::published_at_ms.eq(now_ms())),
@@ -92,7 +92,7 @@ pub struct Relay {
     pub commit: GroupCommit,
     /// Test-only fault: never mark rows published (see `TANDEM_FAULT_RELAY_SKIP_MARK`).
     pub skip_mark: bool,
-    pub bus: std::sync::Arc<dyn crate::infra::bus::EventBus>,
+    pub bus: std::sync::Arc<dyn crate::runtime::bus::EventBus>,
     busy: bool,
     again: bool,
 }
@@ -101,7 +101,7 @@ impl Relay {
     pub fn new(
         db: Db,
         commit: GroupCommit,
-        bus: std::sync::Arc<dyn crate::infra::bus::EventBus>,
+        bus: std::sync::Arc<dyn crate::runtime::bus::EventBus>,
     ) -> Self {
         Relay {
             db,

@@ -12,9 +12,9 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, ResponseError};
 
-use crate::app::AppState;
-use crate::error::ApiError;
-use crate::infra::kv::Take;
+use crate::core::error::ApiError;
+use crate::runtime::kv::Take;
+use crate::server::app::AppState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit {

@@ -27,12 +27,12 @@ use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use crate::db::group::GroupCommit;
-use crate::db::schema::dead_letters;
-use crate::db::{Db, DbConn, DbExecutor};
-use crate::error::ApiError;
-use crate::ids::{now_ms, rfc3339};
-use crate::infra::bus::{Delivery, Event, EventBus};
+use crate::core::error::ApiError;
+use crate::core::ids::{now_ms, rfc3339};
+use crate::runtime::bus::{Delivery, Event, EventBus};
+use crate::storage::group::GroupCommit;
+use crate::storage::schema::dead_letters;
+use crate::storage::{Db, DbConn, DbExecutor};
 
 /// Pauses between the tries of one delivery; after the last, it is parked.
 const RETRY_PAUSES: [Duration; 2] = [Duration::from_millis(100), Duration::from_millis(500)];

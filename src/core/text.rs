@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::ids::MAX_SAFE_ID;
+use crate::core::ids::MAX_SAFE_ID;
 
 /// A positive id of at most 2^53 - 1. Anything else fails to parse, so a bad
 /// id in a path is a 404 and in a body a 400 before any actor sees it.
@@ -39,10 +39,14 @@ impl<'de> Deserialize<'de> for Id {
 
 /// A required one-line text field: 1 to `max_chars` characters, not blank, no
 /// control characters. Else 400 naming the field.
-pub fn check_line(value: &str, what: &str, max_chars: usize) -> Result<(), crate::error::ApiError> {
+pub fn check_line(
+    value: &str,
+    what: &str,
+    max_chars: usize,
+) -> Result<(), crate::core::error::ApiError> {
     let n = value.chars().count();
     if n == 0 || n > max_chars || value.trim().is_empty() || has_control_chars(value) {
-        return Err(crate::error::ApiError::invalid_input(format!(
+        return Err(crate::core::error::ApiError::invalid_input(format!(
             "{what} must be 1-{max_chars} characters, not blank, no control characters"
         )));
     }
@@ -55,9 +59,9 @@ pub fn check_free_text(
     value: &str,
     what: &str,
     max_chars: usize,
-) -> Result<(), crate::error::ApiError> {
+) -> Result<(), crate::core::error::ApiError> {
     if value.chars().count() > max_chars || value.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(crate::error::ApiError::invalid_input(format!(
+        return Err(crate::core::error::ApiError::invalid_input(format!(
             "{what} must be at most {max_chars} characters, no control characters"
         )));
     }

@@ -31,7 +31,7 @@ use diesel::Connection;
 use tokio::sync::oneshot;
 
 use super::{DbConn, Pool};
-use crate::error::ApiError;
+use crate::core::error::ApiError;
 
 /// Most jobs in one transaction.
 pub const MAX_BATCH: usize = 512;
@@ -72,7 +72,7 @@ impl GroupCommit {
     pub fn start(
         pool: Pool,
         writers: usize,
-        gauge: crate::ops::metrics::QueueGauge,
+        gauge: crate::core::metrics::QueueGauge,
     ) -> GroupCommit {
         let writers = writers.max(1);
         let committer = SyncArbiter::start(writers, move || Committer { pool: pool.clone() });
@@ -138,7 +138,7 @@ struct Collector {
     writers: usize,
     /// Jobs in the batches being committed.
     jobs_in_flight: usize,
-    gauge: crate::ops::metrics::QueueGauge,
+    gauge: crate::core::metrics::QueueGauge,
 }
 
 impl Actor for Collector {
@@ -378,7 +378,7 @@ mod tests {
     use diesel::RunQueryDsl;
 
     use super::*;
-    use crate::config::{DatabaseUrl, SqliteSync};
+    use crate::core::config::{DatabaseUrl, SqliteSync};
 
     fn insert(c: &mut DbConn, id: i64) -> Result<(), ApiError> {
         c.batch_execute(&format!("INSERT INTO t (id) VALUES ({id})"))?;
@@ -399,7 +399,7 @@ mod tests {
             runs.fetch_add(1, Ordering::SeqCst);
             insert(c, id)?;
             if let Some(inner) = nested {
-                let r = crate::db::transaction(c, |c| -> Result<(), ApiError> {
+                let r = crate::storage::transaction(c, |c| -> Result<(), ApiError> {
                     insert(c, inner)?;
                     Err(ApiError::invalid_input("nested failure"))
                 });
@@ -432,10 +432,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!(
             "tandem-group-{name}-{}-{}",
             std::process::id(),
-            crate::ids::now_ms()
+            crate::core::ids::now_ms()
         ));
         let url = DatabaseUrl::Sqlite(dir.join("t.db").to_string_lossy().into_owned());
-        let pool = crate::db::open_pool(&url, 2, SqliteSync::Full).unwrap();
+        let pool = crate::storage::open_pool(&url, 2, SqliteSync::Full).unwrap();
         pool.get()
             .unwrap()
             .batch_execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
@@ -461,11 +461,11 @@ mod tests {
     /// swallowed fails, the others are stored.
     #[actix_web::test]
     async fn a_swallowed_failure_on_postgres_never_passes_for_a_commit() {
-        let Some(db) = crate::db::test_pg::scratch("group") else {
+        let Some(db) = crate::storage::test_pg::scratch("group") else {
             return;
         };
         let url = DatabaseUrl::Postgres(db.url.clone());
-        let pool = crate::db::open_pool(&url, 2, SqliteSync::Full).unwrap();
+        let pool = crate::storage::open_pool(&url, 2, SqliteSync::Full).unwrap();
         pool.get()
             .unwrap()
             .batch_execute("CREATE TABLE t (id BIGINT PRIMARY KEY)")
@@ -473,7 +473,7 @@ mod tests {
         let commit = GroupCommit::start(
             pool.clone(),
             1,
-            crate::ops::metrics::QueueGauge::new(MAX_QUEUED),
+            crate::core::metrics::QueueGauge::new(MAX_QUEUED),
         );
         let swallow = |c: &mut DbConn| -> Result<i64, ApiError> {
             insert(c, 2)?;
@@ -503,7 +503,7 @@ mod tests {
         let mut commit = GroupCommit::start(
             pool.clone(),
             1,
-            crate::ops::metrics::QueueGauge::new(MAX_QUEUED),
+            crate::core::metrics::QueueGauge::new(MAX_QUEUED),
         );
         commit.max_queue_wait = Duration::from_millis(200);
         let late = Arc::new(AtomicUsize::new(0));
@@ -536,9 +536,9 @@ mod tests {
 
     #[actix_web::test]
     async fn a_failed_job_rolls_back_alone_after_the_batch_runs_again_with_savepoints() {
-        let dir = std::env::temp_dir().join(format!("tandem-group-{}", crate::ids::now_ms()));
+        let dir = std::env::temp_dir().join(format!("tandem-group-{}", crate::core::ids::now_ms()));
         let url = DatabaseUrl::Sqlite(dir.join("t.db").to_string_lossy().into_owned());
-        let pool = crate::db::open_pool(&url, 2, SqliteSync::Full).unwrap();
+        let pool = crate::storage::open_pool(&url, 2, SqliteSync::Full).unwrap();
         pool.get()
             .unwrap()
             .batch_execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
@@ -546,7 +546,7 @@ mod tests {
         let commit = GroupCommit::start(
             pool.clone(),
             1,
-            crate::ops::metrics::QueueGauge::new(MAX_QUEUED),
+            crate::core::metrics::QueueGauge::new(MAX_QUEUED),
         );
         // Occupies the committer so that the jobs below queue up and form
         // one batch behind it.

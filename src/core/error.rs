@@ -173,7 +173,7 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         if self.status.is_server_error() {
             // A reference the operator can grep for; the client sees nothing else.
-            let reference = crate::ids::random_token(12);
+            let reference = crate::core::ids::random_token(12);
             match &self.source {
                 Some(src) => {
                     tracing::error!(reference, code = self.code, error = %format!("{src:#}"), "request failed")
@@ -198,7 +198,7 @@ impl From<diesel::result::Error> for ApiError {
         match e {
             diesel::result::Error::NotFound => ApiError::not_found("not found"),
             other => {
-                let transient = crate::db::is_transient(&other);
+                let transient = crate::storage::is_transient(&other);
                 let mut e = ApiError::internal(other);
                 e.transient = transient;
                 e

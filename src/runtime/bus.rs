@@ -328,7 +328,7 @@ impl EventBus for RabbitBus {
         let mut consumer = channel
             .basic_consume(
                 &queue,
-                &format!("{name}-{}", crate::ids::random_token(8)),
+                &format!("{name}-{}", crate::core::ids::random_token(8)),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
             )

@@ -10,13 +10,13 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::accounts::routes as accounts;
 use crate::animals::routes as animals;
-use crate::app::AppState;
 use crate::chat::routes as chat;
 use crate::commerce::routes as commerce;
-use crate::error::{extractors, problem_response, ApiError, PROBLEM_CONTENT_TYPE};
+use crate::core::error::{extractors, problem_response, ApiError, PROBLEM_CONTENT_TYPE};
 use crate::moderation::routes as moderation;
-use crate::ops::routes as ops;
 use crate::rebates::routes as rebates;
+use crate::server::app::AppState;
+use crate::server::ops;
 use crate::social::routes as social;
 use crate::trips::routes as trips;
 
@@ -128,7 +128,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/admin/orders", web::get().to(moderation::orders))
                 .route(
                     "/admin/dead-letters",
-                    web::get().to(crate::ops::routes::dead_letters),
+                    web::get().to(crate::server::ops::dead_letters),
                 )
                 .route("/animals", web::post().to(animals::create))
                 .route("/animals", web::get().to(animals::list))

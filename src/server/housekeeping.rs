@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use actix::{Actor, AsyncContext, Context, Handler, Message, WrapFuture};
 
-use crate::db::{Db, DbExecutor};
-use crate::error::ApiError;
+use crate::core::error::ApiError;
+use crate::storage::{Db, DbExecutor};
 
 const INTERVAL: Duration = Duration::from_secs(600);
 
@@ -51,9 +51,9 @@ impl Handler<Purge> for DbExecutor {
 
     fn handle(&mut self, _: Purge, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
-        let now = crate::ids::now_ms();
+        let now = crate::core::ids::now_ms();
         let sessions = crate::accounts::store::purge_expired_sessions(&mut conn, now)?;
-        let keys = crate::infra::idempotency::purge(&mut conn, now)?;
+        let keys = crate::storage::idempotency::purge(&mut conn, now)?;
         Ok((sessions, keys))
     }
 }

@@ -12,12 +12,12 @@ use anyhow::Context as _;
 use crate::accounts::auth::{hash_password, mirror_ban, mirror_revoked_session, TokenKeys};
 use crate::accounts::domain::{with_role, InviteCode, Role};
 use crate::accounts::store::{self, UserRow};
-use crate::config::{BootstrapAdmin, Config};
-use crate::db::{self, Db, DbConn, Pool};
-use crate::ids::{now_ms, IdGenerator};
-use crate::infra::bus::{EventBus, InProcessBus, RabbitBus};
-use crate::infra::kv::{Kv, MemoryKv, RedisKv};
-use crate::ops::metrics::Metrics;
+use crate::core::config::{BootstrapAdmin, Config};
+use crate::core::ids::{now_ms, IdGenerator};
+use crate::core::metrics::Metrics;
+use crate::runtime::bus::{EventBus, InProcessBus, RabbitBus};
+use crate::runtime::kv::{Kv, MemoryKv, RedisKv};
+use crate::storage::{self, Db, DbConn, Pool};
 
 /// State every actor and handler shares. Immutable after start, or
 /// internally synchronized.
@@ -48,7 +48,7 @@ pub struct AppState {
     pub shared: Arc<Shared>,
     pub db: Db,
     pub chat: crate::chat::writer::ChatWriters,
-    pub relay: actix::Addr<crate::infra::outbox::Relay>,
+    pub relay: actix::Addr<crate::storage::outbox::Relay>,
     pub inventory: Arc<crate::commerce::inventory::InventoryRegistry>,
     pub orders: Arc<crate::commerce::order_actor::OrderRegistry>,
     pub order_writer: crate::commerce::order_writer::OrderWriter,
@@ -66,29 +66,29 @@ struct Prepared {
 
 /// `tandem audit`: every wallet against its journal, every rebate against its
 /// journal, order and rule. Returns the mismatches.
-pub fn audit(url: &crate::config::DatabaseUrl) -> anyhow::Result<Vec<String>> {
+pub fn audit(url: &crate::core::config::DatabaseUrl) -> anyhow::Result<Vec<String>> {
     let (pool, _) = migrate(url)?;
     let mut conn = pool.get().context("getting a database connection")?;
     crate::rebates::engine::audit(&mut conn).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// Opens the database, applies migrations and returns the pool.
-pub fn migrate(config_url: &crate::config::DatabaseUrl) -> anyhow::Result<(Pool, usize)> {
-    let pool = db::open_pool(config_url, 2, crate::config::SqliteSync::Full)?;
+pub fn migrate(config_url: &crate::core::config::DatabaseUrl) -> anyhow::Result<(Pool, usize)> {
+    let pool = storage::open_pool(config_url, 2, crate::core::config::SqliteSync::Full)?;
     let mut conn = pool.get().context("getting a database connection")?;
-    let applied = db::run_migrations(&mut conn)?;
+    let applied = storage::run_migrations(&mut conn)?;
     Ok((pool, applied))
 }
 
 /// Blocking startup work, done before any request is served.
 fn prepare(config: &Config, ids: &IdGenerator) -> anyhow::Result<Prepared> {
-    let pool = db::open_pool(
+    let pool = storage::open_pool(
         &config.database_url,
         config.db_pool_size,
         config.sqlite_synchronous,
     )?;
     let mut conn = pool.get().context("getting a database connection")?;
-    let applied = db::run_migrations(&mut conn)?;
+    let applied = storage::run_migrations(&mut conn)?;
     tracing::info!(
         applied,
         backend = config.database_url.backend_name(),
@@ -99,9 +99,11 @@ fn prepare(config: &Config, ids: &IdGenerator) -> anyhow::Result<Prepared> {
         Some(s) if s.len() >= 32 => s.clone(),
         Some(_) => anyhow::bail!("TANDEM_JWT_SECRET must be at least 32 bytes"),
         // Generated once and kept in the database: restarts and other nodes share it.
-        None => {
-            store::get_or_insert_setting(&mut conn, "jwt_secret", &crate::ids::random_token(64))?
-        }
+        None => store::get_or_insert_setting(
+            &mut conn,
+            "jwt_secret",
+            &crate::core::ids::random_token(64),
+        )?,
     };
 
     if let Some(admin) = &config.bootstrap_admin {
@@ -237,13 +239,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.db_queue_capacity,
         Duration::from_millis(config.request_timeout_ms),
     );
-    actix::Actor::start(crate::ops::housekeeping::Housekeeper { db: db.clone() });
-    if matches!(config.database_url, crate::config::DatabaseUrl::Sqlite(_)) {
-        crate::db::checkpoint::start(prepared.pool.clone());
+    actix::Actor::start(crate::server::housekeeping::Housekeeper { db: db.clone() });
+    if matches!(
+        config.database_url,
+        crate::core::config::DatabaseUrl::Sqlite(_)
+    ) {
+        crate::storage::checkpoint::start(prepared.pool.clone());
     }
     let chat_shards = match (config.chat_writers, &config.database_url) {
-        (0, crate::config::DatabaseUrl::Sqlite(_)) => 1,
-        (0, crate::config::DatabaseUrl::Postgres(_)) => 2,
+        (0, crate::core::config::DatabaseUrl::Sqlite(_)) => 1,
+        (0, crate::core::config::DatabaseUrl::Postgres(_)) => 2,
         (n, _) => n,
     };
     let chat =
@@ -253,15 +258,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // (BENCHMARKS.md): batches deadlock on hot wallet rows; sharding the
     // committers by wallet owner is the way to more than one.
     let commit_writers = 1;
-    let commit = crate::db::group::GroupCommit::start(
+    let commit = crate::storage::group::GroupCommit::start(
         prepared.pool.clone(),
         commit_writers,
         shared
             .metrics
-            .queue("group_commit", crate::db::group::MAX_QUEUED),
+            .queue("group_commit", crate::storage::group::MAX_QUEUED),
     );
     let mut relay =
-        crate::infra::outbox::Relay::new(db.clone(), commit.clone(), shared.bus.clone());
+        crate::storage::outbox::Relay::new(db.clone(), commit.clone(), shared.bus.clone());
     relay.skip_mark = config.fault_relay_skip_mark;
     let relay = actix::Actor::start(relay);
     let inventory = crate::commerce::inventory::InventoryRegistry::with_fault_load_delay(
@@ -291,14 +296,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         crate::social::notifier::consumer(commit.clone(), shared.clone()),
         crate::rebates::actor::consumer(rebates.clone()),
     ];
-    actix::Actor::start(crate::infra::dead_letter::Retrier::new(
+    actix::Actor::start(crate::runtime::dead_letter::Retrier::new(
         db.clone(),
         commit.clone(),
         &consumers.iter().collect::<Vec<_>>(),
         shared.metrics.dead_letters.clone(),
     ));
     for consumer in consumers {
-        actix::spawn(crate::infra::dead_letter::consume(
+        actix::spawn(crate::runtime::dead_letter::consume(
             shared.bus.clone(),
             commit.clone(),
             consumer,
@@ -308,7 +313,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let mockpay_secret = config
         .mockpay_secret
         .clone()
-        .unwrap_or_else(|| crate::ids::random_token(32));
+        .unwrap_or_else(|| crate::core::ids::random_token(32));
     let payments: Arc<dyn crate::commerce::payments::PaymentProvider> =
         Arc::new(crate::commerce::payments::Mockpay::new(&mockpay_secret));
     let trips = crate::trips::actor::TripRegistry::new(db.clone(), shared.clone(), chat.clone());
@@ -334,12 +339,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
-            .configure(|cfg| crate::http::extractor_config(cfg, max_body))
-            .configure(crate::http::routes)
-            .default_service(web::to(crate::http::not_found))
-            .wrap(from_fn(crate::infra::ratelimit::middleware))
-            .wrap(crate::http::problem_error_handlers())
-            .wrap(from_fn(crate::http::metrics_middleware))
+            .configure(|cfg| crate::server::http::extractor_config(cfg, max_body))
+            .configure(crate::server::http::routes)
+            .default_service(web::to(crate::server::http::not_found))
+            .wrap(from_fn(crate::server::ratelimit::middleware))
+            .wrap(crate::server::http::problem_error_handlers())
+            .wrap(from_fn(crate::server::http::metrics_middleware))
     })
     .workers(workers)
     .backlog(4096)

@@ -125,14 +125,14 @@ mod tests {
     use diesel::connection::SimpleConnection;
 
     use super::*;
-    use crate::config::{DatabaseUrl, SqliteSync};
+    use crate::core::config::{DatabaseUrl, SqliteSync};
 
     #[test]
     fn a_passive_checkpoint_copies_the_whole_wal_when_nobody_reads() {
-        let dir = std::env::temp_dir().join(format!("tandem-ckpt-{}", crate::ids::now_ms()));
+        let dir = std::env::temp_dir().join(format!("tandem-ckpt-{}", crate::core::ids::now_ms()));
         let path = dir.join("t.db");
         let url = DatabaseUrl::Sqlite(path.to_string_lossy().into_owned());
-        let pool = crate::db::open_pool(&url, 2, SqliteSync::Full).expect("pool");
+        let pool = crate::storage::open_pool(&url, 2, SqliteSync::Full).expect("pool");
         let mut conn = pool.get().expect("conn");
         conn.batch_execute(
             "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL); \

@@ -5,10 +5,10 @@ use serde::Serialize;
 use std::fmt::Write as _;
 use utoipa::OpenApi;
 
-use super::metrics::{gauge, open_fds, resident_memory_bytes};
-use crate::app::AppState;
-use crate::db::Ping;
-use crate::infra::dead_letter::DeadLetterView;
+use crate::core::metrics::{gauge, open_fds, resident_memory_bytes};
+use crate::runtime::dead_letter::DeadLetterView;
+use crate::server::app::AppState;
+use crate::storage::Ping;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Health {
@@ -176,17 +176,17 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 /// Admin: events a consumer could not apply and parked (see
 /// `infra::dead_letter`), with their last error; retried with backoff.
 pub struct ListDeadLetters {
-    pub admin: crate::domain::Id,
+    pub admin: crate::core::text::Id,
     pub limit: i64,
     pub after_event_id: Option<i64>,
 }
 
 impl actix::Message for ListDeadLetters {
-    type Result = Result<crate::pagination::Page<DeadLetterView>, crate::error::ApiError>;
+    type Result = Result<crate::core::paging::Page<DeadLetterView>, crate::core::error::ApiError>;
 }
 
-impl actix::Handler<ListDeadLetters> for crate::db::DbExecutor {
-    type Result = Result<crate::pagination::Page<DeadLetterView>, crate::error::ApiError>;
+impl actix::Handler<ListDeadLetters> for crate::storage::DbExecutor {
+    type Result = Result<crate::core::paging::Page<DeadLetterView>, crate::core::error::ApiError>;
     fn handle(&mut self, msg: ListDeadLetters, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
         crate::accounts::messages::require_role(
@@ -195,9 +195,10 @@ impl actix::Handler<ListDeadLetters> for crate::db::DbExecutor {
             crate::accounts::domain::Role::Admin,
         )?;
         let mut rows =
-            crate::infra::dead_letter::list(&mut conn, msg.limit + 1, msg.after_event_id)?;
-        let next_cursor = crate::pagination::trim_page(&mut rows, msg.limit, |r| vec![r.event_id]);
-        Ok(crate::pagination::Page {
+            crate::runtime::dead_letter::list(&mut conn, msg.limit + 1, msg.after_event_id)?;
+        let next_cursor =
+            crate::core::paging::trim_page(&mut rows, msg.limit, |r| vec![r.event_id]);
+        Ok(crate::core::paging::Page {
             items: rows.into_iter().map(DeadLetterView::from).collect(),
             next_cursor,
         })
@@ -214,18 +215,18 @@ pub struct DeadLetterQuery {
 /// with the last error, the attempts so far and when the next retry is due.
 #[utoipa::path(get, path = "/api/v1/admin/dead-letters", tag = "admin", security(("bearer" = [])),
     params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, description = "{items: [DeadLetterView], next_cursor}"), (status = 403, body = crate::error::Problem)))]
+    responses((status = 200, description = "{items: [DeadLetterView], next_cursor}"), (status = 403, body = crate::core::error::Problem)))]
 pub async fn dead_letters(
     state: web::Data<AppState>,
     user: crate::accounts::auth::AuthUser,
     q: web::Query<DeadLetterQuery>,
-) -> crate::error::ApiResult<HttpResponse> {
+) -> crate::core::error::ApiResult<HttpResponse> {
     let page = state
         .db
         .call(ListDeadLetters {
             admin: user.user_id,
-            limit: crate::pagination::parse_limit(q.limit.as_deref())?,
-            after_event_id: crate::pagination::cursor_id(q.cursor.as_deref())?,
+            limit: crate::core::paging::parse_limit(q.limit.as_deref())?,
+            after_event_id: crate::core::paging::cursor_id(q.cursor.as_deref())?,
         })
         .await?;
     Ok(HttpResponse::Ok().json(page))
@@ -315,7 +316,7 @@ pub async fn dead_letters(
         crate::trips::routes::close,
         crate::trips::routes::requests,
     ),
-    components(schemas(crate::error::Problem, DeadLetterView)),
+    components(schemas(crate::core::error::Problem, DeadLetterView)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

@@ -9,9 +9,9 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use sha2::{Digest, Sha256};
 
-use crate::db::schema::idempotency_keys;
-use crate::db::DbConn;
-use crate::error::ApiError;
+use crate::core::error::ApiError;
+use crate::storage::schema::idempotency_keys;
+use crate::storage::DbConn;
 
 /// How long a key is remembered (the contract asks for at least 24 h).
 pub const RETENTION_MS: i64 = 48 * 3_600_000;

@@ -1,6 +1,6 @@
 //! Storage: one diesel schema and one set of queries for SQLite and PostgreSQL.
 //!
-//! The backend is chosen by the URL scheme (see [`crate::config::DatabaseUrl`]).
+//! The backend is chosen by the URL scheme (see [`crate::core::config::DatabaseUrl`]).
 //! Blocking diesel calls only ever run on the threads of the [`DbExecutor`]
 //! sync actors (or other sync writer actors); HTTP handlers reach them through
 //! [`Db::call`], which bounds how many requests may wait.
@@ -8,6 +8,8 @@
 pub mod checkpoint;
 pub mod direct;
 pub mod group;
+pub mod idempotency;
+pub mod outbox;
 pub mod schema;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,8 +22,8 @@ use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-use crate::config::{DatabaseUrl, SqliteSync};
-use crate::error::ApiError;
+use crate::core::config::{DatabaseUrl, SqliteSync};
+use crate::core::error::ApiError;
 
 pub const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -41,8 +43,8 @@ pub type Pool = r2d2::Pool<ConnectionManager>;
 macro_rules! per_backend {
     ($conn:expr, |$c:ident| $body:expr) => {
         match $conn {
-            $crate::db::DbConn::Pg($c) => $body,
-            $crate::db::DbConn::Sqlite($c) => $body,
+            $crate::storage::DbConn::Pg($c) => $body,
+            $crate::storage::DbConn::Sqlite($c) => $body,
         }
     };
 }
@@ -369,7 +371,7 @@ impl AsTransient for ApiError {
 /// connection per message, so blocking diesel work never runs on async workers.
 pub struct DbExecutor {
     pub pool: Pool,
-    pub ctx: Arc<crate::app::Shared>,
+    pub ctx: Arc<crate::server::app::Shared>,
 }
 
 impl Actor for DbExecutor {
@@ -407,7 +409,7 @@ impl Db {
     pub fn start(
         threads: usize,
         pool: Pool,
-        shared: Arc<crate::app::Shared>,
+        shared: Arc<crate::server::app::Shared>,
         capacity: usize,
         timeout: Duration,
     ) -> Db {
@@ -526,7 +528,7 @@ pub(crate) mod test_pg {
         let name = format!(
             "tandem_unit_{label}_{}_{}",
             std::process::id(),
-            crate::ids::now_ms()
+            crate::core::ids::now_ms()
         );
         let mut root = PgConnection::establish(&admin).unwrap();
         diesel::sql_query(format!("CREATE DATABASE {name}"))

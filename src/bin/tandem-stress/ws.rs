@@ -1,0 +1,132 @@
+//! WebSocket helpers: connecting, reading JSON frames, and the direct-chat
+//! sender/receiver pairs shared by `chat-direct` and `mixed`.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::api::Api;
+use crate::REQUEST_TIMEOUT;
+
+/// A sender socket, a receiver socket, their direct conversation, the last seq
+/// the receiver saw, and whether everything so far arrived once and in order.
+pub(crate) type Pair = (Ws, Ws, i64, i64, bool);
+
+/// One message sent, acked to the sender and delivered to the receiver.
+pub(crate) async fn chat_roundtrip(pair: &mut Pair, cid: &str) -> Result<(), String> {
+    let (sa, sb, conv, last_seq, in_order) = pair;
+    sa.send(Message::text(json!({"type": "send", "client_id": cid, "conversation_id": *conv, "body": "stress message"}).to_string()))
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut acked, mut delivered) = (false, false);
+    while !(acked && delivered) {
+        if !delivered {
+            let v = next_json(sb).await?;
+            if v["type"] == "message" {
+                let seq = v["seq"].as_i64().unwrap_or(0);
+                if seq != *last_seq + 1 || v["client_id"] != cid {
+                    *in_order = false;
+                }
+                *last_seq = seq;
+                delivered = true;
+            }
+            continue;
+        }
+        let v = next_json(sa).await?;
+        if v["type"] == "ack" && v["client_id"] == cid {
+            acked = true;
+        } else if v["type"] == "error" {
+            return Err(format!("send refused: {v}"));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub(crate) async fn ws(base: &str, token: &str) -> anyhow::Result<Ws> {
+    let url = format!(
+        "{}/api/v1/ws?token={token}",
+        base.replacen("http://", "ws://", 1)
+    );
+    Ok(
+        tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), false)
+            .await?
+            .0,
+    )
+}
+
+/// Client sockets read small frames: tungstenite's default 128 KiB read buffer
+/// is zero-filled on every read, which made `memset` a quarter of the machine's
+/// CPU in `chat-group` (496 receiving sockets) and starved the server.
+pub(crate) fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4096)
+}
+
+pub(crate) async fn next_json(s: &mut Ws) -> Result<Value, String> {
+    loop {
+        match tokio::time::timeout(REQUEST_TIMEOUT, s.next()).await {
+            Err(_) => return Err("timed out waiting for a frame".into()),
+            Ok(Some(Ok(Message::Text(t)))) => {
+                return serde_json::from_str(t.as_str()).map_err(|e| e.to_string())
+            }
+            Ok(Some(Ok(Message::Close(f)))) => return Err(format!("closed: {f:?}")),
+            Ok(Some(Ok(_))) => continue,
+            Ok(Some(Err(e))) => return Err(e.to_string()),
+            Ok(None) => return Err("socket ended".into()),
+        }
+    }
+}
+
+/// One sender/receiver pair per two users, their direct conversation opened
+/// outside the measurement.
+pub(crate) async fn open_pairs(
+    api: &Api,
+    users: &[(i64, String)],
+) -> anyhow::Result<Vec<tokio::sync::Mutex<Pair>>> {
+    let mut pairs = Vec::with_capacity(users.len() / 2);
+    for p in users.chunks_exact(2) {
+        let (a, b) = (&p[0], &p[1]);
+        let mut sa = ws(&api.base, &a.1).await?;
+        let mut sb = ws(&api.base, &b.1).await?;
+        sa.send(Message::text(
+            json!({"type": "send", "client_id": "open", "to_user_id": b.0, "body": "hi"})
+                .to_string(),
+        ))
+        .await?;
+        let conv = loop {
+            let v = next_json(&mut sa).await.map_err(anyhow::Error::msg)?;
+            if v["type"] == "ack" {
+                break v["conversation_id"].as_i64().unwrap_or(0);
+            }
+        };
+        loop {
+            let v = next_json(&mut sb).await.map_err(anyhow::Error::msg)?;
+            if v["type"] == "message" {
+                break;
+            }
+        }
+        pairs.push(tokio::sync::Mutex::new((sa, sb, conv, 1_i64, true)));
+    }
+    Ok(pairs)
+}
+
+/// Every pair saw its messages once and in seq order, and nothing more arrives.
+pub(crate) async fn pairs_consistent(pairs: &[tokio::sync::Mutex<Pair>]) -> bool {
+    let mut ok = true;
+    for p in pairs {
+        let mut g = p.lock().await;
+        ok &= g.4;
+        if let Ok(Some(Ok(Message::Text(t)))) =
+            tokio::time::timeout(Duration::from_millis(200), g.1.next()).await
+        {
+            if t.as_str().contains("\"message\"") {
+                ok = false;
+            }
+        }
+    }
+    ok
+}

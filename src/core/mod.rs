@@ -1,0 +1,10 @@
+//! The bottom layer: what every other layer uses and which uses nothing of
+//! them. Ids and time, the error type, configuration, paging, text checks,
+//! metrics.
+
+pub mod config;
+pub mod error;
+pub mod ids;
+pub mod metrics;
+pub mod paging;
+pub mod text;

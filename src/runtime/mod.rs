@@ -1,0 +1,7 @@
+//! What runs beside the database: the key-value cache (DashMap | Redis), the
+//! event bus (in-process | RabbitMQ) and its consumers, and logging.
+
+pub mod bus;
+pub mod dead_letter;
+pub mod kv;
+pub mod telemetry;

@@ -1,0 +1,9 @@
+//! The composition root: startup and wiring (`app`), the route table and
+//! middleware (`http`), rate limits, operations routes and housekeeping.
+//! Nothing imports this layer.
+
+pub mod app;
+pub mod housekeeping;
+pub mod http;
+pub mod ops;
+pub mod ratelimit;
