@@ -14,10 +14,10 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use jsonwebtoken::{Algorithm as JwtAlg, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use super::Accounts;
 use crate::core::error::ApiError;
 use crate::core::text::Id;
 use crate::runtime::kv::Kv;
-use crate::server::app::AppState;
 
 const ISSUER: &str = "tandem";
 const AUDIENCE: &str = "tandem-api";
@@ -201,19 +201,19 @@ impl FromRequest for AuthUser {
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let state = req.app_data::<web::Data<Accounts>>().cloned();
         let token = bearer_token(req);
         Box::pin(async move {
             let state =
                 state.ok_or_else(|| ApiError::internal(anyhow::anyhow!("app state missing")))?;
             let token = token.ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
-            let (user_id, session_id) = state.shared.tokens.verify(&token)?;
+            let (user_id, session_id) = state.tokens.verify(&token)?;
             let keys = [
                 revoked_session_key(session_id),
                 banned_user_key(user_id.get()),
             ];
             let revoked = state
-                .shared
+                .ctx
                 .kv
                 .exists_any(&keys)
                 .await

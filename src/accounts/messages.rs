@@ -1,10 +1,12 @@
 //! Typed messages the account routes send to the database executor. All
 //! blocking work (argon2, diesel) happens here, on executor threads.
 
+use std::sync::Arc;
+
 use actix::{Handler, Message};
 use serde::Serialize;
 
-use super::auth::{dummy_hash, hash_password, verify_password};
+use super::auth::{dummy_hash, hash_password, verify_password, TokenKeys};
 use super::domain::{
     has_role, parse_roles, Bio, DisplayName, InviteCode, Password, Role, Username,
 };
@@ -63,16 +65,17 @@ fn open_session(
     exec: &DbExecutor,
     conn: &mut DbConn,
     user_id: i64,
+    tokens: &TokenKeys,
 ) -> Result<NewSession, ApiError> {
     let now = now_ms();
-    let session_id = exec.ctx.ids.next_id();
+    let session_id = exec.ids.next_id();
     store::insert_session(
         conn,
         &SessionRow {
             id: session_id,
             user_id,
             created_at_ms: now,
-            expires_at_ms: exec.ctx.tokens.expires_at_ms(now),
+            expires_at_ms: tokens.expires_at_ms(now),
             revoked: false,
         },
     )?;
@@ -87,6 +90,8 @@ pub struct Register {
     pub username: Username,
     pub password: Password,
     pub invite_code: Option<InviteCode>,
+    /// Whose lifetime the new session gets.
+    pub tokens: Arc<TokenKeys>,
 }
 
 impl Message for Register {
@@ -103,7 +108,7 @@ impl Handler<Register> for DbExecutor {
         // registrations; retry with another rather than fail the user.
         for _ in 0..5 {
             let row = UserRow {
-                id: self.ctx.ids.next_id(),
+                id: self.ids.next_id(),
                 username: msg.username.as_str().to_owned(),
                 username_lower: msg.username.lower(),
                 display_name: msg.username.as_str().to_owned(),
@@ -129,7 +134,7 @@ impl Handler<Register> for DbExecutor {
                         ..row.clone()
                     };
                     store::insert_user(c, &row).map_err(RegisterError::from_diesel)?;
-                    open_session(self, c, row.id)
+                    open_session(self, c, row.id, &msg.tokens)
                 });
             match result {
                 Err(e) if e.code() == "retry_invite_code" => continue,
@@ -161,6 +166,7 @@ impl RegisterError {
 pub struct Login {
     pub username: String,
     pub password: String,
+    pub tokens: Arc<TokenKeys>,
 }
 
 impl Message for Login {
@@ -184,12 +190,13 @@ impl Handler<Login> for DbExecutor {
         if user.banned {
             return Err(ApiError::forbidden("this account is banned"));
         }
-        open_session(self, &mut conn, user.id)
+        open_session(self, &mut conn, user.id, &msg.tokens)
     }
 }
 
 pub struct Refresh {
     pub user_id: Id,
+    pub tokens: Arc<TokenKeys>,
 }
 
 impl Message for Refresh {
@@ -206,7 +213,7 @@ impl Handler<Refresh> for DbExecutor {
         if user.banned {
             return Err(ApiError::unauthorized("token revoked"));
         }
-        open_session(self, &mut conn, user.id)
+        open_session(self, &mut conn, user.id, &msg.tokens)
     }
 }
 

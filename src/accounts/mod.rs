@@ -2,6 +2,9 @@
 
 pub mod auth;
 pub mod domain;
+pub mod handle;
 pub mod messages;
 pub mod routes;
 pub mod store;
+
+pub use handle::Accounts;

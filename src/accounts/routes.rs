@@ -9,9 +9,9 @@ use super::domain::{Bio, DisplayName, InviteCode, Password, Username};
 use super::messages::{
     AdminUserView, GetMe, Login, Logout, MeView, NewSession, Refresh, Register, SetBanned, UpdateMe,
 };
+use super::Accounts;
 use crate::core::error::{ApiError, ApiResult, Problem};
 use crate::core::text::Id;
-use crate::server::app::AppState;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -47,16 +47,15 @@ pub struct UpdateMeRequest {
     bio: Option<Bio>,
 }
 
-fn token_response(state: &AppState, s: &NewSession) -> ApiResult<TokenResponse> {
+fn token_response(state: &Accounts, s: &NewSession) -> ApiResult<TokenResponse> {
     let token = state
-        .shared
         .tokens
         .issue(s.user_id, s.session_id, s.issued_at_ms)
         .map_err(ApiError::internal)?;
     Ok(TokenResponse {
         user_id: s.user_id,
         token,
-        expires_at: crate::core::ids::rfc3339(state.shared.tokens.expires_at_ms(s.issued_at_ms)),
+        expires_at: crate::core::ids::rfc3339(state.tokens.expires_at_ms(s.issued_at_ms)),
     })
 }
 
@@ -64,7 +63,7 @@ fn token_response(state: &AppState, s: &NewSession) -> ApiResult<TokenResponse> 
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "accounts", request_body = RegisterRequest,
     responses((status = 201, body = TokenResponse), (status = 400, body = Problem), (status = 409, description = "username_taken", body = Problem)))]
 pub async fn register(
-    state: web::Data<AppState>,
+    state: web::Data<Accounts>,
     body: web::Json<RegisterRequest>,
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
@@ -74,6 +73,7 @@ pub async fn register(
             username: body.username,
             password: body.password,
             invite_code: body.invite_code,
+            tokens: state.tokens.clone(),
         })
         .await?;
     Ok(HttpResponse::Created().json(token_response(&state, &session)?))
@@ -83,7 +83,7 @@ pub async fn register(
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "accounts", request_body = LoginRequest,
     responses((status = 200, body = TokenResponse), (status = 401, description = "invalid_credentials", body = Problem)))]
 pub async fn login(
-    state: web::Data<AppState>,
+    state: web::Data<Accounts>,
     body: web::Json<LoginRequest>,
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
@@ -96,6 +96,7 @@ pub async fn login(
         .call(Login {
             username: body.username,
             password: body.password,
+            tokens: state.tokens.clone(),
         })
         .await?;
     Ok(HttpResponse::Ok().json(token_response(&state, &session)?))
@@ -105,14 +106,15 @@ pub async fn login(
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "accounts", security(("bearer" = [])),
     responses((status = 200, body = TokenResponse), (status = 401, body = Problem)))]
 pub async fn refresh(
-    state: web::Data<AppState>,
+    state: web::Data<Accounts>,
     user: AuthUser,
-    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
+    _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
 ) -> ApiResult<HttpResponse> {
     let session = state
         .db
         .call(Refresh {
             user_id: user.user_id,
+            tokens: state.tokens.clone(),
         })
         .await?;
     Ok(HttpResponse::Ok().json(token_response(&state, &session)?))
@@ -122,9 +124,9 @@ pub async fn refresh(
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "accounts", security(("bearer" = [])),
     responses((status = 204), (status = 401, body = Problem)))]
 pub async fn logout(
-    state: web::Data<AppState>,
+    state: web::Data<Accounts>,
     user: AuthUser,
-    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
+    _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
 ) -> ApiResult<HttpResponse> {
     let expires_at_ms = state
         .db
@@ -132,11 +134,10 @@ pub async fn logout(
             session_id: user.session_id,
         })
         .await?;
-    mirror_revoked_session(state.shared.kv.as_ref(), user.session_id, expires_at_ms)
+    mirror_revoked_session(state.ctx.kv.as_ref(), user.session_id, expires_at_ms)
         .await
         .map_err(ApiError::unavailable_because)?;
     state
-        .shared
         .registry
         .close_user(user.user_id.get(), Some(user.session_id));
     Ok(HttpResponse::NoContent().finish())
@@ -145,7 +146,7 @@ pub async fn logout(
 /// The caller's profile.
 #[utoipa::path(get, path = "/api/v1/me", tag = "accounts", security(("bearer" = [])),
     responses((status = 200, body = MeView), (status = 401, body = Problem)))]
-pub async fn me(state: web::Data<AppState>, user: AuthUser) -> ApiResult<web::Json<MeView>> {
+pub async fn me(state: web::Data<Accounts>, user: AuthUser) -> ApiResult<web::Json<MeView>> {
     Ok(web::Json(
         state
             .db
@@ -160,7 +161,7 @@ pub async fn me(state: web::Data<AppState>, user: AuthUser) -> ApiResult<web::Js
 #[utoipa::path(patch, path = "/api/v1/me", tag = "accounts", security(("bearer" = [])), request_body = UpdateMeRequest,
     responses((status = 200, body = MeView), (status = 400, body = Problem), (status = 401, body = Problem)))]
 pub async fn update_me(
-    state: web::Data<AppState>,
+    state: web::Data<Accounts>,
     user: AuthUser,
     body: web::Json<UpdateMeRequest>,
 ) -> ApiResult<web::Json<MeView>> {
@@ -178,7 +179,7 @@ pub async fn update_me(
 }
 
 pub async fn set_banned(
-    state: &AppState,
+    state: &Accounts,
     admin: AuthUser,
     target: Id,
     banned: bool,
@@ -191,8 +192,8 @@ pub async fn set_banned(
             banned,
         })
         .await?;
-    let kv = state.shared.kv.as_ref();
-    mirror_ban(kv, target.get(), banned, state.shared.tokens.ttl_secs)
+    let kv = state.ctx.kv.as_ref();
+    mirror_ban(kv, target.get(), banned, state.tokens.ttl_secs)
         .await
         .map_err(ApiError::unavailable_because)?;
     for s in &revoked {
@@ -202,7 +203,7 @@ pub async fn set_banned(
     }
     if banned {
         // Open sockets close with 1008 at once.
-        state.shared.registry.close_user(target.get(), None);
+        state.registry.close_user(target.get(), None);
     }
     Ok(view)
 }
@@ -211,9 +212,9 @@ pub async fn set_banned(
 #[utoipa::path(post, path = "/api/v1/admin/users/{id}/ban", tag = "admin", security(("bearer" = [])),
     params(("id" = i64, Path)), responses((status = 200, body = AdminUserView), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn ban(
-    state: web::Data<AppState>,
+    state: web::Data<Accounts>,
     admin: AuthUser,
-    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
+    _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<web::Json<AdminUserView>> {
     Ok(web::Json(
@@ -225,9 +226,9 @@ pub async fn ban(
 #[utoipa::path(post, path = "/api/v1/admin/users/{id}/unban", tag = "admin", security(("bearer" = [])),
     params(("id" = i64, Path)), responses((status = 200, body = AdminUserView), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn unban(
-    state: web::Data<AppState>,
+    state: web::Data<Accounts>,
     admin: AuthUser,
-    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
+    _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<web::Json<AdminUserView>> {
     Ok(web::Json(

@@ -2,5 +2,8 @@
 //! a period by buying an ordinary order through the order engine. The
 //! animal's one-unit product and its inventory actor make the claim exclusive.
 
+pub mod handle;
 pub mod routes;
 pub mod store;
+
+pub use handle::Animals;

@@ -6,13 +6,13 @@ use serde::Deserialize;
 use super::store::{
     AnimalUpdateView, AnimalView, CreateAnimal, GetAnimal, ListAnimals, ListUpdates, PostUpdate,
 };
+use super::Animals;
 use crate::accounts::auth::AuthUser;
 use crate::commerce::model::OrderView;
 use crate::commerce::routes::{place_order, CreateOrderRequest, MAX_PRICE_CENTS};
 use crate::core::error::{ApiError, ApiResult, Problem};
 use crate::core::paging::{cursor_id, parse_limit};
 use crate::core::text::{check_free_text, check_line, Id};
-use crate::server::app::AppState;
 use crate::storage::idempotency::MaybeIdempotencyKey;
 
 /// Longest claim period, in days.
@@ -35,7 +35,7 @@ pub struct AnimalRequest {
 #[utoipa::path(post, path = "/api/v1/animals", tag = "animals", security(("bearer" = [])), request_body = AnimalRequest,
     responses((status = 201, body = AnimalView), (status = 400, body = Problem), (status = 403, body = Problem)))]
 pub async fn create(
-    state: web::Data<AppState>,
+    state: web::Data<Animals>,
     user: AuthUser,
     body: web::Json<AnimalRequest>,
 ) -> ApiResult<HttpResponse> {
@@ -80,7 +80,7 @@ pub struct ListQuery {
 #[utoipa::path(get, path = "/api/v1/animals", tag = "animals",
     params(("merchant_id" = Option<i64>, Query), ("species" = Option<String>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, description = "{items: [Animal], next_cursor}"), (status = 400, body = Problem)))]
-pub async fn list(state: web::Data<AppState>, q: web::Query<ListQuery>) -> ApiResult<HttpResponse> {
+pub async fn list(state: web::Data<Animals>, q: web::Query<ListQuery>) -> ApiResult<HttpResponse> {
     let merchant_id = q
         .merchant_id
         .as_deref()
@@ -112,7 +112,7 @@ pub async fn list(state: web::Data<AppState>, q: web::Query<ListQuery>) -> ApiRe
 /// An animal: `claimed_by` and `claimed_until` while a paid claim runs, else null.
 #[utoipa::path(get, path = "/api/v1/animals/{id}", tag = "animals", params(("id" = i64, Path)),
     responses((status = 200, body = AnimalView), (status = 404, body = Problem)))]
-pub async fn get(state: web::Data<AppState>, path: web::Path<(Id,)>) -> ApiResult<HttpResponse> {
+pub async fn get(state: web::Data<Animals>, path: web::Path<(Id,)>) -> ApiResult<HttpResponse> {
     let row = state
         .db
         .call(GetAnimal {
@@ -128,9 +128,9 @@ pub async fn get(state: web::Data<AppState>, path: web::Path<(Id,)>) -> ApiResul
         ("Idempotency-Key" = Option<String>, Header)),
     responses((status = 201, body = OrderView), (status = 404, body = Problem), (status = 409, description = "already_claimed", body = Problem)))]
 pub async fn claim(
-    state: web::Data<AppState>,
+    state: web::Data<Animals>,
     user: AuthUser,
-    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
+    _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
     key: MaybeIdempotencyKey,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
@@ -143,7 +143,7 @@ pub async fn claim(
     let product =
         Id::new(animal.product_id).ok_or_else(|| ApiError::not_found("no such animal"))?;
     place_order(
-        &state,
+        &state.commerce,
         user.user_id,
         CreateOrderRequest::single(product),
         key,
@@ -169,7 +169,7 @@ pub struct UpdateRequest {
 #[utoipa::path(post, path = "/api/v1/animals/{id}/updates", tag = "animals", security(("bearer" = [])), params(("id" = i64, Path)),
     request_body = UpdateRequest, responses((status = 201, body = AnimalUpdateView), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn post_update(
-    state: web::Data<AppState>,
+    state: web::Data<Animals>,
     user: AuthUser,
     path: web::Path<(Id,)>,
     body: web::Json<UpdateRequest>,
@@ -187,7 +187,7 @@ pub async fn post_update(
             body: b.body,
         })
         .await?;
-    state.relay.do_send(crate::storage::outbox::Nudge);
+    state.relay.do_send(crate::runtime::relay::Nudge);
     Ok(HttpResponse::Created().json(view))
 }
 
@@ -196,7 +196,7 @@ pub async fn post_update(
     params(("id" = i64, Path), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, description = "{items: [AnimalUpdate], next_cursor}"), (status = 404, body = Problem)))]
 pub async fn updates(
-    state: web::Data<AppState>,
+    state: web::Data<Animals>,
     path: web::Path<(Id,)>,
     q: web::Query<crate::core::paging::PageQuery>,
 ) -> ApiResult<HttpResponse> {

@@ -167,7 +167,7 @@ impl Handler<CreateAnimal> for DbExecutor {
         crate::commerce::merchants::owned_approved_merchant(&mut conn, msg.owner, msg.merchant_id)?;
         let now = now_ms();
         let product = commerce::ProductRow {
-            id: self.ctx.ids.next_id(),
+            id: self.ids.next_id(),
             merchant_id: msg.merchant_id,
             name: format!("认领 {}", msg.name),
             category: ANIMAL_CATEGORY.into(),
@@ -178,7 +178,7 @@ impl Handler<CreateAnimal> for DbExecutor {
             stock_version: 0,
         };
         let row = AnimalRow {
-            id: self.ctx.ids.next_id(),
+            id: self.ids.next_id(),
             merchant_id: msg.merchant_id,
             product_id: product.id,
             name: msg.name,
@@ -285,8 +285,8 @@ impl Handler<PostUpdate> for DbExecutor {
             ));
         }
         let now = now_ms();
-        let id = self.ctx.ids.next_id();
-        let ids = &self.ctx.ids;
+        let id = self.ids.next_id();
+        let ids = &self.ids;
         crate::storage::transaction(&mut conn, |c| -> Result<(), ApiError> {
             diesel::insert_into(animal_updates::table)
                 .values((
@@ -415,7 +415,7 @@ impl Handler<EndClaim> for DbExecutor {
     type Result = Result<Option<(i64, i64)>, ApiError>;
     fn handle(&mut self, msg: EndClaim, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
-        let ids = &self.ctx.ids;
+        let ids = &self.ids;
         let now = now_ms();
         crate::storage::transaction(&mut conn, |c| -> Result<Option<(i64, i64)>, ApiError> {
             let a = find(c, msg.animal_id)?;

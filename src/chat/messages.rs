@@ -53,7 +53,7 @@ impl Handler<EnsureDirect> for DbExecutor {
         }
         let now = now_ms();
         let row = ConversationRow {
-            id: self.ctx.ids.next_id(),
+            id: self.ids.next_id(),
             kind: "direct".into(),
             title: String::new(),
             direct_key: Some(key.clone()),
@@ -114,7 +114,7 @@ impl Handler<CreateGroup> for DbExecutor {
         let mut conn = self.conn()?;
         let now = now_ms();
         let row = ConversationRow {
-            id: self.ctx.ids.next_id(),
+            id: self.ids.next_id(),
             kind: msg.kind.into(),
             title: msg.title,
             direct_key: None,

@@ -6,11 +6,11 @@ use serde::Deserialize;
 use super::messages::{
     ConversationView, CreateGroup, ListConversations, LoadMessages, MAX_GROUP_MEMBERS,
 };
+use super::Chat;
 use crate::accounts::auth::AuthUser;
 use crate::core::error::{ApiError, ApiResult, Problem};
 use crate::core::paging::{decode_cursor, encode_cursor, parse_limit, Page, PageQuery};
 use crate::core::text::{has_control_chars, Id};
-use crate::server::app::AppState;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -25,7 +25,7 @@ pub struct CreateConversationRequest {
     request_body = CreateConversationRequest,
     responses((status = 201, body = ConversationView), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn create(
-    state: web::Data<AppState>,
+    state: web::Data<Chat>,
     user: AuthUser,
     body: web::Json<CreateConversationRequest>,
 ) -> ApiResult<HttpResponse> {
@@ -51,10 +51,7 @@ pub async fn create(
             kind: "group",
         })
         .await?;
-    state.shared.members.insert(
-        view.conversation_id,
-        std::sync::Arc::new(view.member_ids.clone()),
-    );
+    state.conversation_created(view.conversation_id, &view.member_ids);
     Ok(HttpResponse::Created().json(view))
 }
 
@@ -63,7 +60,7 @@ pub async fn create(
     params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, description = "{items: [Conversation], next_cursor}"), (status = 400, body = Problem)))]
 pub async fn list(
-    state: web::Data<AppState>,
+    state: web::Data<Chat>,
     user: AuthUser,
     q: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
@@ -109,7 +106,7 @@ fn parse_seq(raw: Option<&str>, name: &str) -> ApiResult<Option<i64>> {
         ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, description = "{items: [Message], next_cursor}"), (status = 404, body = Problem)))]
 pub async fn history(
-    state: web::Data<AppState>,
+    state: web::Data<Chat>,
     user: AuthUser,
     path: web::Path<(Id,)>,
     q: web::Query<HistoryQuery>,

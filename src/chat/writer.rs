@@ -27,13 +27,15 @@ use actix::{
 };
 use diesel::prelude::*;
 
+use super::handle::ChatCaches;
 use super::store::{self, MessageRow};
 use crate::core::ids::now_ms;
+use crate::core::ids::IdGenerator;
 use crate::realtime::connection::{Reply, WsConn};
 use crate::realtime::frames::{MessageView, ServerFrame};
 use crate::realtime::registry::Registry;
 use crate::realtime::session::{Deliver, Outgoing};
-use crate::server::app::Shared;
+use crate::runtime::context::Ctx;
 use crate::storage::schema::{conversations, messages};
 use crate::storage::{DbConn, Pool};
 
@@ -67,29 +69,33 @@ pub struct ChatWriters {
 }
 
 impl ChatWriters {
-    pub fn start(shards: usize, pool: Pool, shared: Arc<Shared>) -> ChatWriters {
+    pub fn start(
+        shards: usize,
+        pool: Pool,
+        ctx: Arc<Ctx>,
+        registry: Arc<Registry>,
+        caches: Arc<ChatCaches>,
+    ) -> ChatWriters {
         let mut writers = Vec::new();
         let shards = (0..shards.max(1))
             .map(|i| {
                 let writer_pool = pool.clone();
-                let writer_shared = shared.clone();
+                let writer_ids = ctx.ids.clone();
                 let writer = SyncArbiter::start(1, move || ChatDbWriter {
                     pool: writer_pool.clone(),
-                    shared: writer_shared.clone(),
+                    ids: writer_ids.clone(),
                     next_seq: HashMap::new(),
                     members: HashMap::new(),
                 });
                 writers.push(writer.clone());
                 ChatBatcher {
                     writer,
-                    shared: shared.clone(),
-                    registry: shared.registry.clone(),
+                    caches: caches.clone(),
+                    registry: registry.clone(),
                     pending: Vec::new(),
                     flushing: false,
                     in_flight: 0,
-                    gauge: shared
-                        .metrics
-                        .queue(&format!("chat_writer_{i}"), MAX_QUEUED),
+                    gauge: ctx.metrics.queue(&format!("chat_writer_{i}"), MAX_QUEUED),
                 }
                 .start()
             })
@@ -120,7 +126,7 @@ impl ChatWriters {
 
 pub struct ChatBatcher {
     writer: Addr<ChatDbWriter>,
-    shared: Arc<Shared>,
+    caches: Arc<ChatCaches>,
     registry: Arc<Registry>,
     pending: Vec<ChatSend>,
     flushing: bool,
@@ -226,7 +232,7 @@ impl ChatBatcher {
                 req.conn.do_send(Reply(ack.encode()));
                 if let Some(members) = stored.deliver_to {
                     // Committed, in seq order: remember it before anyone can ask to sync.
-                    self.shared.recent.push(&stored.view);
+                    self.caches.recent.push(&stored.view);
                     let frame = ServerFrame::Message(&stored.view).encode();
                     for m in members.iter() {
                         fan_out.entry(*m).or_default().push(Outgoing {
@@ -287,7 +293,7 @@ impl Message for WriteBatch {
 
 pub struct ChatDbWriter {
     pool: Pool,
-    shared: Arc<Shared>,
+    ids: Arc<IdGenerator>,
     /// Next seq per conversation, valid only for this writer's shard.
     next_seq: HashMap<i64, i64>,
     /// (kind, members) per conversation.
@@ -417,7 +423,7 @@ impl ChatDbWriter {
                 let key = (m.conversation_id, m.sender_id);
                 read_up_to.insert(key, seq);
                 let row = MessageRow {
-                    id: self.shared.ids.next_id(),
+                    id: self.ids.next_id(),
                     conversation_id: m.conversation_id,
                     seq,
                     sender_id: m.sender_id,

@@ -82,7 +82,7 @@ impl Handler<ApplyMerchant> for DbExecutor {
     fn handle(&mut self, msg: ApplyMerchant, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
         let row = MerchantRow {
-            id: self.ctx.ids.next_id(),
+            id: self.ids.next_id(),
             owner_id: msg.owner.get(),
             name: msg.name,
             status: "pending".into(),
@@ -232,7 +232,7 @@ impl Handler<CreateProduct> for DbExecutor {
         let mut conn = self.conn()?;
         owned_approved_merchant(&mut conn, msg.owner, msg.merchant_id)?;
         let row = ProductRow {
-            id: self.ctx.ids.next_id(),
+            id: self.ids.next_id(),
             merchant_id: msg.merchant_id,
             name: msg.name,
             category: msg.category,

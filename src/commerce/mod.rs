@@ -1,6 +1,7 @@
 //! Commerce: merchants and products, per-SKU inventory actors, per-order
 //! actors, group-commit order creation, payments, and order timers.
 
+pub mod handle;
 pub mod inventory;
 pub mod merchants;
 pub mod model;
@@ -12,3 +13,5 @@ pub mod reviews;
 pub mod routes;
 pub mod store;
 pub mod timers;
+
+pub use handle::Commerce;

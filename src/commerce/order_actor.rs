@@ -20,10 +20,12 @@ use super::store::{self, OrderItemRow, OrderRow, PaymentRow};
 use crate::accounts::domain::{has_role, Role};
 use crate::core::error::ApiError;
 use crate::core::ids::now_ms;
-use crate::server::app::Shared;
+use crate::realtime::registry::Registry;
+use crate::runtime::context::Ctx;
+use crate::runtime::relay::{Nudge, Relay};
 use crate::social::notifier::{self, Stored};
 use crate::storage::group::GroupCommit;
-use crate::storage::outbox::{self, Nudge, Relay};
+use crate::storage::outbox;
 use crate::storage::schema::{orders, payments};
 use crate::storage::{Db, DbConn, DbExecutor};
 
@@ -85,7 +87,9 @@ impl Message for OrderMsg {
 pub struct OrderCtx {
     pub db: Db,
     pub commit: GroupCommit,
-    pub shared: Arc<Shared>,
+    pub ctx: Arc<Ctx>,
+    /// Sockets, for the notifications a transition stored.
+    pub registry: Arc<Registry>,
 }
 
 impl std::ops::Deref for OrderCtx {
@@ -100,12 +104,12 @@ impl OrderCtx {
     /// gave back (for memory to follow). Pushes the notifications the
     /// transition stored once it has committed.
     async fn transition(&self, t: Transition) -> Result<(Loaded, Vec<Released>), ApiError> {
-        let shared = self.shared.clone();
+        let ctx = self.ctx.clone();
         let applied = self
             .commit
-            .run(move |c| apply_transition(c, &shared, t.clone()))
+            .run(move |c| apply_transition(c, &ctx, t.clone()))
             .await?;
-        notifier::push_all(&self.shared.registry, &applied.notifications);
+        notifier::push_all(&self.registry, &applied.notifications);
         Ok((applied.loaded, applied.released))
     }
 
@@ -113,16 +117,16 @@ impl OrderCtx {
         &self,
         r: super::reviews::NewReview,
     ) -> Result<super::reviews::ReviewView, ApiError> {
-        let shared = self.shared.clone();
+        let ctx = self.ctx.clone();
         self.commit
-            .run(move |c| super::reviews::insert_review(c, &shared.ids, r.clone()))
+            .run(move |c| super::reviews::insert_review(c, &ctx.ids, r.clone()))
             .await
     }
 
     async fn ensure_payment(&self, m: EnsurePayment) -> Result<PaymentRow, ApiError> {
-        let shared = self.shared.clone();
+        let ctx = self.ctx.clone();
         self.commit
-            .run(move |c| ensure_payment(c, &shared, m.clone()))
+            .run(move |c| ensure_payment(c, &ctx, m.clone()))
             .await
     }
 }
@@ -551,7 +555,7 @@ pub struct EnsurePayment {
 /// The order's payment, created on the first call (a group-commit job).
 pub fn ensure_payment(
     conn: &mut DbConn,
-    shared: &Shared,
+    shared: &Ctx,
     msg: EnsurePayment,
 ) -> Result<PaymentRow, ApiError> {
     let p = match store::find_payment_by_order(conn, msg.order_id)? {
@@ -683,7 +687,7 @@ pub struct Applied {
 /// whose savepoint rolls all of it back on any error).
 pub fn apply_transition(
     conn: &mut DbConn,
-    shared: &Shared,
+    shared: &Ctx,
     t: Transition,
 ) -> Result<Applied, ApiError> {
     let now = now_ms();

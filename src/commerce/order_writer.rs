@@ -23,7 +23,7 @@ use super::inventory::Reservation;
 use super::model::OrderView;
 use super::store::{self, OrderItemRow, OrderRow};
 use crate::core::error::ApiError;
-use crate::server::app::Shared;
+use crate::runtime::context::Ctx;
 use crate::storage::group::GroupCommit;
 use crate::storage::idempotency::{self, StoredResponse};
 use crate::storage::schema::{order_items, orders, users};
@@ -64,12 +64,13 @@ impl Message for Submit {
     type Result = ();
 }
 
+#[derive(Clone)]
 pub struct OrderWriter {
     addr: Addr<OrderBatcher>,
 }
 
 impl OrderWriter {
-    pub fn start(commit: GroupCommit, shared: Arc<Shared>) -> OrderWriter {
+    pub fn start(commit: GroupCommit, shared: Arc<Ctx>) -> OrderWriter {
         let shared_gauge = shared.metrics.queue("order_writer", MAX_QUEUED);
         OrderWriter {
             addr: OrderBatcher {
@@ -107,7 +108,7 @@ impl OrderWriter {
 
 pub struct OrderBatcher {
     commit: GroupCommit,
-    shared: Arc<Shared>,
+    shared: Arc<Ctx>,
     pending: Vec<Submit>,
     flushing: bool,
     /// Orders in the batch being committed.
@@ -219,7 +220,7 @@ enum Outcome {
 /// commit together.
 fn write(
     conn: &mut DbConn,
-    shared: &Shared,
+    shared: &Ctx,
     batch: &[NewOrder],
 ) -> Result<Vec<Result<Created, ApiError>>, ApiError> {
     let now = crate::core::ids::now_ms();

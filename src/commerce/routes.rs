@@ -13,11 +13,11 @@ use super::order_actor::{Reply, Request};
 use super::order_writer::{Created, NewOrder};
 use super::queries::{ListOrders, OrderScope};
 use super::store::{OrderItemRow, OrderRow};
+use super::Commerce;
 use crate::accounts::auth::AuthUser;
 use crate::core::error::{ApiError, ApiResult, Problem};
 use crate::core::paging::{cursor_id, parse_limit};
 use crate::core::text::{check_line, has_control_chars, Id};
-use crate::server::app::AppState;
 use crate::storage::idempotency::{fingerprint, Decision, MaybeIdempotencyKey};
 
 pub const MAX_ITEMS: usize = 50;
@@ -37,7 +37,7 @@ pub struct MerchantRequest {
 #[utoipa::path(post, path = "/api/v1/merchants", tag = "commerce", security(("bearer" = [])), request_body = MerchantRequest,
     responses((status = 201, body = MerchantView), (status = 400, body = Problem)))]
 pub async fn apply_merchant(
-    state: web::Data<AppState>,
+    state: web::Data<Commerce>,
     user: AuthUser,
     body: web::Json<MerchantRequest>,
 ) -> ApiResult<HttpResponse> {
@@ -56,7 +56,7 @@ pub async fn apply_merchant(
 #[utoipa::path(get, path = "/api/v1/merchants/{id}", tag = "commerce", params(("id" = i64, Path)),
     responses((status = 200, body = MerchantView), (status = 404, body = Problem)))]
 pub async fn get_merchant(
-    state: web::Data<AppState>,
+    state: web::Data<Commerce>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(
@@ -70,7 +70,7 @@ pub async fn get_merchant(
 }
 
 async fn decide_merchant(
-    state: &AppState,
+    state: &Commerce,
     admin: AuthUser,
     id: Id,
     approve: bool,
@@ -90,9 +90,9 @@ async fn decide_merchant(
 #[utoipa::path(post, path = "/api/v1/admin/merchants/{id}/approve", tag = "admin", security(("bearer" = [])),
     params(("id" = i64, Path)), responses((status = 200, body = MerchantView), (status = 403, body = Problem), (status = 409, body = Problem)))]
 pub async fn approve_merchant(
-    state: web::Data<AppState>,
+    state: web::Data<Commerce>,
     user: AuthUser,
-    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
+    _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     decide_merchant(&state, user, path.into_inner().0, true).await
@@ -102,9 +102,9 @@ pub async fn approve_merchant(
 #[utoipa::path(post, path = "/api/v1/admin/merchants/{id}/reject", tag = "admin", security(("bearer" = [])),
     params(("id" = i64, Path)), responses((status = 200, body = MerchantView), (status = 403, body = Problem), (status = 409, body = Problem)))]
 pub async fn reject_merchant(
-    state: web::Data<AppState>,
+    state: web::Data<Commerce>,
     user: AuthUser,
-    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
+    _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     decide_merchant(&state, user, path.into_inner().0, false).await
@@ -122,7 +122,7 @@ pub struct StatusQuery {
     params(("status" = Option<String>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, description = "{items: [Merchant], next_cursor}"), (status = 403, body = Problem)))]
 pub async fn list_merchants(
-    state: web::Data<AppState>,
+    state: web::Data<Commerce>,
     user: AuthUser,
     q: web::Query<StatusQuery>,
 ) -> ApiResult<HttpResponse> {
@@ -162,7 +162,7 @@ pub struct ProductRequest {
 #[utoipa::path(post, path = "/api/v1/products", tag = "commerce", security(("bearer" = [])), request_body = ProductRequest,
     responses((status = 201, body = ProductView), (status = 400, body = Problem), (status = 403, body = Problem)))]
 pub async fn create_product(
-    state: web::Data<AppState>,
+    state: web::Data<Commerce>,
     user: AuthUser,
     body: web::Json<ProductRequest>,
 ) -> ApiResult<HttpResponse> {
@@ -195,7 +195,7 @@ pub async fn create_product(
 }
 
 /// The stock the inventory actor holds, if loaded (it includes reservations in flight).
-async fn live_stock(state: &AppState, mut p: ProductView) -> ProductView {
+async fn live_stock(state: &Commerce, mut p: ProductView) -> ProductView {
     if let Some(inv) = state.inventory.get(p.product_id) {
         if let Ok(Some(n)) = inv.send(Available).await {
             p.stock = n;
@@ -208,7 +208,7 @@ async fn live_stock(state: &AppState, mut p: ProductView) -> ProductView {
 #[utoipa::path(get, path = "/api/v1/products/{id}", tag = "commerce", params(("id" = i64, Path)),
     responses((status = 200, body = ProductView), (status = 404, body = Problem)))]
 pub async fn get_product(
-    state: web::Data<AppState>,
+    state: web::Data<Commerce>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     let row = state
@@ -234,7 +234,7 @@ pub struct ProductPatch {
 #[utoipa::path(patch, path = "/api/v1/products/{id}", tag = "commerce", security(("bearer" = [])), params(("id" = i64, Path)),
     request_body = ProductPatch, responses((status = 200, body = ProductView), (status = 400, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem)))]
 pub async fn update_product(
-    state: web::Data<AppState>,
+    state: web::Data<Commerce>,
     user: AuthUser,
     path: web::Path<(Id,)>,
     body: web::Json<ProductPatch>,
@@ -301,7 +301,7 @@ pub struct ProductQuery {
         ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, description = "{items: [Product], next_cursor}"), (status = 400, body = Problem)))]
 pub async fn list_products(
-    state: web::Data<AppState>,
+    state: web::Data<Commerce>,
     q: web::Query<ProductQuery>,
 ) -> ApiResult<HttpResponse> {
     let merchant_id = q
@@ -403,7 +403,7 @@ fn replay(status_code: u16, body: String) -> HttpResponse {
     responses((status = 201, body = OrderView), (status = 400, body = Problem), (status = 404, body = Problem),
         (status = 409, description = "out_of_stock", body = Problem), (status = 422, description = "idempotency_key_reused", body = Problem)))]
 pub async fn create_order(
-    state: web::Data<AppState>,
+    state: web::Data<Commerce>,
     user: AuthUser,
     key: MaybeIdempotencyKey,
     body: web::Json<CreateOrderRequest>,
@@ -429,7 +429,7 @@ impl CreateOrderRequest {
 /// Creates an order for `user`: reserve every item (all or none) on the SKUs'
 /// inventory actors, then make it durable through the order writer.
 pub async fn place_order(
-    state: &AppState,
+    state: &Commerce,
     user: Id,
     mut b: CreateOrderRequest,
     key: MaybeIdempotencyKey,
@@ -486,8 +486,8 @@ pub async fn place_order(
         return Err(ApiError::invalid_input("the order total is too large"));
     };
     let now = crate::core::ids::now_ms();
-    let id = state.shared.ids.next_id();
-    let pay_timeout_ms = i64::try_from(state.shared.config.pay_timeout_secs)
+    let id = state.ctx.ids.next_id();
+    let pay_timeout_ms = i64::try_from(state.ctx.config.pay_timeout_secs)
         .unwrap_or(i64::MAX / 2_000)
         .saturating_mul(1000);
     let order = OrderRow {
@@ -528,7 +528,7 @@ pub async fn place_order(
     };
     match state.order_writer.create(new_order, reservations).await? {
         Created::Stored(view) => {
-            state.relay.do_send(crate::storage::outbox::Nudge);
+            state.relay.do_send(crate::runtime::relay::Nudge);
             Ok(HttpResponse::Created().json(view))
         }
         Created::Replay { status_code, body } => Ok(replay(status_code, body)),
@@ -575,7 +575,7 @@ fn order_reply(r: Reply) -> ApiResult<HttpResponse> {
 #[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
     responses((status = 200, body = OrderView), (status = 404, body = Problem)))]
 pub async fn get_order(
-    state: web::Data<AppState>,
+    state: web::Data<Commerce>,
     user: AuthUser,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
@@ -593,7 +593,7 @@ pub async fn get_order(
 }
 
 async fn command(
-    state: &AppState,
+    state: &Commerce,
     user: AuthUser,
     id: Id,
     cmd: Command,
@@ -616,9 +616,9 @@ async fn command(
 #[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
     responses((status = 200, body = OrderView), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn cancel(
-    state: web::Data<AppState>,
+    state: web::Data<Commerce>,
     user: AuthUser,
-    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
+    _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     command(&state, user, path.into_inner().0, Command::Cancel).await
@@ -628,9 +628,9 @@ pub async fn cancel(
 #[utoipa::path(post, path = "/api/v1/orders/{id}/pay", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
     responses((status = 200, body = PaymentView), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn pay(
-    state: web::Data<AppState>,
+    state: web::Data<Commerce>,
     user: AuthUser,
-    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
+    _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     command(&state, user, path.into_inner().0, Command::Pay).await
@@ -647,10 +647,10 @@ pub struct ShipRequest {
 #[utoipa::path(post, path = "/api/v1/orders/{id}/ship", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
     request_body = ShipRequest, responses((status = 200, body = OrderView), (status = 403, body = Problem), (status = 409, body = Problem)))]
 pub async fn ship(
-    state: web::Data<AppState>,
+    state: web::Data<Commerce>,
     user: AuthUser,
     path: web::Path<(Id,)>,
-    body: crate::server::http::ActionBody<ShipRequest>,
+    body: crate::core::extract::ActionBody<ShipRequest>,
 ) -> ApiResult<HttpResponse> {
     let ShipRequest {
         carrier,
@@ -677,9 +677,9 @@ pub async fn ship(
 #[utoipa::path(post, path = "/api/v1/orders/{id}/confirm", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
     responses((status = 200, body = OrderView), (status = 409, body = Problem)))]
 pub async fn confirm(
-    state: web::Data<AppState>,
+    state: web::Data<Commerce>,
     user: AuthUser,
-    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
+    _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     command(&state, user, path.into_inner().0, Command::Confirm).await
@@ -695,7 +695,7 @@ pub struct RefundRequest {
 #[utoipa::path(post, path = "/api/v1/orders/{id}/refund", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
     request_body = RefundRequest, responses((status = 200, body = OrderView), (status = 409, body = Problem)))]
 pub async fn refund(
-    state: web::Data<AppState>,
+    state: web::Data<Commerce>,
     user: AuthUser,
     path: web::Path<(Id,)>,
     body: web::Json<RefundRequest>,
@@ -716,9 +716,9 @@ pub async fn refund(
 #[utoipa::path(post, path = "/api/v1/orders/{id}/refund/approve", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
     responses((status = 200, body = OrderView), (status = 403, body = Problem), (status = 409, body = Problem)))]
 pub async fn approve_refund(
-    state: web::Data<AppState>,
+    state: web::Data<Commerce>,
     user: AuthUser,
-    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
+    _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     command(&state, user, path.into_inner().0, Command::ApproveRefund).await
@@ -728,9 +728,9 @@ pub async fn approve_refund(
 #[utoipa::path(post, path = "/api/v1/orders/{id}/refund/reject", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
     responses((status = 200, body = OrderView), (status = 403, body = Problem), (status = 409, body = Problem)))]
 pub async fn reject_refund(
-    state: web::Data<AppState>,
+    state: web::Data<Commerce>,
     user: AuthUser,
-    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
+    _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     command(&state, user, path.into_inner().0, Command::RejectRefund).await
@@ -749,7 +749,7 @@ fn status_filter(s: &Option<String>) -> ApiResult<Option<String>> {
     params(("status" = Option<String>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, description = "{items: [Order], next_cursor}"), (status = 400, body = Problem)))]
 pub async fn my_orders(
-    state: web::Data<AppState>,
+    state: web::Data<Commerce>,
     user: AuthUser,
     q: web::Query<StatusQuery>,
 ) -> ApiResult<HttpResponse> {
@@ -770,7 +770,7 @@ pub async fn my_orders(
     params(("id" = i64, Path), ("status" = Option<String>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, description = "{items: [Order], next_cursor}"), (status = 403, body = Problem)))]
 pub async fn merchant_orders(
-    state: web::Data<AppState>,
+    state: web::Data<Commerce>,
     user: AuthUser,
     path: web::Path<(Id,)>,
     q: web::Query<StatusQuery>,
@@ -798,7 +798,7 @@ pub async fn merchant_orders(
     params(("X-Mockpay-Signature" = String, Header, description = "lowercase hex HMAC-SHA256 of the raw body")),
     responses((status = 200, description = "success", content_type = "text/plain"), (status = 400, body = Problem), (status = 401, body = Problem)))]
 pub async fn mockpay_notify(
-    state: web::Data<AppState>,
+    state: web::Data<Commerce>,
     req: HttpRequest,
     body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
@@ -834,7 +834,7 @@ pub struct ReviewRequest {
     request_body = ReviewRequest, responses((status = 201, body = super::reviews::ReviewView), (status = 400, body = Problem),
         (status = 404, body = Problem), (status = 409, description = "invalid_state (not completed), already_reviewed", body = Problem)))]
 pub async fn review(
-    state: web::Data<AppState>,
+    state: web::Data<Commerce>,
     user: AuthUser,
     path: web::Path<(Id,)>,
     body: web::Json<ReviewRequest>,
@@ -864,7 +864,7 @@ pub async fn review(
     params(("id" = i64, Path), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, description = "{items: [Review], next_cursor}"), (status = 404, body = Problem)))]
 pub async fn merchant_reviews(
-    state: web::Data<AppState>,
+    state: web::Data<Commerce>,
     path: web::Path<(Id,)>,
     q: web::Query<crate::core::paging::PageQuery>,
 ) -> ApiResult<HttpResponse> {
@@ -884,7 +884,7 @@ pub async fn merchant_reviews(
 #[utoipa::path(get, path = "/api/v1/merchants/{id}/dashboard", tag = "commerce", security(("bearer" = [])), params(("id" = i64, Path)),
     responses((status = 200, body = super::reviews::DashboardView), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn dashboard(
-    state: web::Data<AppState>,
+    state: web::Data<Commerce>,
     user: AuthUser,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {

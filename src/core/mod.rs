@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod error;
+pub mod extract;
 pub mod ids;
 pub mod metrics;
 pub mod paging;

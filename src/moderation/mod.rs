@@ -1,5 +1,8 @@
 //! Moderation and the admin console: user reports and the report queue
 //! (dismiss, remove the content, ban), platform figures, order search.
 
+pub mod handle;
 pub mod routes;
 pub mod store;
+
+pub use handle::Moderation;

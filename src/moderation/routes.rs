@@ -7,13 +7,13 @@ use super::store::{
     Action, FileReport, ListReports, ReopenReport, ReportView, ResolveReport, Stats, StatsView,
     Target, STATUSES,
 };
+use super::Moderation;
 use crate::accounts::auth::AuthUser;
 use crate::commerce::model::Status;
 use crate::commerce::queries::{ListOrders, OrderScope};
 use crate::core::error::{ApiError, ApiResult, Problem};
 use crate::core::paging::{cursor_id, parse_limit};
 use crate::core::text::{check_line, Id};
-use crate::server::app::AppState;
 
 /// Longest report reason and resolution note, in characters.
 pub const MAX_REASON_CHARS: usize = 500;
@@ -33,7 +33,7 @@ pub struct ReportRequest {
     responses((status = 201, body = ReportView), (status = 400, body = Problem), (status = 404, body = Problem),
         (status = 409, description = "already_reported", body = Problem)))]
 pub async fn file(
-    state: web::Data<AppState>,
+    state: web::Data<Moderation>,
     user: AuthUser,
     body: web::Json<ReportRequest>,
 ) -> ApiResult<HttpResponse> {
@@ -66,7 +66,7 @@ pub struct QueueQuery {
         ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, description = "{items: [Report], next_cursor}"), (status = 403, body = Problem)))]
 pub async fn queue(
-    state: web::Data<AppState>,
+    state: web::Data<Moderation>,
     user: AuthUser,
     q: web::Query<QueueQuery>,
 ) -> ApiResult<HttpResponse> {
@@ -103,7 +103,7 @@ pub struct ResolveRequest {
     request_body = ResolveRequest, responses((status = 200, body = ReportView), (status = 400, body = Problem), (status = 403, body = Problem),
         (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn resolve(
-    state: web::Data<AppState>,
+    state: web::Data<Moderation>,
     user: AuthUser,
     path: web::Path<(Id,)>,
     body: web::Json<ResolveRequest>,
@@ -125,13 +125,19 @@ pub async fn resolve(
             report_id,
             action,
             note: b.note,
+            message_removed: {
+                let chat = state.chat.clone();
+                Box::new(move |conversation_id| chat.message_changed(conversation_id))
+            },
         })
         .await?;
     if action == Action::BanUser {
         let banned = match Id::new(view.target_user_id) {
-            Some(target) => crate::accounts::routes::set_banned(&state, user, target, true)
-                .await
-                .map(|_| ()),
+            Some(target) => {
+                crate::accounts::routes::set_banned(&state.accounts, user, target, true)
+                    .await
+                    .map(|_| ())
+            }
             None => Err(ApiError::internal(anyhow::anyhow!(
                 "bad report target user"
             ))),
@@ -147,21 +153,21 @@ pub async fn resolve(
             return Err(e);
         }
     }
-    state.relay.do_send(crate::storage::outbox::Nudge);
+    state.relay.do_send(crate::runtime::relay::Nudge);
     Ok(HttpResponse::Ok().json(view))
 }
 
 /// Platform figures (admin).
 #[utoipa::path(get, path = "/api/v1/admin/stats", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = StatsView), (status = 403, body = Problem)))]
-pub async fn stats(state: web::Data<AppState>, user: AuthUser) -> ApiResult<HttpResponse> {
+pub async fn stats(state: web::Data<Moderation>, user: AuthUser) -> ApiResult<HttpResponse> {
     let mut view = state
         .db
         .call(Stats {
             admin: user.user_id,
         })
         .await?;
-    view.online_users = i64::try_from(state.shared.registry.online_users()).unwrap_or(i64::MAX);
+    view.online_users = i64::try_from(state.registry.online_users()).unwrap_or(i64::MAX);
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -191,7 +197,7 @@ fn id_param(raw: Option<&str>, what: &str) -> ApiResult<Option<i64>> {
         ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, description = "{items: [Order], next_cursor}"), (status = 400, body = Problem), (status = 403, body = Problem)))]
 pub async fn orders(
-    state: web::Data<AppState>,
+    state: web::Data<Moderation>,
     user: AuthUser,
     q: web::Query<OrderSearchQuery>,
 ) -> ApiResult<HttpResponse> {

@@ -176,7 +176,7 @@ impl Handler<FileReport> for DbExecutor {
     type Result = Result<ReportView, ApiError>;
     fn handle(&mut self, msg: FileReport, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
-        let id = self.ctx.ids.next_id();
+        let id = self.ids.next_id();
         let now = now_ms();
         crate::storage::transaction(&mut conn, |c| -> Result<ReportView, ApiError> {
             let target_user_id = target_user(c, msg.reporter, msg.target, msg.target_id)?;
@@ -288,6 +288,10 @@ pub struct ResolveReport {
     pub report_id: i64,
     pub action: Action,
     pub note: Option<String>,
+    /// Runs after the commit when a chat message was removed (with its
+    /// conversation): chat's caches must not serve the old body. Run by the
+    /// executor, not the request, so a dropped request cannot skip it.
+    pub message_removed: Box<dyn Fn(i64) + Send>,
 }
 
 impl Message for ResolveReport {
@@ -299,7 +303,7 @@ impl Handler<ResolveReport> for DbExecutor {
     fn handle(&mut self, msg: ResolveReport, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
         require_role(&mut conn, msg.admin, Role::Admin)?;
-        let ids = &self.ctx.ids;
+        let ids = &self.ids;
         let now = now_ms();
         let result = crate::storage::transaction(
             &mut conn,
@@ -374,9 +378,7 @@ impl Handler<ResolveReport> for DbExecutor {
             },
         )?;
         if let Some(conv) = result.1 {
-            // Committed: the sync ring must not serve the old body. Done here,
-            // not by the handler, so a dropped request cannot skip it.
-            self.ctx.recent.forget(conv);
+            (msg.message_removed)(conv);
         }
         Ok(result)
     }

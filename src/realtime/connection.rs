@@ -20,9 +20,9 @@ use super::sync_hold::{SyncHold, SyncOutcome};
 use crate::accounts::auth::AuthUser;
 use crate::chat::messages::{EnsureDirect, LoadMessages, MarkRead, SYNC_LIMIT};
 use crate::chat::writer::ChatSend;
+use crate::chat::Chat;
 use crate::core::error::ApiError;
 use crate::core::ids::now_ms;
-use crate::server::app::AppState;
 
 /// Largest frame a client may send, in bytes; larger closes with 1009.
 pub const MAX_FRAME_BYTES: usize = 65_536;
@@ -33,7 +33,7 @@ const FRAME_BURST: f64 = 60.0;
 const FRAMES_PER_S: f64 = 30.0;
 
 pub struct WsConn {
-    state: web::Data<AppState>,
+    state: web::Data<Chat>,
     shared: Arc<ConnShared>,
     /// Conversations being synced on this socket, with the live frames held back meanwhile.
     syncing: HashMap<i64, SyncHold>,
@@ -74,7 +74,7 @@ impl WsConn {
 
     /// True if the frame may be served under the per-connection budget.
     fn take_token(&mut self) -> bool {
-        if !self.state.shared.config.rate_limits_enabled() {
+        if !self.state.ctx.config.rate_limits_enabled() {
             return true;
         }
         let now = Instant::now();
@@ -131,7 +131,7 @@ impl WsConn {
             (Some(conv), None) if conv > 0 => self.forward_send(conv, f, ctx),
             (None, Some(peer)) if peer > 0 && peer != me => {
                 let key = (me.min(peer), me.max(peer));
-                if let Some(conv) = self.state.shared.direct.get(&key).map(|c| *c) {
+                if let Some(conv) = self.state.caches.direct.get(&key).map(|c| *c) {
                     return self.forward_send(conv, f, ctx);
                 }
                 let db = self.state.db.clone();
@@ -149,8 +149,8 @@ impl WsConn {
                     .into_actor(self)
                     .map(move |res, this, ctx| match res {
                         Ok(conv) => {
-                            this.state.shared.direct.insert(key, conv);
-                            this.state.shared.registry.add_peers(me, peer);
+                            this.state.caches.direct.insert(key, conv);
+                            this.state.registry.add_peers(me, peer);
                             this.forward_send(conv, f, ctx);
                         }
                         // Unknown peer: `not_found`; blocked: `blocked` (codes as they are, not `not_member`).
@@ -181,7 +181,7 @@ impl WsConn {
             client_id: f.client_id,
             body: f.body,
         };
-        if let Err(rejected) = self.state.chat.submit(req) {
+        if let Err(rejected) = self.state.writers.submit(req) {
             Self::send_error(
                 ctx,
                 "unavailable",
@@ -208,17 +208,17 @@ impl WsConn {
         let after_seq = f.after_seq;
         let load = async move {
             // From memory when the ring covers the range (members only); else the database.
-            if let Ok(members) = crate::chat::members_of(&state, conv).await {
+            if let Ok(members) = state.members_of(conv).await {
                 // Only where one process writes every conversation (SQLite): with several
                 // nodes on PostgreSQL, another node's messages would be missing here.
                 let single_node = matches!(
-                    state.shared.config.database_url,
+                    state.ctx.config.database_url,
                     crate::core::config::DatabaseUrl::Sqlite(_)
                 );
                 if single_node && members.contains(&user_id) {
                     let limit = usize::try_from(SYNC_LIMIT).unwrap_or(1_000);
                     if let Some((items, last_seq)) =
-                        state.shared.recent.after(conv, after_seq, limit)
+                        state.caches.recent.after(conv, after_seq, limit)
                     {
                         return Ok(crate::chat::messages::MessagePage { items, last_seq });
                     }
@@ -301,7 +301,6 @@ impl WsConn {
                         .encode();
                         for m in members.iter().filter(|m| **m != me) {
                             this.state
-                                .shared
                                 .registry
                                 .deliver(*m, Deliver::plain(frame.clone()));
                         }
@@ -317,7 +316,7 @@ impl WsConn {
         let conv = f.conversation_id;
         let state = self.state.clone();
         ctx.spawn(
-            async move { crate::chat::members_of(&state, conv).await }
+            async move { state.members_of(conv).await }
                 .into_actor(self)
                 .map(move |res, this, ctx| match res {
                     Ok(members) if members.contains(&me) => {
@@ -328,7 +327,6 @@ impl WsConn {
                         .encode();
                         for m in members.iter().filter(|m| **m != me) {
                             this.state
-                                .shared
                                 .registry
                                 .deliver(*m, Deliver::plain(frame.clone()));
                         }
@@ -393,10 +391,9 @@ impl Actor for WsConn {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.state
-            .shared
             .registry
             .attach(&self.state.db, ctx.address(), self.shared.clone());
-        let idle_ms = self.state.shared.registry.limits.idle_timeout_ms;
+        let idle_ms = self.state.registry.limits.idle_timeout_ms;
         // Ping at a third of the idle timeout: 15 s for the default 45 s.
         let ping_every =
             Duration::from_millis(u64::try_from(idle_ms / 3).unwrap_or(15_000).max(100));
@@ -411,7 +408,6 @@ impl Actor for WsConn {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         self.state
-            .shared
             .registry
             .detach(self.shared.user_id, self.shared.id);
     }
@@ -522,10 +518,10 @@ impl Handler<Kick> for WsConn {
 pub async fn ws_route(
     req: HttpRequest,
     stream: web::Payload,
-    state: web::Data<AppState>,
+    state: web::Data<Chat>,
     user: AuthUser,
 ) -> Result<HttpResponse, ApiError> {
-    let allowed = &state.shared.config.ws_allowed_origins;
+    let allowed = &state.ctx.config.ws_allowed_origins;
     if !allowed.is_empty() {
         let origin = req.headers().get("origin").and_then(|o| o.to_str().ok());
         if let Some(origin) = origin {
@@ -535,7 +531,7 @@ pub async fn ws_route(
         }
     }
     let shared = Arc::new(ConnShared {
-        id: state.shared.registry.next_conn_id(),
+        id: state.registry.next_conn_id(),
         user_id: user.user_id.get(),
         token_session: user.session_id,
         last_seen_ms: AtomicI64::new(now_ms()),

@@ -15,11 +15,12 @@ use futures_util::StreamExt;
 
 use super::engine;
 use crate::core::error::ApiError;
+use crate::realtime::registry::Registry;
 use crate::runtime::bus::Event;
+use crate::runtime::context::Ctx;
 use crate::runtime::dead_letter::{Apply, Consumer};
-use crate::server::app::Shared;
+use crate::runtime::relay::{Nudge, Relay};
 use crate::storage::group::GroupCommit;
-use crate::storage::outbox::{Nudge, Relay};
 use crate::storage::{Db, DbExecutor};
 
 const IDLE: Duration = Duration::from_secs(30);
@@ -34,7 +35,8 @@ pub const PATTERNS: &[&str] = &["order.paid", "order.completed", "order.refunded
 pub struct RebateActor {
     order_id: i64,
     commit: GroupCommit,
-    shared: Arc<Shared>,
+    shared: Arc<Ctx>,
+    sockets: Arc<Registry>,
     relay: Addr<Relay>,
     registry: Arc<RebateRegistry>,
     last_active: Instant,
@@ -76,7 +78,7 @@ impl Handler<Run> for RebateActor {
                     this.last_active = Instant::now();
                     let done = res?;
                     // Committed: now the stored notifications may go out.
-                    crate::social::notifier::push_all(&this.shared.registry, &done.notifications);
+                    crate::social::notifier::push_all(&this.sockets, &done.notifications);
                     if done.changed > 0 {
                         this.relay.do_send(Nudge);
                     }
@@ -89,16 +91,23 @@ impl Handler<Run> for RebateActor {
 pub struct RebateRegistry {
     actors: DashMap<i64, Addr<RebateActor>>,
     commit: GroupCommit,
-    shared: Arc<Shared>,
+    shared: Arc<Ctx>,
+    sockets: Arc<Registry>,
     relay: Addr<Relay>,
 }
 
 impl RebateRegistry {
-    pub fn new(commit: GroupCommit, shared: Arc<Shared>, relay: Addr<Relay>) -> Arc<Self> {
+    pub fn new(
+        commit: GroupCommit,
+        shared: Arc<Ctx>,
+        sockets: Arc<Registry>,
+        relay: Addr<Relay>,
+    ) -> Arc<Self> {
         Arc::new(RebateRegistry {
             actors: DashMap::new(),
             commit,
             shared,
+            sockets,
             relay,
         })
     }
@@ -119,6 +128,7 @@ impl RebateRegistry {
                     order_id,
                     commit: self.commit.clone(),
                     shared: self.shared.clone(),
+                    sockets: self.sockets.clone(),
                     relay: self.relay.clone(),
                     registry: self.clone(),
                     last_active: Instant::now(),

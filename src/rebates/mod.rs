@@ -3,5 +3,8 @@
 
 pub mod actor;
 pub mod engine;
+pub mod handle;
 pub mod routes;
 pub mod rules;
+
+pub use handle::Rebates;

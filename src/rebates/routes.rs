@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::engine::{self, RebateRow, WalletView, WithdrawalView};
 use super::rules::RuleSetSpec;
+use super::Rebates;
 use crate::accounts::auth::AuthUser;
 use crate::accounts::domain::Role;
 use crate::accounts::messages::require_role;
@@ -14,7 +15,6 @@ use crate::core::error::{ApiError, ApiResult, Problem};
 use crate::core::ids::now_ms;
 use crate::core::paging::{parse_limit, Page, PageQuery};
 use crate::core::text::Id;
-use crate::server::app::AppState;
 use crate::storage::idempotency::{
     self, fingerprint, Decision, MaybeIdempotencyKey, StoredResponse,
 };
@@ -44,13 +44,8 @@ impl Handler<PutRules> for DbExecutor {
     fn handle(&mut self, msg: PutRules, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
         require_role(&mut conn, msg.admin, Role::Admin)?;
-        let version = engine::put_rule_set(
-            &mut conn,
-            &self.ctx.ids,
-            msg.admin.get(),
-            &msg.spec,
-            now_ms(),
-        )?;
+        let version =
+            engine::put_rule_set(&mut conn, &self.ids, msg.admin.get(), &msg.spec, now_ms())?;
         Ok(RuleSetView {
             version: Some(version),
             spec: msg.spec,
@@ -92,7 +87,7 @@ impl Handler<GetRules> for DbExecutor {
 #[utoipa::path(put, path = "/api/v1/admin/rebate-rules", tag = "rebates", security(("bearer" = [])), request_body = RuleSetSpec,
     responses((status = 200, body = RuleSetView), (status = 400, body = Problem), (status = 403, body = Problem)))]
 pub async fn put_rules(
-    state: web::Data<AppState>,
+    state: web::Data<Rebates>,
     user: AuthUser,
     body: web::Json<RuleSetSpec>,
 ) -> ApiResult<HttpResponse> {
@@ -112,7 +107,7 @@ pub async fn put_rules(
 /// The rule set in force (admin).
 #[utoipa::path(get, path = "/api/v1/admin/rebate-rules", tag = "rebates", security(("bearer" = [])),
     responses((status = 200, body = RuleSetView), (status = 403, body = Problem)))]
-pub async fn get_rules(state: web::Data<AppState>, user: AuthUser) -> ApiResult<HttpResponse> {
+pub async fn get_rules(state: web::Data<Rebates>, user: AuthUser) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(
         state
             .db
@@ -196,7 +191,7 @@ impl Handler<ListRebates> for DbExecutor {
     params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, description = "{items: [Rebate], next_cursor}"), (status = 400, body = Problem)))]
 pub async fn list_rebates(
-    state: web::Data<AppState>,
+    state: web::Data<Rebates>,
     user: AuthUser,
     q: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
@@ -229,7 +224,7 @@ impl Handler<GetWallet> for DbExecutor {
 
 /// The caller's balances.
 #[utoipa::path(get, path = "/api/v1/wallet", tag = "rebates", security(("bearer" = [])), responses((status = 200, body = WalletView)))]
-pub async fn get_wallet(state: web::Data<AppState>, user: AuthUser) -> ApiResult<HttpResponse> {
+pub async fn get_wallet(state: web::Data<Rebates>, user: AuthUser) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(
         state
             .db
@@ -258,7 +253,7 @@ impl Handler<RequestWithdrawal> for DbExecutor {
         let mut conn = self.conn()?;
         let now = now_ms();
         engine::ensure_wallet(&mut conn, msg.user, now)?;
-        let ids = &self.ctx.ids;
+        let ids = &self.ids;
         crate::storage::transaction(&mut conn, |c| -> Result<(u16, String), ApiError> {
             if let Some((key, hash)) = &msg.idempotency {
                 let k = idempotency::IdempotencyKey::parse(key)?;
@@ -303,7 +298,7 @@ pub struct WithdrawalRequest {
     params(("Idempotency-Key" = Option<String>, Header)),
     responses((status = 201, body = WithdrawalView), (status = 400, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn request_withdrawal(
-    state: web::Data<AppState>,
+    state: web::Data<Rebates>,
     user: AuthUser,
     key: MaybeIdempotencyKey,
     body: web::Json<WithdrawalRequest>,
@@ -352,7 +347,7 @@ impl Handler<DecideWithdrawal> for DbExecutor {
     fn handle(&mut self, msg: DecideWithdrawal, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
         require_role(&mut conn, msg.admin, Role::Admin)?;
-        let ids = &self.ctx.ids;
+        let ids = &self.ids;
         crate::storage::transaction(&mut conn, |c| {
             engine::decide_withdrawal(c, ids, msg.id, msg.approve, now_ms())
         })
@@ -366,9 +361,9 @@ impl Handler<DecideWithdrawal> for DbExecutor {
 #[utoipa::path(post, path = "/api/v1/admin/withdrawals/{id}/approve", tag = "admin", security(("bearer" = [])), params(("id" = i64, Path)),
     responses((status = 200, body = WithdrawalView), (status = 403, body = Problem), (status = 409, body = Problem)))]
 pub async fn approve_withdrawal(
-    state: web::Data<AppState>,
+    state: web::Data<Rebates>,
     user: AuthUser,
-    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
+    _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(
@@ -387,9 +382,9 @@ pub async fn approve_withdrawal(
 #[utoipa::path(post, path = "/api/v1/admin/withdrawals/{id}/reject", tag = "admin", security(("bearer" = [])), params(("id" = i64, Path)),
     responses((status = 200, body = WithdrawalView), (status = 403, body = Problem), (status = 409, body = Problem)))]
 pub async fn reject_withdrawal(
-    state: web::Data<AppState>,
+    state: web::Data<Rebates>,
     user: AuthUser,
-    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
+    _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(
@@ -467,7 +462,7 @@ pub struct WithdrawalQuery {
     params(("status" = Option<String>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, description = "{items: [Withdrawal], next_cursor}"), (status = 403, body = Problem)))]
 pub async fn list_withdrawals(
-    state: web::Data<AppState>,
+    state: web::Data<Rebates>,
     user: AuthUser,
     q: web::Query<WithdrawalQuery>,
 ) -> ApiResult<HttpResponse> {
@@ -552,7 +547,7 @@ impl Handler<Invitees> for DbExecutor {
     params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, description = "{items: [Invitee], next_cursor}")))]
 pub async fn invitees(
-    state: web::Data<AppState>,
+    state: web::Data<Rebates>,
     user: AuthUser,
     q: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
@@ -615,7 +610,7 @@ impl Handler<Rewards> for DbExecutor {
 
 /// The promotion center's summary: referral earnings by level and status.
 #[utoipa::path(get, path = "/api/v1/me/rewards", tag = "rebates", security(("bearer" = [])), responses((status = 200, body = RewardsView)))]
-pub async fn rewards(state: web::Data<AppState>, user: AuthUser) -> ApiResult<HttpResponse> {
+pub async fn rewards(state: web::Data<Rebates>, user: AuthUser) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(
         state
             .db

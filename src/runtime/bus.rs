@@ -19,21 +19,12 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, ExchangeKind};
 use parking_lot::RwLock;
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 /// Deliveries buffered per subscription (and the RabbitMQ prefetch).
 pub const SUBSCRIPTION_BUFFER: usize = 1_024;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Event {
-    /// Unique and stable across redeliveries: the consumers' de-duplication key.
-    pub id: i64,
-    /// Routing key, e.g. `order.paid`.
-    pub kind: String,
-    pub payload: serde_json::Value,
-    pub occurred_at_ms: i64,
-}
+pub use crate::storage::outbox::Event;
 
 pub struct Delivery {
     pub event: Event,

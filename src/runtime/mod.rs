@@ -2,6 +2,8 @@
 //! event bus (in-process | RabbitMQ) and its consumers, and logging.
 
 pub mod bus;
+pub mod context;
 pub mod dead_letter;
 pub mod kv;
+pub mod relay;
 pub mod telemetry;

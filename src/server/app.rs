@@ -16,45 +16,9 @@ use crate::core::config::{BootstrapAdmin, Config};
 use crate::core::ids::{now_ms, IdGenerator};
 use crate::core::metrics::Metrics;
 use crate::runtime::bus::{EventBus, InProcessBus, RabbitBus};
+use crate::runtime::context::Ctx;
 use crate::runtime::kv::{Kv, MemoryKv, RedisKv};
 use crate::storage::{self, Db, DbConn, Pool};
-
-/// State every actor and handler shares. Immutable after start, or
-/// internally synchronized.
-pub struct Shared {
-    pub config: Config,
-    pub ids: IdGenerator,
-    pub tokens: TokenKeys,
-    pub kv: Arc<dyn Kv>,
-    pub bus: Arc<dyn EventBus>,
-    pub metrics: Metrics,
-    pub pool: Pool,
-    pub started: Instant,
-    /// Online users' session actors.
-    pub registry: Arc<crate::realtime::registry::Registry>,
-    /// Members per conversation (rebuildable cache).
-    pub members: dashmap::DashMap<i64, Arc<Vec<i64>>>,
-    /// Bumped on every membership change (trips), before the cache entry is
-    /// dropped: a load that began earlier must not put an old list back.
-    pub members_epoch: std::sync::atomic::AtomicU64,
-    /// Recent messages of active conversations (rebuildable cache).
-    pub recent: crate::chat::recent::Recent,
-    /// (low user id, high user id) -> direct conversation id (rebuildable cache).
-    pub direct: dashmap::DashMap<(i64, i64), i64>,
-}
-
-/// What handlers get through `web::Data`.
-pub struct AppState {
-    pub shared: Arc<Shared>,
-    pub db: Db,
-    pub chat: crate::chat::writer::ChatWriters,
-    pub relay: actix::Addr<crate::storage::outbox::Relay>,
-    pub inventory: Arc<crate::commerce::inventory::InventoryRegistry>,
-    pub orders: Arc<crate::commerce::order_actor::OrderRegistry>,
-    pub order_writer: crate::commerce::order_writer::OrderWriter,
-    pub payments: Arc<dyn crate::commerce::payments::PaymentProvider>,
-    pub trips: Arc<crate::trips::actor::TripRegistry>,
-}
 
 /// What the blocking part of startup found in the database.
 struct Prepared {
@@ -210,32 +174,28 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         mirror_ban(kv.as_ref(), *uid, true, config.token_ttl_secs).await?;
     }
 
-    let shared = Arc::new(Shared {
-        tokens: TokenKeys::new(prepared.jwt_secret.as_bytes(), config.token_ttl_secs),
+    let ids = Arc::new(ids);
+    let ctx = Arc::new(Ctx {
         config: config.clone(),
-        ids,
+        ids: ids.clone(),
         kv,
         bus,
         metrics: Metrics::new(),
         pool: prepared.pool.clone(),
         started: Instant::now(),
-        registry: Arc::new(crate::realtime::registry::Registry::new(
-            crate::realtime::registry::SocketLimits {
-                idle_timeout_ms: i64::try_from(config.ws_idle_timeout_secs.max(1) * 1000)
-                    .unwrap_or(45_000),
-                max_pending_frames: config.ws_outbound_max_frames.max(1),
-                max_pending_bytes: config.ws_outbound_max_bytes.max(1024),
-            },
-        )),
-        members: dashmap::DashMap::new(),
-        members_epoch: std::sync::atomic::AtomicU64::new(0),
-        direct: dashmap::DashMap::new(),
-        recent: crate::chat::recent::Recent::new(),
     });
+    let registry = Arc::new(crate::realtime::registry::Registry::new(
+        crate::realtime::registry::SocketLimits {
+            idle_timeout_ms: i64::try_from(config.ws_idle_timeout_secs.max(1) * 1000)
+                .unwrap_or(45_000),
+            max_pending_frames: config.ws_outbound_max_frames.max(1),
+            max_pending_bytes: config.ws_outbound_max_bytes.max(1024),
+        },
+    ));
     let db = Db::start(
         config.db_threads,
         prepared.pool.clone(),
-        shared.clone(),
+        ids,
         config.db_queue_capacity,
         Duration::from_millis(config.request_timeout_ms),
     );
@@ -246,13 +206,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     ) {
         crate::storage::checkpoint::start(prepared.pool.clone());
     }
-    let chat_shards = match (config.chat_writers, &config.database_url) {
-        (0, crate::core::config::DatabaseUrl::Sqlite(_)) => 1,
-        (0, crate::core::config::DatabaseUrl::Postgres(_)) => 2,
-        (n, _) => n,
-    };
-    let chat =
-        crate::chat::writer::ChatWriters::start(chat_shards, prepared.pool.clone(), shared.clone());
+    let chat = start_chat(&config, &prepared, &ctx, &db, &registry);
     // Small write transactions of orders, rebates, the notifier and the relay share one group commit.
     // One committer on both backends. Several on PostgreSQL were measured
     // (BENCHMARKS.md): batches deadlock on hot wallet rows; sharding the
@@ -261,74 +215,91 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let commit = crate::storage::group::GroupCommit::start(
         prepared.pool.clone(),
         commit_writers,
-        shared
-            .metrics
+        ctx.metrics
             .queue("group_commit", crate::storage::group::MAX_QUEUED),
     );
-    let mut relay =
-        crate::storage::outbox::Relay::new(db.clone(), commit.clone(), shared.bus.clone());
+    let mut relay = crate::runtime::relay::Relay::new(db.clone(), commit.clone(), ctx.bus.clone());
     relay.skip_mark = config.fault_relay_skip_mark;
     let relay = actix::Actor::start(relay);
-    let inventory = crate::commerce::inventory::InventoryRegistry::with_fault_load_delay(
-        std::time::Duration::from_millis(config.fault_inventory_load_delay_ms),
-    );
-    let order_ctx = crate::commerce::order_actor::OrderCtx {
-        db: db.clone(),
-        commit: commit.clone(),
-        shared: shared.clone(),
-    };
-    let orders = crate::commerce::order_actor::OrderRegistry::new(
-        order_ctx,
-        inventory.clone(),
+    let commerce = start_commerce(&config, &ctx, &db, &commit, &relay, &registry);
+    let rebates = crate::rebates::actor::RebateRegistry::new(
+        commit.clone(),
+        ctx.clone(),
+        registry.clone(),
         relay.clone(),
     );
-    let order_writer =
-        crate::commerce::order_writer::OrderWriter::start(commit.clone(), shared.clone());
-    actix::Actor::start(crate::commerce::timers::Scheduler::new(
-        db.clone(),
-        orders.clone(),
-        inventory.clone(),
-    ));
-    let rebates =
-        crate::rebates::actor::RebateRegistry::new(commit.clone(), shared.clone(), relay.clone());
     // The bus consumers, and the retrier of the events they had to park.
     let consumers = [
-        crate::social::notifier::consumer(commit.clone(), shared.clone()),
+        crate::social::notifier::consumer(commit.clone(), ctx.clone(), registry.clone()),
         crate::rebates::actor::consumer(rebates.clone()),
     ];
     actix::Actor::start(crate::runtime::dead_letter::Retrier::new(
         db.clone(),
         commit.clone(),
         &consumers.iter().collect::<Vec<_>>(),
-        shared.metrics.dead_letters.clone(),
+        ctx.metrics.dead_letters.clone(),
     ));
     for consumer in consumers {
         actix::spawn(crate::runtime::dead_letter::consume(
-            shared.bus.clone(),
+            ctx.bus.clone(),
             commit.clone(),
             consumer,
         ));
     }
     actix::Actor::start(crate::rebates::actor::Settler::new(db.clone(), rebates));
-    let mockpay_secret = config
-        .mockpay_secret
-        .clone()
-        .unwrap_or_else(|| crate::core::ids::random_token(32));
-    let payments: Arc<dyn crate::commerce::payments::PaymentProvider> =
-        Arc::new(crate::commerce::payments::Mockpay::new(&mockpay_secret));
-    let trips = crate::trips::actor::TripRegistry::new(db.clone(), shared.clone(), chat.clone());
+    let trips = crate::trips::actor::TripRegistry::new(db.clone(), chat.clone());
     trips.set_relay(relay.clone());
-    let state = web::Data::new(AppState {
-        shared,
-        db,
-        chat,
-        relay,
-        inventory,
-        orders,
-        order_writer,
-        payments,
-        trips,
+
+    // One handle per domain: what its routes (and other domains) use.
+    let accounts = web::Data::new(crate::accounts::Accounts {
+        ctx: ctx.clone(),
+        db: db.clone(),
+        tokens: Arc::new(TokenKeys::new(
+            prepared.jwt_secret.as_bytes(),
+            config.token_ttl_secs,
+        )),
+        registry: registry.clone(),
     });
+    let social = web::Data::new(crate::social::Social {
+        ctx: ctx.clone(),
+        db: db.clone(),
+        relay: relay.clone(),
+        registry: registry.clone(),
+    });
+    let rebates_handle = web::Data::new(crate::rebates::Rebates {
+        ctx: ctx.clone(),
+        db: db.clone(),
+        relay: relay.clone(),
+    });
+    let trips = web::Data::new(crate::trips::Trips {
+        ctx: ctx.clone(),
+        db: db.clone(),
+        trips,
+        chat: chat.clone(),
+    });
+    let animals = web::Data::new(crate::animals::Animals {
+        ctx: ctx.clone(),
+        db: db.clone(),
+        relay: relay.clone(),
+        commerce: commerce.clone(),
+    });
+    let moderation = web::Data::new(crate::moderation::Moderation {
+        ctx: ctx.clone(),
+        db: db.clone(),
+        relay: relay.clone(),
+        registry: registry.clone(),
+        chat: chat.clone(),
+        accounts: accounts.get_ref().clone(),
+    });
+    let ops = web::Data::new(crate::server::ops::Ops {
+        ctx: ctx.clone(),
+        db: db.clone(),
+        orders: commerce.orders.clone(),
+        registry: registry.clone(),
+        chat: chat.clone(),
+    });
+    let chat = web::Data::new(chat);
+    let commerce = web::Data::new(commerce);
 
     let max_body = config.max_body_bytes;
     let workers = if config.workers == 0 {
@@ -338,7 +309,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let server = HttpServer::new(move || {
         App::new()
-            .app_data(state.clone())
+            .app_data(accounts.clone())
+            .app_data(chat.clone())
+            .app_data(social.clone())
+            .app_data(commerce.clone())
+            .app_data(rebates_handle.clone())
+            .app_data(trips.clone())
+            .app_data(animals.clone())
+            .app_data(moderation.clone())
+            .app_data(ops.clone())
             .configure(|cfg| crate::server::http::extractor_config(cfg, max_body))
             .configure(crate::server::http::routes)
             .default_service(web::to(crate::server::http::not_found))
@@ -364,4 +343,82 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     server.run().await?;
     tracing::info!("server stopped; draining actors");
     Ok(())
+}
+
+/// Chat: its caches and its writer shards (1 on SQLite, 2 on PostgreSQL
+/// unless configured).
+fn start_chat(
+    config: &Config,
+    prepared: &Prepared,
+    ctx: &Arc<Ctx>,
+    db: &Db,
+    registry: &Arc<crate::realtime::registry::Registry>,
+) -> crate::chat::Chat {
+    let shards = match (config.chat_writers, &config.database_url) {
+        (0, crate::core::config::DatabaseUrl::Sqlite(_)) => 1,
+        (0, crate::core::config::DatabaseUrl::Postgres(_)) => 2,
+        (n, _) => n,
+    };
+    let caches = Arc::new(crate::chat::ChatCaches::default());
+    let writers = crate::chat::writer::ChatWriters::start(
+        shards,
+        prepared.pool.clone(),
+        ctx.clone(),
+        registry.clone(),
+        caches.clone(),
+    );
+    crate::chat::Chat {
+        ctx: ctx.clone(),
+        db: db.clone(),
+        writers,
+        caches,
+        registry: registry.clone(),
+    }
+}
+
+/// Commerce: inventory, order actors and writer, timers, payments.
+fn start_commerce(
+    config: &Config,
+    ctx: &Arc<Ctx>,
+    db: &Db,
+    commit: &crate::storage::group::GroupCommit,
+    relay: &actix::Addr<crate::runtime::relay::Relay>,
+    registry: &Arc<crate::realtime::registry::Registry>,
+) -> crate::commerce::Commerce {
+    let inventory = crate::commerce::inventory::InventoryRegistry::with_fault_load_delay(
+        Duration::from_millis(config.fault_inventory_load_delay_ms),
+    );
+    let order_ctx = crate::commerce::order_actor::OrderCtx {
+        db: db.clone(),
+        commit: commit.clone(),
+        ctx: ctx.clone(),
+        registry: registry.clone(),
+    };
+    let orders = crate::commerce::order_actor::OrderRegistry::new(
+        order_ctx,
+        inventory.clone(),
+        relay.clone(),
+    );
+    let order_writer =
+        crate::commerce::order_writer::OrderWriter::start(commit.clone(), ctx.clone());
+    actix::Actor::start(crate::commerce::timers::Scheduler::new(
+        db.clone(),
+        orders.clone(),
+        inventory.clone(),
+    ));
+    let mockpay_secret = config
+        .mockpay_secret
+        .clone()
+        .unwrap_or_else(|| crate::core::ids::random_token(32));
+    let payments: Arc<dyn crate::commerce::payments::PaymentProvider> =
+        Arc::new(crate::commerce::payments::Mockpay::new(&mockpay_secret));
+    crate::commerce::Commerce {
+        ctx: ctx.clone(),
+        db: db.clone(),
+        relay: relay.clone(),
+        inventory,
+        orders,
+        order_writer,
+        payments,
+    }
 }

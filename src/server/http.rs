@@ -15,8 +15,8 @@ use crate::commerce::routes as commerce;
 use crate::core::error::{extractors, problem_response, ApiError, PROBLEM_CONTENT_TYPE};
 use crate::moderation::routes as moderation;
 use crate::rebates::routes as rebates;
-use crate::server::app::AppState;
 use crate::server::ops;
+use crate::server::ops::Ops;
 use crate::social::routes as social;
 use crate::trips::routes as trips;
 
@@ -185,12 +185,12 @@ pub async fn metrics_middleware(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let state = req.app_data::<web::Data<Ops>>().cloned();
     let method = req.method().to_string();
     let res = next.call(req).await?;
     if let Some(state) = state {
         let route = res.request().match_pattern();
-        state.shared.metrics.observe_request(
+        state.ctx.metrics.observe_request(
             &method,
             route.as_deref(),
             res.status().as_u16(),
@@ -232,42 +232,4 @@ pub fn problem_error_handlers<B: MessageBody + 'static>() -> ErrorHandlers<B> {
             ServiceResponse::new(req, resp).map_into_right_body(),
         ))
     })
-}
-
-/// The body of an action route (`.../cancel`, `.../approve`, ...): empty, or a
-/// JSON object without unknown fields. Anything else is a 400.
-pub struct ActionBody<T>(pub T);
-
-/// An action that takes no fields: only an empty body or `{}`.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NoFields {}
-
-impl<T> actix_web::FromRequest for ActionBody<T>
-where
-    T: serde::de::DeserializeOwned + Default + 'static,
-{
-    type Error = ApiError;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, ApiError>>>>;
-
-    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
-        let bytes = web::Bytes::from_request(req, payload);
-        Box::pin(async move {
-            let bytes = bytes.await.map_err(|e| {
-                if e.as_response_error().status_code()
-                    == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE
-                {
-                    ApiError::payload_too_large("the request body is too large")
-                } else {
-                    ApiError::invalid_input(format!("could not read the body: {e}"))
-                }
-            })?;
-            if bytes.iter().all(u8::is_ascii_whitespace) {
-                return Ok(ActionBody(T::default()));
-            }
-            serde_json::from_slice(&bytes)
-                .map(ActionBody)
-                .map_err(|e| ApiError::invalid_input(format!("invalid JSON body: {e}")))
-        })
-    }
 }

@@ -5,9 +5,24 @@ use serde::Serialize;
 use std::fmt::Write as _;
 use utoipa::OpenApi;
 
+use crate::chat::Chat;
+use crate::commerce::order_actor::OrderRegistry;
 use crate::core::metrics::{gauge, open_fds, resident_memory_bytes};
+use crate::realtime::registry::Registry;
+use crate::runtime::context::Ctx;
 use crate::runtime::dead_letter::DeadLetterView;
-use crate::server::app::AppState;
+use crate::storage::Db;
+
+/// What the operations routes and middleware read: a view across the
+/// domains, built by the composition root.
+#[derive(Clone)]
+pub struct Ops {
+    pub ctx: std::sync::Arc<Ctx>,
+    pub db: Db,
+    pub orders: std::sync::Arc<OrderRegistry>,
+    pub registry: std::sync::Arc<Registry>,
+    pub chat: Chat,
+}
 use crate::storage::Ping;
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -40,11 +55,11 @@ fn verdict(ok: bool) -> &'static str {
 /// 200 when the database (and Redis / RabbitMQ where configured) answer, else 503.
 #[utoipa::path(get, path = "/ready", tag = "operations",
     responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
-pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+pub async fn ready(state: web::Data<Ops>) -> HttpResponse {
     let timeout = std::time::Duration::from_secs(3);
     let db = tokio::time::timeout(timeout, state.db.call(Ping)).await;
-    let kv = tokio::time::timeout(timeout, state.shared.kv.ping()).await;
-    let bus = tokio::time::timeout(timeout, state.shared.bus.ping()).await;
+    let kv = tokio::time::timeout(timeout, state.ctx.kv.ping()).await;
+    let bus = tokio::time::timeout(timeout, state.ctx.bus.ping()).await;
     let (db, kv, bus) = (
         matches!(db, Ok(Ok(()))),
         matches!(kv, Ok(Ok(()))),
@@ -65,12 +80,12 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
 
 /// Prometheus text format.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain", body = String)))]
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+pub async fn metrics(state: web::Data<Ops>) -> HttpResponse {
     let mut out = String::with_capacity(16 * 1024);
-    state.shared.metrics.render_http(&mut out);
+    state.ctx.metrics.render_http(&mut out);
     let db = &state.db;
     // Every bounded queue: the executor's and the batchers'. One family each.
-    let recent = &state.shared.recent;
+    let recent = &state.chat.caches.recent;
     out.push_str("# HELP tandem_chat_sync_total Syncs served from the in-memory ring or the database.\n# TYPE tandem_chat_sync_total counter\n");
     let _ = writeln!(
         out,
@@ -87,7 +102,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         db.queue_depth(),
         db.queue_capacity(),
     )];
-    queues.extend(state.shared.metrics.queues());
+    queues.extend(state.ctx.metrics.queues());
     out.push_str("# HELP tandem_mailbox_depth Messages waiting for or being served by an actor.\n# TYPE tandem_mailbox_depth gauge\n");
     for (name, depth, _) in &queues {
         let _ = writeln!(out, "tandem_mailbox_depth{{actor=\"{name}\"}} {depth}");
@@ -102,12 +117,12 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         "Events a consumer failed to apply repeatedly, parked and retried with backoff.",
         "",
         state
-            .shared
+            .ctx
             .metrics
             .dead_letters
             .load(std::sync::atomic::Ordering::Relaxed) as f64,
     );
-    let pool = state.shared.pool.state();
+    let pool = state.ctx.pool.state();
     gauge(
         &mut out,
         "tandem_db_pool_connections",
@@ -127,7 +142,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         "tandem_db_pool_max_connections",
         "Pool size limit.",
         "",
-        f64::from(state.shared.pool.max_size()),
+        f64::from(state.ctx.pool.max_size()),
     );
     if let Some(rss) = resident_memory_bytes() {
         gauge(
@@ -159,14 +174,14 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         "tandem_online_users",
         "Users with at least one open WebSocket.",
         "",
-        state.shared.registry.online_users() as f64,
+        state.registry.online_users() as f64,
     );
     gauge(
         &mut out,
         "tandem_uptime_seconds",
         "Seconds since the server started.",
         "",
-        state.shared.started.elapsed().as_secs_f64(),
+        state.ctx.started.elapsed().as_secs_f64(),
     );
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
@@ -217,7 +232,7 @@ pub struct DeadLetterQuery {
     params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, description = "{items: [DeadLetterView], next_cursor}"), (status = 403, body = crate::core::error::Problem)))]
 pub async fn dead_letters(
-    state: web::Data<AppState>,
+    state: web::Data<Ops>,
     user: crate::accounts::auth::AuthUser,
     q: web::Query<DeadLetterQuery>,
 ) -> crate::core::error::ApiResult<HttpResponse> {

@@ -12,9 +12,9 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, ResponseError};
 
+use crate::accounts::Accounts;
 use crate::core::error::ApiError;
 use crate::runtime::kv::Take;
-use crate::server::app::AppState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit {
@@ -36,7 +36,7 @@ pub const ANONYMOUS_PER_ADDRESS: Limit = Limit {
 };
 
 /// Which bucket a request draws from.
-pub fn classify(state: &AppState, req: &ServiceRequest) -> (String, Limit) {
+pub fn classify(state: &Accounts, req: &ServiceRequest) -> (String, Limit) {
     let addr = req
         .peer_addr()
         .map(|a| a.ip().to_string())
@@ -46,7 +46,7 @@ pub fn classify(state: &AppState, req: &ServiceRequest) -> (String, Limit) {
     }
     // Only a correctly signed token names a user; anything else counts against the address.
     if let Some(token) = crate::accounts::auth::bearer_token(req.request()) {
-        if let Ok((uid, _)) = state.shared.tokens.verify(&token) {
+        if let Ok((uid, _)) = state.tokens.verify(&token) {
             return (format!("rl:user:{uid}"), PER_USER);
         }
     }
@@ -57,11 +57,11 @@ pub async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let state = req.app_data::<web::Data<AppState>>().cloned();
-    if let Some(state) = state.filter(|s| s.shared.config.rate_limits_enabled()) {
+    let state = req.app_data::<web::Data<Accounts>>().cloned();
+    if let Some(state) = state.filter(|s| s.ctx.config.rate_limits_enabled()) {
         let (key, limit) = classify(&state, &req);
         match state
-            .shared
+            .ctx
             .kv
             .take_token(&key, limit.capacity, limit.refill_per_s)
             .await

@@ -99,7 +99,7 @@ impl Handler<Follow> for DbExecutor {
         if crate::chat::store::is_blocked(&mut conn, msg.followee, msg.follower)? {
             return Err(ApiError::not_found("no such user"));
         }
-        let ids = &self.ctx.ids;
+        let ids = &self.ids;
         crate::storage::transaction(&mut conn, |c| -> Result<bool, ApiError> {
             let exists: Option<i64> = follows::table
                 .find((msg.follower, msg.followee))
@@ -208,7 +208,7 @@ impl Handler<CreatePost> for DbExecutor {
     fn handle(&mut self, msg: CreatePost, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
         let now = now_ms();
-        let id = self.ctx.ids.next_id();
+        let id = self.ids.next_id();
         diesel::insert_into(posts::table)
             .values((
                 posts::id.eq(id),
@@ -357,7 +357,7 @@ impl Handler<AddComment> for DbExecutor {
 
     fn handle(&mut self, msg: AddComment, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
-        let id = self.ctx.ids.next_id();
+        let id = self.ids.next_id();
         let now = now_ms();
         crate::storage::transaction(&mut conn, |c| -> Result<(), ApiError> {
             visible_post(c, msg.post_id, msg.user)?;

@@ -163,9 +163,13 @@ pub fn push_all(registry: &Registry, stored: &[(i64, NotificationView)]) {
 }
 
 /// The notifier as a bus consumer (run by `infra::dead_letter::consume`).
-pub fn consumer(commit: GroupCommit, shared: Arc<crate::server::app::Shared>) -> Consumer {
+pub fn consumer(
+    commit: GroupCommit,
+    shared: Arc<crate::runtime::context::Ctx>,
+    registry: Arc<Registry>,
+) -> Consumer {
     let apply: Apply = Arc::new(move |event: Event| {
-        let (commit, shared) = (commit.clone(), shared.clone());
+        let (commit, shared, registry) = (commit.clone(), shared.clone(), registry.clone());
         Box::pin(async move {
             // Most events tell nobody (`order.created`, ...): nothing to store,
             // so no write job and no de-duplication row.
@@ -181,7 +185,7 @@ pub fn consumer(commit: GroupCommit, shared: Arc<crate::server::app::Shared>) ->
             let created = commit
                 .run(move |c| apply_event(c, &job_shared.ids, event.clone()))
                 .await?;
-            push_all(&shared.registry, &created);
+            push_all(&registry, &created);
             Ok(())
         })
     });

@@ -7,14 +7,14 @@ use super::messages::{
     AddComment, CommentView, CreatePost, Feed, Follow, GetPost, Like, ListNotifications,
     MarkNotificationsRead, PostView, SetBlock, Unfollow,
 };
+use super::Social;
 use crate::accounts::auth::AuthUser;
 use crate::core::error::{ApiError, ApiResult, Problem};
 use crate::core::paging::PageQuery;
 use crate::core::text::Id;
 use crate::realtime::frames::ServerFrame;
 use crate::realtime::session::Deliver;
-use crate::server::app::AppState;
-use crate::storage::outbox::Nudge;
+use crate::runtime::relay::Nudge;
 
 pub const MAX_POST_CHARS: usize = 2_000;
 pub const MAX_COMMENT_CHARS: usize = 1_000;
@@ -53,9 +53,9 @@ fn text_body(body: &str, max: usize, what: &str) -> ApiResult<()> {
 #[utoipa::path(post, path = "/api/v1/users/{id}/follow", tag = "social", security(("bearer" = [])),
     params(("id" = i64, Path)), responses((status = 200, body = FollowView), (status = 404, body = Problem)))]
 pub async fn follow(
-    state: web::Data<AppState>,
+    state: web::Data<Social>,
     user: AuthUser,
-    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
+    _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     let followee = path.into_inner().0.get();
@@ -79,7 +79,7 @@ pub async fn follow(
 #[utoipa::path(delete, path = "/api/v1/users/{id}/follow", tag = "social", security(("bearer" = [])),
     params(("id" = i64, Path)), responses((status = 204), (status = 404, body = Problem)))]
 pub async fn unfollow(
-    state: web::Data<AppState>,
+    state: web::Data<Social>,
     user: AuthUser,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
@@ -97,9 +97,9 @@ pub async fn unfollow(
 #[utoipa::path(post, path = "/api/v1/users/{id}/block", tag = "social", security(("bearer" = [])),
     params(("id" = i64, Path)), responses((status = 200, body = BlockView), (status = 404, body = Problem)))]
 pub async fn block(
-    state: web::Data<AppState>,
+    state: web::Data<Social>,
     user: AuthUser,
-    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
+    _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     let blocked = path.into_inner().0.get();
@@ -121,7 +121,7 @@ pub async fn block(
 #[utoipa::path(delete, path = "/api/v1/users/{id}/block", tag = "social", security(("bearer" = [])),
     params(("id" = i64, Path)), responses((status = 204), (status = 404, body = Problem)))]
 pub async fn unblock(
-    state: web::Data<AppState>,
+    state: web::Data<Social>,
     user: AuthUser,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
@@ -146,7 +146,7 @@ pub struct BodyRequest {
 #[utoipa::path(post, path = "/api/v1/posts", tag = "social", security(("bearer" = [])), request_body = BodyRequest,
     responses((status = 201, body = PostView), (status = 400, body = Problem)))]
 pub async fn create_post(
-    state: web::Data<AppState>,
+    state: web::Data<Social>,
     user: AuthUser,
     body: web::Json<BodyRequest>,
 ) -> ApiResult<HttpResponse> {
@@ -161,7 +161,7 @@ pub async fn create_post(
         .await?;
     let value = serde_json::to_value(&post).map_err(ApiError::internal)?;
     let frame = ServerFrame::Post { post: &value }.encode();
-    let registry = &state.shared.registry;
+    let registry = &state.registry;
     for f in followers.into_iter().filter(|f| registry.is_online(*f)) {
         registry.deliver(f, Deliver::plain(frame.clone()));
     }
@@ -172,7 +172,7 @@ pub async fn create_post(
 #[utoipa::path(get, path = "/api/v1/posts/{id}", tag = "social", security(("bearer" = [])),
     params(("id" = i64, Path)), responses((status = 200, body = PostView), (status = 404, body = Problem)))]
 pub async fn get_post(
-    state: web::Data<AppState>,
+    state: web::Data<Social>,
     user: AuthUser,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
@@ -191,7 +191,7 @@ pub async fn get_post(
     params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, description = "{items: [Post], next_cursor}"), (status = 400, body = Problem)))]
 pub async fn feed(
-    state: web::Data<AppState>,
+    state: web::Data<Social>,
     user: AuthUser,
     q: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
@@ -210,9 +210,9 @@ pub async fn feed(
 #[utoipa::path(post, path = "/api/v1/posts/{id}/like", tag = "social", security(("bearer" = [])),
     params(("id" = i64, Path)), responses((status = 200, body = PostView), (status = 404, body = Problem)))]
 pub async fn like(
-    state: web::Data<AppState>,
+    state: web::Data<Social>,
     user: AuthUser,
-    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
+    _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     let post = state
@@ -230,7 +230,7 @@ pub async fn like(
     params(("id" = i64, Path)), request_body = BodyRequest,
     responses((status = 201, body = CommentView), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn comment(
-    state: web::Data<AppState>,
+    state: web::Data<Social>,
     user: AuthUser,
     path: web::Path<(Id,)>,
     body: web::Json<BodyRequest>,
@@ -253,7 +253,7 @@ pub async fn comment(
     params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, description = "{items: [Notification], next_cursor}"), (status = 400, body = Problem)))]
 pub async fn notifications(
-    state: web::Data<AppState>,
+    state: web::Data<Social>,
     user: AuthUser,
     q: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
@@ -284,7 +284,7 @@ pub struct ReadResult {
 #[utoipa::path(post, path = "/api/v1/notifications/read", tag = "social", security(("bearer" = [])),
     request_body = ReadRequest, responses((status = 200, body = ReadResult), (status = 400, body = Problem)))]
 pub async fn mark_read(
-    state: web::Data<AppState>,
+    state: web::Data<Social>,
     user: AuthUser,
     body: web::Json<ReadRequest>,
 ) -> ApiResult<HttpResponse> {

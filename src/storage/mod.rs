@@ -371,7 +371,8 @@ impl AsTransient for ApiError {
 /// connection per message, so blocking diesel work never runs on async workers.
 pub struct DbExecutor {
     pub pool: Pool,
-    pub ctx: Arc<crate::server::app::Shared>,
+    /// The node's id generator, for rows created by handlers.
+    pub ids: Arc<crate::core::ids::IdGenerator>,
 }
 
 impl Actor for DbExecutor {
@@ -409,13 +410,13 @@ impl Db {
     pub fn start(
         threads: usize,
         pool: Pool,
-        shared: Arc<crate::server::app::Shared>,
+        ids: Arc<crate::core::ids::IdGenerator>,
         capacity: usize,
         timeout: Duration,
     ) -> Db {
         let addr = SyncArbiter::start(threads.max(1), move || DbExecutor {
             pool: pool.clone(),
-            ctx: shared.clone(),
+            ids: ids.clone(),
         });
         Db {
             addr,

@@ -1,24 +1,29 @@
 //! Transactional outbox. A change and the events describing it commit in one
-//! transaction ([`enqueue`]); the [`Relay`] publishes committed rows on the bus
+//! transaction ([`enqueue`]); the relay (`runtime::relay`) publishes committed rows on the bus
 //! and marks them published only after the bus confirmed them. A crash between
 //! publish and mark republishes: consumers de-duplicate by event id.
 
-use std::time::Duration;
-
-use actix::{Actor, AsyncContext, Context, Handler, Message, WrapFuture};
+use actix::{Handler, Message};
 use diesel::prelude::*;
 
 use crate::core::error::ApiError;
 use crate::core::ids::{now_ms, IdGenerator};
-use crate::runtime::bus::Event;
-use crate::storage::group::GroupCommit;
 use crate::storage::schema::outbox;
-use crate::storage::{Db, DbConn, DbExecutor};
+use crate::storage::{DbConn, DbExecutor};
 
 /// Rows published per round trip.
 pub const RELAY_BATCH: i64 = 2_000;
-/// How often the relay looks when nobody nudged it.
-const RELAY_INTERVAL: Duration = Duration::from_millis(100);
+
+/// One domain event: an outbox row, and what the bus carries.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct Event {
+    /// Unique and stable across redeliveries: the consumers' de-duplication key.
+    pub id: i64,
+    /// Routing key, e.g. `order.paid`.
+    pub kind: String,
+    pub payload: serde_json::Value,
+    pub occurred_at_ms: i64,
+}
 
 /// Adds an event to the outbox inside the caller's transaction.
 pub fn enqueue(
@@ -83,101 +88,4 @@ pub fn mark_published(c: &mut DbConn, ids: &[i64]) -> Result<(), ApiError> {
             .set(outbox::published_at_ms.eq(now_ms())),
     )?;
     Ok(())
-}
-
-/// Publishes the outbox. One round at a time; a nudge after a commit makes
-/// the next round start at once instead of at the next tick.
-pub struct Relay {
-    pub db: Db,
-    pub commit: GroupCommit,
-    /// Test-only fault: never mark rows published (see `TANDEM_FAULT_RELAY_SKIP_MARK`).
-    pub skip_mark: bool,
-    pub bus: std::sync::Arc<dyn crate::runtime::bus::EventBus>,
-    busy: bool,
-    again: bool,
-}
-
-impl Relay {
-    pub fn new(
-        db: Db,
-        commit: GroupCommit,
-        bus: std::sync::Arc<dyn crate::runtime::bus::EventBus>,
-    ) -> Self {
-        Relay {
-            db,
-            commit,
-            bus,
-            skip_mark: false,
-            busy: false,
-            again: false,
-        }
-    }
-
-    fn round(&mut self, ctx: &mut Context<Self>) {
-        if self.busy {
-            self.again = true;
-            return;
-        }
-        self.busy = true;
-        self.again = false;
-        let (db, commit, bus, skip_mark) = (
-            self.db.clone(),
-            self.commit.clone(),
-            self.bus.clone(),
-            self.skip_mark,
-        );
-        ctx.spawn(
-            async move {
-                let events = db.call(FetchUnpublished).await?;
-                if events.is_empty() {
-                    return Ok::<usize, ApiError>(0);
-                }
-                bus.publish(&events)
-                    .await
-                    .map_err(ApiError::unavailable_because)?;
-                let n = events.len();
-                if skip_mark {
-                    return Ok(0);
-                }
-                let ids: Vec<i64> = events.into_iter().map(|e| e.id).collect();
-                commit.run(move |c| mark_published(c, &ids)).await?;
-                Ok(n)
-            }
-            .into_actor(self)
-            .map(|result, this, ctx| {
-                this.busy = false;
-                match result {
-                    // A full batch means more may be waiting.
-                    Ok(n) if n as i64 >= RELAY_BATCH => this.round(ctx),
-                    Ok(_) if this.again => this.round(ctx),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "outbox relay round failed; will retry"),
-                }
-            }),
-        );
-    }
-}
-
-use actix::ActorFutureExt as _;
-
-impl Actor for Relay {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(RELAY_INTERVAL, |this, ctx| this.round(ctx));
-    }
-}
-
-/// "There are new rows": start a round now.
-pub struct Nudge;
-
-impl Message for Nudge {
-    type Result = ();
-}
-
-impl Handler<Nudge> for Relay {
-    type Result = ();
-    fn handle(&mut self, _: Nudge, ctx: &mut Self::Context) {
-        self.round(ctx);
-    }
 }

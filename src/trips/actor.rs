@@ -46,7 +46,7 @@ fn after_commit(registry: &TripRegistry, reply: &TripReply) {
         membership_changed: true,
     } = reply
     {
-        crate::chat::membership_changed(&registry.shared, &registry.chat, view.conversation_id);
+        registry.chat.membership_changed(view.conversation_id);
     }
     registry.relay_nudge();
 }
@@ -110,34 +110,29 @@ impl Handler<TripMsg> for TripActor {
 pub struct TripRegistry {
     actors: DashMap<i64, Addr<TripActor>>,
     db: Db,
-    shared: Arc<crate::server::app::Shared>,
-    chat: crate::chat::writer::ChatWriters,
-    relay: std::sync::OnceLock<Addr<crate::storage::outbox::Relay>>,
+    /// Chat's handle: a trip's membership is its conversation's.
+    chat: crate::chat::Chat,
+    relay: std::sync::OnceLock<Addr<crate::runtime::relay::Relay>>,
 }
 
 impl TripRegistry {
-    pub fn new(
-        db: Db,
-        shared: Arc<crate::server::app::Shared>,
-        chat: crate::chat::writer::ChatWriters,
-    ) -> Arc<Self> {
+    pub fn new(db: Db, chat: crate::chat::Chat) -> Arc<Self> {
         Arc::new(TripRegistry {
             actors: DashMap::new(),
             db,
-            shared,
             chat,
             relay: std::sync::OnceLock::new(),
         })
     }
 
     /// The outbox relay to nudge after each write (set once at start).
-    pub fn set_relay(&self, relay: Addr<crate::storage::outbox::Relay>) {
+    pub fn set_relay(&self, relay: Addr<crate::runtime::relay::Relay>) {
         let _ = self.relay.set(relay);
     }
 
     fn relay_nudge(&self) {
         if let Some(r) = self.relay.get() {
-            r.do_send(crate::storage::outbox::Nudge);
+            r.do_send(crate::runtime::relay::Nudge);
         }
     }
 

@@ -4,8 +4,11 @@
 //! actor, so accepts are serialized and the capacity holds however many race.
 
 pub mod actor;
+pub mod handle;
 pub mod routes;
 pub mod store;
+
+pub use handle::Trips;
 
 /// Fewest and most members of a trip (the organizer counts).
 pub const MIN_CAPACITY: i64 = 2;

@@ -8,11 +8,11 @@ use serde::Deserialize;
 use super::store::{
     CreateTrip, GetTrip, ListRequests, RequestView, SearchTrips, TripCommand, TripReply, TripView,
 };
+use super::Trips;
 use crate::accounts::auth::AuthUser;
 use crate::core::error::{ApiError, ApiResult, Problem};
 use crate::core::paging::{cursor_id, decode_cursor, encode_cursor, parse_limit};
 use crate::core::text::{check_free_text, check_line, Id};
-use crate::server::app::AppState;
 
 /// Longest destination, in characters.
 pub const MAX_DESTINATION_CHARS: usize = 100;
@@ -66,7 +66,7 @@ pub struct TripRequest {
 #[utoipa::path(post, path = "/api/v1/trips", tag = "trips", security(("bearer" = [])), request_body = TripRequest,
     responses((status = 201, body = TripView), (status = 400, body = Problem)))]
 pub async fn create(
-    state: web::Data<AppState>,
+    state: web::Data<Trips>,
     user: AuthUser,
     body: web::Json<TripRequest>,
 ) -> ApiResult<HttpResponse> {
@@ -97,10 +97,9 @@ pub async fn create(
             description,
         })
         .await?;
-    state.shared.members.insert(
-        view.conversation_id,
-        std::sync::Arc::new(view.member_ids.clone()),
-    );
+    state
+        .chat
+        .conversation_created(view.conversation_id, &view.member_ids);
     Ok(HttpResponse::Created().json(view))
 }
 
@@ -121,7 +120,7 @@ pub struct SearchQuery {
         ("to" = Option<String>, Query, description = "YYYY-MM-DD"), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, description = "{items: [Trip], next_cursor}"), (status = 400, body = Problem)))]
 pub async fn search(
-    state: web::Data<AppState>,
+    state: web::Data<Trips>,
     q: web::Query<SearchQuery>,
 ) -> ApiResult<HttpResponse> {
     let from = q
@@ -165,7 +164,7 @@ pub async fn search(
 /// A trip with its members.
 #[utoipa::path(get, path = "/api/v1/trips/{id}", tag = "trips", params(("id" = i64, Path)),
     responses((status = 200, body = TripView), (status = 404, body = Problem)))]
-pub async fn get(state: web::Data<AppState>, path: web::Path<(Id,)>) -> ApiResult<HttpResponse> {
+pub async fn get(state: web::Data<Trips>, path: web::Path<(Id,)>) -> ApiResult<HttpResponse> {
     let view = state
         .db
         .call(GetTrip {
@@ -198,10 +197,10 @@ fn respond(reply: TripReply, created: bool) -> HttpResponse {
     request_body = JoinRequest, responses((status = 201, body = RequestView), (status = 404, body = Problem),
         (status = 409, description = "trip_full, already_member, request_pending, invalid_state (closed)", body = Problem)))]
 pub async fn join(
-    state: web::Data<AppState>,
+    state: web::Data<Trips>,
     user: AuthUser,
     path: web::Path<(Id,)>,
-    body: crate::server::http::ActionBody<JoinRequest>,
+    body: crate::core::extract::ActionBody<JoinRequest>,
 ) -> ApiResult<HttpResponse> {
     let message = body.0.message.unwrap_or_default();
     check_free_text(&message, "message", MAX_MESSAGE_CHARS)?;
@@ -224,9 +223,9 @@ pub async fn join(
     params(("id" = i64, Path), ("request_id" = i64, Path)),
     responses((status = 200, body = TripView), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn accept(
-    state: web::Data<AppState>,
+    state: web::Data<Trips>,
     user: AuthUser,
-    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
+    _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
     path: web::Path<(Id, Id)>,
 ) -> ApiResult<HttpResponse> {
     let (trip, request) = path.into_inner();
@@ -248,9 +247,9 @@ pub async fn accept(
     params(("id" = i64, Path), ("request_id" = i64, Path)),
     responses((status = 200, body = RequestView), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn reject(
-    state: web::Data<AppState>,
+    state: web::Data<Trips>,
     user: AuthUser,
-    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
+    _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
     path: web::Path<(Id, Id)>,
 ) -> ApiResult<HttpResponse> {
     let (trip, request) = path.into_inner();
@@ -272,9 +271,9 @@ pub async fn reject(
 #[utoipa::path(post, path = "/api/v1/trips/{id}/leave", tag = "trips", security(("bearer" = [])), params(("id" = i64, Path)),
     responses((status = 200, body = TripView), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn leave(
-    state: web::Data<AppState>,
+    state: web::Data<Trips>,
     user: AuthUser,
-    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
+    _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     let reply = state
@@ -293,9 +292,9 @@ pub async fn leave(
 #[utoipa::path(post, path = "/api/v1/trips/{id}/close", tag = "trips", security(("bearer" = [])), params(("id" = i64, Path)),
     responses((status = 200, body = TripView), (status = 403, body = Problem), (status = 409, body = Problem)))]
 pub async fn close(
-    state: web::Data<AppState>,
+    state: web::Data<Trips>,
     user: AuthUser,
-    _body: crate::server::http::ActionBody<crate::server::http::NoFields>,
+    _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
     path: web::Path<(Id,)>,
 ) -> ApiResult<HttpResponse> {
     let reply = state
@@ -322,7 +321,7 @@ pub struct RequestsQuery {
     params(("id" = i64, Path), ("status" = Option<String>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, description = "{items: [JoinRequest], next_cursor}"), (status = 403, body = Problem)))]
 pub async fn requests(
-    state: web::Data<AppState>,
+    state: web::Data<Trips>,
     user: AuthUser,
     path: web::Path<(Id,)>,
     q: web::Query<RequestsQuery>,

@@ -153,7 +153,7 @@ impl Handler<CreateTrip> for DbExecutor {
         let mut conn = self.conn()?;
         let now = now_ms();
         let conversation = ConversationRow {
-            id: self.ctx.ids.next_id(),
+            id: self.ids.next_id(),
             kind: "trip".into(),
             title: msg.destination.clone(),
             direct_key: None,
@@ -162,7 +162,7 @@ impl Handler<CreateTrip> for DbExecutor {
             created_at_ms: now,
         };
         let row = TripRow {
-            id: self.ctx.ids.next_id(),
+            id: self.ids.next_id(),
             organizer_id: msg.organizer_id,
             destination_lower: msg.destination.to_lowercase(),
             destination: msg.destination,
@@ -394,7 +394,7 @@ impl Handler<TripWrite> for DbExecutor {
     type Result = Result<TripReply, ApiError>;
     fn handle(&mut self, msg: TripWrite, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
-        let ids = &self.ctx.ids;
+        let ids = &self.ids;
         crate::storage::transaction(&mut conn, |c| apply(c, ids, msg.trip_id, &msg.cmd))
     }
 }

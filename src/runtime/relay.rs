@@ -1,0 +1,109 @@
+//! The outbox relay: publishes committed outbox rows on the bus and marks
+//! them published only after the bus confirmed them (see `storage::outbox`).
+
+use std::time::Duration;
+
+use actix::{Actor, ActorFutureExt as _, AsyncContext, Context, Handler, Message, WrapFuture};
+
+use crate::core::error::ApiError;
+use crate::storage::group::GroupCommit;
+use crate::storage::outbox::{mark_published, FetchUnpublished, RELAY_BATCH};
+use crate::storage::Db;
+
+/// How often the relay looks when nobody nudged it.
+const RELAY_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Publishes the outbox. One round at a time; a nudge after a commit makes
+/// the next round start at once instead of at the next tick.
+pub struct Relay {
+    pub db: Db,
+    pub commit: GroupCommit,
+    /// Test-only fault: never mark rows published (see `TANDEM_FAULT_RELAY_SKIP_MARK`).
+    pub skip_mark: bool,
+    pub bus: std::sync::Arc<dyn crate::runtime::bus::EventBus>,
+    busy: bool,
+    again: bool,
+}
+
+impl Relay {
+    pub fn new(
+        db: Db,
+        commit: GroupCommit,
+        bus: std::sync::Arc<dyn crate::runtime::bus::EventBus>,
+    ) -> Self {
+        Relay {
+            db,
+            commit,
+            bus,
+            skip_mark: false,
+            busy: false,
+            again: false,
+        }
+    }
+
+    fn round(&mut self, ctx: &mut Context<Self>) {
+        if self.busy {
+            self.again = true;
+            return;
+        }
+        self.busy = true;
+        self.again = false;
+        let (db, commit, bus, skip_mark) = (
+            self.db.clone(),
+            self.commit.clone(),
+            self.bus.clone(),
+            self.skip_mark,
+        );
+        ctx.spawn(
+            async move {
+                let events = db.call(FetchUnpublished).await?;
+                if events.is_empty() {
+                    return Ok::<usize, ApiError>(0);
+                }
+                bus.publish(&events)
+                    .await
+                    .map_err(ApiError::unavailable_because)?;
+                let n = events.len();
+                if skip_mark {
+                    return Ok(0);
+                }
+                let ids: Vec<i64> = events.into_iter().map(|e| e.id).collect();
+                commit.run(move |c| mark_published(c, &ids)).await?;
+                Ok(n)
+            }
+            .into_actor(self)
+            .map(|result, this, ctx| {
+                this.busy = false;
+                match result {
+                    // A full batch means more may be waiting.
+                    Ok(n) if n as i64 >= RELAY_BATCH => this.round(ctx),
+                    Ok(_) if this.again => this.round(ctx),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "outbox relay round failed; will retry"),
+                }
+            }),
+        );
+    }
+}
+
+impl Actor for Relay {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(RELAY_INTERVAL, |this, ctx| this.round(ctx));
+    }
+}
+
+/// "There are new rows": start a round now.
+pub struct Nudge;
+
+impl Message for Nudge {
+    type Result = ();
+}
+
+impl Handler<Nudge> for Relay {
+    type Result = ();
+    fn handle(&mut self, _: Nudge, ctx: &mut Self::Context) {
+        self.round(ctx);
+    }
+}
