@@ -42,6 +42,12 @@ impl ApiError {
         self.transient
     }
 
+    /// Marks a database conflict that a retried transaction may not hit again.
+    pub fn transient(mut self, transient: bool) -> Self {
+        self.transient = transient;
+        self
+    }
+
     pub fn invalid_input(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_input", detail)
     }
@@ -190,26 +196,6 @@ impl ResponseError for ApiError {
             return problem_response(self.status, self.code, &detail, self.retry_after_secs);
         }
         problem_response(self.status, self.code, &self.detail, self.retry_after_secs)
-    }
-}
-
-impl From<diesel::result::Error> for ApiError {
-    fn from(e: diesel::result::Error) -> Self {
-        match e {
-            diesel::result::Error::NotFound => ApiError::not_found("not found"),
-            other => {
-                let transient = crate::storage::is_transient(&other);
-                let mut e = ApiError::internal(other);
-                e.transient = transient;
-                e
-            }
-        }
-    }
-}
-
-impl From<r2d2::Error> for ApiError {
-    fn from(e: r2d2::Error) -> Self {
-        ApiError::unavailable_because(e)
     }
 }
 

@@ -21,8 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, WrapFuture};
-use diesel::prelude::*;
+use actix::{Actor, ActorFutureExt, AsyncContext, Context, WrapFuture};
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -30,9 +29,9 @@ use serde::Serialize;
 use crate::core::error::ApiError;
 use crate::core::ids::{now_ms, rfc3339};
 use crate::runtime::bus::{Delivery, Event, EventBus};
+use crate::storage::dead_letter::{failed_again, park, unpark, DeadLetter, Due};
 use crate::storage::group::GroupCommit;
-use crate::storage::schema::dead_letters;
-use crate::storage::{Db, DbConn, DbExecutor};
+use crate::storage::Db;
 
 /// Pauses between the tries of one delivery; after the last, it is parked.
 const RETRY_PAUSES: [Duration; 2] = [Duration::from_millis(100), Duration::from_millis(500)];
@@ -40,10 +39,6 @@ const RETRY_PAUSES: [Duration; 2] = [Duration::from_millis(100), Duration::from_
 const OVERLOAD_PAUSE: Duration = Duration::from_millis(500);
 /// How often the retrier looks for parked events that are due.
 const RETRY_TICK: Duration = Duration::from_secs(1);
-/// Parked events retried per round.
-const RETRY_BATCH: i64 = 100;
-/// Longest pause between two retries of a parked event.
-const MAX_BACKOFF_MS: i64 = 3_600_000;
 /// Longest error text kept per parked event, in characters.
 const MAX_ERROR_CHARS: usize = 1_000;
 
@@ -96,7 +91,7 @@ async fn handle(d: Delivery, consumer: &Consumer, commit: &GroupCommit) {
         return redeliver_later(d, consumer.name, &error).await;
     }
     let tries = i64::try_from(RETRY_PAUSES.len() + 1).unwrap_or(i64::MAX);
-    let letter = DeadLetter::new(consumer.name, &d.event, &error, tries, now_ms());
+    let letter = DeadLetter::new(consumer.name, &d.event, error_text(&error), tries, now_ms());
     match commit.run(move |c| park(c, &letter)).await {
         Ok(()) => {
             tracing::error!(consumer = consumer.name, event_id = d.event.id, kind = %d.event.kind,
@@ -135,115 +130,10 @@ async fn ack(d: Delivery, consumer: &str) {
     }
 }
 
-/// One parked event, as stored.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = dead_letters)]
-pub struct DeadLetter {
-    pub consumer: String,
-    pub event_id: i64,
-    pub kind: String,
-    pub payload: String,
-    pub occurred_at_ms: i64,
-    pub error: String,
-    pub attempts: i64,
-    pub parked_at_ms: i64,
-    pub next_attempt_at_ms: i64,
-}
-
-impl DeadLetter {
-    fn new(consumer: &str, event: &Event, error: &ApiError, attempts: i64, now: i64) -> Self {
-        DeadLetter {
-            consumer: consumer.to_owned(),
-            event_id: event.id,
-            kind: event.kind.clone(),
-            payload: event.payload.to_string(),
-            occurred_at_ms: event.occurred_at_ms,
-            error: error_text(error),
-            attempts,
-            parked_at_ms: now,
-            next_attempt_at_ms: now.saturating_add(backoff_ms(attempts)),
-        }
-    }
-
-    fn event(&self) -> Event {
-        Event {
-            id: self.event_id,
-            kind: self.kind.clone(),
-            payload: serde_json::from_str(&self.payload).unwrap_or(serde_json::Value::Null),
-            occurred_at_ms: self.occurred_at_ms,
-        }
-    }
-}
-
 /// The error as admins see it: with its cause (an internal error's detail
 /// alone says nothing).
 fn error_text(e: &ApiError) -> String {
     e.to_string().chars().take(MAX_ERROR_CHARS).collect()
-}
-
-/// Pause before the next retry of an event that failed `attempts` times:
-/// 1 s after the third, doubling, at most an hour.
-pub fn backoff_ms(attempts: i64) -> i64 {
-    let doublings = u32::try_from(attempts.saturating_sub(3).clamp(0, 22)).unwrap_or(22);
-    1_000_i64.saturating_mul(1 << doublings).min(MAX_BACKOFF_MS)
-}
-
-/// Stores a parked event (a group-commit job). Parked already (two nodes,
-/// a redelivery): the first row stays.
-fn park(c: &mut DbConn, letter: &DeadLetter) -> Result<(), ApiError> {
-    crate::per_backend!(&mut *c, |b| diesel::insert_into(dead_letters::table)
-        .values(letter)
-        .on_conflict_do_nothing()
-        .execute(b))?;
-    Ok(())
-}
-
-/// A retried event applied: it is no longer parked.
-fn unpark(c: &mut DbConn, consumer: &str, event_id: i64) -> Result<(), ApiError> {
-    diesel::delete(dead_letters::table.find((consumer, event_id))).execute(c)?;
-    Ok(())
-}
-
-/// A retry failed again: count it and push the next one back.
-fn failed_again(
-    c: &mut DbConn,
-    letter: &DeadLetter,
-    error: &str,
-    now: i64,
-) -> Result<(), ApiError> {
-    let attempts = letter.attempts.saturating_add(1);
-    diesel::update(dead_letters::table.find((letter.consumer.as_str(), letter.event_id)))
-        .set((
-            dead_letters::attempts.eq(attempts),
-            dead_letters::error.eq(error),
-            dead_letters::next_attempt_at_ms.eq(now.saturating_add(backoff_ms(attempts))),
-        ))
-        .execute(c)?;
-    Ok(())
-}
-
-/// Parked events due for a retry, oldest due first, and how many are parked.
-struct Due {
-    now_ms: i64,
-}
-
-impl Message for Due {
-    type Result = Result<(Vec<DeadLetter>, i64), ApiError>;
-}
-
-impl Handler<Due> for DbExecutor {
-    type Result = Result<(Vec<DeadLetter>, i64), ApiError>;
-    fn handle(&mut self, msg: Due, _: &mut Self::Context) -> Self::Result {
-        let mut conn = self.conn()?;
-        let due = dead_letters::table
-            .filter(dead_letters::next_attempt_at_ms.le(msg.now_ms))
-            .order(dead_letters::next_attempt_at_ms.asc())
-            .limit(RETRY_BATCH)
-            .select(DeadLetter::as_select())
-            .load(&mut conn)?;
-        let total: i64 = dead_letters::table.count().get_result(&mut conn)?;
-        Ok((due, total))
-    }
 }
 
 /// A parked event as admins see it.
@@ -272,23 +162,6 @@ impl From<DeadLetter> for DeadLetterView {
             next_attempt_at: rfc3339(d.next_attempt_at_ms),
         }
     }
-}
-
-/// Parked events ordered by event id, after `after_event_id`.
-pub fn list(
-    conn: &mut DbConn,
-    limit: i64,
-    after_event_id: Option<i64>,
-) -> QueryResult<Vec<DeadLetter>> {
-    let mut q = dead_letters::table
-        .order((dead_letters::event_id.asc(), dead_letters::consumer.asc()))
-        .limit(limit)
-        .select(DeadLetter::as_select())
-        .into_boxed();
-    if let Some(after) = after_event_id {
-        q = q.filter(dead_letters::event_id.gt(after));
-    }
-    q.load(conn)
 }
 
 /// Retries parked events of the consumers it knows, with backoff.
@@ -370,20 +243,5 @@ impl Actor for Retrier {
     type Context = Context<Self>;
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(RETRY_TICK, |this, ctx| this.round(ctx));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_from_one_second_up_to_an_hour() {
-        assert_eq!(backoff_ms(3), 1_000);
-        assert_eq!(backoff_ms(4), 2_000);
-        assert_eq!(backoff_ms(8), 32_000);
-        assert_eq!(backoff_ms(40), MAX_BACKOFF_MS);
-        assert_eq!(backoff_ms(i64::MAX), MAX_BACKOFF_MS);
-        assert_eq!(backoff_ms(0), 1_000);
     }
 }

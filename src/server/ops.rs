@@ -210,7 +210,7 @@ impl actix::Handler<ListDeadLetters> for crate::storage::DbExecutor {
             crate::accounts::domain::Role::Admin,
         )?;
         let mut rows =
-            crate::runtime::dead_letter::list(&mut conn, msg.limit + 1, msg.after_event_id)?;
+            crate::storage::dead_letter::list(&mut conn, msg.limit + 1, msg.after_event_id)?;
         let next_cursor =
             crate::core::paging::trim_page(&mut rows, msg.limit, |r| vec![r.event_id]);
         Ok(crate::core::paging::Page {

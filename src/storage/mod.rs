@@ -6,7 +6,9 @@
 //! [`Db::call`], which bounds how many requests may wait.
 
 pub mod checkpoint;
+pub mod dead_letter;
 pub mod direct;
+mod error;
 pub mod group;
 pub mod idempotency;
 pub mod outbox;

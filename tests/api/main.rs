@@ -11,6 +11,7 @@ mod chat;
 mod community;
 mod errors;
 mod helpers;
+mod layers;
 mod operations;
 mod orders;
 mod rebate_model;

@@ -1,0 +1,21 @@
+//! Database errors as API errors (once, here: the only layer that sees them).
+
+use crate::core::error::ApiError;
+
+impl From<diesel::result::Error> for ApiError {
+    fn from(e: diesel::result::Error) -> Self {
+        match e {
+            diesel::result::Error::NotFound => ApiError::not_found("not found"),
+            other => {
+                let transient = super::is_transient(&other);
+                ApiError::internal(other).transient(transient)
+            }
+        }
+    }
+}
+
+impl From<r2d2::Error> for ApiError {
+    fn from(e: r2d2::Error) -> Self {
+        ApiError::unavailable_because(e)
+    }
+}
