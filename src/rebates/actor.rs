@@ -13,7 +13,7 @@ use actix::{
 use dashmap::DashMap;
 use futures_util::StreamExt;
 
-use super::engine;
+use super::store::engine;
 use crate::core::error::ApiError;
 use crate::realtime::registry::Registry;
 use crate::runtime::bus::Event;

@@ -2,9 +2,9 @@
 //! actor, the append-only wallet ledger, withdrawals, and the audit.
 
 pub mod actor;
-pub mod engine;
 pub mod handle;
 pub mod routes;
 pub mod rules;
+pub mod store;
 
 pub use handle::Rebates;

@@ -5,8 +5,8 @@ use actix_web::{web, HttpResponse};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::engine::{self, RebateRow, WalletView, WithdrawalView};
 use super::rules::RuleSetSpec;
+use super::store::engine::{self, RebateRow, WalletView, WithdrawalView};
 use super::Rebates;
 use crate::accounts::auth::AuthUser;
 use crate::accounts::domain::Role;

@@ -33,7 +33,7 @@ struct Prepared {
 pub fn audit(url: &crate::core::config::DatabaseUrl) -> anyhow::Result<Vec<String>> {
     let (pool, _) = migrate(url)?;
     let mut conn = pool.get().context("getting a database connection")?;
-    crate::rebates::engine::audit(&mut conn).map_err(|e| anyhow::anyhow!("{e}"))
+    crate::rebates::store::engine::audit(&mut conn).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// Opens the database, applies migrations and returns the pool.

@@ -6,8 +6,8 @@
 use diesel::prelude::*;
 use proptest::prelude::*;
 use tandem::core::ids::IdGenerator;
-use tandem::rebates::engine;
 use tandem::rebates::rules::{floor_bps, RuleSetSpec, RuleSpec};
+use tandem::rebates::store::engine;
 use tandem::storage::schema::{merchants, orders, products};
 use tandem::storage::DbConn;
 

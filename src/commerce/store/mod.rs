@@ -1,5 +1,7 @@
 //! Commerce rows and queries, portable across both backends.
 
+pub mod order_writes;
+
 use diesel::prelude::*;
 
 use crate::storage::direct;

@@ -1,0 +1,448 @@
+//! The database side of the order actor: loading an order, payments, and
+//! applying a transition (its guarded update, stock, payment, the rebate
+//! reconcile, the event and its notifications) as one group-commit job.
+
+use actix::{Handler, Message};
+use diesel::prelude::*;
+
+use super::{self as store, PaymentRow};
+use crate::accounts::domain::{has_role, Role};
+use crate::commerce::model::{Command, Status};
+use crate::core::error::ApiError;
+use crate::core::ids::now_ms;
+use crate::runtime::context::Ctx;
+use crate::social::notifier::{self, Stored};
+use crate::storage::outbox;
+use crate::storage::schema::{orders, payments};
+use crate::storage::{DbConn, DbExecutor};
+
+use crate::commerce::order_actor::{Loaded, Released};
+
+pub struct LoadOrder {
+    pub order_id: i64,
+}
+
+impl Message for LoadOrder {
+    type Result = Result<Option<Loaded>, ApiError>;
+}
+
+impl Handler<LoadOrder> for DbExecutor {
+    type Result = Result<Option<Loaded>, ApiError>;
+    fn handle(&mut self, msg: LoadOrder, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        let Some((order, items)) = store::find_order(&mut conn, msg.order_id)? else {
+            return Ok(None);
+        };
+        let owner_id =
+            store::find_merchant(&mut conn, order.merchant_id)?.map_or(0, |m| m.owner_id);
+        Ok(Some(Loaded {
+            order,
+            items,
+            owner_id,
+            payment: None,
+        }))
+    }
+}
+
+pub struct IsAdmin {
+    pub user_id: i64,
+}
+
+impl Message for IsAdmin {
+    type Result = Result<bool, ApiError>;
+}
+
+impl Handler<IsAdmin> for DbExecutor {
+    type Result = Result<bool, ApiError>;
+    fn handle(&mut self, msg: IsAdmin, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        Ok(crate::accounts::store::find_user(&mut conn, msg.user_id)?
+            .is_some_and(|u| has_role(&u.roles, Role::Admin)))
+    }
+}
+
+pub struct LoadPayment {
+    pub order_id: i64,
+}
+
+impl Message for LoadPayment {
+    type Result = Result<Option<PaymentRow>, ApiError>;
+}
+
+impl Handler<LoadPayment> for DbExecutor {
+    type Result = Result<Option<PaymentRow>, ApiError>;
+    fn handle(&mut self, msg: LoadPayment, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        Ok(store::find_payment_by_order(&mut conn, msg.order_id)?)
+    }
+}
+
+/// The order's payment, created on the first call (`pay` is idempotent).
+#[derive(Clone)]
+pub struct EnsurePayment {
+    pub order_id: i64,
+    pub amount_cents: i64,
+}
+
+/// The order's payment, created on the first call (a group-commit job).
+pub fn ensure_payment(
+    conn: &mut DbConn,
+    shared: &Ctx,
+    msg: EnsurePayment,
+) -> Result<PaymentRow, ApiError> {
+    let p = match store::find_payment_by_order(conn, msg.order_id)? {
+        Some(p) => p,
+        None => {
+            let row = PaymentRow {
+                id: shared.ids.next_id(),
+                order_id: msg.order_id,
+                provider: "mockpay".into(),
+                amount_cents: msg.amount_cents,
+                status: "created".into(),
+                created_at_ms: now_ms(),
+                notified_at_ms: None,
+            };
+            crate::storage::direct::execute(
+                conn,
+                diesel::insert_into(payments::table).values(&row),
+            )?;
+            row
+        }
+    };
+    Ok(p)
+}
+
+pub struct PaymentFailed {
+    pub payment_id: i64,
+}
+
+impl Message for PaymentFailed {
+    type Result = Result<(), ApiError>;
+}
+
+impl Handler<PaymentFailed> for DbExecutor {
+    type Result = Result<(), ApiError>;
+    fn handle(&mut self, msg: PaymentFailed, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        let failed = diesel::update(
+            payments::table
+                .find(msg.payment_id)
+                .filter(payments::status.eq("created")),
+        )
+        .set((
+            payments::status.eq("failed"),
+            payments::notified_at_ms.eq(Some(now_ms())),
+        ));
+        crate::storage::transaction(&mut conn, |c| failed.clone().execute(c))?;
+        Ok(())
+    }
+}
+
+/// A success that arrived for an order that can no longer be paid.
+pub struct MarkRefundNeeded {
+    pub payment_id: i64,
+}
+
+impl Message for MarkRefundNeeded {
+    type Result = Result<(), ApiError>;
+}
+
+impl Handler<MarkRefundNeeded> for DbExecutor {
+    type Result = Result<(), ApiError>;
+    fn handle(&mut self, msg: MarkRefundNeeded, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        crate::storage::transaction(&mut conn, |c| {
+            diesel::update(payments::table.find(msg.payment_id))
+                .set((
+                    payments::status.eq("refund_needed"),
+                    payments::notified_at_ms.eq(Some(now_ms())),
+                ))
+                .execute(c)
+        })?;
+        Ok(())
+    }
+}
+
+/// One state change, its stock release, its payment update and its event,
+/// in one transaction, applied only if the order is still as the actor saw it.
+#[derive(Clone)]
+pub struct Transition {
+    pub before: Loaded,
+    pub cmd: Command,
+    pub to: Status,
+    pub release_stock: bool,
+    pub refund_requested: bool,
+    pub payment_id: Option<i64>,
+}
+
+impl Transition {
+    pub fn new(
+        before: &Loaded,
+        cmd: Command,
+        to: Status,
+        release_stock: bool,
+        payment_id: Option<i64>,
+    ) -> Self {
+        Transition {
+            refund_requested: before.order.refund_requested,
+            before: before.clone(),
+            cmd,
+            to,
+            release_stock,
+            payment_id,
+        }
+    }
+
+    fn event_kind(&self) -> &'static str {
+        match (&self.cmd, self.to) {
+            (Command::RequestRefund { .. }, _) => "order.refund_requested",
+            (Command::RejectRefund, _) => "order.refund_rejected",
+            (_, Status::Paid) => "order.paid",
+            (_, Status::Shipped) => "order.shipped",
+            (_, Status::Completed) => "order.completed",
+            (Command::Expire, Status::Cancelled) => "order.expired",
+            (_, Status::Cancelled) => "order.cancelled",
+            (_, Status::Refunded) => "order.refunded",
+            (_, Status::PendingPayment) => "order.updated",
+        }
+    }
+}
+
+/// What a committed transition leaves for the actor.
+pub struct Applied {
+    pub loaded: Loaded,
+    pub released: Vec<Released>,
+    pub notifications: Stored,
+}
+
+/// Applies one transition in the caller's transaction (a group-commit job,
+/// whose savepoint rolls all of it back on any error).
+pub fn apply_transition(
+    conn: &mut DbConn,
+    shared: &Ctx,
+    t: Transition,
+) -> Result<Applied, ApiError> {
+    let now = now_ms();
+    let before = &t.before.order;
+    let mut after = before.clone();
+    after.status = t.to.as_str().to_owned();
+    after.refund_requested = t.refund_requested;
+    after.updated_at_ms = now;
+    match (&t.cmd, t.to) {
+        (_, Status::Paid) => after.paid_at_ms = Some(now),
+        (
+            Command::Ship {
+                carrier,
+                tracking_no,
+            },
+            Status::Shipped,
+        ) => {
+            after.shipped_at_ms = Some(now);
+            after.carrier = carrier.clone();
+            after.tracking_no = tracking_no.clone();
+            let secs = i64::try_from(shared.config.auto_complete_secs).unwrap_or(i64::MAX / 2_000);
+            after.auto_complete_at_ms = Some(now.saturating_add(secs.saturating_mul(1000)));
+        }
+        (_, Status::Completed) => after.completed_at_ms = Some(now),
+        (Command::RequestRefund { reason }, _) => after.refund_reason = Some(reason.clone()),
+        (_, Status::Refunded) => after.refund_requested = false,
+        _ => {}
+    }
+    let kind = t.event_kind();
+    let ids = &shared.ids;
+    let items = t.before.items.clone();
+    let owner = t.before.owner_id;
+    // No savepoint of its own: it runs as a group-commit job, whose savepoint
+    // already makes it all or nothing (on SQLite each savepoint level costs
+    // sub-journal writes of every page it touches).
+    let apply = |c: &mut DbConn| -> Result<(Vec<Released>, Stored), ApiError> {
+        // A cached statement (see `RowUpdate`); the WHERE keeps the actor's
+        // view honest: it fails if the row is not what the actor loaded.
+        let n = {
+            use crate::storage::direct::{Assign::To, RowUpdate, Val};
+            use diesel::Column;
+            crate::storage::direct::execute(
+                c,
+                RowUpdate {
+                    table: "orders",
+                    set: vec![
+                        (orders::status::NAME, To(Val::Text(&after.status))),
+                        (
+                            orders::refund_requested::NAME,
+                            To(Val::Bool(after.refund_requested)),
+                        ),
+                        (
+                            orders::refund_reason::NAME,
+                            To(Val::NullText(after.refund_reason.as_deref())),
+                        ),
+                        (orders::paid_at_ms::NAME, To(Val::NullInt(after.paid_at_ms))),
+                        (
+                            orders::shipped_at_ms::NAME,
+                            To(Val::NullInt(after.shipped_at_ms)),
+                        ),
+                        (
+                            orders::completed_at_ms::NAME,
+                            To(Val::NullInt(after.completed_at_ms)),
+                        ),
+                        (
+                            orders::auto_complete_at_ms::NAME,
+                            To(Val::NullInt(after.auto_complete_at_ms)),
+                        ),
+                        (
+                            orders::carrier::NAME,
+                            To(Val::NullText(after.carrier.as_deref())),
+                        ),
+                        (
+                            orders::tracking_no::NAME,
+                            To(Val::NullText(after.tracking_no.as_deref())),
+                        ),
+                        (orders::updated_at_ms::NAME, To(Val::Int(now))),
+                    ],
+                    filter: vec![
+                        (orders::id::NAME, Val::Int(before.id)),
+                        (orders::status::NAME, Val::Text(&before.status)),
+                        (
+                            orders::refund_requested::NAME,
+                            Val::Bool(before.refund_requested),
+                        ),
+                    ],
+                },
+            )?
+        };
+        if n != 1 {
+            return Err(ApiError::conflict(
+                "invalid_state",
+                "the order changed meanwhile; retry",
+            ));
+        }
+        let mut released = Vec::new();
+        if t.release_stock {
+            let was_paid = before.status() != Status::PendingPayment;
+            for i in &items {
+                // A paid animal claim gives its animal back only if the claim
+                // still holds it: once the claim period ended the animal was
+                // freed already (and may be claimed again).
+                if was_paid
+                    && crate::animals::store::is_animal_product(c, i.product_id)?
+                    && !crate::animals::store::release_claim(c, i.product_id, before.id)?
+                {
+                    continue;
+                }
+                let version = store::add_stock(c, i.product_id, i.quantity)?;
+                released.push((i.product_id, i.quantity, version));
+            }
+        }
+        // The payment itself, not a later change that leaves the order paid
+        // (a refund request keeps the status): that would restart the period.
+        if t.to == Status::Paid && before.status() == Status::PendingPayment {
+            // A paid claim holds its animal for the claim period (no-op for other products).
+            let claim_day_ms = i64::try_from(shared.config.claim_day_secs)
+                .unwrap_or(86_400)
+                .saturating_mul(1000);
+            for i in &items {
+                // A cached SELECT first: diesel never caches an UPDATE's
+                // prepared statement, and almost no product is an animal's.
+                if !crate::animals::store::is_animal_product(c, i.product_id)? {
+                    continue;
+                }
+                crate::animals::store::hold_for_claim(
+                    c,
+                    i.product_id,
+                    before.id,
+                    before.buyer_id,
+                    now,
+                    claim_day_ms,
+                )?;
+            }
+        }
+        if let Some(pid) = t.payment_id {
+            use crate::storage::direct::{Assign::To, RowUpdate, Val};
+            use diesel::Column;
+            crate::storage::direct::execute(
+                c,
+                RowUpdate {
+                    table: "payments",
+                    set: vec![
+                        (payments::status::NAME, To(Val::Text("succeeded"))),
+                        (payments::notified_at_ms::NAME, To(Val::NullInt(Some(now)))),
+                    ],
+                    filter: vec![(payments::id::NAME, Val::Int(pid))],
+                },
+            )?;
+        }
+        // Whom to tell: stored below with the event, in this transaction, and
+        // pushed by the actor after the commit (the notifier has nothing left
+        // to store for order events).
+        let data = serde_json::json!({"order_id": after.id, "status": after.status, "total_cents": after.total_cents});
+        let mut notify: Vec<(i64, &str, serde_json::Value)> = Vec::with_capacity(3);
+        match kind {
+            "order.paid" => {
+                notify.push((after.buyer_id, kind, data.clone()));
+                notify.push((owner, kind, data));
+                if let Some(g) = after.gift_to_user_id {
+                    notify.push((g, "gift.received", serde_json::json!({
+                        "order_id": after.id, "from_user_id": after.buyer_id, "message": after.gift_message})));
+                }
+            }
+            "order.refund_requested" => notify.push((owner, kind, data)),
+            _ => notify.push((after.buyer_id, kind, data)),
+        }
+        // The buyer may own the shop (or be given their own shop's gift):
+        // one person in two roles is told once per kind.
+        notifier::dedupe(&mut notify);
+        let mut notifications = Vec::with_capacity(notify.len() + 4);
+        // The order's rebates follow the order in the same transaction (one
+        // commit instead of an event round trip and a second job). The rebate
+        // engine reconciles from the stored order, inside its own savepoint:
+        // if it fails, only its writes roll back, the transition still
+        // commits, and the event says so, so the rebate consumer retries it.
+        let rebates_reconciled = if matches!(
+            kind,
+            "order.paid" | "order.completed" | "order.refunded"
+        ) {
+            match crate::rebates::store::engine::reconcile(c, ids, before.id, now) {
+                Ok(r) => {
+                    notifications.extend(r.notifications);
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!(order_id = before.id, error = %e, "rebates deferred to the rebate consumer");
+                    false
+                }
+            }
+        } else {
+            false
+        };
+        let event_id = outbox::enqueue(
+            c,
+            ids,
+            kind,
+            &serde_json::json!({
+                "order_id": after.id,
+                "buyer_id": after.buyer_id,
+                "merchant_id": after.merchant_id,
+                "merchant_owner_id": owner,
+                "status": after.status,
+                "total_cents": after.total_cents,
+                "items": items.iter().map(|i| serde_json::json!({"product_id": i.product_id, "quantity": i.quantity, "price_cents": i.price_cents})).collect::<Vec<_>>(),
+                "at_ms": now,
+                "rebates_reconciled": rebates_reconciled,
+            }),
+        )?;
+        for (user, kind, data) in &notify {
+            let view = notifier::store(c, ids, event_id, *user, kind, data, now)?;
+            notifications.push((*user, view));
+        }
+        Ok((released, notifications))
+    };
+    apply(conn).map(|(released, notifications)| Applied {
+        loaded: Loaded {
+            order: after,
+            items: t.before.items,
+            owner_id: t.before.owner_id,
+            payment: t.before.payment,
+        },
+        released,
+        notifications,
+    })
+}

@@ -1,0 +1,439 @@
+//! The rebate engine as plain functions on a connection: the rebate actors,
+//! the settlement timer, the `tandem audit` command and the property test all
+//! call these.
+//!
+//! `reconcile` brings one order's rebate records in line with the order as
+//! stored (paid -> pending records; completed and held long enough ->
+//! available; refunded -> cancelled or reversed). Because it reads the truth
+//! instead of trusting the event, a duplicated, late or out-of-order event can
+//! never pay twice or skip a step; `UNIQUE (order_id, user_id, kind)` backs it.
+
+use diesel::prelude::*;
+
+use crate::core::error::ApiError;
+use crate::core::ids::IdGenerator;
+use crate::rebates::rules::{best_rule, floor_bps, PaidOrder};
+use crate::social::notifier;
+use crate::storage::outbox;
+use crate::storage::schema::{order_items, orders, products, rebates, users};
+use crate::storage::{direct, DbConn};
+
+pub use super::audit::audit;
+pub use super::ledger::{ensure_wallet, post, wallet, Deltas, WalletView};
+pub use super::rule_sets::{put_rule_set, rule_set_at, rule_set_version};
+pub use super::withdrawals::{decide_withdrawal, request_withdrawal, WithdrawalView};
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = rebates)]
+pub struct RebateRow {
+    pub id: i64,
+    pub order_id: i64,
+    pub user_id: i64,
+    pub kind: String,
+    pub amount_cents: i64,
+    pub status: String,
+    pub rule_version: i64,
+    pub rule_name: Option<String>,
+    pub rate_bps: i64,
+    pub fixed_cents: i64,
+    pub hold_seconds: i64,
+    pub available_at_ms: Option<i64>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+// ---- reconcile -----------------------------------------------------------------
+
+/// How long a refund may take to reach the rebates before the audit calls it a mismatch.
+pub const AUDIT_GRACE_MS: i64 = 60_000;
+
+pub(super) struct OrderFacts {
+    pub(super) updated_at_ms: i64,
+    pub(super) buyer_id: i64,
+    pub(super) merchant_id: i64,
+    pub(super) status: String,
+    pub(super) total_cents: i64,
+    pub(super) paid_at_ms: Option<i64>,
+    pub(super) completed_at_ms: Option<i64>,
+}
+
+pub(super) fn order_facts(c: &mut DbConn, order_id: i64) -> Result<Option<OrderFacts>, ApiError> {
+    type Facts = (i64, i64, i64, String, i64, Option<i64>, Option<i64>);
+    let row: Option<Facts> = direct::first(
+        c,
+        orders::table.find(order_id).select((
+            orders::updated_at_ms,
+            orders::buyer_id,
+            orders::merchant_id,
+            orders::status,
+            orders::total_cents,
+            orders::paid_at_ms,
+            orders::completed_at_ms,
+        )),
+    )?;
+    Ok(row.map(
+        |(
+            updated_at_ms,
+            buyer_id,
+            merchant_id,
+            status,
+            total_cents,
+            paid_at_ms,
+            completed_at_ms,
+        )| OrderFacts {
+            updated_at_ms,
+            buyer_id,
+            merchant_id,
+            status,
+            total_cents,
+            paid_at_ms,
+            completed_at_ms,
+        },
+    ))
+}
+
+/// The buyer's inviters, nearest first, at most `levels`.
+pub fn inviter_chain(c: &mut DbConn, buyer: i64, levels: usize) -> Result<Vec<i64>, ApiError> {
+    let mut chain = Vec::new();
+    let mut current = buyer;
+    while chain.len() < levels.min(crate::rebates::rules::MAX_REFERRAL_LEVELS) {
+        let inviter: Option<Option<i64>> =
+            direct::first(c, users::table.find(current).select(users::inviter_id))?;
+        match inviter.flatten() {
+            // Inviter bindings never change and point to earlier users, so no cycles.
+            Some(i) if !chain.contains(&i) && i != buyer => {
+                chain.push(i);
+                current = i;
+            }
+            _ => break,
+        }
+    }
+    Ok(chain)
+}
+
+/// One record to create: (user, kind, amount, rule name, rate, fixed).
+type Planned = (i64, &'static str, i64, Option<String>, i64, i64);
+
+fn plan(
+    c: &mut DbConn,
+    order_id: i64,
+    o: &OrderFacts,
+    paid_at: i64,
+    inviters: &[i64],
+) -> Result<Option<(i64, i64, Vec<Planned>)>, ApiError> {
+    let Some((version, _, set)) = rule_set_at(c, paid_at)? else {
+        return Ok(None);
+    };
+    let categories: Vec<String> = direct::load(
+        c,
+        order_items::table
+            .inner_join(products::table)
+            .filter(order_items::order_id.eq(order_id))
+            .select(products::category),
+    )?;
+    let mut planned = Vec::new();
+    let po = PaidOrder {
+        merchant_id: o.merchant_id,
+        categories: &categories,
+        total_cents: o.total_cents,
+        paid_at_ms: paid_at,
+    };
+    if let Some(rule) = best_rule(&set.rules, &po) {
+        let amount = rule.amount(o.total_cents);
+        if amount > 0 {
+            planned.push((
+                o.buyer_id,
+                "purchase",
+                amount,
+                Some(rule.name.clone()),
+                rule.rate_bps,
+                rule.fixed_cents,
+            ));
+        }
+    }
+    // `inviters` is the chain at the deepest level; the rule set may pay fewer.
+    let levels = set.referral_levels_bps.len().min(inviters.len());
+    for (level, inviter) in inviters[..levels].iter().enumerate() {
+        let rate = set.referral_levels_bps[level];
+        let amount = floor_bps(o.total_cents, rate);
+        let kind = ["referral_1", "referral_2", "referral_3"][level];
+        if amount > 0 {
+            planned.push((*inviter, kind, amount, None, rate, 0));
+        }
+    }
+    Ok(Some((version, set.hold_seconds, planned)))
+}
+
+/// What a reconcile did: records changed, and the notifications it stored
+/// (to push once the transaction has committed).
+#[derive(Debug, Default)]
+pub struct Reconciled {
+    pub changed: usize,
+    pub notifications: notifier::Stored,
+}
+
+/// The record's event on the outbox and its owner's notification, stored
+/// together in the caller's transaction (the notifier has nothing left to do).
+fn event(
+    c: &mut DbConn,
+    ids: &IdGenerator,
+    kind: &str,
+    r: &RebateRow,
+    status: &str,
+    now: i64,
+    out: &mut Reconciled,
+) -> Result<(), ApiError> {
+    let data = serde_json::json!({"rebate_id": r.id, "order_id": r.order_id, "kind": r.kind, "amount_cents": r.amount_cents, "status": status});
+    let event_id = outbox::enqueue(
+        c,
+        ids,
+        kind,
+        &serde_json::json!({"rebate_id": r.id, "order_id": r.order_id, "user_id": r.user_id, "amount_cents": r.amount_cents}),
+    )?;
+    let view = notifier::store(c, ids, event_id, r.user_id, kind, &data, now)?;
+    out.notifications.push((r.user_id, view));
+    out.changed += 1;
+    Ok(())
+}
+
+fn set_status(
+    c: &mut DbConn,
+    r: &RebateRow,
+    from: &str,
+    to: &str,
+    now: i64,
+) -> Result<bool, ApiError> {
+    let n = direct::execute(
+        c,
+        diesel::update(rebates::table.find(r.id).filter(rebates::status.eq(from)))
+            .set((rebates::status.eq(to), rebates::updated_at_ms.eq(now))),
+    )?;
+    Ok(n == 1)
+}
+
+/// The record's status as stored now (a fresh read inside the caller's transaction).
+fn status_of(c: &mut DbConn, id: i64) -> Result<String, ApiError> {
+    let status: Option<String> = direct::first(c, rebates::table.find(id).select(rebates::status))?;
+    status.ok_or_else(|| ApiError::internal(anyhow::anyhow!("rebate {id} is missing")))
+}
+
+/// pending -> cancelled, with its entry and event; false if the row was no longer pending.
+fn cancel(
+    c: &mut DbConn,
+    ids: &IdGenerator,
+    r: &RebateRow,
+    now: i64,
+    out: &mut Reconciled,
+) -> Result<bool, ApiError> {
+    if !set_status(c, r, "pending", "cancelled", now)? {
+        return Ok(false);
+    }
+    let d = [-r.amount_cents, 0, 0, 0];
+    post(
+        c,
+        ids,
+        r.user_id,
+        "rebate_cancelled",
+        Some(r.id),
+        None,
+        d,
+        now,
+    )?;
+    event(c, ids, "rebate.cancelled", r, "cancelled", now, out)?;
+    Ok(true)
+}
+
+/// available -> reversed (the clawback: available may go negative), with its
+/// entry and event; false if the row was no longer available.
+fn reverse(
+    c: &mut DbConn,
+    ids: &IdGenerator,
+    r: &RebateRow,
+    now: i64,
+    out: &mut Reconciled,
+) -> Result<bool, ApiError> {
+    if !set_status(c, r, "available", "reversed", now)? {
+        return Ok(false);
+    }
+    let d = [0, -r.amount_cents, 0, 0];
+    post(
+        c,
+        ids,
+        r.user_id,
+        "rebate_reversed",
+        Some(r.id),
+        None,
+        d,
+        now,
+    )?;
+    event(c, ids, "rebate.reversed", r, "reversed", now, out)?;
+    Ok(true)
+}
+
+/// Takes back one record of a refunded order: cancels it if pending,
+/// reverses it if available, leaves it if already cancelled or reversed.
+///
+/// Why the re-read: `r` was read earlier in this transaction. On PostgreSQL
+/// (READ COMMITTED) another node's settle can move the row pending ->
+/// available between that read and our guarded update; the update waits for
+/// that transaction, re-checks its guard on the committed row and matches 0
+/// rows. Taking those 0 rows for "nothing to do" lost the clawback (issue 21,
+/// item 8). So the status is read again (a new statement sees that commit)
+/// and the step the row's current status needs is taken, still guarded.
+/// Statuses only move forward (pending -> available -> reversed, pending ->
+/// cancelled), so three rounds always reach a terminal status. On SQLite the
+/// transaction holds the only writer lock and the first round always matches.
+fn claw_back(
+    c: &mut DbConn,
+    ids: &IdGenerator,
+    r: &RebateRow,
+    now: i64,
+    out: &mut Reconciled,
+) -> Result<(), ApiError> {
+    let mut status = r.status.clone();
+    for _ in 0..3 {
+        let done = match status.as_str() {
+            "pending" => cancel(c, ids, r, now, out)?,
+            "available" => reverse(c, ids, r, now, out)?,
+            // Cancelled or reversed: another reconcile took it back already.
+            _ => return Ok(()),
+        };
+        if done {
+            return Ok(());
+        }
+        status = status_of(c, r.id)?;
+    }
+    Err(ApiError::internal(anyhow::anyhow!(
+        "rebate {} kept changing during its clawback (now {status})",
+        r.id
+    )))
+}
+
+/// Brings an order's rebates in line with the order, in its own transaction
+/// (a savepoint inside a group-commit job or an order transition). Returns
+/// what changed and the notifications stored with it.
+// The status checks inside the arms are guarded database updates, not conditions to fold into patterns.
+#[allow(clippy::collapsible_match)]
+pub fn reconcile(
+    conn: &mut DbConn,
+    ids: &IdGenerator,
+    order_id: i64,
+    now: i64,
+) -> Result<Reconciled, ApiError> {
+    let Some(o) = order_facts(conn, order_id)? else {
+        return Ok(Reconciled::default());
+    };
+    crate::storage::transaction(conn, |c| -> Result<Reconciled, ApiError> {
+        let mut out = Reconciled::default();
+        let mut records: Vec<RebateRow> = direct::load(
+            c,
+            rebates::table
+                .filter(rebates::order_id.eq(order_id))
+                .select(direct::columns::<RebateRow>()),
+        )?;
+        if records.is_empty() && o.status != "refunded" && o.status != "cancelled" {
+            if let Some(paid_at) = o.paid_at_ms {
+                let inviters =
+                    inviter_chain(c, o.buyer_id, crate::rebates::rules::MAX_REFERRAL_LEVELS)?;
+                if let Some((version, hold, planned)) = plan(c, order_id, &o, paid_at, &inviters)? {
+                    for (user, kind, amount, rule_name, rate, fixed) in planned {
+                        // Only here can a wallet be missing: later steps move
+                        // money that this step put in.
+                        ensure_wallet(c, user, now)?;
+                        let row = RebateRow {
+                            id: ids.next_id(),
+                            order_id,
+                            user_id: user,
+                            kind: kind.to_owned(),
+                            amount_cents: amount,
+                            status: "pending".into(),
+                            rule_version: version,
+                            rule_name,
+                            rate_bps: rate,
+                            fixed_cents: fixed,
+                            hold_seconds: hold,
+                            available_at_ms: None,
+                            created_at_ms: now,
+                            updated_at_ms: now,
+                        };
+                        direct::execute(c, diesel::insert_into(rebates::table).values(&row))?;
+                        post(
+                            c,
+                            ids,
+                            user,
+                            "rebate_pending",
+                            Some(row.id),
+                            None,
+                            [amount, 0, 0, 0],
+                            now,
+                        )?;
+                        event(c, ids, "rebate.pending", &row, "pending", now, &mut out)?;
+                        records.push(row);
+                    }
+                }
+            }
+        }
+        for r in &records {
+            match (o.status.as_str(), r.status.as_str()) {
+                ("refunded", _) => claw_back(c, ids, r, now, &mut out)?,
+                (_, "pending") => {
+                    let Some(done) = o.completed_at_ms else {
+                        continue;
+                    };
+                    let at = done.saturating_add(r.hold_seconds.saturating_mul(1000));
+                    if r.available_at_ms.is_none() {
+                        diesel::update(rebates::table.find(r.id))
+                            .set(rebates::available_at_ms.eq(Some(at)))
+                            .execute(c)?;
+                    }
+                    if at <= now && set_status(c, r, "pending", "available", now)? {
+                        post(
+                            c,
+                            ids,
+                            r.user_id,
+                            "rebate_available",
+                            Some(r.id),
+                            None,
+                            [-r.amount_cents, r.amount_cents, 0, 0],
+                            now,
+                        )?;
+                        event(c, ids, "rebate.available", r, "available", now, &mut out)?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// Orders with pending rebates whose hold has passed.
+pub fn due_orders(conn: &mut DbConn, now: i64, limit: i64) -> Result<Vec<i64>, ApiError> {
+    let mut ids: Vec<i64> = rebates::table
+        .filter(rebates::status.eq("pending"))
+        .filter(rebates::available_at_ms.le(now))
+        .order(rebates::available_at_ms.asc())
+        .limit(limit)
+        .select(rebates::order_id)
+        .load(conn)?;
+    // Completed orders whose pending rebates have no date yet.
+    let undated: Vec<i64> = rebates::table
+        .inner_join(orders::table)
+        .filter(rebates::status.eq("pending"))
+        .filter(rebates::available_at_ms.is_null())
+        .filter(
+            orders::completed_at_ms
+                .is_not_null()
+                .or(orders::status.eq("refunded")),
+        )
+        .limit(limit)
+        .select(rebates::order_id)
+        .load(conn)?;
+    ids.extend(undated);
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

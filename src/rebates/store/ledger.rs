@@ -1,0 +1,149 @@
+//! The wallet ledger: an append-only journal (`ledger_entries`) and the
+//! materialized balances (`wallets`) it moves, in the caller's transaction.
+
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::Connection;
+use serde::Serialize;
+
+use crate::core::error::ApiError;
+use crate::core::ids::IdGenerator;
+use crate::storage::schema::{ledger_entries, wallets};
+use crate::storage::{direct, DbConn};
+
+/// Balance changes of one ledger entry: (pending, available, withdrawing, withdrawn).
+pub type Deltas = [i64; 4];
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default, utoipa::ToSchema)]
+pub struct WalletView {
+    pub pending_cents: i64,
+    pub available_cents: i64,
+    pub withdrawing_cents: i64,
+    pub withdrawn_cents: i64,
+}
+
+/// Makes sure the user has a wallet row. The insert runs in its own nested
+/// transaction (a savepoint), so losing a race to another writer rolls back
+/// only that savepoint, never the caller's transaction (on PostgreSQL a
+/// failed statement would otherwise abort it).
+pub fn ensure_wallet(conn: &mut DbConn, user_id: i64, now: i64) -> Result<(), ApiError> {
+    let exists: Option<i64> =
+        direct::first(conn, wallets::table.find(user_id).select(wallets::user_id))?;
+    if exists.is_some() {
+        return Ok(());
+    }
+    let _writer = crate::storage::write_lock(conn);
+    // In its own (nested) transaction: if another writer created the row
+    // meanwhile, only that savepoint rolls back, never the caller's transaction.
+    let r = conn.transaction(|c| {
+        diesel::insert_into(wallets::table)
+            .values((
+                wallets::user_id.eq(user_id),
+                wallets::pending_cents.eq(0_i64),
+                wallets::available_cents.eq(0_i64),
+                wallets::withdrawing_cents.eq(0_i64),
+                wallets::withdrawn_cents.eq(0_i64),
+                wallets::updated_at_ms.eq(now),
+            ))
+            .execute(c)
+    });
+    match r {
+        Ok(_) | Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Appends a ledger entry and applies it to the materialized wallet, in the
+/// caller's transaction.
+// Each argument is one column of the journal entry; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
+pub fn post(
+    c: &mut DbConn,
+    ids: &IdGenerator,
+    user_id: i64,
+    kind: &str,
+    rebate_id: Option<i64>,
+    withdrawal_id: Option<i64>,
+    d: Deltas,
+    now: i64,
+) -> Result<(), ApiError> {
+    entry(c, ids, user_id, kind, rebate_id, withdrawal_id, d, now)?;
+    // A cached statement (see `RowUpdate`): this runs for every rebate.
+    let n = {
+        use diesel::Column;
+        use direct::{Assign, RowUpdate, Val};
+        direct::execute(
+            c,
+            RowUpdate {
+                table: "wallets",
+                set: vec![
+                    (wallets::pending_cents::NAME, Assign::AddInt(d[0])),
+                    (wallets::available_cents::NAME, Assign::AddInt(d[1])),
+                    (wallets::withdrawing_cents::NAME, Assign::AddInt(d[2])),
+                    (wallets::withdrawn_cents::NAME, Assign::AddInt(d[3])),
+                    (wallets::updated_at_ms::NAME, Assign::To(Val::Int(now))),
+                ],
+                filter: vec![(wallets::user_id::NAME, Val::Int(user_id))],
+            },
+        )?
+    };
+    if n != 1 {
+        return Err(ApiError::internal(anyhow::anyhow!(
+            "wallet of user {user_id} is missing"
+        )));
+    }
+    Ok(())
+}
+
+/// Appends a ledger entry only, for a caller that has moved the wallet itself
+/// (with a guarded update).
+// Each argument is one column of the journal entry; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn entry(
+    c: &mut DbConn,
+    ids: &IdGenerator,
+    user_id: i64,
+    kind: &str,
+    rebate_id: Option<i64>,
+    withdrawal_id: Option<i64>,
+    d: Deltas,
+    now: i64,
+) -> Result<(), ApiError> {
+    direct::execute(
+        c,
+        diesel::insert_into(ledger_entries::table).values((
+            ledger_entries::id.eq(ids.next_id()),
+            ledger_entries::user_id.eq(user_id),
+            ledger_entries::kind.eq(kind),
+            ledger_entries::rebate_id.eq(rebate_id),
+            ledger_entries::withdrawal_id.eq(withdrawal_id),
+            ledger_entries::pending_delta.eq(d[0]),
+            ledger_entries::available_delta.eq(d[1]),
+            ledger_entries::withdrawing_delta.eq(d[2]),
+            ledger_entries::withdrawn_delta.eq(d[3]),
+            ledger_entries::created_at_ms.eq(now),
+        )),
+    )?;
+    Ok(())
+}
+
+pub fn wallet(conn: &mut DbConn, user_id: i64) -> Result<WalletView, ApiError> {
+    let row: Option<(i64, i64, i64, i64)> = wallets::table
+        .find(user_id)
+        .select((
+            wallets::pending_cents,
+            wallets::available_cents,
+            wallets::withdrawing_cents,
+            wallets::withdrawn_cents,
+        ))
+        .first(conn)
+        .optional()?;
+    Ok(
+        row.map_or_else(WalletView::default, |(p, a, w, d)| WalletView {
+            pending_cents: p,
+            available_cents: a,
+            withdrawing_cents: w,
+            withdrawn_cents: d,
+        }),
+    )
+}
