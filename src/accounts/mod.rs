@@ -3,8 +3,8 @@
 pub mod auth;
 pub mod domain;
 pub mod handle;
+pub mod http;
 pub mod messages;
-pub mod routes;
 pub mod store;
 
 pub use handle::Accounts;

@@ -3,7 +3,7 @@
 //! animal's one-unit product and its inventory actor make the claim exclusive.
 
 pub mod handle;
-pub mod routes;
+pub mod http;
 pub mod store;
 
 pub use handle::Animals;

@@ -2,9 +2,9 @@
 //! before ack (group commit), sync and history.
 
 pub mod handle;
+pub mod http;
 pub mod messages;
 pub mod recent;
-pub mod routes;
 pub mod store;
 pub mod writer;
 

@@ -2,16 +2,17 @@
 //! actors, group-commit order creation, payments, and order timers.
 
 pub mod handle;
+pub mod http;
 pub mod inventory;
 pub mod merchants;
 pub mod model;
 pub mod order_actor;
+pub mod order_request;
 pub mod order_writer;
 pub mod payments;
 pub mod queries;
 pub mod reviews;
-pub mod routes;
 pub mod store;
 pub mod timers;
 
-pub use handle::Commerce;
+pub use handle::{Commerce, Placed};

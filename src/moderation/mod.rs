@@ -2,7 +2,7 @@
 //! (dismiss, remove the content, ban), platform figures, order search.
 
 pub mod handle;
-pub mod routes;
+pub mod http;
 pub mod store;
 
 pub use handle::Moderation;

@@ -3,7 +3,7 @@
 
 pub mod actor;
 pub mod handle;
-pub mod routes;
+pub mod http;
 pub mod rules;
 pub mod store;
 

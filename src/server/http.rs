@@ -8,17 +8,17 @@ use actix_web::http::header;
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers, Next};
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::accounts::routes as accounts;
-use crate::animals::routes as animals;
-use crate::chat::routes as chat;
-use crate::commerce::routes as commerce;
+use crate::accounts::http as accounts;
+use crate::animals::http as animals;
+use crate::chat::http as chat;
+use crate::commerce::http as commerce;
 use crate::core::error::{extractors, problem_response, ApiError, PROBLEM_CONTENT_TYPE};
-use crate::moderation::routes as moderation;
-use crate::rebates::routes as rebates;
+use crate::moderation::http as moderation;
+use crate::rebates::http as rebates;
 use crate::server::ops;
 use crate::server::ops::Ops;
-use crate::social::routes as social;
-use crate::trips::routes as trips;
+use crate::social::http as social;
+use crate::trips::http as trips;
 
 /// Every HTTP route of Tandem.
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -5,7 +5,7 @@
 
 pub mod actor;
 pub mod handle;
-pub mod routes;
+pub mod http;
 pub mod store;
 
 pub use handle::Trips;

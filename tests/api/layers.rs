@@ -42,11 +42,11 @@ const KNOWN: &[&str] = &[
     "src/commerce/store/order_writes.rs: imports rebates::store",
     "src/commerce/queries.rs: imports accounts::store",
     "src/commerce/reviews.rs: imports accounts::store",
-    "src/commerce/routes.rs: imports animals::store",
+    "src/commerce/http/catalog.rs: imports animals::store",
     "src/commerce/timers.rs: imports animals::store",
     "src/social/messages.rs: imports accounts::store",
     "src/social/messages.rs: imports chat::store",
-    "src/trips/store.rs: imports chat::store",
+    "src/trips/store/mod.rs: imports chat::store",
     // diesel outside the stores: executor handlers and group-commit jobs
     // that still live beside actors and routes, to move into the stores.
     "src/accounts/messages.rs: uses diesel",
@@ -57,7 +57,8 @@ const KNOWN: &[&str] = &[
     "src/commerce/queries.rs: uses diesel",
     "src/commerce/reviews.rs: uses diesel",
     "src/commerce/timers.rs: uses diesel",
-    "src/rebates/routes.rs: uses diesel",
+    "src/rebates/http/mod.rs: uses diesel",
+    "src/rebates/http/promotion.rs: uses diesel",
     "src/social/messages.rs: uses diesel",
     "src/social/notifier.rs: uses diesel",
 ];

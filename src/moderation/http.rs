@@ -133,11 +133,9 @@ pub async fn resolve(
         .await?;
     if action == Action::BanUser {
         let banned = match Id::new(view.target_user_id) {
-            Some(target) => {
-                crate::accounts::routes::set_banned(&state.accounts, user, target, true)
-                    .await
-                    .map(|_| ())
-            }
+            Some(target) => crate::accounts::http::set_banned(&state.accounts, user, target, true)
+                .await
+                .map(|_| ()),
             None => Err(ApiError::internal(anyhow::anyhow!(
                 "bad report target user"
             ))),

@@ -8,8 +8,10 @@ use super::store::{
 };
 use super::Animals;
 use crate::accounts::auth::AuthUser;
+use crate::commerce::http::MAX_PRICE_CENTS;
 use crate::commerce::model::OrderView;
-use crate::commerce::routes::{place_order, CreateOrderRequest, MAX_PRICE_CENTS};
+use crate::commerce::order_request::CreateOrderRequest;
+use crate::commerce::Placed;
 use crate::core::error::{ApiError, ApiResult, Problem};
 use crate::core::paging::{cursor_id, parse_limit};
 use crate::core::text::{check_free_text, check_line, Id};
@@ -142,19 +144,20 @@ pub async fn claim(
         .await?;
     let product =
         Id::new(animal.product_id).ok_or_else(|| ApiError::not_found("no such animal"))?;
-    place_order(
-        &state.commerce,
-        user.user_id,
-        CreateOrderRequest::single(product),
-        key,
-    )
-    .await
-    .map_err(|e| match e.code() {
-        "out_of_stock" | "product_inactive" => ApiError::conflict(
-            "already_claimed",
-            "another claim holds this animal; try again when it is free",
-        ),
-        _ => e,
+    let placed = state
+        .commerce
+        .place_order(user.user_id, CreateOrderRequest::single(product), key)
+        .await
+        .map_err(|e| match e.code() {
+            "out_of_stock" | "product_inactive" => ApiError::conflict(
+                "already_claimed",
+                "another claim holds this animal; try again when it is free",
+            ),
+            _ => e,
+        })?;
+    Ok(match placed {
+        Placed::Created(view) => HttpResponse::Created().json(view),
+        Placed::Replay { status_code, body } => crate::commerce::http::replay(status_code, body),
     })
 }
 

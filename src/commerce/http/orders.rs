@@ -1,0 +1,381 @@
+//! Orders, payments, refunds, reviews and the merchant dashboard over HTTP.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::catalog::StatusQuery;
+use crate::accounts::auth::AuthUser;
+use crate::commerce::model::{Command, OrderView, PaymentView, Status};
+use crate::commerce::order_actor::{Reply, Request};
+use crate::commerce::order_request::CreateOrderRequest;
+use crate::commerce::queries::{ListOrders, OrderScope};
+use crate::commerce::{Commerce, Placed};
+use crate::core::error::{ApiError, ApiResult, Problem};
+use crate::core::paging::{cursor_id, parse_limit};
+use crate::core::text::{check_line, Id};
+use crate::storage::idempotency::MaybeIdempotencyKey;
+
+/// A stored response, as it was answered the first time.
+pub fn replay(status_code: u16, body: String) -> HttpResponse {
+    let status = actix_web::http::StatusCode::from_u16(status_code)
+        .unwrap_or(actix_web::http::StatusCode::OK);
+    HttpResponse::build(status)
+        .content_type("application/json")
+        .body(body)
+}
+
+/// Create an order. Stock is reserved (all items or none) and durable before the 201.
+#[utoipa::path(post, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])), request_body = CreateOrderRequest,
+    params(("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 201, body = OrderView), (status = 400, body = Problem), (status = 404, body = Problem),
+        (status = 409, description = "out_of_stock", body = Problem), (status = 422, description = "idempotency_key_reused", body = Problem)))]
+pub async fn create_order(
+    state: web::Data<Commerce>,
+    user: AuthUser,
+    key: MaybeIdempotencyKey,
+    body: web::Json<CreateOrderRequest>,
+) -> ApiResult<HttpResponse> {
+    match state
+        .place_order(user.user_id, body.into_inner(), key)
+        .await?
+    {
+        Placed::Created(view) => Ok(HttpResponse::Created().json(view)),
+        Placed::Replay { status_code, body } => Ok(replay(status_code, body)),
+    }
+}
+
+fn order_reply(r: Reply) -> ApiResult<HttpResponse> {
+    match r {
+        Reply::Order(o) => Ok(HttpResponse::Ok().json(o)),
+        Reply::Payment(p) => Ok(HttpResponse::Ok().json(p)),
+        Reply::Review(r) => Ok(HttpResponse::Created().json(r)),
+        Reply::Applied => Ok(HttpResponse::Ok().finish()),
+    }
+}
+
+/// An order: its buyer, its merchant's owner and admins see it; others get 404.
+#[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = OrderView), (status = 404, body = Problem)))]
+pub async fn get_order(
+    state: web::Data<Commerce>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+) -> ApiResult<HttpResponse> {
+    order_reply(
+        state
+            .orders
+            .call(
+                path.into_inner().0.get(),
+                Request::View {
+                    caller: user.user_id.get(),
+                },
+            )
+            .await?,
+    )
+}
+
+async fn command(
+    state: &Commerce,
+    user: AuthUser,
+    id: Id,
+    cmd: Command,
+) -> ApiResult<HttpResponse> {
+    order_reply(
+        state
+            .orders
+            .call(
+                id.get(),
+                Request::Command {
+                    caller: Some(user.user_id.get()),
+                    cmd,
+                },
+            )
+            .await?,
+    )
+}
+
+/// Cancel an unpaid order (buyer); its stock is given back.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = OrderView), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn cancel(
+    state: web::Data<Commerce>,
+    user: AuthUser,
+    _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
+    path: web::Path<(Id,)>,
+) -> ApiResult<HttpResponse> {
+    command(&state, user, path.into_inner().0, Command::Cancel).await
+}
+
+/// Start paying (buyer); calling it again returns the same payment.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/pay", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = PaymentView), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn pay(
+    state: web::Data<Commerce>,
+    user: AuthUser,
+    _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
+    path: web::Path<(Id,)>,
+) -> ApiResult<HttpResponse> {
+    command(&state, user, path.into_inner().0, Command::Pay).await
+}
+
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShipRequest {
+    carrier: Option<String>,
+    tracking_no: Option<String>,
+}
+
+/// Ship a paid order (merchant owner), with carrier and tracking number.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/ship", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
+    request_body = ShipRequest, responses((status = 200, body = OrderView), (status = 403, body = Problem), (status = 409, body = Problem)))]
+pub async fn ship(
+    state: web::Data<Commerce>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+    body: crate::core::extract::ActionBody<ShipRequest>,
+) -> ApiResult<HttpResponse> {
+    let ShipRequest {
+        carrier,
+        tracking_no,
+    } = body.0;
+    for (v, what) in [(&carrier, "carrier"), (&tracking_no, "tracking_no")] {
+        if let Some(v) = v {
+            check_line(v, what, 100)?;
+        }
+    }
+    command(
+        &state,
+        user,
+        path.into_inner().0,
+        Command::Ship {
+            carrier,
+            tracking_no,
+        },
+    )
+    .await
+}
+
+/// Confirm receipt (buyer): `completed`.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/confirm", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = OrderView), (status = 409, body = Problem)))]
+pub async fn confirm(
+    state: web::Data<Commerce>,
+    user: AuthUser,
+    _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
+    path: web::Path<(Id,)>,
+) -> ApiResult<HttpResponse> {
+    command(&state, user, path.into_inner().0, Command::Confirm).await
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundRequest {
+    reason: String,
+}
+
+/// Request a refund (buyer).
+#[utoipa::path(post, path = "/api/v1/orders/{id}/refund", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
+    request_body = RefundRequest, responses((status = 200, body = OrderView), (status = 409, body = Problem)))]
+pub async fn refund(
+    state: web::Data<Commerce>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+    body: web::Json<RefundRequest>,
+) -> ApiResult<HttpResponse> {
+    check_line(&body.reason, "reason", 500)?;
+    command(
+        &state,
+        user,
+        path.into_inner().0,
+        Command::RequestRefund {
+            reason: body.into_inner().reason,
+        },
+    )
+    .await
+}
+
+/// Approve a requested refund (merchant owner or admin): `refunded`, stock back.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/refund/approve", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = OrderView), (status = 403, body = Problem), (status = 409, body = Problem)))]
+pub async fn approve_refund(
+    state: web::Data<Commerce>,
+    user: AuthUser,
+    _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
+    path: web::Path<(Id,)>,
+) -> ApiResult<HttpResponse> {
+    command(&state, user, path.into_inner().0, Command::ApproveRefund).await
+}
+
+/// Reject a requested refund (merchant owner or admin).
+#[utoipa::path(post, path = "/api/v1/orders/{id}/refund/reject", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = OrderView), (status = 403, body = Problem), (status = 409, body = Problem)))]
+pub async fn reject_refund(
+    state: web::Data<Commerce>,
+    user: AuthUser,
+    _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
+    path: web::Path<(Id,)>,
+) -> ApiResult<HttpResponse> {
+    command(&state, user, path.into_inner().0, Command::RejectRefund).await
+}
+
+fn status_filter(s: &Option<String>) -> ApiResult<Option<String>> {
+    match s {
+        None => Ok(None),
+        Some(s) if Status::parse(s).is_some() => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::invalid_input("unknown status")),
+    }
+}
+
+/// Orders the caller bought, newest first.
+#[utoipa::path(get, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])),
+    params(("status" = Option<String>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = "{items: [Order], next_cursor}"), (status = 400, body = Problem)))]
+pub async fn my_orders(
+    state: web::Data<Commerce>,
+    user: AuthUser,
+    q: web::Query<StatusQuery>,
+) -> ApiResult<HttpResponse> {
+    let page = state
+        .db
+        .call(ListOrders {
+            scope: OrderScope::Buyer(user.user_id.get()),
+            status: status_filter(&q.status)?,
+            limit: parse_limit(q.limit.as_deref())?,
+            before_id: cursor_id(q.cursor.as_deref())?,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// A merchant's orders (its owner, admins), newest first.
+#[utoipa::path(get, path = "/api/v1/merchants/{id}/orders", tag = "orders", security(("bearer" = [])),
+    params(("id" = i64, Path), ("status" = Option<String>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = "{items: [Order], next_cursor}"), (status = 403, body = Problem)))]
+pub async fn merchant_orders(
+    state: web::Data<Commerce>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+    q: web::Query<StatusQuery>,
+) -> ApiResult<HttpResponse> {
+    let scope = OrderScope::Merchant {
+        merchant_id: path.into_inner().0.get(),
+        caller: user.user_id.get(),
+    };
+    let page = state
+        .db
+        .call(ListOrders {
+            scope,
+            status: status_filter(&q.status)?,
+            limit: parse_limit(q.limit.as_deref())?,
+            before_id: cursor_id(q.cursor.as_deref())?,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// The payment provider's callback: signed, applied exactly once, `success` once durable.
+#[utoipa::path(post, path = "/api/v1/payments/mockpay/notify", tag = "orders",
+    request_body(content = String, content_type = "application/json",
+        description = "{payment_id, order_id, amount_cents, status: succeeded|failed}; extra fields tolerated"),
+    params(("X-Mockpay-Signature" = String, Header, description = "lowercase hex HMAC-SHA256 of the raw body")),
+    responses((status = 200, description = "success", content_type = "text/plain"), (status = 400, body = Problem), (status = 401, body = Problem)))]
+pub async fn mockpay_notify(
+    state: web::Data<Commerce>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let provider = &state.payments;
+    let n = provider.verify(req.headers(), &body)?;
+    let order_id = Id::new(n.order_id).ok_or_else(|| ApiError::not_found("no such order"))?;
+    state
+        .orders
+        .call(
+            order_id.get(),
+            Request::PaymentNotice {
+                payment_id: n.payment_id,
+                amount_cents: n.amount_cents,
+                succeeded: n.succeeded,
+            },
+        )
+        .await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain")
+        .body(provider.ack_body()))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewRequest {
+    /// 1-5
+    rating: i64,
+    body: String,
+}
+
+/// Review a completed order (its buyer, once): the merchant's average and count move.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/review", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
+    request_body = ReviewRequest, responses((status = 201, body = crate::commerce::reviews::ReviewView), (status = 400, body = Problem),
+        (status = 404, body = Problem), (status = 409, description = "invalid_state (not completed), already_reviewed", body = Problem)))]
+pub async fn review(
+    state: web::Data<Commerce>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+    body: web::Json<ReviewRequest>,
+) -> ApiResult<HttpResponse> {
+    let b = body.into_inner();
+    if !(1..=5).contains(&b.rating) {
+        return Err(ApiError::invalid_input("rating must be 1 to 5"));
+    }
+    crate::core::text::check_free_text(&b.body, "body", 2_000)?;
+    order_reply(
+        state
+            .orders
+            .call(
+                path.into_inner().0.get(),
+                Request::Review {
+                    caller: user.user_id.get(),
+                    rating: b.rating,
+                    body: b.body,
+                },
+            )
+            .await?,
+    )
+}
+
+/// A merchant's reviews, newest first.
+#[utoipa::path(get, path = "/api/v1/merchants/{id}/reviews", tag = "commerce",
+    params(("id" = i64, Path), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = "{items: [Review], next_cursor}"), (status = 404, body = Problem)))]
+pub async fn merchant_reviews(
+    state: web::Data<Commerce>,
+    path: web::Path<(Id,)>,
+    q: web::Query<crate::core::paging::PageQuery>,
+) -> ApiResult<HttpResponse> {
+    let page = state
+        .db
+        .call(crate::commerce::reviews::ListReviews {
+            merchant_id: path.into_inner().0.get(),
+            limit: q.limit()?,
+            before_id: q.cursor_id()?,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// A merchant's figures (its owner, or an admin): orders by status, paid GMV
+/// today and over 7 days, best sellers, rating.
+#[utoipa::path(get, path = "/api/v1/merchants/{id}/dashboard", tag = "commerce", security(("bearer" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = crate::commerce::reviews::DashboardView), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn dashboard(
+    state: web::Data<Commerce>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+) -> ApiResult<HttpResponse> {
+    let view = state
+        .db
+        .call(crate::commerce::reviews::Dashboard {
+            merchant_id: path.into_inner().0.get(),
+            caller: user.user_id.get(),
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(view))
+}

@@ -1,0 +1,111 @@
+//! A new order as a client asks for it, and its validation (before anything
+//! is reserved).
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::error::{ApiError, ApiResult};
+use crate::core::text::{check_line, has_control_chars, Id};
+use crate::storage::idempotency::Decision;
+
+/// Most items in one order.
+pub const MAX_ITEMS: usize = 50;
+/// Most units of one item.
+pub const MAX_QUANTITY: i64 = 1_000;
+
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ItemRequest {
+    #[schema(value_type = i64)]
+    pub(crate) product_id: Id,
+    pub(crate) quantity: i64,
+}
+
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrderRequest {
+    pub(crate) items: Vec<ItemRequest>,
+    pub(crate) shipping_address: Option<String>,
+    #[schema(value_type = Option<i64>)]
+    pub(crate) gift_to_user_id: Option<Id>,
+    pub(crate) gift_message: Option<String>,
+}
+
+pub(crate) fn validate_order(user: Id, b: &CreateOrderRequest) -> ApiResult<()> {
+    if b.items.is_empty() || b.items.len() > MAX_ITEMS {
+        return Err(ApiError::invalid_input(format!(
+            "an order has 1 to {MAX_ITEMS} items"
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for i in &b.items {
+        if !(1..=MAX_QUANTITY).contains(&i.quantity) {
+            return Err(ApiError::invalid_input("quantity must be 1 to 1000"));
+        }
+        if !seen.insert(i.product_id) {
+            return Err(ApiError::invalid_input(
+                "each product may appear once; add up the quantity",
+            ));
+        }
+    }
+    if let Some(a) = &b.shipping_address {
+        check_line(a, "shipping_address", 500)?;
+    }
+    if let Some(m) = &b.gift_message {
+        if m.chars().count() > 200 || has_control_chars(m) {
+            return Err(ApiError::invalid_input(
+                "gift_message must be at most 200 characters, no control characters",
+            ));
+        }
+        if b.gift_to_user_id.is_none() {
+            return Err(ApiError::invalid_input(
+                "gift_message needs gift_to_user_id",
+            ));
+        }
+    }
+    if b.gift_to_user_id == Some(user) {
+        return Err(ApiError::invalid_input("a gift goes to someone else"));
+    }
+    Ok(())
+}
+
+impl CreateOrderRequest {
+    /// One unit of one product: an animal claim.
+    pub fn single(product_id: Id) -> Self {
+        CreateOrderRequest {
+            items: vec![ItemRequest {
+                product_id,
+                quantity: 1,
+            }],
+            shipping_address: None,
+            gift_to_user_id: None,
+            gift_message: None,
+        }
+    }
+}
+
+/// Idempotency lookup before any reservation.
+pub struct CheckIdempotency {
+    pub user_id: i64,
+    pub key: String,
+    pub hash: String,
+}
+
+impl actix::Message for CheckIdempotency {
+    type Result = Result<Decision, ApiError>;
+}
+
+impl actix::Handler<CheckIdempotency> for crate::storage::DbExecutor {
+    type Result = Result<Decision, ApiError>;
+    fn handle(&mut self, msg: CheckIdempotency, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        let key = crate::storage::idempotency::IdempotencyKey::parse(&msg.key)?;
+        crate::storage::idempotency::check(
+            &mut conn,
+            msg.user_id,
+            "orders",
+            &key,
+            &msg.hash,
+            crate::core::ids::now_ms(),
+        )
+    }
+}
