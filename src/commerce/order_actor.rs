@@ -7,11 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{
-    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, AtomicResponse, Context, Handler,
-    Message, WrapFuture,
-};
-use dashmap::DashMap;
+use actix::{Actor, ActorFutureExt, Addr, AtomicResponse, Context, Handler, Message, WrapFuture};
 
 use super::inventory::InventoryRegistry;
 use super::model::{decide, Caller, Command, Effect, OrderView, PaymentView, Rejection, Status};
@@ -24,6 +20,7 @@ use crate::core::error::ApiError;
 use crate::core::ids::now_ms;
 use crate::realtime::registry::Registry;
 use crate::runtime::context::Ctx;
+use crate::runtime::keyed::{retire_when_idle, Keyed, KeyedActor};
 use crate::runtime::relay::{Nudge, Relay};
 use crate::social::notifier::{self};
 use crate::storage::group::GroupCommit;
@@ -146,13 +143,19 @@ impl Actor for OrderActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(64);
-        ctx.run_interval(IDLE, |this, ctx| {
-            if this.last_active.elapsed() >= IDLE
-                && this.registry.retire(this.order_id, &ctx.address())
-            {
-                ctx.stop();
-            }
-        });
+        retire_when_idle(ctx, IDLE);
+    }
+}
+
+impl KeyedActor for OrderActor {
+    fn key(&self) -> i64 {
+        self.order_id
+    }
+    fn last_active(&self) -> Instant {
+        self.last_active
+    }
+    fn registry(&self) -> &Keyed<Self> {
+        &self.registry.actors
     }
 }
 
@@ -417,7 +420,7 @@ impl Handler<OrderMsg> for OrderActor {
 
 /// Finds or starts order actors.
 pub struct OrderRegistry {
-    actors: DashMap<i64, Addr<OrderActor>>,
+    actors: Keyed<OrderActor>,
     db: OrderCtx,
     inventory: Arc<InventoryRegistry>,
     relay: Addr<Relay>,
@@ -426,7 +429,7 @@ pub struct OrderRegistry {
 impl OrderRegistry {
     pub fn new(db: OrderCtx, inventory: Arc<InventoryRegistry>, relay: Addr<Relay>) -> Arc<Self> {
         Arc::new(OrderRegistry {
-            actors: DashMap::new(),
+            actors: Keyed::new("orders", MAX_ORDER_ACTORS),
             db,
             inventory,
             relay,
@@ -434,34 +437,15 @@ impl OrderRegistry {
     }
 
     fn addr(self: &Arc<Self>, order_id: i64) -> Result<Addr<OrderActor>, ApiError> {
-        if let Some(a) = self.actors.get(&order_id) {
-            return Ok(a.clone());
-        }
-        if self.actors.len() >= MAX_ORDER_ACTORS {
-            return Err(ApiError::unavailable(
-                "too many orders in flight; retry shortly",
-            ));
-        }
-        Ok(self
-            .actors
-            .entry(order_id)
-            .or_insert_with(|| {
-                OrderActor {
-                    order_id,
-                    db: self.db.clone(),
-                    inventory: self.inventory.clone(),
-                    relay: self.relay.clone(),
-                    registry: self.clone(),
-                    state: None,
-                    last_active: Instant::now(),
-                }
-                .start()
-            })
-            .clone())
-    }
-
-    fn retire(&self, order_id: i64, addr: &Addr<OrderActor>) -> bool {
-        self.actors.remove_if(&order_id, |_, a| a == addr).is_some()
+        self.actors.get_or_start(order_id, || OrderActor {
+            order_id,
+            db: self.db.clone(),
+            inventory: self.inventory.clone(),
+            relay: self.relay.clone(),
+            registry: self.clone(),
+            state: None,
+            last_active: Instant::now(),
+        })
     }
 
     pub fn live(&self) -> usize {

@@ -7,10 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{
-    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, AtomicResponse, Context, Handler,
-    Message, WrapFuture,
+    Actor, ActorFutureExt, Addr, AsyncContext, AtomicResponse, Context, Handler, Message,
+    WrapFuture,
 };
-use dashmap::DashMap;
 use futures_util::StreamExt;
 
 use super::store::engine;
@@ -19,6 +18,7 @@ use crate::realtime::registry::Registry;
 use crate::runtime::bus::Event;
 use crate::runtime::context::Ctx;
 use crate::runtime::dead_letter::{Apply, Consumer};
+use crate::runtime::keyed::{retire_when_idle, Keyed, KeyedActor};
 use crate::runtime::relay::{Nudge, Relay};
 use crate::storage::group::GroupCommit;
 use crate::storage::{Db, DbExecutor};
@@ -46,13 +46,19 @@ impl Actor for RebateActor {
     type Context = Context<Self>;
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(64);
-        ctx.run_interval(IDLE, |this, ctx| {
-            if this.last_active.elapsed() >= IDLE
-                && this.registry.retire(this.order_id, &ctx.address())
-            {
-                ctx.stop();
-            }
-        });
+        retire_when_idle(ctx, IDLE);
+    }
+}
+
+impl KeyedActor for RebateActor {
+    fn key(&self) -> i64 {
+        self.order_id
+    }
+    fn last_active(&self) -> Instant {
+        self.last_active
+    }
+    fn registry(&self) -> &Keyed<Self> {
+        &self.registry.actors
     }
 }
 
@@ -89,7 +95,7 @@ impl Handler<Run> for RebateActor {
 }
 
 pub struct RebateRegistry {
-    actors: DashMap<i64, Addr<RebateActor>>,
+    actors: Keyed<RebateActor>,
     commit: GroupCommit,
     shared: Arc<Ctx>,
     sockets: Arc<Registry>,
@@ -104,7 +110,7 @@ impl RebateRegistry {
         relay: Addr<Relay>,
     ) -> Arc<Self> {
         Arc::new(RebateRegistry {
-            actors: DashMap::new(),
+            actors: Keyed::new("rebate reconciles", MAX_REBATE_ACTORS),
             commit,
             shared,
             sockets,
@@ -112,30 +118,16 @@ impl RebateRegistry {
         })
     }
 
-    fn retire(&self, order_id: i64, addr: &Addr<RebateActor>) -> bool {
-        self.actors.remove_if(&order_id, |_, a| a == addr).is_some()
-    }
-
     pub async fn reconcile(self: &Arc<Self>, order_id: i64) -> Result<usize, ApiError> {
-        if self.actors.len() >= MAX_REBATE_ACTORS && !self.actors.contains_key(&order_id) {
-            return Err(ApiError::unavailable("too many rebate actors; retry"));
-        }
-        let addr = self
-            .actors
-            .entry(order_id)
-            .or_insert_with(|| {
-                RebateActor {
-                    order_id,
-                    commit: self.commit.clone(),
-                    shared: self.shared.clone(),
-                    sockets: self.sockets.clone(),
-                    relay: self.relay.clone(),
-                    registry: self.clone(),
-                    last_active: Instant::now(),
-                }
-                .start()
-            })
-            .clone();
+        let addr = self.actors.get_or_start(order_id, || RebateActor {
+            order_id,
+            commit: self.commit.clone(),
+            shared: self.shared.clone(),
+            sockets: self.sockets.clone(),
+            relay: self.relay.clone(),
+            registry: self.clone(),
+            last_active: Instant::now(),
+        })?;
         addr.send(Run)
             .await
             .map_err(|e| ApiError::unavailable_because(anyhow::anyhow!("rebate actor: {e}")))?

@@ -4,6 +4,7 @@
 pub mod bus;
 pub mod context;
 pub mod dead_letter;
+pub mod keyed;
 pub mod kv;
 pub mod relay;
 pub mod telemetry;

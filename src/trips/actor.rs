@@ -8,14 +8,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{
-    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, AtomicResponse, Context, Handler,
-    Message, WrapFuture,
-};
-use dashmap::DashMap;
+use actix::{Actor, ActorFutureExt, Addr, AtomicResponse, Context, Handler, Message, WrapFuture};
 
 use super::store::{TripCommand, TripReply, TripWrite};
 use crate::core::error::ApiError;
+use crate::runtime::keyed::{retire_when_idle, Keyed, KeyedActor};
 use crate::storage::Db;
 
 /// A trip actor with no message for this long stops.
@@ -56,13 +53,19 @@ impl Actor for TripActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX);
-        ctx.run_interval(IDLE, |this, ctx| {
-            if this.last_active.elapsed() >= IDLE
-                && this.registry.retire(this.trip_id, &ctx.address())
-            {
-                ctx.stop();
-            }
-        });
+        retire_when_idle(ctx, IDLE);
+    }
+}
+
+impl KeyedActor for TripActor {
+    fn key(&self) -> i64 {
+        self.trip_id
+    }
+    fn last_active(&self) -> Instant {
+        self.last_active
+    }
+    fn registry(&self) -> &Keyed<Self> {
+        &self.registry.actors
     }
 }
 
@@ -108,7 +111,7 @@ impl Handler<TripMsg> for TripActor {
 
 /// Finds or starts trip actors.
 pub struct TripRegistry {
-    actors: DashMap<i64, Addr<TripActor>>,
+    actors: Keyed<TripActor>,
     db: Db,
     /// Chat's handle: a trip's membership is its conversation's.
     chat: crate::chat::Chat,
@@ -118,7 +121,7 @@ pub struct TripRegistry {
 impl TripRegistry {
     pub fn new(db: Db, chat: crate::chat::Chat) -> Arc<Self> {
         Arc::new(TripRegistry {
-            actors: DashMap::new(),
+            actors: Keyed::new("trips", MAX_TRIP_ACTORS),
             db,
             chat,
             relay: std::sync::OnceLock::new(),
@@ -137,31 +140,12 @@ impl TripRegistry {
     }
 
     fn addr(self: &Arc<Self>, trip_id: i64) -> Result<Addr<TripActor>, ApiError> {
-        if let Some(a) = self.actors.get(&trip_id) {
-            return Ok(a.clone());
-        }
-        if self.actors.len() >= MAX_TRIP_ACTORS {
-            return Err(ApiError::unavailable(
-                "too many trips in flight; retry shortly",
-            ));
-        }
-        Ok(self
-            .actors
-            .entry(trip_id)
-            .or_insert_with(|| {
-                TripActor {
-                    trip_id,
-                    db: self.db.clone(),
-                    registry: self.clone(),
-                    last_active: Instant::now(),
-                }
-                .start()
-            })
-            .clone())
-    }
-
-    fn retire(&self, trip_id: i64, addr: &Addr<TripActor>) -> bool {
-        self.actors.remove_if(&trip_id, |_, a| a == addr).is_some()
+        self.actors.get_or_start(trip_id, || TripActor {
+            trip_id,
+            db: self.db.clone(),
+            registry: self.clone(),
+            last_active: Instant::now(),
+        })
     }
 
     /// Runs a write on the trip's actor and returns its outcome. A full
