@@ -235,3 +235,20 @@ pub async fn unban(
         set_banned(&state, admin, path.into_inner().0, false).await?,
     ))
 }
+
+/// This domain's routes (mounted under `/api/v1` by the server).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/auth/register", web::post().to(register))
+        .route("/auth/login", web::post().to(login))
+        .route("/auth/refresh", web::post().to(refresh))
+        .route("/auth/logout", web::post().to(logout))
+        .route("/me", web::get().to(me))
+        .route("/me", web::patch().to(update_me))
+        .route("/admin/users/{id}/ban", web::post().to(ban))
+        .route("/admin/users/{id}/unban", web::post().to(unban));
+}
+
+/// This domain's part of the OpenAPI document (merged by the server).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(register, login, refresh, logout, me, update_me, ban, unban,))]
+pub struct Api;

@@ -213,3 +213,18 @@ pub async fn updates(
         .await?;
     Ok(HttpResponse::Ok().json(page))
 }
+
+/// This domain's routes (mounted under `/api/v1` by the server).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/animals", web::post().to(create))
+        .route("/animals", web::get().to(list))
+        .route("/animals/{id}", web::get().to(get))
+        .route("/animals/{id}/claim", web::post().to(claim))
+        .route("/animals/{id}/updates", web::post().to(post_update))
+        .route("/animals/{id}/updates", web::get().to(updates));
+}
+
+/// This domain's part of the OpenAPI document (merged by the server).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(create, list, get, claim, post_update, updates,))]
+pub struct Api;

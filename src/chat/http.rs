@@ -157,3 +157,15 @@ pub async fn history(
         next_cursor,
     }))
 }
+
+/// This domain's routes (mounted under `/api/v1` by the server).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/conversations", web::post().to(create))
+        .route("/conversations", web::get().to(list))
+        .route("/conversations/{id}/messages", web::get().to(history));
+}
+
+/// This domain's part of the OpenAPI document (merged by the server).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(create, list, history,))]
+pub struct Api;

@@ -220,3 +220,17 @@ pub async fn orders(
         .await?;
     Ok(HttpResponse::Ok().json(page))
 }
+
+/// This domain's routes (mounted under `/api/v1` by the server).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/reports", web::post().to(file))
+        .route("/admin/reports", web::get().to(queue))
+        .route("/admin/reports/{id}/resolve", web::post().to(resolve))
+        .route("/admin/stats", web::get().to(stats))
+        .route("/admin/orders", web::get().to(orders));
+}
+
+/// This domain's part of the OpenAPI document (merged by the server).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(file, queue, resolve, stats, orders,))]
+pub struct Api;

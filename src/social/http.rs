@@ -297,3 +297,35 @@ pub async fn mark_read(
         .await?;
     Ok(HttpResponse::Ok().json(ReadResult { marked_read: n }))
 }
+
+/// This domain's routes (mounted under `/api/v1` by the server).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/users/{id}/follow", web::post().to(follow))
+        .route("/users/{id}/follow", web::delete().to(unfollow))
+        .route("/users/{id}/block", web::post().to(block))
+        .route("/users/{id}/block", web::delete().to(unblock))
+        .route("/posts", web::post().to(create_post))
+        .route("/posts/{id}", web::get().to(get_post))
+        .route("/posts/{id}/like", web::post().to(like))
+        .route("/posts/{id}/comments", web::post().to(comment))
+        .route("/feed", web::get().to(feed))
+        .route("/notifications", web::get().to(notifications))
+        .route("/notifications/read", web::post().to(mark_read));
+}
+
+/// This domain's part of the OpenAPI document (merged by the server).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    follow,
+    unfollow,
+    block,
+    unblock,
+    create_post,
+    get_post,
+    feed,
+    like,
+    comment,
+    notifications,
+    mark_read,
+))]
+pub struct Api;

@@ -345,3 +345,27 @@ pub async fn requests(
         .await?;
     Ok(HttpResponse::Ok().json(page))
 }
+
+/// This domain's routes (mounted under `/api/v1` by the server).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/trips", web::post().to(create))
+        .route("/trips", web::get().to(search))
+        .route("/trips/{id}", web::get().to(get))
+        .route("/trips/{id}/join", web::post().to(join))
+        .route("/trips/{id}/leave", web::post().to(leave))
+        .route("/trips/{id}/close", web::post().to(close))
+        .route("/trips/{id}/requests", web::get().to(requests))
+        .route(
+            "/trips/{id}/requests/{request_id}/accept",
+            web::post().to(accept),
+        )
+        .route(
+            "/trips/{id}/requests/{request_id}/reject",
+            web::post().to(reject),
+        );
+}
+
+/// This domain's part of the OpenAPI document (merged by the server).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(create, search, get, join, accept, reject, leave, close, requests,))]
+pub struct Api;

@@ -490,3 +490,39 @@ pub async fn list_withdrawals(
         .await?;
     Ok(HttpResponse::Ok().json(page))
 }
+
+/// This domain's routes (mounted under `/api/v1` by the server).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/admin/rebate-rules", web::put().to(put_rules))
+        .route("/admin/rebate-rules", web::get().to(get_rules))
+        .route("/rebates", web::get().to(list_rebates))
+        .route("/wallet", web::get().to(get_wallet))
+        .route("/withdrawals", web::post().to(request_withdrawal))
+        .route("/admin/withdrawals", web::get().to(list_withdrawals))
+        .route(
+            "/admin/withdrawals/{id}/approve",
+            web::post().to(approve_withdrawal),
+        )
+        .route(
+            "/admin/withdrawals/{id}/reject",
+            web::post().to(reject_withdrawal),
+        )
+        .route("/me/invitees", web::get().to(invitees))
+        .route("/me/rewards", web::get().to(rewards));
+}
+
+/// This domain's part of the OpenAPI document (merged by the server).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    put_rules,
+    get_rules,
+    list_rebates,
+    get_wallet,
+    request_withdrawal,
+    list_withdrawals,
+    approve_withdrawal,
+    reject_withdrawal,
+    invitees,
+    rewards,
+))]
+pub struct Api;
