@@ -137,7 +137,7 @@ impl Handler<Register> for DbExecutor {
                     open_session(self, c, row.id, &msg.tokens)
                 });
             match result {
-                Err(e) if e.code() == "retry_invite_code" => continue,
+                Err(e) if e.kind() == crate::core::error::ErrorKind::RetryInviteCode => continue,
                 other => return other,
             }
         }
@@ -152,12 +152,14 @@ struct RegisterError;
 impl RegisterError {
     fn from_diesel(e: diesel::result::Error) -> ApiError {
         match store::classify_user_conflict(&e) {
-            Some(UserConflict::Username) => {
-                ApiError::conflict("username_taken", "that username is taken")
-            }
-            Some(UserConflict::InviteCode) => {
-                ApiError::conflict("retry_invite_code", "invite code collision")
-            }
+            Some(UserConflict::Username) => ApiError::conflict(
+                crate::core::error::ErrorKind::UsernameTaken,
+                "that username is taken",
+            ),
+            Some(UserConflict::InviteCode) => ApiError::conflict(
+                crate::core::error::ErrorKind::RetryInviteCode,
+                "invite code collision",
+            ),
             None => ApiError::from(e),
         }
     }
@@ -302,7 +304,7 @@ impl Handler<SetBanned> for DbExecutor {
         require_role(&mut conn, msg.admin_id, Role::Admin)?;
         if msg.admin_id == msg.target && msg.banned {
             return Err(ApiError::conflict(
-                "invalid_state",
+                crate::core::error::ErrorKind::InvalidState,
                 "an admin cannot ban themselves",
             ));
         }

@@ -12,7 +12,7 @@ use crate::commerce::http::MAX_PRICE_CENTS;
 use crate::commerce::model::OrderView;
 use crate::commerce::order_request::CreateOrderRequest;
 use crate::commerce::Placed;
-use crate::core::error::{ApiError, ApiResult, Problem};
+use crate::core::error::{ApiError, ApiResult, ErrorKind, Problem};
 use crate::core::paging::{cursor_id, parse_limit};
 use crate::core::text::{check_free_text, check_line, Id};
 use crate::storage::idempotency::MaybeIdempotencyKey;
@@ -148,9 +148,9 @@ pub async fn claim(
         .commerce
         .place_order(user.user_id, CreateOrderRequest::single(product), key)
         .await
-        .map_err(|e| match e.code() {
-            "out_of_stock" | "product_inactive" => ApiError::conflict(
-                "already_claimed",
+        .map_err(|e| match e.kind() {
+            ErrorKind::OutOfStock | ErrorKind::ProductInactive => ApiError::conflict(
+                ErrorKind::AlreadyClaimed,
                 "another claim holds this animal; try again when it is free",
             ),
             _ => e,

@@ -20,8 +20,7 @@ pub const MAX_GROUP_MEMBERS: usize = 1_000;
 
 fn blocked_error() -> ApiError {
     ApiError::new(
-        actix_web::http::StatusCode::FORBIDDEN,
-        "blocked",
+        crate::core::error::ErrorKind::Blocked,
         "this user does not accept your messages",
     )
 }

@@ -160,13 +160,13 @@ impl Stock {
     fn reserve(&mut self, quantity: i64) -> Result<ProductInfo, ApiError> {
         if !self.info.active {
             return Err(ApiError::conflict(
-                "product_inactive",
+                crate::core::error::ErrorKind::ProductInactive,
                 format!("product {} is not for sale", self.info.product_id),
             ));
         }
         if quantity <= 0 || self.available < quantity {
             return Err(ApiError::conflict(
-                "out_of_stock",
+                crate::core::error::ErrorKind::OutOfStock,
                 format!("not enough stock of product {}", self.info.product_id),
             ));
         }
@@ -190,7 +190,7 @@ impl Stock {
             .ok_or_else(|| ApiError::invalid_input("stock_delta too large"))?;
         if next < 0 {
             return Err(ApiError::conflict(
-                "out_of_stock",
+                crate::core::error::ErrorKind::OutOfStock,
                 "stock cannot go below zero (some may be reserved by orders)",
             ));
         }

@@ -118,7 +118,7 @@ impl Handler<DecideMerchant> for DbExecutor {
             let to = if msg.approve { "approved" } else { "rejected" };
             if m.status != "pending" && m.status != to {
                 return Err(ApiError::conflict(
-                    "invalid_state",
+                    crate::core::error::ErrorKind::InvalidState,
                     format!("merchant is already {}", m.status),
                 ));
             }

@@ -164,12 +164,13 @@ fn reject(r: Rejection) -> ApiError {
         Rejection::NotVisible => ApiError::not_found("no such order"),
         Rejection::Forbidden => ApiError::forbidden("you may not do this to this order"),
         Rejection::InvalidState => ApiError::conflict(
-            "invalid_state",
+            crate::core::error::ErrorKind::InvalidState,
             "the order is not in a state that allows this",
         ),
-        Rejection::RefundAlreadyRequested => {
-            ApiError::conflict("invalid_state", "a refund is already requested")
-        }
+        Rejection::RefundAlreadyRequested => ApiError::conflict(
+            crate::core::error::ErrorKind::InvalidState,
+            "a refund is already requested",
+        ),
     }
 }
 
@@ -255,7 +256,7 @@ async fn run(db: &OrderCtx, loaded: &Loaded, req: Request) -> Result<Outcome, Ap
             }
             if status != Status::Completed {
                 return Err(ApiError::conflict(
-                    "invalid_state",
+                    crate::core::error::ErrorKind::InvalidState,
                     "only a completed order can be reviewed",
                 ));
             }

@@ -311,9 +311,10 @@ fn write(
                     idempotency::record(c, &row).map_err(|e| match e {
                         idempotency::RecordError::Db(e) => ApiError::from(e),
                         // Checked above inside this transaction; a concurrent node raced us.
-                        idempotency::RecordError::Conflict => {
-                            ApiError::conflict("idempotency_conflict", "retry the request")
-                        }
+                        idempotency::RecordError::Conflict => ApiError::conflict(
+                            crate::core::error::ErrorKind::IdempotencyConflict,
+                            "retry the request",
+                        ),
                     })?;
                 }
                 crate::storage::outbox::enqueue(
@@ -345,7 +346,7 @@ fn stock_error(e: diesel::result::Error, product_id: i64) -> ApiError {
     use diesel::result::{DatabaseErrorKind, Error};
     match e {
         Error::DatabaseError(DatabaseErrorKind::CheckViolation, _) => ApiError::conflict(
-            "out_of_stock",
+            crate::core::error::ErrorKind::OutOfStock,
             format!("not enough stock of product {product_id}"),
         ),
         e => e.into(),

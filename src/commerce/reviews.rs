@@ -62,7 +62,7 @@ pub fn insert_review(
             .optional()?;
         if existing.is_some() {
             return Err(ApiError::conflict(
-                "already_reviewed",
+                crate::core::error::ErrorKind::AlreadyReviewed,
                 "this order has been reviewed already",
             ));
         }

@@ -12,10 +12,106 @@ use serde::Serialize;
 
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
+/// Every kind of error the API answers, mapped once to its HTTP status and
+/// its `code` (CONTRACT.md). Code that must react to an error matches the
+/// kind, never the code's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    InvalidInput,
+    Unauthorized,
+    InvalidCredentials,
+    InvalidSignature,
+    Forbidden,
+    Blocked,
+    NotFound,
+    PayloadTooLarge,
+    IdempotencyKeyReused,
+    RateLimited,
+    Unavailable,
+    Internal,
+    InvalidState,
+    OutOfStock,
+    ProductInactive,
+    AlreadyClaimed,
+    AlreadyMember,
+    AlreadyReported,
+    AlreadyReviewed,
+    InsufficientFunds,
+    NotAMember,
+    RequestPending,
+    IdempotencyConflict,
+    UsernameTaken,
+    TripFull,
+    RetryInviteCode,
+}
+
+impl ErrorKind {
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::InvalidCredentials => "invalid_credentials",
+            ErrorKind::InvalidSignature => "invalid_signature",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::Blocked => "blocked",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::PayloadTooLarge => "payload_too_large",
+            ErrorKind::IdempotencyKeyReused => "idempotency_key_reused",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Internal => "internal",
+            ErrorKind::InvalidState => "invalid_state",
+            ErrorKind::OutOfStock => "out_of_stock",
+            ErrorKind::ProductInactive => "product_inactive",
+            ErrorKind::AlreadyClaimed => "already_claimed",
+            ErrorKind::AlreadyMember => "already_member",
+            ErrorKind::AlreadyReported => "already_reported",
+            ErrorKind::AlreadyReviewed => "already_reviewed",
+            ErrorKind::InsufficientFunds => "insufficient_funds",
+            ErrorKind::NotAMember => "not_a_member",
+            ErrorKind::RequestPending => "request_pending",
+            ErrorKind::IdempotencyConflict => "idempotency_conflict",
+            ErrorKind::UsernameTaken => "username_taken",
+            ErrorKind::TripFull => "trip_full",
+            ErrorKind::RetryInviteCode => "retry_invite_code",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorKind::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            ErrorKind::InvalidSignature => StatusCode::UNAUTHORIZED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::Blocked => StatusCode::FORBIDDEN,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::InvalidState => StatusCode::CONFLICT,
+            ErrorKind::OutOfStock => StatusCode::CONFLICT,
+            ErrorKind::ProductInactive => StatusCode::CONFLICT,
+            ErrorKind::AlreadyClaimed => StatusCode::CONFLICT,
+            ErrorKind::AlreadyMember => StatusCode::CONFLICT,
+            ErrorKind::AlreadyReported => StatusCode::CONFLICT,
+            ErrorKind::AlreadyReviewed => StatusCode::CONFLICT,
+            ErrorKind::InsufficientFunds => StatusCode::CONFLICT,
+            ErrorKind::NotAMember => StatusCode::CONFLICT,
+            ErrorKind::RequestPending => StatusCode::CONFLICT,
+            ErrorKind::IdempotencyConflict => StatusCode::CONFLICT,
+            ErrorKind::UsernameTaken => StatusCode::CONFLICT,
+            ErrorKind::TripFull => StatusCode::CONFLICT,
+            ErrorKind::RetryInviteCode => StatusCode::CONFLICT,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
+    kind: ErrorKind,
     detail: String,
     retry_after_secs: Option<u64>,
     /// A database conflict that a retried transaction may not hit again.
@@ -27,10 +123,9 @@ pub struct ApiError {
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
         ApiError {
-            status,
-            code,
+            kind,
             detail: detail.into(),
             retry_after_secs: None,
             transient: false,
@@ -49,59 +144,51 @@ impl ApiError {
     }
 
     pub fn invalid_input(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_input", detail)
+        Self::new(ErrorKind::InvalidInput, detail)
     }
     pub fn unauthorized(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+        Self::new(ErrorKind::Unauthorized, detail)
     }
     pub fn invalid_credentials() -> Self {
         Self::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
+            ErrorKind::InvalidCredentials,
             "unknown username or wrong password",
         )
     }
     pub fn invalid_signature(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "invalid_signature", detail)
+        Self::new(ErrorKind::InvalidSignature, detail)
     }
     pub fn forbidden(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+        Self::new(ErrorKind::Forbidden, detail)
     }
     pub fn not_found(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", detail)
+        Self::new(ErrorKind::NotFound, detail)
     }
-    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, code, detail)
+    /// 409: the request is fine but the state does not allow it.
+    pub fn conflict(kind: ErrorKind, detail: impl Into<String>) -> Self {
+        debug_assert_eq!(kind.status(), StatusCode::CONFLICT);
+        Self::new(kind, detail)
     }
     pub fn payload_too_large(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", detail)
+        Self::new(ErrorKind::PayloadTooLarge, detail)
     }
     pub fn idempotency_key_reused() -> Self {
         Self::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency_key_reused",
+            ErrorKind::IdempotencyKeyReused,
             "this Idempotency-Key was used with a different request body",
         )
     }
     pub fn rate_limited(retry_after_secs: u64) -> Self {
-        let mut e = Self::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "too many requests; retry later",
-        );
+        let mut e = Self::new(ErrorKind::RateLimited, "too many requests; retry later");
         e.retry_after_secs = Some(retry_after_secs.max(1));
         e
     }
     pub fn unavailable(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
+        Self::new(ErrorKind::Unavailable, detail)
     }
     /// An unexpected failure: logged with its cause, answered with a bare 500.
     pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
-        let mut e = Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal server error",
-        );
+        let mut e = Self::new(ErrorKind::Internal, "internal server error");
         e.source = Some(cause.into());
         e
     }
@@ -112,11 +199,14 @@ impl ApiError {
         e
     }
 
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
     pub fn code(&self) -> &'static str {
-        self.code
+        self.kind.code()
     }
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.kind.status()
     }
     pub fn detail(&self) -> &str {
         &self.detail
@@ -125,7 +215,13 @@ impl ApiError {
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.detail)?;
+        write!(
+            f,
+            "{} {}: {}",
+            self.status().as_u16(),
+            self.code(),
+            self.detail
+        )?;
         if let Some(src) = &self.source {
             write!(f, " (cause: {src:#})")?;
         }
@@ -173,29 +269,34 @@ pub fn problem_response(
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        self.status
+        self.status()
     }
 
     fn error_response(&self) -> HttpResponse {
-        if self.status.is_server_error() {
+        if self.status().is_server_error() {
             // A reference the operator can grep for; the client sees nothing else.
             let reference = crate::core::ids::random_token(12);
             match &self.source {
                 Some(src) => {
-                    tracing::error!(reference, code = self.code, error = %format!("{src:#}"), "request failed")
+                    tracing::error!(reference, code = self.code(), error = %format!("{src:#}"), "request failed")
                 }
                 None => {
-                    tracing::warn!(reference, code = self.code, detail = %self.detail, "request failed")
+                    tracing::warn!(reference, code = self.code(), detail = %self.detail, "request failed")
                 }
             }
-            let detail = if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+            let detail = if self.status() == StatusCode::INTERNAL_SERVER_ERROR {
                 format!("internal server error (reference {reference})")
             } else {
                 format!("{} (reference {reference})", self.detail)
             };
-            return problem_response(self.status, self.code, &detail, self.retry_after_secs);
+            return problem_response(self.status(), self.code(), &detail, self.retry_after_secs);
         }
-        problem_response(self.status, self.code, &self.detail, self.retry_after_secs)
+        problem_response(
+            self.status(),
+            self.code(),
+            &self.detail,
+            self.retry_after_secs,
+        )
     }
 }
 

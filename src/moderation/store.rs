@@ -193,7 +193,7 @@ impl Handler<FileReport> for DbExecutor {
                 .optional()?;
             if open.is_some() {
                 return Err(ApiError::conflict(
-                    "already_reported",
+                    crate::core::error::ErrorKind::AlreadyReported,
                     "you have an open report on this already",
                 ));
             }
@@ -271,7 +271,7 @@ fn open_report(c: &mut DbConn, id: i64) -> Result<ReportRow, ApiError> {
         .ok_or_else(|| ApiError::not_found("no such report"))?;
     if r.status != "open" {
         return Err(ApiError::conflict(
-            "invalid_state",
+            crate::core::error::ErrorKind::InvalidState,
             format!("the report is already {}", r.status),
         ));
     }

@@ -65,9 +65,9 @@ impl WsConn {
     }
 
     fn api_error(ctx: &mut ws::WebsocketContext<Self>, e: &ApiError, client_id: Option<&str>) {
-        let code = match e.code() {
-            "not_found" => "not_member",
-            other => other,
+        let code = match e.kind() {
+            crate::core::error::ErrorKind::NotFound => "not_member",
+            _ => e.code(),
         };
         Self::send_error(ctx, code, e.detail(), client_id);
     }

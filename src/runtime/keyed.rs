@@ -84,3 +84,82 @@ pub fn retire_when_idle<A: KeyedActor>(ctx: &mut Context<A>, idle: Duration) {
         }
     });
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Arc;
+
+    use actix::{Handler, Message};
+
+    use super::*;
+
+    struct Probe {
+        key: i64,
+        started: Instant,
+        keyed: Arc<Keyed<Probe>>,
+    }
+
+    impl Actor for Probe {
+        type Context = Context<Self>;
+        fn started(&mut self, ctx: &mut Self::Context) {
+            retire_when_idle(ctx, Duration::from_millis(50));
+        }
+    }
+
+    impl KeyedActor for Probe {
+        fn key(&self) -> i64 {
+            self.key
+        }
+        fn last_active(&self) -> Instant {
+            self.started
+        }
+        fn registry(&self) -> &Keyed<Self> {
+            &self.keyed
+        }
+    }
+
+    struct Key;
+
+    impl Message for Key {
+        type Result = i64;
+    }
+
+    impl Handler<Key> for Probe {
+        type Result = i64;
+        fn handle(&mut self, _: Key, _: &mut Self::Context) -> i64 {
+            self.key
+        }
+    }
+
+    fn probe(keyed: &Arc<Keyed<Probe>>, key: i64) -> Result<Addr<Probe>, ApiError> {
+        keyed.get_or_start(key, || Probe {
+            key,
+            started: Instant::now(),
+            keyed: keyed.clone(),
+        })
+    }
+
+    #[actix_web::test]
+    async fn one_actor_per_key_a_cap_and_idle_actors_retire() {
+        let keyed = Arc::new(Keyed::new("probes", 2));
+        let a = probe(&keyed, 1).unwrap();
+        assert!(
+            probe(&keyed, 1).unwrap() == a,
+            "the same key, the same actor"
+        );
+        assert_eq!(a.send(Key).await.unwrap(), 1);
+        probe(&keyed, 2).unwrap();
+        let refused = probe(&keyed, 3).unwrap_err();
+        assert_eq!(refused.status().as_u16(), 503);
+        assert_eq!(keyed.len(), 2);
+        // Idle past 50 ms: both retire and leave the registry.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(keyed.is_empty());
+        assert!(a.send(Key).await.is_err(), "a retired actor is stopped");
+        // Room again, and a fresh actor for an old key.
+        let fresh = probe(&keyed, 1).unwrap();
+        assert!(fresh != a);
+        assert_eq!(fresh.send(Key).await.unwrap(), 1);
+    }
+}

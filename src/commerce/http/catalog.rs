@@ -257,7 +257,7 @@ pub async fn update_product(
         && (delta != 0 || b.price_cents.is_some() || b.active.is_some())
     {
         return Err(ApiError::conflict(
-            "invalid_state",
+            crate::core::error::ErrorKind::InvalidState,
             "this product sells an animal's claims; its stock, price and availability follow the animal",
         ));
     }

@@ -311,7 +311,7 @@ pub fn apply_transition(
         };
         if n != 1 {
             return Err(ApiError::conflict(
-                "invalid_state",
+                crate::core::error::ErrorKind::InvalidState,
                 "the order changed meanwhile; retry",
             ));
         }

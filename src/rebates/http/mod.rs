@@ -281,9 +281,10 @@ impl Handler<RequestWithdrawal> for DbExecutor {
                 };
                 idempotency::record(c, &row).map_err(|e| match e {
                     idempotency::RecordError::Db(e) => ApiError::from(e),
-                    idempotency::RecordError::Conflict => {
-                        ApiError::conflict("idempotency_conflict", "retry the request")
-                    }
+                    idempotency::RecordError::Conflict => ApiError::conflict(
+                        crate::core::error::ErrorKind::IdempotencyConflict,
+                        "retry the request",
+                    ),
                 })?;
             }
             Ok((201, body))

@@ -42,7 +42,7 @@ pub fn request_withdrawal(
     .execute(c)?;
     if n != 1 {
         return Err(ApiError::conflict(
-            "insufficient_funds",
+            crate::core::error::ErrorKind::InsufficientFunds,
             "the amount is more than the available balance",
         ));
     }
@@ -104,7 +104,7 @@ pub fn decide_withdrawal(
         row.ok_or_else(|| ApiError::not_found("no such withdrawal"))?;
     if status != "pending" {
         return Err(ApiError::conflict(
-            "invalid_state",
+            crate::core::error::ErrorKind::InvalidState,
             format!("the withdrawal is already {status}"),
         ));
     }
@@ -121,7 +121,7 @@ pub fn decide_withdrawal(
     .execute(c)?;
     if n != 1 {
         return Err(ApiError::conflict(
-            "invalid_state",
+            crate::core::error::ErrorKind::InvalidState,
             "the withdrawal was decided meanwhile",
         ));
     }
@@ -177,7 +177,7 @@ fn pay_out(
     .execute(c)?;
     if n != 1 {
         return Err(ApiError::conflict(
-            "insufficient_funds",
+            crate::core::error::ErrorKind::InsufficientFunds,
             "the available balance is negative: a rebate was taken back after this \
              withdrawal was requested; approve it once the balance has recovered, or reject it",
         ));

@@ -50,7 +50,7 @@ impl Handler<TripWrite> for DbExecutor {
 }
 
 fn trip_full() -> ApiError {
-    ApiError::conflict("trip_full", "the trip is full")
+    ApiError::conflict(crate::core::error::ErrorKind::TripFull, "the trip is full")
 }
 
 fn notify(
@@ -96,7 +96,7 @@ fn set_count(c: &mut DbConn, t: &TripRow, delta: i64, now: i64) -> Result<(), Ap
     .execute(c)?;
     if n != 1 {
         return Err(ApiError::conflict(
-            "invalid_state",
+            crate::core::error::ErrorKind::InvalidState,
             "the trip changed meanwhile; retry",
         ));
     }
@@ -132,7 +132,7 @@ fn decided_request(
         .ok_or_else(|| ApiError::not_found("no such join request"))?;
     if r.status != "pending" {
         return Err(ApiError::conflict(
-            "invalid_state",
+            crate::core::error::ErrorKind::InvalidState,
             format!("the request is already {}", r.status),
         ));
     }
@@ -151,13 +151,18 @@ fn apply(
         TripCommand::Join { user_id, message } => {
             if is_member(c, t.id, *user_id)? {
                 return Err(ApiError::conflict(
-                    "already_member",
+                    crate::core::error::ErrorKind::AlreadyMember,
                     "you are already a member of this trip",
                 ));
             }
             match t.status.as_str() {
                 "full" => return Err(trip_full()),
-                "closed" => return Err(ApiError::conflict("invalid_state", "the trip is closed")),
+                "closed" => {
+                    return Err(ApiError::conflict(
+                        crate::core::error::ErrorKind::InvalidState,
+                        "the trip is closed",
+                    ))
+                }
                 _ => {}
             }
             let pending: Option<i64> = trip_requests::table
@@ -169,7 +174,7 @@ fn apply(
                 .optional()?;
             if pending.is_some() {
                 return Err(ApiError::conflict(
-                    "request_pending",
+                    crate::core::error::ErrorKind::RequestPending,
                     "you already asked to join this trip",
                 ));
             }
@@ -199,7 +204,12 @@ fn apply(
         TripCommand::Accept { caller, request_id } => {
             let r = decided_request(c, &t, *caller, *request_id)?;
             match t.status.as_str() {
-                "closed" => return Err(ApiError::conflict("invalid_state", "the trip is closed")),
+                "closed" => {
+                    return Err(ApiError::conflict(
+                        crate::core::error::ErrorKind::InvalidState,
+                        "the trip is closed",
+                    ))
+                }
                 _ if t.member_count >= t.capacity => return Err(trip_full()),
                 _ => {}
             }
@@ -268,13 +278,13 @@ fn apply(
         TripCommand::Leave { user_id } => {
             if !is_member(c, t.id, *user_id)? {
                 return Err(ApiError::conflict(
-                    "not_a_member",
+                    crate::core::error::ErrorKind::NotAMember,
                     "you are not a member of this trip",
                 ));
             }
             if t.organizer_id == *user_id {
                 return Err(ApiError::conflict(
-                    "invalid_state",
+                    crate::core::error::ErrorKind::InvalidState,
                     "the organizer cannot leave; close the trip instead",
                 ));
             }
@@ -302,7 +312,7 @@ fn apply(
             }
             if t.status == "closed" {
                 return Err(ApiError::conflict(
-                    "invalid_state",
+                    crate::core::error::ErrorKind::InvalidState,
                     "the trip is already closed",
                 ));
             }
@@ -315,7 +325,7 @@ fn apply(
             .execute(c)?;
             if n != 1 {
                 return Err(ApiError::conflict(
-                    "invalid_state",
+                    crate::core::error::ErrorKind::InvalidState,
                     "the trip changed meanwhile; retry",
                 ));
             }
