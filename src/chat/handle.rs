@@ -90,3 +90,16 @@ impl Chat {
         self.caches.recent.forget(conversation_id);
     }
 }
+
+/// Chat tells realtime whom a user's presence concerns: the peers of their
+/// direct conversations.
+pub struct DirectPeersSource {
+    pub db: Db,
+}
+
+#[async_trait::async_trait]
+impl crate::realtime::registry::PresencePeers for DirectPeersSource {
+    async fn peers_of(&self, user_id: i64) -> Result<Vec<i64>, ApiError> {
+        self.db.call(super::messages::DirectPeers { user_id }).await
+    }
+}

@@ -392,7 +392,7 @@ impl Actor for WsConn {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.state
             .registry
-            .attach(&self.state.db, ctx.address(), self.shared.clone());
+            .attach(ctx.address(), self.shared.clone());
         let idle_ms = self.state.registry.limits.idle_timeout_ms;
         // Ping at a third of the idle timeout: 15 s for the default 45 s.
         let ping_every =

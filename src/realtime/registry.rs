@@ -15,7 +15,7 @@ use dashmap::DashMap;
 
 use super::connection::WsConn;
 use super::session::{AddPeer, Attach, CloseConns, Deliver, Detach, UserSession};
-use crate::storage::Db;
+use crate::core::error::ApiError;
 
 /// What a session and the registry know about one socket, readable without
 /// going through the socket's actor (which stalls while its writes are jammed).
@@ -43,10 +43,19 @@ pub struct SocketLimits {
     pub max_pending_bytes: usize,
 }
 
+/// Who hears of a user coming online and going: supplied by the domain that
+/// knows (chat: the user's direct-conversation peers). Realtime knows no
+/// domain; the server plugs the source in at start.
+#[async_trait::async_trait]
+pub trait PresencePeers: Send + Sync {
+    async fn peers_of(&self, user_id: i64) -> Result<Vec<i64>, ApiError>;
+}
+
 pub struct Registry {
     sessions: DashMap<i64, SessionEntry>,
     next_conn_id: AtomicU64,
     pub limits: SocketLimits,
+    peers: std::sync::OnceLock<Arc<dyn PresencePeers>>,
 }
 
 impl Registry {
@@ -55,7 +64,17 @@ impl Registry {
             sessions: DashMap::new(),
             next_conn_id: AtomicU64::new(0),
             limits,
+            peers: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Plugs in who hears of presence (once, at start; without it nobody does).
+    pub fn set_presence_peers(&self, peers: Arc<dyn PresencePeers>) {
+        let _ = self.peers.set(peers);
+    }
+
+    pub(super) fn presence_peers(&self) -> Option<Arc<dyn PresencePeers>> {
+        self.peers.get().cloned()
     }
 
     pub fn next_conn_id(&self) -> u64 {
@@ -63,7 +82,7 @@ impl Registry {
     }
 
     /// Hands a new socket to the user's session, starting one if needed.
-    pub fn attach(self: &Arc<Self>, db: &Db, conn: Addr<WsConn>, shared: Arc<ConnShared>) {
+    pub fn attach(self: &Arc<Self>, conn: Addr<WsConn>, shared: Arc<ConnShared>) {
         let user_id = shared.user_id;
         match self.sessions.entry(user_id) {
             Entry::Occupied(e) => {
@@ -72,15 +91,8 @@ impl Registry {
             }
             Entry::Vacant(v) => {
                 let conns = Arc::new(AtomicUsize::new(1));
-                let addr = UserSession::new(
-                    user_id,
-                    self.clone(),
-                    db.clone(),
-                    conns.clone(),
-                    conn,
-                    shared,
-                )
-                .start();
+                let addr =
+                    UserSession::new(user_id, self.clone(), conns.clone(), conn, shared).start();
                 v.insert(SessionEntry { addr, conns });
             }
         }

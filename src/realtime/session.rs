@@ -14,7 +14,6 @@ use super::connection::{Kick, Push, PushFrame, WsConn};
 use super::frames::ServerFrame;
 use super::registry::{ConnShared, Registry};
 use crate::core::ids::now_ms;
-use crate::storage::Db;
 
 /// How often a session checks its sockets' liveness (at most). This runs on
 /// the session, not the socket actor, so a socket jammed in a write (whose
@@ -24,7 +23,6 @@ const REAP_INTERVAL_MAX: Duration = Duration::from_secs(5);
 pub struct UserSession {
     user_id: i64,
     registry: Arc<Registry>,
-    db: Db,
     conns_count: Arc<AtomicUsize>,
     conns: HashMap<u64, (Addr<WsConn>, Arc<ConnShared>)>,
     /// Direct-conversation peers, told when this user comes and goes.
@@ -35,7 +33,6 @@ impl UserSession {
     pub fn new(
         user_id: i64,
         registry: Arc<Registry>,
-        db: Db,
         conns_count: Arc<AtomicUsize>,
         first: Addr<WsConn>,
         shared: Arc<ConnShared>,
@@ -45,7 +42,6 @@ impl UserSession {
         UserSession {
             user_id,
             registry,
-            db,
             conns_count,
             conns,
             peers: Vec::new(),
@@ -86,12 +82,14 @@ impl Actor for UserSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(4_096);
-        let db = self.db.clone();
+        let source = self.registry.presence_peers();
         let user_id = self.user_id;
         ctx.spawn(
             async move {
-                db.call(crate::chat::messages::DirectPeers { user_id })
-                    .await
+                match source {
+                    Some(s) => s.peers_of(user_id).await,
+                    None => Ok(Vec::new()),
+                }
             }
             .into_actor(self)
             .map(|peers, this, _| {

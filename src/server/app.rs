@@ -207,6 +207,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         crate::storage::checkpoint::start(prepared.pool.clone());
     }
     let chat = start_chat(&config, &prepared, &ctx, &db, &registry);
+    registry.set_presence_peers(Arc::new(crate::chat::handle::DirectPeersSource {
+        db: db.clone(),
+    }));
     // Small write transactions of orders, rebates, the notifier and the relay share one group commit.
     // One committer on both backends. Several on PostgreSQL were measured
     // (BENCHMARKS.md): batches deadlock on hot wallet rows; sharding the

@@ -30,7 +30,6 @@ const KNOWN: &[&str] = &[
     // authenticates; chat is to plug in through a trait.
     "src/realtime/connection.rs: imports accounts",
     "src/realtime/connection.rs: imports chat",
-    "src/realtime/session.rs: imports chat",
     // Reads of another domain's tables, to go through the owner's handle,
     // a hook trait or events.
     "src/animals/store.rs: imports commerce::store",
