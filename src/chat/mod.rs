@@ -5,6 +5,7 @@ pub mod handle;
 pub mod http;
 pub mod messages;
 pub mod recent;
+pub mod socket;
 pub mod store;
 pub mod writer;
 

@@ -29,9 +29,9 @@ use diesel::prelude::*;
 
 use super::handle::ChatCaches;
 use super::store::{self, MessageRow};
+use crate::chat::socket::{Reply, WsConn};
 use crate::core::ids::now_ms;
 use crate::core::ids::IdGenerator;
-use crate::realtime::connection::{Reply, WsConn};
 use crate::realtime::frames::{MessageView, ServerFrame};
 use crate::realtime::registry::Registry;
 use crate::realtime::session::{Deliver, Outgoing};

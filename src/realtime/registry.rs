@@ -13,8 +13,8 @@ use actix::{Actor, Addr};
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
-use super::connection::WsConn;
 use super::session::{AddPeer, Attach, CloseConns, Deliver, Detach, UserSession};
+use super::socket::SocketAddr;
 use crate::core::error::ApiError;
 
 /// What a session and the registry know about one socket, readable without
@@ -82,7 +82,7 @@ impl Registry {
     }
 
     /// Hands a new socket to the user's session, starting one if needed.
-    pub fn attach(self: &Arc<Self>, conn: Addr<WsConn>, shared: Arc<ConnShared>) {
+    pub fn attach(self: &Arc<Self>, conn: SocketAddr, shared: Arc<ConnShared>) {
         let user_id = shared.user_id;
         match self.sessions.entry(user_id) {
             Entry::Occupied(e) => {

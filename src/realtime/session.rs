@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{
-    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, WrapFuture,
+    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, WrapFuture,
 };
 
-use super::connection::{Kick, Push, PushFrame, WsConn};
 use super::frames::ServerFrame;
 use super::registry::{ConnShared, Registry};
+use super::socket::{Kick, Push, PushFrame, SocketAddr};
 use crate::core::ids::now_ms;
 
 /// How often a session checks its sockets' liveness (at most). This runs on
@@ -24,7 +24,7 @@ pub struct UserSession {
     user_id: i64,
     registry: Arc<Registry>,
     conns_count: Arc<AtomicUsize>,
-    conns: HashMap<u64, (Addr<WsConn>, Arc<ConnShared>)>,
+    conns: HashMap<u64, (SocketAddr, Arc<ConnShared>)>,
     /// Direct-conversation peers, told when this user comes and goes.
     peers: Vec<i64>,
 }
@@ -34,7 +34,7 @@ impl UserSession {
         user_id: i64,
         registry: Arc<Registry>,
         conns_count: Arc<AtomicUsize>,
-        first: Addr<WsConn>,
+        first: SocketAddr,
         shared: Arc<ConnShared>,
     ) -> Self {
         let mut conns = HashMap::new();
@@ -71,7 +71,7 @@ impl UserSession {
 
     fn kick(&mut self, conn_id: u64, code: u16, reason: &'static str, ctx: &mut Context<Self>) {
         if let Some((addr, _)) = self.conns.get(&conn_id) {
-            addr.do_send(Kick { code, reason });
+            addr.kick.do_send(Kick { code, reason });
         }
         self.remove(conn_id, ctx);
     }
@@ -126,7 +126,7 @@ impl Actor for UserSession {
 }
 
 pub struct Attach {
-    pub conn: Addr<WsConn>,
+    pub conn: SocketAddr,
     pub shared: Arc<ConnShared>,
 }
 
@@ -223,7 +223,7 @@ impl Handler<Deliver> for UserSession {
                 too_slow.push(*id);
                 continue;
             }
-            addr.do_send(Push { frames });
+            addr.push.do_send(Push { frames });
         }
         for id in too_slow {
             tracing::info!(

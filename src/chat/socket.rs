@@ -1,6 +1,7 @@
 //! One actor per WebSocket: parses frames, enforces size, rate and heartbeat,
-//! and forwards work to the chat writers and the database executor. It holds
-//! no domain state.
+//! and forwards work to the chat writers and the database executor. Chat's
+//! socket protocol; realtime's sessions reach it only through the messages
+//! of `realtime::socket`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
@@ -13,16 +14,19 @@ use actix::{
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 
-use super::frames::{ClientFrame, ReadFrame, SendFrame, ServerFrame, SyncFrame, TypingFrame};
-use super::registry::ConnShared;
-use super::session::Deliver;
-use super::sync_hold::{SyncHold, SyncOutcome};
 use crate::accounts::auth::AuthUser;
 use crate::chat::messages::{EnsureDirect, LoadMessages, MarkRead, SYNC_LIMIT};
 use crate::chat::writer::ChatSend;
 use crate::chat::Chat;
 use crate::core::error::ApiError;
 use crate::core::ids::now_ms;
+use crate::realtime::frames::{
+    ClientFrame, ReadFrame, SendFrame, ServerFrame, SyncFrame, TypingFrame,
+};
+use crate::realtime::registry::ConnShared;
+use crate::realtime::session::Deliver;
+use crate::realtime::socket::{Kick, Push, SocketAddr};
+use crate::realtime::sync_hold::{SyncHold, SyncOutcome};
 
 /// Largest frame a client may send, in bytes; larger closes with 1009.
 pub const MAX_FRAME_BYTES: usize = 65_536;
@@ -392,7 +396,7 @@ impl Actor for WsConn {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.state
             .registry
-            .attach(ctx.address(), self.shared.clone());
+            .attach(SocketAddr::of(&ctx.address()), self.shared.clone());
         let idle_ms = self.state.registry.limits.idle_timeout_ms;
         // Ping at a third of the idle timeout: 15 s for the default 45 s.
         let ping_every =
@@ -435,23 +439,6 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsConn {
     }
 }
 
-/// One frame of a [`Push`].
-pub struct PushFrame {
-    pub frame: Arc<str>,
-    pub conversation_id: Option<i64>,
-    pub seq: Option<i64>,
-}
-
-/// Frames for this socket from its session, in order (counted against the
-/// slow-client bound). Written in one go, they leave in one socket write.
-pub struct Push {
-    pub frames: Vec<PushFrame>,
-}
-
-impl Message for Push {
-    type Result = ();
-}
-
 impl Handler<Push> for WsConn {
     type Result = ();
     fn handle(&mut self, msg: Push, ctx: &mut Self::Context) {
@@ -490,16 +477,6 @@ impl Handler<Reply> for WsConn {
     fn handle(&mut self, msg: Reply, ctx: &mut Self::Context) {
         ctx.text(&*msg.0);
     }
-}
-
-/// Close with a code (1008 ban/logout/too slow, 1000 idle).
-pub struct Kick {
-    pub code: u16,
-    pub reason: &'static str,
-}
-
-impl Message for Kick {
-    type Result = ();
 }
 
 impl Handler<Kick> for WsConn {
