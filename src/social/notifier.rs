@@ -102,8 +102,17 @@ fn distinct(notify: &[Notify]) -> impl Iterator<Item = &Notify> {
 /// Keeps the first of each (recipient, kind) of one event, in order; see
 /// [`distinct`]. For producers that store their own notifications.
 pub fn dedupe<D>(notify: &mut Vec<(i64, &str, D)>) {
-    let mut seen = std::collections::HashSet::new();
-    notify.retain(|(user, kind, _)| seen.insert((*user, kind.to_string())));
+    // A handful of entries, on the group-commit thread: a scan, no hashing
+    // and no allocation.
+    let mut i = 0;
+    while i < notify.len() {
+        let (user, kind) = (notify[i].0, notify[i].1);
+        if notify[..i].iter().any(|(u, k, _)| *u == user && *k == kind) {
+            notify.remove(i);
+        } else {
+            i += 1;
+        }
+    }
 }
 
 /// Notifications a transaction stored: (recipient, notification), to push
