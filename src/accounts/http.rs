@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::{mirror_ban, mirror_revoked_session, AuthUser};
 use super::domain::{Bio, DisplayName, InviteCode, Password, Username};
-use super::messages::{
+use super::store::requests::{
     AdminUserView, GetMe, Login, Logout, MeView, NewSession, Refresh, Register, SetBanned, UpdateMe,
 };
 use super::Accounts;

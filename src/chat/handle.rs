@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
-use super::messages::LoadMembers;
 use super::recent::Recent;
+use super::store::requests::LoadMembers;
 use super::writer::ChatWriters;
 use crate::core::error::ApiError;
 use crate::realtime::registry::Registry;
@@ -100,6 +100,8 @@ pub struct DirectPeersSource {
 #[async_trait::async_trait]
 impl crate::realtime::registry::PresencePeers for DirectPeersSource {
     async fn peers_of(&self, user_id: i64) -> Result<Vec<i64>, ApiError> {
-        self.db.call(super::messages::DirectPeers { user_id }).await
+        self.db
+            .call(super::store::requests::DirectPeers { user_id })
+            .await
     }
 }

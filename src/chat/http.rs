@@ -3,7 +3,7 @@
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
-use super::messages::{
+use super::store::requests::{
     ConversationView, CreateGroup, ListConversations, LoadMessages, MAX_GROUP_MEMBERS,
 };
 use super::Chat;

@@ -3,7 +3,6 @@
 
 pub mod handle;
 pub mod http;
-pub mod messages;
 pub mod recent;
 pub mod socket;
 pub mod store;

@@ -15,7 +15,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 
 use crate::accounts::auth::AuthUser;
-use crate::chat::messages::{EnsureDirect, LoadMessages, MarkRead, SYNC_LIMIT};
+use crate::chat::store::requests::{EnsureDirect, LoadMessages, MarkRead, SYNC_LIMIT};
 use crate::chat::writer::ChatSend;
 use crate::chat::Chat;
 use crate::core::error::ApiError;
@@ -224,7 +224,7 @@ impl WsConn {
                     if let Some((items, last_seq)) =
                         state.caches.recent.after(conv, after_seq, limit)
                     {
-                        return Ok(crate::chat::messages::MessagePage { items, last_seq });
+                        return Ok(crate::chat::store::requests::MessagePage { items, last_seq });
                     }
                 }
             }

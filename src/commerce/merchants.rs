@@ -5,8 +5,8 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use super::store::{self, MerchantRow, ProductRow};
+use crate::accounts::authz::require_role;
 use crate::accounts::domain::Role;
-use crate::accounts::messages::require_role;
 use crate::accounts::store as accounts;
 use crate::core::error::ApiError;
 use crate::core::ids::{now_ms, rfc3339};

@@ -48,7 +48,7 @@ impl Handler<ListOrders> for DbExecutor {
                 buyer_id,
                 merchant_id,
             } => {
-                crate::accounts::messages::require_role(
+                crate::accounts::authz::require_role(
                     &mut conn,
                     admin,
                     crate::accounts::domain::Role::Admin,

@@ -5,8 +5,8 @@ use diesel::dsl::count_star;
 use diesel::prelude::*;
 use serde::Serialize;
 
+use crate::accounts::authz::require_role;
 use crate::accounts::domain::Role;
-use crate::accounts::messages::require_role;
 use crate::commerce::reviews::{day_start_ms, paid_gmv};
 use crate::core::error::ApiError;
 use crate::core::ids::{now_ms, rfc3339};

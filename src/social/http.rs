@@ -3,7 +3,7 @@
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use super::messages::{
+use super::store::{
     AddComment, CommentView, CreatePost, Feed, Follow, GetPost, Like, ListNotifications,
     MarkNotificationsRead, PostView, SetBlock, Unfollow,
 };

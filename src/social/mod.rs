@@ -2,7 +2,7 @@
 
 pub mod handle;
 pub mod http;
-pub mod messages;
 pub mod notifier;
+pub mod store;
 
 pub use handle::Social;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use diesel::prelude::*;
 use serde::Deserialize;
 
-use super::messages::NotificationView;
+use super::store::NotificationView;
 use crate::core::error::ApiError;
 use crate::core::ids::{now_ms, rfc3339};
 use crate::realtime::frames::ServerFrame;

@@ -29,7 +29,7 @@ const KNOWN: &[&str] = &[
     // Reads of another domain's tables, to go through the owner's handle,
     // a hook trait or events.
     "src/animals/store.rs: imports commerce::store",
-    "src/chat/messages.rs: imports accounts::store",
+    "src/chat/store/requests.rs: imports accounts::store",
     "src/commerce/merchants.rs: imports accounts::store",
     "src/commerce/merchants.rs: imports animals::store",
     "src/commerce/store/order_writes.rs: imports accounts::store",
@@ -39,13 +39,11 @@ const KNOWN: &[&str] = &[
     "src/commerce/reviews.rs: imports accounts::store",
     "src/commerce/http/catalog.rs: imports animals::store",
     "src/commerce/timers.rs: imports animals::store",
-    "src/social/messages.rs: imports accounts::store",
-    "src/social/messages.rs: imports chat::store",
+    "src/social/store.rs: imports accounts::store",
+    "src/social/store.rs: imports chat::store",
     "src/trips/store/mod.rs: imports chat::store",
     // diesel outside the stores: executor handlers and group-commit jobs
     // that still live beside actors and routes, to move into the stores.
-    "src/accounts/messages.rs: uses diesel",
-    "src/chat/messages.rs: uses diesel",
     "src/chat/writer.rs: uses diesel",
     "src/commerce/merchants.rs: uses diesel",
     "src/commerce/order_writer.rs: uses diesel",
@@ -54,7 +52,6 @@ const KNOWN: &[&str] = &[
     "src/commerce/timers.rs: uses diesel",
     "src/rebates/http/mod.rs: uses diesel",
     "src/rebates/http/promotion.rs: uses diesel",
-    "src/social/messages.rs: uses diesel",
     "src/social/notifier.rs: uses diesel",
 ];
 

@@ -4,7 +4,7 @@ use actix::{Handler, Message};
 use diesel::prelude::*;
 use serde::Serialize;
 
-use super::store::{self, ConversationRow};
+use super::{self as store, ConversationRow};
 use crate::accounts::store as accounts;
 use crate::core::error::ApiError;
 use crate::core::ids::now_ms;

@@ -1,5 +1,7 @@
 //! Account queries. Portable diesel only: they run on both backends.
 
+pub mod requests;
+
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 

@@ -1,5 +1,7 @@
 //! Chat queries, portable across both backends.
 
+pub mod requests;
+
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use actix::{Handler, Message};
 use serde::Serialize;
 
-use super::auth::{dummy_hash, hash_password, verify_password, TokenKeys};
-use super::domain::{
-    has_role, parse_roles, Bio, DisplayName, InviteCode, Password, Role, Username,
+use super::{self as store, SessionRow, UserConflict, UserRow};
+use crate::accounts::auth::{dummy_hash, hash_password, verify_password, TokenKeys};
+use crate::accounts::authz::require_role;
+use crate::accounts::domain::{
+    parse_roles, Bio, DisplayName, InviteCode, Password, Role, Username,
 };
-use super::store::{self, SessionRow, UserConflict, UserRow};
 use crate::core::error::ApiError;
 use crate::core::ids::now_ms;
 use crate::core::text::Id;
@@ -328,17 +329,4 @@ impl Handler<SetBanned> for DbExecutor {
             ))
         })
     }
-}
-
-/// Checks a role inside the executor; a caller without it gets 403.
-pub fn require_role(conn: &mut DbConn, user_id: Id, role: Role) -> Result<UserRow, ApiError> {
-    let user = store::find_user(conn, user_id.get())?
-        .ok_or_else(|| ApiError::unauthorized("unknown user"))?;
-    if !has_role(&user.roles, role) {
-        return Err(ApiError::forbidden(format!(
-            "requires the {} role",
-            role.as_str()
-        )));
-    }
-    Ok(user)
 }
