@@ -164,7 +164,11 @@ impl Handler<CreateAnimal> for DbExecutor {
     type Result = Result<AnimalView, ApiError>;
     fn handle(&mut self, msg: CreateAnimal, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
-        crate::commerce::merchants::owned_approved_merchant(&mut conn, msg.owner, msg.merchant_id)?;
+        crate::commerce::store::catalog::owned_approved_merchant(
+            &mut conn,
+            msg.owner,
+            msg.merchant_id,
+        )?;
         let now = now_ms();
         let product = commerce::ProductRow {
             id: self.ids.next_id(),

@@ -26,7 +26,7 @@ use actix::{
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
-use super::merchants::{LoadProduct, ProductView, UpdateProduct};
+use super::store::catalog::{LoadProduct, ProductView, UpdateProduct};
 use super::store::ProductRow;
 use crate::core::error::ApiError;
 use crate::storage::Db;

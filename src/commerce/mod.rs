@@ -4,14 +4,11 @@
 pub mod handle;
 pub mod http;
 pub mod inventory;
-pub mod merchants;
 pub mod model;
 pub mod order_actor;
 pub mod order_request;
 pub mod order_writer;
 pub mod payments;
-pub mod queries;
-pub mod reviews;
 pub mod store;
 pub mod timers;
 

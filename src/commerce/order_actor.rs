@@ -69,7 +69,7 @@ pub enum Request {
 pub enum Reply {
     Order(OrderView),
     Payment(PaymentView),
-    Review(super::reviews::ReviewView),
+    Review(super::store::reviews::ReviewView),
     Applied,
 }
 
@@ -112,11 +112,11 @@ impl OrderCtx {
 
     async fn review(
         &self,
-        r: super::reviews::NewReview,
-    ) -> Result<super::reviews::ReviewView, ApiError> {
+        r: super::store::reviews::NewReview,
+    ) -> Result<super::store::reviews::ReviewView, ApiError> {
         let ctx = self.ctx.clone();
         self.commit
-            .run(move |c| super::reviews::insert_review(c, &ctx.ids, r.clone()))
+            .run(move |c| super::store::reviews::insert_review(c, &ctx.ids, r.clone()))
             .await
     }
 
@@ -261,7 +261,7 @@ async fn run(db: &OrderCtx, loaded: &Loaded, req: Request) -> Result<Outcome, Ap
                 ));
             }
             let view = db
-                .review(super::reviews::NewReview {
+                .review(super::store::reviews::NewReview {
                     order_id: loaded.order.id,
                     merchant_id: loaded.order.merchant_id,
                     buyer_id: loaded.order.buyer_id,

@@ -10,7 +10,7 @@ use super::store::{
 use super::Moderation;
 use crate::accounts::auth::AuthUser;
 use crate::commerce::model::Status;
-use crate::commerce::queries::{ListOrders, OrderScope};
+use crate::commerce::store::queries::{ListOrders, OrderScope};
 use crate::core::error::{ApiError, ApiResult, Problem};
 use crate::core::paging::{cursor_id, parse_limit};
 use crate::core::text::{check_line, Id};

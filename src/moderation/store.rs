@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::accounts::authz::require_role;
 use crate::accounts::domain::Role;
-use crate::commerce::reviews::{day_start_ms, paid_gmv};
+use crate::commerce::store::reviews::{day_start_ms, paid_gmv};
 use crate::core::error::ApiError;
 use crate::core::ids::{now_ms, rfc3339};
 use crate::core::paging::Page;

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use crate::accounts::auth::AuthUser;
 use crate::commerce::inventory::{Available, Edit};
-use crate::commerce::merchants::{
+use crate::commerce::store::catalog::{
     ApplyMerchant, CreateProduct, DecideMerchant, GetMerchant, ListMerchants, ListProducts,
     LoadProduct, MerchantView, OwnedProduct, ProductView, UpdateProduct,
 };

@@ -8,7 +8,7 @@ use crate::accounts::auth::AuthUser;
 use crate::commerce::model::{Command, OrderView, PaymentView, Status};
 use crate::commerce::order_actor::{Reply, Request};
 use crate::commerce::order_request::CreateOrderRequest;
-use crate::commerce::queries::{ListOrders, OrderScope};
+use crate::commerce::store::queries::{ListOrders, OrderScope};
 use crate::commerce::{Commerce, Placed};
 use crate::core::error::{ApiError, ApiResult, Problem};
 use crate::core::paging::{cursor_id, parse_limit};
@@ -313,7 +313,7 @@ pub struct ReviewRequest {
 
 /// Review a completed order (its buyer, once): the merchant's average and count move.
 #[utoipa::path(post, path = "/api/v1/orders/{id}/review", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
-    request_body = ReviewRequest, responses((status = 201, body = crate::commerce::reviews::ReviewView), (status = 400, body = Problem),
+    request_body = ReviewRequest, responses((status = 201, body = crate::commerce::store::reviews::ReviewView), (status = 400, body = Problem),
         (status = 404, body = Problem), (status = 409, description = "invalid_state (not completed), already_reviewed", body = Problem)))]
 pub async fn review(
     state: web::Data<Commerce>,
@@ -352,7 +352,7 @@ pub async fn merchant_reviews(
 ) -> ApiResult<HttpResponse> {
     let page = state
         .db
-        .call(crate::commerce::reviews::ListReviews {
+        .call(crate::commerce::store::reviews::ListReviews {
             merchant_id: path.into_inner().0.get(),
             limit: q.limit()?,
             before_id: q.cursor_id()?,
@@ -364,7 +364,7 @@ pub async fn merchant_reviews(
 /// A merchant's figures (its owner, or an admin): orders by status, paid GMV
 /// today and over 7 days, best sellers, rating.
 #[utoipa::path(get, path = "/api/v1/merchants/{id}/dashboard", tag = "commerce", security(("bearer" = [])), params(("id" = i64, Path)),
-    responses((status = 200, body = crate::commerce::reviews::DashboardView), (status = 403, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = crate::commerce::store::reviews::DashboardView), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn dashboard(
     state: web::Data<Commerce>,
     user: AuthUser,
@@ -372,7 +372,7 @@ pub async fn dashboard(
 ) -> ApiResult<HttpResponse> {
     let view = state
         .db
-        .call(crate::commerce::reviews::Dashboard {
+        .call(crate::commerce::store::reviews::Dashboard {
             merchant_id: path.into_inner().0.get(),
             caller: user.user_id.get(),
         })

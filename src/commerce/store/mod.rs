@@ -1,6 +1,9 @@
 //! Commerce rows and queries, portable across both backends.
 
+pub mod catalog;
 pub mod order_writes;
+pub mod queries;
+pub mod reviews;
 
 use diesel::prelude::*;
 

@@ -3,8 +3,8 @@
 use actix::{Handler, Message};
 use diesel::prelude::*;
 
-use super::model::OrderView;
-use super::store::{self, OrderRow};
+use super::{self as store, OrderRow};
+use crate::commerce::model::OrderView;
 use crate::core::error::ApiError;
 use crate::core::paging::Page;
 use crate::storage::schema::orders;

@@ -11,8 +11,8 @@ use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use serde::Serialize;
 
-use super::store;
 use crate::accounts::domain::{has_role, Role};
+use crate::commerce::store;
 use crate::core::error::ApiError;
 use crate::core::ids::{now_ms, rfc3339};
 use crate::core::paging::Page;
@@ -231,7 +231,7 @@ impl Handler<Dashboard> for DbExecutor {
             .select((orders::status, count_star()))
             .load(&mut conn)?;
         let mut orders_by_status: std::collections::BTreeMap<String, i64> =
-            super::model::Status::ALL
+            crate::commerce::model::Status::ALL
                 .iter()
                 .map(|s| (s.as_str().to_owned(), 0))
                 .collect();
@@ -262,7 +262,7 @@ impl Handler<Dashboard> for DbExecutor {
             .load::<(i64, String)>(&mut conn)?
             .into_iter()
             .collect();
-        let merchant = super::merchants::MerchantView::from(m);
+        let merchant = super::catalog::MerchantView::from(m);
         Ok(DashboardView {
             merchant_id: merchant.merchant_id,
             orders_by_status,

@@ -4,7 +4,7 @@ use actix::{Handler, Message};
 use diesel::prelude::*;
 use serde::Serialize;
 
-use super::store::{self, MerchantRow, ProductRow};
+use super::{self as store, MerchantRow, ProductRow};
 use crate::accounts::authz::require_role;
 use crate::accounts::domain::Role;
 use crate::accounts::store as accounts;
