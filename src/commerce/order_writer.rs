@@ -12,21 +12,18 @@
 //! connection had written meanwhile (the `orders` profile showed 6 % of the
 //! committer in `pread` and 12 % of its time waiting for the lock).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, WrapFuture};
-use diesel::prelude::*;
 use tokio::sync::oneshot;
 
 use super::inventory::Reservation;
 use super::model::OrderView;
-use super::store::{self, OrderItemRow, OrderRow};
+use super::store::order_inserts::write;
+use super::store::{OrderItemRow, OrderRow};
 use crate::core::error::ApiError;
 use crate::runtime::context::Ctx;
 use crate::storage::group::GroupCommit;
-use crate::storage::idempotency::{self, StoredResponse};
-use crate::storage::schema::{order_items, orders, users};
 use crate::storage::DbConn;
 
 /// Most orders in one transaction.
@@ -206,153 +203,4 @@ fn settle(reservations: Vec<Reservation>, outcome: &Result<Created, ApiError>) {
         reservations.into_iter().for_each(Reservation::keep);
     }
     // Otherwise dropped here: released.
-}
-
-enum Outcome {
-    Insert,
-    Replay { status_code: u16, body: String },
-    Reject(ApiError),
-}
-
-/// Writes a batch of orders in the caller's transaction (a group-commit
-/// job). Orders that cannot be stored on their own merits (a vanished gift
-/// recipient, a lost idempotency race) are answered individually; the rest
-/// commit together.
-fn write(
-    conn: &mut DbConn,
-    shared: &Ctx,
-    batch: &[NewOrder],
-) -> Result<Vec<Result<Created, ApiError>>, ApiError> {
-    let now = crate::core::ids::now_ms();
-    crate::storage::transaction(
-        conn,
-        |c| -> Result<Vec<Result<Created, ApiError>>, ApiError> {
-            let mut outcomes = Vec::with_capacity(batch.len());
-            let mut keys_in_batch: HashMap<(i64, &str), usize> = HashMap::new();
-            for (i, o) in batch.iter().enumerate() {
-                if let Some(g) = o.order.gift_to_user_id {
-                    let exists: Option<i64> =
-                        users::table.find(g).select(users::id).first(c).optional()?;
-                    if exists.is_none() {
-                        outcomes.push(Outcome::Reject(ApiError::not_found(
-                            "gift_to_user_id names no user",
-                        )));
-                        continue;
-                    }
-                }
-                if let Some((key, hash)) = &o.idempotency {
-                    if let Some(&first) = keys_in_batch.get(&(o.order.buyer_id, key.as_str())) {
-                        let same = batch[first]
-                            .idempotency
-                            .as_ref()
-                            .is_some_and(|(_, h)| h == hash);
-                        outcomes.push(if same {
-                            Outcome::Replay {
-                                status_code: 201,
-                                body: view_json(&batch[first]),
-                            }
-                        } else {
-                            Outcome::Reject(ApiError::idempotency_key_reused())
-                        });
-                        continue;
-                    }
-                    let k = idempotency::IdempotencyKey::parse(key)?;
-                    match idempotency::check(c, o.order.buyer_id, "orders", &k, hash, now)? {
-                        idempotency::Decision::Replay { status_code, body } => {
-                            outcomes.push(Outcome::Replay { status_code, body });
-                            continue;
-                        }
-                        idempotency::Decision::Proceed => {}
-                    }
-                    keys_in_batch.insert((o.order.buyer_id, key.as_str()), i);
-                }
-                outcomes.push(Outcome::Insert);
-            }
-            let inserts: Vec<&NewOrder> = batch
-                .iter()
-                .zip(&outcomes)
-                .filter(|(_, o)| matches!(o, Outcome::Insert))
-                .map(|(n, _)| n)
-                .collect();
-            let order_rows: Vec<OrderRow> = inserts.iter().map(|n| n.order.clone()).collect();
-            let item_rows: Vec<OrderItemRow> = inserts
-                .iter()
-                .flat_map(|n| n.items.iter().cloned())
-                .collect();
-            for chunk in order_rows.chunks(100) {
-                crate::per_backend!(&mut *c, |b| diesel::insert_into(orders::table)
-                    .values(chunk)
-                    .execute(b))?;
-            }
-            for chunk in item_rows.chunks(500) {
-                crate::per_backend!(&mut *c, |b| diesel::insert_into(order_items::table)
-                    .values(chunk)
-                    .execute(b))?;
-            }
-            // One stock update per product per batch.
-            let mut taken: HashMap<i64, i64> = HashMap::new();
-            for i in &item_rows {
-                *taken.entry(i.product_id).or_default() += i.quantity;
-            }
-            for (product, qty) in taken {
-                store::add_stock(c, product, -qty).map_err(|e| stock_error(e, product))?;
-            }
-            for n in &inserts {
-                if let Some((key, hash)) = &n.idempotency {
-                    let row = StoredResponse {
-                        user_id: n.order.buyer_id,
-                        scope: "orders".into(),
-                        idem_key: key.clone(),
-                        request_hash: hash.clone(),
-                        status_code: 201,
-                        response_body: view_json(n),
-                        created_at_ms: now,
-                    };
-                    idempotency::record(c, &row).map_err(|e| match e {
-                        idempotency::RecordError::Db(e) => ApiError::from(e),
-                        // Checked above inside this transaction; a concurrent node raced us.
-                        idempotency::RecordError::Conflict => ApiError::conflict(
-                            crate::core::error::ErrorKind::IdempotencyConflict,
-                            "retry the request",
-                        ),
-                    })?;
-                }
-                crate::storage::outbox::enqueue(
-                    c,
-                    &shared.ids,
-                    "order.created",
-                    &serde_json::json!({"order_id": n.order.id, "buyer_id": n.order.buyer_id, "merchant_id": n.order.merchant_id, "total_cents": n.order.total_cents}),
-                )?;
-            }
-            Ok(batch
-                .iter()
-                .zip(outcomes)
-                .map(|(n, o)| match o {
-                    Outcome::Insert => Ok(Created::Stored(Box::new(n.order.view(&n.items)))),
-                    Outcome::Replay { status_code, body } => {
-                        Ok(Created::Replay { status_code, body })
-                    }
-                    Outcome::Reject(e) => Err(e),
-                })
-                .collect())
-        },
-    )
-}
-
-/// The stock CHECK refused a decrement: the units were sold elsewhere (another
-/// node, whose sales this node's inventory actor has not seen), so 409
-/// `out_of_stock`, not 500.
-fn stock_error(e: diesel::result::Error, product_id: i64) -> ApiError {
-    use diesel::result::{DatabaseErrorKind, Error};
-    match e {
-        Error::DatabaseError(DatabaseErrorKind::CheckViolation, _) => ApiError::conflict(
-            crate::core::error::ErrorKind::OutOfStock,
-            format!("not enough stock of product {product_id}"),
-        ),
-        e => e.into(),
-    }
-}
-
-fn view_json(n: &NewOrder) -> String {
-    serde_json::to_string(&n.order.view(&n.items)).unwrap_or_default()
 }

@@ -5,21 +5,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, AsyncContext, Context, Handler, Message, WrapFuture};
-use diesel::prelude::*;
+use actix::{Actor, AsyncContext, Context, WrapFuture};
 use futures_util::StreamExt;
 
 use super::inventory::InventoryRegistry;
-use super::model::Command;
 use super::order_actor::{OrderRegistry, Request};
+use super::store::due::DueOrders;
 use crate::animals::store::{DueClaims, EndClaim};
-use crate::core::error::ApiError;
-use crate::storage::schema::orders;
-use crate::storage::{Db, DbExecutor};
+use crate::storage::Db;
 
 const TICK: Duration = Duration::from_millis(500);
-/// Due orders handled per tick, and at once.
-const DUE_BATCH: i64 = 1_000;
+/// Due orders handled at once.
 const CONCURRENCY: usize = 32;
 
 pub struct Scheduler {
@@ -111,38 +107,3 @@ impl Actor for Scheduler {
 }
 
 use actix::ActorFutureExt as _;
-
-/// Orders whose pay deadline or auto-complete time has passed.
-pub struct DueOrders {
-    pub now_ms: i64,
-}
-
-impl Message for DueOrders {
-    type Result = Result<Vec<(i64, Command)>, ApiError>;
-}
-
-impl Handler<DueOrders> for DbExecutor {
-    type Result = Result<Vec<(i64, Command)>, ApiError>;
-    fn handle(&mut self, msg: DueOrders, _: &mut Self::Context) -> Self::Result {
-        let mut conn = self.conn()?;
-        let expired: Vec<i64> = orders::table
-            .filter(orders::status.eq("pending_payment"))
-            .filter(orders::pay_deadline_ms.le(msg.now_ms))
-            .order(orders::pay_deadline_ms.asc())
-            .limit(DUE_BATCH)
-            .select(orders::id)
-            .load(&mut conn)?;
-        let complete: Vec<i64> = orders::table
-            .filter(orders::status.eq("shipped"))
-            .filter(orders::auto_complete_at_ms.le(msg.now_ms))
-            .order(orders::auto_complete_at_ms.asc())
-            .limit(DUE_BATCH)
-            .select(orders::id)
-            .load(&mut conn)?;
-        Ok(expired
-            .into_iter()
-            .map(|id| (id, Command::Expire))
-            .chain(complete.into_iter().map(|id| (id, Command::AutoComplete)))
-            .collect())
-    }
-}

@@ -1,6 +1,8 @@
 //! Commerce rows and queries, portable across both backends.
 
 pub mod catalog;
+pub mod due;
+pub mod order_inserts;
 pub mod order_writes;
 pub mod queries;
 pub mod reviews;
