@@ -49,7 +49,6 @@ const KNOWN: &[&str] = &[
     // diesel outside the stores: executor handlers and group-commit jobs
     // that still live beside actors and routes, to move into the stores.
     "src/chat/writer.rs: uses diesel",
-    "src/rebates/http/mod.rs: uses diesel",
     "src/rebates/http/promotion.rs: uses diesel",
     "src/social/notifier.rs: uses diesel",
 ];

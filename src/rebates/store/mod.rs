@@ -6,5 +6,6 @@
 pub mod audit;
 pub mod engine;
 pub mod ledger;
+pub mod requests;
 pub mod rule_sets;
 pub mod withdrawals;
