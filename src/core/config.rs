@@ -127,7 +127,8 @@ pub struct Config {
     #[arg(long, env = "TANDEM_DB_QUEUE_CAPACITY", default_value_t = 2048)]
     pub db_queue_capacity: usize,
 
-    /// How long a request waits for an actor's reply before it gets 503.
+    /// How long a database request may wait to start before it gets 503 (and
+    /// is never run); one that started is awaited to its outcome.
     #[arg(long, env = "TANDEM_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_timeout_ms: u64,
 
