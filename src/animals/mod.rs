@@ -3,7 +3,9 @@
 //! animal's one-unit product and its inventory actor make the claim exclusive.
 
 pub mod handle;
+pub mod hooks;
 pub mod http;
 pub mod store;
+pub mod timers;
 
 pub use handle::Animals;

@@ -15,16 +15,16 @@ use actix::{Handler, Message};
 use diesel::prelude::*;
 use serde::Serialize;
 
-use crate::commerce::store as commerce;
+use crate::commerce::tx as commerce;
 use crate::core::error::ApiError;
 use crate::core::ids::{now_ms, rfc3339};
 use crate::core::paging::Page;
 use crate::storage::outbox;
-use crate::storage::schema::{animal_updates, animals, merchants, products};
+use crate::storage::schema::{animal_updates, animals};
 use crate::storage::{DbConn, DbExecutor};
 
 /// The category of the products behind animals (reserved: not for ordinary products).
-pub const ANIMAL_CATEGORY: &str = "animal_claim";
+pub use crate::commerce::model::ANIMAL_CLAIM_CATEGORY as ANIMAL_CATEGORY;
 /// Claim-end timers handled per scheduler tick.
 pub const DUE_BATCH: i64 = 500;
 
@@ -164,11 +164,7 @@ impl Handler<CreateAnimal> for DbExecutor {
     type Result = Result<AnimalView, ApiError>;
     fn handle(&mut self, msg: CreateAnimal, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
-        crate::commerce::store::catalog::owned_approved_merchant(
-            &mut conn,
-            msg.owner,
-            msg.merchant_id,
-        )?;
+        commerce::owned_approved_merchant(&mut conn, msg.owner, msg.merchant_id)?;
         let now = now_ms();
         let product = commerce::ProductRow {
             id: self.ids.next_id(),
@@ -196,9 +192,7 @@ impl Handler<CreateAnimal> for DbExecutor {
             created_at_ms: now,
         };
         crate::storage::transaction(&mut conn, |c| -> Result<(), ApiError> {
-            diesel::insert_into(products::table)
-                .values(&product)
-                .execute(c)?;
+            commerce::insert_product(c, &product)?;
             diesel::insert_into(animals::table)
                 .values(&row)
                 .execute(c)?;
@@ -279,10 +273,7 @@ impl Handler<PostUpdate> for DbExecutor {
     fn handle(&mut self, msg: PostUpdate, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
         let animal = find(&mut conn, msg.animal_id)?;
-        let owner: i64 = merchants::table
-            .find(animal.merchant_id)
-            .select(merchants::owner_id)
-            .first(&mut conn)?;
+        let owner = commerce::merchant_owner(&mut conn, animal.merchant_id)?;
         if owner != msg.owner {
             return Err(ApiError::forbidden(
                 "only the animal's merchant posts updates",

@@ -6,6 +6,7 @@ pub mod http;
 pub mod recent;
 pub mod socket;
 pub mod store;
+pub mod tx;
 pub mod writer;
 
 pub use handle::{Chat, ChatCaches};

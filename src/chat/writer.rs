@@ -25,7 +25,6 @@ use actix::{
     Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, SyncArbiter, SyncContext,
     WrapFuture,
 };
-use diesel::prelude::*;
 
 use super::handle::ChatCaches;
 use super::store::{self, MessageRow};
@@ -36,8 +35,7 @@ use crate::realtime::frames::{MessageView, ServerFrame};
 use crate::realtime::registry::Registry;
 use crate::realtime::session::{Deliver, Outgoing};
 use crate::runtime::context::Ctx;
-use crate::storage::schema::{conversations, messages};
-use crate::storage::{DbConn, Pool};
+use crate::storage::{DbConn, Pool, QueryResult};
 
 /// Most messages in one transaction.
 pub const MAX_BATCH: usize = 512;
@@ -338,10 +336,7 @@ impl ChatDbWriter {
         if let Some(s) = self.next_seq.get(&conv) {
             return Ok(*s);
         }
-        let last: i64 = conversations::table
-            .find(conv)
-            .select(conversations::last_seq)
-            .first(c)?;
+        let last = store::last_seq(c, conv)?;
         self.next_seq.insert(conv, last + 1);
         Ok(last + 1)
     }
@@ -349,7 +344,7 @@ impl ChatDbWriter {
     fn write(
         &mut self,
         batch: &[PendingMessage],
-    ) -> Result<Vec<WriteResult>, Result<Conflict, diesel::result::Error>> {
+    ) -> Result<Vec<WriteResult>, Result<Conflict, crate::storage::DbError>> {
         let mut conn = self.pool.get().map_err(|e| {
             tracing::error!(error = %e, "chat writer has no database connection");
             Ok(Conflict)
@@ -437,11 +432,7 @@ impl ChatDbWriter {
                 }));
                 rows.push(row);
             }
-            for chunk in rows.chunks(1_000) {
-                crate::per_backend!(&mut *c, |b| diesel::insert_into(messages::table)
-                    .values(chunk)
-                    .execute(b))?;
-            }
+            store::insert_messages(c, &rows)?;
             // Each conversation's counter moves from first-1 to last, only if
             // it still is first-1: all of them in one statement per
             // MAX_VALUES_ROWS conversations, not one UPDATE each.
@@ -452,37 +443,21 @@ impl ChatDbWriter {
                     [*conv, first - 1, last]
                 })
                 .collect();
-            let advanced = crate::storage::direct::update_from_values(
-                c,
-                "UPDATE conversations SET last_seq = v.column3, last_activity_ms = {p} \
-                 FROM (VALUES {rows}) AS v \
-                 WHERE conversations.id = v.column1 AND conversations.last_seq = v.column2",
-                Some(now),
-                &advances,
-            )?;
+            let advanced = store::advance_seqs(c, &advances, now)?;
             if advanced != advances.len() {
                 // Someone else advanced one of these conversations: our counters are stale.
-                return Err(diesel::result::Error::RollbackTransaction);
+                return Err(crate::storage::DbError::RollbackTransaction);
             }
             // A sender has read their own message (never moving a mark back).
             let reads: Vec<[i64; 3]> = read_up_to
                 .into_iter()
                 .map(|((conv, user), seq)| [conv, user, seq])
                 .collect();
-            crate::storage::direct::update_from_values(
-                c,
-                "UPDATE conversation_members SET last_read_seq = v.column3 \
-                 FROM (VALUES {rows}) AS v \
-                 WHERE conversation_members.conversation_id = v.column1 \
-                 AND conversation_members.user_id = v.column2 \
-                 AND conversation_members.last_read_seq < v.column3",
-                None,
-                &reads,
-            )?;
+            store::raise_read_marks(c, &reads)?;
             Ok(out)
         })
         .map_err(|e| match e {
-            diesel::result::Error::RollbackTransaction => Ok(Conflict),
+            crate::storage::DbError::RollbackTransaction => Ok(Conflict),
             e if crate::storage::is_transient(&e) => Ok(Conflict),
             e => Err(e),
         })

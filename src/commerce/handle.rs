@@ -40,6 +40,23 @@ pub enum Placed {
 }
 
 impl Commerce {
+    /// One page of orders in `q.scope` (a buyer's, a merchant's for its
+    /// owner or an admin, or an admin's search), newest first.
+    pub async fn list_orders(
+        &self,
+        q: super::store::queries::ListOrders,
+    ) -> ApiResult<crate::core::paging::Page<OrderView>> {
+        self.db.call(q).await
+    }
+
+    /// Another domain gave `quantity` units of `product_id` back in its own
+    /// committed transaction (through `tx::add_stock`, which returned
+    /// `version`): the SKU's inventory actor follows.
+    pub fn stock_returned(&self, product_id: i64, quantity: i64, version: i64) {
+        self.inventory
+            .release_committed(product_id, quantity, version);
+    }
+
     /// Creates an order for `user`: reserve every item (all or none) on the SKUs'
     /// inventory actors, then make it durable through the order writer.
     pub async fn place_order(

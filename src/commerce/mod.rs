@@ -2,6 +2,7 @@
 //! actors, group-commit order creation, payments, and order timers.
 
 pub mod handle;
+pub mod hooks;
 pub mod http;
 pub mod inventory;
 pub mod model;
@@ -11,5 +12,6 @@ pub mod order_writer;
 pub mod payments;
 pub mod store;
 pub mod timers;
+pub mod tx;
 
 pub use handle::{Commerce, Placed};

@@ -2,6 +2,12 @@
 
 use serde::Serialize;
 
+/// The category of the one-unit products the animals domain creates for its
+/// claims (through `tx::insert_product`). Merchants cannot create or edit
+/// products of it, and the shop's catalog leaves them out (they are listed
+/// under `/animals`).
+pub const ANIMAL_CLAIM_CATEGORY: &str = "animal_claim";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     PendingPayment,

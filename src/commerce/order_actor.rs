@@ -87,6 +87,8 @@ pub struct OrderCtx {
     pub ctx: Arc<Ctx>,
     /// Sockets, for the notifications a transition stored.
     pub registry: Arc<Registry>,
+    /// What other domains do inside each transition.
+    pub hooks: super::hooks::OrderHooks,
 }
 
 impl std::ops::Deref for OrderCtx {
@@ -101,10 +103,10 @@ impl OrderCtx {
     /// gave back (for memory to follow). Pushes the notifications the
     /// transition stored once it has committed.
     async fn transition(&self, t: Transition) -> Result<(Loaded, Vec<Released>), ApiError> {
-        let ctx = self.ctx.clone();
+        let (ctx, hooks) = (self.ctx.clone(), self.hooks.clone());
         let applied = self
             .commit
-            .run(move |c| apply_transition(c, &ctx, t.clone()))
+            .run(move |c| apply_transition(c, &ctx, &hooks, t.clone()))
             .await?;
         notifier::push_all(&self.registry, &applied.notifications);
         Ok((applied.loaded, applied.released))

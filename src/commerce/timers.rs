@@ -8,10 +8,8 @@ use std::time::Duration;
 use actix::{Actor, AsyncContext, Context, WrapFuture};
 use futures_util::StreamExt;
 
-use super::inventory::InventoryRegistry;
 use super::order_actor::{OrderRegistry, Request};
 use super::store::due::DueOrders;
-use crate::animals::store::{DueClaims, EndClaim};
 use crate::storage::Db;
 
 const TICK: Duration = Duration::from_millis(500);
@@ -21,46 +19,15 @@ const CONCURRENCY: usize = 32;
 pub struct Scheduler {
     pub db: Db,
     pub orders: Arc<OrderRegistry>,
-    pub inventory: Arc<InventoryRegistry>,
     busy: bool,
 }
 
 impl Scheduler {
-    pub fn new(db: Db, orders: Arc<OrderRegistry>, inventory: Arc<InventoryRegistry>) -> Self {
+    pub fn new(db: Db, orders: Arc<OrderRegistry>) -> Self {
         Scheduler {
             db,
             orders,
-            inventory,
             busy: false,
-        }
-    }
-}
-
-/// Frees the animals whose claim period ended; memory follows the database.
-async fn end_claims(db: &Db, inventory: &InventoryRegistry) {
-    let due = match db
-        .call(DueClaims {
-            now_ms: crate::core::ids::now_ms(),
-        })
-        .await
-    {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(error = %e, "scheduler could not read ended claims");
-            return;
-        }
-    };
-    for (animal_id, order_id, _) in due {
-        match db
-            .call(EndClaim {
-                animal_id,
-                order_id,
-            })
-            .await
-        {
-            Ok(Some((product, version))) => inventory.release_committed(product, 1, version),
-            Ok(None) => {}
-            Err(e) => tracing::debug!(animal_id, error = %e, "claim end deferred"),
         }
     }
 }
@@ -75,12 +42,9 @@ impl Actor for Scheduler {
                 return;
             }
             this.busy = true;
-            let (db, orders, inventory) =
-                (this.db.clone(), this.orders.clone(), this.inventory.clone());
+            let (db, orders) = (this.db.clone(), this.orders.clone());
             ctx.spawn(
                 async move {
-                    // Claim ends run whatever happens to the order timers.
-                    end_claims(&db, &inventory).await;
                     let due = match db.call(DueOrders { now_ms: crate::core::ids::now_ms() }).await {
                         Ok(d) => d,
                         Err(e) => {

@@ -9,8 +9,6 @@ use super::store::{
 };
 use super::Moderation;
 use crate::accounts::auth::AuthUser;
-use crate::commerce::model::Status;
-use crate::commerce::store::queries::{ListOrders, OrderScope};
 use crate::core::error::{ApiError, ApiResult, Problem};
 use crate::core::paging::{cursor_id, parse_limit};
 use crate::core::text::{check_line, Id};
@@ -169,68 +167,15 @@ pub async fn stats(state: web::Data<Moderation>, user: AuthUser) -> ApiResult<Ht
     Ok(HttpResponse::Ok().json(view))
 }
 
-#[derive(Deserialize)]
-pub struct OrderSearchQuery {
-    status: Option<String>,
-    user_id: Option<String>,
-    merchant_id: Option<String>,
-    limit: Option<String>,
-    cursor: Option<String>,
-}
-
-fn id_param(raw: Option<&str>, what: &str) -> ApiResult<Option<i64>> {
-    raw.map(|v| {
-        v.parse::<i64>()
-            .ok()
-            .and_then(Id::new)
-            .map(Id::get)
-            .ok_or_else(|| ApiError::invalid_input(format!("{what} must be an id")))
-    })
-    .transpose()
-}
-
-/// Order search (admin): by status, buyer (`user_id`) and merchant, newest first.
-#[utoipa::path(get, path = "/api/v1/admin/orders", tag = "admin", security(("bearer" = [])),
-    params(("status" = Option<String>, Query), ("user_id" = Option<i64>, Query), ("merchant_id" = Option<i64>, Query),
-        ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, description = "{items: [Order], next_cursor}"), (status = 400, body = Problem), (status = 403, body = Problem)))]
-pub async fn orders(
-    state: web::Data<Moderation>,
-    user: AuthUser,
-    q: web::Query<OrderSearchQuery>,
-) -> ApiResult<HttpResponse> {
-    if q.status
-        .as_deref()
-        .is_some_and(|s| Status::parse(s).is_none())
-    {
-        return Err(ApiError::invalid_input("unknown status"));
-    }
-    let page = state
-        .db
-        .call(ListOrders {
-            scope: OrderScope::Admin {
-                admin: user.user_id,
-                buyer_id: id_param(q.user_id.as_deref(), "user_id")?,
-                merchant_id: id_param(q.merchant_id.as_deref(), "merchant_id")?,
-            },
-            status: q.status.clone(),
-            limit: parse_limit(q.limit.as_deref())?,
-            before_id: cursor_id(q.cursor.as_deref())?,
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(page))
-}
-
 /// This domain's routes (mounted under `/api/v1` by the server).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/reports", web::post().to(file))
         .route("/admin/reports", web::get().to(queue))
         .route("/admin/reports/{id}/resolve", web::post().to(resolve))
-        .route("/admin/stats", web::get().to(stats))
-        .route("/admin/orders", web::get().to(orders));
+        .route("/admin/stats", web::get().to(stats));
 }
 
 /// This domain's part of the OpenAPI document (merged by the server).
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(file, queue, resolve, stats, orders,))]
+#[openapi(paths(file, queue, resolve, stats,))]
 pub struct Api;

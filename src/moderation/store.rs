@@ -5,18 +5,15 @@ use diesel::dsl::count_star;
 use diesel::prelude::*;
 use serde::Serialize;
 
-use crate::accounts::authz::require_role;
 use crate::accounts::domain::Role;
-use crate::commerce::store::reviews::{day_start_ms, paid_gmv};
+use crate::accounts::tx::require_role;
+use crate::commerce::tx::{day_start_ms, paid_gmv};
 use crate::core::error::ApiError;
 use crate::core::ids::{now_ms, rfc3339};
 use crate::core::paging::Page;
 use crate::core::text::Id;
 use crate::storage::outbox;
-use crate::storage::schema::{
-    conversation_members, messages, orders, post_comments, post_likes, posts, reports, users,
-    wallets,
-};
+use crate::storage::schema::reports;
 use crate::storage::{DbConn, DbExecutor};
 
 /// What can be reported.
@@ -130,33 +127,13 @@ impl From<ReportRow> for ReportView {
 fn target_user(c: &mut DbConn, reporter: i64, target: Target, id: i64) -> Result<i64, ApiError> {
     let gone = || ApiError::not_found(format!("no such {}", target.as_str()));
     match target {
-        Target::Post => posts::table
-            .find(id)
-            .select(posts::author_id)
-            .first(c)
-            .optional()?
+        Target::Post => crate::social::tx::post_author(c, id)?.ok_or_else(gone),
+        // Only what the reporter could read: members of its conversation.
+        Target::Message => crate::chat::tx::message_seen_by(c, id, reporter)?
+            .map(|(_, sender)| sender)
             .ok_or_else(gone),
-        Target::Message => {
-            let (conv, sender): (i64, i64) = messages::table
-                .find(id)
-                .select((messages::conversation_id, messages::sender_id))
-                .first(c)
-                .optional()?
-                .ok_or_else(gone)?;
-            // Only what the reporter could read: members of its conversation.
-            conversation_members::table
-                .find((conv, reporter))
-                .select(conversation_members::user_id)
-                .first::<i64>(c)
-                .optional()?
-                .ok_or_else(gone)?;
-            Ok(sender)
-        }
-        Target::User => users::table
-            .find(id)
-            .select(users::id)
-            .first(c)
-            .optional()?
+        Target::User => crate::accounts::tx::user_exists(c, id)?
+            .then_some(id)
             .ok_or_else(gone),
     }
 }
@@ -319,25 +296,9 @@ impl Handler<ResolveReport> for DbExecutor {
                                 "a user report has no content to remove: dismiss or ban_user",
                             ))
                         }
-                        Target::Post => {
-                            diesel::delete(
-                                post_likes::table.filter(post_likes::post_id.eq(r.target_id)),
-                            )
-                            .execute(c)?;
-                            diesel::delete(
-                                post_comments::table.filter(post_comments::post_id.eq(r.target_id)),
-                            )
-                            .execute(c)?;
-                            diesel::delete(posts::table.find(r.target_id)).execute(c)?;
-                        }
+                        Target::Post => crate::social::tx::remove_post(c, r.target_id)?,
                         Target::Message => {
-                            let conv: Option<i64> =
-                                diesel::update(messages::table.find(r.target_id))
-                                    .set(messages::body.eq(""))
-                                    .returning(messages::conversation_id)
-                                    .get_result(c)
-                                    .optional()?;
-                            changed_conversation = conv;
+                            changed_conversation = crate::chat::tx::blank_message(c, r.target_id)?;
                         }
                     }
                     let data = serde_json::json!({"target_type": r.target_type, "target_id": r.target_id,
@@ -447,18 +408,10 @@ impl Handler<Stats> for DbExecutor {
         require_role(&mut conn, msg.admin, Role::Admin)?;
         let now = now_ms();
         let today = day_start_ms(now);
-        let users: i64 = users::table.select(count_star()).first(&mut conn)?;
-        // Ids are time-ordered: the primary key answers "created today".
-        let orders_today: i64 = orders::table
-            .filter(orders::id.ge(crate::core::ids::first_id_at(today)))
-            .select(count_star())
-            .first(&mut conn)?;
+        let users = crate::accounts::tx::count_users(&mut conn)?;
+        let orders_today = crate::commerce::tx::count_orders_since(&mut conn, today)?;
         let gmv_today_cents = paid_gmv(&mut conn, None, today)?;
-        let rebates_pending_cents: i64 = wallets::table
-            .select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
-                "CAST(COALESCE(SUM(pending_cents), 0) AS BIGINT)",
-            ))
-            .first(&mut conn)?;
+        let rebates_pending_cents = crate::rebates::tx::total_pending_cents(&mut conn)?;
         let open_reports: i64 = reports::table
             .filter(reports::status.eq("open"))
             .select(count_star())

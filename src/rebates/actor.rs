@@ -149,12 +149,14 @@ pub fn consumer(registry: Arc<RebateRegistry>) -> Consumer {
             else {
                 return Ok(());
             };
-            // The usual case: the order actor reconciled in the transition's
-            // own transaction, so the records are already durable. Events
-            // without the flag (or with it false) are reconciled here.
-            let reconciled = event
-                .payload
-                .get("rebates_reconciled")
+            // The usual case: the order's hooks (rebates among them, see
+            // `rebates::hooks`) followed in the transition's own transaction,
+            // so the records are already durable. Events without the flag
+            // (or with it false) are reconciled here. `rebates_reconciled`
+            // is the flag's name in events stored before the hooks.
+            let reconciled = ["hooks_followed", "rebates_reconciled"]
+                .iter()
+                .find_map(|k| event.payload.get(*k))
                 .and_then(serde_json::Value::as_bool);
             if reconciled == Some(true) {
                 return Ok(());
@@ -170,17 +172,25 @@ pub fn consumer(registry: Arc<RebateRegistry>) -> Consumer {
     }
 }
 
-pub struct DueRebates;
+/// Due orders and the undated scan's next cursor (see `engine::due_orders`).
+pub struct DueRebates {
+    pub undated_after: i64,
+}
 
 impl Message for DueRebates {
-    type Result = Result<Vec<i64>, ApiError>;
+    type Result = Result<(Vec<i64>, i64), ApiError>;
 }
 
 impl Handler<DueRebates> for DbExecutor {
-    type Result = Result<Vec<i64>, ApiError>;
-    fn handle(&mut self, _: DueRebates, _: &mut Self::Context) -> Self::Result {
+    type Result = Result<(Vec<i64>, i64), ApiError>;
+    fn handle(&mut self, msg: DueRebates, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
-        engine::due_orders(&mut conn, crate::core::ids::now_ms(), SETTLE_BATCH)
+        engine::due_orders(
+            &mut conn,
+            crate::core::ids::now_ms(),
+            SETTLE_BATCH,
+            msg.undated_after,
+        )
     }
 }
 
@@ -189,6 +199,8 @@ pub struct Settler {
     pub db: Db,
     pub registry: Arc<RebateRegistry>,
     busy: bool,
+    /// Where the walk over undated pending rebates goes on next tick.
+    undated_after: i64,
 }
 
 impl Settler {
@@ -197,6 +209,7 @@ impl Settler {
             db,
             registry,
             busy: false,
+            undated_after: 0,
         }
     }
 }
@@ -210,13 +223,14 @@ impl Actor for Settler {
             }
             this.busy = true;
             let (db, registry) = (this.db.clone(), this.registry.clone());
+            let undated_after = this.undated_after;
             ctx.spawn(
                 async move {
-                    let due = match db.call(DueRebates).await {
+                    let (due, next) = match db.call(DueRebates { undated_after }).await {
                         Ok(d) => d,
                         Err(e) => {
                             tracing::warn!(error = %e, "settlement could not read due rebates");
-                            return;
+                            return undated_after;
                         }
                     };
                     futures_util::stream::iter(due)
@@ -229,9 +243,13 @@ impl Actor for Settler {
                             }
                         })
                         .await;
+                    next
                 }
                 .into_actor(this)
-                .map(|(), this, _| this.busy = false),
+                .map(|next, this, _| {
+                    this.undated_after = next;
+                    this.busy = false;
+                }),
             );
         });
     }

@@ -3,8 +3,10 @@
 
 pub mod actor;
 pub mod handle;
+pub mod hooks;
 pub mod http;
 pub mod rules;
 pub mod store;
+pub mod tx;
 
 pub use handle::Rebates;

@@ -280,6 +280,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         trips,
         chat: chat.clone(),
     });
+    actix::Actor::start(crate::animals::timers::ClaimTimer::new(commerce.clone()));
     let animals = web::Data::new(crate::animals::Animals {
         ctx: ctx.clone(),
         db: db.clone(),
@@ -396,6 +397,11 @@ fn start_commerce(
         commit: commit.clone(),
         ctx: ctx.clone(),
         registry: registry.clone(),
+        // Claims and rebates follow each order transition in its transaction.
+        hooks: crate::commerce::hooks::OrderHooks::new(vec![
+            std::sync::Arc::new(crate::animals::hooks::ClaimHook),
+            std::sync::Arc::new(crate::rebates::hooks::RebateHook),
+        ]),
     };
     let orders = crate::commerce::order_actor::OrderRegistry::new(
         order_ctx,
@@ -407,7 +413,6 @@ fn start_commerce(
     actix::Actor::start(crate::commerce::timers::Scheduler::new(
         db.clone(),
         orders.clone(),
-        inventory.clone(),
     ));
     let mockpay_secret = config
         .mockpay_secret

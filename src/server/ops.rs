@@ -204,7 +204,7 @@ impl actix::Handler<ListDeadLetters> for crate::storage::DbExecutor {
     type Result = Result<crate::core::paging::Page<DeadLetterView>, crate::core::error::ApiError>;
     fn handle(&mut self, msg: ListDeadLetters, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
-        crate::accounts::authz::require_role(
+        crate::accounts::tx::require_role(
             &mut conn,
             msg.admin,
             crate::accounts::domain::Role::Admin,

@@ -4,5 +4,6 @@ pub mod handle;
 pub mod http;
 pub mod notifier;
 pub mod store;
+pub mod tx;
 
 pub use handle::Social;

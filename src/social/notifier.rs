@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use diesel::prelude::*;
+use crate::storage::QueryResult;
 use serde::Deserialize;
 
 use super::store::NotificationView;
@@ -19,7 +19,6 @@ use crate::realtime::session::Deliver;
 use crate::runtime::bus::Event;
 use crate::runtime::dead_letter::{Apply, Consumer};
 use crate::storage::group::GroupCommit;
-use crate::storage::schema::{notifications, processed_events};
 
 pub const CONSUMER: &str = "notifier";
 /// Routing-key patterns the notifier listens to.
@@ -63,19 +62,9 @@ pub fn apply_event(
     crate::storage::transaction(
         conn,
         |c| -> Result<Vec<(i64, NotificationView)>, ApiError> {
-            // `ON CONFLICT DO NOTHING`, not a caught unique violation: on
-            // PostgreSQL a failed statement aborts the whole transaction, and
-            // this runs inside a group-commit batch with other jobs.
-            let first =
-                crate::per_backend!(&mut *c, |b| diesel::insert_into(processed_events::table)
-                    .values((
-                        processed_events::consumer.eq(CONSUMER),
-                        processed_events::event_id.eq(event.id),
-                        processed_events::processed_at_ms.eq(now),
-                    ))
-                    .on_conflict_do_nothing()
-                    .execute(b))?;
-            if first == 0 {
+            // Exactly once per event: see `first_processing` for why it is
+            // not a caught unique violation.
+            if !crate::storage::outbox::first_processing(c, CONSUMER, event.id, now)? {
                 // Applied before: a redelivery.
                 return Ok(Vec::new());
             }
@@ -133,18 +122,7 @@ pub fn store(
     now_ms: i64,
 ) -> QueryResult<NotificationView> {
     let id = ids.next_id();
-    crate::storage::direct::execute(
-        c,
-        diesel::insert_into(notifications::table).values((
-            notifications::id.eq(id),
-            notifications::user_id.eq(user_id),
-            notifications::kind.eq(kind),
-            notifications::data.eq(data.to_string()),
-            notifications::event_id.eq(Some(event_id)),
-            notifications::read.eq(false),
-            notifications::created_at_ms.eq(now_ms),
-        )),
-    )?;
+    super::store::insert_notification(c, id, user_id, kind, data, event_id, now_ms)?;
     Ok(NotificationView {
         notification_id: id,
         kind: kind.to_owned(),

@@ -1,16 +1,15 @@
 //! Social reads and writes on the database executor.
 
 use actix::{Handler, Message};
-use diesel::dsl::{exists, not};
 use diesel::prelude::*;
 use serde::Serialize;
 
-use crate::accounts::store as accounts;
+use crate::accounts::tx as accounts;
 use crate::core::error::ApiError;
 use crate::core::ids::{now_ms, rfc3339};
 use crate::core::paging::Page;
 use crate::storage::outbox;
-use crate::storage::schema::{blocks, follows, notifications, post_comments, post_likes, posts};
+use crate::storage::schema::{follows, notifications, post_comments, post_likes, posts};
 use crate::storage::{DbConn, DbExecutor};
 
 /// Most followers a new post is pushed to live (the rest see it in their feed).
@@ -71,7 +70,7 @@ fn visible_post(conn: &mut DbConn, post_id: i64, viewer: i64) -> Result<PostView
     let post = row
         .map(post_view)
         .ok_or_else(|| ApiError::not_found("no such post"))?;
-    if crate::chat::store::is_blocked(conn, post.author_id, viewer)? {
+    if crate::chat::tx::is_blocked(conn, post.author_id, viewer)? {
         return Err(ApiError::not_found("no such post"));
     }
     Ok(post)
@@ -96,7 +95,7 @@ impl Handler<Follow> for DbExecutor {
         }
         let mut conn = self.conn()?;
         ensure_user(&mut conn, msg.followee)?;
-        if crate::chat::store::is_blocked(&mut conn, msg.followee, msg.follower)? {
+        if crate::chat::tx::is_blocked(&mut conn, msg.followee, msg.follower)? {
             return Err(ApiError::not_found("no such user"));
         }
         let ids = &self.ids;
@@ -172,20 +171,10 @@ impl Handler<SetBlock> for DbExecutor {
         let mut conn = self.conn()?;
         ensure_user(&mut conn, msg.blocked)?;
         crate::storage::transaction(&mut conn, |c| -> Result<(), ApiError> {
+            crate::chat::tx::set_block(c, msg.blocker, msg.blocked, msg.on, now_ms())?;
             if msg.on {
-                if !crate::chat::store::is_blocked(c, msg.blocker, msg.blocked)? {
-                    diesel::insert_into(blocks::table)
-                        .values((
-                            blocks::blocker_id.eq(msg.blocker),
-                            blocks::blocked_id.eq(msg.blocked),
-                            blocks::created_at_ms.eq(now_ms()),
-                        ))
-                        .execute(c)?;
-                }
                 // A blocked user stops following the blocker.
                 diesel::delete(follows::table.find((msg.blocked, msg.blocker))).execute(c)?;
-            } else {
-                diesel::delete(blocks::table.find((msg.blocker, msg.blocked))).execute(c)?;
             }
             Ok(())
         })
@@ -264,6 +253,10 @@ impl Handler<Feed> for DbExecutor {
 
     fn handle(&mut self, msg: Feed, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
+        // Following a blocker is refused and a block ends the follow, so
+        // this filter only closes the race of a follow and a block at once;
+        // past MAX_BLOCKERS blockers that invariant alone keeps them out.
+        let blockers = crate::chat::tx::blockers_of(&mut conn, msg.viewer)?;
         let followees = follows::table
             .filter(follows::follower_id.eq(msg.viewer))
             .select(follows::followee_id);
@@ -273,11 +266,7 @@ impl Handler<Feed> for DbExecutor {
                     .eq_any(followees)
                     .or(posts::author_id.eq(msg.viewer)),
             )
-            .filter(not(exists(
-                blocks::table
-                    .filter(blocks::blocker_id.eq(posts::author_id))
-                    .filter(blocks::blocked_id.eq(msg.viewer)),
-            )))
+            .filter(posts::author_id.ne_all(blockers))
             .into_boxed();
         if let Some(before) = msg.before_id {
             q = q.filter(posts::id.lt(before));
@@ -470,4 +459,47 @@ impl Handler<MarkNotificationsRead> for DbExecutor {
         .set(notifications::read.eq(true))
         .execute(&mut conn)?)
     }
+}
+
+/// One notification of event `event_id` (a cached statement: order
+/// transitions and rebate reconciles store these on the committer).
+pub fn insert_notification(
+    c: &mut DbConn,
+    id: i64,
+    user_id: i64,
+    kind: &str,
+    data: &serde_json::Value,
+    event_id: i64,
+    now_ms: i64,
+) -> QueryResult<()> {
+    crate::storage::direct::execute(
+        c,
+        diesel::insert_into(notifications::table).values((
+            notifications::id.eq(id),
+            notifications::user_id.eq(user_id),
+            notifications::kind.eq(kind),
+            notifications::data.eq(data.to_string()),
+            notifications::event_id.eq(Some(event_id)),
+            notifications::read.eq(false),
+            notifications::created_at_ms.eq(now_ms),
+        )),
+    )
+    .map(|_| ())
+}
+
+pub fn post_author(conn: &mut DbConn, post_id: i64) -> QueryResult<Option<i64>> {
+    posts::table
+        .find(post_id)
+        .select(posts::author_id)
+        .first(conn)
+        .optional()
+}
+
+/// Deletes a post with its likes and comments.
+pub fn delete_post(conn: &mut DbConn, post_id: i64) -> QueryResult<()> {
+    diesel::delete(post_likes::table.filter(post_likes::post_id.eq(post_id))).execute(conn)?;
+    diesel::delete(post_comments::table.filter(post_comments::post_id.eq(post_id)))
+        .execute(conn)?;
+    diesel::delete(posts::table.find(post_id)).execute(conn)?;
+    Ok(())
 }

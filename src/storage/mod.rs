@@ -30,6 +30,12 @@ use crate::core::error::ApiError;
 pub const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
+/// The storage layer's result and error, for code above it that runs
+/// store functions in its own transaction (a writer actor, a consumer)
+/// without writing queries itself.
+pub use diesel::result::Error as DbError;
+pub use diesel::QueryResult;
+
 /// A connection to either backend. Queries written against `DbConn` run on both.
 #[derive(diesel::MultiConnection)]
 pub enum DbConn {

@@ -89,3 +89,26 @@ pub fn mark_published(c: &mut DbConn, ids: &[i64]) -> Result<(), ApiError> {
     )?;
     Ok(())
 }
+
+/// Records that `consumer` applies `event_id` now, in the caller's
+/// transaction; false if it was applied before (a redelivery). `ON CONFLICT
+/// DO NOTHING`, not a caught unique violation: on PostgreSQL a failed
+/// statement aborts the whole transaction, and consumers run inside
+/// group-commit batches with other jobs.
+pub fn first_processing(
+    c: &mut DbConn,
+    consumer: &str,
+    event_id: i64,
+    now_ms: i64,
+) -> diesel::QueryResult<bool> {
+    use crate::storage::schema::processed_events;
+    let n = crate::per_backend!(&mut *c, |b| diesel::insert_into(processed_events::table)
+        .values((
+            processed_events::consumer.eq(consumer),
+            processed_events::event_id.eq(event_id),
+            processed_events::processed_at_ms.eq(now_ms),
+        ))
+        .on_conflict_do_nothing()
+        .execute(b))?;
+    Ok(n == 1)
+}

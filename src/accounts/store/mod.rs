@@ -221,3 +221,62 @@ pub fn get_or_insert_setting(conn: &mut DbConn, name: &str, value: &str) -> Quer
         Err(e) => Err(e),
     }
 }
+
+/// How many of `ids` name a user (at most a conversation's members).
+pub fn count_users(conn: &mut DbConn, ids: &[i64]) -> QueryResult<i64> {
+    users::table
+        .filter(users::id.eq_any(ids))
+        .count()
+        .get_result(conn)
+}
+
+pub fn set_roles(conn: &mut DbConn, id: i64, roles: &str) -> QueryResult<()> {
+    diesel::update(users::table.find(id))
+        .set(users::roles.eq(roles))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Who invited `id` (`None` if nobody did or there is no such user).
+pub fn inviter_of(conn: &mut DbConn, id: i64) -> QueryResult<Option<i64>> {
+    let inviter: Option<Option<i64>> =
+        crate::storage::direct::first(conn, users::table.find(id).select(users::inviter_id))?;
+    Ok(inviter.flatten())
+}
+
+/// One page of the people `inviter` invited, oldest first: (id, username,
+/// joined at), `limit + 1` rows so the caller can tell whether more follow.
+pub fn invitees_page(
+    conn: &mut DbConn,
+    inviter: i64,
+    after_id: Option<i64>,
+    limit: i64,
+) -> QueryResult<Vec<(i64, String, i64)>> {
+    let mut q = users::table
+        .filter(users::inviter_id.eq(inviter))
+        .into_boxed();
+    if let Some(a) = after_id {
+        q = q.filter(users::id.gt(a));
+    }
+    q.order(users::id.asc())
+        .limit(limit.saturating_add(1))
+        .select((users::id, users::username, users::created_at_ms))
+        .load(conn)
+}
+
+pub fn count_invitees(conn: &mut DbConn, inviter: i64) -> QueryResult<i64> {
+    users::table
+        .filter(users::inviter_id.eq(inviter))
+        .count()
+        .get_result(conn)
+}
+
+pub fn user_exists(conn: &mut DbConn, id: i64) -> QueryResult<bool> {
+    let found: Option<i64> =
+        crate::storage::direct::first(conn, users::table.find(id).select(users::id))?;
+    Ok(found.is_some())
+}
+
+pub fn count_all_users(conn: &mut DbConn) -> QueryResult<i64> {
+    users::table.count().get_result(conn)
+}

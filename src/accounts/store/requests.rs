@@ -8,10 +8,10 @@ use serde::Serialize;
 
 use super::{self as store, SessionRow, UserConflict, UserRow};
 use crate::accounts::auth::{dummy_hash, hash_password, verify_password, TokenKeys};
-use crate::accounts::authz::require_role;
 use crate::accounts::domain::{
     parse_roles, Bio, DisplayName, InviteCode, Password, Role, Username,
 };
+use crate::accounts::tx::require_role;
 use crate::core::error::ApiError;
 use crate::core::ids::now_ms;
 use crate::core::text::Id;

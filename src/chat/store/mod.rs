@@ -227,3 +227,116 @@ pub fn direct_peers(conn: &mut DbConn, user_id: i64) -> QueryResult<Vec<i64>> {
         .select(conversation_members::user_id)
         .load(conn)
 }
+
+pub fn add_member(
+    conn: &mut DbConn,
+    conversation_id: i64,
+    user_id: i64,
+    now_ms: i64,
+) -> QueryResult<()> {
+    diesel::insert_into(conversation_members::table)
+        .values((
+            conversation_members::conversation_id.eq(conversation_id),
+            conversation_members::user_id.eq(user_id),
+            conversation_members::last_read_seq.eq(0_i64),
+            conversation_members::joined_at_ms.eq(now_ms),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn remove_member(conn: &mut DbConn, conversation_id: i64, user_id: i64) -> QueryResult<()> {
+    diesel::delete(conversation_members::table.find((conversation_id, user_id)))
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn last_seq(conn: &mut DbConn, conversation_id: i64) -> QueryResult<i64> {
+    conversations::table
+        .find(conversation_id)
+        .select(conversations::last_seq)
+        .first(conn)
+}
+
+/// A chat batch's messages, chunked to stay far below SQLite's bound-variable limit.
+pub fn insert_messages(conn: &mut DbConn, rows: &[MessageRow]) -> QueryResult<()> {
+    for chunk in rows.chunks(1_000) {
+        crate::per_backend!(&mut *conn, |b| diesel::insert_into(messages::table)
+            .values(chunk)
+            .execute(b))?;
+    }
+    Ok(())
+}
+
+/// Moves each conversation's counter from `[conv, expected, to]`'s expected
+/// to `to`, only where it still is `expected`: one statement per
+/// `MAX_VALUES_ROWS` conversations. Returns how many moved; fewer than asked
+/// means another writer moved one (the caller's counters are stale).
+pub fn advance_seqs(conn: &mut DbConn, advances: &[[i64; 3]], now_ms: i64) -> QueryResult<usize> {
+    crate::storage::direct::update_from_values(
+        conn,
+        "UPDATE conversations SET last_seq = v.column3, last_activity_ms = {p} \
+         FROM (VALUES {rows}) AS v \
+         WHERE conversations.id = v.column1 AND conversations.last_seq = v.column2",
+        Some(now_ms),
+        advances,
+    )
+}
+
+/// Raises `[conv, user, seq]` read marks, never moving one back.
+pub fn raise_read_marks(conn: &mut DbConn, reads: &[[i64; 3]]) -> QueryResult<usize> {
+    crate::storage::direct::update_from_values(
+        conn,
+        "UPDATE conversation_members SET last_read_seq = v.column3 \
+         FROM (VALUES {rows}) AS v \
+         WHERE conversation_members.conversation_id = v.column1 \
+         AND conversation_members.user_id = v.column2 \
+         AND conversation_members.last_read_seq < v.column3",
+        None,
+        reads,
+    )
+}
+
+pub fn insert_block(conn: &mut DbConn, blocker: i64, blocked: i64, now_ms: i64) -> QueryResult<()> {
+    diesel::insert_into(blocks::table)
+        .values((
+            blocks::blocker_id.eq(blocker),
+            blocks::blocked_id.eq(blocked),
+            blocks::created_at_ms.eq(now_ms),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn delete_block(conn: &mut DbConn, blocker: i64, blocked: i64) -> QueryResult<()> {
+    diesel::delete(blocks::table.find((blocker, blocked)))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Who blocked `user`, at most `limit` of them.
+pub fn blockers_of(conn: &mut DbConn, user: i64, limit: i64) -> QueryResult<Vec<i64>> {
+    blocks::table
+        .filter(blocks::blocked_id.eq(user))
+        .select(blocks::blocker_id)
+        .limit(limit)
+        .load(conn)
+}
+
+/// (conversation, sender) of a message.
+pub fn message_origin(conn: &mut DbConn, message_id: i64) -> QueryResult<Option<(i64, i64)>> {
+    messages::table
+        .find(message_id)
+        .select((messages::conversation_id, messages::sender_id))
+        .first(conn)
+        .optional()
+}
+
+/// Empties a message's body (its `seq` stays); returns its conversation.
+pub fn blank_message(conn: &mut DbConn, message_id: i64) -> QueryResult<Option<i64>> {
+    diesel::update(messages::table.find(message_id))
+        .set(messages::body.eq(""))
+        .returning(messages::conversation_id)
+        .get_result(conn)
+        .optional()
+}

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use super::{self as store, ConversationRow};
-use crate::accounts::store as accounts;
+use crate::accounts::tx as accounts;
 use crate::core::error::ApiError;
 use crate::core::ids::now_ms;
 use crate::core::paging::Page;
@@ -122,11 +122,7 @@ impl Handler<CreateGroup> for DbExecutor {
             created_at_ms: now,
         };
         crate::storage::transaction(&mut conn, |c| -> Result<(), ApiError> {
-            let found: i64 = crate::storage::schema::users::table
-                .filter(crate::storage::schema::users::id.eq_any(&members))
-                .count()
-                .get_result(c)?;
-            if usize::try_from(found).unwrap_or(0) != members.len() {
+            if !accounts::all_exist(c, &members)? {
                 return Err(ApiError::not_found("a member_id names no user"));
             }
             store::insert_conversation(c, &row, &members, now)?;

@@ -161,7 +161,7 @@ pub async fn create_product(
     let b = body.into_inner();
     check_line(&b.name, "name", 100)?;
     check_line(&b.category, "category", 50)?;
-    if b.category == crate::animals::store::ANIMAL_CATEGORY {
+    if b.category == crate::commerce::model::ANIMAL_CLAIM_CATEGORY {
         return Err(ApiError::invalid_input(
             "that category is reserved for animal claims: POST /api/v1/animals",
         ));
@@ -253,7 +253,7 @@ pub async fn update_product(
         })
         .await?;
     // An animal's unit is its claim: only claims and their timers move it.
-    if current.category == crate::animals::store::ANIMAL_CATEGORY
+    if current.category == crate::commerce::model::ANIMAL_CLAIM_CATEGORY
         && (delta != 0 || b.price_cents.is_some() || b.active.is_some())
     {
         return Err(ApiError::conflict(

@@ -29,6 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/products/{id}", web::patch().to(update_product))
         .route("/orders", web::post().to(create_order))
         .route("/orders", web::get().to(my_orders))
+        .route("/admin/orders", web::get().to(admin_orders))
         .route("/orders/{id}", web::get().to(get_order))
         .route("/orders/{id}/cancel", web::post().to(cancel))
         .route("/orders/{id}/review", web::post().to(review))
@@ -52,6 +53,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     apply_merchant,
     get_merchant,
     merchant_orders,
+    admin_orders,
     list_merchants,
     approve_merchant,
     reject_merchant,

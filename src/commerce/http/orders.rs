@@ -236,8 +236,7 @@ pub async fn my_orders(
     q: web::Query<StatusQuery>,
 ) -> ApiResult<HttpResponse> {
     let page = state
-        .db
-        .call(ListOrders {
+        .list_orders(ListOrders {
             scope: OrderScope::Buyer(user.user_id.get()),
             status: status_filter(&q.status)?,
             limit: parse_limit(q.limit.as_deref())?,
@@ -262,8 +261,53 @@ pub async fn merchant_orders(
         caller: user.user_id.get(),
     };
     let page = state
-        .db
-        .call(ListOrders {
+        .list_orders(ListOrders {
+            scope,
+            status: status_filter(&q.status)?,
+            limit: parse_limit(q.limit.as_deref())?,
+            before_id: cursor_id(q.cursor.as_deref())?,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+#[derive(Deserialize)]
+pub struct OrderSearchQuery {
+    status: Option<String>,
+    user_id: Option<String>,
+    merchant_id: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+fn id_param(raw: Option<&str>, what: &str) -> ApiResult<Option<i64>> {
+    raw.map(|v| {
+        v.parse::<i64>()
+            .ok()
+            .and_then(Id::new)
+            .map(Id::get)
+            .ok_or_else(|| ApiError::invalid_input(format!("{what} must be an id")))
+    })
+    .transpose()
+}
+
+/// Order search (admin): by status, buyer (`user_id`) and merchant, newest first.
+#[utoipa::path(get, path = "/api/v1/admin/orders", tag = "admin", security(("bearer" = [])),
+    params(("status" = Option<String>, Query), ("user_id" = Option<i64>, Query), ("merchant_id" = Option<i64>, Query),
+        ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = "{items: [Order], next_cursor}"), (status = 400, body = Problem), (status = 403, body = Problem)))]
+pub async fn admin_orders(
+    state: web::Data<Commerce>,
+    user: AuthUser,
+    q: web::Query<OrderSearchQuery>,
+) -> ApiResult<HttpResponse> {
+    let scope = OrderScope::Admin {
+        admin: user.user_id,
+        buyer_id: id_param(q.user_id.as_deref(), "user_id")?,
+        merchant_id: id_param(q.merchant_id.as_deref(), "merchant_id")?,
+    };
+    let page = state
+        .list_orders(ListOrders {
             scope,
             status: status_filter(&q.status)?,
             limit: parse_limit(q.limit.as_deref())?,

@@ -5,14 +5,14 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use super::{self as store, MerchantRow, ProductRow};
-use crate::accounts::authz::require_role;
 use crate::accounts::domain::Role;
-use crate::accounts::store as accounts;
+use crate::accounts::tx as accounts;
+use crate::accounts::tx::require_role;
 use crate::core::error::ApiError;
 use crate::core::ids::{now_ms, rfc3339};
 use crate::core::paging::Page;
 use crate::core::text::Id;
-use crate::storage::schema::{merchants, products, users};
+use crate::storage::schema::{merchants, products};
 use crate::storage::DbExecutor;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -126,12 +126,7 @@ impl Handler<DecideMerchant> for DbExecutor {
                 .set(merchants::status.eq(to))
                 .execute(c)?;
             if msg.approve {
-                let owner = accounts::find_user(c, m.owner_id)?
-                    .ok_or_else(|| ApiError::not_found("owner vanished"))?;
-                let roles = crate::accounts::domain::with_role(&owner.roles, Role::Merchant);
-                diesel::update(users::table.find(owner.id))
-                    .set(users::roles.eq(roles))
-                    .execute(c)?;
+                accounts::grant_role(c, m.owner_id, Role::Merchant)?;
             }
             Ok(MerchantRow {
                 status: to.into(),
@@ -354,7 +349,7 @@ impl Handler<ListProducts> for DbExecutor {
             Some(c) => q = q.filter(products::category.eq(c.clone())),
             // Animals' claim products are listed with their animals, not in the shop.
             None => {
-                q = q.filter(products::category.ne(crate::animals::store::ANIMAL_CATEGORY));
+                q = q.filter(products::category.ne(crate::commerce::model::ANIMAL_CLAIM_CATEGORY));
             }
         }
         if let Some(m) = msg.merchant_id {

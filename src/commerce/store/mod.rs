@@ -207,3 +207,74 @@ pub fn add_stock(conn: &mut DbConn, product_id: i64, delta: i64) -> QueryResult<
         .next()
         .ok_or(diesel::result::Error::NotFound)
 }
+
+pub fn insert_product(conn: &mut DbConn, row: &ProductRow) -> QueryResult<()> {
+    diesel::insert_into(products::table)
+        .values(row)
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// The categories of an order's items (a cached statement: it runs in every
+/// rebate reconcile).
+pub fn order_categories(conn: &mut DbConn, order_id: i64) -> QueryResult<Vec<String>> {
+    direct::load(
+        conn,
+        order_items::table
+            .inner_join(products::table)
+            .filter(order_items::order_id.eq(order_id))
+            .select(products::category),
+    )
+}
+
+/// (updated, buyer, merchant, status, total, paid at, completed at) of an order.
+pub type OrderFactsRow = (i64, i64, i64, String, i64, Option<i64>, Option<i64>);
+
+pub fn order_facts(conn: &mut DbConn, order_id: i64) -> QueryResult<Option<OrderFactsRow>> {
+    direct::first(
+        conn,
+        orders::table.find(order_id).select((
+            orders::updated_at_ms,
+            orders::buyer_id,
+            orders::merchant_id,
+            orders::status,
+            orders::total_cents,
+            orders::paid_at_ms,
+            orders::completed_at_ms,
+        )),
+    )
+}
+
+/// How many of the buyer's orders were paid (whatever became of them since).
+pub fn count_paid_orders(conn: &mut DbConn, buyer_id: i64) -> QueryResult<i64> {
+    orders::table
+        .filter(orders::buyer_id.eq(buyer_id))
+        .filter(orders::paid_at_ms.is_not_null())
+        .count()
+        .get_result(conn)
+}
+
+/// Which of `ids` (at most a settlement batch) are completed or refunded.
+pub fn settled_among(conn: &mut DbConn, ids: &[i64]) -> QueryResult<Vec<i64>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    orders::table
+        .filter(orders::id.eq_any(ids))
+        .filter(
+            orders::completed_at_ms
+                .is_not_null()
+                .or(orders::status.eq(super::model::Status::Refunded.as_str())),
+        )
+        .select(orders::id)
+        .load(conn)
+}
+
+/// Orders created at or after `since_ms` (ids are time-ordered: the primary
+/// key answers it).
+pub fn count_orders_since(conn: &mut DbConn, since_ms: i64) -> QueryResult<i64> {
+    orders::table
+        .filter(orders::id.ge(crate::core::ids::first_id_at(since_ms)))
+        .count()
+        .get_result(conn)
+}

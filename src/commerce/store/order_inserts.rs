@@ -11,7 +11,7 @@ use crate::commerce::store::{self, OrderItemRow, OrderRow};
 use crate::core::error::ApiError;
 use crate::runtime::context::Ctx;
 use crate::storage::idempotency::{self, StoredResponse};
-use crate::storage::schema::{order_items, orders, users};
+use crate::storage::schema::{order_items, orders};
 use crate::storage::DbConn;
 
 enum Outcome {
@@ -37,9 +37,7 @@ pub fn write(
             let mut keys_in_batch: HashMap<(i64, &str), usize> = HashMap::new();
             for (i, o) in batch.iter().enumerate() {
                 if let Some(g) = o.order.gift_to_user_id {
-                    let exists: Option<i64> =
-                        users::table.find(g).select(users::id).first(c).optional()?;
-                    if exists.is_none() {
+                    if !crate::accounts::tx::user_exists(c, g)? {
                         outcomes.push(Outcome::Reject(ApiError::not_found(
                             "gift_to_user_id names no user",
                         )));

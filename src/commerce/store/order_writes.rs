@@ -6,7 +6,7 @@ use actix::{Handler, Message};
 use diesel::prelude::*;
 
 use super::{self as store, PaymentRow};
-use crate::accounts::domain::{has_role, Role};
+use crate::commerce::hooks::{OrderChange, OrderHooks};
 use crate::commerce::model::{Command, Status};
 use crate::core::error::ApiError;
 use crate::core::ids::now_ms;
@@ -56,8 +56,7 @@ impl Handler<IsAdmin> for DbExecutor {
     type Result = Result<bool, ApiError>;
     fn handle(&mut self, msg: IsAdmin, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
-        Ok(crate::accounts::store::find_user(&mut conn, msg.user_id)?
-            .is_some_and(|u| has_role(&u.roles, Role::Admin)))
+        crate::accounts::tx::is_admin(&mut conn, msg.user_id)
     }
 }
 
@@ -220,6 +219,7 @@ pub struct Applied {
 pub fn apply_transition(
     conn: &mut DbConn,
     shared: &Ctx,
+    hooks: &OrderHooks,
     t: Transition,
 ) -> Result<Applied, ApiError> {
     let now = now_ms();
@@ -315,44 +315,23 @@ pub fn apply_transition(
                 "the order changed meanwhile; retry",
             ));
         }
+        let change = OrderChange {
+            order_id: before.id,
+            buyer_id: before.buyer_id,
+            from: before.status(),
+            to: t.to,
+            kind,
+            items: &items,
+            now_ms: now,
+        };
         let mut released = Vec::new();
         if t.release_stock {
-            let was_paid = before.status() != Status::PendingPayment;
             for i in &items {
-                // A paid animal claim gives its animal back only if the claim
-                // still holds it: once the claim period ended the animal was
-                // freed already (and may be claimed again).
-                if was_paid
-                    && crate::animals::store::is_animal_product(c, i.product_id)?
-                    && !crate::animals::store::release_claim(c, i.product_id, before.id)?
-                {
+                if hooks.keeps_released_unit(c, &change, i.product_id)? {
                     continue;
                 }
                 let version = store::add_stock(c, i.product_id, i.quantity)?;
                 released.push((i.product_id, i.quantity, version));
-            }
-        }
-        // The payment itself, not a later change that leaves the order paid
-        // (a refund request keeps the status): that would restart the period.
-        if t.to == Status::Paid && before.status() == Status::PendingPayment {
-            // A paid claim holds its animal for the claim period (no-op for other products).
-            let claim_day_ms = i64::try_from(shared.config.claim_day_secs)
-                .unwrap_or(86_400)
-                .saturating_mul(1000);
-            for i in &items {
-                // A cached SELECT first: diesel never caches an UPDATE's
-                // prepared statement, and almost no product is an animal's.
-                if !crate::animals::store::is_animal_product(c, i.product_id)? {
-                    continue;
-                }
-                crate::animals::store::hold_for_claim(
-                    c,
-                    i.product_id,
-                    before.id,
-                    before.buyer_id,
-                    now,
-                    claim_day_ms,
-                )?;
             }
         }
         if let Some(pid) = t.payment_id {
@@ -390,29 +369,9 @@ pub fn apply_transition(
         // The buyer may own the shop (or be given their own shop's gift):
         // one person in two roles is told once per kind.
         notifier::dedupe(&mut notify);
-        let mut notifications = Vec::with_capacity(notify.len() + 4);
-        // The order's rebates follow the order in the same transaction (one
-        // commit instead of an event round trip and a second job). The rebate
-        // engine reconciles from the stored order, inside its own savepoint:
-        // if it fails, only its writes roll back, the transition still
-        // commits, and the event says so, so the rebate consumer retries it.
-        let rebates_reconciled = if matches!(
-            kind,
-            "order.paid" | "order.completed" | "order.refunded"
-        ) {
-            match crate::rebates::store::engine::reconcile(c, ids, before.id, now) {
-                Ok(r) => {
-                    notifications.extend(r.notifications);
-                    true
-                }
-                Err(e) => {
-                    tracing::warn!(order_id = before.id, error = %e, "rebates deferred to the rebate consumer");
-                    false
-                }
-            }
-        } else {
-            false
-        };
+        // Other domains follow the order in this transaction (claims,
+        // rebates): see `commerce::hooks`.
+        let (mut notifications, hooks_followed) = hooks.follow(c, shared, &change)?;
         let event_id = outbox::enqueue(
             c,
             ids,
@@ -426,7 +385,7 @@ pub fn apply_transition(
                 "total_cents": after.total_cents,
                 "items": items.iter().map(|i| serde_json::json!({"product_id": i.product_id, "quantity": i.quantity, "price_cents": i.price_cents})).collect::<Vec<_>>(),
                 "at_ms": now,
-                "rebates_reconciled": rebates_reconciled,
+                "hooks_followed": hooks_followed,
             }),
         )?;
         for (user, kind, data) in &notify {

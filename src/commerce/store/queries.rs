@@ -48,7 +48,7 @@ impl Handler<ListOrders> for DbExecutor {
                 buyer_id,
                 merchant_id,
             } => {
-                crate::accounts::authz::require_role(
+                crate::accounts::tx::require_role(
                     &mut conn,
                     admin,
                     crate::accounts::domain::Role::Admin,
@@ -67,13 +67,7 @@ impl Handler<ListOrders> for DbExecutor {
                 let m = store::find_merchant(&mut conn, merchant_id)?
                     .ok_or_else(|| ApiError::not_found("no such merchant"))?;
                 if m.owner_id != caller {
-                    let is_admin = crate::accounts::store::find_user(&mut conn, caller)?
-                        .is_some_and(|u| {
-                            crate::accounts::domain::has_role(
-                                &u.roles,
-                                crate::accounts::domain::Role::Admin,
-                            )
-                        });
+                    let is_admin = crate::accounts::tx::is_admin(&mut conn, caller)?;
                     if !is_admin {
                         return Err(ApiError::forbidden("only the merchant's owner or an admin"));
                     }

@@ -11,7 +11,6 @@ use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use serde::Serialize;
 
-use crate::accounts::domain::{has_role, Role};
 use crate::commerce::store;
 use crate::core::error::ApiError;
 use crate::core::ids::{now_ms, rfc3339};
@@ -216,8 +215,7 @@ impl Handler<Dashboard> for DbExecutor {
         let m = store::find_merchant(&mut conn, msg.merchant_id)?
             .ok_or_else(|| ApiError::not_found("no such merchant"))?;
         if m.owner_id != msg.caller {
-            let is_admin = crate::accounts::store::find_user(&mut conn, msg.caller)?
-                .is_some_and(|u| has_role(&u.roles, Role::Admin));
+            let is_admin = crate::accounts::tx::is_admin(&mut conn, msg.caller)?;
             if !is_admin {
                 return Err(ApiError::forbidden(
                     "only the merchant's owner (or an admin) sees its dashboard",

@@ -4,9 +4,7 @@
 use diesel::prelude::*;
 
 use crate::core::error::ApiError;
-use crate::storage::schema::{
-    ledger_entries, order_items, products, rebates, wallets, withdrawals,
-};
+use crate::storage::schema::{ledger_entries, rebates, wallets, withdrawals};
 use crate::storage::DbConn;
 
 use super::engine::{inviter_chain, order_facts, rule_set_version, RebateRow, AUDIT_GRACE_MS};
@@ -144,11 +142,7 @@ pub fn audit(c: &mut DbConn) -> Result<Vec<String>, ApiError> {
             continue;
         };
         let expected_amount = if r.kind == "purchase" {
-            let categories: Vec<String> = order_items::table
-                .inner_join(products::table)
-                .filter(order_items::order_id.eq(r.order_id))
-                .select(products::category)
-                .load(c)?;
+            let categories = crate::commerce::tx::order_categories(c, r.order_id)?;
             let po = PaidOrder {
                 merchant_id: o.merchant_id,
                 categories: &categories,

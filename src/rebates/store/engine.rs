@@ -15,7 +15,7 @@ use crate::core::ids::IdGenerator;
 use crate::rebates::rules::{best_rule, floor_bps, PaidOrder};
 use crate::social::notifier;
 use crate::storage::outbox;
-use crate::storage::schema::{order_items, orders, products, rebates, users};
+use crate::storage::schema::rebates;
 use crate::storage::{direct, DbConn};
 
 pub use super::audit::audit;
@@ -46,49 +46,10 @@ pub struct RebateRow {
 /// How long a refund may take to reach the rebates before the audit calls it a mismatch.
 pub const AUDIT_GRACE_MS: i64 = 60_000;
 
-pub(super) struct OrderFacts {
-    pub(super) updated_at_ms: i64,
-    pub(super) buyer_id: i64,
-    pub(super) merchant_id: i64,
-    pub(super) status: String,
-    pub(super) total_cents: i64,
-    pub(super) paid_at_ms: Option<i64>,
-    pub(super) completed_at_ms: Option<i64>,
-}
+pub(super) use crate::commerce::tx::OrderFacts;
 
 pub(super) fn order_facts(c: &mut DbConn, order_id: i64) -> Result<Option<OrderFacts>, ApiError> {
-    type Facts = (i64, i64, i64, String, i64, Option<i64>, Option<i64>);
-    let row: Option<Facts> = direct::first(
-        c,
-        orders::table.find(order_id).select((
-            orders::updated_at_ms,
-            orders::buyer_id,
-            orders::merchant_id,
-            orders::status,
-            orders::total_cents,
-            orders::paid_at_ms,
-            orders::completed_at_ms,
-        )),
-    )?;
-    Ok(row.map(
-        |(
-            updated_at_ms,
-            buyer_id,
-            merchant_id,
-            status,
-            total_cents,
-            paid_at_ms,
-            completed_at_ms,
-        )| OrderFacts {
-            updated_at_ms,
-            buyer_id,
-            merchant_id,
-            status,
-            total_cents,
-            paid_at_ms,
-            completed_at_ms,
-        },
-    ))
+    crate::commerce::tx::order_facts(c, order_id)
 }
 
 /// The buyer's inviters, nearest first, at most `levels`.
@@ -96,9 +57,7 @@ pub fn inviter_chain(c: &mut DbConn, buyer: i64, levels: usize) -> Result<Vec<i6
     let mut chain = Vec::new();
     let mut current = buyer;
     while chain.len() < levels.min(crate::rebates::rules::MAX_REFERRAL_LEVELS) {
-        let inviter: Option<Option<i64>> =
-            direct::first(c, users::table.find(current).select(users::inviter_id))?;
-        match inviter.flatten() {
+        match crate::accounts::tx::inviter_of(c, current)? {
             // Inviter bindings never change and point to earlier users, so no cycles.
             Some(i) if !chain.contains(&i) && i != buyer => {
                 chain.push(i);
@@ -123,13 +82,7 @@ fn plan(
     let Some((version, _, set)) = rule_set_at(c, paid_at)? else {
         return Ok(None);
     };
-    let categories: Vec<String> = direct::load(
-        c,
-        order_items::table
-            .inner_join(products::table)
-            .filter(order_items::order_id.eq(order_id))
-            .select(products::category),
-    )?;
+    let categories = crate::commerce::tx::order_categories(c, order_id)?;
     let mut planned = Vec::new();
     let po = PaidOrder {
         merchant_id: o.merchant_id,
@@ -406,8 +359,21 @@ pub fn reconcile(
     })
 }
 
-/// Orders with pending rebates whose hold has passed.
-pub fn due_orders(conn: &mut DbConn, now: i64, limit: i64) -> Result<Vec<i64>, ApiError> {
+/// Orders with pending rebates whose hold has passed, and the next cursor
+/// of the undated scan.
+///
+/// Pending rebates without a date belong to orders paid but not completed;
+/// the completion's reconcile dates them. The scan is the safety net for a
+/// completion (or refund) whose reconcile never ran: it walks the undated
+/// rebates' orders `limit` at a time from `undated_after` and asks commerce
+/// which of them are settled, so every one is looked at within a few ticks
+/// however many wait. Returns 0 as the cursor when the walk wrapped.
+pub fn due_orders(
+    conn: &mut DbConn,
+    now: i64,
+    limit: i64,
+    undated_after: i64,
+) -> Result<(Vec<i64>, i64), ApiError> {
     let mut ids: Vec<i64> = rebates::table
         .filter(rebates::status.eq("pending"))
         .filter(rebates::available_at_ms.le(now))
@@ -415,23 +381,23 @@ pub fn due_orders(conn: &mut DbConn, now: i64, limit: i64) -> Result<Vec<i64>, A
         .limit(limit)
         .select(rebates::order_id)
         .load(conn)?;
-    // Completed orders whose pending rebates have no date yet.
     let undated: Vec<i64> = rebates::table
-        .inner_join(orders::table)
         .filter(rebates::status.eq("pending"))
         .filter(rebates::available_at_ms.is_null())
-        .filter(
-            orders::completed_at_ms
-                .is_not_null()
-                .or(orders::status.eq("refunded")),
-        )
+        .filter(rebates::order_id.gt(undated_after))
+        .order(rebates::order_id.asc())
         .limit(limit)
         .select(rebates::order_id)
+        .distinct()
         .load(conn)?;
-    ids.extend(undated);
+    let next = match undated.last() {
+        Some(&last) if i64::try_from(undated.len()).unwrap_or(0) >= limit => last,
+        _ => 0,
+    };
+    ids.extend(crate::commerce::tx::settled_among(conn, &undated)?);
     ids.sort_unstable();
     ids.dedup();
-    Ok(ids)
+    Ok((ids, next))
 }
 
 #[cfg(test)]

@@ -147,3 +147,13 @@ pub fn wallet(conn: &mut DbConn, user_id: i64) -> Result<WalletView, ApiError> {
         }),
     )
 }
+
+/// Pending rebates over every wallet, in cents. `CAST(SUM ...)`: PostgreSQL
+/// sums a BIGINT as NUMERIC, which the portable schema does not carry.
+pub fn total_pending_cents(conn: &mut DbConn) -> Result<i64, ApiError> {
+    Ok(wallets::table
+        .select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+            "CAST(COALESCE(SUM(pending_cents), 0) AS BIGINT)",
+        ))
+        .first(conn)?)
+}

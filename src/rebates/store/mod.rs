@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod engine;
 pub mod ledger;
+pub mod promotion;
 pub mod requests;
 pub mod rule_sets;
 pub mod withdrawals;

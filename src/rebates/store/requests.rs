@@ -6,8 +6,8 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use super::engine::{self, RebateRow, WalletView, WithdrawalView};
-use crate::accounts::authz::require_role;
 use crate::accounts::domain::Role;
+use crate::accounts::tx::require_role;
 use crate::core::error::ApiError;
 use crate::core::ids::now_ms;
 use crate::core::paging::Page;

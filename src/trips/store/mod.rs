@@ -11,7 +11,7 @@ use actix::{Handler, Message};
 use diesel::prelude::*;
 use serde::Serialize;
 
-use crate::chat::store::{self as chat, ConversationRow};
+use crate::chat::tx as chat;
 use crate::core::error::ApiError;
 use crate::core::ids::{now_ms, rfc3339};
 use crate::core::paging::Page;
@@ -153,15 +153,7 @@ impl Handler<CreateTrip> for DbExecutor {
     fn handle(&mut self, msg: CreateTrip, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
         let now = now_ms();
-        let conversation = ConversationRow {
-            id: self.ids.next_id(),
-            kind: "trip".into(),
-            title: msg.destination.clone(),
-            direct_key: None,
-            last_seq: 0,
-            last_activity_ms: now,
-            created_at_ms: now,
-        };
+        let conversation_id = self.ids.next_id();
         let row = TripRow {
             id: self.ids.next_id(),
             organizer_id: msg.organizer_id,
@@ -173,7 +165,7 @@ impl Handler<CreateTrip> for DbExecutor {
             member_count: 1,
             description: msg.description,
             status: "open".into(),
-            conversation_id: conversation.id,
+            conversation_id,
             created_at_ms: now,
             updated_at_ms: now,
         };
@@ -182,7 +174,14 @@ impl Handler<CreateTrip> for DbExecutor {
             .map(|g| (trip_grams::gram.eq(g), trip_grams::trip_id.eq(row.id)))
             .collect();
         crate::storage::transaction(&mut conn, |c| -> Result<(), ApiError> {
-            chat::insert_conversation(c, &conversation, &[msg.organizer_id], now)?;
+            chat::create_group(
+                c,
+                conversation_id,
+                "trip",
+                &row.destination,
+                &[msg.organizer_id],
+                now,
+            )?;
             diesel::insert_into(trips::table).values(&row).execute(c)?;
             diesel::insert_into(trip_members::table)
                 .values((

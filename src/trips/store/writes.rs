@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use crate::core::error::ApiError;
 use crate::core::ids::{now_ms, IdGenerator};
 use crate::storage::outbox;
-use crate::storage::schema::{conversation_members, trip_members, trip_requests, trips};
+use crate::storage::schema::{trip_members, trip_requests, trips};
 use crate::storage::{DbConn, DbExecutor};
 
 use super::{members, trip_or_404, view, RequestRow, RequestView, TripRow, TripView};
@@ -221,14 +221,7 @@ fn apply(
                     trip_members::joined_at_ms.eq(now),
                 ))
                 .execute(c)?;
-            diesel::insert_into(conversation_members::table)
-                .values((
-                    conversation_members::conversation_id.eq(t.conversation_id),
-                    conversation_members::user_id.eq(r.user_id),
-                    conversation_members::last_read_seq.eq(0_i64),
-                    conversation_members::joined_at_ms.eq(now),
-                ))
-                .execute(c)?;
+            crate::chat::tx::add_member(c, t.conversation_id, r.user_id, now)?;
             diesel::update(trip_requests::table.find(r.id))
                 .set((
                     trip_requests::status.eq("accepted"),
@@ -290,8 +283,7 @@ fn apply(
             }
             set_count(c, &t, -1, now)?;
             diesel::delete(trip_members::table.find((t.id, *user_id))).execute(c)?;
-            diesel::delete(conversation_members::table.find((t.conversation_id, *user_id)))
-                .execute(c)?;
+            crate::chat::tx::remove_member(c, t.conversation_id, *user_id)?;
             notify(
                 c,
                 ids,

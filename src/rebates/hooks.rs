@@ -1,0 +1,37 @@
+//! How rebates follow their orders ([`OrderHook`], registered by the server):
+//! a paid, completed or refunded order reconciles its rebates in the
+//! transition's own transaction, inside a savepoint of its own. If that
+//! fails only the rebate writes roll back, the transition commits, and its
+//! event says the hooks did not all follow, so the rebate consumer retries.
+
+use crate::commerce::hooks::{Followed, OrderChange, OrderHook};
+use crate::core::error::ApiError;
+use crate::runtime::context::Ctx;
+use crate::storage::DbConn;
+
+use super::store::engine;
+
+pub struct RebateHook;
+
+impl OrderHook for RebateHook {
+    fn follow(
+        &self,
+        conn: &mut DbConn,
+        ctx: &Ctx,
+        change: &OrderChange<'_>,
+    ) -> Result<Followed, ApiError> {
+        if !matches!(
+            change.kind,
+            "order.paid" | "order.completed" | "order.refunded"
+        ) {
+            return Ok(Followed::Done(Vec::new()));
+        }
+        match engine::reconcile(conn, &ctx.ids, change.order_id, change.now_ms) {
+            Ok(r) => Ok(Followed::Done(r.notifications)),
+            Err(e) => {
+                tracing::warn!(order_id = change.order_id, error = %e, "rebates deferred to the rebate consumer");
+                Ok(Followed::Deferred)
+            }
+        }
+    }
+}
