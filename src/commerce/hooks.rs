@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use super::model::Status;
+use super::model::{OrderEvent, Status};
 use super::store::OrderItemRow;
 use crate::core::error::ApiError;
 use crate::runtime::context::Ctx;
@@ -22,8 +22,8 @@ pub struct OrderChange<'a> {
     pub buyer_id: i64,
     pub from: Status,
     pub to: Status,
-    /// The event kind the transition stores (`order.paid`, `order.refunded`, ...).
-    pub kind: &'a str,
+    /// The event the transition stores.
+    pub event: OrderEvent,
     pub items: &'a [OrderItemRow],
     pub now_ms: i64,
 }

@@ -8,6 +8,40 @@ use serde::Serialize;
 /// under `/animals`).
 pub const ANIMAL_CLAIM_CATEGORY: &str = "animal_claim";
 
+crate::text_enum! {
+    /// A merchant application: pending until an admin approves or rejects it.
+    pub enum MerchantStatus {
+        Pending = "pending",
+        Approved = "approved",
+        Rejected = "rejected",
+    }
+}
+
+crate::text_enum! {
+    /// A payment: created until the provider's signed notice says how it went.
+    pub enum PaymentStatus {
+        Created = "created",
+        Succeeded = "succeeded",
+        Failed = "failed",
+    }
+}
+
+crate::text_enum! {
+    /// The events an order's life stores on the outbox (their routing keys).
+    pub enum OrderEvent {
+        Created = "order.created",
+        Paid = "order.paid",
+        Shipped = "order.shipped",
+        Completed = "order.completed",
+        Expired = "order.expired",
+        Cancelled = "order.cancelled",
+        Refunded = "order.refunded",
+        RefundRequested = "order.refund_requested",
+        RefundRejected = "order.refund_rejected",
+        Updated = "order.updated",
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     PendingPayment,

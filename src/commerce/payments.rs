@@ -6,6 +6,7 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
+use super::model::PaymentStatus;
 use crate::core::error::ApiError;
 
 /// A verified provider notification.
@@ -80,10 +81,15 @@ impl PaymentProvider for Mockpay {
         // Extra fields are tolerated: real providers add them.
         let b: MockpayBody = serde_json::from_slice(body)
             .map_err(|e| ApiError::invalid_input(format!("invalid notification: {e}")))?;
-        let succeeded = match b.status.as_str() {
-            "succeeded" => true,
-            "failed" => false,
-            other => return Err(ApiError::invalid_input(format!("unknown status {other}"))),
+        let succeeded = match PaymentStatus::parse(&b.status) {
+            Some(PaymentStatus::Succeeded) => true,
+            Some(PaymentStatus::Failed) => false,
+            _ => {
+                return Err(ApiError::invalid_input(format!(
+                    "status must be succeeded or failed, got {:?}",
+                    b.status
+                )))
+            }
         };
         Ok(Notification {
             payment_id: b.payment_id,

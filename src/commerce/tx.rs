@@ -44,34 +44,39 @@ pub struct OrderFacts {
     pub updated_at_ms: i64,
     pub buyer_id: i64,
     pub merchant_id: i64,
-    pub status: String,
+    pub status: super::model::Status,
     pub total_cents: i64,
     pub paid_at_ms: Option<i64>,
     pub completed_at_ms: Option<i64>,
 }
 
 pub fn order_facts(conn: &mut DbConn, order_id: i64) -> Result<Option<OrderFacts>, ApiError> {
-    Ok(store::order_facts(conn, order_id)?.map(
-        |(
-            updated_at_ms,
-            buyer_id,
-            merchant_id,
-            status,
-            total_cents,
-            paid_at_ms,
-            completed_at_ms,
-        )| {
-            OrderFacts {
-                updated_at_ms,
-                buyer_id,
-                merchant_id,
-                status,
-                total_cents,
-                paid_at_ms,
-                completed_at_ms,
-            }
-        },
-    ))
+    let Some((
+        updated_at_ms,
+        buyer_id,
+        merchant_id,
+        status,
+        total_cents,
+        paid_at_ms,
+        completed_at_ms,
+    )) = store::order_facts(conn, order_id)?
+    else {
+        return Ok(None);
+    };
+    let status = super::model::Status::parse(&status).ok_or_else(|| {
+        ApiError::internal(anyhow::anyhow!(
+            "order {order_id} has unknown status {status:?}"
+        ))
+    })?;
+    Ok(Some(OrderFacts {
+        updated_at_ms,
+        buyer_id,
+        merchant_id,
+        status,
+        total_cents,
+        paid_at_ms,
+        completed_at_ms,
+    }))
 }
 
 /// The categories of an order's items (rebate rules match on them).

@@ -9,3 +9,4 @@ pub mod ids;
 pub mod metrics;
 pub mod paging;
 pub mod text;
+pub mod text_enum;

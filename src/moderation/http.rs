@@ -4,8 +4,8 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
 use super::store::{
-    Action, FileReport, ListReports, ReopenReport, ReportView, ResolveReport, Stats, StatsView,
-    Target, STATUSES,
+    Action, FileReport, ListReports, ReopenReport, ReportStatus, ReportView, ResolveReport, Stats,
+    StatsView, Target,
 };
 use super::Moderation;
 use crate::accounts::auth::AuthUser;
@@ -68,8 +68,11 @@ pub async fn queue(
     user: AuthUser,
     q: web::Query<QueueQuery>,
 ) -> ApiResult<HttpResponse> {
-    let status = q.status.clone().unwrap_or_else(|| "open".into());
-    if !STATUSES.contains(&status.as_str()) {
+    let status = q
+        .status
+        .clone()
+        .unwrap_or_else(|| ReportStatus::Open.as_str().into());
+    if ReportStatus::parse(&status).is_none() {
         return Err(ApiError::invalid_input(
             "status must be open, dismissed, removed or banned",
         ));

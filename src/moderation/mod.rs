@@ -3,6 +3,7 @@
 
 pub mod handle;
 pub mod http;
+pub mod model;
 pub mod store;
 
 pub use handle::Moderation;

@@ -16,60 +16,7 @@ use crate::storage::outbox;
 use crate::storage::schema::reports;
 use crate::storage::{DbConn, DbExecutor};
 
-/// What can be reported.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    Post,
-    Message,
-    User,
-}
-
-impl Target {
-    pub fn parse(s: &str) -> Option<Target> {
-        match s {
-            "post" => Some(Target::Post),
-            "message" => Some(Target::Message),
-            "user" => Some(Target::User),
-            _ => None,
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Target::Post => "post",
-            Target::Message => "message",
-            Target::User => "user",
-        }
-    }
-}
-
-/// How an admin closes a report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Dismiss,
-    RemoveContent,
-    BanUser,
-}
-
-impl Action {
-    pub fn parse(s: &str) -> Option<Action> {
-        match s {
-            "dismiss" => Some(Action::Dismiss),
-            "remove_content" => Some(Action::RemoveContent),
-            "ban_user" => Some(Action::BanUser),
-            _ => None,
-        }
-    }
-    /// The status a report ends in.
-    pub fn status(self) -> &'static str {
-        match self {
-            Action::Dismiss => "dismissed",
-            Action::RemoveContent => "removed",
-            Action::BanUser => "banned",
-        }
-    }
-}
-
-pub const STATUSES: [&str; 4] = ["open", "dismissed", "removed", "banned"];
+pub use super::model::{Action, ReportStatus, Target};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = reports)]
@@ -164,7 +111,7 @@ impl Handler<FileReport> for DbExecutor {
                 .filter(reports::target_type.eq(msg.target.as_str()))
                 .filter(reports::target_id.eq(msg.target_id))
                 .filter(reports::reporter_id.eq(msg.reporter))
-                .filter(reports::status.eq("open"))
+                .filter(reports::status.eq(ReportStatus::Open.as_str()))
                 .select(reports::id)
                 .first(c)
                 .optional()?;
@@ -182,7 +129,7 @@ impl Handler<FileReport> for DbExecutor {
                     reports::target_id.eq(msg.target_id),
                     reports::target_user_id.eq(target_user_id),
                     reports::reason.eq(&msg.reason),
-                    reports::status.eq("open"),
+                    reports::status.eq(ReportStatus::Open.as_str()),
                     reports::created_at_ms.eq(now),
                 ))
                 .execute(c)?;
@@ -193,7 +140,7 @@ impl Handler<FileReport> for DbExecutor {
                 target_id: msg.target_id,
                 target_user_id,
                 reason: msg.reason.clone(),
-                status: "open".into(),
+                status: ReportStatus::Open.as_str().into(),
                 resolved_by: None,
                 resolution_note: None,
                 resolved_at_ms: None,
@@ -246,7 +193,7 @@ fn open_report(c: &mut DbConn, id: i64) -> Result<ReportRow, ApiError> {
         .first(c)
         .optional()?
         .ok_or_else(|| ApiError::not_found("no such report"))?;
-    if r.status != "open" {
+    if r.status != ReportStatus::Open.as_str() {
         return Err(ApiError::conflict(
             crate::core::error::ErrorKind::InvalidState,
             format!("the report is already {}", r.status),
@@ -311,12 +258,12 @@ impl Handler<ResolveReport> for DbExecutor {
                             {"user_id": r.target_user_id, "kind": "moderation.content_removed", "data": data}]}),
                     )?;
                 }
-                let status = msg.action.status();
+                let status = msg.action.status().as_str();
                 diesel::update(
                     reports::table
                         .filter(reports::target_type.eq(&r.target_type))
                         .filter(reports::target_id.eq(r.target_id))
-                        .filter(reports::status.eq("open")),
+                        .filter(reports::status.eq(ReportStatus::Open.as_str())),
                 )
                 .set((
                     reports::status.eq(status),
@@ -348,7 +295,7 @@ impl Handler<ResolveReport> for DbExecutor {
 /// Puts a report back in the queue (its ban could not be applied).
 pub struct ReopenReport {
     pub report_id: i64,
-    pub status: &'static str,
+    pub status: ReportStatus,
 }
 
 impl Message for ReopenReport {
@@ -363,10 +310,10 @@ impl Handler<ReopenReport> for DbExecutor {
             diesel::update(
                 reports::table
                     .find(msg.report_id)
-                    .filter(reports::status.eq(msg.status)),
+                    .filter(reports::status.eq(msg.status.as_str())),
             )
             .set((
-                reports::status.eq("open"),
+                reports::status.eq(ReportStatus::Open.as_str()),
                 reports::resolved_by.eq(None::<i64>),
                 reports::resolution_note.eq(None::<String>),
                 reports::resolved_at_ms.eq(None::<i64>),
@@ -413,7 +360,7 @@ impl Handler<Stats> for DbExecutor {
         let gmv_today_cents = paid_gmv(&mut conn, None, today)?;
         let rebates_pending_cents = crate::rebates::tx::total_pending_cents(&mut conn)?;
         let open_reports: i64 = reports::table
-            .filter(reports::status.eq("open"))
+            .filter(reports::status.eq(ReportStatus::Open.as_str()))
             .select(count_star())
             .first(&mut conn)?;
         Ok(StatsView {

@@ -13,6 +13,7 @@ use actix::{
 use futures_util::StreamExt;
 
 use super::store::engine;
+use crate::commerce::model::OrderEvent;
 use crate::core::error::ApiError;
 use crate::realtime::registry::Registry;
 use crate::runtime::bus::Event;
@@ -30,7 +31,11 @@ pub const MAX_REBATE_ACTORS: usize = 200_000;
 pub const CONSUMER: &str = "rebates";
 /// Events reconciled at once.
 const CONCURRENCY: usize = 256;
-pub const PATTERNS: &[&str] = &["order.paid", "order.completed", "order.refunded"];
+pub const PATTERNS: &[&str] = &[
+    OrderEvent::Paid.as_str(),
+    OrderEvent::Completed.as_str(),
+    OrderEvent::Refunded.as_str(),
+];
 
 pub struct RebateActor {
     order_id: i64,

@@ -5,6 +5,7 @@
 //! event says the hooks did not all follow, so the rebate consumer retries.
 
 use crate::commerce::hooks::{Followed, OrderChange, OrderHook};
+use crate::commerce::model::OrderEvent;
 use crate::core::error::ApiError;
 use crate::runtime::context::Ctx;
 use crate::storage::DbConn;
@@ -21,8 +22,8 @@ impl OrderHook for RebateHook {
         change: &OrderChange<'_>,
     ) -> Result<Followed, ApiError> {
         if !matches!(
-            change.kind,
-            "order.paid" | "order.completed" | "order.refunded"
+            change.event,
+            OrderEvent::Paid | OrderEvent::Completed | OrderEvent::Refunded
         ) {
             return Ok(Followed::Done(Vec::new()));
         }

@@ -5,6 +5,7 @@ pub mod actor;
 pub mod handle;
 pub mod hooks;
 pub mod http;
+pub mod model;
 pub mod rules;
 pub mod store;
 pub mod tx;

@@ -327,7 +327,7 @@ pub async fn requests(
     q: web::Query<RequestsQuery>,
 ) -> ApiResult<HttpResponse> {
     if let Some(s) = &q.status {
-        if !["pending", "accepted", "rejected"].contains(&s.as_str()) {
+        if crate::trips::model::RequestStatus::parse(s).is_none() {
             return Err(ApiError::invalid_input(
                 "status must be pending, accepted or rejected",
             ));

@@ -6,6 +6,7 @@
 pub mod actor;
 pub mod handle;
 pub mod http;
+pub mod model;
 pub mod store;
 
 pub use handle::Trips;

@@ -119,7 +119,7 @@ pub async fn list_merchants(
     q: web::Query<StatusQuery>,
 ) -> ApiResult<HttpResponse> {
     if let Some(s) = &q.status {
-        if !["pending", "approved", "rejected"].contains(&s.as_str()) {
+        if crate::commerce::model::MerchantStatus::parse(s).is_none() {
             return Err(ApiError::invalid_input(
                 "status must be pending, approved or rejected",
             ));

@@ -8,6 +8,7 @@ use super::{self as store, MerchantRow, ProductRow};
 use crate::accounts::domain::Role;
 use crate::accounts::tx as accounts;
 use crate::accounts::tx::require_role;
+use crate::commerce::model::MerchantStatus;
 use crate::core::error::ApiError;
 use crate::core::ids::{now_ms, rfc3339};
 use crate::core::paging::Page;
@@ -85,7 +86,7 @@ impl Handler<ApplyMerchant> for DbExecutor {
             id: self.ids.next_id(),
             owner_id: msg.owner.get(),
             name: msg.name,
-            status: "pending".into(),
+            status: MerchantStatus::Pending.as_str().into(),
             rating_sum: 0,
             review_count: 0,
             created_at_ms: now_ms(),
@@ -115,8 +116,13 @@ impl Handler<DecideMerchant> for DbExecutor {
         crate::storage::transaction(&mut conn, |c| -> Result<MerchantView, ApiError> {
             let m = store::find_merchant(c, msg.merchant_id)?
                 .ok_or_else(|| ApiError::not_found("no such merchant"))?;
-            let to = if msg.approve { "approved" } else { "rejected" };
-            if m.status != "pending" && m.status != to {
+            let to = if msg.approve {
+                MerchantStatus::Approved
+            } else {
+                MerchantStatus::Rejected
+            }
+            .as_str();
+            if m.status != MerchantStatus::Pending.as_str() && m.status != to {
                 return Err(ApiError::conflict(
                     crate::core::error::ErrorKind::InvalidState,
                     format!("merchant is already {}", m.status),
@@ -202,7 +208,7 @@ pub fn owned_approved_merchant(
     if m.owner_id != owner.get() {
         return Err(ApiError::forbidden("only the merchant's owner may do this"));
     }
-    if m.status != "approved" {
+    if m.status != MerchantStatus::Approved.as_str() {
         return Err(ApiError::forbidden("the merchant is not approved"));
     }
     Ok(m)

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use diesel::prelude::*;
 
+use crate::commerce::model::OrderEvent;
 use crate::commerce::order_writer::{Created, NewOrder};
 use crate::commerce::store::{self, OrderItemRow, OrderRow};
 use crate::core::error::ApiError;
@@ -124,7 +125,7 @@ pub fn write(
                 crate::storage::outbox::enqueue(
                     c,
                     &shared.ids,
-                    "order.created",
+                    OrderEvent::Created.as_str(),
                     &serde_json::json!({"order_id": n.order.id, "buyer_id": n.order.buyer_id, "merchant_id": n.order.merchant_id, "total_cents": n.order.total_cents}),
                 )?;
             }

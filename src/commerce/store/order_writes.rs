@@ -7,7 +7,7 @@ use diesel::prelude::*;
 
 use super::{self as store, PaymentRow};
 use crate::commerce::hooks::{OrderChange, OrderHooks};
-use crate::commerce::model::{Command, Status};
+use crate::commerce::model::{Command, OrderEvent, PaymentStatus, Status};
 use crate::core::error::ApiError;
 use crate::core::ids::now_ms;
 use crate::runtime::context::Ctx;
@@ -97,7 +97,7 @@ pub fn ensure_payment(
                 order_id: msg.order_id,
                 provider: "mockpay".into(),
                 amount_cents: msg.amount_cents,
-                status: "created".into(),
+                status: PaymentStatus::Created.as_str().into(),
                 created_at_ms: now_ms(),
                 notified_at_ms: None,
             };
@@ -129,7 +129,7 @@ impl Handler<PaymentFailed> for DbExecutor {
                 .filter(payments::status.eq("created")),
         )
         .set((
-            payments::status.eq("failed"),
+            payments::status.eq(PaymentStatus::Failed.as_str()),
             payments::notified_at_ms.eq(Some(now_ms())),
         ));
         crate::storage::transaction(&mut conn, |c| failed.clone().execute(c))?;
@@ -192,17 +192,17 @@ impl Transition {
         }
     }
 
-    fn event_kind(&self) -> &'static str {
+    fn event_kind(&self) -> OrderEvent {
         match (&self.cmd, self.to) {
-            (Command::RequestRefund { .. }, _) => "order.refund_requested",
-            (Command::RejectRefund, _) => "order.refund_rejected",
-            (_, Status::Paid) => "order.paid",
-            (_, Status::Shipped) => "order.shipped",
-            (_, Status::Completed) => "order.completed",
-            (Command::Expire, Status::Cancelled) => "order.expired",
-            (_, Status::Cancelled) => "order.cancelled",
-            (_, Status::Refunded) => "order.refunded",
-            (_, Status::PendingPayment) => "order.updated",
+            (Command::RequestRefund { .. }, _) => OrderEvent::RefundRequested,
+            (Command::RejectRefund, _) => OrderEvent::RefundRejected,
+            (_, Status::Paid) => OrderEvent::Paid,
+            (_, Status::Shipped) => OrderEvent::Shipped,
+            (_, Status::Completed) => OrderEvent::Completed,
+            (Command::Expire, Status::Cancelled) => OrderEvent::Expired,
+            (_, Status::Cancelled) => OrderEvent::Cancelled,
+            (_, Status::Refunded) => OrderEvent::Refunded,
+            (_, Status::PendingPayment) => OrderEvent::Updated,
         }
     }
 }
@@ -248,7 +248,8 @@ pub fn apply_transition(
         (_, Status::Refunded) => after.refund_requested = false,
         _ => {}
     }
-    let kind = t.event_kind();
+    let event = t.event_kind();
+    let kind = event.as_str();
     let ids = &shared.ids;
     let items = t.before.items.clone();
     let owner = t.before.owner_id;
@@ -320,7 +321,7 @@ pub fn apply_transition(
             buyer_id: before.buyer_id,
             from: before.status(),
             to: t.to,
-            kind,
+            event,
             items: &items,
             now_ms: now,
         };
@@ -342,7 +343,10 @@ pub fn apply_transition(
                 RowUpdate {
                     table: "payments",
                     set: vec![
-                        (payments::status::NAME, To(Val::Text("succeeded"))),
+                        (
+                            payments::status::NAME,
+                            To(Val::Text(PaymentStatus::Succeeded.as_str())),
+                        ),
                         (payments::notified_at_ms::NAME, To(Val::NullInt(Some(now)))),
                     ],
                     filter: vec![(payments::id::NAME, Val::Int(pid))],
@@ -354,8 +358,8 @@ pub fn apply_transition(
         // to store for order events).
         let data = serde_json::json!({"order_id": after.id, "status": after.status, "total_cents": after.total_cents});
         let mut notify: Vec<(i64, &str, serde_json::Value)> = Vec::with_capacity(3);
-        match kind {
-            "order.paid" => {
+        match event {
+            OrderEvent::Paid => {
                 notify.push((after.buyer_id, kind, data.clone()));
                 notify.push((owner, kind, data));
                 if let Some(g) = after.gift_to_user_id {
@@ -363,7 +367,7 @@ pub fn apply_transition(
                         "order_id": after.id, "from_user_id": after.buyer_id, "message": after.gift_message})));
                 }
             }
-            "order.refund_requested" => notify.push((owner, kind, data)),
+            OrderEvent::RefundRequested => notify.push((owner, kind, data)),
             _ => notify.push((after.buyer_id, kind, data)),
         }
         // The buyer may own the shop (or be given their own shop's gift):

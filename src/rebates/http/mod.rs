@@ -196,7 +196,7 @@ pub async fn list_withdrawals(
 ) -> ApiResult<HttpResponse> {
     if q.status
         .as_deref()
-        .is_some_and(|s| !["pending", "paid", "rejected"].contains(&s))
+        .is_some_and(|s| crate::rebates::model::WithdrawalStatus::parse(s).is_none())
     {
         return Err(ApiError::invalid_input(
             "status must be pending, paid or rejected",

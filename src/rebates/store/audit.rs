@@ -3,7 +3,9 @@
 
 use diesel::prelude::*;
 
+use crate::commerce::model::Status;
 use crate::core::error::ApiError;
+use crate::rebates::model::{RebateStatus, WithdrawalStatus};
 use crate::storage::schema::{ledger_entries, rebates, wallets, withdrawals};
 use crate::storage::DbConn;
 
@@ -81,14 +83,14 @@ pub fn audit(c: &mut DbConn) -> Result<Vec<String>, ApiError> {
     let mut sets: HashMap<i64, Option<RuleSet>> = HashMap::new();
     for r in rows {
         let j = by_rebate.get(&r.id).copied().unwrap_or_default();
-        let expected = match r.status.as_str() {
-            "pending" => [r.amount_cents, 0, 0, 0],
-            "available" => [0, r.amount_cents, 0, 0],
-            "cancelled" | "reversed" => [0, 0, 0, 0],
-            other => {
-                problems.push(format!("rebate {}: unknown status {other}", r.id));
-                continue;
-            }
+        let Some(status) = RebateStatus::parse(&r.status) else {
+            problems.push(format!("rebate {}: unknown status {}", r.id, r.status));
+            continue;
+        };
+        let expected = match status {
+            RebateStatus::Pending => [r.amount_cents, 0, 0, 0],
+            RebateStatus::Available => [0, r.amount_cents, 0, 0],
+            RebateStatus::Cancelled | RebateStatus::Reversed => [0, 0, 0, 0],
         };
         if j != expected {
             problems.push(format!(
@@ -111,8 +113,8 @@ pub fn audit(c: &mut DbConn) -> Result<Vec<String>, ApiError> {
             continue;
         };
         // The rebate side follows a refund through an event; only an overdue one is a mismatch.
-        if o.status == "refunded"
-            && !(r.status == "cancelled" || r.status == "reversed")
+        if o.status == Status::Refunded
+            && !matches!(status, RebateStatus::Cancelled | RebateStatus::Reversed)
             && o.updated_at_ms + AUDIT_GRACE_MS < crate::core::ids::now_ms()
         {
             problems.push(format!(
@@ -120,7 +122,7 @@ pub fn audit(c: &mut DbConn) -> Result<Vec<String>, ApiError> {
                 r.id, r.status
             ));
         }
-        if r.status == "available" && o.completed_at_ms.is_none() {
+        if status == RebateStatus::Available && o.completed_at_ms.is_none() {
             problems.push(format!(
                 "rebate {}: available but the order never completed",
                 r.id
@@ -204,10 +206,14 @@ pub fn audit(c: &mut DbConn) -> Result<Vec<String>, ApiError> {
         .load(c)?;
     for (id, amount, status) in ws {
         let j = by_withdrawal.get(&id).copied().unwrap_or_default();
-        let expected = match status.as_str() {
-            "pending" => [0, -amount, amount, 0],
-            "paid" => [0, -amount, 0, amount],
-            _ => [0, 0, 0, 0],
+        let expected = match WithdrawalStatus::parse(&status) {
+            Some(WithdrawalStatus::Pending) => [0, -amount, amount, 0],
+            Some(WithdrawalStatus::Paid) => [0, -amount, 0, amount],
+            Some(WithdrawalStatus::Rejected) => [0, 0, 0, 0],
+            None => {
+                problems.push(format!("withdrawal {id}: unknown status {status}"));
+                continue;
+            }
         };
         if j != expected {
             problems.push(format!(

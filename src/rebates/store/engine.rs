@@ -10,8 +10,10 @@
 
 use diesel::prelude::*;
 
+use crate::commerce::model::Status;
 use crate::core::error::ApiError;
 use crate::core::ids::IdGenerator;
+use crate::rebates::model::RebateStatus;
 use crate::rebates::rules::{best_rule, floor_bps, PaidOrder};
 use crate::social::notifier;
 use crate::storage::outbox;
@@ -131,7 +133,7 @@ fn event(
     ids: &IdGenerator,
     kind: &str,
     r: &RebateRow,
-    status: &str,
+    status: RebateStatus,
     now: i64,
     out: &mut Reconciled,
 ) -> Result<(), ApiError> {
@@ -151,22 +153,43 @@ fn event(
 fn set_status(
     c: &mut DbConn,
     r: &RebateRow,
-    from: &str,
-    to: &str,
+    from: RebateStatus,
+    to: RebateStatus,
     now: i64,
 ) -> Result<bool, ApiError> {
     let n = direct::execute(
         c,
-        diesel::update(rebates::table.find(r.id).filter(rebates::status.eq(from)))
-            .set((rebates::status.eq(to), rebates::updated_at_ms.eq(now))),
+        diesel::update(
+            rebates::table
+                .find(r.id)
+                .filter(rebates::status.eq(from.as_str())),
+        )
+        .set((
+            rebates::status.eq(to.as_str()),
+            rebates::updated_at_ms.eq(now),
+        )),
     )?;
     Ok(n == 1)
 }
 
+/// The status a loaded record carries; text no status names is a corrupt row.
+fn stored_status(r: &RebateRow) -> Result<RebateStatus, ApiError> {
+    RebateStatus::parse(&r.status).ok_or_else(|| {
+        ApiError::internal(anyhow::anyhow!(
+            "rebate {} has unknown status {:?}",
+            r.id,
+            r.status
+        ))
+    })
+}
+
 /// The record's status as stored now (a fresh read inside the caller's transaction).
-fn status_of(c: &mut DbConn, id: i64) -> Result<String, ApiError> {
+fn status_of(c: &mut DbConn, id: i64) -> Result<RebateStatus, ApiError> {
     let status: Option<String> = direct::first(c, rebates::table.find(id).select(rebates::status))?;
-    status.ok_or_else(|| ApiError::internal(anyhow::anyhow!("rebate {id} is missing")))
+    status
+        .as_deref()
+        .and_then(RebateStatus::parse)
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("rebate {id} is missing or unreadable")))
 }
 
 /// pending -> cancelled, with its entry and event; false if the row was no longer pending.
@@ -177,7 +200,7 @@ fn cancel(
     now: i64,
     out: &mut Reconciled,
 ) -> Result<bool, ApiError> {
-    if !set_status(c, r, "pending", "cancelled", now)? {
+    if !set_status(c, r, RebateStatus::Pending, RebateStatus::Cancelled, now)? {
         return Ok(false);
     }
     let d = [-r.amount_cents, 0, 0, 0];
@@ -191,7 +214,15 @@ fn cancel(
         d,
         now,
     )?;
-    event(c, ids, "rebate.cancelled", r, "cancelled", now, out)?;
+    event(
+        c,
+        ids,
+        "rebate.cancelled",
+        r,
+        RebateStatus::Cancelled,
+        now,
+        out,
+    )?;
     Ok(true)
 }
 
@@ -204,7 +235,7 @@ fn reverse(
     now: i64,
     out: &mut Reconciled,
 ) -> Result<bool, ApiError> {
-    if !set_status(c, r, "available", "reversed", now)? {
+    if !set_status(c, r, RebateStatus::Available, RebateStatus::Reversed, now)? {
         return Ok(false);
     }
     let d = [0, -r.amount_cents, 0, 0];
@@ -218,7 +249,15 @@ fn reverse(
         d,
         now,
     )?;
-    event(c, ids, "rebate.reversed", r, "reversed", now, out)?;
+    event(
+        c,
+        ids,
+        "rebate.reversed",
+        r,
+        RebateStatus::Reversed,
+        now,
+        out,
+    )?;
     Ok(true)
 }
 
@@ -242,13 +281,13 @@ fn claw_back(
     now: i64,
     out: &mut Reconciled,
 ) -> Result<(), ApiError> {
-    let mut status = r.status.clone();
+    let mut status = stored_status(r)?;
     for _ in 0..3 {
-        let done = match status.as_str() {
-            "pending" => cancel(c, ids, r, now, out)?,
-            "available" => reverse(c, ids, r, now, out)?,
-            // Cancelled or reversed: another reconcile took it back already.
-            _ => return Ok(()),
+        let done = match status {
+            RebateStatus::Pending => cancel(c, ids, r, now, out)?,
+            RebateStatus::Available => reverse(c, ids, r, now, out)?,
+            // Another reconcile took it back already.
+            RebateStatus::Cancelled | RebateStatus::Reversed => return Ok(()),
         };
         if done {
             return Ok(());
@@ -283,7 +322,7 @@ pub fn reconcile(
                 .filter(rebates::order_id.eq(order_id))
                 .select(direct::columns::<RebateRow>()),
         )?;
-        if records.is_empty() && o.status != "refunded" && o.status != "cancelled" {
+        if records.is_empty() && !matches!(o.status, Status::Refunded | Status::Cancelled) {
             if let Some(paid_at) = o.paid_at_ms {
                 let inviters =
                     inviter_chain(c, o.buyer_id, crate::rebates::rules::MAX_REFERRAL_LEVELS)?;
@@ -298,7 +337,7 @@ pub fn reconcile(
                             user_id: user,
                             kind: kind.to_owned(),
                             amount_cents: amount,
-                            status: "pending".into(),
+                            status: RebateStatus::Pending.as_str().into(),
                             rule_version: version,
                             rule_name,
                             rate_bps: rate,
@@ -319,16 +358,24 @@ pub fn reconcile(
                             [amount, 0, 0, 0],
                             now,
                         )?;
-                        event(c, ids, "rebate.pending", &row, "pending", now, &mut out)?;
+                        event(
+                            c,
+                            ids,
+                            "rebate.pending",
+                            &row,
+                            RebateStatus::Pending,
+                            now,
+                            &mut out,
+                        )?;
                         records.push(row);
                     }
                 }
             }
         }
         for r in &records {
-            match (o.status.as_str(), r.status.as_str()) {
-                ("refunded", _) => claw_back(c, ids, r, now, &mut out)?,
-                (_, "pending") => {
+            match (o.status, stored_status(r)?) {
+                (Status::Refunded, _) => claw_back(c, ids, r, now, &mut out)?,
+                (_, RebateStatus::Pending) => {
                     let Some(done) = o.completed_at_ms else {
                         continue;
                     };
@@ -338,7 +385,9 @@ pub fn reconcile(
                             .set(rebates::available_at_ms.eq(Some(at)))
                             .execute(c)?;
                     }
-                    if at <= now && set_status(c, r, "pending", "available", now)? {
+                    if at <= now
+                        && set_status(c, r, RebateStatus::Pending, RebateStatus::Available, now)?
+                    {
                         post(
                             c,
                             ids,
@@ -349,7 +398,15 @@ pub fn reconcile(
                             [-r.amount_cents, r.amount_cents, 0, 0],
                             now,
                         )?;
-                        event(c, ids, "rebate.available", r, "available", now, &mut out)?;
+                        event(
+                            c,
+                            ids,
+                            "rebate.available",
+                            r,
+                            RebateStatus::Available,
+                            now,
+                            &mut out,
+                        )?;
                     }
                 }
                 _ => {}
@@ -375,14 +432,14 @@ pub fn due_orders(
     undated_after: i64,
 ) -> Result<(Vec<i64>, i64), ApiError> {
     let mut ids: Vec<i64> = rebates::table
-        .filter(rebates::status.eq("pending"))
+        .filter(rebates::status.eq(RebateStatus::Pending.as_str()))
         .filter(rebates::available_at_ms.le(now))
         .order(rebates::available_at_ms.asc())
         .limit(limit)
         .select(rebates::order_id)
         .load(conn)?;
     let undated: Vec<i64> = rebates::table
-        .filter(rebates::status.eq("pending"))
+        .filter(rebates::status.eq(RebateStatus::Pending.as_str()))
         .filter(rebates::available_at_ms.is_null())
         .filter(rebates::order_id.gt(undated_after))
         .order(rebates::order_id.asc())

@@ -1,6 +1,7 @@
 //! Unit tests of the rebate engine (clawbacks under concurrent settles).
 #![allow(clippy::unwrap_used)]
 
+use crate::rebates::model::RebateStatus;
 use diesel::connection::SimpleConnection;
 
 use super::*;
@@ -82,7 +83,13 @@ fn on_postgres_a_clawback_sees_a_settle_another_node_committed() {
         assert_eq!(stale.status, "pending");
         // The other node's settle commits in between.
         crate::storage::write_transaction(&mut settle, |s| -> Result<(), ApiError> {
-            assert!(set_status(s, &stale, "pending", "available", 1)?);
+            assert!(set_status(
+                s,
+                &stale,
+                RebateStatus::Pending,
+                RebateStatus::Available,
+                1
+            )?);
             post(
                 s,
                 &ids,
@@ -98,7 +105,10 @@ fn on_postgres_a_clawback_sees_a_settle_another_node_committed() {
     })
     .unwrap();
     assert_eq!(out.changed, 1);
-    assert_eq!(status_of(&mut refund, r.id).unwrap(), "reversed");
+    assert_eq!(
+        status_of(&mut refund, r.id).unwrap(),
+        RebateStatus::Reversed
+    );
     assert_eq!(
         entry_kinds(&mut refund, r.id),
         ["rebate_pending", "rebate_available", "rebate_reversed"]
@@ -119,7 +129,14 @@ fn a_clawback_reverses_a_record_settled_after_it_was_read() {
     let user = 7;
     let stale = pending_record(&mut c, &ids, user, 250);
     // The other node's settle, committed between the read and the update.
-    assert!(set_status(&mut c, &stale, "pending", "available", 1).unwrap());
+    assert!(set_status(
+        &mut c,
+        &stale,
+        RebateStatus::Pending,
+        RebateStatus::Available,
+        1
+    )
+    .unwrap());
     let d = [-250, 250, 0, 0];
     post(
         &mut c,
@@ -136,7 +153,7 @@ fn a_clawback_reverses_a_record_settled_after_it_was_read() {
     let mut out = Reconciled::default();
     claw_back(&mut c, &ids, &stale, 2, &mut out).unwrap();
     assert_eq!(out.changed, 1);
-    assert_eq!(status_of(&mut c, stale.id).unwrap(), "reversed");
+    assert_eq!(status_of(&mut c, stale.id).unwrap(), RebateStatus::Reversed);
     assert_eq!(wallet(&mut c, user).unwrap(), WalletView::default());
     assert_eq!(
         entry_kinds(&mut c, stale.id),
@@ -163,7 +180,7 @@ fn a_clawback_cancels_a_pending_record_once() {
     claw_back(&mut c, &ids, &r, 1, &mut out).unwrap();
     claw_back(&mut c, &ids, &r, 2, &mut out).unwrap();
     assert_eq!(out.changed, 1);
-    assert_eq!(status_of(&mut c, r.id).unwrap(), "cancelled");
+    assert_eq!(status_of(&mut c, r.id).unwrap(), RebateStatus::Cancelled);
     assert_eq!(wallet(&mut c, user).unwrap(), WalletView::default());
     assert_eq!(
         entry_kinds(&mut c, r.id),

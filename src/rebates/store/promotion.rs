@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::core::error::ApiError;
 use crate::core::paging::Page;
+use crate::rebates::model::RebateStatus;
 use crate::storage::schema::rebates;
 use crate::storage::DbExecutor;
 
@@ -81,7 +82,11 @@ impl Handler<Rewards> for DbExecutor {
                 .or_default()
                 .entry(status.clone())
                 .or_default() += amount;
-            if kind.starts_with("referral") && (status == "pending" || status == "available") {
+            let counts = matches!(
+                RebateStatus::parse(&status),
+                Some(RebateStatus::Pending | RebateStatus::Available)
+            );
+            if kind.starts_with("referral") && counts {
                 v.referral_total_cents += amount;
             }
         }

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::core::error::ApiError;
 use crate::core::ids::IdGenerator;
+use crate::rebates::model::WithdrawalStatus;
 use crate::storage::schema::{ledger_entries, wallets, withdrawals};
 use crate::storage::DbConn;
 
@@ -52,7 +53,7 @@ pub fn request_withdrawal(
             withdrawals::id.eq(id),
             withdrawals::user_id.eq(user),
             withdrawals::amount_cents.eq(amount),
-            withdrawals::status.eq("pending"),
+            withdrawals::status.eq(WithdrawalStatus::Pending.as_str()),
             withdrawals::created_at_ms.eq(now),
         ))
         .execute(c)?;
@@ -74,7 +75,7 @@ pub fn request_withdrawal(
         withdrawal_id: id,
         user_id: user,
         amount_cents: amount,
-        status: "pending".into(),
+        status: WithdrawalStatus::Pending.as_str().into(),
         created_at: crate::core::ids::rfc3339(now),
     })
 }
@@ -102,17 +103,22 @@ pub fn decide_withdrawal(
         .optional()?;
     let (user, amount, status, created) =
         row.ok_or_else(|| ApiError::not_found("no such withdrawal"))?;
-    if status != "pending" {
+    if status != WithdrawalStatus::Pending.as_str() {
         return Err(ApiError::conflict(
             crate::core::error::ErrorKind::InvalidState,
             format!("the withdrawal is already {status}"),
         ));
     }
-    let to = if approve { "paid" } else { "rejected" };
+    let to = if approve {
+        WithdrawalStatus::Paid
+    } else {
+        WithdrawalStatus::Rejected
+    }
+    .as_str();
     let n = diesel::update(
         withdrawals::table
             .find(id)
-            .filter(withdrawals::status.eq("pending")),
+            .filter(withdrawals::status.eq(WithdrawalStatus::Pending.as_str())),
     )
     .set((
         withdrawals::status.eq(to),

@@ -17,6 +17,7 @@ use crate::core::ids::{now_ms, rfc3339};
 use crate::core::paging::Page;
 use crate::storage::schema::{trip_grams, trip_members, trip_requests, trips};
 use crate::storage::{DbConn, DbExecutor};
+use crate::trips::model::TripStatus;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = trips)]
@@ -164,7 +165,7 @@ impl Handler<CreateTrip> for DbExecutor {
             capacity: msg.capacity,
             member_count: 1,
             description: msg.description,
-            status: "open".into(),
+            status: TripStatus::Open.as_str().into(),
             conversation_id,
             created_at_ms: now,
             updated_at_ms: now,
@@ -244,7 +245,9 @@ impl Handler<SearchTrips> for DbExecutor {
     type Result = Result<Page<TripView>, ApiError>;
     fn handle(&mut self, msg: SearchTrips, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
-        let mut q = trips::table.filter(trips::status.eq("open")).into_boxed();
+        let mut q = trips::table
+            .filter(trips::status.eq(TripStatus::Open.as_str()))
+            .into_boxed();
         if let Some(from) = &msg.from {
             q = q.filter(trips::end_date.ge(from.clone()));
         }

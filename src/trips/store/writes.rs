@@ -9,6 +9,7 @@ use crate::core::ids::{now_ms, IdGenerator};
 use crate::storage::outbox;
 use crate::storage::schema::{trip_members, trip_requests, trips};
 use crate::storage::{DbConn, DbExecutor};
+use crate::trips::model::{RequestStatus, TripStatus};
 
 use super::{members, trip_or_404, view, RequestRow, RequestView, TripRow, TripView};
 
@@ -73,15 +74,22 @@ fn notify(
     )
 }
 
+/// The status a loaded trip carries; text no status names is a corrupt row.
+fn trip_status(t: &TripRow) -> Result<TripStatus, ApiError> {
+    TripStatus::parse(&t.status).ok_or_else(|| {
+        ApiError::internal(anyhow::anyhow!(
+            "trip {} has unknown status {:?}",
+            t.id,
+            t.status
+        ))
+    })
+}
+
 /// Moves `member_count` by `delta` if it still is what we read, with the
 /// status that follows. 0 rows: someone else changed the trip meanwhile.
 fn set_count(c: &mut DbConn, t: &TripRow, delta: i64, now: i64) -> Result<(), ApiError> {
     let count = t.member_count + delta;
-    let status = match t.status.as_str() {
-        "closed" => "closed",
-        _ if count >= t.capacity => "full",
-        _ => "open",
-    };
+    let status = trip_status(t)?.with_count(count, t.capacity).as_str();
     let n = diesel::update(
         trips::table
             .filter(trips::id.eq(t.id))
@@ -130,7 +138,7 @@ fn decided_request(
         .first(c)
         .optional()?
         .ok_or_else(|| ApiError::not_found("no such join request"))?;
-    if r.status != "pending" {
+    if r.status != RequestStatus::Pending.as_str() {
         return Err(ApiError::conflict(
             crate::core::error::ErrorKind::InvalidState,
             format!("the request is already {}", r.status),
@@ -155,20 +163,20 @@ fn apply(
                     "you are already a member of this trip",
                 ));
             }
-            match t.status.as_str() {
-                "full" => return Err(trip_full()),
-                "closed" => {
+            match trip_status(&t)? {
+                TripStatus::Full => return Err(trip_full()),
+                TripStatus::Closed => {
                     return Err(ApiError::conflict(
                         crate::core::error::ErrorKind::InvalidState,
                         "the trip is closed",
                     ))
                 }
-                _ => {}
+                TripStatus::Open => {}
             }
             let pending: Option<i64> = trip_requests::table
                 .filter(trip_requests::trip_id.eq(t.id))
                 .filter(trip_requests::user_id.eq(*user_id))
-                .filter(trip_requests::status.eq("pending"))
+                .filter(trip_requests::status.eq(RequestStatus::Pending.as_str()))
                 .select(trip_requests::id)
                 .first(c)
                 .optional()?;
@@ -183,7 +191,7 @@ fn apply(
                 trip_id: t.id,
                 user_id: *user_id,
                 message: message.clone(),
-                status: "pending".into(),
+                status: RequestStatus::Pending.as_str().into(),
                 created_at_ms: now,
                 decided_at_ms: None,
             };
@@ -203,8 +211,8 @@ fn apply(
         }
         TripCommand::Accept { caller, request_id } => {
             let r = decided_request(c, &t, *caller, *request_id)?;
-            match t.status.as_str() {
-                "closed" => {
+            match trip_status(&t)? {
+                TripStatus::Closed => {
                     return Err(ApiError::conflict(
                         crate::core::error::ErrorKind::InvalidState,
                         "the trip is closed",
@@ -224,7 +232,7 @@ fn apply(
             crate::chat::tx::add_member(c, t.conversation_id, r.user_id, now)?;
             diesel::update(trip_requests::table.find(r.id))
                 .set((
-                    trip_requests::status.eq("accepted"),
+                    trip_requests::status.eq(RequestStatus::Accepted.as_str()),
                     trip_requests::decided_at_ms.eq(Some(now)),
                 ))
                 .execute(c)?;
@@ -247,7 +255,7 @@ fn apply(
             let r = decided_request(c, &t, *caller, *request_id)?;
             diesel::update(trip_requests::table.find(r.id))
                 .set((
-                    trip_requests::status.eq("rejected"),
+                    trip_requests::status.eq(RequestStatus::Rejected.as_str()),
                     trip_requests::decided_at_ms.eq(Some(now)),
                 ))
                 .execute(c)?;
@@ -261,7 +269,7 @@ fn apply(
             )?;
             Ok(TripReply::Request(
                 RequestRow {
-                    status: "rejected".into(),
+                    status: RequestStatus::Rejected.as_str().into(),
                     decided_at_ms: Some(now),
                     ..r
                 }
@@ -302,7 +310,7 @@ fn apply(
             if t.organizer_id != *caller {
                 return Err(ApiError::forbidden("only the organizer closes the trip"));
             }
-            if t.status == "closed" {
+            if trip_status(&t)? == TripStatus::Closed {
                 return Err(ApiError::conflict(
                     crate::core::error::ErrorKind::InvalidState,
                     "the trip is already closed",
@@ -313,7 +321,10 @@ fn apply(
                     .filter(trips::id.eq(t.id))
                     .filter(trips::status.eq(&t.status)),
             )
-            .set((trips::status.eq("closed"), trips::updated_at_ms.eq(now)))
+            .set((
+                trips::status.eq(TripStatus::Closed.as_str()),
+                trips::updated_at_ms.eq(now),
+            ))
             .execute(c)?;
             if n != 1 {
                 return Err(ApiError::conflict(
@@ -324,16 +335,16 @@ fn apply(
             // Pending requests can no longer be accepted: answer them.
             let pending: Vec<i64> = trip_requests::table
                 .filter(trip_requests::trip_id.eq(t.id))
-                .filter(trip_requests::status.eq("pending"))
+                .filter(trip_requests::status.eq(RequestStatus::Pending.as_str()))
                 .select(trip_requests::user_id)
                 .load(c)?;
             diesel::update(
                 trip_requests::table
                     .filter(trip_requests::trip_id.eq(t.id))
-                    .filter(trip_requests::status.eq("pending")),
+                    .filter(trip_requests::status.eq(RequestStatus::Pending.as_str())),
             )
             .set((
-                trip_requests::status.eq("rejected"),
+                trip_requests::status.eq(RequestStatus::Rejected.as_str()),
                 trip_requests::decided_at_ms.eq(Some(now)),
             ))
             .execute(c)?;
