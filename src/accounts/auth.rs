@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Accounts;
 use crate::core::error::ApiError;
+use crate::core::ids::UserId;
 use crate::core::text::Id;
 use crate::runtime::kv::Kv;
 
@@ -111,7 +112,7 @@ impl TokenKeys {
     }
 
     /// Signature, expiry, issuer and audience; not revocation.
-    pub fn verify(&self, token: &str) -> Result<(Id, i64), ApiError> {
+    pub fn verify(&self, token: &str) -> Result<(UserId, i64), ApiError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| {
                 use jsonwebtoken::errors::ErrorKind;
@@ -192,7 +193,7 @@ pub struct TokenQuery {
 /// An authenticated caller: valid token, session not revoked, user not banned.
 #[derive(Debug, Clone, Copy)]
 pub struct AuthUser {
-    pub user_id: Id,
+    pub user_id: UserId,
     pub session_id: i64,
 }
 

@@ -11,7 +11,6 @@ use super::store::requests::{
 };
 use super::Accounts;
 use crate::core::error::{ApiError, ApiResult, Problem};
-use crate::core::text::Id;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -181,7 +180,7 @@ pub async fn update_me(
 pub async fn set_banned(
     state: &Accounts,
     admin: AuthUser,
-    target: Id,
+    target: crate::core::ids::UserId,
     banned: bool,
 ) -> ApiResult<AdminUserView> {
     let (view, revoked) = state
@@ -215,7 +214,7 @@ pub async fn ban(
     state: web::Data<Accounts>,
     admin: AuthUser,
     _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::UserId,)>,
 ) -> ApiResult<web::Json<AdminUserView>> {
     Ok(web::Json(
         set_banned(&state, admin, path.into_inner().0, true).await?,
@@ -229,7 +228,7 @@ pub async fn unban(
     state: web::Data<Accounts>,
     admin: AuthUser,
     _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::UserId,)>,
 ) -> ApiResult<web::Json<AdminUserView>> {
     Ok(web::Json(
         set_banned(&state, admin, path.into_inner().0, false).await?,

@@ -6,13 +6,16 @@
 use super::domain::{has_role, with_role, Role};
 use super::store;
 use crate::core::error::ApiError;
-use crate::core::text::Id;
 use crate::storage::DbConn;
 
 pub use super::store::UserRow;
 
 /// Checks a role inside the executor; a caller without it gets 403.
-pub fn require_role(conn: &mut DbConn, user_id: Id, role: Role) -> Result<UserRow, ApiError> {
+pub fn require_role(
+    conn: &mut DbConn,
+    user_id: crate::core::ids::UserId,
+    role: Role,
+) -> Result<UserRow, ApiError> {
     let user = store::find_user(conn, user_id.get())?
         .ok_or_else(|| ApiError::unauthorized("unknown user"))?;
     if !has_role(&user.roles, role) {

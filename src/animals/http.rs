@@ -83,17 +83,11 @@ pub struct ListQuery {
     params(("merchant_id" = Option<i64>, Query), ("species" = Option<String>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, description = "{items: [Animal], next_cursor}"), (status = 400, body = Problem)))]
 pub async fn list(state: web::Data<Animals>, q: web::Query<ListQuery>) -> ApiResult<HttpResponse> {
-    let merchant_id = q
-        .merchant_id
-        .as_deref()
-        .map(|m| {
-            m.parse::<i64>()
-                .ok()
-                .and_then(Id::new)
-                .map(Id::get)
-                .ok_or_else(|| ApiError::invalid_input("merchant_id must be an id"))
-        })
-        .transpose()?;
+    let merchant_id = crate::core::text::id_param::<crate::core::ids::kind::Merchant>(
+        q.merchant_id.as_deref(),
+        "merchant_id",
+    )?
+    .map(Id::get);
     if q.species.as_deref().is_some_and(|s| s.chars().count() > 50) {
         return Err(ApiError::invalid_input(
             "species must be at most 50 characters",
@@ -114,7 +108,10 @@ pub async fn list(state: web::Data<Animals>, q: web::Query<ListQuery>) -> ApiRes
 /// An animal: `claimed_by` and `claimed_until` while a paid claim runs, else null.
 #[utoipa::path(get, path = "/api/v1/animals/{id}", tag = "animals", params(("id" = i64, Path)),
     responses((status = 200, body = AnimalView), (status = 404, body = Problem)))]
-pub async fn get(state: web::Data<Animals>, path: web::Path<(Id,)>) -> ApiResult<HttpResponse> {
+pub async fn get(
+    state: web::Data<Animals>,
+    path: web::Path<(crate::core::ids::AnimalId,)>,
+) -> ApiResult<HttpResponse> {
     let row = state
         .db
         .call(GetAnimal {
@@ -134,7 +131,7 @@ pub async fn claim(
     user: AuthUser,
     _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
     key: MaybeIdempotencyKey,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::AnimalId,)>,
 ) -> ApiResult<HttpResponse> {
     let animal = state
         .db
@@ -174,7 +171,7 @@ pub struct UpdateRequest {
 pub async fn post_update(
     state: web::Data<Animals>,
     user: AuthUser,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::AnimalId,)>,
     body: web::Json<UpdateRequest>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
@@ -200,7 +197,7 @@ pub async fn post_update(
     responses((status = 200, description = "{items: [AnimalUpdate], next_cursor}"), (status = 404, body = Problem)))]
 pub async fn updates(
     state: web::Data<Animals>,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::AnimalId,)>,
     q: web::Query<crate::core::paging::PageQuery>,
 ) -> ApiResult<HttpResponse> {
     let page = state

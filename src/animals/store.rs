@@ -147,7 +147,7 @@ fn find(c: &mut DbConn, id: i64) -> Result<AnimalRow, ApiError> {
 
 /// A new animal and the one-unit product that sells its claims.
 pub struct CreateAnimal {
-    pub owner: crate::core::text::Id,
+    pub owner: crate::core::ids::UserId,
     pub merchant_id: i64,
     pub name: String,
     pub species: String,

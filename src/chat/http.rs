@@ -108,7 +108,7 @@ fn parse_seq(raw: Option<&str>, name: &str) -> ApiResult<Option<i64>> {
 pub async fn history(
     state: web::Data<Chat>,
     user: AuthUser,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::ConversationId,)>,
     q: web::Query<HistoryQuery>,
 ) -> ApiResult<HttpResponse> {
     let limit = parse_limit(q.limit.as_deref())?;

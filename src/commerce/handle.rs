@@ -61,7 +61,7 @@ impl Commerce {
     /// inventory actors, then make it durable through the order writer.
     pub async fn place_order(
         &self,
-        user: Id,
+        user: crate::core::ids::UserId,
         mut b: CreateOrderRequest,
         key: MaybeIdempotencyKey,
     ) -> ApiResult<Placed> {

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::core::error::{ApiError, ApiResult};
-use crate::core::text::{check_line, has_control_chars, Id};
+use crate::core::text::{check_line, has_control_chars};
 use crate::storage::idempotency::Decision;
 
 /// Most items in one order.
@@ -16,7 +16,7 @@ pub const MAX_QUANTITY: i64 = 1_000;
 #[serde(deny_unknown_fields)]
 pub struct ItemRequest {
     #[schema(value_type = i64)]
-    pub(crate) product_id: Id,
+    pub(crate) product_id: crate::core::ids::ProductId,
     pub(crate) quantity: i64,
 }
 
@@ -26,11 +26,14 @@ pub struct CreateOrderRequest {
     pub(crate) items: Vec<ItemRequest>,
     pub(crate) shipping_address: Option<String>,
     #[schema(value_type = Option<i64>)]
-    pub(crate) gift_to_user_id: Option<Id>,
+    pub(crate) gift_to_user_id: Option<crate::core::ids::UserId>,
     pub(crate) gift_message: Option<String>,
 }
 
-pub(crate) fn validate_order(user: Id, b: &CreateOrderRequest) -> ApiResult<()> {
+pub(crate) fn validate_order(
+    user: crate::core::ids::UserId,
+    b: &CreateOrderRequest,
+) -> ApiResult<()> {
     if b.items.is_empty() || b.items.len() > MAX_ITEMS {
         return Err(ApiError::invalid_input(format!(
             "an order has 1 to {MAX_ITEMS} items"
@@ -70,7 +73,7 @@ pub(crate) fn validate_order(user: Id, b: &CreateOrderRequest) -> ApiResult<()> 
 
 impl CreateOrderRequest {
     /// One unit of one product: an animal claim.
-    pub fn single(product_id: Id) -> Self {
+    pub fn single(product_id: crate::core::ids::ProductId) -> Self {
         CreateOrderRequest {
             items: vec![ItemRequest {
                 product_id,

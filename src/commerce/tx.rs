@@ -6,7 +6,6 @@
 
 use super::store;
 use crate::core::error::ApiError;
-use crate::core::text::Id;
 use crate::storage::DbConn;
 
 pub use super::store::{MerchantRow, ProductRow};
@@ -14,7 +13,7 @@ pub use super::store::{MerchantRow, ProductRow};
 /// The merchant, if `owner` owns it and it is approved; else 403/404.
 pub fn owned_approved_merchant(
     conn: &mut DbConn,
-    owner: Id,
+    owner: crate::core::ids::UserId,
     merchant_id: i64,
 ) -> Result<MerchantRow, ApiError> {
     store::catalog::owned_approved_merchant(conn, owner, merchant_id)

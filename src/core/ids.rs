@@ -12,6 +12,41 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 
+pub use super::text::{Any, Id};
+
+/// The kinds of entity an [`Id`] may name (never values: only markers).
+pub mod kind {
+    pub enum User {}
+    pub enum Merchant {}
+    pub enum Product {}
+    pub enum Order {}
+    pub enum Conversation {}
+    pub enum Message {}
+    pub enum Post {}
+    pub enum Comment {}
+    pub enum Trip {}
+    pub enum JoinRequest {}
+    pub enum Animal {}
+    pub enum Report {}
+    pub enum Withdrawal {}
+    pub enum Notification {}
+}
+
+pub type UserId = Id<kind::User>;
+pub type MerchantId = Id<kind::Merchant>;
+pub type ProductId = Id<kind::Product>;
+pub type OrderId = Id<kind::Order>;
+pub type ConversationId = Id<kind::Conversation>;
+pub type MessageId = Id<kind::Message>;
+pub type PostId = Id<kind::Post>;
+pub type CommentId = Id<kind::Comment>;
+pub type TripId = Id<kind::Trip>;
+pub type JoinRequestId = Id<kind::JoinRequest>;
+pub type AnimalId = Id<kind::Animal>;
+pub type ReportId = Id<kind::Report>;
+pub type WithdrawalId = Id<kind::Withdrawal>;
+pub type NotificationId = Id<kind::Notification>;
+
 /// 2025-01-01T00:00:00Z in Unix milliseconds.
 const EPOCH_MS: i64 = 1_735_689_600_000;
 const NODE_BITS: u32 = 4;

@@ -106,7 +106,7 @@ pub struct ResolveRequest {
 pub async fn resolve(
     state: web::Data<Moderation>,
     user: AuthUser,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::ReportId,)>,
     body: web::Json<ResolveRequest>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();

@@ -11,7 +11,6 @@ use crate::commerce::tx::{day_start_ms, paid_gmv};
 use crate::core::error::ApiError;
 use crate::core::ids::{now_ms, rfc3339};
 use crate::core::paging::Page;
-use crate::core::text::Id;
 use crate::storage::outbox;
 use crate::storage::schema::reports;
 use crate::storage::{DbConn, DbExecutor};
@@ -152,7 +151,7 @@ impl Handler<FileReport> for DbExecutor {
 }
 
 pub struct ListReports {
-    pub admin: Id,
+    pub admin: crate::core::ids::UserId,
     pub status: String,
     pub limit: i64,
     pub after_id: Option<i64>,
@@ -208,7 +207,7 @@ fn open_report(c: &mut DbConn, id: i64) -> Result<ReportRow, ApiError> {
 /// told through a notification. Returns the report and, for a removed message,
 /// its conversation (whose in-memory ring the caller drops).
 pub struct ResolveReport {
-    pub admin: Id,
+    pub admin: crate::core::ids::UserId,
     pub report_id: i64,
     pub action: Action,
     pub note: Option<String>,
@@ -341,7 +340,7 @@ pub struct StatsView {
 
 /// The database part of the admin stats (the caller adds `online_users`).
 pub struct Stats {
-    pub admin: Id,
+    pub admin: crate::core::ids::UserId,
 }
 
 impl Message for Stats {

@@ -191,7 +191,7 @@ pub async fn metrics(state: web::Data<Ops>) -> HttpResponse {
 /// Admin: events a consumer could not apply and parked (see
 /// `infra::dead_letter`), with their last error; retried with backoff.
 pub struct ListDeadLetters {
-    pub admin: crate::core::text::Id,
+    pub admin: crate::core::ids::UserId,
     pub limit: i64,
     pub after_event_id: Option<i64>,
 }

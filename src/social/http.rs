@@ -56,7 +56,7 @@ pub async fn follow(
     state: web::Data<Social>,
     user: AuthUser,
     _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::UserId,)>,
 ) -> ApiResult<HttpResponse> {
     let followee = path.into_inner().0.get();
     let created = state
@@ -81,7 +81,7 @@ pub async fn follow(
 pub async fn unfollow(
     state: web::Data<Social>,
     user: AuthUser,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::UserId,)>,
 ) -> ApiResult<HttpResponse> {
     state
         .db
@@ -100,7 +100,7 @@ pub async fn block(
     state: web::Data<Social>,
     user: AuthUser,
     _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::UserId,)>,
 ) -> ApiResult<HttpResponse> {
     let blocked = path.into_inner().0.get();
     state
@@ -123,7 +123,7 @@ pub async fn block(
 pub async fn unblock(
     state: web::Data<Social>,
     user: AuthUser,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::UserId,)>,
 ) -> ApiResult<HttpResponse> {
     state
         .db
@@ -174,7 +174,7 @@ pub async fn create_post(
 pub async fn get_post(
     state: web::Data<Social>,
     user: AuthUser,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::PostId,)>,
 ) -> ApiResult<HttpResponse> {
     let post = state
         .db
@@ -213,7 +213,7 @@ pub async fn like(
     state: web::Data<Social>,
     user: AuthUser,
     _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::PostId,)>,
 ) -> ApiResult<HttpResponse> {
     let post = state
         .db
@@ -232,7 +232,7 @@ pub async fn like(
 pub async fn comment(
     state: web::Data<Social>,
     user: AuthUser,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::PostId,)>,
     body: web::Json<BodyRequest>,
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner().body;

@@ -12,7 +12,7 @@ use super::Trips;
 use crate::accounts::auth::AuthUser;
 use crate::core::error::{ApiError, ApiResult, Problem};
 use crate::core::paging::{cursor_id, decode_cursor, encode_cursor, parse_limit};
-use crate::core::text::{check_free_text, check_line, Id};
+use crate::core::text::{check_free_text, check_line};
 
 /// Longest destination, in characters.
 pub const MAX_DESTINATION_CHARS: usize = 100;
@@ -164,7 +164,10 @@ pub async fn search(
 /// A trip with its members.
 #[utoipa::path(get, path = "/api/v1/trips/{id}", tag = "trips", params(("id" = i64, Path)),
     responses((status = 200, body = TripView), (status = 404, body = Problem)))]
-pub async fn get(state: web::Data<Trips>, path: web::Path<(Id,)>) -> ApiResult<HttpResponse> {
+pub async fn get(
+    state: web::Data<Trips>,
+    path: web::Path<(crate::core::ids::TripId,)>,
+) -> ApiResult<HttpResponse> {
     let view = state
         .db
         .call(GetTrip {
@@ -199,7 +202,7 @@ fn respond(reply: TripReply, created: bool) -> HttpResponse {
 pub async fn join(
     state: web::Data<Trips>,
     user: AuthUser,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::TripId,)>,
     body: crate::core::extract::ActionBody<JoinRequest>,
 ) -> ApiResult<HttpResponse> {
     let message = body.0.message.unwrap_or_default();
@@ -226,7 +229,7 @@ pub async fn accept(
     state: web::Data<Trips>,
     user: AuthUser,
     _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
-    path: web::Path<(Id, Id)>,
+    path: web::Path<(crate::core::ids::TripId, crate::core::ids::JoinRequestId)>,
 ) -> ApiResult<HttpResponse> {
     let (trip, request) = path.into_inner();
     let reply = state
@@ -250,7 +253,7 @@ pub async fn reject(
     state: web::Data<Trips>,
     user: AuthUser,
     _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
-    path: web::Path<(Id, Id)>,
+    path: web::Path<(crate::core::ids::TripId, crate::core::ids::JoinRequestId)>,
 ) -> ApiResult<HttpResponse> {
     let (trip, request) = path.into_inner();
     let reply = state
@@ -274,7 +277,7 @@ pub async fn leave(
     state: web::Data<Trips>,
     user: AuthUser,
     _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::TripId,)>,
 ) -> ApiResult<HttpResponse> {
     let reply = state
         .trips
@@ -295,7 +298,7 @@ pub async fn close(
     state: web::Data<Trips>,
     user: AuthUser,
     _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::TripId,)>,
 ) -> ApiResult<HttpResponse> {
     let reply = state
         .trips
@@ -323,7 +326,7 @@ pub struct RequestsQuery {
 pub async fn requests(
     state: web::Data<Trips>,
     user: AuthUser,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::TripId,)>,
     q: web::Query<RequestsQuery>,
 ) -> ApiResult<HttpResponse> {
     if let Some(s) = &q.status {

@@ -14,7 +14,6 @@ use crate::accounts::domain::{
 use crate::accounts::tx::require_role;
 use crate::core::error::ApiError;
 use crate::core::ids::now_ms;
-use crate::core::text::Id;
 use crate::storage::{DbConn, DbExecutor};
 
 /// A newly opened session, ready to be signed into a token.
@@ -198,7 +197,7 @@ impl Handler<Login> for DbExecutor {
 }
 
 pub struct Refresh {
-    pub user_id: Id,
+    pub user_id: crate::core::ids::UserId,
     pub tokens: Arc<TokenKeys>,
 }
 
@@ -241,7 +240,7 @@ impl Handler<Logout> for DbExecutor {
 }
 
 pub struct GetMe {
-    pub user_id: Id,
+    pub user_id: crate::core::ids::UserId,
 }
 
 impl Message for GetMe {
@@ -260,7 +259,7 @@ impl Handler<GetMe> for DbExecutor {
 }
 
 pub struct UpdateMe {
-    pub user_id: Id,
+    pub user_id: crate::core::ids::UserId,
     pub display_name: Option<DisplayName>,
     pub bio: Option<Bio>,
 }
@@ -288,8 +287,8 @@ impl Handler<UpdateMe> for DbExecutor {
 
 /// Bans or unbans a user (admin only). Returns the sessions to mirror as revoked.
 pub struct SetBanned {
-    pub admin_id: Id,
-    pub target: Id,
+    pub admin_id: crate::core::ids::UserId,
+    pub target: crate::core::ids::UserId,
     pub banned: bool,
 }
 

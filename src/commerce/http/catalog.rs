@@ -49,7 +49,7 @@ pub async fn apply_merchant(
     responses((status = 200, body = MerchantView), (status = 404, body = Problem)))]
 pub async fn get_merchant(
     state: web::Data<Commerce>,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::MerchantId,)>,
 ) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(
         state
@@ -64,7 +64,7 @@ pub async fn get_merchant(
 async fn decide_merchant(
     state: &Commerce,
     admin: AuthUser,
-    id: Id,
+    id: crate::core::ids::MerchantId,
     approve: bool,
 ) -> ApiResult<HttpResponse> {
     let m = state
@@ -85,7 +85,7 @@ pub async fn approve_merchant(
     state: web::Data<Commerce>,
     user: AuthUser,
     _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::MerchantId,)>,
 ) -> ApiResult<HttpResponse> {
     decide_merchant(&state, user, path.into_inner().0, true).await
 }
@@ -97,7 +97,7 @@ pub async fn reject_merchant(
     state: web::Data<Commerce>,
     user: AuthUser,
     _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::MerchantId,)>,
 ) -> ApiResult<HttpResponse> {
     decide_merchant(&state, user, path.into_inner().0, false).await
 }
@@ -201,7 +201,7 @@ async fn live_stock(state: &Commerce, mut p: ProductView) -> ProductView {
     responses((status = 200, body = ProductView), (status = 404, body = Problem)))]
 pub async fn get_product(
     state: web::Data<Commerce>,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::ProductId,)>,
 ) -> ApiResult<HttpResponse> {
     let row = state
         .db
@@ -228,7 +228,7 @@ pub struct ProductPatch {
 pub async fn update_product(
     state: web::Data<Commerce>,
     user: AuthUser,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::ProductId,)>,
     body: web::Json<ProductPatch>,
 ) -> ApiResult<HttpResponse> {
     let id = path.into_inner().0.get();
@@ -296,17 +296,11 @@ pub async fn list_products(
     state: web::Data<Commerce>,
     q: web::Query<ProductQuery>,
 ) -> ApiResult<HttpResponse> {
-    let merchant_id = q
-        .merchant_id
-        .as_deref()
-        .map(|m| {
-            m.parse::<i64>()
-                .ok()
-                .and_then(Id::new)
-                .map(Id::get)
-                .ok_or_else(|| ApiError::invalid_input("merchant_id must be an id"))
-        })
-        .transpose()?;
+    let merchant_id = crate::core::text::id_param::<crate::core::ids::kind::Merchant>(
+        q.merchant_id.as_deref(),
+        "merchant_id",
+    )?
+    .map(Id::get);
     if q.q.as_deref().is_some_and(|t| t.chars().count() > 100) {
         return Err(ApiError::invalid_input("q must be at most 100 characters"));
     }

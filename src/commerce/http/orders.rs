@@ -11,8 +11,9 @@ use crate::commerce::order_request::CreateOrderRequest;
 use crate::commerce::store::queries::{ListOrders, OrderScope};
 use crate::commerce::{Commerce, Placed};
 use crate::core::error::{ApiError, ApiResult, Problem};
+use crate::core::ids::{kind, OrderId};
 use crate::core::paging::{cursor_id, parse_limit};
-use crate::core::text::{check_line, Id};
+use crate::core::text::{check_line, id_param, Id};
 use crate::storage::idempotency::MaybeIdempotencyKey;
 
 /// A stored response, as it was answered the first time.
@@ -59,7 +60,7 @@ fn order_reply(r: Reply) -> ApiResult<HttpResponse> {
 pub async fn get_order(
     state: web::Data<Commerce>,
     user: AuthUser,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::OrderId,)>,
 ) -> ApiResult<HttpResponse> {
     order_reply(
         state
@@ -77,7 +78,7 @@ pub async fn get_order(
 async fn command(
     state: &Commerce,
     user: AuthUser,
-    id: Id,
+    id: crate::core::ids::OrderId,
     cmd: Command,
 ) -> ApiResult<HttpResponse> {
     order_reply(
@@ -101,7 +102,7 @@ pub async fn cancel(
     state: web::Data<Commerce>,
     user: AuthUser,
     _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::OrderId,)>,
 ) -> ApiResult<HttpResponse> {
     command(&state, user, path.into_inner().0, Command::Cancel).await
 }
@@ -113,7 +114,7 @@ pub async fn pay(
     state: web::Data<Commerce>,
     user: AuthUser,
     _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::OrderId,)>,
 ) -> ApiResult<HttpResponse> {
     command(&state, user, path.into_inner().0, Command::Pay).await
 }
@@ -131,7 +132,7 @@ pub struct ShipRequest {
 pub async fn ship(
     state: web::Data<Commerce>,
     user: AuthUser,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::OrderId,)>,
     body: crate::core::extract::ActionBody<ShipRequest>,
 ) -> ApiResult<HttpResponse> {
     let ShipRequest {
@@ -162,7 +163,7 @@ pub async fn confirm(
     state: web::Data<Commerce>,
     user: AuthUser,
     _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::OrderId,)>,
 ) -> ApiResult<HttpResponse> {
     command(&state, user, path.into_inner().0, Command::Confirm).await
 }
@@ -179,7 +180,7 @@ pub struct RefundRequest {
 pub async fn refund(
     state: web::Data<Commerce>,
     user: AuthUser,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::OrderId,)>,
     body: web::Json<RefundRequest>,
 ) -> ApiResult<HttpResponse> {
     check_line(&body.reason, "reason", 500)?;
@@ -201,7 +202,7 @@ pub async fn approve_refund(
     state: web::Data<Commerce>,
     user: AuthUser,
     _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::OrderId,)>,
 ) -> ApiResult<HttpResponse> {
     command(&state, user, path.into_inner().0, Command::ApproveRefund).await
 }
@@ -213,7 +214,7 @@ pub async fn reject_refund(
     state: web::Data<Commerce>,
     user: AuthUser,
     _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::OrderId,)>,
 ) -> ApiResult<HttpResponse> {
     command(&state, user, path.into_inner().0, Command::RejectRefund).await
 }
@@ -253,7 +254,7 @@ pub async fn my_orders(
 pub async fn merchant_orders(
     state: web::Data<Commerce>,
     user: AuthUser,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::MerchantId,)>,
     q: web::Query<StatusQuery>,
 ) -> ApiResult<HttpResponse> {
     let scope = OrderScope::Merchant {
@@ -280,17 +281,6 @@ pub struct OrderSearchQuery {
     cursor: Option<String>,
 }
 
-fn id_param(raw: Option<&str>, what: &str) -> ApiResult<Option<i64>> {
-    raw.map(|v| {
-        v.parse::<i64>()
-            .ok()
-            .and_then(Id::new)
-            .map(Id::get)
-            .ok_or_else(|| ApiError::invalid_input(format!("{what} must be an id")))
-    })
-    .transpose()
-}
-
 /// Order search (admin): by status, buyer (`user_id`) and merchant, newest first.
 #[utoipa::path(get, path = "/api/v1/admin/orders", tag = "admin", security(("bearer" = [])),
     params(("status" = Option<String>, Query), ("user_id" = Option<i64>, Query), ("merchant_id" = Option<i64>, Query),
@@ -303,8 +293,9 @@ pub async fn admin_orders(
 ) -> ApiResult<HttpResponse> {
     let scope = OrderScope::Admin {
         admin: user.user_id,
-        buyer_id: id_param(q.user_id.as_deref(), "user_id")?,
-        merchant_id: id_param(q.merchant_id.as_deref(), "merchant_id")?,
+        buyer_id: id_param::<kind::User>(q.user_id.as_deref(), "user_id")?.map(Id::get),
+        merchant_id: id_param::<kind::Merchant>(q.merchant_id.as_deref(), "merchant_id")?
+            .map(Id::get),
     };
     let page = state
         .list_orders(ListOrders {
@@ -330,7 +321,7 @@ pub async fn mockpay_notify(
 ) -> ApiResult<HttpResponse> {
     let provider = &state.payments;
     let n = provider.verify(req.headers(), &body)?;
-    let order_id = Id::new(n.order_id).ok_or_else(|| ApiError::not_found("no such order"))?;
+    let order_id = OrderId::new(n.order_id).ok_or_else(|| ApiError::not_found("no such order"))?;
     state
         .orders
         .call(
@@ -362,7 +353,7 @@ pub struct ReviewRequest {
 pub async fn review(
     state: web::Data<Commerce>,
     user: AuthUser,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::OrderId,)>,
     body: web::Json<ReviewRequest>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
@@ -391,7 +382,7 @@ pub async fn review(
     responses((status = 200, description = "{items: [Review], next_cursor}"), (status = 404, body = Problem)))]
 pub async fn merchant_reviews(
     state: web::Data<Commerce>,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::MerchantId,)>,
     q: web::Query<crate::core::paging::PageQuery>,
 ) -> ApiResult<HttpResponse> {
     let page = state
@@ -412,7 +403,7 @@ pub async fn merchant_reviews(
 pub async fn dashboard(
     state: web::Data<Commerce>,
     user: AuthUser,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::MerchantId,)>,
 ) -> ApiResult<HttpResponse> {
     let view = state
         .db

@@ -12,7 +12,6 @@ use crate::commerce::model::MerchantStatus;
 use crate::core::error::ApiError;
 use crate::core::ids::{now_ms, rfc3339};
 use crate::core::paging::Page;
-use crate::core::text::Id;
 use crate::storage::schema::{merchants, products};
 use crate::storage::DbExecutor;
 
@@ -70,7 +69,7 @@ impl From<ProductRow> for ProductView {
 }
 
 pub struct ApplyMerchant {
-    pub owner: Id,
+    pub owner: crate::core::ids::UserId,
     pub name: String,
 }
 
@@ -99,7 +98,7 @@ impl Handler<ApplyMerchant> for DbExecutor {
 }
 
 pub struct DecideMerchant {
-    pub admin: Id,
+    pub admin: crate::core::ids::UserId,
     pub merchant_id: i64,
     pub approve: bool,
 }
@@ -144,7 +143,7 @@ impl Handler<DecideMerchant> for DbExecutor {
 }
 
 pub struct ListMerchants {
-    pub admin: Id,
+    pub admin: crate::core::ids::UserId,
     pub status: Option<String>,
     pub limit: i64,
     pub after_id: Option<i64>,
@@ -200,7 +199,7 @@ impl Handler<GetMerchant> for DbExecutor {
 /// The owner of an approved merchant, or 403/404.
 pub fn owned_approved_merchant(
     conn: &mut crate::storage::DbConn,
-    owner: Id,
+    owner: crate::core::ids::UserId,
     merchant_id: i64,
 ) -> Result<MerchantRow, ApiError> {
     let m = store::find_merchant(conn, merchant_id)?
@@ -215,7 +214,7 @@ pub fn owned_approved_merchant(
 }
 
 pub struct CreateProduct {
-    pub owner: Id,
+    pub owner: crate::core::ids::UserId,
     pub merchant_id: i64,
     pub name: String,
     pub category: String,
@@ -252,7 +251,7 @@ impl Handler<CreateProduct> for DbExecutor {
 
 /// Checks ownership of a product; returns its row.
 pub struct OwnedProduct {
-    pub owner: Id,
+    pub owner: crate::core::ids::UserId,
     pub product_id: i64,
 }
 

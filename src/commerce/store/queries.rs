@@ -14,7 +14,7 @@ pub enum OrderScope {
     Buyer(i64),
     /// Order search for admins, by buyer and/or merchant (or all).
     Admin {
-        admin: crate::core::text::Id,
+        admin: crate::core::ids::UserId,
         buyer_id: Option<i64>,
         merchant_id: Option<i64>,
     },

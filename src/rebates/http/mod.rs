@@ -13,7 +13,6 @@ use super::Rebates;
 use crate::accounts::auth::AuthUser;
 use crate::core::error::{ApiError, ApiResult, Problem};
 use crate::core::paging::{parse_limit, PageQuery};
-use crate::core::text::Id;
 use crate::rebates::store::requests::{
     DecideWithdrawal, GetRules, GetWallet, ListRebates, ListWithdrawals, PutRules,
     RequestWithdrawal, RuleSetView,
@@ -143,7 +142,7 @@ pub async fn approve_withdrawal(
     state: web::Data<Rebates>,
     user: AuthUser,
     _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::WithdrawalId,)>,
 ) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(
         state
@@ -164,7 +163,7 @@ pub async fn reject_withdrawal(
     state: web::Data<Rebates>,
     user: AuthUser,
     _body: crate::core::extract::ActionBody<crate::core::extract::NoFields>,
-    path: web::Path<(Id,)>,
+    path: web::Path<(crate::core::ids::WithdrawalId,)>,
 ) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(
         state

@@ -11,7 +11,6 @@ use crate::accounts::tx::require_role;
 use crate::core::error::ApiError;
 use crate::core::ids::now_ms;
 use crate::core::paging::Page;
-use crate::core::text::Id;
 use crate::rebates::rules::RuleSetSpec;
 use crate::storage::idempotency::{self, Decision, StoredResponse};
 use crate::storage::schema::{rebates, withdrawals};
@@ -20,7 +19,7 @@ use crate::storage::DbExecutor;
 // ---- rules -------------------------------------------------------------------
 
 pub struct PutRules {
-    pub admin: Id,
+    pub admin: crate::core::ids::UserId,
     pub spec: RuleSetSpec,
 }
 
@@ -50,7 +49,7 @@ impl Handler<PutRules> for DbExecutor {
 }
 
 pub struct GetRules {
-    pub admin: Id,
+    pub admin: crate::core::ids::UserId,
 }
 
 impl Message for GetRules {
@@ -217,7 +216,7 @@ impl Handler<RequestWithdrawal> for DbExecutor {
 }
 
 pub struct DecideWithdrawal {
-    pub admin: Id,
+    pub admin: crate::core::ids::UserId,
     pub id: i64,
     pub approve: bool,
 }
@@ -239,7 +238,7 @@ impl Handler<DecideWithdrawal> for DbExecutor {
 }
 
 pub struct ListWithdrawals {
-    pub admin: Id,
+    pub admin: crate::core::ids::UserId,
     pub status: Option<String>,
     pub limit: i64,
     pub after_id: Option<i64>,
