@@ -20,7 +20,7 @@ use crate::core::error::ApiError;
 use crate::core::ids::now_ms;
 use crate::realtime::registry::Registry;
 use crate::runtime::context::Ctx;
-use crate::runtime::keyed::{retire_when_idle, Keyed, KeyedActor};
+use crate::runtime::keyed::{retire_when_idle, Keyed, KeyedActor, StartBy};
 use crate::runtime::relay::{Nudge, Relay};
 use crate::social::notifier::{self};
 use crate::storage::group::GroupCommit;
@@ -28,6 +28,8 @@ use crate::storage::Db;
 
 /// An order actor with no message for this long stops.
 const IDLE: Duration = Duration::from_secs(30);
+/// How long a request may wait behind others for its order's actor.
+const START_WITHIN: Duration = Duration::from_secs(10);
 /// Live order actors at most; past it new ones are refused with 503.
 pub const MAX_ORDER_ACTORS: usize = 500_000;
 
@@ -73,7 +75,10 @@ pub enum Reply {
     Applied,
 }
 
-pub struct OrderMsg(pub Request);
+pub struct OrderMsg {
+    pub req: Request,
+    pub start_by: StartBy,
+}
 
 impl Message for OrderMsg {
     type Result = Result<Reply, ApiError>;
@@ -404,7 +409,10 @@ impl Handler<OrderMsg> for OrderActor {
 
     fn handle(&mut self, msg: OrderMsg, _: &mut Self::Context) -> Self::Result {
         self.last_active = Instant::now();
-        let fut = serve(self.db.clone(), self.order_id, self.state.take(), msg.0);
+        if let Err(e) = msg.start_by.check("order") {
+            return AtomicResponse::new(Box::pin(actix::fut::ready(Err(e))));
+        }
+        let fut = serve(self.db.clone(), self.order_id, self.state.take(), msg.req);
         AtomicResponse::new(Box::pin(fut.into_actor(self).map(
             |(state, result), this, _| {
                 this.state = state;
@@ -432,7 +440,7 @@ pub struct OrderRegistry {
 impl OrderRegistry {
     pub fn new(db: OrderCtx, inventory: Arc<InventoryRegistry>, relay: Addr<Relay>) -> Arc<Self> {
         Arc::new(OrderRegistry {
-            actors: Keyed::new("orders", MAX_ORDER_ACTORS),
+            actors: Keyed::new("orders", MAX_ORDER_ACTORS, START_WITHIN),
             db,
             inventory,
             relay,
@@ -458,7 +466,11 @@ impl OrderRegistry {
     /// Sends a request to the order's actor, starting one if needed.
     pub async fn call(self: &Arc<Self>, order_id: i64, req: Request) -> Result<Reply, ApiError> {
         let addr = self.addr(order_id)?;
-        match addr.send(OrderMsg(req)).await {
+        let msg = OrderMsg {
+            req,
+            start_by: self.actors.start_by(),
+        };
+        match addr.send(msg).await {
             Ok(r) => r,
             // It retired between lookup and send; the request never ran.
             Err(actix::MailboxError::Closed) => {

@@ -19,12 +19,14 @@ use crate::realtime::registry::Registry;
 use crate::runtime::bus::Event;
 use crate::runtime::context::Ctx;
 use crate::runtime::dead_letter::{Apply, Consumer};
-use crate::runtime::keyed::{retire_when_idle, Keyed, KeyedActor};
+use crate::runtime::keyed::{retire_when_idle, Keyed, KeyedActor, StartBy};
 use crate::runtime::relay::{Nudge, Relay};
 use crate::storage::group::GroupCommit;
 use crate::storage::{Db, DbExecutor};
 
 const IDLE: Duration = Duration::from_secs(30);
+/// How long a reconcile may wait behind others for its order's actor.
+const START_WITHIN: Duration = Duration::from_secs(10);
 const SETTLE_TICK: Duration = Duration::from_millis(500);
 const SETTLE_BATCH: i64 = 500;
 pub const MAX_REBATE_ACTORS: usize = 200_000;
@@ -67,7 +69,9 @@ impl KeyedActor for RebateActor {
     }
 }
 
-pub struct Run;
+pub struct Run {
+    pub start_by: StartBy,
+}
 
 impl Message for Run {
     type Result = Result<usize, ApiError>;
@@ -75,8 +79,11 @@ impl Message for Run {
 
 impl Handler<Run> for RebateActor {
     type Result = AtomicResponse<Self, Result<usize, ApiError>>;
-    fn handle(&mut self, _: Run, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, run: Run, _: &mut Self::Context) -> Self::Result {
         self.last_active = Instant::now();
+        if let Err(e) = run.start_by.check("order's rebates") {
+            return AtomicResponse::new(Box::pin(actix::fut::ready(Err(e))));
+        }
         let (commit, shared, order_id) = (self.commit.clone(), self.shared.clone(), self.order_id);
         // The reconcile runs as a group-commit job: many orders share one commit.
         let job = move |c: &mut crate::storage::DbConn| {
@@ -115,7 +122,7 @@ impl RebateRegistry {
         relay: Addr<Relay>,
     ) -> Arc<Self> {
         Arc::new(RebateRegistry {
-            actors: Keyed::new("rebate reconciles", MAX_REBATE_ACTORS),
+            actors: Keyed::new("rebate reconciles", MAX_REBATE_ACTORS, START_WITHIN),
             commit,
             shared,
             sockets,
@@ -133,9 +140,11 @@ impl RebateRegistry {
             registry: self.clone(),
             last_active: Instant::now(),
         })?;
-        addr.send(Run)
-            .await
-            .map_err(|e| ApiError::unavailable_because(anyhow::anyhow!("rebate actor: {e}")))?
+        addr.send(Run {
+            start_by: self.actors.start_by(),
+        })
+        .await
+        .map_err(|e| ApiError::unavailable_because(anyhow::anyhow!("rebate actor: {e}")))?
     }
 }
 

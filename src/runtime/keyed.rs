@@ -1,7 +1,10 @@
 //! A registry of per-key actors (one per order, per trip, per order's
-//! rebates): at most one live actor per key, a cap on how many, and idle
-//! actors retiring themselves. Each domain's registry embeds one and adds
-//! what its actors need to start.
+//! rebates): at most one live actor per key, a cap on how many, idle actors
+//! retiring themselves, and one timeout: a request must *start* within the
+//! registry's `start_within` ([`StartBy`]), else the actor refuses it and
+//! nothing is done. Once started, the caller awaits its outcome (a timeout
+//! there would have to guess whether a write happened). Each domain's
+//! registry embeds one and adds what its actors need to start.
 
 use std::time::{Duration, Instant};
 
@@ -16,18 +19,44 @@ pub struct Keyed<A: Actor> {
     cap: usize,
     /// What the actors are, for the 503's message ("orders", "trips").
     what: &'static str,
+    /// How long a request may wait in an actor's mailbox before it starts.
+    start_within: Duration,
+}
+
+/// The moment a request to a keyed actor must have started by. The actor
+/// checks it first thing ([`StartBy::check`]): a request that waited longer
+/// behind others is refused with 503 without running, so the caller knows
+/// nothing happened.
+#[derive(Debug, Clone, Copy)]
+pub struct StartBy(Instant);
+
+impl StartBy {
+    pub fn check(self, what: &str) -> Result<(), ApiError> {
+        if Instant::now() > self.0 {
+            return Err(ApiError::unavailable(format!(
+                "the {what} was too busy to take this request; nothing was done"
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl<A> Keyed<A>
 where
     A: Actor<Context = Context<A>>,
 {
-    pub fn new(what: &'static str, cap: usize) -> Self {
+    pub fn new(what: &'static str, cap: usize, start_within: Duration) -> Self {
         Keyed {
             actors: DashMap::new(),
             cap,
             what,
+            start_within,
         }
+    }
+
+    /// The start deadline of a request sent now.
+    pub fn start_by(&self) -> StartBy {
+        StartBy(Instant::now() + self.start_within)
     }
 
     /// The key's actor, started with `start` if there is none. The entry
@@ -132,6 +161,48 @@ mod tests {
         }
     }
 
+    /// Holds the actor for `hold` (a slow request), then answers whether
+    /// it started in time.
+    struct Slow {
+        hold: Duration,
+        start_by: StartBy,
+    }
+
+    impl Message for Slow {
+        type Result = Result<(), ApiError>;
+    }
+
+    impl Handler<Slow> for Probe {
+        type Result = Result<(), ApiError>;
+        fn handle(&mut self, msg: Slow, _: &mut Self::Context) -> Self::Result {
+            msg.start_by.check("probe")?;
+            // Blocking on purpose: the next message waits in the mailbox.
+            std::thread::sleep(msg.hold);
+            Ok(())
+        }
+    }
+
+    #[actix_web::test]
+    async fn a_request_that_could_not_start_in_time_is_refused_unrun() {
+        let keyed = Arc::new(Keyed::new("probes", 2, Duration::from_millis(100)));
+        let a = probe(&keyed, 1).unwrap();
+        let first = a.send(Slow {
+            hold: Duration::from_millis(300),
+            start_by: keyed.start_by(),
+        });
+        let second = a.send(Slow {
+            hold: Duration::ZERO,
+            start_by: keyed.start_by(),
+        });
+        assert!(first.await.unwrap().is_ok(), "the first started at once");
+        let refused = second.await.unwrap().unwrap_err();
+        assert_eq!(
+            refused.status().as_u16(),
+            503,
+            "waited 300 ms behind the first"
+        );
+    }
+
     fn probe(keyed: &Arc<Keyed<Probe>>, key: i64) -> Result<Addr<Probe>, ApiError> {
         keyed.get_or_start(key, || Probe {
             key,
@@ -142,7 +213,7 @@ mod tests {
 
     #[actix_web::test]
     async fn one_actor_per_key_a_cap_and_idle_actors_retire() {
-        let keyed = Arc::new(Keyed::new("probes", 2));
+        let keyed = Arc::new(Keyed::new("probes", 2, Duration::from_secs(1)));
         let a = probe(&keyed, 1).unwrap();
         assert!(
             probe(&keyed, 1).unwrap() == a,

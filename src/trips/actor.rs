@@ -12,7 +12,7 @@ use actix::{Actor, ActorFutureExt, Addr, AtomicResponse, Context, Handler, Messa
 
 use super::store::{TripCommand, TripReply, TripWrite};
 use crate::core::error::ApiError;
-use crate::runtime::keyed::{retire_when_idle, Keyed, KeyedActor};
+use crate::runtime::keyed::{retire_when_idle, Keyed, KeyedActor, StartBy};
 use crate::storage::Db;
 
 /// A trip actor with no message for this long stops.
@@ -72,7 +72,7 @@ impl KeyedActor for TripActor {
 pub struct TripMsg {
     pub cmd: TripCommand,
     /// Not started by then: refused (see [`START_WITHIN`]).
-    pub start_by: Instant,
+    pub start_by: StartBy,
 }
 
 impl Message for TripMsg {
@@ -86,13 +86,9 @@ impl Handler<TripMsg> for TripActor {
         self.last_active = Instant::now();
         let db = self.db.clone();
         let trip_id = self.trip_id;
-        let late = self.last_active > msg.start_by;
+        let on_time = msg.start_by.check("trip");
         let fut = async move {
-            if late {
-                return Err(ApiError::unavailable(
-                    "the trip was too busy to take this request; nothing was done",
-                ));
-            }
+            on_time?;
             db.call(TripWrite {
                 trip_id,
                 cmd: msg.cmd,
@@ -121,7 +117,7 @@ pub struct TripRegistry {
 impl TripRegistry {
     pub fn new(db: Db, chat: crate::chat::Chat) -> Arc<Self> {
         Arc::new(TripRegistry {
-            actors: Keyed::new("trips", MAX_TRIP_ACTORS),
+            actors: Keyed::new("trips", MAX_TRIP_ACTORS, START_WITHIN),
             db,
             chat,
             relay: std::sync::OnceLock::new(),
@@ -159,7 +155,7 @@ impl TripRegistry {
         let addr = self.addr(trip_id)?;
         let msg = TripMsg {
             cmd,
-            start_by: Instant::now() + START_WITHIN,
+            start_by: self.actors.start_by(),
         };
         match addr.send(msg).await {
             Ok(r) => r,
