@@ -472,13 +472,10 @@ impl OrderRegistry {
         };
         match addr.send(msg).await {
             Ok(r) => r,
-            // It retired between lookup and send; the request never ran.
-            Err(actix::MailboxError::Closed) => {
-                Err(ApiError::unavailable("the order was busy; retry"))
-            }
-            Err(actix::MailboxError::Timeout) => {
-                Err(ApiError::unavailable("the order did not answer in time"))
-            }
+            // `send` has no timeout (the start deadline is the only one), so
+            // this is `Closed`: it retired between lookup and send, and the
+            // request never ran.
+            Err(_) => Err(ApiError::unavailable("the order was busy; retry")),
         }
     }
 }

@@ -122,6 +122,15 @@ pub async fn metrics(state: web::Data<Ops>) -> HttpResponse {
             .dead_letters
             .load(std::sync::atomic::Ordering::Relaxed) as f64,
     );
+    out.push_str("# HELP tandem_db_conflicts_total Write conflicts the database reported (each retried or refused), by kind.\n# TYPE tandem_db_conflicts_total counter\n");
+    for kind in crate::storage::conflicts::Conflict::ALL {
+        let _ = writeln!(
+            out,
+            "tandem_db_conflicts_total{{kind=\"{}\"}} {}",
+            kind.as_str(),
+            crate::storage::conflicts::count(kind)
+        );
+    }
     let pool = state.ctx.pool.state();
     gauge(
         &mut out,
@@ -193,7 +202,8 @@ pub async fn metrics(state: web::Data<Ops>) -> HttpResponse {
 pub struct ListDeadLetters {
     pub admin: crate::core::ids::UserId,
     pub limit: i64,
-    pub after_event_id: Option<i64>,
+    /// The last (event id, consumer) of the previous page.
+    pub after: Option<(i64, String)>,
 }
 
 impl actix::Message for ListDeadLetters {
@@ -209,10 +219,14 @@ impl actix::Handler<ListDeadLetters> for crate::storage::DbExecutor {
             msg.admin,
             crate::accounts::domain::Role::Admin,
         )?;
-        let mut rows =
-            crate::storage::dead_letter::list(&mut conn, msg.limit + 1, msg.after_event_id)?;
-        let next_cursor =
-            crate::core::paging::trim_page(&mut rows, msg.limit, |r| vec![r.event_id]);
+        let after = msg.after.as_ref().map(|(e, c)| (*e, c.as_str()));
+        let mut rows = crate::storage::dead_letter::list(&mut conn, msg.limit + 1, after)?;
+        let more = rows.len() as i64 > msg.limit;
+        rows.truncate(usize::try_from(msg.limit).unwrap_or(0));
+        let next_cursor = rows
+            .last()
+            .filter(|_| more)
+            .map(|r| crate::storage::dead_letter::encode_cursor(r.event_id, &r.consumer));
         Ok(crate::core::paging::Page {
             items: rows.into_iter().map(DeadLetterView::from).collect(),
             next_cursor,
@@ -241,7 +255,11 @@ pub async fn dead_letters(
         .call(ListDeadLetters {
             admin: user.user_id,
             limit: crate::core::paging::parse_limit(q.limit.as_deref())?,
-            after_event_id: crate::core::paging::cursor_id(q.cursor.as_deref())?,
+            after: q
+                .cursor
+                .as_deref()
+                .map(crate::storage::dead_letter::decode_cursor)
+                .transpose()?,
         })
         .await?;
     Ok(HttpResponse::Ok().json(page))

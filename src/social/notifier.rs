@@ -82,26 +82,23 @@ pub fn apply_event(
 /// per event (what `notifications` allows; the same person in two roles, a
 /// shop owner buying from their own shop, is told once per kind).
 fn distinct(notify: &[Notify]) -> impl Iterator<Item = &Notify> {
-    let mut seen = std::collections::HashSet::new();
+    let mut first = first_each();
     notify
         .iter()
-        .filter(move |n| seen.insert((n.user_id, n.kind.as_str())))
+        .filter(move |n| first((n.user_id, n.kind.as_str())))
 }
 
 /// Keeps the first of each (recipient, kind) of one event, in order; see
 /// [`distinct`]. For producers that store their own notifications.
 pub fn dedupe<D>(notify: &mut Vec<(i64, &str, D)>) {
-    // A handful of entries, on the group-commit thread: a scan, no hashing
-    // and no allocation.
-    let mut i = 0;
-    while i < notify.len() {
-        let (user, kind) = (notify[i].0, notify[i].1);
-        if notify[..i].iter().any(|(u, k, _)| *u == user && *k == kind) {
-            notify.remove(i);
-        } else {
-            i += 1;
-        }
-    }
+    let mut first = first_each();
+    notify.retain(|(user, kind, _)| first((*user, *kind)));
+}
+
+/// The one rule of both: true the first time a (recipient, kind) is seen.
+fn first_each<'a>() -> impl FnMut((i64, &'a str)) -> bool {
+    let mut seen = std::collections::HashSet::new();
+    move |key| seen.insert(key)
 }
 
 /// Notifications a transaction stored: (recipient, notification), to push

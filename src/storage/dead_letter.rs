@@ -117,26 +117,102 @@ impl Handler<Due> for DbExecutor {
     }
 }
 
-/// Parked events ordered by event id, after `after_event_id`.
+/// Parked events ordered by (event id, consumer), after `after` (the last
+/// row of the previous page). One event may be parked by several consumers,
+/// so the position is the pair, not the event id alone.
 pub fn list(
     conn: &mut DbConn,
     limit: i64,
-    after_event_id: Option<i64>,
+    after: Option<(i64, &str)>,
 ) -> QueryResult<Vec<DeadLetter>> {
     let mut q = dead_letters::table
         .order((dead_letters::event_id.asc(), dead_letters::consumer.asc()))
         .limit(limit)
         .select(DeadLetter::as_select())
         .into_boxed();
-    if let Some(after) = after_event_id {
-        q = q.filter(dead_letters::event_id.gt(after));
+    if let Some((event_id, consumer)) = after {
+        q = q.filter(
+            dead_letters::event_id
+                .gt(event_id)
+                .or(dead_letters::event_id
+                    .eq(event_id)
+                    .and(dead_letters::consumer.gt(consumer.to_owned()))),
+        );
     }
     q.load(conn)
 }
 
+/// A page position of [`list`] as an opaque cursor, and back (400 if it is
+/// not one).
+pub fn encode_cursor(event_id: i64, consumer: &str) -> String {
+    hex::encode(format!("dl1:{event_id}:{consumer}"))
+}
+
+pub fn decode_cursor(token: &str) -> Result<(i64, String), ApiError> {
+    let bad = || ApiError::invalid_input("invalid cursor");
+    let text = String::from_utf8(hex::decode(token).map_err(|_| bad())?).map_err(|_| bad())?;
+    let rest = text.strip_prefix("dl1:").ok_or_else(bad)?;
+    let (id, consumer) = rest.split_once(':').ok_or_else(bad)?;
+    Ok((id.parse().map_err(|_| bad())?, consumer.to_owned()))
+}
+
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    fn letter(consumer: &str, event_id: i64) -> DeadLetter {
+        DeadLetter {
+            consumer: consumer.to_owned(),
+            event_id,
+            kind: "order.paid".into(),
+            payload: "{}".into(),
+            occurred_at_ms: 0,
+            error: "boom".into(),
+            attempts: 3,
+            parked_at_ms: 0,
+            next_attempt_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn pages_walk_every_parked_letter_once_even_when_consumers_share_an_event() {
+        let dir = std::env::temp_dir().join(format!(
+            "tandem-dead-letters-{}-{}",
+            std::process::id(),
+            crate::core::ids::now_ms()
+        ));
+        let url = crate::core::config::DatabaseUrl::Sqlite(
+            dir.join("t.db").to_string_lossy().into_owned(),
+        );
+        let pool =
+            crate::storage::open_pool(&url, 1, crate::core::config::SqliteSync::Full).unwrap();
+        let mut c = pool.get().unwrap();
+        crate::storage::run_migrations(&mut c).unwrap();
+        for (consumer, event) in [("notifier", 7), ("rebates", 7), ("notifier", 9)] {
+            park(&mut c, &letter(consumer, event)).unwrap();
+        }
+        let mut seen = Vec::new();
+        let mut after: Option<(i64, String)> = None;
+        loop {
+            let page = list(&mut c, 1, after.as_ref().map(|(e, s)| (*e, s.as_str()))).unwrap();
+            let Some(last) = page.last() else { break };
+            seen.push((last.consumer.clone(), last.event_id));
+            let token = encode_cursor(last.event_id, &last.consumer);
+            after = Some(decode_cursor(&token).unwrap());
+        }
+        assert_eq!(
+            seen,
+            [
+                ("notifier".into(), 7),
+                ("rebates".into(), 7),
+                ("notifier".into(), 9)
+            ]
+        );
+        assert!(decode_cursor("zz").is_err());
+        drop(c);
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
     #[test]
     fn backoff_doubles_from_one_second_up_to_an_hour() {

@@ -6,6 +6,7 @@
 //! [`Db::call`], which bounds how many requests may wait.
 
 pub mod checkpoint;
+pub mod conflicts;
 pub mod dead_letter;
 pub mod direct;
 mod error;
@@ -149,20 +150,37 @@ pub fn run_migrations(conn: &mut DbConn) -> anyhow::Result<usize> {
 /// True when a write failed only because SQLite's single writer lock was held
 /// (past the busy timeout) or a snapshot went stale: safe to retry the transaction.
 pub fn is_transient(err: &diesel::result::Error) -> bool {
-    match err {
-        diesel::result::Error::DatabaseError(kind, info) => {
-            // A unique violation inside a transaction means a concurrent request
-            // inserted the same row first (idempotent follow, like, a direct
-            // conversation...): the retry sees that row and answers as a repeat.
-            matches!(
-                kind,
-                diesel::result::DatabaseErrorKind::SerializationFailure
-                    | diesel::result::DatabaseErrorKind::UniqueViolation
-            ) || info.message().contains("database is locked")
-                || info.message().contains("database table is locked")
-                || info.message().contains("deadlock detected")
+    let Some(kind) = conflict_kind(err) else {
+        return false;
+    };
+    // Each error is judged once where a retry (or a refusal) is decided, so
+    // this is where conflicts are counted.
+    conflicts::record(kind);
+    true
+}
+
+fn conflict_kind(err: &diesel::result::Error) -> Option<conflicts::Conflict> {
+    use conflicts::Conflict;
+    use diesel::result::DatabaseErrorKind;
+    let diesel::result::Error::DatabaseError(kind, info) = err else {
+        return None;
+    };
+    let message = info.message();
+    match kind {
+        // PostgreSQL reports a deadlock as SQLSTATE 40P01, which diesel
+        // files under "unknown": the message says it.
+        _ if message.contains("deadlock detected") => Some(Conflict::Deadlock),
+        DatabaseErrorKind::SerializationFailure => Some(Conflict::Serialization),
+        // A unique violation inside a transaction means a concurrent request
+        // inserted the same row first (idempotent follow, like, a direct
+        // conversation...): the retry sees that row and answers as a repeat.
+        DatabaseErrorKind::UniqueViolation => Some(Conflict::Unique),
+        _ if message.contains("database is locked")
+            || message.contains("database table is locked") =>
+        {
+            Some(Conflict::Locked)
         }
-        _ => false,
+        _ => None,
     }
 }
 

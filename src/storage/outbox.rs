@@ -45,6 +45,40 @@ pub fn enqueue(
     Ok(id)
 }
 
+/// Rows per multi-row outbox insert: 4 bound values each, far below
+/// SQLite's 32,766 and PostgreSQL's 65,535 bound-value limits.
+const ENQUEUE_CHUNK: usize = 500;
+
+/// Adds many events to the outbox inside the caller's transaction, one
+/// multi-row insert per [`ENQUEUE_CHUNK`] events instead of one per event;
+/// returns their ids in order.
+pub fn enqueue_many(
+    conn: &mut DbConn,
+    ids: &IdGenerator,
+    events: &[(&str, serde_json::Value)],
+) -> QueryResult<Vec<i64>> {
+    let now = now_ms();
+    let event_ids: Vec<i64> = events.iter().map(|_| ids.next_id()).collect();
+    let rows: Vec<_> = events
+        .iter()
+        .zip(&event_ids)
+        .map(|((kind, payload), id)| {
+            (
+                outbox::id.eq(*id),
+                outbox::kind.eq(*kind),
+                outbox::payload.eq(payload.to_string()),
+                outbox::created_at_ms.eq(now),
+            )
+        })
+        .collect();
+    for chunk in rows.chunks(ENQUEUE_CHUNK) {
+        crate::per_backend!(&mut *conn, |b| diesel::insert_into(outbox::table)
+            .values(chunk)
+            .execute(b))?;
+    }
+    Ok(event_ids)
+}
+
 /// The oldest unpublished events.
 pub struct FetchUnpublished;
 

@@ -1,6 +1,6 @@
 //! `tandem-stress`: load and correctness harness for a running Tandem server.
 //!
-//! Scenarios: `health`, `orders`, `flash-sale`, `chat-direct`, `chat-group`, `connections`, `mixed`.
+//! Scenarios: `health`, `orders`, `order-create`, `flash-sale`, `chat-direct`, `chat-group`, `connections`, `mixed`.
 //! Loopback targets only; every run stops by itself.
 
 mod api;
@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use crate::report::Report;
 use crate::scenarios::{
     scenario_chat_direct, scenario_chat_group, scenario_connections, scenario_flash_sale,
-    scenario_health, scenario_mixed, scenario_orders,
+    scenario_health, scenario_mixed, scenario_order_create, scenario_orders,
 };
 
 /// The harness shares the machine with the server it measures: the cheaper
@@ -35,7 +35,7 @@ struct Args {
     /// Server base URL; must be a loopback address.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     target: String,
-    /// health | orders | flash-sale | chat-direct | chat-group | connections | mixed.
+    /// health | orders | order-create | flash-sale | chat-direct | chat-group | connections | mixed.
     #[arg(long)]
     scenario: String,
     /// Seconds of measured load (flash-sale runs until every buyer has tried).
@@ -104,6 +104,7 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
     match args.scenario.as_str() {
         "health" => scenario_health(args).await,
         "orders" => scenario_orders(args).await,
+        "order-create" => scenario_order_create(args).await,
         "flash-sale" => scenario_flash_sale(args).await,
         "chat-direct" => scenario_chat_direct(args).await,
         "connections" => scenario_connections(args).await,

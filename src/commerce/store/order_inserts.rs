@@ -122,13 +122,18 @@ pub fn write(
                         ),
                     })?;
                 }
-                crate::storage::outbox::enqueue(
-                    c,
-                    &shared.ids,
-                    OrderEvent::Created.as_str(),
-                    &serde_json::json!({"order_id": n.order.id, "buyer_id": n.order.buyer_id, "merchant_id": n.order.merchant_id, "total_cents": n.order.total_cents}),
-                )?;
             }
+            // The batch's events in one multi-row insert, not one per order.
+            let events: Vec<(&str, serde_json::Value)> = inserts
+                .iter()
+                .map(|n| {
+                    (
+                        OrderEvent::Created.as_str(),
+                        serde_json::json!({"order_id": n.order.id, "buyer_id": n.order.buyer_id, "merchant_id": n.order.merchant_id, "total_cents": n.order.total_cents}),
+                    )
+                })
+                .collect();
+            crate::storage::outbox::enqueue_many(c, &shared.ids, &events)?;
             Ok(batch
                 .iter()
                 .zip(outcomes)

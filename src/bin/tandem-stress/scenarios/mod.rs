@@ -6,6 +6,7 @@ mod connections;
 mod flash_sale;
 mod health;
 mod mixed;
+mod order_create;
 mod orders;
 
 pub(crate) use chat_direct::scenario_chat_direct;
@@ -14,4 +15,5 @@ pub(crate) use connections::scenario_connections;
 pub(crate) use flash_sale::scenario_flash_sale;
 pub(crate) use health::scenario_health;
 pub(crate) use mixed::scenario_mixed;
+pub(crate) use order_create::scenario_order_create;
 pub(crate) use orders::scenario_orders;
