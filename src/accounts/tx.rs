@@ -57,9 +57,41 @@ pub fn grant_role(conn: &mut DbConn, id: i64, role: Role) -> Result<(), ApiError
     Ok(())
 }
 
-/// Who invited `id`, the referral binding made at registration (it never changes).
+/// Who invited `id`, the referral binding made at registration (`None`
+/// if nobody did or there is no such user).
 pub fn inviter_of(conn: &mut DbConn, id: i64) -> Result<Option<i64>, ApiError> {
-    Ok(store::inviter_of(conn, id)?)
+    Ok(store::inviter_binding(conn, id)?.flatten())
+}
+
+/// Referral bindings remembered. Bindings are written once, with the user,
+/// and never change (no route or job updates `inviter_id`), so a binding read
+/// once stays true, on every node: a paid order's referral chain (up to three
+/// reads on the committer thread) comes from memory. A user not found is not
+/// remembered (they may be registering on another node). One per database:
+/// whoever holds it (the rebate hook) is built for one.
+#[derive(Default)]
+pub struct Inviters {
+    known: dashmap::DashMap<i64, Option<i64>>,
+}
+
+/// Most referral bindings remembered (about 40 bytes each).
+const MAX_REMEMBERED_INVITERS: usize = 1_000_000;
+
+impl Inviters {
+    pub fn inviter_of(&self, conn: &mut DbConn, id: i64) -> Result<Option<i64>, ApiError> {
+        if let Some(known) = self.known.get(&id) {
+            return Ok(*known);
+        }
+        let Some(inviter) = store::inviter_binding(conn, id)? else {
+            return Ok(None);
+        };
+        if self.known.len() >= MAX_REMEMBERED_INVITERS {
+            // Bounded: start over rather than track recency; a miss costs one read.
+            self.known.clear();
+        }
+        self.known.insert(id, inviter);
+        Ok(inviter)
+    }
 }
 
 /// A page of the people `inviter` invited: (id, username, joined at ms),

@@ -3,7 +3,7 @@
 //! cancelled claim gives the animal back only if the claim still holds it.
 
 use crate::commerce::hooks::{Followed, OrderChange, OrderHook};
-use crate::commerce::model::Status;
+use crate::commerce::model::{Status, ANIMAL_CLAIM_CATEGORY};
 use crate::core::error::ApiError;
 use crate::runtime::context::Ctx;
 use crate::storage::DbConn;
@@ -11,6 +11,20 @@ use crate::storage::DbConn;
 use super::store;
 
 pub struct ClaimHook;
+
+/// Whether an item is an animal's claim: its product's category says so
+/// (claim products are made by this domain and never change category); the
+/// database answers only for an item the order actor did not load.
+fn is_claim(
+    conn: &mut DbConn,
+    change: &OrderChange<'_>,
+    product_id: i64,
+) -> Result<bool, ApiError> {
+    match change.category_of(product_id) {
+        Some(category) => Ok(category == ANIMAL_CLAIM_CATEGORY),
+        None => Ok(store::is_animal_product(conn, product_id)?),
+    }
+}
 
 impl OrderHook for ClaimHook {
     fn keeps_released_unit(
@@ -24,7 +38,7 @@ impl OrderHook for ClaimHook {
         // order must not give the unit back a second time.
         let was_paid = change.from != Status::PendingPayment;
         Ok(was_paid
-            && store::is_animal_product(conn, product_id)?
+            && is_claim(conn, change, product_id)?
             && !store::release_claim(conn, product_id, change.order_id)?)
     }
 
@@ -43,9 +57,7 @@ impl OrderHook for ClaimHook {
             .unwrap_or(86_400)
             .saturating_mul(1000);
         for i in change.items {
-            // A cached SELECT first: diesel never caches an UPDATE's prepared
-            // statement, and almost no product is an animal's.
-            if !store::is_animal_product(conn, i.product_id)? {
+            if !is_claim(conn, change, i.product_id)? {
                 continue;
             }
             store::hold_for_claim(

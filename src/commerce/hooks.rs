@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use super::model::{OrderEvent, Status};
-use super::store::OrderItemRow;
+use super::store::{OrderItemRow, OrderRow};
 use crate::core::error::ApiError;
 use crate::runtime::context::Ctx;
 use crate::social::notifier::Stored;
@@ -25,7 +25,40 @@ pub struct OrderChange<'a> {
     /// The event the transition stores.
     pub event: OrderEvent,
     pub items: &'a [OrderItemRow],
+    /// (product, category) of each item, as the order actor loaded them.
+    pub categories: &'a [(i64, String)],
+    /// The order as this transition leaves it (what the database will hold).
+    pub after: &'a OrderRow,
     pub now_ms: i64,
+}
+
+impl OrderChange<'_> {
+    /// The category of an item's product, if the order actor knows it.
+    pub fn category_of(&self, product_id: i64) -> Option<&str> {
+        self.categories
+            .iter()
+            .find(|(p, _)| *p == product_id)
+            .map(|(_, c)| c.as_str())
+    }
+
+    /// The categories of the order's items.
+    pub fn item_categories(&self) -> Vec<String> {
+        self.categories.iter().map(|(_, c)| c.clone()).collect()
+    }
+
+    /// What the order is after this transition, as `tx::order_facts` would
+    /// read it back inside the same transaction.
+    pub fn facts(&self) -> super::tx::OrderFacts {
+        super::tx::OrderFacts {
+            updated_at_ms: self.after.updated_at_ms,
+            buyer_id: self.after.buyer_id,
+            merchant_id: self.after.merchant_id,
+            status: self.to,
+            total_cents: self.after.total_cents,
+            paid_at_ms: self.after.paid_at_ms,
+            completed_at_ms: self.after.completed_at_ms,
+        }
+    }
 }
 
 /// What a hook did in the transition.

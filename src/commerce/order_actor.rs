@@ -43,6 +43,10 @@ pub struct Loaded {
     pub order: OrderRow,
     pub items: Vec<OrderItemRow>,
     pub owner_id: i64,
+    /// (product, category) of each item. A product's category decides its
+    /// rebate rules and whether it is an animal's claim; it is read once with
+    /// the order, so the transition's hooks need not read it again.
+    pub categories: Vec<(i64, String)>,
     /// The order's payment once this actor created or read it. Payments are
     /// only created through the order's actor and their id and amount never
     /// change, so a provider notice can be checked without a read.

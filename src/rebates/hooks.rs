@@ -4,6 +4,7 @@
 //! fails only the rebate writes roll back, the transition commits, and its
 //! event says the hooks did not all follow, so the rebate consumer retries.
 
+use crate::accounts::tx::Inviters;
 use crate::commerce::hooks::{Followed, OrderChange, OrderHook};
 use crate::commerce::model::OrderEvent;
 use crate::core::error::ApiError;
@@ -12,7 +13,11 @@ use crate::storage::DbConn;
 
 use super::store::engine;
 
-pub struct RebateHook;
+#[derive(Default)]
+pub struct RebateHook {
+    /// Referral bindings read so far (they never change).
+    inviters: Inviters,
+}
 
 impl OrderHook for RebateHook {
     fn follow(
@@ -27,7 +32,14 @@ impl OrderHook for RebateHook {
         ) {
             return Ok(Followed::Done(Vec::new()));
         }
-        match engine::reconcile(conn, &ctx.ids, change.order_id, change.now_ms) {
+        // The order as the transition leaves it and its categories are in
+        // memory: the engine need not read them back.
+        let known = engine::Known {
+            facts: change.facts(),
+            categories: change.item_categories(),
+            inviters: &self.inviters,
+        };
+        match engine::reconcile_known(conn, &ctx.ids, change.order_id, known, change.now_ms) {
             Ok(r) => Ok(Followed::Done(r.notifications)),
             Err(e) => {
                 tracing::warn!(order_id = change.order_id, error = %e, "rebates deferred to the rebate consumer");

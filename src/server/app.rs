@@ -400,7 +400,7 @@ fn start_commerce(
         // Claims and rebates follow each order transition in its transaction.
         hooks: crate::commerce::hooks::OrderHooks::new(vec![
             std::sync::Arc::new(crate::animals::hooks::ClaimHook),
-            std::sync::Arc::new(crate::rebates::hooks::RebateHook),
+            std::sync::Arc::new(crate::rebates::hooks::RebateHook::default()),
         ]),
     };
     let orders = crate::commerce::order_actor::OrderRegistry::new(

@@ -237,11 +237,10 @@ pub fn set_roles(conn: &mut DbConn, id: i64, roles: &str) -> QueryResult<()> {
         .map(|_| ())
 }
 
-/// Who invited `id` (`None` if nobody did or there is no such user).
-pub fn inviter_of(conn: &mut DbConn, id: i64) -> QueryResult<Option<i64>> {
-    let inviter: Option<Option<i64>> =
-        crate::storage::direct::first(conn, users::table.find(id).select(users::inviter_id))?;
-    Ok(inviter.flatten())
+/// The user's referral binding: `None` if there is no such user,
+/// `Some(None)` if nobody invited them.
+pub fn inviter_binding(conn: &mut DbConn, id: i64) -> QueryResult<Option<Option<i64>>> {
+    crate::storage::direct::first(conn, users::table.find(id).select(users::inviter_id))
 }
 
 /// One page of the people `inviter` invited, oldest first: (id, username,

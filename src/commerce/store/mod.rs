@@ -216,7 +216,7 @@ pub fn insert_product(conn: &mut DbConn, row: &ProductRow) -> QueryResult<()> {
 }
 
 /// The categories of an order's items (a cached statement: it runs in every
-/// rebate reconcile).
+/// rebate reconcile the order actor did not do itself).
 pub fn order_categories(conn: &mut DbConn, order_id: i64) -> QueryResult<Vec<String>> {
     direct::load(
         conn,
@@ -224,6 +224,17 @@ pub fn order_categories(conn: &mut DbConn, order_id: i64) -> QueryResult<Vec<Str
             .inner_join(products::table)
             .filter(order_items::order_id.eq(order_id))
             .select(products::category),
+    )
+}
+
+/// (product, category) of each of an order's items, for the order actor.
+pub fn item_categories(conn: &mut DbConn, order_id: i64) -> QueryResult<Vec<(i64, String)>> {
+    direct::load(
+        conn,
+        order_items::table
+            .inner_join(products::table)
+            .filter(order_items::order_id.eq(order_id))
+            .select((order_items::product_id, products::category)),
     )
 }
 

@@ -35,10 +35,12 @@ impl Handler<LoadOrder> for DbExecutor {
         };
         let owner_id =
             store::find_merchant(&mut conn, order.merchant_id)?.map_or(0, |m| m.owner_id);
+        let categories = store::item_categories(&mut conn, msg.order_id)?;
         Ok(Some(Loaded {
             order,
             items,
             owner_id,
+            categories,
             payment: None,
         }))
     }
@@ -323,6 +325,8 @@ pub fn apply_transition(
             to: t.to,
             event,
             items: &items,
+            categories: &t.before.categories,
+            after: &after,
             now_ms: now,
         };
         let mut released = Vec::new();
@@ -403,6 +407,7 @@ pub fn apply_transition(
             order: after,
             items: t.before.items,
             owner_id: t.before.owner_id,
+            categories: t.before.categories,
             payment: t.before.payment,
         },
         released,

@@ -10,6 +10,7 @@
 
 use diesel::prelude::*;
 
+use crate::accounts::tx::Inviters;
 use crate::commerce::model::Status;
 use crate::core::error::ApiError;
 use crate::core::ids::IdGenerator;
@@ -56,10 +57,24 @@ pub(super) fn order_facts(c: &mut DbConn, order_id: i64) -> Result<Option<OrderF
 
 /// The buyer's inviters, nearest first, at most `levels`.
 pub fn inviter_chain(c: &mut DbConn, buyer: i64, levels: usize) -> Result<Vec<i64>, ApiError> {
+    inviter_chain_via(c, None, buyer, levels)
+}
+
+/// [`inviter_chain`], from remembered bindings where `known` has them.
+fn inviter_chain_via(
+    c: &mut DbConn,
+    known: Option<&Inviters>,
+    buyer: i64,
+    levels: usize,
+) -> Result<Vec<i64>, ApiError> {
     let mut chain = Vec::new();
     let mut current = buyer;
     while chain.len() < levels.min(crate::rebates::rules::MAX_REFERRAL_LEVELS) {
-        match crate::accounts::tx::inviter_of(c, current)? {
+        let inviter = match known {
+            Some(k) => k.inviter_of(c, current)?,
+            None => crate::accounts::tx::inviter_of(c, current)?,
+        };
+        match inviter {
             // Inviter bindings never change and point to earlier users, so no cycles.
             Some(i) if !chain.contains(&i) && i != buyer => {
                 chain.push(i);
@@ -78,13 +93,17 @@ fn plan(
     c: &mut DbConn,
     order_id: i64,
     o: &OrderFacts,
+    known_categories: Option<&[String]>,
     paid_at: i64,
     inviters: &[i64],
 ) -> Result<Option<(i64, i64, Vec<Planned>)>, ApiError> {
     let Some((version, _, set)) = rule_set_at(c, paid_at)? else {
         return Ok(None);
     };
-    let categories = crate::commerce::tx::order_categories(c, order_id)?;
+    let categories = match known_categories {
+        Some(k) => k.to_vec(),
+        None => crate::commerce::tx::order_categories(c, order_id)?,
+    };
     let mut planned = Vec::new();
     let po = PaidOrder {
         merchant_id: o.merchant_id,
@@ -314,6 +333,50 @@ pub fn reconcile(
     let Some(o) = order_facts(conn, order_id)? else {
         return Ok(Reconciled::default());
     };
+    reconcile_facts(conn, ids, order_id, &o, None, now)
+}
+
+/// What the caller knows of the order already, inside the same transaction
+/// that changed it (the order actor's transition): the engine then reads
+/// neither the order nor its categories back, and takes referral bindings
+/// from `inviters` where it remembers them.
+pub struct Known<'a> {
+    pub facts: OrderFacts,
+    pub categories: Vec<String>,
+    pub inviters: &'a Inviters,
+}
+
+/// [`reconcile`] with the order as the caller knows it.
+pub fn reconcile_known(
+    conn: &mut DbConn,
+    ids: &IdGenerator,
+    order_id: i64,
+    known: Known<'_>,
+    now: i64,
+) -> Result<Reconciled, ApiError> {
+    let given = Given {
+        categories: &known.categories,
+        inviters: known.inviters,
+    };
+    reconcile_facts(conn, ids, order_id, &known.facts, Some(given), now)
+}
+
+/// The part of [`Known`] the steps after the order facts use.
+#[derive(Clone, Copy)]
+struct Given<'a> {
+    categories: &'a [String],
+    inviters: &'a Inviters,
+}
+
+#[allow(clippy::collapsible_match)]
+fn reconcile_facts(
+    conn: &mut DbConn,
+    ids: &IdGenerator,
+    order_id: i64,
+    o: &OrderFacts,
+    given: Option<Given<'_>>,
+    now: i64,
+) -> Result<Reconciled, ApiError> {
     crate::storage::transaction(conn, |c| -> Result<Reconciled, ApiError> {
         let mut out = Reconciled::default();
         let mut records: Vec<RebateRow> = direct::load(
@@ -324,9 +387,20 @@ pub fn reconcile(
         )?;
         if records.is_empty() && !matches!(o.status, Status::Refunded | Status::Cancelled) {
             if let Some(paid_at) = o.paid_at_ms {
-                let inviters =
-                    inviter_chain(c, o.buyer_id, crate::rebates::rules::MAX_REFERRAL_LEVELS)?;
-                if let Some((version, hold, planned)) = plan(c, order_id, &o, paid_at, &inviters)? {
+                let inviters = inviter_chain_via(
+                    c,
+                    given.map(|g| g.inviters),
+                    o.buyer_id,
+                    crate::rebates::rules::MAX_REFERRAL_LEVELS,
+                )?;
+                if let Some((version, hold, planned)) = plan(
+                    c,
+                    order_id,
+                    o,
+                    given.map(|g| g.categories),
+                    paid_at,
+                    &inviters,
+                )? {
                     for (user, kind, amount, rule_name, rate, fixed) in planned {
                         // Only here can a wallet be missing: later steps move
                         // money that this step put in.
