@@ -461,8 +461,25 @@ impl Handler<MarkNotificationsRead> for DbExecutor {
     }
 }
 
-/// One notification of event `event_id` (a cached statement: order
-/// transitions and rebate reconciles store these on the committer).
+/// One notification row as stored.
+#[derive(Insertable)]
+#[diesel(table_name = notifications)]
+pub struct NotificationRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub kind: String,
+    pub data: String,
+    pub event_id: Option<i64>,
+    pub read: bool,
+    pub created_at_ms: i64,
+}
+
+/// Rows per multi-row notification insert (7 bound values each).
+const NOTIFICATION_CHUNK: usize = 500;
+
+/// One notification of event `event_id`. Inside a group-commit batch it
+/// joins the batch's one multi-row insert (`storage::appends`): nothing reads
+/// notifications back inside the transaction that wrote them.
 pub fn insert_notification(
     c: &mut DbConn,
     id: i64,
@@ -472,19 +489,41 @@ pub fn insert_notification(
     event_id: i64,
     now_ms: i64,
 ) -> QueryResult<()> {
-    crate::storage::direct::execute(
-        c,
-        diesel::insert_into(notifications::table).values((
-            notifications::id.eq(id),
-            notifications::user_id.eq(user_id),
-            notifications::kind.eq(kind),
-            notifications::data.eq(data.to_string()),
-            notifications::event_id.eq(Some(event_id)),
-            notifications::read.eq(false),
-            notifications::created_at_ms.eq(now_ms),
-        )),
-    )
-    .map(|_| ())
+    let row = NotificationRow {
+        id,
+        user_id,
+        kind: kind.to_owned(),
+        data: data.to_string(),
+        event_id: Some(event_id),
+        read: false,
+        created_at_ms: now_ms,
+    };
+    crate::storage::appends::append(c, row, write_notifications)
+}
+
+/// One cached single-row statement for one row, multi-row inserts otherwise.
+fn write_notifications(c: &mut DbConn, rows: &[NotificationRow]) -> QueryResult<()> {
+    if let [row] = rows {
+        return crate::storage::direct::execute(
+            c,
+            diesel::insert_into(notifications::table).values((
+                notifications::id.eq(row.id),
+                notifications::user_id.eq(row.user_id),
+                notifications::kind.eq(&row.kind),
+                notifications::data.eq(&row.data),
+                notifications::event_id.eq(row.event_id),
+                notifications::read.eq(row.read),
+                notifications::created_at_ms.eq(row.created_at_ms),
+            )),
+        )
+        .map(|_| ());
+    }
+    for chunk in rows.chunks(NOTIFICATION_CHUNK) {
+        crate::per_backend!(&mut *c, |b| diesel::insert_into(notifications::table)
+            .values(chunk)
+            .execute(b))?;
+    }
+    Ok(())
 }
 
 pub fn post_author(conn: &mut DbConn, post_id: i64) -> QueryResult<Option<i64>> {

@@ -273,6 +273,7 @@ impl Handler<Batch> for Committer {
             }
         }
         let mut outputs: Vec<Output> = Vec::with_capacity(n);
+        let appends = super::appends::Collect::open();
         let committed = super::write_transaction(
             &mut conn,
             |c| -> Result<(), diesel::result::Error> {
@@ -280,7 +281,16 @@ impl Handler<Batch> for Committer {
                     // A savepoint per job: its failure rolls back only its own writes.
                     let mut out: Option<Output> = None;
                     let sp = c.transaction(|sp| -> Result<(), diesel::result::Error> {
-                        let r = run(sp);
+                        let mut r = run(sp);
+                        // The job's own appended rows, inside its savepoint.
+                        match &r {
+                            Ok(_) => {
+                                if let Err(e) = appends.flush(sp) {
+                                    r = Err(ApiError::from(e));
+                                }
+                            }
+                            Err(_) => appends.discard(),
+                        }
                         let failed = r.is_err();
                         out = Some(r);
                         if failed {
@@ -343,6 +353,8 @@ fn run_without_savepoints(
     jobs: &mut [JobFn],
 ) -> Result<Option<Vec<Output>>, diesel::result::Error> {
     let _elided = super::ElideSavepoints::enter();
+    // The jobs' events and notifications go out as sets before the commit.
+    let appends = super::appends::Collect::open();
     let mut outputs: Vec<Output> = Vec::with_capacity(jobs.len());
     let attempt = super::write_transaction(conn, |c| -> Result<(), Attempt> {
         for run in jobs.iter_mut() {
@@ -352,7 +364,10 @@ fn run_without_savepoints(
             }
             outputs.push(out);
         }
-        Ok(())
+        // A refused set (a unique key, say) belongs to some job, unknown
+        // which: the careful run, which writes each job's rows in its own
+        // savepoint, finds it.
+        appends.flush(c).map_err(|_| Attempt::JobFailed)
     });
     match attempt {
         Ok(()) => Ok(Some(outputs)),

@@ -5,6 +5,7 @@
 //! sync actors (or other sync writer actors); HTTP handlers reach them through
 //! [`Db::call`], which bounds how many requests may wait.
 
+pub mod appends;
 pub mod checkpoint;
 pub mod conflicts;
 pub mod dead_letter;
@@ -295,7 +296,14 @@ where
             }
             return r;
         }
-        return conn.transaction(f);
+        // A real savepoint: what its body appended for the batch's set
+        // writes leaves with it if it rolls back.
+        let mark = appends::mark();
+        let r = conn.transaction(f);
+        if r.is_err() {
+            appends::truncate_to(&mark);
+        }
+        return r;
     }
     match conn {
         DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,

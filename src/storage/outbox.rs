@@ -25,58 +25,74 @@ pub struct Event {
     pub occurred_at_ms: i64,
 }
 
-/// Adds an event to the outbox inside the caller's transaction.
-pub fn enqueue(
-    conn: &mut DbConn,
-    ids: &IdGenerator,
-    kind: &str,
-    payload: &serde_json::Value,
-) -> QueryResult<i64> {
-    let id = ids.next_id();
-    crate::storage::direct::execute(
-        conn,
-        diesel::insert_into(outbox::table).values((
-            outbox::id.eq(id),
-            outbox::kind.eq(kind),
-            outbox::payload.eq(payload.to_string()),
-            outbox::created_at_ms.eq(now_ms()),
-        )),
-    )?;
-    Ok(id)
+/// One outbox row as stored.
+#[derive(Insertable)]
+#[diesel(table_name = outbox)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub kind: String,
+    pub payload: String,
+    pub created_at_ms: i64,
 }
 
 /// Rows per multi-row outbox insert: 4 bound values each, far below
 /// SQLite's 32,766 and PostgreSQL's 65,535 bound-value limits.
 const ENQUEUE_CHUNK: usize = 500;
 
-/// Adds many events to the outbox inside the caller's transaction, one
-/// multi-row insert per [`ENQUEUE_CHUNK`] events instead of one per event;
-/// returns their ids in order.
+/// Adds an event to the outbox inside the caller's transaction; returns its
+/// id. Inside a group-commit batch the row joins the batch's one multi-row
+/// insert (`storage::appends`): nothing reads the outbox back inside the
+/// transaction that wrote it (the relay reads committed rows only).
+pub fn enqueue(
+    conn: &mut DbConn,
+    ids: &IdGenerator,
+    kind: &str,
+    payload: &serde_json::Value,
+) -> QueryResult<i64> {
+    let row = OutboxRow {
+        id: ids.next_id(),
+        kind: kind.to_owned(),
+        payload: payload.to_string(),
+        created_at_ms: now_ms(),
+    };
+    let id = row.id;
+    super::appends::append(conn, row, write_rows)?;
+    Ok(id)
+}
+
+/// Adds many events (see [`enqueue`]); returns their ids in order.
 pub fn enqueue_many(
     conn: &mut DbConn,
     ids: &IdGenerator,
     events: &[(&str, serde_json::Value)],
 ) -> QueryResult<Vec<i64>> {
-    let now = now_ms();
-    let event_ids: Vec<i64> = events.iter().map(|_| ids.next_id()).collect();
-    let rows: Vec<_> = events
+    events
         .iter()
-        .zip(&event_ids)
-        .map(|((kind, payload), id)| {
-            (
-                outbox::id.eq(*id),
-                outbox::kind.eq(*kind),
-                outbox::payload.eq(payload.to_string()),
-                outbox::created_at_ms.eq(now),
-            )
-        })
-        .collect();
+        .map(|(kind, payload)| enqueue(conn, ids, kind, payload))
+        .collect()
+}
+
+/// Writes outbox rows: one cached single-row statement for one row (the
+/// common case outside a batch), multi-row inserts of [`ENQUEUE_CHUNK`] otherwise.
+fn write_rows(conn: &mut DbConn, rows: &[OutboxRow]) -> QueryResult<()> {
+    if let [row] = rows {
+        return crate::storage::direct::execute(
+            conn,
+            diesel::insert_into(outbox::table).values((
+                outbox::id.eq(row.id),
+                outbox::kind.eq(&row.kind),
+                outbox::payload.eq(&row.payload),
+                outbox::created_at_ms.eq(row.created_at_ms),
+            )),
+        )
+        .map(|_| ());
+    }
     for chunk in rows.chunks(ENQUEUE_CHUNK) {
         crate::per_backend!(&mut *conn, |b| diesel::insert_into(outbox::table)
             .values(chunk)
             .execute(b))?;
     }
-    Ok(event_ids)
+    Ok(())
 }
 
 /// The oldest unpublished events.

@@ -1,0 +1,286 @@
+//! Append-only rows (outbox events, notifications) written as sets.
+//!
+//! A group-commit batch runs many small jobs on one connection; each job used
+//! to insert its events and notifications one statement at a time, so a
+//! batch's statement count grew with its size (on PostgreSQL each statement
+//! is a round trip on the committer thread). While a batch runs, [`append`]
+//! buffers such rows instead, and the committer writes each kind of row with
+//! one multi-row insert per chunk before the commit ([`Collect::flush`]).
+//!
+//! Only rows nobody reads back inside the same transaction may be appended
+//! this way: the owner of each kind of row says so where it calls [`append`].
+//! Outside a batch (an executor request, a test), [`append`] writes at once.
+//!
+//! The buffer follows the transaction: rows appended inside a nested
+//! transaction that rolls back are dropped with it ([`mark`],
+//! [`truncate_to`]), and a batch attempt that fails drops all of them
+//! ([`Collect`]'s `Drop`).
+
+use std::any::{Any, TypeId};
+use std::cell::RefCell;
+
+use diesel::QueryResult;
+
+use super::DbConn;
+
+/// Writes rows of one kind (at most a batch's worth) in as few statements as it can.
+pub type WriteRows<T> = fn(&mut DbConn, &[T]) -> QueryResult<()>;
+
+thread_local! {
+    /// The rows of the batch running on this thread (a committer thread), if any.
+    static OPEN: RefCell<Option<Vec<Lane>>> = const { RefCell::new(None) };
+}
+
+/// The buffered rows of one kind.
+struct Lane {
+    kind: TypeId,
+    rows: Box<dyn Buffered>,
+}
+
+trait Buffered {
+    fn len(&self) -> usize;
+    fn truncate(&mut self, len: usize);
+    fn write(&mut self, conn: &mut DbConn) -> QueryResult<()>;
+    fn as_any(&mut self) -> &mut dyn Any;
+}
+
+struct Rows<T> {
+    rows: Vec<T>,
+    write: WriteRows<T>,
+}
+
+impl<T: 'static> Buffered for Rows<T> {
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+    fn truncate(&mut self, len: usize) {
+        self.rows.truncate(len);
+    }
+    fn write(&mut self, conn: &mut DbConn) -> QueryResult<()> {
+        let rows = std::mem::take(&mut self.rows);
+        if rows.is_empty() {
+            return Ok(());
+        }
+        (self.write)(conn, &rows)
+    }
+    fn as_any(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// Adds an append-only row: buffered while this thread's batch collects,
+/// written at once (with `write`) otherwise.
+pub fn append<T: 'static>(conn: &mut DbConn, row: T, write: WriteRows<T>) -> QueryResult<()> {
+    let unbuffered = OPEN.with(|open| {
+        let mut open = open.borrow_mut();
+        let Some(lanes) = open.as_mut() else {
+            return Some(row);
+        };
+        let kind = TypeId::of::<T>();
+        let at = match lanes.iter().position(|l| l.kind == kind) {
+            Some(i) => i,
+            None => {
+                lanes.push(Lane {
+                    kind,
+                    rows: Box::new(Rows::<T> {
+                        rows: Vec::new(),
+                        write,
+                    }),
+                });
+                lanes.len() - 1
+            }
+        };
+        if let Some(buffer) = lanes[at].rows.as_any().downcast_mut::<Rows<T>>() {
+            buffer.rows.push(row);
+            None
+        } else {
+            Some(row)
+        }
+    });
+    match unbuffered {
+        Some(row) => write(conn, std::slice::from_ref(&row)),
+        None => Ok(()),
+    }
+}
+
+/// Where the buffer stands: (kinds, rows of each), taken when a nested
+/// transaction begins.
+pub struct Mark(Option<Vec<usize>>);
+
+pub fn mark() -> Mark {
+    Mark(OPEN.with(|open| {
+        open.borrow()
+            .as_ref()
+            .map(|lanes| lanes.iter().map(|l| l.rows.len()).collect())
+    }))
+}
+
+/// Drops what was appended since `mark` (its nested transaction rolled back).
+pub fn truncate_to(mark: &Mark) {
+    let Some(lens) = &mark.0 else { return };
+    OPEN.with(|open| {
+        if let Some(lanes) = open.borrow_mut().as_mut() {
+            lanes.truncate(lens.len());
+            for (lane, len) in lanes.iter_mut().zip(lens) {
+                lane.rows.truncate(*len);
+            }
+        }
+    });
+}
+
+/// A batch collecting its appends on this thread; dropping it drops
+/// whatever was not flushed (the attempt failed and rolled back).
+pub struct Collect(());
+
+impl Collect {
+    pub fn open() -> Collect {
+        OPEN.with(|open| *open.borrow_mut() = Some(Vec::new()));
+        Collect(())
+    }
+
+    /// Writes everything buffered so far, kind by kind in the order each
+    /// kind was first appended; the buffer is empty afterwards either way.
+    pub fn flush(&self, conn: &mut DbConn) -> QueryResult<()> {
+        let mut lanes = OPEN.with(|open| {
+            open.borrow_mut()
+                .as_mut()
+                .map(std::mem::take)
+                .unwrap_or_default()
+        });
+        for lane in &mut lanes {
+            lane.rows.write(conn)?;
+        }
+        Ok(())
+    }
+
+    /// Drops what was appended since the last flush (the job failed).
+    pub fn discard(&self) {
+        OPEN.with(|open| {
+            if let Some(lanes) = open.borrow_mut().as_mut() {
+                lanes.clear();
+            }
+        });
+    }
+}
+
+impl Drop for Collect {
+    fn drop(&mut self) {
+        OPEN.with(|open| *open.borrow_mut() = None);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use diesel::connection::SimpleConnection;
+    use diesel::RunQueryDsl;
+
+    use super::*;
+    use crate::core::config::{DatabaseUrl, SqliteSync};
+    use crate::core::error::ApiError;
+    use crate::storage::group::{GroupCommit, MAX_QUEUED};
+
+    /// A row appended to table `a`.
+    struct A(i64);
+
+    /// The size of every write of `A` rows, in order.
+    static WRITES: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+    fn write_a(c: &mut DbConn, rows: &[A]) -> QueryResult<()> {
+        WRITES.lock().unwrap().push(rows.len());
+        let values: Vec<String> = rows.iter().map(|r| format!("({})", r.0)).collect();
+        c.batch_execute(&format!("INSERT INTO a (id) VALUES {}", values.join(",")))
+    }
+
+    fn ids(c: &mut DbConn, table: &str) -> Vec<i64> {
+        #[derive(diesel::QueryableByName)]
+        struct Id {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            id: i64,
+        }
+        let q = format!("SELECT id FROM {table} ORDER BY id");
+        let rows: Vec<Id> = match c {
+            DbConn::Sqlite(c) => diesel::sql_query(q).load(c).unwrap(),
+            DbConn::Pg(c) => diesel::sql_query(q).load(c).unwrap(),
+        };
+        rows.into_iter().map(|r| r.id).collect()
+    }
+
+    #[actix_web::test]
+    async fn a_batch_writes_its_appends_as_one_set_and_a_failed_job_or_nested_rollback_writes_none()
+    {
+        let dir = std::env::temp_dir().join(format!(
+            "tandem-appends-{}-{}",
+            std::process::id(),
+            crate::core::ids::now_ms()
+        ));
+        let url = DatabaseUrl::Sqlite(dir.join("t.db").to_string_lossy().into_owned());
+        let pool = crate::storage::open_pool(&url, 2, SqliteSync::Full).unwrap();
+        pool.get()
+            .unwrap()
+            .batch_execute("CREATE TABLE a (id INTEGER PRIMARY KEY)")
+            .unwrap();
+        let commit = GroupCommit::start(
+            pool.clone(),
+            1,
+            crate::core::metrics::QueueGauge::new(MAX_QUEUED),
+        );
+        let blocker = |ms: u64| {
+            commit.run(move |_c| {
+                std::thread::sleep(Duration::from_millis(ms));
+                Ok(0_i64)
+            })
+        };
+        // Outside a batch: written at once.
+        append(&mut pool.get().unwrap(), A(9), write_a).unwrap();
+        assert_eq!(*WRITES.lock().unwrap(), vec![1]);
+        WRITES.lock().unwrap().clear();
+
+        // One batch (queued behind a blocker), no failure: one write of 3 rows.
+        let (_, x, y) = futures_util::join!(
+            blocker(300),
+            commit.run(|c| append(c, A(1), write_a)
+                .map(|()| 1_i64)
+                .map_err(ApiError::from)),
+            commit.run(|c| {
+                append(c, A(2), write_a)?;
+                append(c, A(3), write_a)?;
+                Ok(2_i64)
+            }),
+        );
+        assert_eq!((x.unwrap(), y.unwrap()), (1, 2));
+        assert_eq!(*WRITES.lock().unwrap(), vec![3], "one set for the batch");
+
+        // A failing job, and a job whose nested transaction fails: neither's
+        // rows are written; the others' are.
+        let (_, ok, failed, nested) = futures_util::join!(
+            blocker(300),
+            commit.run(|c| append(c, A(4), write_a)
+                .map(|()| 4_i64)
+                .map_err(ApiError::from)),
+            commit.run(|c| -> Result<i64, ApiError> {
+                append(c, A(5), write_a)?;
+                Err(ApiError::invalid_input("this job fails"))
+            }),
+            commit.run(|c| -> Result<i64, ApiError> {
+                let inner = crate::storage::transaction(c, |c| -> Result<(), ApiError> {
+                    append(c, A(6), write_a)?;
+                    Err(ApiError::invalid_input("the nested part fails"))
+                });
+                assert!(inner.is_err());
+                append(c, A(7), write_a)?;
+                Ok(7)
+            }),
+        );
+        assert_eq!(ok.unwrap(), 4);
+        assert!(failed.is_err());
+        assert_eq!(nested.unwrap(), 7);
+        assert_eq!(ids(&mut pool.get().unwrap(), "a"), vec![1, 2, 3, 4, 7, 9]);
+        drop(commit);
+        drop(pool);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
