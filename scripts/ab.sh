@@ -21,6 +21,8 @@ run() { # label bindir scenario round
   case $scen in
     orders) "${s[@]}" --scenario orders --concurrency 256 --admin root:rootpass123 \
               --mockpay-secret benchsecret --json "$out/$label-orders-$r.json" > /dev/null ;;
+    order-create) "${s[@]}" --scenario order-create --concurrency 256 --admin root:rootpass123 \
+              --json "$out/$label-order-create-$r.json" > /dev/null ;;
     chat-direct) "${s[@]}" --scenario chat-direct --concurrency 128 \
               --json "$out/$label-chat-direct-$r.json" > /dev/null ;;
   esac

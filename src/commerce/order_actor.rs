@@ -355,12 +355,17 @@ async fn run(db: &OrderCtx, loaded: &Loaded, req: Request) -> Result<Outcome, Ap
             let effect = decide(status, loaded.order.refund_requested, c, &cmd).map_err(reject)?;
             match (effect, &cmd) {
                 (Effect::Nothing, Command::Pay) => {
-                    let p = db
-                        .ensure_payment(EnsurePayment {
-                            order_id: loaded.order.id,
-                            amount_cents: loaded.order.total_cents,
-                        })
-                        .await?;
+                    // Known already (its id and amount never change): no write.
+                    let p = match &loaded.payment {
+                        Some(p) => p.clone(),
+                        None => {
+                            db.ensure_payment(EnsurePayment {
+                                order_id: loaded.order.id,
+                                amount_cents: loaded.order.total_cents,
+                            })
+                            .await?
+                        }
+                    };
                     let view = PaymentView {
                         payment_id: p.id,
                         order_id: p.order_id,

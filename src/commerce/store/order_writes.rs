@@ -86,31 +86,37 @@ pub struct EnsurePayment {
 }
 
 /// The order's payment, created on the first call (a group-commit job).
+/// Insert first (one statement in the usual case, a first `pay`); only if
+/// the order has a payment already (`UNIQUE (order_id)`) is it read.
 pub fn ensure_payment(
     conn: &mut DbConn,
     shared: &Ctx,
     msg: EnsurePayment,
 ) -> Result<PaymentRow, ApiError> {
-    let p = match store::find_payment_by_order(conn, msg.order_id)? {
-        Some(p) => p,
-        None => {
-            let row = PaymentRow {
-                id: shared.ids.next_id(),
-                order_id: msg.order_id,
-                provider: "mockpay".into(),
-                amount_cents: msg.amount_cents,
-                status: PaymentStatus::Created.as_str().into(),
-                created_at_ms: now_ms(),
-                notified_at_ms: None,
-            };
-            crate::storage::direct::execute(
-                conn,
-                diesel::insert_into(payments::table).values(&row),
-            )?;
-            row
-        }
+    let row = PaymentRow {
+        id: shared.ids.next_id(),
+        order_id: msg.order_id,
+        provider: "mockpay".into(),
+        amount_cents: msg.amount_cents,
+        status: PaymentStatus::Created.as_str().into(),
+        created_at_ms: now_ms(),
+        notified_at_ms: None,
     };
-    Ok(p)
+    // `ON CONFLICT DO NOTHING`, not a caught unique violation: on PostgreSQL
+    // a failed statement would abort the whole group-commit batch.
+    let inserted = crate::per_backend!(&mut *conn, |b| diesel::insert_into(payments::table)
+        .values(&row)
+        .on_conflict_do_nothing()
+        .execute(b))?;
+    if inserted == 1 {
+        return Ok(row);
+    }
+    store::find_payment_by_order(conn, msg.order_id)?.ok_or_else(|| {
+        ApiError::internal(anyhow::anyhow!(
+            "payment of order {} vanished",
+            msg.order_id
+        ))
+    })
 }
 
 pub struct PaymentFailed {

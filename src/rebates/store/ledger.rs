@@ -95,8 +95,30 @@ pub fn post(
     Ok(())
 }
 
+/// One journal entry as stored.
+#[derive(Insertable)]
+#[diesel(table_name = ledger_entries)]
+pub struct EntryRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub kind: String,
+    pub rebate_id: Option<i64>,
+    pub withdrawal_id: Option<i64>,
+    pub pending_delta: i64,
+    pub available_delta: i64,
+    pub withdrawing_delta: i64,
+    pub withdrawn_delta: i64,
+    pub created_at_ms: i64,
+}
+
+/// Entries per multi-row insert (10 bound values each).
+const ENTRY_CHUNK: usize = 500;
+
 /// Appends a ledger entry only, for a caller that has moved the wallet itself
-/// (with a guarded update).
+/// (with a guarded update). The journal is append-only and read only by
+/// `tandem audit` and tests, never inside the transaction that writes it, so
+/// inside a group-commit batch the entry joins the batch's one multi-row
+/// insert (`storage::appends`); the wallet row it explains moves at once.
 // Each argument is one column of the journal entry; a struct would only rename them.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn entry(
@@ -109,21 +131,47 @@ pub(super) fn entry(
     d: Deltas,
     now: i64,
 ) -> Result<(), ApiError> {
-    direct::execute(
-        c,
-        diesel::insert_into(ledger_entries::table).values((
-            ledger_entries::id.eq(ids.next_id()),
-            ledger_entries::user_id.eq(user_id),
-            ledger_entries::kind.eq(kind),
-            ledger_entries::rebate_id.eq(rebate_id),
-            ledger_entries::withdrawal_id.eq(withdrawal_id),
-            ledger_entries::pending_delta.eq(d[0]),
-            ledger_entries::available_delta.eq(d[1]),
-            ledger_entries::withdrawing_delta.eq(d[2]),
-            ledger_entries::withdrawn_delta.eq(d[3]),
-            ledger_entries::created_at_ms.eq(now),
-        )),
-    )?;
+    let row = EntryRow {
+        id: ids.next_id(),
+        user_id,
+        kind: kind.to_owned(),
+        rebate_id,
+        withdrawal_id,
+        pending_delta: d[0],
+        available_delta: d[1],
+        withdrawing_delta: d[2],
+        withdrawn_delta: d[3],
+        created_at_ms: now,
+    };
+    crate::storage::appends::append(c, row, write_entries)?;
+    Ok(())
+}
+
+/// One cached single-row statement for one entry, multi-row inserts otherwise.
+fn write_entries(c: &mut DbConn, rows: &[EntryRow]) -> diesel::QueryResult<()> {
+    if let [row] = rows {
+        return direct::execute(
+            c,
+            diesel::insert_into(ledger_entries::table).values((
+                ledger_entries::id.eq(row.id),
+                ledger_entries::user_id.eq(row.user_id),
+                ledger_entries::kind.eq(&row.kind),
+                ledger_entries::rebate_id.eq(row.rebate_id),
+                ledger_entries::withdrawal_id.eq(row.withdrawal_id),
+                ledger_entries::pending_delta.eq(row.pending_delta),
+                ledger_entries::available_delta.eq(row.available_delta),
+                ledger_entries::withdrawing_delta.eq(row.withdrawing_delta),
+                ledger_entries::withdrawn_delta.eq(row.withdrawn_delta),
+                ledger_entries::created_at_ms.eq(row.created_at_ms),
+            )),
+        )
+        .map(|_| ());
+    }
+    for chunk in rows.chunks(ENTRY_CHUNK) {
+        crate::per_backend!(&mut *c, |b| diesel::insert_into(ledger_entries::table)
+            .values(chunk)
+            .execute(b))?;
+    }
     Ok(())
 }
 
