@@ -6,7 +6,7 @@
 
 use crate::accounts::tx::Inviters;
 use crate::commerce::hooks::{Followed, OrderChange, OrderHook};
-use crate::commerce::model::OrderEvent;
+use crate::commerce::model::{OrderEvent, Status};
 use crate::core::error::ApiError;
 use crate::runtime::context::Ctx;
 use crate::storage::DbConn;
@@ -38,6 +38,7 @@ impl OrderHook for RebateHook {
             facts: change.facts(),
             categories: change.item_categories(),
             inviters: &self.inviters,
+            first_payment: change.from == Status::PendingPayment && change.to == Status::Paid,
         };
         match engine::reconcile_known(conn, &ctx.ids, change.order_id, known, change.now_ms) {
             Ok(r) => Ok(Followed::Done(r.notifications)),

@@ -344,6 +344,11 @@ pub struct Known<'a> {
     pub facts: OrderFacts,
     pub categories: Vec<String>,
     pub inviters: &'a Inviters,
+    /// This transaction is the one that pays the order. Rebate records are
+    /// created only by a reconcile that reads the order as paid, and until
+    /// this transaction commits no other transaction can read it so: the
+    /// order has no records yet, and they are not read.
+    pub first_payment: bool,
 }
 
 /// [`reconcile`] with the order as the caller knows it.
@@ -357,6 +362,7 @@ pub fn reconcile_known(
     let given = Given {
         categories: &known.categories,
         inviters: known.inviters,
+        first_payment: known.first_payment,
     };
     reconcile_facts(conn, ids, order_id, &known.facts, Some(given), now)
 }
@@ -366,6 +372,7 @@ pub fn reconcile_known(
 struct Given<'a> {
     categories: &'a [String],
     inviters: &'a Inviters,
+    first_payment: bool,
 }
 
 #[allow(clippy::collapsible_match)]
@@ -379,12 +386,16 @@ fn reconcile_facts(
 ) -> Result<Reconciled, ApiError> {
     crate::storage::transaction(conn, |c| -> Result<Reconciled, ApiError> {
         let mut out = Reconciled::default();
-        let mut records: Vec<RebateRow> = direct::load(
-            c,
-            rebates::table
-                .filter(rebates::order_id.eq(order_id))
-                .select(direct::columns::<RebateRow>()),
-        )?;
+        let mut records: Vec<RebateRow> = if given.is_some_and(|g| g.first_payment) {
+            Vec::new()
+        } else {
+            direct::load(
+                c,
+                rebates::table
+                    .filter(rebates::order_id.eq(order_id))
+                    .select(direct::columns::<RebateRow>()),
+            )?
+        };
         if records.is_empty() && !matches!(o.status, Status::Refunded | Status::Cancelled) {
             if let Some(paid_at) = o.paid_at_ms {
                 let inviters = inviter_chain_via(
