@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Alternating A/B of two release builds on SQLite: for each round, `orders`
-# and `chat-direct` against build A, then build B, each on a fresh server and
-# database, each with the `health` ceiling of the same invocation.
-# Usage: scripts/ab.sh A_BINDIR B_BINDIR OUTDIR [ROUNDS] [SCENARIOS]
+# Alternating A/B of two release builds: for each round, `orders` and
+# `chat-direct` (or SCENARIOS) against build A, then build B, each on a fresh
+# server and database, each with the `health` ceiling of the same invocation.
+# SQLite by default; BACKEND=postgres uses PostgreSQL + Redis + RabbitMQ on
+# this machine (database tandem_ab, dropped and created for every run).
+# Usage: [BACKEND=postgres] scripts/ab.sh A_BINDIR B_BINDIR OUTDIR [ROUNDS] [SCENARIOS]
 #   A_BINDIR, B_BINDIR: directories holding `tandem` and `tandem-stress`
 #   (e.g. copies of target/release of two commits).
 set -euo pipefail
@@ -12,8 +14,14 @@ mkdir -p "$out"
 port=18190
 run() { # label bindir scenario round
   local label=$1 bin=$2 scen=$3 r=$4 work; work=$(mktemp -d)
+  local db=(TANDEM_DATABASE_URL=sqlite:$work/tandem.db)
+  if [ "${BACKEND:-sqlite}" = postgres ]; then
+    psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS tandem_ab WITH (FORCE)" -c "CREATE DATABASE tandem_ab"
+    db=(TANDEM_DATABASE_URL=postgres://postgres@127.0.0.1:5432/tandem_ab TANDEM_REDIS_URL=redis://127.0.0.1:6379/
+        TANDEM_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f TANDEM_NAMESPACE=ab$RANDOM)
+  fi
   env TANDEM_LISTEN=127.0.0.1:$port TANDEM_RATE_LIMITS=off TANDEM_BOOTSTRAP_ADMIN=root:rootpass123 \
-      TANDEM_MOCKPAY_SECRET=benchsecret TANDEM_LOG=warn TANDEM_DATABASE_URL=sqlite:$work/tandem.db \
+      TANDEM_MOCKPAY_SECRET=benchsecret TANDEM_LOG=warn "${db[@]}" \
       "$bin/tandem" > "$work/out.txt" 2> "$work/err.txt" &
   local pid=$!
   sleep 3

@@ -176,11 +176,11 @@ mod tests {
     use std::time::Duration;
 
     use diesel::connection::SimpleConnection;
-    use diesel::RunQueryDsl;
 
     use super::*;
     use crate::core::config::{DatabaseUrl, SqliteSync};
     use crate::core::error::ApiError;
+    use crate::storage::group::tests::ids_in;
     use crate::storage::group::{GroupCommit, MAX_QUEUED};
 
     /// A row appended to table `a`.
@@ -193,20 +193,6 @@ mod tests {
         WRITES.lock().unwrap().push(rows.len());
         let values: Vec<String> = rows.iter().map(|r| format!("({})", r.0)).collect();
         c.batch_execute(&format!("INSERT INTO a (id) VALUES {}", values.join(",")))
-    }
-
-    fn ids(c: &mut DbConn, table: &str) -> Vec<i64> {
-        #[derive(diesel::QueryableByName)]
-        struct Id {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            id: i64,
-        }
-        let q = format!("SELECT id FROM {table} ORDER BY id");
-        let rows: Vec<Id> = match c {
-            DbConn::Sqlite(c) => diesel::sql_query(q).load(c).unwrap(),
-            DbConn::Pg(c) => diesel::sql_query(q).load(c).unwrap(),
-        };
-        rows.into_iter().map(|r| r.id).collect()
     }
 
     #[actix_web::test]
@@ -278,7 +264,7 @@ mod tests {
         assert_eq!(ok.unwrap(), 4);
         assert!(failed.is_err());
         assert_eq!(nested.unwrap(), 7);
-        assert_eq!(ids(&mut pool.get().unwrap(), "a"), vec![1, 2, 3, 4, 7, 9]);
+        assert_eq!(ids_in(&pool, "a"), vec![1, 2, 3, 4, 7, 9]);
         drop(commit);
         drop(pool);
         let _ = std::fs::remove_dir_all(dir);

@@ -385,7 +385,7 @@ fn run_without_savepoints(
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
@@ -433,11 +433,11 @@ mod tests {
         id: i64,
     }
 
-    fn ids_in(pool: &Pool) -> Vec<i64> {
-        let mut conn = pool.get().unwrap();
-        let rows: Vec<Id> = match &mut *conn {
-            DbConn::Sqlite(c) => diesel::sql_query("SELECT id FROM t ORDER BY id").load(c),
-            DbConn::Pg(c) => diesel::sql_query("SELECT id FROM t ORDER BY id").load(c),
+    pub(crate) fn ids_in(pool: &Pool, table: &str) -> Vec<i64> {
+        let q = format!("SELECT id FROM {table} ORDER BY id");
+        let rows: Vec<Id> = match &mut *pool.get().unwrap() {
+            DbConn::Sqlite(c) => diesel::sql_query(q).load(c),
+            DbConn::Pg(c) => diesel::sql_query(q).load(c),
         }
         .unwrap();
         rows.into_iter().map(|r| r.id).collect()
@@ -501,7 +501,7 @@ mod tests {
             commit.run(|c| insert(c, 1).map(|()| 1_i64)),
             commit.run(swallow),
         );
-        let stored = ids_in(&pool);
+        let stored = ids_in(&pool, "t");
         drop(pool);
         drop(db);
         assert_eq!(first.unwrap(), 1);
@@ -544,7 +544,7 @@ mod tests {
         assert!(refused.is_err());
         assert_eq!(late.load(Ordering::SeqCst), 0, "a refused job never runs");
         assert_eq!(slow.unwrap(), 2);
-        assert_eq!(ids_in(&pool), vec![2]);
+        assert_eq!(ids_in(&pool, "t"), vec![2]);
         drop(pool);
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -593,7 +593,7 @@ mod tests {
         assert_eq!(f.unwrap(), 6);
         assert_eq!(counters[4].load(Ordering::SeqCst), 2);
 
-        assert_eq!(ids_in(&pool), vec![1, 3, 5, 6]);
+        assert_eq!(ids_in(&pool, "t"), vec![1, 3, 5, 6]);
         drop(pool);
         let _ = std::fs::remove_dir_all(dir);
     }

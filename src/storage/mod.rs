@@ -154,8 +154,11 @@ pub fn is_transient(err: &diesel::result::Error) -> bool {
     let Some(kind) = conflict_kind(err) else {
         return false;
     };
-    // Each error is judged once where a retry (or a refusal) is decided, so
-    // this is where conflicts are counted.
+    // Conflicts are counted where they are judged: when a diesel error
+    // becomes an ApiError (the flag then travels with it), in the chat
+    // writer, and in a retry loop over plain diesel errors. An error judged
+    // in such a loop and converted afterwards counts twice; no hot path does
+    // both.
     conflicts::record(kind);
     true
 }

@@ -100,9 +100,9 @@ fn plan(
     let Some((version, _, set)) = rule_set_at(c, paid_at)? else {
         return Ok(None);
     };
-    let categories = match known_categories {
-        Some(k) => k.to_vec(),
-        None => crate::commerce::tx::order_categories(c, order_id)?,
+    let categories: std::borrow::Cow<'_, [String]> = match known_categories {
+        Some(k) => k.into(),
+        None => crate::commerce::tx::order_categories(c, order_id)?.into(),
     };
     let mut planned = Vec::new();
     let po = PaidOrder {
