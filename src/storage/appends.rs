@@ -103,6 +103,27 @@ pub fn append<T: 'static>(conn: &mut DbConn, row: T, write: WriteRows<T>) -> Que
     }
 }
 
+/// A set written at a batch's end whose guard did not hold for every row
+/// (an order that is no longer as its actor saw it, say). Inside a batch the
+/// committer then runs the batch again with each job's rows written in its
+/// own savepoint, where the miss fails only the job whose row it was; that
+/// job is answered 409 with this text (see `storage::error`).
+#[derive(Debug)]
+pub struct GuardMissed(pub &'static str);
+
+impl std::fmt::Display for GuardMissed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for GuardMissed {}
+
+/// The error a [`WriteRows`] returns when its guarded set missed a row.
+pub fn guard_missed(why: &'static str) -> diesel::result::Error {
+    diesel::result::Error::QueryBuilderError(Box::new(GuardMissed(why)))
+}
+
 /// Where the buffer stands: (kinds, rows of each), taken when a nested
 /// transaction begins.
 pub struct Mark(Option<Vec<usize>>);
@@ -268,5 +289,103 @@ mod tests {
         drop(commit);
         drop(pool);
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A guarded change of table `g`: `id` from status `old` to `new`.
+    struct Move(i64, &'static str, &'static str);
+
+    fn write_moves(c: &mut DbConn, rows: &[Move]) -> QueryResult<()> {
+        use crate::storage::direct::{execute_values, Val};
+        let values: Vec<Vec<Val<'_>>> = rows
+            .iter()
+            .map(|m| vec![Val::Int(m.0), Val::Text(m.1), Val::Text(m.2)])
+            .collect();
+        let n = execute_values(
+            c,
+            "WITH v (id, old, new) AS (VALUES ",
+            ") UPDATE g SET status = v.new FROM v WHERE g.id = v.id AND g.status = v.old",
+            &values,
+        )?;
+        if n != rows.len() {
+            return Err(guard_missed("g changed meanwhile"));
+        }
+        Ok(())
+    }
+
+    #[derive(diesel::QueryableByName)]
+    struct Status {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        status: String,
+    }
+
+    /// Issue 15: a guarded set whose guard misses for one job in the middle
+    /// of a batch fails that job alone (409), and the others' moves commit.
+    async fn a_missed_guard_fails_only_its_own_job(pool: crate::storage::Pool) {
+        pool.get()
+            .unwrap()
+            .batch_execute(
+                "CREATE TABLE g (id BIGINT PRIMARY KEY, status TEXT NOT NULL);
+                 INSERT INTO g (id, status) VALUES (1, 'a'), (2, 'a'), (3, 'a');",
+            )
+            .unwrap();
+        let commit = GroupCommit::start(
+            pool.clone(),
+            1,
+            crate::core::metrics::QueueGauge::new(MAX_QUEUED),
+        );
+        let mv = |id: i64, old: &'static str| {
+            commit.run(move |c| {
+                append(c, Move(id, old, "b"), write_moves)?;
+                Ok(id)
+            })
+        };
+        let (_, first, missed, last) = futures_util::join!(
+            commit.run(|_c| {
+                std::thread::sleep(Duration::from_millis(300));
+                Ok(0_i64)
+            }),
+            mv(1, "a"),
+            mv(2, "x"),
+            mv(3, "a"),
+        );
+        assert_eq!(first.unwrap(), 1);
+        let e = missed.unwrap_err();
+        assert_eq!(e.status(), actix_web::http::StatusCode::CONFLICT);
+        assert_eq!(e.detail(), "g changed meanwhile");
+        assert_eq!(last.unwrap(), 3);
+        let rows: Vec<Status> = match &mut *pool.get().unwrap() {
+            DbConn::Sqlite(c) => {
+                diesel::RunQueryDsl::load(diesel::sql_query("SELECT status FROM g ORDER BY id"), c)
+            }
+            DbConn::Pg(c) => {
+                diesel::RunQueryDsl::load(diesel::sql_query("SELECT status FROM g ORDER BY id"), c)
+            }
+        }
+        .unwrap();
+        let got: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();
+        assert_eq!(got, ["b", "a", "b"]);
+    }
+
+    #[actix_web::test]
+    async fn a_missed_guard_fails_only_its_own_job_on_sqlite() {
+        let dir = std::env::temp_dir().join(format!(
+            "tandem-guards-{}-{}",
+            std::process::id(),
+            crate::core::ids::now_ms()
+        ));
+        let url = DatabaseUrl::Sqlite(dir.join("t.db").to_string_lossy().into_owned());
+        let pool = crate::storage::open_pool(&url, 2, SqliteSync::Full).unwrap();
+        a_missed_guard_fails_only_its_own_job(pool).await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[actix_web::test]
+    async fn a_missed_guard_fails_only_its_own_job_on_postgres() {
+        let Some(db) = crate::storage::test_pg::scratch("guards") else {
+            return;
+        };
+        let url = DatabaseUrl::Postgres(db.url.clone());
+        let pool = crate::storage::open_pool(&url, 2, SqliteSync::Full).unwrap();
+        a_missed_guard_fails_only_its_own_job(pool).await;
     }
 }

@@ -148,6 +148,79 @@ where
     }
 }
 
+/// `{head}(?, ...), (?, ...){tail}`: one statement for many rows of
+/// [`Val`]s, for the sets a group-commit batch writes at its end (an upsert
+/// of balances, a guarded update of many orders). Diesel writes the
+/// placeholders for the backend. Like [`RowUpdate`] it is cached by its SQL
+/// text, so each row count the batches bring gets one prepared statement
+/// (at most [`MAX_VALUES_ROWS`] of them per shape and connection).
+/// `head` and `tail` are constant SQL written by the callers.
+#[derive(Debug)]
+pub struct ValuesSql<'a> {
+    pub head: &'static str,
+    pub rows: &'a [Vec<Val<'a>>],
+    pub tail: &'static str,
+}
+
+impl QueryId for ValuesSql<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<DB> QueryFragment<DB> for ValuesSql<'_>
+where
+    DB: Backend + HasSqlType<BigInt> + HasSqlType<Text> + HasSqlType<Bool>,
+    i64: ToSql<BigInt, DB>,
+    Option<i64>: ToSql<Nullable<BigInt>, DB>,
+    str: ToSql<Text, DB>,
+    for<'x> Option<&'x str>: ToSql<Nullable<Text>, DB>,
+    bool: ToSql<Bool, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        let width = self.rows.first().map_or(0, Vec::len);
+        if width == 0 || self.rows.iter().any(|r| r.len() != width) {
+            return Err(diesel::result::Error::QueryBuilderError(
+                "a VALUES list needs rows of one non-zero width".into(),
+            ));
+        }
+        out.push_sql(self.head);
+        for (i, row) in self.rows.iter().enumerate() {
+            out.push_sql(if i == 0 { "(" } else { ", (" });
+            for (k, v) in row.iter().enumerate() {
+                if k > 0 {
+                    out.push_sql(", ");
+                }
+                push_val(&mut out, v)?;
+            }
+            out.push_sql(")");
+        }
+        out.push_sql(self.tail);
+        Ok(())
+    }
+}
+
+/// Runs [`ValuesSql`] over `rows`, [`MAX_VALUES_ROWS`] at a time; returns
+/// the rows affected in all.
+pub fn execute_values(
+    conn: &mut DbConn,
+    head: &'static str,
+    tail: &'static str,
+    rows: &[Vec<Val<'_>>],
+) -> QueryResult<usize> {
+    let mut total = 0;
+    for chunk in rows.chunks(MAX_VALUES_ROWS) {
+        total += execute(
+            conn,
+            ValuesSql {
+                head,
+                rows: chunk,
+                tail,
+            },
+        )?;
+    }
+    Ok(total)
+}
+
 /// `query.load::<U>(conn)`.
 pub fn load<'q, Q, U>(conn: &mut DbConn, query: Q) -> QueryResult<Vec<U>>
 where

@@ -6,6 +6,11 @@ impl From<diesel::result::Error> for ApiError {
     fn from(e: diesel::result::Error) -> Self {
         match e {
             diesel::result::Error::NotFound => ApiError::not_found("not found"),
+            diesel::result::Error::QueryBuilderError(b)
+                if b.is::<super::appends::GuardMissed>() =>
+            {
+                ApiError::conflict(crate::core::error::ErrorKind::InvalidState, b.to_string())
+            }
             other => {
                 let transient = super::is_transient(&other);
                 ApiError::internal(other).transient(transient)

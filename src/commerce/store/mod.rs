@@ -3,6 +3,7 @@
 pub mod catalog;
 pub mod due;
 pub mod order_inserts;
+pub mod order_sets;
 pub mod order_writes;
 pub mod queries;
 pub mod reviews;

@@ -13,7 +13,7 @@ use crate::core::ids::now_ms;
 use crate::runtime::context::Ctx;
 use crate::social::notifier::{self, Stored};
 use crate::storage::outbox;
-use crate::storage::schema::{orders, payments};
+use crate::storage::schema::payments;
 use crate::storage::{DbConn, DbExecutor};
 
 use crate::commerce::order_actor::{Loaded, Released};
@@ -265,65 +265,10 @@ pub fn apply_transition(
     // already makes it all or nothing (on SQLite each savepoint level costs
     // sub-journal writes of every page it touches).
     let apply = |c: &mut DbConn| -> Result<(Vec<Released>, Stored), ApiError> {
-        // A cached statement (see `RowUpdate`); the WHERE keeps the actor's
-        // view honest: it fails if the row is not what the actor loaded.
-        let n = {
-            use crate::storage::direct::{Assign::To, RowUpdate, Val};
-            use diesel::Column;
-            crate::storage::direct::execute(
-                c,
-                RowUpdate {
-                    table: "orders",
-                    set: vec![
-                        (orders::status::NAME, To(Val::Text(&after.status))),
-                        (
-                            orders::refund_requested::NAME,
-                            To(Val::Bool(after.refund_requested)),
-                        ),
-                        (
-                            orders::refund_reason::NAME,
-                            To(Val::NullText(after.refund_reason.as_deref())),
-                        ),
-                        (orders::paid_at_ms::NAME, To(Val::NullInt(after.paid_at_ms))),
-                        (
-                            orders::shipped_at_ms::NAME,
-                            To(Val::NullInt(after.shipped_at_ms)),
-                        ),
-                        (
-                            orders::completed_at_ms::NAME,
-                            To(Val::NullInt(after.completed_at_ms)),
-                        ),
-                        (
-                            orders::auto_complete_at_ms::NAME,
-                            To(Val::NullInt(after.auto_complete_at_ms)),
-                        ),
-                        (
-                            orders::carrier::NAME,
-                            To(Val::NullText(after.carrier.as_deref())),
-                        ),
-                        (
-                            orders::tracking_no::NAME,
-                            To(Val::NullText(after.tracking_no.as_deref())),
-                        ),
-                        (orders::updated_at_ms::NAME, To(Val::Int(now))),
-                    ],
-                    filter: vec![
-                        (orders::id::NAME, Val::Int(before.id)),
-                        (orders::status::NAME, Val::Text(&before.status)),
-                        (
-                            orders::refund_requested::NAME,
-                            Val::Bool(before.refund_requested),
-                        ),
-                    ],
-                },
-            )?
-        };
-        if n != 1 {
-            return Err(ApiError::conflict(
-                crate::core::error::ErrorKind::InvalidState,
-                "the order changed meanwhile; retry",
-            ));
-        }
+        // The WHERE keeps the actor's view honest: the update misses if the
+        // row is not what the actor loaded. Written with the batch's other
+        // orders as one statement (see `order_sets`).
+        super::order_sets::change_status(c, before, &after)?;
         let change = OrderChange {
             order_id: before.id,
             buyer_id: before.buyer_id,
@@ -346,22 +291,7 @@ pub fn apply_transition(
             }
         }
         if let Some(pid) = t.payment_id {
-            use crate::storage::direct::{Assign::To, RowUpdate, Val};
-            use diesel::Column;
-            crate::storage::direct::execute(
-                c,
-                RowUpdate {
-                    table: "payments",
-                    set: vec![
-                        (
-                            payments::status::NAME,
-                            To(Val::Text(PaymentStatus::Succeeded.as_str())),
-                        ),
-                        (payments::notified_at_ms::NAME, To(Val::NullInt(Some(now)))),
-                    ],
-                    filter: vec![(payments::id::NAME, Val::Int(pid))],
-                },
-            )?;
+            super::order_sets::payment_succeeded(c, pid, now)?;
         }
         // Whom to tell: stored below with the event, in this transaction, and
         // pushed by the actor after the commit (the notifier has nothing left

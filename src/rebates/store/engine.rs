@@ -413,9 +413,7 @@ fn reconcile_facts(
                     &inviters,
                 )? {
                     for (user, kind, amount, rule_name, rate, fixed) in planned {
-                        // Only here can a wallet be missing: later steps move
-                        // money that this step put in.
-                        ensure_wallet(c, user, now)?;
+                        // A missing wallet is created by `post`'s upsert.
                         let row = RebateRow {
                             id: ids.next_id(),
                             order_id,
@@ -432,7 +430,7 @@ fn reconcile_facts(
                             created_at_ms: now,
                             updated_at_ms: now,
                         };
-                        direct::execute(c, diesel::insert_into(rebates::table).values(&row))?;
+                        insert_record(c, &row, given.is_some_and(|g| g.first_payment))?;
                         post(
                             c,
                             ids,
@@ -499,6 +497,33 @@ fn reconcile_facts(
         }
         Ok(out)
     })
+}
+
+/// Stores a new record. In the transaction that pays the order (`fresh`) no
+/// record of it can exist and none is read back, so inside a group-commit
+/// batch it joins the batch's one multi-row insert (`storage::appends`).
+fn insert_record(c: &mut DbConn, row: &RebateRow, fresh: bool) -> Result<(), ApiError> {
+    if fresh {
+        crate::storage::appends::append(c, row.clone(), write_records)?;
+    } else {
+        direct::execute(c, diesel::insert_into(rebates::table).values(row))?;
+    }
+    Ok(())
+}
+
+/// Records per multi-row insert (14 bound values each).
+const RECORD_CHUNK: usize = 500;
+
+fn write_records(c: &mut DbConn, rows: &[RebateRow]) -> diesel::QueryResult<()> {
+    if let [row] = rows {
+        return direct::execute(c, diesel::insert_into(rebates::table).values(row)).map(|_| ());
+    }
+    for chunk in rows.chunks(RECORD_CHUNK) {
+        crate::per_backend!(&mut *c, |b| diesel::insert_into(rebates::table)
+            .values(chunk)
+            .execute(b))?;
+    }
+    Ok(())
 }
 
 /// Orders with pending rebates whose hold has passed, and the next cursor

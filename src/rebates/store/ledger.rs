@@ -54,7 +54,15 @@ pub fn ensure_wallet(conn: &mut DbConn, user_id: i64, now: i64) -> Result<(), Ap
 }
 
 /// Appends a ledger entry and applies it to the materialized wallet, in the
-/// caller's transaction.
+/// caller's transaction, creating the wallet if the user has none yet.
+///
+/// These deltas have no guard (a guarded move, such as a withdrawal, updates
+/// the wallet itself and records only its [`entry`]). So inside a group-commit
+/// batch the wallet change joins the batch's one upsert of all its wallets
+/// (`storage::appends`, [`write_wallet_deltas`]): a hot inviter's wallet is
+/// updated once per batch, not once per order, and the rows are taken in
+/// `user_id` order. Nothing in a batch reads a wallet balance; a withdrawal
+/// reads and moves it in its own transaction.
 // Each argument is one column of the journal entry; a struct would only rename them.
 #[allow(clippy::too_many_arguments)]
 pub fn post(
@@ -68,30 +76,58 @@ pub fn post(
     now: i64,
 ) -> Result<(), ApiError> {
     entry(c, ids, user_id, kind, rebate_id, withdrawal_id, d, now)?;
-    // A cached statement (see `RowUpdate`): this runs for every rebate.
-    let n = {
-        use diesel::Column;
-        use direct::{Assign, RowUpdate, Val};
-        direct::execute(
-            c,
-            RowUpdate {
-                table: "wallets",
-                set: vec![
-                    (wallets::pending_cents::NAME, Assign::AddInt(d[0])),
-                    (wallets::available_cents::NAME, Assign::AddInt(d[1])),
-                    (wallets::withdrawing_cents::NAME, Assign::AddInt(d[2])),
-                    (wallets::withdrawn_cents::NAME, Assign::AddInt(d[3])),
-                    (wallets::updated_at_ms::NAME, Assign::To(Val::Int(now))),
-                ],
-                filter: vec![(wallets::user_id::NAME, Val::Int(user_id))],
-            },
-        )?
+    let delta = WalletDelta {
+        user_id,
+        deltas: d,
+        at_ms: now,
     };
-    if n != 1 {
-        return Err(ApiError::internal(anyhow::anyhow!(
-            "wallet of user {user_id} is missing"
-        )));
+    crate::storage::appends::append(c, delta, write_wallet_deltas)?;
+    Ok(())
+}
+
+/// One unguarded change of a wallet's balances.
+pub struct WalletDelta {
+    user_id: i64,
+    deltas: Deltas,
+    at_ms: i64,
+}
+
+const UPSERT_HEAD: &str = "INSERT INTO wallets (user_id, pending_cents, available_cents, \
+     withdrawing_cents, withdrawn_cents, updated_at_ms) VALUES ";
+const UPSERT_TAIL: &str = " ON CONFLICT (user_id) DO UPDATE SET \
+     pending_cents = wallets.pending_cents + excluded.pending_cents, \
+     available_cents = wallets.available_cents + excluded.available_cents, \
+     withdrawing_cents = wallets.withdrawing_cents + excluded.withdrawing_cents, \
+     withdrawn_cents = wallets.withdrawn_cents + excluded.withdrawn_cents, \
+     updated_at_ms = excluded.updated_at_ms";
+
+/// Sums the deltas per wallet (an upsert may touch a row only once) and
+/// writes them as one upsert, in `user_id` order (one lock order for every
+/// writer of wallets).
+fn write_wallet_deltas(c: &mut DbConn, rows: &[WalletDelta]) -> diesel::QueryResult<()> {
+    let mut sums: std::collections::BTreeMap<i64, (Deltas, i64)> = Default::default();
+    for r in rows {
+        let (d, at) = sums.entry(r.user_id).or_insert(([0; 4], r.at_ms));
+        for (sum, x) in d.iter_mut().zip(r.deltas) {
+            *sum = sum.saturating_add(x);
+        }
+        *at = (*at).max(r.at_ms);
     }
+    let values: Vec<Vec<direct::Val<'_>>> = sums
+        .iter()
+        .map(|(user, (d, at))| {
+            use direct::Val::Int;
+            vec![
+                Int(*user),
+                Int(d[0]),
+                Int(d[1]),
+                Int(d[2]),
+                Int(d[3]),
+                Int(*at),
+            ]
+        })
+        .collect();
+    direct::execute_values(c, UPSERT_HEAD, UPSERT_TAIL, &values)?;
     Ok(())
 }
 
