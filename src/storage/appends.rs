@@ -29,6 +29,15 @@ pub type WriteRows<T> = fn(&mut DbConn, &[T]) -> QueryResult<()>;
 thread_local! {
     /// The rows of the batch running on this thread (a committer thread), if any.
     static OPEN: RefCell<Option<Vec<Lane>>> = const { RefCell::new(None) };
+    /// Batch attempts opened on this thread so far (see [`batch`]).
+    static OPENED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Which batch attempt (one transaction) runs on this thread, if any: a
+/// number that changes with every attempt, for reads that may be made once
+/// per transaction and reused by its later jobs (the rule set in force, say).
+pub fn batch() -> Option<u64> {
+    OPEN.with(|open| open.borrow().is_some().then(|| OPENED.get()))
 }
 
 /// The buffered rows of one kind.
@@ -155,6 +164,7 @@ pub struct Collect(());
 
 impl Collect {
     pub fn open() -> Collect {
+        OPENED.set(OPENED.get().wrapping_add(1));
         OPEN.with(|open| *open.borrow_mut() = Some(Vec::new()));
         Collect(())
     }

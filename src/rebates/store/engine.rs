@@ -97,9 +97,10 @@ fn plan(
     paid_at: i64,
     inviters: &[i64],
 ) -> Result<Option<(i64, i64, Vec<Planned>)>, ApiError> {
-    let Some((version, _, set)) = rule_set_at(c, paid_at)? else {
+    let Some(in_force) = super::rule_sets::rule_set_in_force(c, paid_at)? else {
         return Ok(None);
     };
+    let (version, set) = (in_force.version, &in_force.set);
     let categories: std::borrow::Cow<'_, [String]> = match known_categories {
         Some(k) => k.into(),
         None => crate::commerce::tx::order_categories(c, order_id)?.into(),

@@ -187,3 +187,44 @@ fn a_clawback_cancels_a_pending_record_once() {
         ["rebate_pending", "rebate_cancelled"]
     );
 }
+
+/// Issue 15: a batch reads the newest rule set once and reuses it for every
+/// order paid after its start; an order paid before it gets the set in force
+/// then; a set stored during the batch is seen by the next batch.
+#[test]
+fn a_batch_reads_the_rule_set_in_force_once_and_exactly() {
+    use crate::rebates::rules::RuleSetSpec;
+    use crate::rebates::store::rule_sets::rule_set_in_force;
+    let mut c = db();
+    let ids = IdGenerator::new(1);
+    let spec = |bps: i64| RuleSetSpec {
+        rules: Vec::new(),
+        referral_levels_bps: vec![bps],
+        hold_seconds: 0,
+    };
+    let first = put_rule_set(&mut c, &ids, 1, &spec(100), 1_000).unwrap();
+    let second = put_rule_set(&mut c, &ids, 1, &spec(200), 2_000).unwrap();
+    let version = |c: &mut DbConn, at: i64| rule_set_in_force(c, at).unwrap().map(|n| n.version);
+    let batch = crate::storage::appends::Collect::open();
+    assert_eq!(version(&mut c, 2_500), Some(second));
+    assert_eq!(
+        version(&mut c, 1_500),
+        Some(first),
+        "paid before the newest"
+    );
+    assert_eq!(version(&mut c, 500), None, "paid before any");
+    let third = put_rule_set(&mut c, &ids, 1, &spec(300), 2_200).unwrap();
+    assert_eq!(
+        version(&mut c, 2_500),
+        Some(second),
+        "one read per batch: as if stored after it"
+    );
+    drop(batch);
+    assert_eq!(version(&mut c, 2_500), Some(third), "outside a batch: read");
+    let _next = crate::storage::appends::Collect::open();
+    assert_eq!(
+        version(&mut c, 2_500),
+        Some(third),
+        "the next batch reads again"
+    );
+}

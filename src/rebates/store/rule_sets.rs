@@ -1,6 +1,9 @@
 //! Stored rule sets: every `PUT` a new version; a rebate is computed with the
 //! version in force when its order was paid.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use diesel::prelude::*;
 
 use crate::core::error::ApiError;
@@ -59,6 +62,77 @@ pub fn rule_set_at(
             )),
     )?;
     row.map(|(v, r, l, h)| version_of(v, r, l, h)).transpose()
+}
+
+thread_local! {
+    /// The newest rule set as one batch attempt read it: (attempt, version,
+    /// its start, the set), on a committer thread (see [`rule_set_in_force`]).
+    static NEWEST: RefCell<Option<(u64, Option<Rc<Newest>>)>> = const { RefCell::new(None) };
+}
+
+/// The newest stored rule set and when it took effect.
+pub struct Newest {
+    pub version: i64,
+    created_at_ms: i64,
+    pub set: RuleSet,
+}
+
+/// The rule set in force at `at_ms`, as [`rule_set_at`] finds it, read at
+/// most once per group-commit batch: every paid order of a batch needs it, and
+/// a read per order was a round trip per order on PostgreSQL. Within a batch
+/// attempt (one transaction) the newest set is read once and serves every
+/// order paid at or after its start, which is exactly what `rule_set_at` would
+/// answer; an order paid before it (a late reconcile) reads its own. A rule
+/// set stored while the batch runs is as if stored after it, as it would be
+/// for a read made at the batch's start. Outside a batch it simply reads.
+pub fn rule_set_in_force(conn: &mut DbConn, at_ms: i64) -> Result<Option<Rc<Newest>>, ApiError> {
+    let Some(batch) = crate::storage::appends::batch() else {
+        return at(conn, at_ms);
+    };
+    let memo = NEWEST.with(|m| match &*m.borrow() {
+        Some((b, newest)) if *b == batch => Some(newest.clone()),
+        _ => None,
+    });
+    let newest = match memo {
+        Some(newest) => newest,
+        None => {
+            let newest = at(conn, i64::MAX)?;
+            NEWEST.with(|m| *m.borrow_mut() = Some((batch, newest.clone())));
+            newest
+        }
+    };
+    match newest {
+        Some(n) if n.created_at_ms <= at_ms => Ok(Some(n)),
+        // Paid before the newest set (or there is none): as stored for that time.
+        Some(_) => at(conn, at_ms),
+        None => Ok(None),
+    }
+}
+
+fn at(conn: &mut DbConn, at_ms: i64) -> Result<Option<Rc<Newest>>, ApiError> {
+    let row: Option<(i64, String, String, i64, i64)> = direct::first(
+        conn,
+        rebate_rule_sets::table
+            .filter(rebate_rule_sets::created_at_ms.le(at_ms))
+            .order(rebate_rule_sets::version.desc())
+            .select((
+                rebate_rule_sets::version,
+                rebate_rule_sets::rules,
+                rebate_rule_sets::referral_levels_bps,
+                rebate_rule_sets::hold_seconds,
+                rebate_rule_sets::created_at_ms,
+            )),
+    )?;
+    row.map(|(v, r, l, h, created_at_ms)| {
+        version_of(v, r, l, h).map(|(version, _, set)| {
+            Rc::new(Newest {
+                version,
+                created_at_ms,
+                set,
+            })
+        })
+    })
+    .transpose()
 }
 
 pub fn rule_set_version(
