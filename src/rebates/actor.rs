@@ -181,6 +181,7 @@ pub fn consumer(registry: Arc<RebateRegistry>) -> Consumer {
     Consumer {
         name: CONSUMER,
         patterns: PATTERNS,
+        retired: &[],
         concurrency: CONCURRENCY,
         apply,
     }

@@ -87,6 +87,12 @@ pub trait EventBus: Send + Sync {
     async fn publish(&self, events: &[Event]) -> anyhow::Result<()>;
     /// A durable, named subscription to the routing-key patterns (`*` one word, `#` any).
     async fn subscribe(&self, name: &str, patterns: &[&str]) -> anyhow::Result<Subscription>;
+    /// Takes patterns an earlier version bound off the named subscription
+    /// (bindings outlive the process on a broker). Unbinding a pattern that
+    /// is not bound is not an error.
+    async fn retire(&self, _name: &str, _patterns: &[&str]) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// AMQP topic matching: words split on `.`, `*` matches one word, `#` zero or more.
@@ -286,6 +292,20 @@ impl EventBus for RabbitBus {
         Ok(())
     }
 
+    async fn retire(&self, name: &str, patterns: &[&str]) -> anyhow::Result<()> {
+        if patterns.is_empty() {
+            return Ok(());
+        }
+        let channel = self.channel().await?;
+        let queue = format!("{}.{name}", self.exchange);
+        for p in patterns {
+            channel
+                .queue_unbind(&queue, &self.exchange, p, FieldTable::default())
+                .await?;
+        }
+        Ok(())
+    }
+
     async fn subscribe(&self, name: &str, patterns: &[&str]) -> anyhow::Result<Subscription> {
         // A dedicated connection per subscription, so a slow consumer never
         // stalls publishing.
@@ -391,5 +411,38 @@ mod tests {
         };
         bus.publish(&[ev]).await.unwrap();
         assert_eq!(consumer.await.unwrap(), 7);
+    }
+
+    /// A pattern an earlier version bound stays bound on the broker until it
+    /// is retired: after `retire`, events of that kind no longer reach the
+    /// queue, and the patterns still wanted do.
+    #[tokio::test]
+    async fn on_rabbitmq_retired_patterns_stop_reaching_the_queue() {
+        let Ok(url) = std::env::var("TANDEM_TEST_AMQP_URL") else {
+            return;
+        };
+        let namespace = format!("retire{}", crate::core::ids::random_token(6));
+        let bus = RabbitBus::connect(&url, &namespace).await.unwrap();
+        // As an older version left it: both patterns bound.
+        drop(bus.subscribe("n", &["order.#", "user.#"]).await.unwrap());
+        bus.retire("n", &["order.#", "gift.#"]).await.unwrap();
+        let mut sub = bus.subscribe("n", &["user.#"]).await.unwrap();
+        let event = |id: i64, kind: &str| Event {
+            id,
+            kind: kind.into(),
+            payload: serde_json::json!({}),
+            occurred_at_ms: 0,
+        };
+        bus.publish(&[event(1, "order.paid"), event(2, "user.followed")])
+            .await
+            .unwrap();
+        let d = tokio::time::timeout(std::time::Duration::from_secs(5), sub.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.event.id, 2, "the retired kind was not delivered");
+        d.ack().await.unwrap();
+        let more = tokio::time::timeout(std::time::Duration::from_millis(300), sub.next()).await;
+        assert!(more.is_err(), "nothing else arrives");
     }
 }

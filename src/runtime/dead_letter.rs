@@ -49,6 +49,8 @@ pub type Apply = Arc<dyn Fn(Event) -> BoxFuture<'static, Result<(), ApiError>> +
 pub struct Consumer {
     pub name: &'static str,
     pub patterns: &'static [&'static str],
+    /// Patterns earlier versions bound and this one no longer wants.
+    pub retired: &'static [&'static str],
     /// Events applied at once (order between events does not matter).
     pub concurrency: usize,
     pub apply: Apply,
@@ -56,6 +58,10 @@ pub struct Consumer {
 
 /// Runs `consumer` until its subscription ends.
 pub async fn consume(bus: Arc<dyn EventBus>, commit: GroupCommit, consumer: Consumer) {
+    if let Err(e) = bus.retire(consumer.name, consumer.retired).await {
+        // The events of those patterns are still applied (as no-ops) if delivered.
+        tracing::warn!(consumer = consumer.name, error = %e, "could not unbind retired patterns");
+    }
     let sub = match bus.subscribe(consumer.name, consumer.patterns).await {
         Ok(s) => s,
         Err(e) => {
