@@ -152,14 +152,21 @@ impl Commerce {
                 price_cents: info.price_cents,
             })
             .collect();
+        let categories: Vec<(i64, String)> = reserved
+            .iter()
+            .map(|(r, info)| (r.product_id, info.category.clone()))
+            .collect();
         let reservations = reserved.into_iter().map(|(r, _)| r).collect();
         let new_order = NewOrder {
             order,
             items,
             idempotency,
         };
+        let seed = (new_order.order.clone(), new_order.items.clone());
         match state.order_writer.create(new_order, reservations).await? {
             Created::Stored(view) => {
+                // Committed as written: its actor need not read it back.
+                state.orders.seeds.plant(seed.0, seed.1, categories);
                 state.relay.do_send(crate::runtime::relay::Nudge);
                 Ok(Placed::Created(view))
             }

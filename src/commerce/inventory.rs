@@ -42,6 +42,8 @@ pub struct ProductInfo {
     pub merchant_id: i64,
     pub price_cents: i64,
     pub active: bool,
+    /// Decides the rebate rules of an order and whether it claims an animal.
+    pub category: String,
 }
 
 pub struct Inventory {
@@ -98,6 +100,7 @@ impl Inventory {
                     merchant_id: row.merchant_id,
                     price_cents: row.price_cents,
                     active: row.active,
+                    category: row.category,
                 },
                 available: row.stock,
                 loaded_version: row.stock_version,
@@ -305,6 +308,7 @@ impl Handler<Edit> for Inventory {
                         Ok(view) => {
                             stock.info.price_cents = view.price_cents;
                             stock.info.active = view.active;
+                            stock.info.category.clone_from(&view.category);
                         }
                         // `Db::call` fails only when the write did not happen.
                         Err(_) => stock.available -= delta,
@@ -417,6 +421,7 @@ mod tests {
                 merchant_id: 1,
                 price_cents: 100,
                 active: true,
+                category: "fruit".into(),
             },
             available,
             loaded_version,

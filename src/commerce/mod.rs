@@ -10,6 +10,7 @@ pub mod order_actor;
 pub mod order_request;
 pub mod order_writer;
 pub mod payments;
+pub mod seeds;
 pub mod store;
 pub mod timers;
 pub mod tx;

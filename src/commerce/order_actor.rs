@@ -51,6 +51,9 @@ pub struct Loaded {
     /// only created through the order's actor and their id and amount never
     /// change, so a provider notice can be checked without a read.
     pub payment: Option<PaymentRow>,
+    /// Known to have no payment yet (the state came from the order's
+    /// creation), so `pay` can insert one without first finding out.
+    pub unpaid_fresh: bool,
 }
 
 pub enum Request {
@@ -362,6 +365,7 @@ async fn run(db: &OrderCtx, loaded: &Loaded, req: Request) -> Result<Outcome, Ap
                             db.ensure_payment(EnsurePayment {
                                 order_id: loaded.order.id,
                                 amount_cents: loaded.order.total_cents,
+                                fresh: loaded.unpaid_fresh,
                             })
                             .await?
                         }
@@ -374,6 +378,7 @@ async fn run(db: &OrderCtx, loaded: &Loaded, req: Request) -> Result<Outcome, Ap
                     };
                     let mut next = loaded.clone();
                     next.payment = Some(p);
+                    next.unpaid_fresh = false;
                     Ok((Reply::Payment(view), Some(next), Vec::new()))
                 }
                 (Effect::Nothing | Effect::RecordForRefund, _) => Ok((
@@ -424,6 +429,12 @@ impl Handler<OrderMsg> for OrderActor {
         let fut = serve(self.db.clone(), self.order_id, self.state.take(), msg.req);
         AtomicResponse::new(Box::pin(fut.into_actor(self).map(
             |(state, result), this, _| {
+                if let Some(s) = &state {
+                    let registry = &this.registry;
+                    registry
+                        .seeds
+                        .remember_owner(s.order.merchant_id, s.owner_id);
+                }
                 this.state = state;
                 this.last_active = Instant::now();
                 let (reply, released) = result?;
@@ -441,6 +452,8 @@ impl Handler<OrderMsg> for OrderActor {
 /// Finds or starts order actors.
 pub struct OrderRegistry {
     actors: Keyed<OrderActor>,
+    /// New orders' state, for their actors' first start.
+    pub seeds: super::seeds::Seeds,
     db: OrderCtx,
     inventory: Arc<InventoryRegistry>,
     relay: Addr<Relay>,
@@ -450,6 +463,7 @@ impl OrderRegistry {
     pub fn new(db: OrderCtx, inventory: Arc<InventoryRegistry>, relay: Addr<Relay>) -> Arc<Self> {
         Arc::new(OrderRegistry {
             actors: Keyed::new("orders", MAX_ORDER_ACTORS, START_WITHIN),
+            seeds: Default::default(),
             db,
             inventory,
             relay,
@@ -463,7 +477,7 @@ impl OrderRegistry {
             inventory: self.inventory.clone(),
             relay: self.relay.clone(),
             registry: self.clone(),
-            state: None,
+            state: self.seeds.take(order_id),
             last_active: Instant::now(),
         })
     }

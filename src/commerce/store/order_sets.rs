@@ -14,7 +14,7 @@
 
 use diesel::QueryResult;
 
-use super::OrderRow;
+use super::{OrderRow, PaymentRow};
 use crate::commerce::model::PaymentStatus;
 use crate::storage::appends::{append, guard_missed};
 use crate::storage::direct::{self, Val};
@@ -108,6 +108,42 @@ fn write_payments(c: &mut DbConn, rows: &[PaymentSucceeded]) -> QueryResult<()> 
     let n = direct::execute_values(c, PAYMENT_HEAD, PAYMENT_TAIL, &values)?;
     if n != rows.len() {
         return Err(guard_missed("the order's payment is missing"));
+    }
+    Ok(())
+}
+
+/// A new order's first payment, inserted with the batch's others. Only for
+/// an order its actor knows has none: a payment found there anyway (another
+/// node's actor made it) misses the guard, and the `pay` is answered 409 and
+/// retried against the order as stored.
+pub fn insert_payment(c: &mut DbConn, row: PaymentRow) -> QueryResult<()> {
+    append(c, row, write_new_payments)
+}
+
+const NEW_PAYMENT_HEAD: &str = "INSERT INTO payments (id, order_id, provider, amount_cents, \
+     status, created_at_ms, notified_at_ms) VALUES ";
+// `ON CONFLICT DO NOTHING`: on PostgreSQL a unique violation would abort the
+// whole batch; a short count says the same without that.
+const NEW_PAYMENT_TAIL: &str = " ON CONFLICT DO NOTHING";
+
+fn write_new_payments(c: &mut DbConn, rows: &[PaymentRow]) -> QueryResult<()> {
+    let values: Vec<Vec<Val<'_>>> = rows
+        .iter()
+        .map(|p| {
+            vec![
+                Val::Int(p.id),
+                Val::Int(p.order_id),
+                Val::Text(&p.provider),
+                Val::Int(p.amount_cents),
+                Val::Text(&p.status),
+                Val::Int(p.created_at_ms),
+                Val::NullInt(p.notified_at_ms),
+            ]
+        })
+        .collect();
+    let inserted = direct::execute_values(c, NEW_PAYMENT_HEAD, NEW_PAYMENT_TAIL, &values)?;
+    if inserted != rows.len() {
+        return Err(guard_missed("the order has a payment already; retry"));
     }
     Ok(())
 }

@@ -42,6 +42,7 @@ impl Handler<LoadOrder> for DbExecutor {
             owner_id,
             categories,
             payment: None,
+            unpaid_fresh: false,
         }))
     }
 }
@@ -83,6 +84,8 @@ impl Handler<LoadPayment> for DbExecutor {
 pub struct EnsurePayment {
     pub order_id: i64,
     pub amount_cents: i64,
+    /// The actor knows the order has no payment yet (see `Loaded::unpaid_fresh`).
+    pub fresh: bool,
 }
 
 /// The order's payment, created on the first call (a group-commit job).
@@ -102,6 +105,11 @@ pub fn ensure_payment(
         created_at_ms: now_ms(),
         notified_at_ms: None,
     };
+    if msg.fresh {
+        // Joins the batch's one insert of payments (see `order_sets`).
+        super::order_sets::insert_payment(conn, row.clone())?;
+        return Ok(row);
+    }
     // `ON CONFLICT DO NOTHING`, not a caught unique violation: on PostgreSQL
     // a failed statement would abort the whole group-commit batch.
     let inserted = crate::per_backend!(&mut *conn, |b| diesel::insert_into(payments::table)
@@ -345,6 +353,7 @@ pub fn apply_transition(
             owner_id: t.before.owner_id,
             categories: t.before.categories,
             payment: t.before.payment,
+            unpaid_fresh: t.before.unpaid_fresh,
         },
         released,
         notifications,
