@@ -94,8 +94,9 @@ pub fn write(
                     .values(chunk)
                     .execute(b))?;
             }
-            // One stock update per product per batch.
-            let mut taken: HashMap<i64, i64> = HashMap::new();
+            // One stock update per product per batch, in product id order: one
+            // lock order for every batch that takes stock of several SKUs.
+            let mut taken: std::collections::BTreeMap<i64, i64> = Default::default();
             for i in &item_rows {
                 *taken.entry(i.product_id).or_default() += i.quantity;
             }
