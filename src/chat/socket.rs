@@ -498,14 +498,13 @@ pub async fn ws_route(
     state: web::Data<Chat>,
     user: AuthUser,
 ) -> Result<HttpResponse, ApiError> {
-    let allowed = &state.ctx.config.ws_allowed_origins;
-    if !allowed.is_empty() {
-        let origin = req.headers().get("origin").and_then(|o| o.to_str().ok());
-        if let Some(origin) = origin {
-            if !allowed.iter().any(|a| a == origin) {
-                return Err(ApiError::forbidden("origin not allowed"));
-            }
-        }
+    // An Origin that is not text matches no listed origin.
+    let origin = req
+        .headers()
+        .get("origin")
+        .map(|o| o.to_str().unwrap_or(""));
+    if !state.ctx.config.ws_allowed_origins.allows(origin) {
+        return Err(ApiError::forbidden("origin not allowed"));
     }
     let shared = Arc::new(ConnShared {
         id: state.registry.next_conn_id(),

@@ -144,14 +144,15 @@ pub struct Config {
     #[arg(long, env = "TANDEM_NODE_ID", default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..16))]
     pub node_id: u8,
 
-    /// Origins allowed to open the WebSocket (comma-separated). Empty: any origin.
+    /// Origins allowed to open the WebSocket (comma-separated, such as
+    /// `https://app.example,http://127.0.0.1:8080`). Empty: any origin.
     #[arg(
         long,
         env = "TANDEM_WS_ALLOWED_ORIGINS",
-        value_delimiter = ',',
-        default_value = ""
+        default_value = "",
+        value_parser = AllowedOrigins::parse
     )]
-    pub ws_allowed_origins: Vec<String>,
+    pub ws_allowed_origins: AllowedOrigins,
 
     /// A WebSocket silent this long is closed (the server pings at a third of it).
     #[arg(long, env = "TANDEM_WS_IDLE_TIMEOUT_SECS", default_value_t = 45)]
@@ -211,6 +212,44 @@ impl Config {
 
     pub fn rate_limits_enabled(&self) -> bool {
         self.rate_limits == Switch::On
+    }
+}
+
+/// The Origins allowed to open the WebSocket; none listed allows any.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AllowedOrigins(Vec<String>);
+
+impl AllowedOrigins {
+    /// A comma-separated list of `scheme://host[:port]`; blank entries are
+    /// ignored (so the empty default is the empty list, not one empty origin).
+    pub fn parse(list: &str) -> Result<Self, String> {
+        let mut origins = Vec::new();
+        for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let origin = entry.trim_end_matches('/').to_ascii_lowercase();
+            let rest = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"))
+                .ok_or_else(|| {
+                    format!("{entry:?} is not an origin: it must start with http:// or https://")
+                })?;
+            if rest.is_empty() || rest.contains('/') {
+                return Err(format!(
+                    "{entry:?} is not an origin: give scheme://host[:port] without a path"
+                ));
+            }
+            origins.push(origin);
+        }
+        Ok(AllowedOrigins(origins))
+    }
+
+    /// Whether a handshake with this `Origin` header may open. No header (a
+    /// client that is not a browser) is not an origin to refuse.
+    pub fn allows(&self, origin: Option<&str>) -> bool {
+        match origin {
+            _ if self.0.is_empty() => true,
+            None => true,
+            Some(o) => self.0.iter().any(|a| a.eq_ignore_ascii_case(o)),
+        }
     }
 }
 
@@ -325,6 +364,25 @@ pub enum SqliteSync {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use super::AllowedOrigins;
+
+    /// Issue 16, item 1: the empty default allows any origin (it used to be
+    /// a list of one empty origin, which refused every browser).
+    #[test]
+    fn allowed_origins_parse_and_match() {
+        let any = AllowedOrigins::parse("").unwrap();
+        assert!(any.allows(Some("http://127.0.0.1:8080")));
+        assert!(any.allows(None));
+        let some = AllowedOrigins::parse(" https://App.example/ , ,http://127.0.0.1:8080").unwrap();
+        assert!(some.allows(Some("https://app.example")));
+        assert!(some.allows(Some("http://127.0.0.1:8080")));
+        assert!(!some.allows(Some("https://evil.example")));
+        assert!(!some.allows(Some("")));
+        assert!(some.allows(None), "not a browser: no origin to refuse");
+        assert!(AllowedOrigins::parse("app.example").is_err());
+        assert!(AllowedOrigins::parse("https://app.example/path").is_err());
+        assert!(AllowedOrigins::parse("https://").is_err());
+    }
     use super::*;
 
     #[test]

@@ -812,6 +812,52 @@ both_backends!(
     super::ban_and_logout_close_sockets
 );
 
+/// Issue 16, item 1: with `TANDEM_WS_ALLOWED_ORIGINS` unset, a browser's
+/// handshake (it always sends `Origin`) opens, from any origin.
+async fn websocket_opens_from_any_origin_by_default(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, t) = app.register("browser").await;
+    let ws_url = format!(
+        "{}/api/v1/ws?token={t}",
+        app.address.replacen("http://", "ws://", 1)
+    );
+    for origin in [app.address.as_str(), "https://elsewhere.example"] {
+        let mut req =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+                ws_url.as_str(),
+            )
+            .unwrap();
+        req.headers_mut().insert("origin", origin.parse().unwrap());
+        let (mut stream, resp) = tokio_tungstenite::connect_async(req)
+            .await
+            .unwrap_or_else(|e| panic!("origin {origin} refused: {e:?}"));
+        assert_eq!(resp.status(), 101);
+        use futures_util::SinkExt;
+        stream
+            .send(tokio_tungstenite::tungstenite::Message::Text(
+                r#"{"type":"ping"}"#.into(),
+            ))
+            .await
+            .unwrap();
+        // The socket works: the ping is answered (other frames may come first).
+        use futures_util::StreamExt;
+        let mut ponged = false;
+        while let Ok(Some(Ok(m))) =
+            tokio::time::timeout(std::time::Duration::from_secs(5), stream.next()).await
+        {
+            if m.to_text().is_ok_and(|t| t.contains("\"pong\"")) {
+                ponged = true;
+                break;
+            }
+        }
+        assert!(ponged, "no pong on the socket opened from {origin}");
+    }
+}
+both_backends!(
+    websocket_opens_from_any_origin_by_default,
+    super::websocket_opens_from_any_origin_by_default
+);
+
 async fn websocket_rate_limit_and_origin(backend: Backend) {
     let opts = Options {
         rate_limits: true,
