@@ -31,7 +31,7 @@ struct Prepared {
 /// `tandem audit`: every wallet against its journal, every rebate against its
 /// journal, order and rule. Returns the mismatches.
 pub fn audit(url: &crate::core::config::DatabaseUrl) -> anyhow::Result<Vec<String>> {
-    let (pool, _) = migrate(url)?;
+    let pool = storage::open_existing(url)?;
     let mut conn = pool.get().context("getting a database connection")?;
     crate::rebates::store::engine::audit(&mut conn).map_err(|e| anyhow::anyhow!("{e}"))
 }

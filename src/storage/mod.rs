@@ -10,6 +10,8 @@ pub mod checkpoint;
 pub mod conflicts;
 pub mod dead_letter;
 pub mod direct;
+pub mod existing;
+pub use existing::open_existing;
 mod error;
 pub mod group;
 pub mod idempotency;

@@ -119,6 +119,57 @@ fn unknown_database_scheme_is_refused() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Issue 16, item 6: `tandem audit` on a path where no database is refuses
+/// (non-zero, one clear line) and creates nothing.
+#[test]
+fn audit_refuses_a_database_that_does_not_exist() {
+    let dir =
+        std::env::temp_dir().join(format!("tandem-audit-{}", crate::helpers::random_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let missing = dir.join("typo").join("tandem.db");
+    let out = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .arg("audit")
+        .env_clear()
+        .env(
+            "TANDEM_DATABASE_URL",
+            format!("sqlite:{}", missing.display()),
+        )
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("no database at"), "{text}");
+    assert!(!text.contains("audit: ok"), "{text}");
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        0,
+        "nothing was created"
+    );
+    // An empty file is not a migrated database either.
+    std::fs::write(dir.join("empty.db"), b"").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .arg("audit")
+        .env_clear()
+        .env(
+            "TANDEM_DATABASE_URL",
+            format!("sqlite:{}", dir.join("empty.db").display()),
+        )
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a Tandem database"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn serve_help_documents_every_variable_with_defaults() {
     let out = Command::new(env!("CARGO_BIN_EXE_tandem"))
