@@ -144,6 +144,13 @@ pub struct Config {
     #[arg(long, env = "TANDEM_NODE_ID", default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..16))]
     pub node_id: u8,
 
+    /// The largest share of an order a rebate rule set may pay out, in basis
+    /// points (its highest rule rate plus every referral level); a set that
+    /// could pay more is refused.
+    #[arg(long, env = "TANDEM_REBATE_MAX_PAYOUT_BPS", default_value_t = 10_000,
+        value_parser = clap::value_parser!(i64).range(0..=10_000))]
+    pub rebate_max_payout_bps: i64,
+
     /// Origins allowed to open the WebSocket (comma-separated, such as
     /// `https://app.example,http://127.0.0.1:8080`). Empty: any origin.
     #[arg(

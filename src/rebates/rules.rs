@@ -145,6 +145,31 @@ impl RuleSetSpec {
 }
 
 /// What a paid order looks like to the rules.
+impl RuleSet {
+    /// The largest share of an order this set can pay out, in basis points of
+    /// its total: the highest rule rate plus every referral level. Fixed
+    /// amounts (`fixed_cents`) are absolute, not a share of the order, and
+    /// are bounded by `cap_cents` instead; they are not counted here.
+    pub fn worst_payout_bps(&self) -> i64 {
+        let rule = self.rules.iter().map(|r| r.rate_bps).max().unwrap_or(0);
+        rule + self.referral_levels_bps.iter().sum::<i64>()
+    }
+
+    /// Refuses a set whose worst case pays out more than `max_bps` of an
+    /// order, saying by how much.
+    pub fn check_payout(&self, max_bps: i64) -> Result<(), String> {
+        let worst = self.worst_payout_bps();
+        if worst > max_bps {
+            return Err(format!(
+                "this rule set can pay out {worst} basis points of an order (its highest rule \
+                 rate plus every referral level), more than the {max_bps} allowed \
+                 (TANDEM_REBATE_MAX_PAYOUT_BPS)"
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PaidOrder<'a> {
     pub merchant_id: i64,

@@ -107,6 +107,39 @@ async fn rule_validation(backend: Backend) {
     assert_eq!(got["rules"][0]["name"], "base");
     assert_eq!(got["referral_levels_bps"], json!([100]));
     assert!(got["version"].is_i64());
+
+    // Issue 16, item 5: a set that could pay out more than the whole order
+    // (TANDEM_REBATE_MAX_PAYOUT_BPS, default 10,000) is refused with the
+    // reason, and the set in force stays.
+    for too_much in [
+        json!({"rules": [], "referral_levels_bps": [6_000, 6_000], "hold_seconds": 0}),
+        json!({"rules": [{"name": "x", "rate_bps": 9_000}, {"name": "y", "rate_bps": 10}], "referral_levels_bps": [500, 500, 1], "hold_seconds": 0}),
+    ] {
+        let body = assert_problem(
+            put_rules(&app, &admin, too_much).await,
+            400,
+            "invalid_input",
+        )
+        .await;
+        assert!(
+            body["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("basis points of an order")),
+            "{body}"
+        );
+    }
+    let at_limit = json!({"rules": [{"name": "x", "rate_bps": 9_000}], "referral_levels_bps": [500, 500], "hold_seconds": 0});
+    assert_eq!(put_rules(&app, &admin, at_limit).await.status(), 200);
+    let got: Value = app
+        .get("/api/v1/admin/rebate-rules", Some(&admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        got["rules"][0]["rate_bps"], 9_000,
+        "the last accepted set is in force"
+    );
 }
 both_backends!(rule_validation, super::rule_validation);
 
@@ -126,7 +159,7 @@ async fn referral_chain_settlement_and_refunds(backend: Backend) {
             {"name": "global", "rate_bps": 300, "fixed_cents": 5, "cap_cents": 1_000},
             {"name": "shop", "merchant_id": s.merchant_id, "rate_bps": 500},
             {"name": "flowers", "category": "flowers", "rate_bps": 400},
-            {"name": "big only", "rate_bps": 9_000, "priority": 9, "min_order_cents": 1_000_000}
+            {"name": "big only", "rate_bps": 8_000, "priority": 9, "min_order_cents": 1_000_000}
         ],
         "referral_levels_bps": [1_000, 500, 200],
         "hold_seconds": 1

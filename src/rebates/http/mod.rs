@@ -19,7 +19,7 @@ use crate::rebates::store::requests::{
 };
 use crate::storage::idempotency::{fingerprint, MaybeIdempotencyKey};
 
-/// Replace the rule set (admin). Rates 0-10000 bps, at most 3 referral levels, windows that end after they start.
+/// Replace the rule set (admin). Rates 0-10000 bps, at most 3 referral levels, windows that end after they start; refused (400) when it can pay out more than `TANDEM_REBATE_MAX_PAYOUT_BPS` of an order (default 10000: the whole order), counted as the highest rule rate plus every referral level (fixed amounts are absolute and bounded by `cap_cents`).
 #[utoipa::path(put, path = "/api/v1/admin/rebate-rules", tag = "rebates", security(("bearer" = [])), request_body = RuleSetSpec,
     responses((status = 200, body = RuleSetView), (status = 400, body = Problem), (status = 403, body = Problem)))]
 pub async fn put_rules(
@@ -28,7 +28,10 @@ pub async fn put_rules(
     body: web::Json<RuleSetSpec>,
 ) -> ApiResult<HttpResponse> {
     let spec = body.into_inner();
-    spec.validate().map_err(ApiError::invalid_input)?;
+    spec.validate()
+        .map_err(ApiError::invalid_input)?
+        .check_payout(state.ctx.config.rebate_max_payout_bps)
+        .map_err(ApiError::invalid_input)?;
     Ok(HttpResponse::Ok().json(
         state
             .db
