@@ -141,7 +141,24 @@ impl Registry {
     /// with one token session (logout).
     pub fn close_user(&self, user_id: i64, token_session: Option<i64>) {
         if let Some(e) = self.sessions.get(&user_id) {
-            e.addr.do_send(CloseConns { token_session });
+            e.addr.do_send(CloseConns {
+                token_session,
+                code: 1008,
+                reason: "session ended",
+            });
+        }
+    }
+
+    /// Closes every socket with 1001 (going away): the server is stopping,
+    /// and clients should reconnect (to another node, or to this one once it
+    /// is back) and sync.
+    pub fn close_all(&self) {
+        for e in self.sessions.iter() {
+            e.addr.do_send(CloseConns {
+                token_session: None,
+                code: 1001,
+                reason: "server shutting down",
+            });
         }
     }
 }

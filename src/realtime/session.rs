@@ -255,9 +255,12 @@ impl Handler<AddPeer> for UserSession {
     }
 }
 
-/// Closes sockets with 1008 (ban: all; logout: those of one token session).
+/// Closes sockets: with 1008 on a ban (all) or logout (those of one token
+/// session), with 1001 when the server stops (all).
 pub struct CloseConns {
     pub token_session: Option<i64>,
+    pub code: u16,
+    pub reason: &'static str,
 }
 
 impl Message for CloseConns {
@@ -274,7 +277,7 @@ impl Handler<CloseConns> for UserSession {
             .map(|(_, s)| s.id)
             .collect();
         for id in ids {
-            self.kick(id, 1008, "session ended", ctx);
+            self.kick(id, msg.code, msg.reason, ctx);
         }
     }
 }

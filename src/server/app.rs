@@ -333,6 +333,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     .backlog(4096)
     .max_connections(50_000)
     .shutdown_timeout(config.shutdown_timeout_secs)
+    // Signals are ours (see `stop_on_signal`): sockets first, then the drain.
+    .disable_signals()
     .bind(&config.listen)
     .with_context(|| format!("binding {}", config.listen))?;
 
@@ -342,11 +344,43 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!(%addr, workers, "listening");
     }
     let _ = std::io::stdout().flush();
-    // actix-web stops accepting on SIGTERM/SIGINT and drains in-flight requests
-    // for up to the shutdown timeout before this returns.
-    server.run().await?;
+    let server = server.run();
+    actix_web::rt::spawn(stop_on_signal(server.handle(), registry.clone()));
+    // On SIGTERM/SIGINT: sockets closed with 1001, no new connections, and
+    // in-flight requests drained (for up to the shutdown timeout) before this
+    // returns.
+    server.await?;
     tracing::info!("server stopped; draining actors");
     Ok(())
+}
+
+/// Waits for SIGTERM or SIGINT, then stops the server: every WebSocket is
+/// closed with 1001 at once (a socket is a request that never ends by
+/// itself, so the drain would otherwise wait the whole shutdown timeout and
+/// clients would see the connection drop, 1006), then actix-web stops
+/// accepting and finishes the requests in flight.
+async fn stop_on_signal(
+    server: actix_web::dev::ServerHandle,
+    registry: Arc<crate::realtime::registry::Registry>,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot listen for SIGTERM/SIGINT; stop the server with SIGKILL");
+        return;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(
+        signal = name,
+        "stopping: closing sockets, draining requests"
+    );
+    registry.close_all();
+    server.stop(true).await;
 }
 
 /// Chat: its caches and its writer shards (1 on SQLite, 2 on PostgreSQL

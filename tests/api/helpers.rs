@@ -226,19 +226,31 @@ impl TestApp {
 
     /// SIGTERM, wait for a clean exit, and return its status.
     pub fn stop_gracefully(&mut self) -> std::process::ExitStatus {
-        let mut c = self.child.take().expect("running");
+        self.signal("-TERM");
+        self.wait_exit(Duration::from_secs(30))
+    }
+
+    /// Sends a signal (`-TERM`, `-INT`) to the server; it keeps running until
+    /// [`TestApp::wait_exit`] sees it stop.
+    pub fn signal(&self, sig: &str) {
+        let c = self.child.as_ref().expect("running");
         let _ = Command::new("kill")
-            .arg("-TERM")
+            .arg(sig)
             .arg(c.id().to_string())
             .status();
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    }
+
+    /// Waits at most `within` for the server to exit; its status.
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let deadline = std::time::Instant::now() + within;
         loop {
             if let Some(status) = c.try_wait().expect("wait") {
                 return status;
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "server did not stop on SIGTERM"
+                "server did not stop within {within:?}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }

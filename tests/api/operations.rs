@@ -2,7 +2,9 @@
 
 use std::process::Command;
 
-use serde_json::Value;
+use std::time::Duration;
+
+use serde_json::{json, Value};
 
 use crate::both_backends;
 use crate::helpers::{Backend, TestApp};
@@ -71,6 +73,37 @@ async fn health_ready_metrics_openapi(backend: Backend) {
 both_backends!(
     health_ready_metrics_openapi,
     super::health_ready_metrics_openapi
+);
+
+/// Issue 16, item 3: SIGTERM and SIGINT close every WebSocket with 1001
+/// (going away) at once, and the server exits as soon as its work is done,
+/// not after the 30 s drain timeout.
+async fn stop_closes_sockets_with_1001_and_exits_promptly(backend: Backend) {
+    for sig in ["-TERM", "-INT"] {
+        let mut app = TestApp::spawn(backend).await;
+        let (_, token) = app.register("leaver").await;
+        let mut ws = crate::ws::Ws::connect(&app, &token).await;
+        ws.send(json!({"type": "ping"})).await;
+        assert_eq!(ws.recv_within(5).await["type"], "pong");
+        let started = std::time::Instant::now();
+        app.signal(sig);
+        assert_eq!(
+            ws.ended_within(5).await,
+            crate::ws::Ended::Closed(1001),
+            "{sig}"
+        );
+        let status = app.wait_exit(Duration::from_secs(10));
+        assert!(status.success(), "{sig}: exit status {status:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{sig}: took {:?}",
+            started.elapsed()
+        );
+    }
+}
+both_backends!(
+    stop_closes_sockets_with_1001_and_exits_promptly,
+    super::stop_closes_sockets_with_1001_and_exits_promptly
 );
 
 async fn graceful_shutdown_and_restart_keep_accounts(backend: Backend) {
