@@ -12,7 +12,16 @@ use tandem::core::config::{Cli, Command, Config};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `tandem --listen ...` serves like `tandem serve --listen ...`.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let serve_flag = args
+        .get(1)
+        .and_then(|a| a.to_str())
+        .is_some_and(|a| a.starts_with('-') && !matches!(a, "-h" | "--help" | "-V" | "--version"));
+    if serve_flag {
+        args.insert(1, "serve".into());
+    }
+    let cli = Cli::parse_from(args);
     let command = match cli.command {
         Some(c) => c,
         None => match Config::from_env() {

@@ -44,6 +44,50 @@ pub fn migrate(config_url: &crate::core::config::DatabaseUrl) -> anyhow::Result<
     Ok((pool, applied))
 }
 
+/// Connections waiting to be accepted, at most (as actix-web's `backlog`).
+const LISTEN_BACKLOG: i32 = 4_096;
+
+/// Binds `addr` (`host:port`) the way actix-web would, so that a taken port
+/// or a bad address is found before anything else starts.
+fn listen(addr: &str) -> anyhow::Result<std::net::TcpListener> {
+    use std::net::ToSocketAddrs;
+    let mut last = None;
+    for a in addr.to_socket_addrs()? {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(a),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        socket.set_reuse_address(true)?;
+        match socket
+            .bind(&a.into())
+            .and_then(|()| socket.listen(LISTEN_BACKLOG))
+        {
+            Ok(()) => return Ok(socket.into()),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.map_or_else(
+        || anyhow::anyhow!("the address resolves to nothing"),
+        Into::into,
+    ))
+}
+
+/// The settings that can be wrong without looking at storage.
+fn check_settings(config: &Config) -> anyhow::Result<()> {
+    if config.jwt_secret.as_ref().is_some_and(|s| s.len() < 32) {
+        anyhow::bail!("TANDEM_JWT_SECRET must be at least 32 bytes");
+    }
+    if let Some(admin) = &config.bootstrap_admin {
+        use crate::accounts::domain::{Password, Username};
+        Username::try_from(admin.username.clone())
+            .map_err(|e| anyhow::anyhow!("TANDEM_BOOTSTRAP_ADMIN: {e}"))?;
+        Password::try_from(admin.password.clone())
+            .map_err(|e| anyhow::anyhow!("TANDEM_BOOTSTRAP_ADMIN: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Blocking startup work, done before any request is served.
 fn prepare(config: &Config, ids: &IdGenerator) -> anyhow::Result<Prepared> {
     let pool = storage::open_pool(
@@ -136,6 +180,14 @@ fn bootstrap_admin(
 
 /// Runs the server until SIGTERM / SIGINT, then drains.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    // Every setting is checked, and the address bound, before storage is
+    // touched: a taken port or a bad secret leaves no database behind.
+    check_settings(&config)?;
+    let listener = listen(&config.listen)
+        .with_context(|| format!("cannot listen on {} (TANDEM_LISTEN)", config.listen))?;
+    // Ours from now on, before anyone is told the address: a signal that
+    // arrives during the start still stops the server the orderly way.
+    let stop_signals = StopSignals::new().context("listening for SIGTERM/SIGINT")?;
     let ids = IdGenerator::new(config.node_id);
     let prep_config = config.clone();
     let (prepared, ids) =
@@ -330,22 +382,29 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             .wrap(from_fn(crate::server::http::metrics_middleware))
     })
     .workers(workers)
-    .backlog(4096)
     .max_connections(50_000)
     .shutdown_timeout(config.shutdown_timeout_secs)
     // Signals are ours (see `stop_on_signal`): sockets first, then the drain.
     .disable_signals()
-    .bind(&config.listen)
-    .with_context(|| format!("binding {}", config.listen))?;
+    .listen(listener)
+    .with_context(|| format!("listening on {}", config.listen))?;
 
     for addr in server.addrs() {
         // One line on stdout that scripts and tests wait for.
         println!("tandem listening on http://{addr}");
         tracing::info!(%addr, workers, "listening");
     }
+    println!(
+        "data in {:?}; stop with Ctrl-C or SIGTERM (sockets are closed, requests finish)",
+        config.database_url
+    );
     let _ = std::io::stdout().flush();
     let server = server.run();
-    actix_web::rt::spawn(stop_on_signal(server.handle(), registry.clone()));
+    actix_web::rt::spawn(stop_on_signal(
+        stop_signals,
+        server.handle(),
+        registry.clone(),
+    ));
     // On SIGTERM/SIGINT: sockets closed with 1001, no new connections, and
     // in-flight requests drained (for up to the shutdown timeout) before this
     // returns.
@@ -354,26 +413,35 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// SIGTERM and SIGINT, caught (their default would end the process at once).
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+}
+
 /// Waits for SIGTERM or SIGINT, then stops the server: every WebSocket is
 /// closed with 1001 at once (a socket is a request that never ends by
 /// itself, so the drain would otherwise wait the whole shutdown timeout and
 /// clients would see the connection drop, 1006), then actix-web stops
 /// accepting and finishes the requests in flight.
 async fn stop_on_signal(
+    mut signals: StopSignals,
     server: actix_web::dev::ServerHandle,
     registry: Arc<crate::realtime::registry::Registry>,
 ) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot listen for SIGTERM/SIGINT; stop the server with SIGKILL");
-        return;
-    };
     let name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+        _ = signals.term.recv() => "SIGTERM",
+        _ = signals.int.recv() => "SIGINT",
     };
     tracing::info!(
         signal = name,

@@ -203,6 +203,89 @@ fn audit_refuses_a_database_that_does_not_exist() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Issue 16, item 2: a start that cannot succeed says why in one line, exits
+/// non-zero, panics nowhere and leaves no database behind.
+#[test]
+fn a_failed_start_touches_no_storage_and_says_why() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap().to_string();
+    let cases: [(&str, &str, &str); 3] = [
+        ("TANDEM_LISTEN", taken_addr.as_str(), "cannot listen on"),
+        ("TANDEM_LISTEN", "nonsense", "cannot listen on nonsense"),
+        (
+            "TANDEM_JWT_SECRET",
+            "short",
+            "TANDEM_JWT_SECRET must be at least 32 bytes",
+        ),
+    ];
+    for (var, value, says) in cases {
+        let dir =
+            std::env::temp_dir().join(format!("tandem-start-{}", crate::helpers::random_suffix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tandem"));
+        cmd.env_clear()
+            .env(
+                "TANDEM_DATABASE_URL",
+                format!("sqlite:{}/data/t.db", dir.display()),
+            )
+            .env("TANDEM_LISTEN", "127.0.0.1:0")
+            .env(var, value)
+            .current_dir(&dir);
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{var}={value}");
+        assert!(err.contains(says), "{var}={value}: {err}");
+        assert!(!err.contains("panicked"), "{var}={value}: {err}");
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            0,
+            "{var}={value}: nothing created"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    drop(taken);
+}
+
+/// Issue 16, item 2: bare `tandem` takes the serve flags, and the start
+/// says where the data lives and how to stop.
+#[test]
+fn bare_tandem_takes_serve_flags_and_says_where_data_lives() {
+    use std::io::BufRead;
+    let dir =
+        std::env::temp_dir().join(format!("tandem-flags-{}", crate::helpers::random_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = format!("sqlite:{}/t.db", dir.display());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args(["--listen", "127.0.0.1:0", "--database-url", db.as_str()])
+        .env_clear()
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines: Vec<String> = std::io::BufReader::new(stdout)
+        .lines()
+        .take(2)
+        .map(Result::unwrap)
+        .collect();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let status = child.wait().unwrap();
+    assert!(
+        lines[0].starts_with("tandem listening on http://127.0.0.1:"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].contains("t.db") && lines[1].contains("SIGTERM"),
+        "{lines:?}"
+    );
+    assert!(status.success(), "{status:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn serve_help_documents_every_variable_with_defaults() {
     let out = Command::new(env!("CARGO_BIN_EXE_tandem"))
