@@ -5,5 +5,6 @@
 pub mod app;
 pub mod housekeeping;
 pub mod http;
+pub mod openapi;
 pub mod ops;
 pub mod ratelimit;

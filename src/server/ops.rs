@@ -293,10 +293,11 @@ impl utoipa::Modify for BearerAuth {
 
 /// The OpenAPI 3 document of every HTTP route.
 pub async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().json(document())
+    HttpResponse::Ok().json(super::openapi::document())
 }
 
-/// The whole document: the server's own paths and each domain's part.
+/// The whole document as derived: the server's own paths and each domain's
+/// part (served after `server::openapi` polished it).
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     for part in [
