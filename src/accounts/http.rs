@@ -138,7 +138,7 @@ pub async fn logout(
         .map_err(ApiError::unavailable_because)?;
     state
         .registry
-        .close_user(user.user_id.get(), Some(user.session_id));
+        .close_user(user.user_id.get(), Some(user.session_id), "session ended");
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -201,8 +201,8 @@ pub async fn set_banned(
             .map_err(ApiError::unavailable_because)?;
     }
     if banned {
-        // Open sockets close with 1008 at once.
-        state.registry.close_user(target.get(), None);
+        // Open sockets close with 1008 `banned` at once (CONTRACT v2).
+        state.registry.close_user(target.get(), None, "banned");
     }
     Ok(view)
 }

@@ -137,14 +137,14 @@ impl Registry {
         self.sessions.len()
     }
 
-    /// Closes the user's sockets with 1008: all of them (ban) or those opened
-    /// with one token session (logout).
-    pub fn close_user(&self, user_id: i64, token_session: Option<i64>) {
+    /// Closes the user's sockets with 1008 and `reason`: all of them (a ban,
+    /// `banned`) or those opened with one token session (a logout).
+    pub fn close_user(&self, user_id: i64, token_session: Option<i64>, reason: &'static str) {
         if let Some(e) = self.sessions.get(&user_id) {
             e.addr.do_send(CloseConns {
                 token_session,
                 code: 1008,
-                reason: "session ended",
+                reason,
             });
         }
     }

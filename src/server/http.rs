@@ -17,6 +17,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(ops::health))
         .route("/ready", web::get().to(ops::ready))
         .route("/metrics", web::get().to(ops::metrics))
+        .route("/api-docs", web::get().to(ops::api_reference))
         .route("/api-docs/openapi.json", web::get().to(ops::openapi))
         .service(
             web::scope("/api/v1")

@@ -291,6 +291,15 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// A readable API reference page (`GET /api-docs`): one self-contained HTML
+/// file in the binary that renders `/api-docs/openapi.json` in the browser,
+/// with nothing loaded from another host.
+pub async fn api_reference() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(include_str!("api_docs.html"))
+}
+
 /// The OpenAPI 3 document of every HTTP route.
 pub async fn openapi() -> HttpResponse {
     HttpResponse::Ok().json(super::openapi::document())

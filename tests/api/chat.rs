@@ -796,7 +796,7 @@ async fn ban_and_logout_close_sockets(backend: Backend) {
     assert_eq!(s1.ended_within(10).await, Ended::Closed(1008));
     s2.send(json!({"type": "ping"})).await;
     assert_eq!(s2.recv_type("pong").await["type"], "pong");
-    // A ban closes every socket with 1008.
+    // A ban closes every socket with 1008 and the reason `banned` (CONTRACT v2).
     let r = app
         .post(
             &format!("/api/v1/admin/users/{uid}/ban"),
@@ -805,7 +805,10 @@ async fn ban_and_logout_close_sockets(backend: Backend) {
         )
         .await;
     assert_eq!(r.status(), 200);
-    assert_eq!(s2.ended_within(10).await, Ended::Closed(1008));
+    assert_eq!(
+        s2.close_frame_within(10).await,
+        Some((1008, "banned".to_owned()))
+    );
 }
 both_backends!(
     ban_and_logout_close_sockets,

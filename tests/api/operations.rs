@@ -329,6 +329,20 @@ async fn openapi_document_is_valid_and_uniform() {
         }
     }
     assert!(operations > 60, "{operations} operations");
+
+    // The readable reference page: HTML from the binary, nothing from
+    // another host (CONTRACT v2, "Pages and operations").
+    let page = app.get("/api-docs", None).await;
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let html = page.text().await.unwrap();
+    assert!(html.contains("<html lang=\"en\">") && html.contains("/api-docs/openapi.json"));
+    for external in ["src=\"http", "href=\"http", "@import", "//cdn"] {
+        assert!(!html.contains(external), "the page loads {external}");
+    }
     let file = std::env::temp_dir().join(format!(
         "tandem-openapi-{}.json",
         crate::helpers::random_suffix()

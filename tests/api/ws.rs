@@ -106,6 +106,25 @@ impl Ws {
         }
     }
 
+    /// The close frame's code and reason within `secs` (None: dropped).
+    pub async fn close_frame_within(&mut self, secs: u64) -> Option<(u16, String)> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .expect("socket ended in time")
+            {
+                Some(Ok(Message::Close(frame))) => {
+                    return Some(frame.map_or((1005, String::new()), |f| {
+                        (u16::from(f.code), f.reason.to_string())
+                    }));
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+
     pub async fn close(mut self) {
         let _ = self.stream.close(None).await;
     }
