@@ -91,18 +91,9 @@ impl Ws {
 
     /// Reads until the server closes; returns the close code.
     pub async fn ended_within(&mut self, secs: u64) -> Ended {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-        loop {
-            match tokio::time::timeout_at(deadline, self.stream.next())
-                .await
-                .expect("socket ended in time")
-            {
-                Some(Ok(Message::Close(frame))) => {
-                    return Ended::Closed(frame.map_or(1005, |f| u16::from(f.code)));
-                }
-                Some(Ok(_)) => continue,
-                Some(Err(_)) | None => return Ended::Dropped,
-            }
+        match self.close_frame_within(secs).await {
+            Some((code, _)) => Ended::Closed(code),
+            None => Ended::Dropped,
         }
     }
 

@@ -49,7 +49,17 @@ pub fn rule_set_at(
     conn: &mut DbConn,
     at_ms: i64,
 ) -> Result<Option<(i64, RuleSetSpec, RuleSet)>, ApiError> {
-    let row: Option<(i64, String, String, i64)> = direct::first(
+    newest_row(conn, at_ms)?
+        .map(|(v, r, l, h, _)| version_of(v, r, l, h))
+        .transpose()
+}
+
+/// (version, rules, referral levels, hold, created at) of the newest set
+/// created at or before `at_ms`.
+type RuleSetRow = (i64, String, String, i64, i64);
+
+fn newest_row(conn: &mut DbConn, at_ms: i64) -> Result<Option<RuleSetRow>, ApiError> {
+    Ok(direct::first(
         conn,
         rebate_rule_sets::table
             .filter(rebate_rule_sets::created_at_ms.le(at_ms))
@@ -59,9 +69,9 @@ pub fn rule_set_at(
                 rebate_rule_sets::rules,
                 rebate_rule_sets::referral_levels_bps,
                 rebate_rule_sets::hold_seconds,
+                rebate_rule_sets::created_at_ms,
             )),
-    )?;
-    row.map(|(v, r, l, h)| version_of(v, r, l, h)).transpose()
+    )?)
 }
 
 thread_local! {
@@ -110,19 +120,7 @@ pub fn rule_set_in_force(conn: &mut DbConn, at_ms: i64) -> Result<Option<Rc<Newe
 }
 
 fn at(conn: &mut DbConn, at_ms: i64) -> Result<Option<Rc<Newest>>, ApiError> {
-    let row: Option<(i64, String, String, i64, i64)> = direct::first(
-        conn,
-        rebate_rule_sets::table
-            .filter(rebate_rule_sets::created_at_ms.le(at_ms))
-            .order(rebate_rule_sets::version.desc())
-            .select((
-                rebate_rule_sets::version,
-                rebate_rule_sets::rules,
-                rebate_rule_sets::referral_levels_bps,
-                rebate_rule_sets::hold_seconds,
-                rebate_rule_sets::created_at_ms,
-            )),
-    )?;
+    let row = newest_row(conn, at_ms)?;
     row.map(|(v, r, l, h, created_at_ms)| {
         version_of(v, r, l, h).map(|(version, _, set)| {
             Rc::new(Newest {
