@@ -86,7 +86,7 @@ impl ChatWriters {
                     members: HashMap::new(),
                 });
                 writers.push(writer.clone());
-                ChatBatcher {
+                let batcher = ChatBatcher {
                     writer,
                     caches: caches.clone(),
                     registry: registry.clone(),
@@ -94,8 +94,14 @@ impl ChatWriters {
                     flushing: false,
                     in_flight: 0,
                     gauge: ctx.metrics.queue(&format!("chat_writer_{i}"), MAX_QUEUED),
-                }
-                .start()
+                };
+                // `try_send` honours this bound; past it `submit` fails fast.
+                // Set before the address exists (in `started` a burst right
+                // after the start would meet actix's default of 16).
+                ChatBatcher::create(|c| {
+                    c.set_mailbox_capacity(MAX_QUEUED);
+                    batcher
+                })
             })
             .collect();
         ChatWriters { shards, writers }
@@ -135,11 +141,6 @@ pub struct ChatBatcher {
 
 impl Actor for ChatBatcher {
     type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        // `try_send` honours this bound; past it `submit` fails fast.
-        ctx.set_mailbox_capacity(MAX_QUEUED);
-    }
 }
 
 impl Handler<ChatSend> for ChatBatcher {

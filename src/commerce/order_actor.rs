@@ -116,12 +116,29 @@ impl OrderCtx {
     /// transition stored once it has committed.
     async fn transition(&self, t: Transition) -> Result<(Loaded, Vec<Released>), ApiError> {
         let (ctx, hooks) = (self.ctx.clone(), self.hooks.clone());
+        let order_id = t.before.order.id;
         let applied = self
             .commit
-            .run(move |c| apply_transition(c, &ctx, &hooks, t.clone()))
+            .run_for(order_id, move |c| {
+                apply_transition(c, &ctx, &hooks, t.clone())
+            })
             .await?;
         notifier::push_all(&self.registry, &applied.notifications);
-        Ok((applied.loaded, applied.released))
+        let released = applied
+            .released
+            .into_iter()
+            .map(|(product, qty, version)| {
+                // Set when the batch wrote its stock, before the commit. Were it
+                // missing, version 0 makes a loaded actor ignore the release:
+                // it undercounts until it reloads, and never oversells.
+                let v = version.get().unwrap_or_else(|| {
+                    tracing::error!(product, "a committed stock release has no version");
+                    0
+                });
+                (product, qty, v)
+            })
+            .collect();
+        Ok((applied.loaded, released))
     }
 
     async fn review(
@@ -130,14 +147,16 @@ impl OrderCtx {
     ) -> Result<super::store::reviews::ReviewView, ApiError> {
         let ctx = self.ctx.clone();
         self.commit
-            .run(move |c| super::store::reviews::insert_review(c, &ctx.ids, r.clone()))
+            .run_for(r.order_id, move |c| {
+                super::store::reviews::insert_review(c, &ctx.ids, r.clone())
+            })
             .await
     }
 
     async fn ensure_payment(&self, m: EnsurePayment) -> Result<PaymentRow, ApiError> {
         let ctx = self.ctx.clone();
         self.commit
-            .run(move |c| ensure_payment(c, &ctx, m.clone()))
+            .run_for(m.order_id, move |c| ensure_payment(c, &ctx, m.clone()))
             .await
     }
 }

@@ -69,17 +69,20 @@ pub struct OrderWriter {
 impl OrderWriter {
     pub fn start(commit: GroupCommit, shared: Arc<Ctx>) -> OrderWriter {
         let shared_gauge = shared.metrics.queue("order_writer", MAX_QUEUED);
-        OrderWriter {
-            addr: OrderBatcher {
-                commit,
-                shared,
-                pending: Vec::new(),
-                flushing: false,
-                in_flight: 0,
-                gauge: shared_gauge,
-            }
-            .start(),
-        }
+        let batcher = OrderBatcher {
+            commit,
+            shared,
+            pending: Vec::new(),
+            flushing: false,
+            in_flight: 0,
+            gauge: shared_gauge,
+        };
+        // The bound `try_send` honours, set before the address exists.
+        let addr = OrderBatcher::create(|ctx| {
+            ctx.set_mailbox_capacity(MAX_QUEUED);
+            batcher
+        });
+        OrderWriter { addr }
     }
 
     /// Stores the order; resolves after the commit. The writer takes over the
@@ -115,9 +118,6 @@ pub struct OrderBatcher {
 
 impl Actor for OrderBatcher {
     type Context = Context<Self>;
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(MAX_QUEUED);
-    }
 }
 
 impl Handler<Submit> for OrderBatcher {

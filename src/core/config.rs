@@ -181,6 +181,12 @@ pub struct Config {
     #[arg(long, env = "TANDEM_CHAT_WRITERS", default_value_t = 0)]
     pub chat_writers: usize,
 
+    /// Group-commit partitions (each one committer thread; orders, rebates
+    /// and events are routed to them by key). 0: 1 on SQLite (one writer
+    /// anyway), 4 on PostgreSQL. At most 32.
+    #[arg(long, env = "TANDEM_COMMITTERS", default_value_t = 0)]
+    pub committers: usize,
+
     /// Fault injection for tests: the outbox relay publishes but never marks rows
     /// published, as if it crashed between the two, so every event is redelivered.
     #[arg(

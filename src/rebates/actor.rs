@@ -90,7 +90,7 @@ impl Handler<Run> for RebateActor {
             engine::reconcile(c, &shared.ids, order_id, crate::core::ids::now_ms())
         };
         AtomicResponse::new(Box::pin(
-            async move { commit.run(job).await }
+            async move { commit.run_for(order_id, job).await }
                 .into_actor(self)
                 .map(|res, this, _| {
                     this.last_active = Instant::now();

@@ -98,7 +98,7 @@ async fn handle(d: Delivery, consumer: &Consumer, commit: &GroupCommit) {
     }
     let tries = i64::try_from(RETRY_PAUSES.len() + 1).unwrap_or(i64::MAX);
     let letter = DeadLetter::new(consumer.name, &d.event, error_text(&error), tries, now_ms());
-    match commit.run(move |c| park(c, &letter)).await {
+    match commit.run_for(d.event.id, move |c| park(c, &letter)).await {
         Ok(()) => {
             tracing::error!(consumer = consumer.name, event_id = d.event.id, kind = %d.event.kind,
                 error = %error, "event parked after repeated failures; later events go on");
@@ -233,13 +233,17 @@ async fn retry(commit: &GroupCommit, apply: &Apply, letter: DeadLetter) -> Resul
         Ok(()) => {
             tracing::info!(consumer = %letter.consumer, event_id = letter.event_id, "parked event applied");
             commit
-                .run(move |c| unpark(c, &letter.consumer, letter.event_id))
+                .run_for(letter.event_id, move |c| {
+                    unpark(c, &letter.consumer, letter.event_id)
+                })
                 .await
         }
         Err(e) => {
             let text = error_text(&e);
             commit
-                .run(move |c| failed_again(c, &letter, &text, now_ms()))
+                .run_for(letter.event_id, move |c| {
+                    failed_again(c, &letter, &text, now_ms())
+                })
                 .await
         }
     }

@@ -85,6 +85,12 @@ fn check_settings(config: &Config) -> anyhow::Result<()> {
         Password::try_from(admin.password.clone())
             .map_err(|e| anyhow::anyhow!("TANDEM_BOOTSTRAP_ADMIN: {e}"))?;
     }
+    if config.committers > crate::storage::group::MAX_PARTITIONS {
+        anyhow::bail!(
+            "TANDEM_COMMITTERS must be at most {}",
+            crate::storage::group::MAX_PARTITIONS
+        );
+    }
     Ok(())
 }
 
@@ -262,11 +268,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     registry.set_presence_peers(Arc::new(crate::chat::handle::DirectPeersSource {
         db: db.clone(),
     }));
-    // Small write transactions of orders, rebates, the notifier and the relay share one group commit.
-    // One committer on both backends. Several on PostgreSQL were measured
-    // (BENCHMARKS.md): batches deadlock on hot wallet rows; sharding the
-    // committers by wallet owner is the way to more than one.
-    let commit_writers = 1;
+    // Small write transactions of orders, rebates, the notifier and the relay
+    // share one group commit, partitioned by key (see `storage::group`).
+    let commit_writers = match (config.committers, &config.database_url) {
+        (0, crate::core::config::DatabaseUrl::Sqlite(_)) => 1,
+        (0, crate::core::config::DatabaseUrl::Postgres(_)) => 4,
+        (n, _) => n,
+    };
     let commit = crate::storage::group::GroupCommit::start(
         prepared.pool.clone(),
         commit_writers,

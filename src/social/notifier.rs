@@ -171,7 +171,9 @@ pub fn consumer(
             }
             let job_shared = shared.clone();
             let created = commit
-                .run(move |c| apply_event(c, &job_shared.ids, event.clone()))
+                .run_for(event.id, move |c| {
+                    apply_event(c, &job_shared.ids, event.clone())
+                })
                 .await?;
             push_all(&registry, &created);
             Ok(())

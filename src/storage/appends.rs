@@ -40,9 +40,34 @@ pub fn batch() -> Option<u64> {
     OPEN.with(|open| open.borrow().is_some().then(|| OPENED.get()))
 }
 
+/// Where a kind of row stands in the one global lock order.
+///
+/// Why: on PostgreSQL several committers run batches at once (see
+/// `storage::group`). Rows owned by one partition (an order, its payment and
+/// its rebate records: every job for them is routed to the order's
+/// partition) are never written by two committers at once. Rows that jobs of
+/// any partition change (a product's stock, a wallet) are written only as
+/// sets at the batch's end, one kind after another in this order and, within
+/// a kind, in key order. Every transaction then takes such row locks in one
+/// order, so two committers can wait for each other but never in a cycle: no
+/// deadlock. Order matters only between kinds of shared rows; appended rows
+/// nobody else writes come first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LockRank {
+    /// Rows only this batch's partition writes (or new rows): any order.
+    Owned,
+    /// Merchants' review counters, in merchant id order.
+    Merchants,
+    /// Products' stock, in product id order.
+    Stock,
+    /// Wallets, in user id order.
+    Balances,
+}
+
 /// The buffered rows of one kind.
 struct Lane {
     kind: TypeId,
+    rank: LockRank,
     rows: Box<dyn Buffered>,
 }
 
@@ -80,6 +105,17 @@ impl<T: 'static> Buffered for Rows<T> {
 /// Adds an append-only row: buffered while this thread's batch collects,
 /// written at once (with `write`) otherwise.
 pub fn append<T: 'static>(conn: &mut DbConn, row: T, write: WriteRows<T>) -> QueryResult<()> {
+    append_ranked(conn, row, write, LockRank::Owned)
+}
+
+/// [`append`] for rows that jobs of several partitions write: their set goes
+/// out after the owned rows, at its place in the global lock order.
+pub fn append_ranked<T: 'static>(
+    conn: &mut DbConn,
+    row: T,
+    write: WriteRows<T>,
+    rank: LockRank,
+) -> QueryResult<()> {
     let unbuffered = OPEN.with(|open| {
         let mut open = open.borrow_mut();
         let Some(lanes) = open.as_mut() else {
@@ -91,6 +127,7 @@ pub fn append<T: 'static>(conn: &mut DbConn, row: T, write: WriteRows<T>) -> Que
             None => {
                 lanes.push(Lane {
                     kind,
+                    rank,
                     rows: Box::new(Rows::<T> {
                         rows: Vec::new(),
                         write,
@@ -127,6 +164,30 @@ impl std::fmt::Display for GuardMissed {
 }
 
 impl std::error::Error for GuardMissed {}
+
+/// A set the database refused for a reason its owner can name (a product's
+/// stock would go below zero, say): answered 409 with `kind` and `detail`
+/// (see `storage::error`). Like [`GuardMissed`], inside a batch it sends the
+/// batch to its careful run, where it fails only its own job.
+#[derive(Debug)]
+pub struct Refused {
+    pub kind: crate::core::error::ErrorKind,
+    pub detail: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// The error a [`WriteRows`] returns when the database refused its set for a
+/// reason the caller should hear as `kind`.
+pub fn refused(kind: crate::core::error::ErrorKind, detail: String) -> diesel::result::Error {
+    diesel::result::Error::QueryBuilderError(Box::new(Refused { kind, detail }))
+}
 
 /// The error a [`WriteRows`] returns when its guarded set missed a row.
 pub fn guard_missed(why: &'static str) -> diesel::result::Error {
@@ -169,8 +230,9 @@ impl Collect {
         Collect(())
     }
 
-    /// Writes everything buffered so far, kind by kind in the order each
-    /// kind was first appended; the buffer is empty afterwards either way.
+    /// Writes everything buffered so far, kind by kind in [`LockRank`]
+    /// order (within a rank, in the order each kind was first appended); the
+    /// buffer is empty afterwards either way.
     pub fn flush(&self, conn: &mut DbConn) -> QueryResult<()> {
         let mut lanes = OPEN.with(|open| {
             open.borrow_mut()
@@ -178,6 +240,8 @@ impl Collect {
                 .map(std::mem::take)
                 .unwrap_or_default()
         });
+        // Stable: the first-appended order stays within a rank.
+        lanes.sort_by_key(|l| l.rank);
         for lane in &mut lanes {
             lane.rows.write(conn)?;
         }

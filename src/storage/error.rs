@@ -11,6 +11,12 @@ impl From<diesel::result::Error> for ApiError {
             {
                 ApiError::conflict(crate::core::error::ErrorKind::InvalidState, b.to_string())
             }
+            diesel::result::Error::QueryBuilderError(b) if b.is::<super::appends::Refused>() => {
+                match b.downcast::<super::appends::Refused>() {
+                    Ok(r) => ApiError::conflict(r.kind, r.detail),
+                    Err(b) => ApiError::internal(anyhow::anyhow!("{b}")),
+                }
+            }
             other => {
                 let transient = super::is_transient(&other);
                 ApiError::internal(other).transient(transient)

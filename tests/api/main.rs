@@ -8,6 +8,7 @@
 mod accounts;
 mod adapters;
 mod chat;
+mod committers;
 mod community;
 mod errors;
 mod helpers;

@@ -7,7 +7,7 @@ use crate::both_backends;
 use crate::helpers::{assert_problem, Backend, Options, TestApp};
 use crate::orders::{notify, order, paid_order, product, shop, Shop};
 
-async fn invite_code(app: &TestApp, token: &str) -> String {
+pub async fn invite_code(app: &TestApp, token: &str) -> String {
     let me: Value = app
         .get("/api/v1/me", Some(token))
         .await
@@ -17,7 +17,7 @@ async fn invite_code(app: &TestApp, token: &str) -> String {
     me["invite_code"].as_str().unwrap().to_owned()
 }
 
-async fn register_invited(app: &TestApp, name: &str, code: &str) -> (i64, String) {
+pub async fn register_invited(app: &TestApp, name: &str, code: &str) -> (i64, String) {
     let r = app
         .post(
             "/api/v1/auth/register",
@@ -33,7 +33,7 @@ async fn register_invited(app: &TestApp, name: &str, code: &str) -> (i64, String
     )
 }
 
-async fn put_rules(app: &TestApp, admin: &str, rules: Value) -> reqwest::Response {
+pub async fn put_rules(app: &TestApp, admin: &str, rules: Value) -> reqwest::Response {
     app.client
         .put(app.url("/api/v1/admin/rebate-rules"))
         .bearer_auth(admin)
@@ -43,7 +43,7 @@ async fn put_rules(app: &TestApp, admin: &str, rules: Value) -> reqwest::Respons
         .unwrap()
 }
 
-async fn wallet(app: &TestApp, token: &str) -> Value {
+pub async fn wallet(app: &TestApp, token: &str) -> Value {
     app.get("/api/v1/wallet", Some(token))
         .await
         .json()

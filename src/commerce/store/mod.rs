@@ -7,6 +7,7 @@ pub mod order_sets;
 pub mod order_writes;
 pub mod queries;
 pub mod reviews;
+pub mod stock_sets;
 
 use diesel::prelude::*;
 
@@ -194,12 +195,23 @@ pub fn find_payment_by_order(conn: &mut DbConn, order_id: i64) -> QueryResult<Op
 /// `stock_version` (every stock change bumps it, so an inventory actor can
 /// tell whether the stock it loaded already included a given change).
 pub fn add_stock(conn: &mut DbConn, product_id: i64, delta: i64) -> QueryResult<i64> {
+    add_stock_changes(conn, product_id, delta, 1)
+}
+
+/// `changes` stock changes of one product summing to `delta`, in one
+/// statement; returns the `stock_version` after the last.
+fn add_stock_changes(
+    conn: &mut DbConn,
+    product_id: i64,
+    delta: i64,
+    changes: i64,
+) -> QueryResult<i64> {
     let versions: Vec<i64> = direct::load(
         conn,
         diesel::update(products::table.find(product_id))
             .set((
                 products::stock.eq(products::stock + delta),
-                products::stock_version.eq(products::stock_version + 1),
+                products::stock_version.eq(products::stock_version + changes),
             ))
             .returning(products::stock_version),
     )?;

@@ -8,7 +8,7 @@ use diesel::prelude::*;
 
 use crate::commerce::model::OrderEvent;
 use crate::commerce::order_writer::{Created, NewOrder};
-use crate::commerce::store::{self, OrderItemRow, OrderRow};
+use crate::commerce::store::{OrderItemRow, OrderRow};
 use crate::core::error::ApiError;
 use crate::runtime::context::Ctx;
 use crate::storage::idempotency::{self, StoredResponse};
@@ -94,14 +94,10 @@ pub fn write(
                     .values(chunk)
                     .execute(b))?;
             }
-            // One stock update per product per batch, in product id order: one
-            // lock order for every batch that takes stock of several SKUs.
-            let mut taken: std::collections::BTreeMap<i64, i64> = Default::default();
+            // Written with the batch's other stock changes, one update per
+            // product in product id order (see `stock_sets`).
             for i in &item_rows {
-                *taken.entry(i.product_id).or_default() += i.quantity;
-            }
-            for (product, qty) in taken {
-                store::add_stock(c, product, -qty).map_err(|e| stock_error(e, product))?;
+                super::stock_sets::take(c, i.product_id, i.quantity)?;
             }
             for n in &inserts {
                 if let Some((key, hash)) = &n.idempotency {
@@ -148,20 +144,6 @@ pub fn write(
                 .collect())
         },
     )
-}
-
-/// The stock CHECK refused a decrement: the units were sold elsewhere (another
-/// node, whose sales this node's inventory actor has not seen), so 409
-/// `out_of_stock`, not 500.
-fn stock_error(e: diesel::result::Error, product_id: i64) -> ApiError {
-    use diesel::result::{DatabaseErrorKind, Error};
-    match e {
-        Error::DatabaseError(DatabaseErrorKind::CheckViolation, _) => ApiError::conflict(
-            crate::core::error::ErrorKind::OutOfStock,
-            format!("not enough stock of product {product_id}"),
-        ),
-        e => e.into(),
-    }
 }
 
 fn view_json(n: &NewOrder) -> String {

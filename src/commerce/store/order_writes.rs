@@ -16,7 +16,8 @@ use crate::storage::outbox;
 use crate::storage::schema::payments;
 use crate::storage::{DbConn, DbExecutor};
 
-use crate::commerce::order_actor::{Loaded, Released};
+use crate::commerce::order_actor::Loaded;
+use crate::commerce::store::stock_sets::StockVersion;
 
 pub struct LoadOrder {
     pub order_id: i64,
@@ -223,10 +224,13 @@ impl Transition {
     }
 }
 
+/// Stock given back: product, quantity, and the version its set left.
+pub type Returned = (i64, i64, StockVersion);
+
 /// What a committed transition leaves for the actor.
 pub struct Applied {
     pub loaded: Loaded,
-    pub released: Vec<Released>,
+    pub released: Vec<Returned>,
     pub notifications: Stored,
 }
 
@@ -272,7 +276,7 @@ pub fn apply_transition(
     // No savepoint of its own: it runs as a group-commit job, whose savepoint
     // already makes it all or nothing (on SQLite each savepoint level costs
     // sub-journal writes of every page it touches).
-    let apply = |c: &mut DbConn| -> Result<(Vec<Released>, Stored), ApiError> {
+    let apply = |c: &mut DbConn| -> Result<(Vec<Returned>, Stored), ApiError> {
         // The WHERE keeps the actor's view honest: the update misses if the
         // row is not what the actor loaded. Written with the batch's other
         // orders as one statement (see `order_sets`).
@@ -294,7 +298,7 @@ pub fn apply_transition(
                 if hooks.keeps_released_unit(c, &change, i.product_id)? {
                     continue;
                 }
-                let version = store::add_stock(c, i.product_id, i.quantity)?;
+                let version = super::stock_sets::give_back(c, i.product_id, i.quantity)?;
                 released.push((i.product_id, i.quantity, version));
             }
         }

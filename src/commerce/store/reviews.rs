@@ -77,12 +77,18 @@ pub fn insert_review(
                 reviews::created_at_ms.eq(now),
             ))
             .execute(c)?;
-        diesel::update(merchants::table.find(r.merchant_id))
-            .set((
-                merchants::rating_sum.eq(merchants::rating_sum + r.rating),
-                merchants::review_count.eq(merchants::review_count + 1),
-            ))
-            .execute(c)?;
+        // Any committer's batch may review any merchant: the counters are
+        // written at the batch's end, in merchant id order (see
+        // `storage::appends::LockRank`).
+        crate::storage::appends::append_ranked(
+            c,
+            Rated {
+                merchant_id: r.merchant_id,
+                rating: r.rating,
+            },
+            write_ratings,
+            crate::storage::appends::LockRank::Merchants,
+        )?;
         Ok(ReviewView {
             review_id: id,
             order_id: r.order_id,
@@ -93,6 +99,31 @@ pub fn insert_review(
             created_at: rfc3339(now),
         })
     })
+}
+
+/// One review's share of its merchant's rating.
+pub struct Rated {
+    merchant_id: i64,
+    rating: i64,
+}
+
+fn write_ratings(c: &mut DbConn, rows: &[Rated]) -> QueryResult<()> {
+    let mut sums: std::collections::BTreeMap<i64, (i64, i64)> = Default::default();
+    for r in rows {
+        let (sum, count) = sums.entry(r.merchant_id).or_default();
+        *sum += r.rating;
+        *count += 1;
+    }
+    // Merchant id order: one lock order for every committer.
+    for (merchant, (sum, count)) in sums {
+        diesel::update(merchants::table.find(merchant))
+            .set((
+                merchants::rating_sum.eq(merchants::rating_sum + sum),
+                merchants::review_count.eq(merchants::review_count + count),
+            ))
+            .execute(c)?;
+    }
+    Ok(())
 }
 
 pub struct ListReviews {

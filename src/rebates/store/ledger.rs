@@ -81,7 +81,14 @@ pub fn post(
         deltas: d,
         at_ms: now,
     };
-    crate::storage::appends::append(c, delta, write_wallet_deltas)?;
+    // Any committer's batch may move any wallet: written last, in user id
+    // order (see `storage::appends::LockRank`).
+    crate::storage::appends::append_ranked(
+        c,
+        delta,
+        write_wallet_deltas,
+        crate::storage::appends::LockRank::Balances,
+    )?;
     Ok(())
 }
 

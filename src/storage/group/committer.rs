@@ -1,0 +1,171 @@
+//! The committer thread: runs one batch as one transaction, first without
+//! savepoints, then (if a job failed) carefully, a savepoint per job.
+
+use actix::{Actor, Handler, Message, SyncContext};
+use diesel::Connection;
+
+use super::{JobFn, Output};
+use crate::core::error::ApiError;
+use crate::storage::{DbConn, Pool};
+
+pub(super) struct Batch(pub(super) Vec<JobFn>);
+
+impl Message for Batch {
+    type Result = Vec<Output>;
+}
+
+pub(super) struct Committer {
+    pub(super) pool: Pool,
+}
+
+impl Actor for Committer {
+    type Context = SyncContext<Self>;
+}
+
+impl Handler<Batch> for Committer {
+    type Result = Vec<Output>;
+
+    fn handle(&mut self, batch: Batch, _: &mut Self::Context) -> Self::Result {
+        let n = batch.0.len();
+        let fail_all = |e: &ApiError| -> Vec<Output> {
+            (0..n)
+                .map(|_| {
+                    Err(ApiError::unavailable(format!(
+                        "the batch did not commit: {}",
+                        e.detail()
+                    )))
+                })
+                .collect()
+        };
+        let mut conn = match self.pool.get() {
+            Ok(c) => c,
+            Err(e) => {
+                let e = ApiError::from(e);
+                return fail_all(&e);
+            }
+        };
+        let _writer = crate::storage::write_lock(&conn);
+        let mut jobs = batch.0;
+        match run_without_savepoints(&mut conn, &mut jobs) {
+            Ok(Some(outputs)) => return outputs,
+            // A job failed: that attempt was rolled back; run them carefully.
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, jobs = n, "group commit failed; every job in the batch is answered with 503");
+                return fail_all(&ApiError::unavailable_because(e));
+            }
+        }
+        let mut outputs: Vec<Output> = Vec::with_capacity(n);
+        let appends = crate::storage::appends::Collect::open();
+        let committed = crate::storage::write_transaction(
+            &mut conn,
+            |c| -> Result<(), diesel::result::Error> {
+                for run in &mut jobs {
+                    // A savepoint per job: its failure rolls back only its own writes.
+                    let mut out: Option<Output> = None;
+                    let sp = c.transaction(|sp| -> Result<(), diesel::result::Error> {
+                        let mut r = run(sp);
+                        // The job's own appended rows, inside its savepoint.
+                        match &r {
+                            Ok(_) => {
+                                if let Err(e) = appends.flush(sp) {
+                                    r = Err(ApiError::from(e));
+                                }
+                            }
+                            Err(_) => appends.discard(),
+                        }
+                        let failed = r.is_err();
+                        out = Some(r);
+                        if failed {
+                            Err(diesel::result::Error::RollbackTransaction)
+                        } else {
+                            Ok(())
+                        }
+                    });
+                    match sp {
+                        Ok(()) | Err(diesel::result::Error::RollbackTransaction) => {}
+                        // The job returned Ok but one of its statements had
+                        // failed (PostgreSQL refuses to release the savepoint
+                        // of an aborted transaction). diesel rolled back to
+                        // the savepoint, so only this job's writes are gone
+                        // and the transaction goes on: the job failed.
+                        Err(e) if crate::storage::is_aborted_transaction(&e) => {
+                            tracing::error!(error = %e, "a group-commit job swallowed a failed statement");
+                            out = Some(Err(ApiError::internal(e)));
+                        }
+                        // The savepoint itself failed: the transaction is unusable.
+                        Err(e) => return Err(e),
+                    }
+                    outputs.push(out.unwrap_or_else(|| {
+                        Err(ApiError::internal(anyhow::anyhow!("job did not run")))
+                    }));
+                }
+                Ok(())
+            },
+        );
+        match committed {
+            Ok(()) => outputs,
+            Err(e) => {
+                tracing::error!(error = %e, jobs = n, "group commit failed; every job in the batch is answered with 503");
+                let e = ApiError::unavailable_because(e);
+                fail_all(&e)
+            }
+        }
+    }
+}
+
+/// Why the savepoint-free attempt of a batch ended without committing.
+enum Attempt {
+    /// A job (or a transaction nested in one) failed: rolled back, retry.
+    JobFailed,
+    Db(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for Attempt {
+    fn from(e: diesel::result::Error) -> Self {
+        Attempt::Db(e)
+    }
+}
+
+/// Runs every job in one transaction with no savepoints. `Ok(Some)`: all
+/// succeeded and committed. `Ok(None)`: one failed, so the attempt stopped
+/// there and was rolled back (on PostgreSQL the failed statement aborted the
+/// transaction anyway). `Err`: the transaction itself failed.
+fn run_without_savepoints(
+    conn: &mut DbConn,
+    jobs: &mut [JobFn],
+) -> Result<Option<Vec<Output>>, diesel::result::Error> {
+    let _elided = crate::storage::ElideSavepoints::enter();
+    // The jobs' events and notifications go out as sets before the commit.
+    let appends = crate::storage::appends::Collect::open();
+    let mut outputs: Vec<Output> = Vec::with_capacity(jobs.len());
+    let attempt = crate::storage::write_transaction(conn, |c| -> Result<(), Attempt> {
+        for run in jobs.iter_mut() {
+            let out = run(c);
+            if out.is_err() || crate::storage::ElideSavepoints::nested_failed() {
+                return Err(Attempt::JobFailed);
+            }
+            outputs.push(out);
+        }
+        // A refused set (a unique key, say) belongs to some job, unknown
+        // which: the careful run, which writes each job's rows in its own
+        // savepoint, finds it.
+        appends.flush(c).map_err(|e| {
+            // Counted if it was a conflict (a deadlock would show here).
+            let _ = crate::storage::is_transient(&e);
+            Attempt::JobFailed
+        })
+    });
+    match attempt {
+        Ok(()) => Ok(Some(outputs)),
+        Err(Attempt::JobFailed) => Ok(None),
+        // PostgreSQL refused the commit because a statement failed and some
+        // job went on as if it had not (see `db::commit_pg_checked`): which
+        // job is unknown, so rerun the batch with a savepoint per job.
+        Err(Attempt::Db(e)) if crate::storage::is_aborted_transaction(&e) => {
+            tracing::warn!(error = %e, "a job swallowed a failed statement; rerunning the batch with savepoints");
+            Ok(None)
+        }
+        Err(Attempt::Db(e)) => Err(e),
+    }
+}
