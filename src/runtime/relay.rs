@@ -12,6 +12,12 @@ use crate::storage::Db;
 
 /// How often the relay looks when nobody nudged it.
 const RELAY_INTERVAL: Duration = Duration::from_millis(100);
+/// A round looks at rows whose ids were made at most this long ago...
+const RECENT: Duration = Duration::from_secs(3);
+/// ...and every this often at all unpublished rows (a sweep): rows that
+/// committed later than `RECENT` after their ids were made, and rows left
+/// from before a restart.
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
 
 /// Publishes the outbox. One round at a time; a nudge after a commit makes
 /// the next round start at once instead of at the next tick.
@@ -23,6 +29,10 @@ pub struct Relay {
     pub bus: std::sync::Arc<dyn crate::runtime::bus::EventBus>,
     busy: bool,
     again: bool,
+    /// Where the next round starts: after a full batch, past its last row.
+    cursor: Option<i64>,
+    /// When the last sweep started (`None`: none yet, so the first round is one).
+    swept_at: Option<std::time::Instant>,
 }
 
 impl Relay {
@@ -38,7 +48,27 @@ impl Relay {
             skip_mark: false,
             busy: false,
             again: false,
+            cursor: None,
+            swept_at: None,
         }
+    }
+
+    /// The id the next round reads after (see [`FetchUnpublished`]): past
+    /// the previous full batch, 0 for a sweep, or recent ids only.
+    fn next_after(&mut self) -> i64 {
+        if let Some(after) = self.cursor.take() {
+            return after;
+        }
+        let now = std::time::Instant::now();
+        if self
+            .swept_at
+            .is_none_or(|at| now.duration_since(at) >= SWEEP_EVERY)
+        {
+            self.swept_at = Some(now);
+            return 0;
+        }
+        let recent_ms = i64::try_from(RECENT.as_millis()).unwrap_or(i64::MAX);
+        crate::core::ids::first_id_at(crate::core::ids::now_ms().saturating_sub(recent_ms))
     }
 
     fn round(&mut self, ctx: &mut Context<Self>) {
@@ -48,6 +78,7 @@ impl Relay {
         }
         self.busy = true;
         self.again = false;
+        let after = self.next_after();
         let (db, commit, bus, skip_mark) = (
             self.db.clone(),
             self.commit.clone(),
@@ -56,27 +87,30 @@ impl Relay {
         );
         ctx.spawn(
             async move {
-                let events = db.call(FetchUnpublished).await?;
-                if events.is_empty() {
-                    return Ok::<usize, ApiError>(0);
-                }
+                let events = db.call(FetchUnpublished { after }).await?;
+                let Some(last) = events.last().map(|e| e.id) else {
+                    return Ok::<(usize, i64), ApiError>((0, after));
+                };
                 bus.publish(&events)
                     .await
                     .map_err(ApiError::unavailable_because)?;
                 let n = events.len();
                 if skip_mark {
-                    return Ok(0);
+                    return Ok((0, last));
                 }
                 let ids: Vec<i64> = events.into_iter().map(|e| e.id).collect();
                 commit.run(move |c| mark_published(c, &ids)).await?;
-                Ok(n)
+                Ok((n, last))
             }
             .into_actor(self)
             .map(|result, this, ctx| {
                 this.busy = false;
                 match result {
-                    // A full batch means more may be waiting.
-                    Ok(n) if n as i64 >= RELAY_BATCH => this.round(ctx),
+                    // A full batch means more may be waiting, past its last row.
+                    Ok((n, last)) if n as i64 >= RELAY_BATCH => {
+                        this.cursor = Some(last);
+                        this.round(ctx);
+                    }
                     Ok(_) if this.again => this.round(ctx),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "outbox relay round failed; will retry"),

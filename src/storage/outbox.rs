@@ -95,8 +95,17 @@ fn write_rows(conn: &mut DbConn, rows: &[OutboxRow]) -> QueryResult<()> {
     Ok(())
 }
 
-/// The oldest unpublished events.
-pub struct FetchUnpublished;
+/// The oldest unpublished events with an id above `after` (0: all).
+///
+/// Why a lower bound: marking a row published leaves its old index entry
+/// (unpublished) behind until a vacuum, so a scan from the lowest id walks
+/// every row published since the last vacuum before it finds a live one; on
+/// PostgreSQL under load that was 17 ms per round and a quarter of the
+/// database's time. The relay scans from a recent id instead and sweeps
+/// from 0 now and then (see `runtime::relay`).
+pub struct FetchUnpublished {
+    pub after: i64,
+}
 
 impl Message for FetchUnpublished {
     type Result = Result<Vec<Event>, ApiError>;
@@ -105,10 +114,11 @@ impl Message for FetchUnpublished {
 impl Handler<FetchUnpublished> for DbExecutor {
     type Result = Result<Vec<Event>, ApiError>;
 
-    fn handle(&mut self, _: FetchUnpublished, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: FetchUnpublished, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
         let rows: Vec<(i64, String, String, i64)> = outbox::table
             .filter(outbox::published_at_ms.is_null())
+            .filter(outbox::id.gt(msg.after))
             .order(outbox::id.asc())
             .limit(RELAY_BATCH)
             .select((
