@@ -81,7 +81,7 @@ pub struct ListQuery {
 /// Animals, oldest listing first, with who holds each one now.
 #[utoipa::path(get, path = "/api/v1/animals", tag = "animals",
     params(("merchant_id" = Option<i64>, Query), ("species" = Option<String>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, description = "{items: [Animal], next_cursor}"), (status = 400, body = Problem)))]
+    responses((status = 200, body = crate::core::paging::Page<crate::animals::store::AnimalView>, description = "A page of the list; `next_cursor` (null on the last page) fetches the next"), (status = 400, body = Problem)))]
 pub async fn list(state: web::Data<Animals>, q: web::Query<ListQuery>) -> ApiResult<HttpResponse> {
     let merchant_id = crate::core::text::id_param::<crate::core::ids::kind::Merchant>(
         q.merchant_id.as_deref(),
@@ -194,7 +194,7 @@ pub async fn post_update(
 /// An animal's updates, newest first.
 #[utoipa::path(get, path = "/api/v1/animals/{id}/updates", tag = "animals",
     params(("id" = i64, Path), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, description = "{items: [AnimalUpdate], next_cursor}"), (status = 404, body = Problem)))]
+    responses((status = 200, body = crate::core::paging::Page<crate::animals::store::AnimalUpdateView>, description = "A page of the list; `next_cursor` (null on the last page) fetches the next"), (status = 404, body = Problem)))]
 pub async fn updates(
     state: web::Data<Animals>,
     path: web::Path<(crate::core::ids::AnimalId,)>,

@@ -58,7 +58,7 @@ pub async fn create(
 /// The caller's conversations, most recent activity first.
 #[utoipa::path(get, path = "/api/v1/conversations", tag = "chat", security(("bearer" = [])),
     params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, description = "{items: [Conversation], next_cursor}"), (status = 400, body = Problem)))]
+    responses((status = 200, body = crate::core::paging::Page<crate::chat::store::requests::ConversationView>, description = "A page of the list; `next_cursor` (null on the last page) fetches the next"), (status = 400, body = Problem)))]
 pub async fn list(
     state: web::Data<Chat>,
     user: AuthUser,
@@ -104,7 +104,7 @@ fn parse_seq(raw: Option<&str>, name: &str) -> ApiResult<Option<i64>> {
 #[utoipa::path(get, path = "/api/v1/conversations/{id}/messages", tag = "chat", security(("bearer" = [])),
     params(("id" = i64, Path), ("after_seq" = Option<i64>, Query), ("before_seq" = Option<i64>, Query),
         ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, description = "{items: [Message], next_cursor}"), (status = 404, body = Problem)))]
+    responses((status = 200, body = crate::core::paging::Page<crate::realtime::frames::MessageView>, description = "A page of the list; `next_cursor` (null on the last page) fetches the next"), (status = 404, body = Problem)))]
 pub async fn history(
     state: web::Data<Chat>,
     user: AuthUser,
@@ -167,5 +167,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// This domain's part of the OpenAPI document (merged by the server).
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(create, list, history,))]
+#[openapi(
+    paths(create, list, history,),
+    components(schemas(
+        crate::realtime::frames::ClientFrame,
+        crate::realtime::frames::ServerFrame
+    ))
+)]
 pub struct Api;

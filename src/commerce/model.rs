@@ -42,48 +42,15 @@ crate::text_enum! {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    PendingPayment,
-    Paid,
-    Shipped,
-    Completed,
-    Cancelled,
-    Refunded,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::PendingPayment => "pending_payment",
-            Status::Paid => "paid",
-            Status::Shipped => "shipped",
-            Status::Completed => "completed",
-            Status::Cancelled => "cancelled",
-            Status::Refunded => "refunded",
-        }
+crate::text_enum! {
+    pub enum Status {
+        PendingPayment = "pending_payment",
+        Paid = "paid",
+        Shipped = "shipped",
+        Completed = "completed",
+        Cancelled = "cancelled",
+        Refunded = "refunded",
     }
-
-    pub fn parse(s: &str) -> Option<Status> {
-        Some(match s {
-            "pending_payment" => Status::PendingPayment,
-            "paid" => Status::Paid,
-            "shipped" => Status::Shipped,
-            "completed" => Status::Completed,
-            "cancelled" => Status::Cancelled,
-            "refunded" => Status::Refunded,
-            _ => return None,
-        })
-    }
-
-    pub const ALL: [Status; 6] = [
-        Status::PendingPayment,
-        Status::Paid,
-        Status::Shipped,
-        Status::Completed,
-        Status::Cancelled,
-        Status::Refunded,
-    ];
 }
 
 /// Who is asking, relative to the order.
@@ -227,6 +194,7 @@ pub struct OrderView {
     pub order_id: i64,
     pub buyer_id: i64,
     pub merchant_id: i64,
+    #[schema(value_type = Status, inline)]
     pub status: &'static str,
     pub total_cents: i64,
     pub items: Vec<OrderItemView>,
@@ -400,7 +368,7 @@ mod tests {
     #[test]
     fn illegal_transitions_are_invalid_state() {
         use Status::*;
-        for status in Status::ALL {
+        for &status in Status::ALL {
             let legal_cancel = status == PendingPayment;
             assert_eq!(
                 decide(status, false, BUYER, &Command::Cancel).is_ok(),

@@ -80,9 +80,10 @@ pub fn cursor_id(cursor: Option<&str>) -> Result<Option<i64>, ApiError> {
 }
 
 /// A page of a list, as every list route answers.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
+    /// Pass as `?cursor=` for the next page; null on the last.
     pub next_cursor: Option<String>,
 }
 

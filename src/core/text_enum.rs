@@ -3,7 +3,9 @@
 //! enum, its one mapping to text (`as_str`, `parse`) and `Serialize`.
 
 /// `text_enum! { pub enum S { A = "a", B = "b" } }`: the enum with `ALL`,
-/// `as_str`, `parse`, `Display` and `Serialize` (as the text).
+/// `as_str`, `parse`, `Display`, `Serialize` (as the text) and an OpenAPI
+/// schema (a string with exactly these values), which a view's text field
+/// names with `#[schema(value_type = S, inline)]`.
 #[macro_export]
 macro_rules! text_enum {
     (
@@ -40,6 +42,17 @@ macro_rules! text_enum {
                 f.write_str(self.as_str())
             }
         }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some([$($text),+]))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
 
         impl serde::Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

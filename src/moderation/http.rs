@@ -62,7 +62,7 @@ pub struct QueueQuery {
 #[utoipa::path(get, path = "/api/v1/admin/reports", tag = "admin", security(("bearer" = [])),
     params(("status" = Option<String>, Query, description = "open (default), dismissed, removed, banned"),
         ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, description = "{items: [Report], next_cursor}"), (status = 403, body = Problem)))]
+    responses((status = 200, body = crate::core::paging::Page<crate::moderation::store::ReportView>, description = "A page of the list; `next_cursor` (null on the last page) fetches the next"), (status = 403, body = Problem)))]
 pub async fn queue(
     state: web::Data<Moderation>,
     user: AuthUser,

@@ -38,12 +38,14 @@ pub struct ReportView {
     pub report_id: i64,
     pub reporter_id: i64,
     /// `post`, `message` or `user`.
+    #[schema(value_type = crate::moderation::model::Target, inline)]
     pub target_type: String,
     pub target_id: i64,
     /// The author of the post or message, or the reported user.
     pub target_user_id: i64,
     pub reason: String,
     /// `open`, `dismissed`, `removed` or `banned`.
+    #[schema(value_type = crate::moderation::model::ReportStatus, inline)]
     pub status: String,
     pub resolved_by: Option<i64>,
     pub resolution_note: Option<String>,

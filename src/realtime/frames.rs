@@ -2,8 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Client to server. Unknown types and unknown fields are rejected.
-#[derive(Debug, Deserialize, PartialEq)]
+/// Client to server: one JSON object per text frame, told apart by `type`.
+/// Unknown types and unknown fields are answered with an `error` frame.
+#[derive(Debug, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ClientFrame {
     Send(SendFrame),
@@ -13,36 +14,49 @@ pub enum ClientFrame {
     Ping(PingFrame),
 }
 
-#[derive(Debug, Deserialize, PartialEq)]
+/// A message to send: to `conversation_id`, or to `to_user_id` (the direct
+/// conversation with that user, made on first use). Acked once stored;
+/// `client_id` makes a resend return the first ack and store nothing.
+#[derive(Debug, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendFrame {
+    #[schema(min_length = 1, max_length = 64)]
     pub client_id: String,
     pub conversation_id: Option<i64>,
     pub to_user_id: Option<i64>,
+    /// 1 to 4,000 characters; no control characters but tab and line breaks.
+    #[schema(min_length = 1, max_length = 4000)]
     pub body: String,
 }
 
-#[derive(Debug, Deserialize, PartialEq)]
+/// Every stored message with `seq > after_seq`, in order (at most 1,000),
+/// then a `synced` frame.
+#[derive(Debug, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SyncFrame {
     pub conversation_id: i64,
+    #[schema(minimum = 0)]
     pub after_seq: i64,
 }
 
-#[derive(Debug, Deserialize, PartialEq)]
+/// Read up to `seq` (a read mark never moves back); the other members get a `read` frame.
+#[derive(Debug, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReadFrame {
     pub conversation_id: i64,
+    #[schema(minimum = 0)]
     pub seq: i64,
 }
 
-#[derive(Debug, Deserialize, PartialEq)]
+/// The other members get a `typing` frame (not stored).
+#[derive(Debug, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TypingFrame {
     pub conversation_id: i64,
 }
 
-#[derive(Debug, Deserialize, PartialEq)]
+/// Answered with `pong`.
+#[derive(Debug, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PingFrame {}
 
@@ -58,8 +72,8 @@ pub struct MessageView {
     pub client_id: String,
 }
 
-/// Server to client.
-#[derive(Debug, Serialize)]
+/// Server to client: one JSON object per text frame, told apart by `type`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ServerFrame<'a> {
     Ack {
@@ -87,11 +101,13 @@ pub enum ServerFrame<'a> {
         online: bool,
     },
     Post {
+        #[schema(value_type = Object)]
         post: &'a serde_json::Value,
     },
     Notification {
         notification_id: i64,
         kind: &'a str,
+        #[schema(value_type = Object)]
         data: &'a serde_json::Value,
     },
     Pong,

@@ -8,6 +8,12 @@
 //! by construction), every error response the RFC 9457 media type and a
 //! description, every secured operation its 401, every operation its 429
 //! (rate limits answer any route), and the document a `servers` entry.
+//!
+//! Precision follows the code's own rules, also applied here once: every id
+//! (`id`, `*_id`, `*_ids`) is an integer from 1 to 2^53 - 1 (`core::ids`),
+//! every `*_at` text an RFC 3339 date-time, `limit` 1 to 200 (`core::paging`);
+//! statuses are enums where the views say so (`text_enum!`). The WebSocket's
+//! frames are schemas (`ClientFrame`, `ServerFrame`) that its operation names.
 
 use serde_json::{json, Map, Value};
 
@@ -30,6 +36,7 @@ fn polish(doc: &mut Value) {
         "servers".into(),
         json!([{"url": "/", "description": "this server"}]),
     );
+    precise(root);
     let global_security = root.get("security").cloned();
     let Some(paths) = root.get_mut("paths").and_then(Value::as_object_mut) else {
         return;
@@ -55,7 +62,103 @@ fn polish(doc: &mut Value) {
                         .any(|r| r.as_object().is_some_and(|o| !o.is_empty()))
                 });
             polish_responses(op, secured);
+            if path == "/api/v1/ws" && method == "get" {
+                describe_websocket(op);
+            }
         }
+    }
+}
+
+/// The frames of `GET /api/v1/ws`, which OpenAPI cannot describe as
+/// responses: named in an `x-websocket` extension and the description.
+fn describe_websocket(op: &mut Map<String, Value>) {
+    op.insert(
+        "description".into(),
+        Value::String(
+            "Upgrades to a WebSocket of JSON text frames, one object each, told apart by \
+             `type`: the client sends `ClientFrame`s, the server `ServerFrame`s (see \
+             `x-websocket`). Within a conversation `seq` starts at 1 and rises by exactly 1; \
+             every acked message reaches every member live or through `sync`. A frame \
+             over 65,536 bytes closes the socket with 1009; the server pings every 15 s and \
+             closes a socket silent for 45 s; a client that cannot keep up is closed with \
+             1008 or 1013; a ban closes with 1008 `banned`; a server stopping closes with 1001."
+                .into(),
+        ),
+    );
+    op.insert(
+        "x-websocket".into(),
+        json!({
+            "client_frames": {"$ref": "#/components/schemas/ClientFrame"},
+            "server_frames": {"$ref": "#/components/schemas/ServerFrame"}
+        }),
+    );
+}
+
+/// Applies the code's bounds and formats to every schema and parameter.
+fn precise(root: &mut Map<String, Value>) {
+    if let Some(components) = root.get_mut("components") {
+        walk(components);
+    }
+    if let Some(paths) = root.get_mut("paths") {
+        walk(paths);
+    }
+}
+
+/// Every object below `v`: schemas with `properties`, and parameters.
+fn walk(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            if let Some(Value::Object(props)) = o.get_mut("properties") {
+                for (name, schema) in props.iter_mut() {
+                    bound(name, schema);
+                }
+            }
+            if o.get("in").is_some() {
+                if let (Some(Value::String(name)), Some(schema)) =
+                    (o.get("name").cloned(), o.get_mut("schema"))
+                {
+                    bound(&name, schema);
+                }
+            }
+            for child in o.values_mut() {
+                walk(child);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(walk),
+        _ => {}
+    }
+}
+
+fn has_type(schema: &Map<String, Value>, ty: &str) -> bool {
+    match schema.get("type") {
+        Some(Value::String(t)) => t == ty,
+        Some(Value::Array(ts)) => ts.iter().any(|t| t == ty),
+        _ => false,
+    }
+}
+
+/// The bounds and format the field or parameter `name` has in the code.
+fn bound(name: &str, schema: &mut Value) {
+    let Some(s) = schema.as_object_mut() else {
+        return;
+    };
+    let is_id = name == "id" || name.ends_with("_id");
+    if is_id && has_type(s, "integer") {
+        s.entry("minimum").or_insert(json!(1));
+        s.entry("maximum")
+            .or_insert(json!(crate::core::ids::MAX_SAFE_ID));
+    } else if name.ends_with("_ids") && has_type(s, "array") {
+        if let Some(items) = s.get_mut("items") {
+            bound("id", items);
+        }
+    } else if (name.ends_with("_at") || name == "pay_deadline") && has_type(s, "string") {
+        s.entry("format").or_insert(json!("date-time"));
+    } else if name == "limit" && (has_type(s, "integer") || has_type(s, "string")) {
+        s.insert("type".into(), json!("integer"));
+        s.insert("minimum".into(), json!(1));
+        s.insert("maximum".into(), json!(crate::core::paging::MAX_LIMIT));
+        s.insert("default".into(), json!(crate::core::paging::DEFAULT_LIMIT));
+        s.remove("format");
     }
 }
 

@@ -244,7 +244,7 @@ pub struct DeadLetterQuery {
 /// with the last error, the attempts so far and when the next retry is due.
 #[utoipa::path(get, path = "/api/v1/admin/dead-letters", tag = "admin", security(("bearer" = [])),
     params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, description = "{items: [DeadLetterView], next_cursor}"), (status = 403, body = crate::core::error::Problem)))]
+    responses((status = 200, body = crate::core::paging::Page<crate::runtime::dead_letter::DeadLetterView>, description = "A page of the list; `next_cursor` (null on the last page) fetches the next"), (status = 403, body = crate::core::error::Problem)))]
 pub async fn dead_letters(
     state: web::Data<Ops>,
     user: crate::accounts::auth::AuthUser,

@@ -189,7 +189,7 @@ pub async fn get_post(
 /// Posts of the people the caller follows and the caller's own, newest first.
 #[utoipa::path(get, path = "/api/v1/feed", tag = "social", security(("bearer" = [])),
     params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, description = "{items: [Post], next_cursor}"), (status = 400, body = Problem)))]
+    responses((status = 200, body = crate::core::paging::Page<crate::social::store::PostView>, description = "A page of the list; `next_cursor` (null on the last page) fetches the next"), (status = 400, body = Problem)))]
 pub async fn feed(
     state: web::Data<Social>,
     user: AuthUser,
@@ -251,7 +251,7 @@ pub async fn comment(
 /// The caller's notifications, newest first.
 #[utoipa::path(get, path = "/api/v1/notifications", tag = "social", security(("bearer" = [])),
     params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, description = "{items: [Notification], next_cursor}"), (status = 400, body = Problem)))]
+    responses((status = 200, body = crate::core::paging::Page<crate::social::store::NotificationView>, description = "A page of the list; `next_cursor` (null on the last page) fetches the next"), (status = 400, body = Problem)))]
 pub async fn notifications(
     state: web::Data<Social>,
     user: AuthUser,

@@ -118,7 +118,7 @@ pub struct SearchQuery {
 #[utoipa::path(get, path = "/api/v1/trips", tag = "trips",
     params(("destination" = Option<String>, Query), ("from" = Option<String>, Query, description = "YYYY-MM-DD"),
         ("to" = Option<String>, Query, description = "YYYY-MM-DD"), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, description = "{items: [Trip], next_cursor}"), (status = 400, body = Problem)))]
+    responses((status = 200, body = crate::core::paging::Page<crate::trips::store::TripView>, description = "A page of the list; `next_cursor` (null on the last page) fetches the next"), (status = 400, body = Problem)))]
 pub async fn search(
     state: web::Data<Trips>,
     q: web::Query<SearchQuery>,
@@ -322,7 +322,7 @@ pub struct RequestsQuery {
 /// A trip's join requests, oldest first (organizer only).
 #[utoipa::path(get, path = "/api/v1/trips/{id}/requests", tag = "trips", security(("bearer" = [])),
     params(("id" = i64, Path), ("status" = Option<String>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, description = "{items: [JoinRequest], next_cursor}"), (status = 403, body = Problem)))]
+    responses((status = 200, body = crate::core::paging::Page<crate::trips::store::RequestView>, description = "A page of the list; `next_cursor` (null on the last page) fetches the next"), (status = 403, body = Problem)))]
 pub async fn requests(
     state: web::Data<Trips>,
     user: AuthUser,

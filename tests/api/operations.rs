@@ -360,6 +360,159 @@ async fn openapi_document_is_valid_and_uniform() {
     let _ = std::fs::remove_file(&file);
 }
 
+/// Issue 16, item 4: the document is precise where the code is: ids,
+/// times, page sizes and statuses carry their bounds, formats and values,
+/// and the WebSocket's frames are described.
+#[tokio::test]
+async fn openapi_document_is_precise_and_describes_the_websocket() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let doc: Value = app
+        .get("/api-docs/openapi.json", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let order = &schemas["OrderView"]["properties"];
+    assert_eq!(order["order_id"]["minimum"], 1);
+    assert_eq!(order["order_id"]["maximum"], 9_007_199_254_740_991_i64);
+    assert_eq!(order["created_at"]["format"], "date-time");
+    // An enum, or (with a description) an enum in a one-member oneOf.
+    let values = |schema: &Value| -> Value {
+        match &schema["enum"] {
+            Value::Null => schema["oneOf"][0]["enum"].clone(),
+            e => e.clone(),
+        }
+    };
+    let statuses: Vec<String> = values(&order["status"])
+        .as_array()
+        .expect("the order status is an enum")
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "pending_payment",
+            "paid",
+            "shipped",
+            "completed",
+            "cancelled",
+            "refunded"
+        ]
+    );
+    for (view, field, first) in [
+        ("RebateView", "status", "pending"),
+        ("WithdrawalView", "status", "pending"),
+        ("MerchantView", "status", "pending"),
+        ("TripView", "status", "open"),
+        ("ReportView", "status", "open"),
+    ] {
+        assert_eq!(
+            values(&schemas[view]["properties"][field])[0],
+            first,
+            "{view}.{field}"
+        );
+    }
+    // Lists answer pages of their items' schema, not prose.
+    assert!(
+        !doc.to_string().contains("{items:"),
+        "a page described in prose"
+    );
+    let rebates = &doc["paths"]["/api/v1/rebates"]["get"]["responses"]["200"];
+    let page = rebates["content"]["application/json"]["schema"].to_string();
+    assert!(page.contains("RebateView"), "{page}");
+    // Every id in every schema and parameter is bounded; `limit` is 1-200.
+    let mut unbounded = Vec::new();
+    let mut limits = 0;
+    visit(&doc, &mut |name, schema| {
+        let integer = schema["type"] == "integer"
+            || schema["type"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t == "integer"));
+        if (name == "id" || name.ends_with("_id")) && integer && schema["minimum"] != 1 {
+            unbounded.push(name.to_owned());
+        }
+        if name == "limit" {
+            assert_eq!(
+                (schema["minimum"].as_i64(), schema["maximum"].as_i64()),
+                (Some(1), Some(200))
+            );
+            limits += 1;
+        }
+    });
+    assert!(unbounded.is_empty(), "ids without bounds: {unbounded:?}");
+    assert!(limits > 10, "{limits} paged operations");
+    // The WebSocket: its operation names both frame schemas, and they list
+    // every frame type of the contract.
+    let ws = &doc["paths"]["/api/v1/ws"]["get"];
+    assert_eq!(
+        ws["x-websocket"]["client_frames"]["$ref"],
+        "#/components/schemas/ClientFrame"
+    );
+    assert!(ws["description"].as_str().unwrap().contains("1009"));
+    let types = |schema: &Value| -> Vec<String> {
+        let mut found = Vec::new();
+        visit(schema, &mut |name, s| {
+            if name == "type" {
+                if let Some(values) = s["enum"].as_array() {
+                    found.extend(values.iter().map(|v| v.as_str().unwrap().to_owned()));
+                }
+            }
+        });
+        found.sort();
+        found
+    };
+    assert_eq!(
+        types(&schemas["ClientFrame"]),
+        ["ping", "read", "send", "sync", "typing"]
+    );
+    assert_eq!(
+        types(&schemas["ServerFrame"]),
+        [
+            "ack",
+            "error",
+            "message",
+            "notification",
+            "pong",
+            "post",
+            "presence",
+            "read",
+            "synced",
+            "typing"
+        ]
+    );
+    let send = &schemas["SendFrame"]["properties"];
+    assert_eq!(
+        (
+            send["body"]["minLength"].as_i64(),
+            send["body"]["maxLength"].as_i64()
+        ),
+        (Some(1), Some(4000))
+    );
+}
+
+/// Calls `f(name, schema)` for every named property and parameter in `v`.
+fn visit(v: &Value, f: &mut dyn FnMut(&str, &Value)) {
+    match v {
+        Value::Object(o) => {
+            if let Some(Value::Object(props)) = o.get("properties") {
+                for (name, schema) in props {
+                    f(name, schema);
+                }
+            }
+            if let (Some(Value::String(name)), Some(schema)) = (o.get("name"), o.get("schema")) {
+                f(name, schema);
+            }
+            for child in o.values() {
+                visit(child, f);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|c| visit(c, f)),
+        _ => {}
+    }
+}
+
 #[test]
 fn serve_help_documents_every_variable_with_defaults() {
     let out = Command::new(env!("CARGO_BIN_EXE_tandem"))

@@ -112,7 +112,7 @@ pub struct StatusQuery {
 /// Merchant applications by status (admin).
 #[utoipa::path(get, path = "/api/v1/admin/merchants", tag = "admin", security(("bearer" = [])),
     params(("status" = Option<String>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, description = "{items: [Merchant], next_cursor}"), (status = 403, body = Problem)))]
+    responses((status = 200, body = crate::core::paging::Page<crate::commerce::store::catalog::MerchantView>, description = "A page of the list; `next_cursor` (null on the last page) fetches the next"), (status = 403, body = Problem)))]
 pub async fn list_merchants(
     state: web::Data<Commerce>,
     user: AuthUser,
@@ -291,7 +291,7 @@ pub struct ProductQuery {
 #[utoipa::path(get, path = "/api/v1/products", tag = "commerce",
     params(("category" = Option<String>, Query), ("merchant_id" = Option<i64>, Query), ("q" = Option<String>, Query),
         ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, description = "{items: [Product], next_cursor}"), (status = 400, body = Problem)))]
+    responses((status = 200, body = crate::core::paging::Page<crate::commerce::store::catalog::ProductView>, description = "A page of the list; `next_cursor` (null on the last page) fetches the next"), (status = 400, body = Problem)))]
 pub async fn list_products(
     state: web::Data<Commerce>,
     q: web::Query<ProductQuery>,

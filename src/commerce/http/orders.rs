@@ -230,7 +230,7 @@ fn status_filter(s: &Option<String>) -> ApiResult<Option<String>> {
 /// Orders the caller bought, newest first.
 #[utoipa::path(get, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])),
     params(("status" = Option<String>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, description = "{items: [Order], next_cursor}"), (status = 400, body = Problem)))]
+    responses((status = 200, body = crate::core::paging::Page<crate::commerce::model::OrderView>, description = "A page of the list; `next_cursor` (null on the last page) fetches the next"), (status = 400, body = Problem)))]
 pub async fn my_orders(
     state: web::Data<Commerce>,
     user: AuthUser,
@@ -250,7 +250,7 @@ pub async fn my_orders(
 /// A merchant's orders (its owner, admins), newest first.
 #[utoipa::path(get, path = "/api/v1/merchants/{id}/orders", tag = "orders", security(("bearer" = [])),
     params(("id" = i64, Path), ("status" = Option<String>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, description = "{items: [Order], next_cursor}"), (status = 403, body = Problem)))]
+    responses((status = 200, body = crate::core::paging::Page<crate::commerce::model::OrderView>, description = "A page of the list; `next_cursor` (null on the last page) fetches the next"), (status = 403, body = Problem)))]
 pub async fn merchant_orders(
     state: web::Data<Commerce>,
     user: AuthUser,
@@ -285,7 +285,7 @@ pub struct OrderSearchQuery {
 #[utoipa::path(get, path = "/api/v1/admin/orders", tag = "admin", security(("bearer" = [])),
     params(("status" = Option<String>, Query), ("user_id" = Option<i64>, Query), ("merchant_id" = Option<i64>, Query),
         ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, description = "{items: [Order], next_cursor}"), (status = 400, body = Problem), (status = 403, body = Problem)))]
+    responses((status = 200, body = crate::core::paging::Page<crate::commerce::model::OrderView>, description = "A page of the list; `next_cursor` (null on the last page) fetches the next"), (status = 400, body = Problem), (status = 403, body = Problem)))]
 pub async fn admin_orders(
     state: web::Data<Commerce>,
     user: AuthUser,
@@ -379,7 +379,7 @@ pub async fn review(
 /// A merchant's reviews, newest first.
 #[utoipa::path(get, path = "/api/v1/merchants/{id}/reviews", tag = "commerce",
     params(("id" = i64, Path), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, description = "{items: [Review], next_cursor}"), (status = 404, body = Problem)))]
+    responses((status = 200, body = crate::core::paging::Page<crate::commerce::store::reviews::ReviewView>, description = "A page of the list; `next_cursor` (null on the last page) fetches the next"), (status = 404, body = Problem)))]
 pub async fn merchant_reviews(
     state: web::Data<Commerce>,
     path: web::Path<(crate::core::ids::MerchantId,)>,

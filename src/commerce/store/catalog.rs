@@ -20,6 +20,7 @@ pub struct MerchantView {
     pub merchant_id: i64,
     pub owner_id: i64,
     pub name: String,
+    #[schema(value_type = crate::commerce::model::MerchantStatus, inline)]
     pub status: String,
     /// Average review rating, null before the first review.
     pub rating_avg: Option<f64>,

@@ -60,7 +60,7 @@ pub async fn get_rules(state: web::Data<Rebates>, user: AuthUser) -> ApiResult<H
 /// The caller's rebate and commission records, newest first.
 #[utoipa::path(get, path = "/api/v1/rebates", tag = "rebates", security(("bearer" = [])),
     params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, description = "{items: [Rebate], next_cursor}"), (status = 400, body = Problem)))]
+    responses((status = 200, body = crate::core::paging::Page<crate::rebates::store::requests::RebateView>, description = "A page of the list; `next_cursor` (null on the last page) fetches the next"), (status = 400, body = Problem)))]
 pub async fn list_rebates(
     state: web::Data<Rebates>,
     user: AuthUser,
@@ -190,7 +190,7 @@ pub struct WithdrawalQuery {
 /// Withdrawals by status (admin).
 #[utoipa::path(get, path = "/api/v1/admin/withdrawals", tag = "admin", security(("bearer" = [])),
     params(("status" = Option<String>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, description = "{items: [Withdrawal], next_cursor}"), (status = 403, body = Problem)))]
+    responses((status = 200, body = crate::core::paging::Page<crate::rebates::store::withdrawals::WithdrawalView>, description = "A page of the list; `next_cursor` (null on the last page) fetches the next"), (status = 403, body = Problem)))]
 pub async fn list_withdrawals(
     state: web::Data<Rebates>,
     user: AuthUser,

@@ -11,7 +11,7 @@ use crate::rebates::Rebates;
 /// People the caller invited, with how many paid orders each has made.
 #[utoipa::path(get, path = "/api/v1/me/invitees", tag = "rebates", security(("bearer" = [])),
     params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, description = "{items: [Invitee], next_cursor}")))]
+    responses((status = 200, body = crate::core::paging::Page<crate::rebates::store::promotion::InviteeView>, description = "A page of the list; `next_cursor` (null on the last page) fetches the next")))]
 pub async fn invitees(
     state: web::Data<Rebates>,
     user: AuthUser,

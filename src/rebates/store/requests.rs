@@ -87,6 +87,7 @@ pub struct RebateView {
     pub user_id: i64,
     pub kind: String,
     pub amount_cents: i64,
+    #[schema(value_type = crate::rebates::model::RebateStatus, inline)]
     pub status: String,
     pub rule_version: i64,
     pub rule_name: Option<String>,

@@ -17,6 +17,7 @@ pub struct WithdrawalView {
     pub withdrawal_id: i64,
     pub user_id: i64,
     pub amount_cents: i64,
+    #[schema(value_type = crate::rebates::model::WithdrawalStatus, inline)]
     pub status: String,
     pub created_at: String,
 }

@@ -59,6 +59,7 @@ pub struct TripView {
     pub capacity: i64,
     pub member_ids: Vec<i64>,
     /// `open`, `full` or `closed`.
+    #[schema(value_type = crate::trips::model::TripStatus, inline)]
     pub status: String,
     pub conversation_id: i64,
     pub description: String,
@@ -90,6 +91,7 @@ pub struct RequestView {
     pub user_id: i64,
     pub message: String,
     /// `pending`, `accepted` or `rejected`.
+    #[schema(value_type = crate::trips::model::RequestStatus, inline)]
     pub status: String,
     pub created_at: String,
 }
