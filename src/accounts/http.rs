@@ -19,14 +19,17 @@ pub struct RegisterRequest {
     username: Username,
     #[schema(value_type = String, min_length = 8, max_length = 128)]
     password: Password,
-    #[schema(value_type = Option<String>)]
+    /// 8 characters of `ABCDEFGHJKLMNPQRSTUVWXYZ23456789`, any case.
+    #[schema(value_type = Option<String>, min_length = 8, max_length = 8)]
     invite_code: Option<InviteCode>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    #[schema(max_length = 32)]
     username: String,
+    #[schema(max_length = 128)]
     password: String,
 }
 

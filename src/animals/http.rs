@@ -25,11 +25,15 @@ pub const MAX_CLAIM_DAYS: i64 = 3_650;
 pub struct AnimalRequest {
     #[schema(value_type = i64)]
     merchant_id: Id,
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
+    #[schema(min_length = 1, max_length = 50)]
     species: String,
+    #[schema(max_length = 2000)]
     description: String,
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     claim_price_cents: i64,
-    /// 1-3650
+    #[schema(minimum = 1, maximum = 3650)]
     claim_days: i64,
 }
 
@@ -161,6 +165,7 @@ pub async fn claim(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRequest {
+    #[schema(max_length = 2000)]
     body: String,
 }
 

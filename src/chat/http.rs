@@ -15,8 +15,9 @@ use crate::core::text::{has_control_chars, Id};
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateConversationRequest {
-    #[schema(value_type = Vec<i64>)]
+    #[schema(value_type = Vec<i64>, min_items = 1, max_items = 999)]
     member_ids: Vec<Id>,
+    #[schema(max_length = 100)]
     title: Option<String>,
 }
 

@@ -17,16 +17,20 @@ pub const MAX_QUANTITY: i64 = 1_000;
 pub struct ItemRequest {
     #[schema(value_type = i64)]
     pub(crate) product_id: crate::core::ids::ProductId,
+    #[schema(minimum = 1, maximum = 1000)]
     pub(crate) quantity: i64,
 }
 
 #[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrderRequest {
+    #[schema(min_items = 1, max_items = 50)]
     pub(crate) items: Vec<ItemRequest>,
+    #[schema(min_length = 1, max_length = 500)]
     pub(crate) shipping_address: Option<String>,
     #[schema(value_type = Option<i64>)]
     pub(crate) gift_to_user_id: Option<crate::core::ids::UserId>,
+    #[schema(max_length = 200)]
     pub(crate) gift_message: Option<String>,
 }
 

@@ -19,10 +19,11 @@ pub const MAX_REASON_CHARS: usize = 500;
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReportRequest {
-    /// `post`, `message` or `user`
+    #[schema(value_type = crate::moderation::model::Target, inline)]
     target_type: String,
     #[schema(value_type = i64)]
     target_id: Id,
+    #[schema(min_length = 1, max_length = 500)]
     reason: String,
 }
 
@@ -92,8 +93,10 @@ pub async fn queue(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResolveRequest {
-    /// `dismiss`, `remove_content` (posts and messages) or `ban_user`
+    /// `remove_content` applies to posts and messages only.
+    #[schema(value_type = crate::moderation::model::Action, inline)]
     action: String,
+    #[schema(min_length = 1, max_length = 500)]
     note: Option<String>,
 }
 

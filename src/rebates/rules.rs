@@ -11,12 +11,18 @@ pub const MAX_HOLD_SECONDS: i64 = 10 * 365 * 86_400;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     pub merchant_id: Option<i64>,
+    #[schema(min_length = 1, max_length = 50)]
     pub category: Option<String>,
+    #[schema(minimum = 0, maximum = 10000)]
     pub rate_bps: i64,
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub fixed_cents: Option<i64>,
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub min_order_cents: Option<i64>,
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub cap_cents: Option<i64>,
     /// RFC 3339.
     pub starts_at: Option<String>,
@@ -29,8 +35,14 @@ pub struct RuleSpec {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleSetSpec {
+    /// The worst case (highest rate plus every level) may not exceed
+    /// `TANDEM_REBATE_MAX_PAYOUT_BPS` of an order.
+    #[schema(max_items = 200)]
     pub rules: Vec<RuleSpec>,
+    /// Each 0-10,000 basis points: level 1 is the buyer's inviter.
+    #[schema(max_items = 3)]
     pub referral_levels_bps: Vec<i64>,
+    #[schema(minimum = 0, maximum = 315_360_000)]
     pub hold_seconds: i64,
 }
 

@@ -139,6 +139,8 @@ pub async fn unblock(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BodyRequest {
+    /// A post: 1-2,000 characters; a comment: 1-1,000. Not blank.
+    #[schema(min_length = 1, max_length = 2000)]
     body: String,
 }
 

@@ -52,13 +52,18 @@ fn decode_trip_cursor(token: &str) -> ApiResult<(String, i64)> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TripRequest {
+    #[schema(min_length = 1, max_length = 100)]
     destination: String,
     /// YYYY-MM-DD
+    #[schema(format = Date)]
     start_date: String,
     /// YYYY-MM-DD, not before start_date
+    #[schema(format = Date)]
     end_date: String,
     /// 2-50, the organizer counts
+    #[schema(minimum = 2, maximum = 50)]
     capacity: i64,
+    #[schema(max_length = 2000)]
     description: Option<String>,
 }
 
@@ -180,6 +185,7 @@ pub async fn get(
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JoinRequest {
+    #[schema(max_length = 500)]
     message: Option<String>,
 }
 

@@ -414,6 +414,40 @@ async fn openapi_document_is_precise_and_describes_the_websocket() {
             "{view}.{field}"
         );
     }
+    // Every text and number a client sends is bounded as the server checks it.
+    let mut loose = Vec::new();
+    for (name, schema) in schemas.as_object().unwrap() {
+        if !(name.ends_with("Request") || name.ends_with("Spec") || name.ends_with("Frame")) {
+            continue;
+        }
+        for (field, p) in schema["properties"].as_object().into_iter().flatten() {
+            let is = |t: &str| {
+                p["type"] == t
+                    || p["type"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|x| x == t))
+            };
+            let enumerated = !values(p).is_null() || p["format"].is_string();
+            if is("string") && !enumerated && field != "type" && p["maxLength"].is_null() {
+                loose.push(format!("{name}.{field}"));
+            }
+            if is("integer")
+                && p["maximum"].is_null()
+                && !field.ends_with("seq")
+                && field != "priority"
+            {
+                loose.push(format!("{name}.{field}"));
+            }
+        }
+    }
+    assert!(loose.is_empty(), "unbounded input fields: {loose:?}");
+    let product = &schemas["ProductRequest"]["properties"];
+    assert_eq!(product["price_cents"]["minimum"], 0);
+    assert_eq!(
+        schemas["CreateOrderRequest"]["properties"]["items"]["maxItems"],
+        50
+    );
+
     // Lists answer pages of their items' schema, not prose.
     assert!(
         !doc.to_string().contains("{items:"),

@@ -22,6 +22,7 @@ pub const MAX_STOCK: i64 = 1_000_000_000;
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MerchantRequest {
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
 }
 
@@ -144,9 +145,13 @@ pub async fn list_merchants(
 pub struct ProductRequest {
     #[schema(value_type = i64)]
     merchant_id: Id,
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
+    #[schema(min_length = 1, max_length = 50)]
     category: String,
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     price_cents: i64,
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     stock: i64,
 }
 

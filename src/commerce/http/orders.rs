@@ -122,7 +122,9 @@ pub async fn pay(
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShipRequest {
+    #[schema(min_length = 1, max_length = 100)]
     carrier: Option<String>,
+    #[schema(min_length = 1, max_length = 100)]
     tracking_no: Option<String>,
 }
 
@@ -171,6 +173,7 @@ pub async fn confirm(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefundRequest {
+    #[schema(min_length = 1, max_length = 500)]
     reason: String,
 }
 
@@ -341,8 +344,9 @@ pub async fn mockpay_notify(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewRequest {
-    /// 1-5
+    #[schema(minimum = 1, maximum = 5)]
     rating: i64,
+    #[schema(max_length = 2000)]
     body: String,
 }
 

@@ -93,6 +93,7 @@ pub async fn get_wallet(state: web::Data<Rebates>, user: AuthUser) -> ApiResult<
 #[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WithdrawalRequest {
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
     amount_cents: i64,
 }
 
