@@ -161,6 +161,16 @@ pub struct Config {
     )]
     pub ws_allowed_origins: AllowedOrigins,
 
+    /// Origins (comma-separated `scheme://host[:port]`) whose pages may call
+    /// the HTTP API from a browser (CORS). Empty: none besides the server's own.
+    #[arg(
+        long,
+        env = "TANDEM_CORS_ORIGINS",
+        default_value = "",
+        value_parser = AllowedOrigins::parse
+    )]
+    pub cors_origins: AllowedOrigins,
+
     /// A WebSocket silent this long is closed (the server pings at a third of it).
     #[arg(long, env = "TANDEM_WS_IDLE_TIMEOUT_SECS", default_value_t = 45)]
     pub ws_idle_timeout_secs: u64,
@@ -253,6 +263,11 @@ impl AllowedOrigins {
             origins.push(origin);
         }
         Ok(AllowedOrigins(origins))
+    }
+
+    /// Whether `origin` is one of the listed origins (an empty list lists none).
+    pub fn lists(&self, origin: &str) -> bool {
+        self.0.iter().any(|a| a.eq_ignore_ascii_case(origin))
     }
 
     /// Whether a handshake with this `Origin` header may open. No header (a

@@ -43,6 +43,7 @@ pub enum ErrorKind {
     UsernameTaken,
     TripFull,
     RetryInviteCode,
+    MethodNotAllowed,
 }
 
 impl ErrorKind {
@@ -74,6 +75,7 @@ impl ErrorKind {
             ErrorKind::UsernameTaken => "username_taken",
             ErrorKind::TripFull => "trip_full",
             ErrorKind::RetryInviteCode => "retry_invite_code",
+            ErrorKind::MethodNotAllowed => "method_not_allowed",
         }
     }
 
@@ -105,6 +107,7 @@ impl ErrorKind {
             ErrorKind::UsernameTaken => StatusCode::CONFLICT,
             ErrorKind::TripFull => StatusCode::CONFLICT,
             ErrorKind::RetryInviteCode => StatusCode::CONFLICT,
+            ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 }
@@ -163,6 +166,10 @@ impl ApiError {
     }
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(ErrorKind::NotFound, detail)
+    }
+    /// 405: the path exists, with other methods (the response names them in `Allow`).
+    pub fn method_not_allowed(detail: impl Into<String>) -> Self {
+        Self::new(ErrorKind::MethodNotAllowed, detail)
     }
     /// 409: the request is fine but the state does not allow it.
     pub fn conflict(kind: ErrorKind, detail: impl Into<String>) -> Self {
@@ -262,6 +269,13 @@ pub fn problem_response(
     ));
     if let Some(secs) = retry_after_secs {
         resp.insert_header((header::RETRY_AFTER, secs.to_string()));
+    }
+    if status == StatusCode::UNAUTHORIZED {
+        // RFC 6750: which scheme to authenticate with.
+        resp.insert_header((
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"tandem\""),
+        ));
     }
     // Serializing a struct of strings cannot fail; fall back to an empty object anyway.
     resp.body(serde_json::to_string(&body).unwrap_or_else(|_| "{}".to_owned()))

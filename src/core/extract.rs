@@ -5,7 +5,8 @@ use actix_web::{web, HttpRequest};
 use crate::core::error::ApiError;
 
 /// The body of an action route (`.../cancel`, `.../approve`, ...): empty, or a
-/// JSON object without unknown fields. Anything else is a 400.
+/// JSON object without unknown fields. Anything else is a 400 (`[]` too: serde
+/// reads a struct from a sequence, so the object is checked first).
 pub struct ActionBody<T>(pub T);
 
 /// An action that takes no fields: only an empty body or `{}`.
@@ -35,9 +36,16 @@ where
             if bytes.iter().all(u8::is_ascii_whitespace) {
                 return Ok(ActionBody(T::default()));
             }
-            serde_json::from_slice(&bytes)
+            let value: serde_json::Value = serde_json::from_slice(&bytes)
+                .map_err(|e| ApiError::invalid_input(format!("the body is not JSON: {e}")))?;
+            if !value.is_object() {
+                return Err(ApiError::invalid_input(
+                    "the body must be a JSON object (or empty)",
+                ));
+            }
+            serde_json::from_value(value)
                 .map(ActionBody)
-                .map_err(|e| ApiError::invalid_input(format!("invalid JSON body: {e}")))
+                .map_err(|e| ApiError::invalid_input(format!("invalid body: {e}")))
         })
     }
 }

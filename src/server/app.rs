@@ -388,6 +388,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             .wrap(from_fn(crate::server::ratelimit::middleware))
             .wrap(crate::server::http::problem_error_handlers())
             .wrap(from_fn(crate::server::http::metrics_middleware))
+            .wrap(from_fn(crate::server::http::cors_middleware))
     })
     .workers(workers)
     .max_connections(50_000)

@@ -49,13 +49,88 @@ pub fn extractor_config(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     .app_data(web::QueryConfig::default().error_handler(extractors::query_error));
 }
 
-/// Unmatched routes: a problem, not actix's empty 404.
-pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::not_found(format!(
-        "no route for {} {}",
-        req.method(),
-        req.path()
-    )))
+/// Unmatched routes: a problem, not actix's empty 404; a path that exists
+/// with other methods is 405 with `Allow` (RFC 9110).
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    let allowed = crate::server::openapi::methods_of(req.path());
+    if allowed.is_empty() {
+        return actix_web::ResponseError::error_response(&ApiError::not_found(format!(
+            "no route for {} {}",
+            req.method(),
+            req.path()
+        )));
+    }
+    let allow = allowed.join(", ");
+    let mut resp = actix_web::ResponseError::error_response(&ApiError::method_not_allowed(
+        format!("{} {} is not served; use {allow}", req.method(), req.path()),
+    ));
+    if let Ok(v) = header::HeaderValue::from_str(&allow) {
+        resp.headers_mut().insert(header::ALLOW, v);
+    }
+    resp
+}
+
+/// Methods a browser's page may use, and request headers it may send, when
+/// its origin is listed in `TANDEM_CORS_ORIGINS`.
+const CORS_METHODS: &str = "GET, POST, PUT, PATCH, DELETE";
+const CORS_HEADERS: &str = "authorization, content-type, idempotency-key";
+/// How long a browser may cache a preflight's answer.
+const CORS_MAX_AGE_SECS: &str = "600";
+
+/// CORS for the origins of `TANDEM_CORS_ORIGINS`: a preflight (`OPTIONS` with
+/// `Access-Control-Request-Method`) from a listed origin is answered 204 here,
+/// before routing; from another origin 403. Responses to a listed origin say
+/// so (`Access-Control-Allow-Origin`, `Vary: Origin`). Requests without an
+/// `Origin`, or from the server's own pages, need none of it.
+pub async fn cors_middleware(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .map(str::to_owned);
+    let listed = match (&origin, req.app_data::<web::Data<Ops>>()) {
+        (Some(o), Some(ops)) => ops.ctx.config.cors_origins.lists(o),
+        _ => false,
+    };
+    let preflight = req.method() == actix_web::http::Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    if preflight && origin.is_some() {
+        let resp = if listed {
+            HttpResponse::NoContent()
+                .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, CORS_METHODS))
+                .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, CORS_HEADERS))
+                .insert_header((header::ACCESS_CONTROL_MAX_AGE, CORS_MAX_AGE_SECS))
+                .finish()
+        } else {
+            actix_web::ResponseError::error_response(&ApiError::forbidden(
+                "this origin may not call the API (TANDEM_CORS_ORIGINS)",
+            ))
+        };
+        let mut res = req.into_response(resp);
+        allow_origin(&mut res, origin.as_deref().filter(|_| listed));
+        return Ok(res);
+    }
+    let mut res = next.call(req).await?.map_into_boxed_body();
+    allow_origin(&mut res, origin.as_deref().filter(|_| listed));
+    Ok(res)
+}
+
+fn allow_origin<B>(res: &mut ServiceResponse<B>, origin: Option<&str>) {
+    let headers = res.headers_mut();
+    headers.insert(header::VARY, header::HeaderValue::from_static("Origin"));
+    let Some(value) = origin.and_then(|o| header::HeaderValue::from_str(o).ok()) else {
+        return;
+    };
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        header::HeaderValue::from_static("retry-after, location"),
+    );
 }
 
 /// Records count and latency per matched route pattern (never the raw path,

@@ -24,6 +24,51 @@ pub fn document() -> Value {
     doc
 }
 
+/// A path template's segments (`None`: a `{parameter}`) and its methods.
+type Served = (Vec<Option<String>>, Vec<String>);
+
+/// The methods the document serves at `path` (its templates' `{x}` match any
+/// one segment), upper-case; empty if no template matches.
+pub fn methods_of(path: &str) -> Vec<String> {
+    static TABLE: std::sync::OnceLock<Vec<Served>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let doc = document();
+        let Some(paths) = doc["paths"].as_object() else {
+            return Vec::new();
+        };
+        paths
+            .iter()
+            .map(|(template, item)| {
+                let segments = template
+                    .split('/')
+                    .map(|s| (!s.starts_with('{')).then(|| s.to_owned()))
+                    .collect();
+                let methods = METHODS
+                    .iter()
+                    .filter(|m| item.get(**m).is_some())
+                    .map(|m| m.to_ascii_uppercase())
+                    .collect();
+                (segments, methods)
+            })
+            .collect()
+    });
+    let parts: Vec<&str> = path.split('/').collect();
+    let mut found: Vec<String> = Vec::new();
+    for (segments, methods) in table {
+        let matches = segments.len() == parts.len()
+            && segments.iter().zip(&parts).all(|(s, p)| match s {
+                Some(literal) => literal == p,
+                None => !p.is_empty(),
+            });
+        if matches {
+            found.extend(methods.iter().cloned());
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
 const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
 ];

@@ -1,6 +1,6 @@
 //! Bad input of every kind gets an RFC 9457 problem and changes nothing.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::both_backends;
 use crate::helpers::{assert_problem, Backend, Options, TestApp};
@@ -128,3 +128,141 @@ async fn rate_limits_answer_429(backend: Backend) {
     assert_eq!(app.get("/health", None).await.status(), 200);
 }
 both_backends!(rate_limits_answer_429, super::rate_limits_answer_429);
+
+/// Issue 16, item 9: a known path with another method is 405 with `Allow`;
+/// a 401 names its scheme; an action route refuses a body that is not an
+/// object (`[]` once passed for "no fields") and changes nothing.
+async fn http_semantics(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let r = app
+        .client
+        .delete(app.url("/api/v1/orders"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["allow"], "GET, POST");
+    assert_problem(r, 405, "method_not_allowed").await;
+    let r = app
+        .client
+        .put(app.url("/api/v1/orders/12"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["allow"], "GET");
+    assert_problem(r, 405, "method_not_allowed").await;
+    assert_problem(
+        app.get("/api/v1/no/such/path", None).await,
+        404,
+        "not_found",
+    )
+    .await;
+
+    let r = app.get("/api/v1/me", None).await;
+    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"tandem\"");
+    assert_problem(r, 401, "unauthorized").await;
+
+    let s = crate::orders::shop(&app, "semshop").await;
+    let p = crate::orders::product(&app, &s, "Cup", "tea", 500, 5).await;
+    let (_, buyer) = app.register("sembuyer").await;
+    let o: Value = crate::orders::order(&app, &buyer, json!([{"product_id": p, "quantity": 1}]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = o["order_id"].as_i64().unwrap();
+    for body in ["[]", "[1]", "\"x\"", "3", "null"] {
+        let r = app
+            .post_raw(
+                &format!("/api/v1/orders/{id}/cancel"),
+                Some(&buyer),
+                "application/json",
+                body.as_bytes().to_vec(),
+            )
+            .await;
+        assert_problem(r, 400, "invalid_input").await;
+    }
+    let now: Value = app
+        .get(&format!("/api/v1/orders/{id}"), Some(&buyer))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(now["status"], "pending_payment", "nothing changed");
+    let r = app
+        .post(
+            &format!("/api/v1/orders/{id}/cancel"),
+            Some(&buyer),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "an empty object still does");
+}
+both_backends!(http_semantics, super::http_semantics);
+
+/// Issue 16, item 9 and CONTRACT v2: CORS for the origins of
+/// `TANDEM_CORS_ORIGINS`, none by default.
+#[tokio::test]
+async fn cors_allows_listed_origins_only() {
+    let preflight = |app: &TestApp, origin: &'static str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/api/v1/orders"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+    let plain = TestApp::spawn(Backend::Sqlite).await;
+    let r = preflight(&plain, "http://app.test").await.unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    assert_problem(r, 403, "forbidden").await;
+
+    let opts = Options {
+        extra_env: vec![("TANDEM_CORS_ORIGINS".into(), "http://app.test".into())],
+        ..Options::default()
+    };
+    let app = TestApp::spawn_with(Backend::Sqlite, opts).await;
+    let r = preflight(&app, "http://app.test").await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "http://app.test"
+    );
+    let methods = r.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap();
+    assert!(
+        methods.contains("POST") && methods.contains("DELETE"),
+        "{methods}"
+    );
+    let headers = r.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap();
+    assert!(headers.contains("authorization") && headers.contains("idempotency-key"));
+    let r = preflight(&app, "http://evil.test").await.unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    assert_problem(r, 403, "forbidden").await;
+    // The request itself: the listed origin may read the answer, another may not.
+    let r = app
+        .client
+        .get(app.url("/health"))
+        .header("origin", "http://app.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "http://app.test"
+    );
+    assert_eq!(r.headers()["vary"], "Origin");
+    let r = app
+        .client
+        .get(app.url("/health"))
+        .header("origin", "http://evil.test")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+}
