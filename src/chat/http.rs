@@ -37,6 +37,15 @@ pub async fn create(
             MAX_GROUP_MEMBERS - 1
         )));
     }
+    if body
+        .member_ids
+        .iter()
+        .all(|m| m.get() == user.user_id.get())
+    {
+        return Err(ApiError::invalid_input(
+            "member_ids must name someone besides you",
+        ));
+    }
     let title = body.title.unwrap_or_default();
     if title.chars().count() > 100 || has_control_chars(&title) {
         return Err(ApiError::invalid_input(

@@ -84,6 +84,14 @@ pub async fn create(
     if end < start {
         return Err(ApiError::invalid_input("end_date is before start_date"));
     }
+    // "Today" somewhere on Earth: the date at UTC-12, the last zone to reach
+    // it, so a trip starting today in any time zone is still accepted.
+    let earliest = (chrono::Utc::now() - chrono::Duration::hours(12)).date_naive();
+    if start < earliest {
+        return Err(ApiError::invalid_input(format!(
+            "start_date {start} is in the past"
+        )));
+    }
     if !(super::MIN_CAPACITY..=super::MAX_CAPACITY).contains(&b.capacity) {
         return Err(ApiError::invalid_input(format!(
             "capacity must be {} to {} (the organizer counts)",

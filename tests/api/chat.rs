@@ -350,8 +350,26 @@ both_backends!(
 
 async fn bad_frames_and_non_members(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let (_, at) = app.register("alice").await;
+    let (alice, at) = app.register("alice").await;
     let (bob, _) = app.register("bob").await;
+    // Issue 16, item 10: a group of only its creator is refused, and nothing is made.
+    for members in [json!([alice]), json!([alice, alice])] {
+        let r = app
+            .post(
+                "/api/v1/conversations",
+                Some(&at),
+                &json!({"member_ids": members}),
+            )
+            .await;
+        assert_problem(r, 400, "invalid_input").await;
+    }
+    let mine: Value = app
+        .get("/api/v1/conversations", Some(&at))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mine["items"], json!([]));
     let (_, et) = app.register("eve").await;
     let g = group(&app, &at, &[bob]).await;
     let mut e = Ws::connect(&app, &et).await;

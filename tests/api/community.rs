@@ -486,6 +486,50 @@ async fn reviews_and_dashboard(backend: Backend) {
         "not_found",
     )
     .await;
+
+    // Issue 16, item 10: a refunded order's review leaves the rating and the
+    // shop's list (the chipped cup, rated 2, is refunded after completion).
+    let r = app
+        .post(
+            &format!("/api/v1/orders/{id2}/refund"),
+            Some(&bt),
+            &json!({"reason": "chipped"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let r = app
+        .post(
+            &format!("/api/v1/orders/{id2}/refund/approve"),
+            Some(&s.owner_token),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let m: Value = app
+        .get(&format!("/api/v1/merchants/{}", s.merchant_id), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(m["review_count"], 1);
+    assert_eq!(m["rating_avg"].as_f64(), Some(5.0));
+    let page: Value = app
+        .get(
+            &format!("/api/v1/merchants/{}/reviews", s.merchant_id),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let orders: Vec<i64> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["order_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(orders, vec![id1]);
+    app.assert_audit_clean();
 }
 both_backends!(
     reviews_ratings_and_the_merchant_dashboard,

@@ -487,6 +487,45 @@ async fn concurrent_withdrawals_never_overdraw(backend: Backend) {
         .unwrap();
     assert_eq!(r["status"], "rejected");
     assert_eq!(wallet(&app, &buyer).await["available_cents"], 350);
+    // The caller's own withdrawals (CONTRACT v2): newest first, paged, and
+    // nobody else's.
+    let page = |token: String, query: String| {
+        let app = &app;
+        async move {
+            app.get(&format!("/api/v1/withdrawals{query}"), Some(&token))
+                .await
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let first = page(buyer.clone(), "?limit=3".into()).await;
+    let items = first["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3);
+    let ids: Vec<i64> = items
+        .iter()
+        .map(|w| w["withdrawal_id"].as_i64().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+    assert_eq!(items[0]["amount_cents"], 50, "the last one requested");
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    let rest = page(buyer.clone(), format!("?limit=3&cursor={cursor}")).await;
+    assert_eq!(rest["items"].as_array().unwrap().len(), 1);
+    assert!(rest["next_cursor"].is_null());
+    let statuses: Vec<Value> = items
+        .iter()
+        .chain(rest["items"].as_array().unwrap())
+        .map(|w| w["status"].clone())
+        .collect();
+    assert_eq!(statuses.iter().filter(|s| **s == "rejected").count(), 1);
+    let (_, other) = app.register("wother").await;
+    assert_eq!(page(other, String::new()).await["items"], json!([]));
+    assert_problem(
+        app.get("/api/v1/withdrawals?limit=0", Some(&buyer)).await,
+        400,
+        "invalid_input",
+    )
+    .await;
     app.assert_audit_clean();
     // The audit is not vacuous: a balance changed behind the journal's back is caught.
     let url: tandem::core::config::DatabaseUrl = app.database_url().parse().unwrap();

@@ -99,6 +99,10 @@ async fn trip_lifecycle(backend: Backend) {
         (json!({"start_date": "2031-02-30"}), "no such day"),
         (json!({"destination": "  "}), "blank destination"),
         (json!({"capacity": "4"}), "wrong type"),
+        (
+            json!({"start_date": day(-2), "end_date": day(3)}),
+            "starts in the past",
+        ),
         (json!({"surprise": 1}), "unknown field"),
     ] {
         let mut body = good.clone();

@@ -305,6 +305,10 @@ pub fn apply_transition(
         if let Some(pid) = t.payment_id {
             super::order_sets::payment_succeeded(c, pid, now)?;
         }
+        // Only a completed order can have been reviewed.
+        if t.to == Status::Refunded && before.status() == Status::Completed {
+            super::reviews::withdraw(c, before.id)?;
+        }
         // Whom to tell: stored below with the event, in this transaction, and
         // pushed by the actor after the commit (the notifier has nothing left
         // to store for order events).

@@ -85,6 +85,7 @@ pub fn insert_review(
             Rated {
                 merchant_id: r.merchant_id,
                 rating: r.rating,
+                count: 1,
             },
             write_ratings,
             crate::storage::appends::LockRank::Merchants,
@@ -101,10 +102,37 @@ pub fn insert_review(
     })
 }
 
-/// One review's share of its merchant's rating.
+/// One review's share of its merchant's rating (taken back: negative).
 pub struct Rated {
     merchant_id: i64,
     rating: i64,
+    count: i64,
+}
+
+/// A refunded order's review no longer speaks for the shop: it is removed,
+/// and taken out of the merchant's rating with the batch's other counters.
+/// In the refund's own transaction (its order's partition owns the row).
+pub fn withdraw(c: &mut DbConn, order_id: i64) -> Result<(), ApiError> {
+    let found: Option<(i64, i64)> = reviews::table
+        .filter(reviews::order_id.eq(order_id))
+        .select((reviews::merchant_id, reviews::rating))
+        .first(c)
+        .optional()?;
+    let Some((merchant_id, rating)) = found else {
+        return Ok(());
+    };
+    diesel::delete(reviews::table.filter(reviews::order_id.eq(order_id))).execute(c)?;
+    crate::storage::appends::append_ranked(
+        c,
+        Rated {
+            merchant_id,
+            rating: -rating,
+            count: -1,
+        },
+        write_ratings,
+        crate::storage::appends::LockRank::Merchants,
+    )?;
+    Ok(())
 }
 
 fn write_ratings(c: &mut DbConn, rows: &[Rated]) -> QueryResult<()> {
@@ -112,7 +140,7 @@ fn write_ratings(c: &mut DbConn, rows: &[Rated]) -> QueryResult<()> {
     for r in rows {
         let (sum, count) = sums.entry(r.merchant_id).or_default();
         *sum += r.rating;
-        *count += 1;
+        *count += r.count;
     }
     // Merchant id order: one lock order for every committer.
     for (merchant, (sum, count)) in sums {

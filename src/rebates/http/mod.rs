@@ -77,6 +77,26 @@ pub async fn list_rebates(
     Ok(HttpResponse::Ok().json(page))
 }
 
+/// The caller's withdrawals, newest first.
+#[utoipa::path(get, path = "/api/v1/withdrawals", tag = "rebates", security(("bearer" = [])),
+    params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = crate::core::paging::Page<crate::rebates::store::withdrawals::WithdrawalView>, description = "A page of the list; `next_cursor` (null on the last page) fetches the next"), (status = 400, body = Problem)))]
+pub async fn my_withdrawals(
+    state: web::Data<Rebates>,
+    user: AuthUser,
+    q: web::Query<PageQuery>,
+) -> ApiResult<HttpResponse> {
+    let page = state
+        .db
+        .call(crate::rebates::store::requests::MyWithdrawals {
+            user: user.user_id.get(),
+            limit: q.limit()?,
+            before_id: q.cursor_id()?,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
 /// The caller's balances.
 #[utoipa::path(get, path = "/api/v1/wallet", tag = "rebates", security(("bearer" = [])), responses((status = 200, body = WalletView)))]
 pub async fn get_wallet(state: web::Data<Rebates>, user: AuthUser) -> ApiResult<HttpResponse> {
@@ -225,6 +245,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/rebates", web::get().to(list_rebates))
         .route("/wallet", web::get().to(get_wallet))
         .route("/withdrawals", web::post().to(request_withdrawal))
+        .route("/withdrawals", web::get().to(my_withdrawals))
         .route("/admin/withdrawals", web::get().to(list_withdrawals))
         .route(
             "/admin/withdrawals/{id}/approve",
@@ -246,6 +267,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     list_rebates,
     get_wallet,
     request_withdrawal,
+    my_withdrawals,
     list_withdrawals,
     approve_withdrawal,
     reject_withdrawal,

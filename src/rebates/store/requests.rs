@@ -238,6 +238,66 @@ impl Handler<DecideWithdrawal> for DbExecutor {
     }
 }
 
+/// The caller's withdrawals, newest first.
+pub struct MyWithdrawals {
+    pub user: i64,
+    pub limit: i64,
+    pub before_id: Option<i64>,
+}
+
+impl Message for MyWithdrawals {
+    type Result = Result<Page<WithdrawalView>, ApiError>;
+}
+
+impl Handler<MyWithdrawals> for DbExecutor {
+    type Result = Result<Page<WithdrawalView>, ApiError>;
+    fn handle(&mut self, msg: MyWithdrawals, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        let mut q = withdrawals::table
+            .filter(withdrawals::user_id.eq(msg.user))
+            .into_boxed();
+        if let Some(b) = msg.before_id {
+            q = q.filter(withdrawals::id.lt(b));
+        }
+        let mut rows: Vec<WithdrawalRow> = q
+            .order(withdrawals::id.desc())
+            .limit(msg.limit + 1)
+            .select(WITHDRAWAL_COLUMNS)
+            .load(&mut conn)?;
+        let next_cursor = crate::core::paging::trim_page(&mut rows, msg.limit, |r| vec![r.0]);
+        Ok(Page {
+            items: rows.into_iter().map(withdrawal_view).collect(),
+            next_cursor,
+        })
+    }
+}
+
+/// id, user, amount, status, created: what a withdrawal's view shows.
+type WithdrawalRow = (i64, i64, i64, String, i64);
+const WITHDRAWAL_COLUMNS: (
+    withdrawals::id,
+    withdrawals::user_id,
+    withdrawals::amount_cents,
+    withdrawals::status,
+    withdrawals::created_at_ms,
+) = (
+    withdrawals::id,
+    withdrawals::user_id,
+    withdrawals::amount_cents,
+    withdrawals::status,
+    withdrawals::created_at_ms,
+);
+
+fn withdrawal_view((id, u, a, s, t): WithdrawalRow) -> WithdrawalView {
+    WithdrawalView {
+        withdrawal_id: id,
+        user_id: u,
+        amount_cents: a,
+        status: s,
+        created_at: crate::core::ids::rfc3339(t),
+    }
+}
+
 pub struct ListWithdrawals {
     pub admin: crate::core::ids::UserId,
     pub status: Option<String>,
@@ -261,29 +321,14 @@ impl Handler<ListWithdrawals> for DbExecutor {
         if let Some(a) = msg.after_id {
             q = q.filter(withdrawals::id.gt(a));
         }
-        let mut rows: Vec<(i64, i64, i64, String, i64)> = q
+        let mut rows: Vec<WithdrawalRow> = q
             .order(withdrawals::id.asc())
             .limit(msg.limit + 1)
-            .select((
-                withdrawals::id,
-                withdrawals::user_id,
-                withdrawals::amount_cents,
-                withdrawals::status,
-                withdrawals::created_at_ms,
-            ))
+            .select(WITHDRAWAL_COLUMNS)
             .load(&mut conn)?;
         let next_cursor = crate::core::paging::trim_page(&mut rows, msg.limit, |r| vec![r.0]);
         Ok(Page {
-            items: rows
-                .into_iter()
-                .map(|(id, u, a, s, t)| WithdrawalView {
-                    withdrawal_id: id,
-                    user_id: u,
-                    amount_cents: a,
-                    status: s,
-                    created_at: crate::core::ids::rfc3339(t),
-                })
-                .collect(),
+            items: rows.into_iter().map(withdrawal_view).collect(),
             next_cursor,
         })
     }
