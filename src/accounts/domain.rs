@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::core::text::has_control_chars;
+use crate::core::text::{text_problem, Lines};
 
 /// 3-32 characters of `[A-Za-z0-9_]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -69,14 +69,10 @@ pub struct DisplayName(String);
 impl TryFrom<String> for DisplayName {
     type Error = String;
     fn try_from(s: String) -> Result<Self, Self::Error> {
-        let n = s.chars().count();
-        if !(1..=64).contains(&n) || s.trim().is_empty() {
-            return Err("display_name must be 1-64 characters and not blank".into());
+        match text_problem(&s, 64, Lines::One, true) {
+            Some(why) => Err(format!("display_name {why}")),
+            None => Ok(DisplayName(s)),
         }
-        if has_control_chars(&s) {
-            return Err("display_name must not contain control characters".into());
-        }
-        Ok(DisplayName(s))
     }
 }
 
@@ -94,13 +90,10 @@ pub struct Bio(String);
 impl TryFrom<String> for Bio {
     type Error = String;
     fn try_from(s: String) -> Result<Self, Self::Error> {
-        if s.chars().count() > 500 {
-            return Err("bio must be at most 500 characters".into());
+        match text_problem(&s, 500, Lines::Many, false) {
+            Some(why) => Err(format!("bio {why}")),
+            None => Ok(Bio(s)),
         }
-        if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-            return Err("bio must not contain control characters".into());
-        }
-        Ok(Bio(s))
     }
 }
 

@@ -128,7 +128,7 @@ impl WsConn {
             );
         }
         if let Err(why) = crate::core::text::check_message_text(&f.body, MAX_BODY_CHARS) {
-            return Self::send_error(ctx, "invalid_input", why, Some(&cid));
+            return Self::send_error(ctx, "invalid_input", &why, Some(&cid));
         }
         let me = self.user_id();
         match (f.conversation_id, f.to_user_id) {

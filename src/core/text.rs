@@ -116,64 +116,143 @@ pub fn id_param<E>(
     .transpose()
 }
 
-/// A required one-line text field: 1 to `max_chars` characters, not blank, no
-/// control characters. Else 400 naming the field.
+/// Whether a text may span lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lines {
+    /// A name, a title, a reason: no line breaks or tabs.
+    One,
+    /// A body, a description, a message: `\n`, `\r` and `\t` are fine.
+    Many,
+}
+
+/// The one rule for user text, everywhere (HTTP fields and chat):
+/// - no control characters (C0, DEL, C1) but line breaks and tabs in
+///   [`Lines::Many`] text: they break logs and terminals, and PostgreSQL's
+///   TEXT cannot store NUL;
+/// - no bidirectional embeddings, overrides or isolates (U+202A-U+202E,
+///   U+2066-U+2069): they make text read differently from what it is
+///   (a file name or a price spelled backwards);
+/// - at most `max_chars` characters; a required text is not blank: not only
+///   spaces and invisible characters (zero-width spaces and joiners, word
+///   joiners, BOMs, fillers). Invisible characters inside text stay: emoji
+///   sequences need the zero-width joiner.
+///
+/// Returns what is wrong, in the client's terms, or `None`.
+pub fn text_problem(value: &str, max_chars: usize, lines: Lines, required: bool) -> Option<String> {
+    let n = value.chars().count();
+    if n > max_chars {
+        return Some(format!("must be at most {max_chars} characters"));
+    }
+    if required && value.chars().all(is_blank_char) {
+        return Some(if n == 0 {
+            "must not be empty".to_owned()
+        } else {
+            "must not be blank (only spaces or invisible characters)".to_owned()
+        });
+    }
+    if let Some(c) = value.chars().find(|c| is_forbidden_char(*c, lines)) {
+        return Some(format!(
+            "must not contain the character U+{:04X} (control or bidirectional formatting)",
+            u32::from(c)
+        ));
+    }
+    None
+}
+
+fn is_forbidden_char(c: char, lines: Lines) -> bool {
+    let line_break = matches!(c, '\n' | '\r' | '\t');
+    (c.is_control() && !(line_break && lines == Lines::Many))
+        || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Whitespace and characters that show nothing.
+fn is_blank_char(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '\u{200B}'..='\u{200D}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{FEFF}'
+                | '\u{180E}'
+                | '\u{034F}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{3164}'
+                | '\u{FFA0}'
+                | '\u{2800}'
+        )
+}
+
+/// `text_problem` as a 400 naming the field.
+pub fn check_text(
+    value: &str,
+    what: &str,
+    max_chars: usize,
+    lines: Lines,
+    required: bool,
+) -> Result<(), crate::core::error::ApiError> {
+    match text_problem(value, max_chars, lines, required) {
+        Some(why) => Err(crate::core::error::ApiError::invalid_input(format!(
+            "{what} {why}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// A required one-line text field (a name, a reason). Else 400 naming the field.
 pub fn check_line(
     value: &str,
     what: &str,
     max_chars: usize,
 ) -> Result<(), crate::core::error::ApiError> {
-    let n = value.chars().count();
-    if n == 0 || n > max_chars || value.trim().is_empty() || has_control_chars(value) {
-        return Err(crate::core::error::ApiError::invalid_input(format!(
-            "{what} must be 1-{max_chars} characters, not blank, no control characters"
-        )));
-    }
-    Ok(())
+    check_text(value, what, max_chars, Lines::One, true)
 }
 
-/// Free text (descriptions, messages): at most `max_chars` characters, may be
-/// empty; newlines are fine, other control characters are not. Else 400.
+/// Free text (descriptions, messages): may be empty; line breaks are fine.
 pub fn check_free_text(
     value: &str,
     what: &str,
     max_chars: usize,
 ) -> Result<(), crate::core::error::ApiError> {
-    if value.chars().count() > max_chars || value.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(crate::core::error::ApiError::invalid_input(format!(
-            "{what} must be at most {max_chars} characters, no control characters"
-        )));
-    }
-    Ok(())
+    check_text(value, what, max_chars, Lines::Many, false)
 }
 
-/// A chat message body: 1 to `max_chars` characters; line breaks and tabs
-/// are fine, other control characters (NUL above all, which PostgreSQL's
-/// TEXT cannot store) are not.
-pub fn check_message_text(value: &str, max_chars: usize) -> Result<(), &'static str> {
-    let n = value.chars().count();
-    if n == 0 || n > max_chars {
-        return Err("body must be 1-4000 characters");
+/// A chat message body: required, line breaks are fine.
+pub fn check_message_text(value: &str, max_chars: usize) -> Result<(), String> {
+    match text_problem(value, max_chars, Lines::Many, true) {
+        Some(why) => Err(format!("body {why}")),
+        None => Ok(()),
     }
-    if value
-        .chars()
-        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
-    {
-        return Err("body must not contain control characters other than line breaks and tabs");
-    }
-    Ok(())
 }
 
-/// Rejects text with control characters (other than none at all): they have
-/// no business in names and break logs and terminals.
+/// Whether a one-line text breaks the rule's character part (see
+/// [`text_problem`]); for optional fields checked in place.
 pub fn has_control_chars(s: &str) -> bool {
-    s.chars().any(char::is_control)
+    s.chars().any(|c| is_forbidden_char(c, Lines::One))
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_rule_refuses_bidi_controls_and_invisible_only_text() {
+        assert!(check_message_text("abc\u{202E}def", 4000).is_err());
+        assert!(check_line("name\u{2066}x", "name", 64).is_err());
+        assert!(check_line("\u{200B}\u{200B}", "name", 64).is_err());
+        assert!(check_line(" \u{3164} ", "name", 64).is_err());
+        assert!(check_message_text("\u{FEFF}", 4000).is_err());
+        // A family emoji keeps its zero-width joiners.
+        assert!(check_line("👨\u{200D}👩\u{200D}👧", "name", 64).is_ok());
+        assert!(
+            check_line("tab\there", "name", 64).is_err(),
+            "one line, no tabs"
+        );
+        assert!(check_free_text("", "description", 10).is_ok());
+        assert!(check_free_text("a\nb\tc", "description", 10).is_ok());
+        assert!(check_free_text("a\u{202D}", "description", 10).is_err());
+    }
 
     #[test]
     fn message_text_allows_line_breaks_but_no_other_controls() {

@@ -32,21 +32,7 @@ pub struct BlockView {
 }
 
 fn text_body(body: &str, max: usize, what: &str) -> ApiResult<()> {
-    let n = body.chars().count();
-    if n == 0 || n > max || body.trim().is_empty() {
-        return Err(ApiError::invalid_input(format!(
-            "{what} must be 1-{max} characters and not blank"
-        )));
-    }
-    if body
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
-        return Err(ApiError::invalid_input(format!(
-            "{what} must not contain control characters"
-        )));
-    }
-    Ok(())
+    crate::core::text::check_text(body, what, max, crate::core::text::Lines::Many, true)
 }
 
 /// Follow a user (idempotent); they are notified the first time.

@@ -389,6 +389,10 @@ async fn bad_frames_and_non_members(backend: Backend) {
         (json!({"type": "send", "client_id": "x", "conversation_id": 424242, "body": "nowhere"}).to_string(), "not_member"),
         (json!({"type": "typing", "conversation_id": g}).to_string(), "not_member"),
         (json!({"type": "read", "conversation_id": g, "seq": 1}).to_string(), "not_member"),
+        // Issue 16, item 7: the one text rule, in chat too.
+        (json!({"type": "send", "client_id": "x", "conversation_id": g, "body": "pay \u{202E}0001"}).to_string(), "invalid_input"),
+        (json!({"type": "send", "client_id": "x", "conversation_id": g, "body": "\u{200B}\u{200B}"}).to_string(), "invalid_input"),
+        (json!({"type": "send", "client_id": "x", "conversation_id": g, "body": " \n "}).to_string(), "invalid_input"),
     ];
     for (frame, code) in cases {
         e.send_raw(frame.clone()).await;

@@ -266,3 +266,52 @@ async fn cors_allows_listed_origins_only() {
         .unwrap();
     assert!(r.headers().get("access-control-allow-origin").is_none());
 }
+
+/// Issue 16, item 7: one rule for user text. Invisible-only names, and
+/// bidirectional overrides anywhere, are refused and change nothing; emoji
+/// sequences with zero-width joiners are text like any other.
+async fn one_text_rule(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, token) = app.register("texter").await;
+    let patch = |body: Value| {
+        app.client
+            .patch(app.url("/api/v1/me"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    for bad in [
+        json!({"display_name": "\u{200B}\u{200B}"}),
+        json!({"display_name": "\u{3164}"}),
+        json!({"display_name": "admin\u{202E}nimda"}),
+        json!({"bio": "see \u{2066}this\u{2069}"}),
+    ] {
+        let r = patch(bad.clone()).await.unwrap();
+        assert_problem(r, 400, "invalid_input").await;
+    }
+    let me: Value = app
+        .get("/api/v1/me", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["display_name"], "texter", "nothing changed");
+    let family = "👨\u{200D}👩\u{200D}👧";
+    let r = patch(json!({"display_name": family})).await.unwrap();
+    assert_eq!(r.status(), 200);
+    for bad in ["\u{200B}", "odd \u{202D}text"] {
+        let r = app
+            .post("/api/v1/posts", Some(&token), &json!({"body": bad}))
+            .await;
+        assert_problem(r, 400, "invalid_input").await;
+    }
+    let r = app
+        .post(
+            "/api/v1/merchants",
+            Some(&token),
+            &json!({"name": "\u{FEFF} "}),
+        )
+        .await;
+    assert_problem(r, 400, "invalid_input").await;
+}
+both_backends!(one_text_rule, super::one_text_rule);
