@@ -336,20 +336,62 @@ pub mod extractors {
             JsonPayloadError::ContentType => {
                 ApiError::invalid_input("expected a JSON body with Content-Type: application/json")
             }
-            JsonPayloadError::Deserialize(e) => {
-                ApiError::invalid_input(format!("invalid JSON body: {e}"))
-            }
+            JsonPayloadError::Deserialize(e) => ApiError::invalid_input(body_problem(e)),
             other => ApiError::invalid_input(format!("could not read the body: {other}")),
         };
         api.into()
     }
 
-    pub fn path_error(err: PathError, _req: &HttpRequest) -> actix_web::Error {
+    /// What is wrong with a JSON body, in the client's terms: a syntax
+    /// error says where; a body that parsed but does not fit says which field
+    /// and why, without Rust's type names or serde's positions.
+    pub fn body_problem(e: &serde_json::Error) -> String {
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Syntax | Category::Eof => format!(
+                "the body is not valid JSON (syntax error at line {}, column {})",
+                e.line(),
+                e.column()
+            ),
+            Category::Data | Category::Io => {
+                let text = e.to_string();
+                // serde appends " at line L column C"; the client wants the why.
+                let why = text
+                    .rsplit_once(" at line ")
+                    .map_or(text.as_str(), |(why, _)| why);
+                if why.contains("expected struct") || why.contains("expected a map") {
+                    "the body must be a JSON object".to_owned()
+                } else {
+                    format!("the body does not fit: {}", plain_types(why))
+                }
+            }
+        }
+    }
+
+    /// serde's type words as a JSON client knows them.
+    fn plain_types(why: &str) -> String {
+        why.replace("i64", "an integer")
+            .replace("u64", "a non-negative integer")
+            .replace("i32", "an integer")
+            .replace("f64", "a number")
+            .replace("a string", "text")
+            .replace("a boolean", "true or false")
+    }
+
+    pub fn path_error(_err: PathError, req: &HttpRequest) -> actix_web::Error {
         // A malformed id in a path is indistinguishable from an unknown one: 404.
-        ApiError::not_found(format!("no such resource ({err})")).into()
+        ApiError::not_found(format!("no such resource: {}", req.path())).into()
     }
 
     pub fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
-        ApiError::invalid_input(format!("invalid query string: {err}")).into()
+        let why = match &err {
+            QueryPayloadError::Deserialize(e) => e.to_string(),
+            other => other.to_string(),
+        };
+        ApiError::invalid_input(format!(
+            "the query string does not fit: {}",
+            plain_types(&why)
+        ))
+        .into()
     }
 }

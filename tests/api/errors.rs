@@ -9,12 +9,14 @@ async fn malformed_bodies_are_problems(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let reg = "/api/v1/auth/register";
 
-    // Malformed JSON.
+    // Malformed JSON: a syntax error, said as one (issue 16, item 8).
     let r = app
         .post_raw(reg, None, "application/json", b"{\"username\": ".to_vec())
         .await;
-    assert_problem(r, 400, "invalid_input").await;
-    // Wrong types.
+    let p = assert_problem(r, 400, "invalid_input").await;
+    let detail = p["detail"].as_str().unwrap();
+    assert!(detail.starts_with("the body is not valid JSON"), "{detail}");
+    // Wrong types: a validation error, in JSON's words, not Rust's.
     let r = app
         .post(
             reg,
@@ -22,7 +24,27 @@ async fn malformed_bodies_are_problems(backend: Backend) {
             &json!({"username": 5, "password": "password-123"}),
         )
         .await;
-    assert_problem(r, 400, "invalid_input").await;
+    let p = assert_problem(r, 400, "invalid_input").await;
+    let detail = p["detail"].as_str().unwrap();
+    assert!(detail.starts_with("the body does not fit"), "{detail}");
+    assert!(
+        !detail.contains("line ") && !detail.contains("i64"),
+        "{detail}"
+    );
+    // A field's own rule, not labelled as bad JSON.
+    let r = app
+        .post(
+            reg,
+            None,
+            &json!({"username": "someone", "password": "password-123", "invite_code": "zz"}),
+        )
+        .await;
+    let p = assert_problem(r, 400, "invalid_input").await;
+    let detail = p["detail"].as_str().unwrap();
+    assert!(
+        !detail.contains("JSON") && detail.contains("invite_code"),
+        "{detail}"
+    );
     // Unknown field.
     let r = app
         .post(
