@@ -66,7 +66,7 @@ fn token_response(state: &Accounts, s: &NewSession) -> ApiResult<TokenResponse> 
     responses((status = 201, body = TokenResponse), (status = 400, body = Problem), (status = 409, description = "username_taken", body = Problem)))]
 pub async fn register(
     state: web::Data<Accounts>,
-    body: web::Json<RegisterRequest>,
+    body: crate::core::extract::Json<RegisterRequest>,
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
     let session = state
@@ -86,7 +86,7 @@ pub async fn register(
     responses((status = 200, body = TokenResponse), (status = 401, description = "invalid_credentials", body = Problem)))]
 pub async fn login(
     state: web::Data<Accounts>,
-    body: web::Json<LoginRequest>,
+    body: crate::core::extract::Json<LoginRequest>,
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
     // Anything longer than the limits cannot be a valid account: skip the hash.
@@ -165,7 +165,7 @@ pub async fn me(state: web::Data<Accounts>, user: AuthUser) -> ApiResult<web::Js
 pub async fn update_me(
     state: web::Data<Accounts>,
     user: AuthUser,
-    body: web::Json<UpdateMeRequest>,
+    body: crate::core::extract::Json<UpdateMeRequest>,
 ) -> ApiResult<web::Json<MeView>> {
     let body = body.into_inner();
     Ok(web::Json(

@@ -43,7 +43,7 @@ pub struct AnimalRequest {
 pub async fn create(
     state: web::Data<Animals>,
     user: AuthUser,
-    body: web::Json<AnimalRequest>,
+    body: crate::core::extract::Json<AnimalRequest>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     check_line(&b.name, "name", 100)?;
@@ -177,7 +177,7 @@ pub async fn post_update(
     state: web::Data<Animals>,
     user: AuthUser,
     path: web::Path<(crate::core::ids::AnimalId,)>,
-    body: web::Json<UpdateRequest>,
+    body: crate::core::extract::Json<UpdateRequest>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     if b.body.trim().is_empty() {

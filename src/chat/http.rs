@@ -28,7 +28,7 @@ pub struct CreateConversationRequest {
 pub async fn create(
     state: web::Data<Chat>,
     user: AuthUser,
-    body: web::Json<CreateConversationRequest>,
+    body: crate::core::extract::Json<CreateConversationRequest>,
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
     if body.member_ids.is_empty() || body.member_ids.len() >= MAX_GROUP_MEMBERS {

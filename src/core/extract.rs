@@ -1,6 +1,6 @@
 //! Request extractors shared by every domain's routes.
 
-use actix_web::{web, HttpRequest};
+use actix_web::{web, FromRequest as _, HttpRequest};
 
 use crate::core::error::ApiError;
 
@@ -22,30 +22,98 @@ where
     type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
-        let bytes = web::Bytes::from_request(req, payload);
+        let body = read_object(req, payload);
         Box::pin(async move {
-            let bytes = bytes.await.map_err(|e| {
-                if e.as_response_error().status_code()
-                    == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE
-                {
-                    ApiError::payload_too_large("the request body is too large")
-                } else {
-                    ApiError::invalid_input(format!("could not read the body: {e}"))
-                }
-            })?;
-            if bytes.iter().all(u8::is_ascii_whitespace) {
-                return Ok(ActionBody(T::default()));
+            match body.await? {
+                Some(v) => Ok(ActionBody(v)),
+                None => Ok(ActionBody(T::default())),
             }
-            let value: serde_json::Value = serde_json::from_slice(&bytes)
-                .map_err(|e| ApiError::invalid_input(format!("the body is not JSON: {e}")))?;
-            if !value.is_object() {
+        })
+    }
+}
+
+/// A JSON body that must be an object. `web::Json` also reads a struct from
+/// an array, field by field in order (`["name", "password-123"]` would
+/// register), which no client means; this one refuses anything but an
+/// object, with the same size limit, content type and error details.
+pub struct Json<T>(pub T);
+
+impl<T> Json<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for Json<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> actix_web::FromRequest for Json<T>
+where
+    T: serde::de::DeserializeOwned + 'static,
+{
+    type Error = ApiError;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let json = req
+            .headers()
+            .get(actix_web::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(str::trim)
+            .is_some_and(|m| m.eq_ignore_ascii_case("application/json") || m.ends_with("+json"));
+        let body = read_object(req, payload);
+        Box::pin(async move {
+            if !json {
                 return Err(ApiError::invalid_input(
-                    "the body must be a JSON object (or empty)",
+                    "expected a JSON body with Content-Type: application/json",
                 ));
             }
-            serde_json::from_value(value)
-                .map(ActionBody)
-                .map_err(|e| ApiError::invalid_input(format!("invalid body: {e}")))
+            body.await?
+                .map(Json)
+                .ok_or_else(|| ApiError::invalid_input("the body must be a JSON object"))
         })
+    }
+}
+
+/// Reads the body (within the `PayloadConfig` limit) as a JSON object of `T`;
+/// `None` for an empty body.
+fn read_object<T>(
+    req: &HttpRequest,
+    payload: &mut actix_web::dev::Payload,
+) -> impl std::future::Future<Output = Result<Option<T>, ApiError>>
+where
+    T: serde::de::DeserializeOwned + 'static,
+{
+    let bytes = web::Bytes::from_request(req, payload);
+    async move {
+        let bytes = bytes.await.map_err(|e| {
+            if e.as_response_error().status_code() == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE
+            {
+                ApiError::payload_too_large("the request body is too large")
+            } else {
+                ApiError::invalid_input(format!("could not read the body: {e}"))
+            }
+        })?;
+        match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            None => return Ok(None), // An empty body: the caller decides.
+            Some(b'{') => {}
+            Some(_) => {
+                // Not an object: say whether it is JSON at all.
+                return Err(ApiError::invalid_input(
+                    match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+                        Ok(_) => "the body must be a JSON object".to_owned(),
+                        Err(e) => crate::core::error::extractors::body_problem(&e),
+                    },
+                ));
+            }
+        }
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| ApiError::invalid_input(crate::core::error::extractors::body_problem(&e)))
     }
 }

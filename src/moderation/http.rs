@@ -34,7 +34,7 @@ pub struct ReportRequest {
 pub async fn file(
     state: web::Data<Moderation>,
     user: AuthUser,
-    body: web::Json<ReportRequest>,
+    body: crate::core::extract::Json<ReportRequest>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     let target = Target::parse(&b.target_type)
@@ -110,7 +110,7 @@ pub async fn resolve(
     state: web::Data<Moderation>,
     user: AuthUser,
     path: web::Path<(crate::core::ids::ReportId,)>,
-    body: web::Json<ResolveRequest>,
+    body: crate::core::extract::Json<ResolveRequest>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     let action = Action::parse(&b.action).ok_or_else(|| {

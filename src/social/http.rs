@@ -136,7 +136,7 @@ pub struct BodyRequest {
 pub async fn create_post(
     state: web::Data<Social>,
     user: AuthUser,
-    body: web::Json<BodyRequest>,
+    body: crate::core::extract::Json<BodyRequest>,
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner().body;
     text_body(&body, MAX_POST_CHARS, "body")?;
@@ -221,7 +221,7 @@ pub async fn comment(
     state: web::Data<Social>,
     user: AuthUser,
     path: web::Path<(crate::core::ids::PostId,)>,
-    body: web::Json<BodyRequest>,
+    body: crate::core::extract::Json<BodyRequest>,
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner().body;
     text_body(&body, MAX_COMMENT_CHARS, "body")?;
@@ -274,7 +274,7 @@ pub struct ReadResult {
 pub async fn mark_read(
     state: web::Data<Social>,
     user: AuthUser,
-    body: web::Json<ReadRequest>,
+    body: crate::core::extract::Json<ReadRequest>,
 ) -> ApiResult<HttpResponse> {
     let n = state
         .db

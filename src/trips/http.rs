@@ -73,7 +73,7 @@ pub struct TripRequest {
 pub async fn create(
     state: web::Data<Trips>,
     user: AuthUser,
-    body: web::Json<TripRequest>,
+    body: crate::core::extract::Json<TripRequest>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     check_line(&b.destination, "destination", MAX_DESTINATION_CHARS)?;

@@ -66,6 +66,21 @@ async fn malformed_bodies_are_problems(backend: Backend) {
         .post_raw(reg, None, "text/plain", b"username=someone".to_vec())
         .await;
     assert_problem(r, 400, "invalid_input").await;
+    // A JSON array is not an object, even one that lines up with the fields
+    // (serde would read a struct from it by position).
+    let r = app
+        .post(reg, None, &json!(["someone", "password-123"]))
+        .await;
+    let p = assert_problem(r, 400, "invalid_input").await;
+    assert_eq!(p["detail"], "the body must be a JSON object");
+    let r = app
+        .post_raw(reg, None, "application/json", b"[1,".to_vec())
+        .await;
+    let p = assert_problem(r, 400, "invalid_input").await;
+    assert!(p["detail"]
+        .as_str()
+        .unwrap()
+        .starts_with("the body is not valid JSON"));
     // Huge body.
     let huge = format!(
         "{{\"username\":\"someone\",\"password\":\"{}\"}}",

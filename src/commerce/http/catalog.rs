@@ -32,7 +32,7 @@ pub struct MerchantRequest {
 pub async fn apply_merchant(
     state: web::Data<Commerce>,
     user: AuthUser,
-    body: web::Json<MerchantRequest>,
+    body: crate::core::extract::Json<MerchantRequest>,
 ) -> ApiResult<HttpResponse> {
     check_line(&body.name, "name", 100)?;
     let m = state
@@ -161,7 +161,7 @@ pub struct ProductRequest {
 pub async fn create_product(
     state: web::Data<Commerce>,
     user: AuthUser,
-    body: web::Json<ProductRequest>,
+    body: crate::core::extract::Json<ProductRequest>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     check_line(&b.name, "name", 100)?;
@@ -234,7 +234,7 @@ pub async fn update_product(
     state: web::Data<Commerce>,
     user: AuthUser,
     path: web::Path<(crate::core::ids::ProductId,)>,
-    body: web::Json<ProductPatch>,
+    body: crate::core::extract::Json<ProductPatch>,
 ) -> ApiResult<HttpResponse> {
     let id = path.into_inner().0.get();
     let b = body.into_inner();

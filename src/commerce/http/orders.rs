@@ -34,7 +34,7 @@ pub async fn create_order(
     state: web::Data<Commerce>,
     user: AuthUser,
     key: MaybeIdempotencyKey,
-    body: web::Json<CreateOrderRequest>,
+    body: crate::core::extract::Json<CreateOrderRequest>,
 ) -> ApiResult<HttpResponse> {
     match state
         .place_order(user.user_id, body.into_inner(), key)
@@ -184,7 +184,7 @@ pub async fn refund(
     state: web::Data<Commerce>,
     user: AuthUser,
     path: web::Path<(crate::core::ids::OrderId,)>,
-    body: web::Json<RefundRequest>,
+    body: crate::core::extract::Json<RefundRequest>,
 ) -> ApiResult<HttpResponse> {
     check_line(&body.reason, "reason", 500)?;
     command(
@@ -358,7 +358,7 @@ pub async fn review(
     state: web::Data<Commerce>,
     user: AuthUser,
     path: web::Path<(crate::core::ids::OrderId,)>,
-    body: web::Json<ReviewRequest>,
+    body: crate::core::extract::Json<ReviewRequest>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     if !(1..=5).contains(&b.rating) {

@@ -25,7 +25,7 @@ use crate::storage::idempotency::{fingerprint, MaybeIdempotencyKey};
 pub async fn put_rules(
     state: web::Data<Rebates>,
     user: AuthUser,
-    body: web::Json<RuleSetSpec>,
+    body: crate::core::extract::Json<RuleSetSpec>,
 ) -> ApiResult<HttpResponse> {
     let spec = body.into_inner();
     spec.validate()
@@ -125,7 +125,7 @@ pub async fn request_withdrawal(
     state: web::Data<Rebates>,
     user: AuthUser,
     key: MaybeIdempotencyKey,
-    body: web::Json<WithdrawalRequest>,
+    body: crate::core::extract::Json<WithdrawalRequest>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     if !(1..=1_000_000_000_000).contains(&b.amount_cents) {
