@@ -11,6 +11,7 @@ pub mod conflicts;
 pub mod dead_letter;
 pub mod direct;
 pub mod existing;
+mod wal;
 pub use existing::open_existing;
 mod error;
 pub mod group;
@@ -129,6 +130,7 @@ pub fn open_pool(url: &DatabaseUrl, size: u32, sqlite_sync: SqliteSync) -> anyho
                     .with_context(|| format!("creating directory {}", dir.display()))?;
             }
         }
+        wal::switch_to_wal(path)?;
     }
     let manager = ConnectionManager {
         url: url.clone(),

@@ -1,0 +1,1 @@
+DROP INDEX rebates_undated_pending_idx;
