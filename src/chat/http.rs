@@ -10,7 +10,7 @@ use super::Chat;
 use crate::accounts::auth::AuthUser;
 use crate::core::error::{ApiError, ApiResult, Problem};
 use crate::core::paging::{decode_cursor, encode_cursor, parse_limit, Page, PageQuery};
-use crate::core::text::{has_control_chars, Id};
+use crate::core::text::{check_text, Id, Lines};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -47,11 +47,7 @@ pub async fn create(
         ));
     }
     let title = body.title.unwrap_or_default();
-    if title.chars().count() > 100 || has_control_chars(&title) {
-        return Err(ApiError::invalid_input(
-            "title must be at most 100 characters, no control characters",
-        ));
-    }
+    check_text(&title, "title", 100, Lines::One, false)?;
     let view = state
         .db
         .call(CreateGroup {

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::core::error::{ApiError, ApiResult};
-use crate::core::text::{check_line, has_control_chars};
+use crate::core::text::{check_line, check_text, Lines};
 use crate::storage::idempotency::Decision;
 
 /// Most items in one order.
@@ -58,11 +58,7 @@ pub(crate) fn validate_order(
         check_line(a, "shipping_address", 500)?;
     }
     if let Some(m) = &b.gift_message {
-        if m.chars().count() > 200 || has_control_chars(m) {
-            return Err(ApiError::invalid_input(
-                "gift_message must be at most 200 characters, no control characters",
-            ));
-        }
+        check_text(m, "gift_message", 200, Lines::One, false)?;
         if b.gift_to_user_id.is_none() {
             return Err(ApiError::invalid_input(
                 "gift_message needs gift_to_user_id",

@@ -317,30 +317,10 @@ impl ResponseError for ApiError {
 /// Maps actix's own extractor failures to problems, so that malformed JSON,
 /// wrong types, unknown fields and oversize bodies never fall through as text.
 pub mod extractors {
-    use actix_web::error::{JsonPayloadError, PathError, PayloadError, QueryPayloadError};
+    use actix_web::error::{PathError, QueryPayloadError};
     use actix_web::HttpRequest;
 
     use super::ApiError;
-
-    pub fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
-        let api = match &err {
-            JsonPayloadError::OverflowKnownLength { length, limit } => ApiError::payload_too_large(
-                format!("body of {length} bytes exceeds the limit of {limit} bytes"),
-            ),
-            JsonPayloadError::Overflow { limit } => {
-                ApiError::payload_too_large(format!("body exceeds the limit of {limit} bytes"))
-            }
-            JsonPayloadError::Payload(PayloadError::Overflow) => {
-                ApiError::payload_too_large("body exceeds the size limit")
-            }
-            JsonPayloadError::ContentType => {
-                ApiError::invalid_input("expected a JSON body with Content-Type: application/json")
-            }
-            JsonPayloadError::Deserialize(e) => ApiError::invalid_input(body_problem(e)),
-            other => ApiError::invalid_input(format!("could not read the body: {other}")),
-        };
-        api.into()
-    }
 
     /// What is wrong with a JSON body, in the client's terms: a syntax
     /// error says where; a body that parsed but does not fit says which field

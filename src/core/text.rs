@@ -225,12 +225,6 @@ pub fn check_message_text(value: &str, max_chars: usize) -> Result<(), String> {
     }
 }
 
-/// Whether a one-line text breaks the rule's character part (see
-/// [`text_problem`]); for optional fields checked in place.
-pub fn has_control_chars(s: &str) -> bool {
-    s.chars().any(|c| is_forbidden_char(c, Lines::One))
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -39,21 +39,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// Body and extractor limits, with every extractor failure turned into a problem.
 pub fn extractor_config(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
-    cfg.app_data(
-        web::JsonConfig::default()
-            .limit(max_body_bytes)
-            .error_handler(extractors::json_error),
-    )
-    .app_data(web::PayloadConfig::default().limit(max_body_bytes))
-    .app_data(web::PathConfig::default().error_handler(extractors::path_error))
-    .app_data(web::QueryConfig::default().error_handler(extractors::query_error));
+    // JSON bodies are read by `core::extract::Json` within this limit.
+    cfg.app_data(web::PayloadConfig::default().limit(max_body_bytes))
+        .app_data(web::PathConfig::default().error_handler(extractors::path_error))
+        .app_data(web::QueryConfig::default().error_handler(extractors::query_error));
 }
 
 /// Unmatched routes: a problem, not actix's empty 404; a path that exists
 /// with other methods is 405 with `Allow` (RFC 9110).
 pub async fn not_found(req: HttpRequest) -> HttpResponse {
     let allowed = crate::server::openapi::methods_of(req.path());
-    if allowed.is_empty() {
+    // A method the path serves that still found no route (no such path
+    // after all, for the router) is a 404, not "use what you used".
+    if allowed.is_empty() || allowed.iter().any(|m| m == req.method().as_str()) {
         return actix_web::ResponseError::error_response(&ApiError::not_found(format!(
             "no route for {} {}",
             req.method(),

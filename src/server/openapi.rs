@@ -17,11 +17,16 @@
 
 use serde_json::{json, Map, Value};
 
-/// The document as served at `/api-docs/openapi.json`.
-pub fn document() -> Value {
-    let mut doc = serde_json::to_value(super::ops::document()).unwrap_or_default();
-    polish(&mut doc);
-    doc
+/// The document as served at `/api-docs/openapi.json`: built and polished
+/// once (it depends on nothing but the code), shared by every request and by
+/// [`methods_of`].
+pub fn document() -> &'static Value {
+    static DOC: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| {
+        let mut doc = serde_json::to_value(super::ops::document()).unwrap_or_default();
+        polish(&mut doc);
+        doc
+    })
 }
 
 /// A path template's segments (`None`: a `{parameter}`) and its methods.
@@ -32,8 +37,7 @@ type Served = (Vec<Option<String>>, Vec<String>);
 pub fn methods_of(path: &str) -> Vec<String> {
     static TABLE: std::sync::OnceLock<Vec<Served>> = std::sync::OnceLock::new();
     let table = TABLE.get_or_init(|| {
-        let doc = document();
-        let Some(paths) = doc["paths"].as_object() else {
+        let Some(paths) = document()["paths"].as_object() else {
             return Vec::new();
         };
         paths

@@ -149,26 +149,12 @@ pub fn append_ranked<T: 'static>(
     }
 }
 
-/// A set written at a batch's end whose guard did not hold for every row
-/// (an order that is no longer as its actor saw it, say). Inside a batch the
-/// committer then runs the batch again with each job's rows written in its
-/// own savepoint, where the miss fails only the job whose row it was; that
-/// job is answered 409 with this text (see `storage::error`).
-#[derive(Debug)]
-pub struct GuardMissed(pub &'static str);
-
-impl std::fmt::Display for GuardMissed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.0)
-    }
-}
-
-impl std::error::Error for GuardMissed {}
-
-/// A set the database refused for a reason its owner can name (a product's
-/// stock would go below zero, say): answered 409 with `kind` and `detail`
-/// (see `storage::error`). Like [`GuardMissed`], inside a batch it sends the
-/// batch to its careful run, where it fails only its own job.
+/// A set the database refused, or a guarded set that did not hold for every
+/// row (an order that is no longer as its actor saw it), for a reason its
+/// owner can name: answered 409 with `kind` and `detail` (see
+/// `storage::error`). Inside a batch the committer then runs the batch again
+/// with each job's rows written in its own savepoint, where the refusal fails
+/// only the job whose row it was.
 #[derive(Debug)]
 pub struct Refused {
     pub kind: crate::core::error::ErrorKind,
@@ -190,8 +176,8 @@ pub fn refused(kind: crate::core::error::ErrorKind, detail: String) -> diesel::r
 }
 
 /// The error a [`WriteRows`] returns when its guarded set missed a row.
-pub fn guard_missed(why: &'static str) -> diesel::result::Error {
-    diesel::result::Error::QueryBuilderError(Box::new(GuardMissed(why)))
+pub fn guard_missed(why: &str) -> diesel::result::Error {
+    refused(crate::core::error::ErrorKind::InvalidState, why.to_owned())
 }
 
 /// Where the buffer stands: (kinds, rows of each), taken when a nested

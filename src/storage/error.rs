@@ -6,11 +6,6 @@ impl From<diesel::result::Error> for ApiError {
     fn from(e: diesel::result::Error) -> Self {
         match e {
             diesel::result::Error::NotFound => ApiError::not_found("not found"),
-            diesel::result::Error::QueryBuilderError(b)
-                if b.is::<super::appends::GuardMissed>() =>
-            {
-                ApiError::conflict(crate::core::error::ErrorKind::InvalidState, b.to_string())
-            }
             diesel::result::Error::QueryBuilderError(b) if b.is::<super::appends::Refused>() => {
                 match b.downcast::<super::appends::Refused>() {
                     Ok(r) => ApiError::conflict(r.kind, r.detail),
