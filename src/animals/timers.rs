@@ -63,7 +63,8 @@ impl Actor for ClaimTimer {
     fn started(&mut self, ctx: &mut Self::Context) {
         // The first tick comes at once: catch up with what fell due while down.
         ctx.run_interval(TICK, |this, ctx| {
-            if this.busy {
+            // One node ends claims: the cluster's leader (see `runtime::cluster`).
+            if this.busy || !this.commerce.ctx.leader.is_leader() {
                 return;
             }
             this.busy = true;

@@ -15,6 +15,9 @@ use crate::realtime::registry::Registry;
 use crate::runtime::context::Ctx;
 use crate::storage::Db;
 
+/// The notice that a conversation's members changed (see `Registry::notice`).
+const MEMBERS_NOTICE: &str = "chat.members";
+
 /// Most entries the member cache keeps before it is cleared.
 pub const MEMBER_CACHE_MAX: usize = 100_000;
 
@@ -75,10 +78,23 @@ impl Chat {
             .insert(conversation_id, Arc::new(members.to_vec()));
     }
 
-    /// A conversation's members changed (committed): every cache of them here
-    /// forgets the old list. Called where the change completes, not by the
-    /// request handler, so a dropped request cannot skip it.
+    /// A conversation's members changed (committed): every cache of them, on
+    /// every node, forgets the old list. Called where the change completes,
+    /// not by the request handler, so a dropped request cannot skip it.
     pub fn membership_changed(&self, conversation_id: i64) {
+        self.registry.notice(MEMBERS_NOTICE, conversation_id);
+    }
+
+    /// Follows membership notices of every node (once, at start).
+    pub fn follow_notices(&self) {
+        let chat = self.clone();
+        self.registry.on_notice(
+            MEMBERS_NOTICE,
+            Arc::new(move |conversation_id| chat.forget_members(conversation_id)),
+        );
+    }
+
+    fn forget_members(&self, conversation_id: i64) {
         self.caches.members_epoch.fetch_add(1, Ordering::AcqRel);
         self.caches.members.remove(&conversation_id);
         self.writers.forget_members(conversation_id);

@@ -38,6 +38,8 @@ crate::text_enum! {
         Refunded = "order.refunded",
         RefundRequested = "order.refund_requested",
         RefundRejected = "order.refund_rejected",
+        /// A gift's recipient gave (or changed) the delivery address.
+        AddressGiven = "order.address_given",
         Updated = "order.updated",
     }
 }
@@ -59,6 +61,32 @@ pub struct Caller {
     pub is_buyer: bool,
     pub is_owner: bool,
     pub is_admin: bool,
+    /// The gift's recipient: sees the order and gives its delivery address.
+    pub is_recipient: bool,
+}
+
+impl Caller {
+    /// A timer or the payment provider: no person.
+    pub const SYSTEM: Caller = Caller {
+        is_buyer: false,
+        is_owner: false,
+        is_admin: false,
+        is_recipient: false,
+    };
+
+    /// May know the order exists (else it is 404 to them).
+    pub fn sees(&self) -> bool {
+        self.is_buyer || self.is_owner || self.is_admin || self.is_recipient
+    }
+}
+
+/// What of the order the rules depend on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Facts {
+    pub status: Status,
+    pub refund_requested: bool,
+    /// A gift whose recipient has not yet said where it goes: not shippable.
+    pub awaiting_address: bool,
 }
 
 /// Everything that can happen to an order after it exists.
@@ -79,6 +107,10 @@ pub enum Command {
     },
     ApproveRefund,
     RejectRefund,
+    /// The gift's recipient says where to deliver (until it ships).
+    GiveAddress {
+        address: String,
+    },
 }
 
 /// What a permitted command does.
@@ -90,6 +122,8 @@ pub enum Effect {
         release_stock: bool,
     },
     SetRefundRequested(bool),
+    /// The delivery address changes; the status stays.
+    SetAddress,
     /// Nothing to change (an idempotent repeat).
     Nothing,
     /// A payment succeeded for an order that can no longer take it.
@@ -106,22 +140,25 @@ pub enum Rejection {
     InvalidState,
     /// A refund is already requested: 409.
     RefundAlreadyRequested,
+    /// A gift cannot ship before its recipient gave an address: 409.
+    AwaitingAddress,
 }
 
 /// The state machine: `pending_payment -> paid -> shipped -> completed`,
 /// `pending_payment -> cancelled`, `paid|shipped|completed -> refunded`.
-pub fn decide(
-    status: Status,
-    refund_requested: bool,
-    caller: Caller,
-    cmd: &Command,
-) -> Result<Effect, Rejection> {
+/// A gift's recipient sees it and gives its address, nothing else.
+pub fn decide(facts: Facts, caller: Caller, cmd: &Command) -> Result<Effect, Rejection> {
     use Status::*;
+    let Facts {
+        status,
+        refund_requested,
+        awaiting_address,
+    } = facts;
     let system = matches!(
         cmd,
         Command::Expire | Command::AutoComplete | Command::PaymentSucceeded
     );
-    if !(system || caller.is_buyer || caller.is_owner || caller.is_admin) {
+    if !(system || caller.sees()) {
         return Err(Rejection::NotVisible);
     }
     let allowed = match cmd {
@@ -131,6 +168,7 @@ pub fn decide(
         Command::Ship { .. } => caller.is_owner,
         Command::ApproveRefund | Command::RejectRefund => caller.is_owner || caller.is_admin,
         Command::Expire | Command::AutoComplete | Command::PaymentSucceeded => true,
+        Command::GiveAddress { .. } => caller.is_recipient,
     };
     if !allowed {
         return Err(Rejection::Forbidden);
@@ -148,6 +186,7 @@ pub fn decide(
         }),
         (Command::PaymentSucceeded, Paid | Shipped | Completed | Refunded) => Ok(Effect::Nothing),
         (Command::PaymentSucceeded, Cancelled) => Ok(Effect::RecordForRefund),
+        (Command::Ship { .. }, Paid) if awaiting_address => Err(Rejection::AwaitingAddress),
         (Command::Ship { .. }, Paid) => Ok(Effect::Move {
             to: Shipped,
             release_stock: false,
@@ -172,6 +211,7 @@ pub fn decide(
         (Command::RejectRefund, Paid | Shipped | Completed) if refund_requested => {
             Ok(Effect::SetRefundRequested(false))
         }
+        (Command::GiveAddress { .. }, PendingPayment | Paid) => Ok(Effect::SetAddress),
         _ => Err(Rejection::InvalidState),
     }
 }
@@ -222,25 +262,37 @@ mod tests {
 
     const BUYER: Caller = Caller {
         is_buyer: true,
-        is_owner: false,
-        is_admin: false,
+        ..Caller::SYSTEM
     };
     const OWNER: Caller = Caller {
-        is_buyer: false,
         is_owner: true,
-        is_admin: false,
+        ..Caller::SYSTEM
     };
     const ADMIN: Caller = Caller {
-        is_buyer: false,
-        is_owner: false,
         is_admin: true,
+        ..Caller::SYSTEM
     };
-    const STRANGER: Caller = Caller {
-        is_buyer: false,
-        is_owner: false,
-        is_admin: false,
+    const RECIPIENT: Caller = Caller {
+        is_recipient: true,
+        ..Caller::SYSTEM
     };
-    const SYSTEM: Caller = STRANGER;
+    const STRANGER: Caller = Caller::SYSTEM;
+    const SYSTEM: Caller = Caller::SYSTEM;
+
+    /// `decide` for an order that is not a gift awaiting its address.
+    fn decide_plain(
+        status: Status,
+        refund_requested: bool,
+        caller: Caller,
+        cmd: &Command,
+    ) -> Result<Effect, Rejection> {
+        let facts = Facts {
+            status,
+            refund_requested,
+            awaiting_address: false,
+        };
+        decide(facts, caller, cmd)
+    }
 
     fn ship() -> Command {
         Command::Ship {
@@ -358,7 +410,7 @@ mod tests {
         ];
         for (cmd, caller, status, requested, expected) in cases {
             assert_eq!(
-                decide(status, requested, caller, &cmd),
+                decide_plain(status, requested, caller, &cmd),
                 expected,
                 "{cmd:?} on {status:?}"
             );
@@ -371,29 +423,29 @@ mod tests {
         for &status in Status::ALL {
             let legal_cancel = status == PendingPayment;
             assert_eq!(
-                decide(status, false, BUYER, &Command::Cancel).is_ok(),
+                decide_plain(status, false, BUYER, &Command::Cancel).is_ok(),
                 legal_cancel,
                 "{status:?}"
             );
             assert_eq!(
-                decide(status, false, OWNER, &ship()).is_ok(),
+                decide_plain(status, false, OWNER, &ship()).is_ok(),
                 status == Paid
             );
             assert_eq!(
-                decide(status, false, BUYER, &Command::Confirm).is_ok(),
+                decide_plain(status, false, BUYER, &Command::Confirm).is_ok(),
                 status == Shipped
             );
             assert_eq!(
-                decide(status, false, BUYER, &Command::Pay).is_ok(),
+                decide_plain(status, false, BUYER, &Command::Pay).is_ok(),
                 status == PendingPayment
             );
             // Approve without a request is never legal.
             assert_eq!(
-                decide(status, false, ADMIN, &Command::ApproveRefund),
+                decide_plain(status, false, ADMIN, &Command::ApproveRefund),
                 Err(Rejection::InvalidState)
             );
             assert_eq!(
-                decide(
+                decide_plain(
                     status,
                     false,
                     BUYER,
@@ -409,28 +461,83 @@ mod tests {
     fn authorization() {
         use Status::*;
         assert_eq!(
-            decide(Paid, false, STRANGER, &ship()),
+            decide_plain(Paid, false, STRANGER, &ship()),
             Err(Rejection::NotVisible)
         );
         assert_eq!(
-            decide(Paid, false, BUYER, &ship()),
+            decide_plain(Paid, false, BUYER, &ship()),
             Err(Rejection::Forbidden)
         );
         assert_eq!(
-            decide(Paid, false, ADMIN, &ship()),
+            decide_plain(Paid, false, ADMIN, &ship()),
             Err(Rejection::Forbidden)
         );
         assert_eq!(
-            decide(PendingPayment, false, OWNER, &Command::Cancel),
+            decide_plain(PendingPayment, false, OWNER, &Command::Cancel),
             Err(Rejection::Forbidden)
         );
         assert_eq!(
-            decide(Shipped, false, OWNER, &Command::Confirm),
+            decide_plain(Shipped, false, OWNER, &Command::Confirm),
             Err(Rejection::Forbidden)
         );
         assert_eq!(
-            decide(Paid, true, BUYER, &Command::ApproveRefund),
+            decide_plain(Paid, true, BUYER, &Command::ApproveRefund),
             Err(Rejection::Forbidden)
         );
+    }
+
+    #[test]
+    fn gifts() {
+        use Status::*;
+        let give = Command::GiveAddress {
+            address: "1 Road".into(),
+        };
+        let gift = |status, awaiting_address| Facts {
+            status,
+            refund_requested: false,
+            awaiting_address,
+        };
+        // The recipient gives the address until the gift ships, nobody else does.
+        assert_eq!(
+            decide(gift(PendingPayment, true), RECIPIENT, &give),
+            Ok(Effect::SetAddress)
+        );
+        assert_eq!(
+            decide(gift(Paid, false), RECIPIENT, &give),
+            Ok(Effect::SetAddress)
+        );
+        for status in [Shipped, Completed, Cancelled, Refunded] {
+            assert_eq!(
+                decide(gift(status, false), RECIPIENT, &give),
+                Err(Rejection::InvalidState)
+            );
+        }
+        assert_eq!(
+            decide(gift(Paid, true), BUYER, &give),
+            Err(Rejection::Forbidden)
+        );
+        assert_eq!(
+            decide(gift(Paid, true), STRANGER, &give),
+            Err(Rejection::NotVisible)
+        );
+        // No shipping without an address; the recipient acts on nothing else.
+        assert_eq!(
+            decide(gift(Paid, true), OWNER, &ship()),
+            Err(Rejection::AwaitingAddress)
+        );
+        assert_eq!(
+            decide(gift(Paid, false), OWNER, &ship()),
+            Ok(Effect::Move {
+                to: Shipped,
+                release_stock: false
+            })
+        );
+        for cmd in [Command::Cancel, Command::Pay, Command::Confirm, ship()] {
+            assert_eq!(
+                decide(gift(Paid, false), RECIPIENT, &cmd),
+                Err(Rejection::Forbidden),
+                "{cmd:?}"
+            );
+        }
     }
 }

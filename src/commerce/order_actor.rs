@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use actix::{Actor, ActorFutureExt, Addr, AtomicResponse, Context, Handler, Message, WrapFuture};
 
 use super::inventory::InventoryRegistry;
-use super::model::{decide, Caller, Command, Effect, OrderView, PaymentView, Rejection, Status};
+use super::model::{
+    decide, Caller, Command, Effect, Facts, OrderView, PaymentView, Rejection, Status,
+};
 use super::store::order_writes::{
     apply_transition, ensure_payment, EnsurePayment, IsAdmin, LoadOrder, LoadPayment,
     MarkRefundNeeded, PaymentFailed, Transition,
@@ -204,6 +206,19 @@ fn reject(r: Rejection) -> ApiError {
             crate::core::error::ErrorKind::InvalidState,
             "a refund is already requested",
         ),
+        Rejection::AwaitingAddress => ApiError::conflict(
+            crate::core::error::ErrorKind::InvalidState,
+            "the gift's recipient has not given a delivery address yet",
+        ),
+    }
+}
+
+/// What the transition rules need of the order.
+fn facts(o: &OrderRow) -> Facts {
+    Facts {
+        status: o.status(),
+        refund_requested: o.refund_requested,
+        awaiting_address: o.gift_to_user_id.is_some() && o.shipping_address.is_none(),
     }
 }
 
@@ -213,15 +228,12 @@ async fn caller_of(
     caller: Option<i64>,
 ) -> Result<Caller, ApiError> {
     let Some(uid) = caller else {
-        return Ok(Caller {
-            is_buyer: false,
-            is_owner: false,
-            is_admin: false,
-        });
+        return Ok(Caller::SYSTEM);
     };
     let is_buyer = uid == loaded.order.buyer_id;
     let is_owner = uid == loaded.owner_id;
-    let is_admin = if is_buyer || is_owner {
+    let is_recipient = loaded.order.gift_to_user_id == Some(uid);
+    let is_admin = if is_buyer || is_owner || is_recipient {
         false
     } else {
         db.call(IsAdmin { user_id: uid }).await?
@@ -230,6 +242,7 @@ async fn caller_of(
         is_buyer,
         is_owner,
         is_admin,
+        is_recipient,
     })
 }
 
@@ -265,7 +278,7 @@ async fn run(db: &OrderCtx, loaded: &Loaded, req: Request) -> Result<Outcome, Ap
     match req {
         Request::View { caller } => {
             let c = caller_of(db, loaded, Some(caller)).await?;
-            if !(c.is_buyer || c.is_owner || c.is_admin) {
+            if !c.sees() {
                 return Err(ApiError::not_found("no such order"));
             }
             Ok((
@@ -281,7 +294,7 @@ async fn run(db: &OrderCtx, loaded: &Loaded, req: Request) -> Result<Outcome, Ap
         } => {
             let c = caller_of(db, loaded, Some(caller)).await?;
             if !c.is_buyer {
-                return Err(if c.is_owner || c.is_admin {
+                return Err(if c.sees() {
                     ApiError::forbidden("only the buyer reviews an order")
                 } else {
                     ApiError::not_found("no such order")
@@ -327,15 +340,9 @@ async fn run(db: &OrderCtx, loaded: &Loaded, req: Request) -> Result<Outcome, Ap
                 db.call(PaymentFailed { payment_id }).await?;
                 return Ok((Reply::Applied, None, Vec::new()));
             }
-            let system = Caller {
-                is_buyer: false,
-                is_owner: false,
-                is_admin: false,
-            };
             match decide(
-                status,
-                loaded.order.refund_requested,
-                system,
+                facts(&loaded.order),
+                Caller::SYSTEM,
                 &Command::PaymentSucceeded,
             )
             .map_err(reject)?
@@ -374,7 +381,7 @@ async fn run(db: &OrderCtx, loaded: &Loaded, req: Request) -> Result<Outcome, Ap
                 }
                 _ => {}
             }
-            let effect = decide(status, loaded.order.refund_requested, c, &cmd).map_err(reject)?;
+            let effect = decide(facts(&loaded.order), c, &cmd).map_err(reject)?;
             match (effect, &cmd) {
                 (Effect::Nothing, Command::Pay) => {
                     // Known already (its id and amount never change): no write.
@@ -419,6 +426,15 @@ async fn run(db: &OrderCtx, loaded: &Loaded, req: Request) -> Result<Outcome, Ap
                         Reply::Order(new.order.view(&new.items)),
                         Some(new),
                         released,
+                    ))
+                }
+                (Effect::SetAddress, _) => {
+                    let t = Transition::new(loaded, cmd.clone(), status, false, None);
+                    let (new, _) = db.transition(t).await?;
+                    Ok((
+                        Reply::Order(new.order.view(&new.items)),
+                        Some(new),
+                        Vec::new(),
                     ))
                 }
                 (Effect::SetRefundRequested(on), _) => {

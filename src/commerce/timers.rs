@@ -19,14 +19,20 @@ const CONCURRENCY: usize = 32;
 pub struct Scheduler {
     pub db: Db,
     pub orders: Arc<OrderRegistry>,
+    leader: crate::runtime::cluster::Leadership,
     busy: bool,
 }
 
 impl Scheduler {
-    pub fn new(db: Db, orders: Arc<OrderRegistry>) -> Self {
+    pub fn new(
+        db: Db,
+        orders: Arc<OrderRegistry>,
+        leader: crate::runtime::cluster::Leadership,
+    ) -> Self {
         Scheduler {
             db,
             orders,
+            leader,
             busy: false,
         }
     }
@@ -38,7 +44,9 @@ impl Actor for Scheduler {
     fn started(&mut self, ctx: &mut Self::Context) {
         // The first tick comes at once: catch up with what fell due while down.
         ctx.run_interval(TICK, |this, ctx| {
-            if this.busy {
+            // One node acts on due orders: the cluster's leader (see
+            // `runtime::cluster`); each action is guarded by the order's status.
+            if this.busy || !this.leader.is_leader() {
                 return;
             }
             this.busy = true;

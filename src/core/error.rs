@@ -18,6 +18,10 @@ pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     InvalidInput,
+    /// A body that is not JSON, or not a JSON object: the same 400
+    /// `invalid_input` as the contract says, with its own problem `type` so
+    /// a client can tell a broken request from a refused value.
+    MalformedBody,
     Unauthorized,
     InvalidCredentials,
     InvalidSignature,
@@ -49,7 +53,7 @@ pub enum ErrorKind {
 impl ErrorKind {
     pub fn code(self) -> &'static str {
         match self {
-            ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::InvalidInput | ErrorKind::MalformedBody => "invalid_input",
             ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::InvalidCredentials => "invalid_credentials",
             ErrorKind::InvalidSignature => "invalid_signature",
@@ -79,9 +83,19 @@ impl ErrorKind {
         }
     }
 
+    /// The problem's `type` (RFC 9457): `urn:tandem:problem:` and this. The
+    /// code but for a malformed body, which shares `invalid_input` with
+    /// values the rules refuse.
+    pub fn problem_type(self) -> &'static str {
+        match self {
+            ErrorKind::MalformedBody => "malformed_body",
+            k => k.code(),
+        }
+    }
+
     pub fn status(self) -> StatusCode {
         match self {
-            ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+            ErrorKind::InvalidInput | ErrorKind::MalformedBody => StatusCode::BAD_REQUEST,
             ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorKind::InvalidCredentials => StatusCode::UNAUTHORIZED,
             ErrorKind::InvalidSignature => StatusCode::UNAUTHORIZED,
@@ -148,6 +162,10 @@ impl ApiError {
 
     pub fn invalid_input(detail: impl Into<String>) -> Self {
         Self::new(ErrorKind::InvalidInput, detail)
+    }
+    /// The body is not JSON or not an object (see `ErrorKind::MalformedBody`).
+    pub fn malformed_body(detail: impl Into<String>) -> Self {
+        Self::new(ErrorKind::MalformedBody, detail)
     }
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         Self::new(ErrorKind::Unauthorized, detail)
@@ -241,6 +259,9 @@ impl std::error::Error for ApiError {}
 /// RFC 9457 problem details with Tandem's `code` extension.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem {
+    /// `urn:tandem:problem:` and the code; a body that is not JSON or not an
+    /// object is `urn:tandem:problem:malformed_body` (code `invalid_input`),
+    /// so syntax and refused values can be told apart.
     #[serde(rename = "type")]
     pub type_: String,
     pub title: String,
@@ -251,12 +272,12 @@ pub struct Problem {
 
 pub fn problem_response(
     status: StatusCode,
-    code: &str,
+    (problem_type, code): (&str, &str),
     detail: &str,
     retry_after_secs: Option<u64>,
 ) -> HttpResponse {
     let body = Problem {
-        type_: format!("urn:tandem:problem:{code}"),
+        type_: format!("urn:tandem:problem:{problem_type}"),
         title: status.canonical_reason().unwrap_or("Error").to_owned(),
         status: status.as_u16(),
         detail: detail.to_owned(),
@@ -281,6 +302,13 @@ pub fn problem_response(
     resp.body(serde_json::to_string(&body).unwrap_or_else(|_| "{}".to_owned()))
 }
 
+impl ApiError {
+    /// (problem type, code) of the answer.
+    fn names(&self) -> (&'static str, &'static str) {
+        (self.kind.problem_type(), self.kind.code())
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         self.status()
@@ -303,11 +331,11 @@ impl ResponseError for ApiError {
             } else {
                 format!("{} (reference {reference})", self.detail)
             };
-            return problem_response(self.status(), self.code(), &detail, self.retry_after_secs);
+            return problem_response(self.status(), self.names(), &detail, self.retry_after_secs);
         }
         problem_response(
             self.status(),
-            self.code(),
+            self.names(),
             &self.detail,
             self.retry_after_secs,
         )
@@ -323,16 +351,17 @@ pub mod extractors {
     use super::ApiError;
 
     /// What is wrong with a JSON body, in the client's terms: a syntax
-    /// error says where; a body that parsed but does not fit says which field
-    /// and why, without Rust's type names or serde's positions.
-    pub fn body_problem(e: &serde_json::Error) -> String {
+    /// error says where (a malformed body); a body that parsed but does not
+    /// fit says which field and why, without Rust's type names or serde's
+    /// positions (invalid input).
+    pub fn body_problem(e: &serde_json::Error) -> ApiError {
         use serde_json::error::Category;
         match e.classify() {
-            Category::Syntax | Category::Eof => format!(
+            Category::Syntax | Category::Eof => ApiError::malformed_body(format!(
                 "the body is not valid JSON (syntax error at line {}, column {})",
                 e.line(),
                 e.column()
-            ),
+            )),
             Category::Data | Category::Io => {
                 let text = e.to_string();
                 // serde appends " at line L column C"; the client wants the why.
@@ -340,9 +369,9 @@ pub mod extractors {
                     .rsplit_once(" at line ")
                     .map_or(text.as_str(), |(why, _)| why);
                 if why.contains("expected struct") || why.contains("expected a map") {
-                    "the body must be a JSON object".to_owned()
+                    ApiError::malformed_body("the body must be a JSON object")
                 } else {
-                    format!("the body does not fit: {}", plain_types(why))
+                    ApiError::invalid_input(format!("the body does not fit: {}", plain_types(why)))
                 }
             }
         }

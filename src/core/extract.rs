@@ -69,13 +69,13 @@ where
         let body = read_object(req, payload);
         Box::pin(async move {
             if !json {
-                return Err(ApiError::invalid_input(
+                return Err(ApiError::malformed_body(
                     "expected a JSON body with Content-Type: application/json",
                 ));
             }
             body.await?
                 .map(Json)
-                .ok_or_else(|| ApiError::invalid_input("the body must be a JSON object"))
+                .ok_or_else(|| ApiError::malformed_body("the body must be a JSON object"))
         })
     }
 }
@@ -104,16 +104,16 @@ where
             Some(b'{') => {}
             Some(_) => {
                 // Not an object: say whether it is JSON at all.
-                return Err(ApiError::invalid_input(
+                return Err(
                     match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
-                        Ok(_) => "the body must be a JSON object".to_owned(),
+                        Ok(_) => ApiError::malformed_body("the body must be a JSON object"),
                         Err(e) => crate::core::error::extractors::body_problem(&e),
                     },
-                ));
+                );
             }
         }
         serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| ApiError::invalid_input(crate::core::error::extractors::body_problem(&e)))
+            .map_err(|e| crate::core::error::extractors::body_problem(&e))
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod frames;
 pub mod registry;
+pub mod remote;
 pub mod session;
 pub mod socket;
 pub mod sync_hold;

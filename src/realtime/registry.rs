@@ -51,11 +51,18 @@ pub trait PresencePeers: Send + Sync {
     async fn peers_of(&self, user_id: i64) -> Result<Vec<i64>, ApiError>;
 }
 
+/// Something a node caches changed elsewhere: `key` of the cache `topic`.
+pub type NoticeHandler = Arc<dyn Fn(i64) + Send + Sync>;
+
 pub struct Registry {
     sessions: DashMap<i64, SessionEntry>,
     next_conn_id: AtomicU64,
     pub limits: SocketLimits,
     peers: std::sync::OnceLock<Arc<dyn PresencePeers>>,
+    /// The other nodes of a cluster (none on a single node).
+    remote: std::sync::OnceLock<Arc<super::remote::Remote>>,
+    /// Who follows which cache notices (set at start, read per notice).
+    notices: parking_lot::RwLock<Vec<(&'static str, NoticeHandler)>>,
 }
 
 impl Registry {
@@ -65,6 +72,51 @@ impl Registry {
             next_conn_id: AtomicU64::new(0),
             limits,
             peers: std::sync::OnceLock::new(),
+            remote: std::sync::OnceLock::new(),
+            notices: parking_lot::RwLock::new(Vec::new()),
+        }
+    }
+
+    /// Joins the other nodes of a cluster over `link` (once, at start):
+    /// from now on frames, closes and notices reach their sockets too.
+    pub fn link(self: &Arc<Self>, link: crate::runtime::nodelink::NodeLink) {
+        let _ = self.remote.set(super::remote::start(self.clone(), link));
+    }
+
+    /// Messages for other nodes dropped because the link could not keep up.
+    pub fn remote_dropped(&self) -> u64 {
+        self.remote
+            .get()
+            .map_or(0, |r| r.dropped.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Calls `handler` with the key of every `topic` notice, from this node
+    /// or another (a cache to forget).
+    pub fn on_notice(&self, topic: &'static str, handler: NoticeHandler) {
+        self.notices.write().push((topic, handler));
+    }
+
+    /// Tells this node and every other one that `key` of `topic` changed.
+    pub fn notice(&self, topic: &'static str, key: i64) {
+        if let Some(r) = self.remote.get() {
+            r.send(super::remote::NodeMsg::Notice {
+                topic: topic.to_owned(),
+                key,
+            });
+        }
+        self.noticed(topic, key);
+    }
+
+    pub(super) fn noticed(&self, topic: &str, key: i64) {
+        let handlers: Vec<NoticeHandler> = self
+            .notices
+            .read()
+            .iter()
+            .filter(|(t, _)| *t == topic)
+            .map(|(_, h)| h.clone())
+            .collect();
+        for h in handlers {
+            h(key);
         }
     }
 
@@ -113,15 +165,43 @@ impl Registry {
             .is_some()
     }
 
-    /// Pushes a frame to every socket of the user, if online.
+    /// Pushes frames to every socket of the user, on every node.
     pub fn deliver(&self, user_id: i64, msg: Deliver) {
+        if let Some(r) = self.remote.get() {
+            r.deliver(user_id, &msg);
+        }
+        self.deliver_here(user_id, msg);
+    }
+
+    /// Pushes one frame to every socket of each of `users`, on every node.
+    pub fn deliver_to_all(&self, users: &[i64], frame: Arc<str>) {
+        if let Some(r) = self.remote.get() {
+            r.send(super::remote::NodeMsg::Many {
+                users: users.to_vec(),
+                frame: frame.to_string(),
+            });
+        }
+        for u in users {
+            self.deliver_here(*u, Deliver::plain(frame.clone()));
+        }
+    }
+
+    /// Pushes to this node's sockets of the user, if any.
+    pub(super) fn deliver_here(&self, user_id: i64, msg: Deliver) {
         if let Some(e) = self.sessions.get(&user_id) {
             e.addr.do_send(msg);
         }
     }
 
-    /// Records a new direct-conversation pair in both sessions, if online.
+    /// Records a new direct-conversation pair in both sessions, on every node.
     pub fn add_peers(&self, a: i64, b: i64) {
+        if let Some(r) = self.remote.get() {
+            r.send(super::remote::NodeMsg::Peers { a, b });
+        }
+        self.add_peers_here(a, b);
+    }
+
+    pub(super) fn add_peers_here(&self, a: i64, b: i64) {
         for (user, peer) in [(a, b), (b, a)] {
             if let Some(e) = self.sessions.get(&user) {
                 e.addr.do_send(AddPeer { peer });
@@ -137,13 +217,32 @@ impl Registry {
         self.sessions.len()
     }
 
-    /// Closes the user's sockets with 1008 and `reason`: all of them (a ban,
-    /// `banned`) or those opened with one token session (a logout).
+    /// Closes the user's sockets with 1008 and `reason`, on every node: all
+    /// of them (a ban, `banned`) or those opened with one token session (a
+    /// logout).
     pub fn close_user(&self, user_id: i64, token_session: Option<i64>, reason: &'static str) {
+        if let Some(r) = self.remote.get() {
+            r.send(super::remote::NodeMsg::Close {
+                user: user_id,
+                session: token_session,
+                code: 1008,
+                reason: reason.to_owned(),
+            });
+        }
+        self.close_here(user_id, token_session, 1008, reason);
+    }
+
+    pub(super) fn close_here(
+        &self,
+        user_id: i64,
+        token_session: Option<i64>,
+        code: u16,
+        reason: &'static str,
+    ) {
         if let Some(e) = self.sessions.get(&user_id) {
             e.addr.do_send(CloseConns {
                 token_session,
-                code: 1008,
+                code,
                 reason,
             });
         }

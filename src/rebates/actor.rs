@@ -233,7 +233,8 @@ impl Actor for Settler {
     type Context = Context<Self>;
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(SETTLE_TICK, |this, ctx| {
-            if this.busy {
+            // One node settles: the cluster's leader (see `runtime::cluster`).
+            if this.busy || !this.registry.shared.leader.is_leader() {
                 return;
             }
             this.busy = true;

@@ -21,4 +21,6 @@ pub struct Ctx {
     pub metrics: Metrics,
     pub pool: Pool,
     pub started: Instant,
+    /// Whether this node runs the singular jobs now (see `runtime::cluster`).
+    pub leader: crate::runtime::cluster::Leadership,
 }

@@ -177,6 +177,8 @@ pub struct Retrier {
     consumers: HashMap<&'static str, Apply>,
     /// Parked events at the last look, for `/metrics`.
     parked: Arc<AtomicU64>,
+    /// Only the cluster's leader retries (see `runtime::cluster`).
+    pub leader: crate::runtime::cluster::Leadership,
     busy: bool,
 }
 
@@ -195,12 +197,13 @@ impl Retrier {
                 .map(|c| (c.name, c.apply.clone()))
                 .collect(),
             parked,
+            leader: crate::runtime::cluster::Leadership::sole(),
             busy: false,
         }
     }
 
     fn round(&mut self, ctx: &mut Context<Self>) {
-        if self.busy {
+        if self.busy || !self.leader.is_leader() {
             return;
         }
         self.busy = true;

@@ -27,6 +27,9 @@ pub struct Relay {
     /// Test-only fault: never mark rows published (see `TANDEM_FAULT_RELAY_SKIP_MARK`).
     pub skip_mark: bool,
     pub bus: std::sync::Arc<dyn crate::runtime::bus::EventBus>,
+    /// Only the cluster's leader publishes the outbox (see `runtime::cluster`):
+    /// two relays would publish every row twice.
+    pub leader: crate::runtime::cluster::Leadership,
     busy: bool,
     again: bool,
     /// Where the next round starts: after a full batch, past its last row.
@@ -45,6 +48,7 @@ impl Relay {
             db,
             commit,
             bus,
+            leader: crate::runtime::cluster::Leadership::sole(),
             skip_mark: false,
             busy: false,
             again: false,
@@ -72,6 +76,9 @@ impl Relay {
     }
 
     fn round(&mut self, ctx: &mut Context<Self>) {
+        if !self.leader.is_leader() {
+            return;
+        }
         if self.busy {
             self.again = true;
             return;

@@ -184,6 +184,23 @@ fn bootstrap_admin(
     Ok(())
 }
 
+/// The node's claim on its id and its part in the leadership: on PostgreSQL
+/// through advisory locks (a live node with the same id: an error); the one
+/// process on SQLite always leads.
+async fn claim_node(config: &Config) -> anyhow::Result<crate::runtime::cluster::Leadership> {
+    match &config.database_url {
+        crate::core::config::DatabaseUrl::Postgres(url) => {
+            let (url, ns, node) = (url.clone(), config.namespace.clone(), config.node_id);
+            tokio::task::spawn_blocking(move || crate::runtime::cluster::join(&url, &ns, node))
+                .await
+                .context("startup task panicked")?
+        }
+        crate::core::config::DatabaseUrl::Sqlite(_) => {
+            Ok(crate::runtime::cluster::Leadership::sole())
+        }
+    }
+}
+
 /// Runs the server until SIGTERM / SIGINT, then drains.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Every setting is checked, and the address bound, before storage is
@@ -194,6 +211,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Ours from now on, before anyone is told the address: a signal that
     // arrives during the start still stops the server the orderly way.
     let stop_signals = StopSignals::new().context("listening for SIGTERM/SIGINT")?;
+    // A node of a cluster claims its id before it touches anything: a second
+    // node with a live node's id stops here (see `runtime::cluster`).
+    let leader = claim_node(&config).await?;
     let ids = IdGenerator::new(config.node_id);
     let prep_config = config.clone();
     let (prepared, ids) =
@@ -241,6 +261,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         metrics: Metrics::new(),
         pool: prepared.pool.clone(),
         started: Instant::now(),
+        leader: leader.clone(),
     });
     let registry = Arc::new(crate::realtime::registry::Registry::new(
         crate::realtime::registry::SocketLimits {
@@ -257,7 +278,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.db_queue_capacity,
         Duration::from_millis(config.request_timeout_ms),
     );
-    actix::Actor::start(crate::server::housekeeping::Housekeeper { db: db.clone() });
+    actix::Actor::start(crate::server::housekeeping::Housekeeper {
+        db: db.clone(),
+        leader: leader.clone(),
+    });
+    if let Some(url) = &config.amqp_url {
+        // Frames, closes and cache notices reach the other nodes' sockets.
+        let link = crate::runtime::nodelink::open(url, &config.namespace, config.node_id)
+            .await
+            .context("opening the node link on RabbitMQ")?;
+        registry.link(link);
+    }
     if matches!(
         config.database_url,
         crate::core::config::DatabaseUrl::Sqlite(_)
@@ -283,6 +314,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     );
     let mut relay = crate::runtime::relay::Relay::new(db.clone(), commit.clone(), ctx.bus.clone());
     relay.skip_mark = config.fault_relay_skip_mark;
+    relay.leader = leader.clone();
     let relay = actix::Actor::start(relay);
     let commerce = start_commerce(&config, &ctx, &db, &commit, &relay, &registry);
     let rebates = crate::rebates::actor::RebateRegistry::new(
@@ -296,12 +328,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         crate::social::notifier::consumer(commit.clone(), ctx.clone(), registry.clone()),
         crate::rebates::actor::consumer(rebates.clone()),
     ];
-    actix::Actor::start(crate::runtime::dead_letter::Retrier::new(
+    let mut retrier = crate::runtime::dead_letter::Retrier::new(
         db.clone(),
         commit.clone(),
         &consumers.iter().collect::<Vec<_>>(),
         ctx.metrics.dead_letters.clone(),
-    ));
+    );
+    retrier.leader = leader.clone();
+    actix::Actor::start(retrier);
     for consumer in consumers {
         actix::spawn(crate::runtime::dead_letter::consume(
             ctx.bus.clone(),
@@ -482,13 +516,15 @@ fn start_chat(
         registry.clone(),
         caches.clone(),
     );
-    crate::chat::Chat {
+    let chat = crate::chat::Chat {
         ctx: ctx.clone(),
         db: db.clone(),
         writers,
         caches,
         registry: registry.clone(),
-    }
+    };
+    chat.follow_notices();
+    chat
 }
 
 /// Commerce: inventory, order actors and writer, timers, payments.
@@ -524,6 +560,7 @@ fn start_commerce(
     actix::Actor::start(crate::commerce::timers::Scheduler::new(
         db.clone(),
         orders.clone(),
+        ctx.leader.clone(),
     ));
     let mockpay_secret = config
         .mockpay_secret

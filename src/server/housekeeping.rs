@@ -11,6 +11,8 @@ const INTERVAL: Duration = Duration::from_secs(600);
 
 pub struct Housekeeper {
     pub db: Db,
+    /// Only the cluster's leader purges (see `runtime::cluster`).
+    pub leader: crate::runtime::cluster::Leadership,
 }
 
 impl Actor for Housekeeper {
@@ -18,6 +20,9 @@ impl Actor for Housekeeper {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(INTERVAL, |this, ctx| {
+            if !this.leader.is_leader() {
+                return;
+            }
             let db = this.db.clone();
             ctx.spawn(
                 async move {

@@ -180,7 +180,7 @@ pub fn problem_error_handlers<B: MessageBody + 'static>() -> ErrorHandlers<B> {
             _ => ("invalid_input", "the request could not be served"),
         };
         let (req, _old) = res.into_parts();
-        let resp: HttpResponse = problem_response(status, code, detail, None);
+        let resp: HttpResponse = problem_response(status, (code, code), detail, None);
         Ok(ErrorHandlerResponse::Response(
             ServiceResponse::new(req, resp).map_into_right_body(),
         ))

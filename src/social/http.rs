@@ -13,7 +13,6 @@ use crate::core::error::{ApiError, ApiResult, Problem};
 use crate::core::paging::PageQuery;
 use crate::core::text::Id;
 use crate::realtime::frames::ServerFrame;
-use crate::realtime::session::Deliver;
 use crate::runtime::relay::Nudge;
 
 pub const MAX_POST_CHARS: usize = 2_000;
@@ -149,10 +148,8 @@ pub async fn create_post(
         .await?;
     let value = serde_json::to_value(&post).map_err(ApiError::internal)?;
     let frame = ServerFrame::Post { post: &value }.encode();
-    let registry = &state.registry;
-    for f in followers.into_iter().filter(|f| registry.is_online(*f)) {
-        registry.deliver(f, Deliver::plain(frame.clone()));
-    }
+    // Each node pushes to the followers whose sockets it holds.
+    state.registry.deliver_to_all(&followers, frame);
     Ok(HttpResponse::Created().json(post))
 }
 

@@ -16,6 +16,7 @@ pub use existing::open_existing;
 mod error;
 pub mod group;
 pub mod idempotency;
+pub mod lease;
 pub mod outbox;
 pub mod schema;
 

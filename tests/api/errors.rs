@@ -5,6 +5,9 @@ use serde_json::{json, Value};
 use crate::both_backends;
 use crate::helpers::{assert_problem, Backend, Options, TestApp};
 
+const MALFORMED: &str = "urn:tandem:problem:malformed_body";
+const INVALID: &str = "urn:tandem:problem:invalid_input";
+
 async fn malformed_bodies_are_problems(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let reg = "/api/v1/auth/register";
@@ -16,6 +19,8 @@ async fn malformed_bodies_are_problems(backend: Backend) {
     let p = assert_problem(r, 400, "invalid_input").await;
     let detail = p["detail"].as_str().unwrap();
     assert!(detail.starts_with("the body is not valid JSON"), "{detail}");
+    // The code is the contract's; the problem type tells syntax from values.
+    assert_eq!(p["type"], MALFORMED);
     // Wrong types: a validation error, in JSON's words, not Rust's.
     let r = app
         .post(
@@ -27,6 +32,7 @@ async fn malformed_bodies_are_problems(backend: Backend) {
     let p = assert_problem(r, 400, "invalid_input").await;
     let detail = p["detail"].as_str().unwrap();
     assert!(detail.starts_with("the body does not fit"), "{detail}");
+    assert_eq!(p["type"], INVALID);
     assert!(
         !detail.contains("line ") && !detail.contains("i64"),
         "{detail}"
@@ -45,6 +51,7 @@ async fn malformed_bodies_are_problems(backend: Backend) {
         !detail.contains("JSON") && detail.contains("invite_code"),
         "{detail}"
     );
+    assert_eq!(p["type"], INVALID);
     // Unknown field.
     let r = app
         .post(
@@ -60,12 +67,14 @@ async fn malformed_bodies_are_problems(backend: Backend) {
     );
     // Missing field.
     let r = app.post(reg, None, &json!({"username": "someone"})).await;
-    assert_problem(r, 400, "invalid_input").await;
+    let p = assert_problem(r, 400, "invalid_input").await;
+    assert_eq!(p["type"], INVALID);
     // Not JSON at all.
     let r = app
         .post_raw(reg, None, "text/plain", b"username=someone".to_vec())
         .await;
-    assert_problem(r, 400, "invalid_input").await;
+    let p = assert_problem(r, 400, "invalid_input").await;
+    assert_eq!(p["type"], MALFORMED);
     // A JSON array is not an object, even one that lines up with the fields
     // (serde would read a struct from it by position).
     let r = app
@@ -73,6 +82,7 @@ async fn malformed_bodies_are_problems(backend: Backend) {
         .await;
     let p = assert_problem(r, 400, "invalid_input").await;
     assert_eq!(p["detail"], "the body must be a JSON object");
+    assert_eq!(p["type"], MALFORMED);
     let r = app
         .post_raw(reg, None, "application/json", b"[1,".to_vec())
         .await;

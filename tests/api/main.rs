@@ -11,6 +11,7 @@ mod chat;
 mod committers;
 mod community;
 mod errors;
+mod gifts;
 mod helpers;
 mod layers;
 mod operations;

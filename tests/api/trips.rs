@@ -569,13 +569,13 @@ async fn flowers_to_a_companion(backend: Backend) {
     assert_eq!(pushed["data"]["order_id"], id);
     let n = wait_notification(&app, &ct, "gift.received").await;
     assert_eq!(n["data"]["message"], "thanks for the trip 🌹");
-    // The gift order stays the buyer's: the recipient cannot read it.
-    assert_problem(
-        app.get(&format!("/api/v1/orders/{id}"), Some(&ct)).await,
-        404,
-        "not_found",
-    )
-    .await;
+    // The recipient sees the gift's order (and gives its address: `gifts.rs`).
+    let r = app.get(&format!("/api/v1/orders/{id}"), Some(&ct)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["gift_to_user_id"],
+        companion
+    );
 }
 both_backends!(
     flowers_sent_to_a_trip_companion,

@@ -37,6 +37,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/merchants/{id}/dashboard", web::get().to(dashboard))
         .route("/orders/{id}/pay", web::post().to(pay))
         .route("/orders/{id}/ship", web::post().to(ship))
+        .route("/orders/{id}/address", web::post().to(give_address))
+        .route("/gifts/received", web::get().to(gifts_received))
         .route("/orders/{id}/confirm", web::post().to(confirm))
         .route("/orders/{id}/refund", web::post().to(refund))
         .route(
@@ -67,6 +69,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cancel,
     pay,
     ship,
+    give_address,
+    gifts_received,
     confirm,
     refund,
     approve_refund,

@@ -54,7 +54,8 @@ fn order_reply(r: Reply) -> ApiResult<HttpResponse> {
     }
 }
 
-/// An order: its buyer, its merchant's owner and admins see it; others get 404.
+/// An order: its buyer, its merchant's owner, a gift's recipient and admins
+/// see it; others get 404.
 #[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
     responses((status = 200, body = OrderView), (status = 404, body = Problem)))]
 pub async fn get_order(
@@ -156,6 +157,56 @@ pub async fn ship(
         },
     )
     .await
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddressRequest {
+    #[schema(min_length = 1, max_length = 500)]
+    shipping_address: String,
+}
+
+/// A gift's recipient says where to deliver it (until it ships; again to
+/// change it). A gift without an address cannot be shipped (409).
+#[utoipa::path(post, path = "/api/v1/orders/{id}/address", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
+    request_body = AddressRequest, responses((status = 200, body = OrderView), (status = 400, body = Problem),
+        (status = 403, description = "not the gift's recipient", body = Problem), (status = 404, body = Problem),
+        (status = 409, description = "invalid_state: shipped, cancelled or refunded", body = Problem)))]
+pub async fn give_address(
+    state: web::Data<Commerce>,
+    user: AuthUser,
+    path: web::Path<(crate::core::ids::OrderId,)>,
+    body: crate::core::extract::Json<AddressRequest>,
+) -> ApiResult<HttpResponse> {
+    let address = body.into_inner().shipping_address;
+    check_line(&address, "shipping_address", 500)?;
+    command(
+        &state,
+        user,
+        path.into_inner().0,
+        Command::GiveAddress { address },
+    )
+    .await
+}
+
+/// Gifts others bought for the caller, newest first (each one's order).
+#[utoipa::path(get, path = "/api/v1/gifts/received", tag = "orders", security(("bearer" = [])),
+    params(("status" = Option<String>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = crate::core::paging::Page<crate::commerce::model::OrderView>, description = "A page of the list; `next_cursor` (null on the last page) fetches the next"), (status = 400, body = Problem)))]
+pub async fn gifts_received(
+    state: web::Data<Commerce>,
+    user: AuthUser,
+    q: web::Query<StatusQuery>,
+) -> ApiResult<HttpResponse> {
+    let page = state
+        .list_orders(ListOrders {
+            scope: OrderScope::Recipient(user.user_id.get()),
+            status: status_filter(&q.status)?,
+            limit: parse_limit(q.limit.as_deref())?,
+            before_id: cursor_id(q.cursor.as_deref())?,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
 }
 
 /// Confirm receipt (buyer): `completed`.

@@ -41,12 +41,13 @@ pub fn change_status(c: &mut DbConn, before: &OrderRow, after: &OrderRow) -> Que
 /// The column order of `STATUS_HEAD`'s `v`; keep the two in step.
 const STATUS_HEAD: &str = "WITH v (id, old_status, old_refund_requested, status, \
      refund_requested, refund_reason, paid_at_ms, shipped_at_ms, completed_at_ms, \
-     auto_complete_at_ms, carrier, tracking_no, updated_at_ms) AS (VALUES ";
+     auto_complete_at_ms, carrier, tracking_no, shipping_address, updated_at_ms) AS (VALUES ";
 const STATUS_TAIL: &str = ") UPDATE orders SET status = v.status, \
      refund_requested = v.refund_requested, refund_reason = v.refund_reason, \
      paid_at_ms = v.paid_at_ms, shipped_at_ms = v.shipped_at_ms, \
      completed_at_ms = v.completed_at_ms, auto_complete_at_ms = v.auto_complete_at_ms, \
-     carrier = v.carrier, tracking_no = v.tracking_no, updated_at_ms = v.updated_at_ms \
+     carrier = v.carrier, tracking_no = v.tracking_no, \
+     shipping_address = v.shipping_address, updated_at_ms = v.updated_at_ms \
      FROM v WHERE orders.id = v.id AND orders.status = v.old_status \
      AND orders.refund_requested = v.old_refund_requested";
 
@@ -68,6 +69,7 @@ fn write_status_changes(c: &mut DbConn, rows: &[StatusChange]) -> QueryResult<()
                 Val::NullInt(a.auto_complete_at_ms),
                 Val::NullText(a.carrier.as_deref()),
                 Val::NullText(a.tracking_no.as_deref()),
+                Val::NullText(a.shipping_address.as_deref()),
                 Val::Int(a.updated_at_ms),
             ]
         })

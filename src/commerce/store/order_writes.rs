@@ -213,6 +213,7 @@ impl Transition {
         match (&self.cmd, self.to) {
             (Command::RequestRefund { .. }, _) => OrderEvent::RefundRequested,
             (Command::RejectRefund, _) => OrderEvent::RefundRejected,
+            (Command::GiveAddress { .. }, _) => OrderEvent::AddressGiven,
             (_, Status::Paid) => OrderEvent::Paid,
             (_, Status::Shipped) => OrderEvent::Shipped,
             (_, Status::Completed) => OrderEvent::Completed,
@@ -248,8 +249,12 @@ pub fn apply_transition(
     after.status = t.to.as_str().to_owned();
     after.refund_requested = t.refund_requested;
     after.updated_at_ms = now;
+    // By command first: a refund request or an address keeps the status,
+    // and must not pass for the move into it (it restamped `paid_at_ms`).
     match (&t.cmd, t.to) {
-        (_, Status::Paid) => after.paid_at_ms = Some(now),
+        (Command::RequestRefund { reason }, _) => after.refund_reason = Some(reason.clone()),
+        (Command::GiveAddress { address }, _) => after.shipping_address = Some(address.clone()),
+        (Command::PaymentSucceeded, Status::Paid) => after.paid_at_ms = Some(now),
         (
             Command::Ship {
                 carrier,
@@ -263,8 +268,9 @@ pub fn apply_transition(
             let secs = i64::try_from(shared.config.auto_complete_secs).unwrap_or(i64::MAX / 2_000);
             after.auto_complete_at_ms = Some(now.saturating_add(secs.saturating_mul(1000)));
         }
-        (_, Status::Completed) => after.completed_at_ms = Some(now),
-        (Command::RequestRefund { reason }, _) => after.refund_reason = Some(reason.clone()),
+        (Command::Confirm | Command::AutoComplete, Status::Completed) => {
+            after.completed_at_ms = Some(now)
+        }
         (_, Status::Refunded) => after.refund_requested = false,
         _ => {}
     }
@@ -324,6 +330,11 @@ pub fn apply_transition(
                 }
             }
             OrderEvent::RefundRequested => notify.push((owner, kind, data)),
+            // The shop can ship now; the giver learns the gift was accepted.
+            OrderEvent::AddressGiven => {
+                notify.push((owner, kind, data.clone()));
+                notify.push((after.buyer_id, kind, data));
+            }
             _ => notify.push((after.buyer_id, kind, data)),
         }
         // The buyer may own the shop (or be given their own shop's gift):

@@ -12,6 +12,8 @@ use crate::storage::DbExecutor;
 
 pub enum OrderScope {
     Buyer(i64),
+    /// Gifts bought for this user.
+    Recipient(i64),
     /// Order search for admins, by buyer and/or merchant (or all).
     Admin {
         admin: crate::core::ids::UserId,
@@ -43,6 +45,7 @@ impl Handler<ListOrders> for DbExecutor {
         let mut q = orders::table.into_boxed();
         match msg.scope {
             OrderScope::Buyer(b) => q = q.filter(orders::buyer_id.eq(b)),
+            OrderScope::Recipient(r) => q = q.filter(orders::gift_to_user_id.eq(r)),
             OrderScope::Admin {
                 admin,
                 buyer_id,

@@ -1,0 +1,1 @@
+DROP INDEX orders_gift_to_user_idx;

@@ -1,0 +1,120 @@
+//! The node's place in a cluster: its id is its own, and exactly one node at
+//! a time runs the singular jobs (timers, the outbox relay, the dead-letter
+//! retrier, housekeeping).
+//!
+//! On PostgreSQL both are session advisory locks on one dedicated connection
+//! (`storage::lease`): the node id is lock `node_id` of the namespace's lock
+//! space, the leadership lock `LEADER_KEY`. A node that cannot take its id
+//! refuses to start. Every node tries the leadership each `CHECK_EVERY`; the
+//! leader checks each time that its connection (and so its lock) still lives
+//! and stops leading the moment it does not. A dead leader's connection
+//! closes with its process, so another node leads within about
+//! `CHECK_EVERY`. The jobs' writes are guarded in the database anyway (an
+//! order moves only from the status its actor saw), so the short overlap
+//! while a leader that lost its connection notices is harmless.
+//!
+//! On SQLite there is one process: it always leads.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::storage::lease::LockConn;
+
+/// How often a node tries the leadership, and the leader checks its lock.
+pub const CHECK_EVERY: Duration = Duration::from_millis(500);
+/// The leadership's lock key (node ids are 0-15).
+const LEADER_KEY: i32 = 1_000;
+
+/// Whether this node runs the singular jobs now. Cheap to clone and read:
+/// each job reads it at every tick.
+#[derive(Clone)]
+pub struct Leadership(Arc<AtomicBool>);
+
+impl Leadership {
+    /// The only process there is (SQLite, or a test): always the leader.
+    pub fn sole() -> Self {
+        Leadership(Arc::new(AtomicBool::new(true)))
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn set(&self, leading: bool) {
+        let was = self.0.swap(leading, Ordering::AcqRel);
+        if was != leading {
+            tracing::info!(leading, "cluster leadership changed");
+        }
+    }
+}
+
+/// Claims `node_id` and starts competing for the leadership; fails (for a
+/// clear refusal to start) when a live node of the same namespace holds the id.
+pub fn join(url: &str, namespace: &str, node_id: u8) -> anyhow::Result<Leadership> {
+    let mut conn = LockConn::open(url, namespace)?;
+    if !conn.try_take(i32::from(node_id))? {
+        anyhow::bail!(
+            "TANDEM_NODE_ID {node_id} is held by another live node of namespace \
+             {namespace:?}: give every node its own id (0-15)"
+        );
+    }
+    let leadership = Leadership(Arc::new(AtomicBool::new(false)));
+    // Try once now, so a single node leads from its first tick.
+    leadership.set(conn.try_take(LEADER_KEY).unwrap_or(false));
+    let watch = leadership.clone();
+    let (url, namespace) = (url.to_owned(), namespace.to_owned());
+    std::thread::Builder::new()
+        .name("cluster-lease".into())
+        .spawn(move || keep(conn, &url, &namespace, node_id, &watch))?;
+    Ok(leadership)
+}
+
+/// The lease thread: holds the connection (and its locks) for the process's
+/// life; reconnects and takes the node id again if the connection breaks.
+fn keep(mut conn: LockConn, url: &str, namespace: &str, node_id: u8, leadership: &Leadership) {
+    loop {
+        std::thread::sleep(CHECK_EVERY);
+        if !conn.alive() {
+            // The locks went with the connection: lead no more until retaken.
+            leadership.set(false);
+            tracing::warn!("the cluster lock connection broke; reconnecting");
+            conn = match reconnect(url, namespace, node_id) {
+                Some(c) => c,
+                None => continue,
+            };
+        }
+        if !leadership.is_leader() {
+            match conn.try_take(LEADER_KEY) {
+                Ok(taken) => leadership.set(taken),
+                Err(e) => tracing::warn!(error = %e, "trying the cluster leadership"),
+            }
+        }
+    }
+}
+
+fn reconnect(url: &str, namespace: &str, node_id: u8) -> Option<LockConn> {
+    let mut conn = match LockConn::open(url, namespace) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cluster lock connection");
+            return None;
+        }
+    };
+    match conn.try_take(i32::from(node_id)) {
+        Ok(true) => Some(conn),
+        // Another node started with our id while we were cut off: it owns
+        // the id now. Keep serving, never lead; the operator must look.
+        Ok(false) => {
+            tracing::error!(
+                node_id,
+                "another live node took this node's id while it was cut off"
+            );
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cluster lock connection");
+            None
+        }
+    }
+}
