@@ -39,7 +39,24 @@ pub enum Placed {
     Replay { status_code: u16, body: String },
 }
 
+/// The notice that a product's stock changed on some node.
+const STOCK_NOTICE: &str = "commerce.stock";
+
 impl Commerce {
+    /// In a cluster: this node's stock counts follow the others' changes
+    /// (see `InventoryRegistry::tell_others`).
+    pub fn follow_cluster(&self, registry: &Arc<crate::realtime::registry::Registry>) {
+        let inventory = self.inventory.clone();
+        registry.on_notice(
+            STOCK_NOTICE,
+            Arc::new(move |product| inventory.changed_elsewhere(product)),
+        );
+        let registry = registry.clone();
+        self.inventory.tell_others(Arc::new(move |product| {
+            registry.notice_others(STOCK_NOTICE, product)
+        }));
+    }
+
     /// One page of orders in `q.scope` (a buyer's, a merchant's for its
     /// owner or an admin, or an admin's search), newest first.
     pub async fn list_orders(
@@ -98,7 +115,8 @@ impl Commerce {
         for item in &b.items {
             let pid = item.product_id.get();
             let inventory = state.inventory.get_or_load(&state.db, pid).await?;
-            reserved.push(Reservation::take(inventory, pid, item.quantity).await?);
+            reserved
+                .push(Reservation::take(&state.inventory, inventory, pid, item.quantity).await?);
         }
         let merchant_id = reserved[0].1.merchant_id;
         if reserved

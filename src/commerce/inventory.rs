@@ -212,6 +212,8 @@ impl Stock {
 #[must_use = "dropping a reservation releases it"]
 pub struct Reservation {
     inventory: Addr<Inventory>,
+    /// Told when the units are kept (other nodes' counts are stale then).
+    registry: Arc<InventoryRegistry>,
     pub product_id: i64,
     pub quantity: i64,
     kept: bool,
@@ -220,6 +222,7 @@ pub struct Reservation {
 impl Reservation {
     /// Takes `quantity` of the SKU, or nothing.
     pub async fn take(
+        registry: &Arc<InventoryRegistry>,
         inventory: Addr<Inventory>,
         product_id: i64,
         quantity: i64,
@@ -230,6 +233,7 @@ impl Reservation {
             .map_err(ApiError::unavailable_because)??;
         let reservation = Reservation {
             inventory,
+            registry: registry.clone(),
             product_id,
             quantity,
             kept: false,
@@ -240,6 +244,7 @@ impl Reservation {
     /// The order holding these units committed: they are the database's now.
     pub fn keep(mut self) {
         self.kept = true;
+        self.registry.changed(self.product_id);
     }
 }
 
@@ -303,9 +308,11 @@ impl Handler<Edit> for Inventory {
             async move { db.call(update).await }
                 .into_actor(self)
                 .map(move |res, this, _| {
+                    let (registry, product_id) = (this.registry.clone(), this.product_id);
                     let Ok(stock) = this.stock() else { return res };
                     match &res {
                         Ok(view) => {
+                            registry.changed(product_id);
                             stock.info.price_cents = view.price_cents;
                             stock.info.active = view.active;
                             stock.info.category.clone_from(&view.category);
@@ -340,7 +347,16 @@ pub struct InventoryRegistry {
     actors: DashMap<i64, Addr<Inventory>>,
     /// Test-only fault: a pause between a load's read and its first message.
     fault_load_delay: Duration,
+    /// In a cluster: products whose stock this node changed since the last
+    /// notice to the others (see [`InventoryRegistry::tell_others`]).
+    dirty: parking_lot::Mutex<std::collections::HashSet<i64>>,
+    clustered: std::sync::atomic::AtomicBool,
 }
+
+/// How often a node tells the others which products' stock it changed.
+const NOTICE_EVERY: Duration = Duration::from_millis(20);
+/// Most products one notice round names (the rest wait a round).
+const NOTICE_MAX: usize = 10_000;
 
 impl InventoryRegistry {
     pub fn new() -> Arc<Self> {
@@ -350,9 +366,51 @@ impl InventoryRegistry {
     /// With the test-only load delay (`TANDEM_FAULT_INVENTORY_LOAD_DELAY_MS`).
     pub fn with_fault_load_delay(delay: Duration) -> Arc<Self> {
         Arc::new(InventoryRegistry {
-            actors: DashMap::new(),
             fault_load_delay: delay,
+            ..Default::default()
         })
+    }
+
+    /// In a cluster, each node counts stock in its own memory. Every
+    /// `NOTICE_EVERY` this node names the products whose stock it changed to
+    /// `tell` (which reaches the other nodes); a node told so forgets its
+    /// actor ([`InventoryRegistry::changed_elsewhere`]) and the next request
+    /// reads the database again. Between a change and the notice another
+    /// node may still accept against its old count: the database's
+    /// `stock >= 0` refuses what does not fit, with 409 `out_of_stock`, so
+    /// nothing is oversold; a notice lost on the way leaves a count low
+    /// until the next one for that product.
+    pub fn tell_others(self: &Arc<Self>, tell: Arc<dyn Fn(i64) + Send + Sync>) {
+        self.clustered
+            .store(true, std::sync::atomic::Ordering::Release);
+        let this = self.clone();
+        actix::spawn(async move {
+            let mut tick = tokio::time::interval(NOTICE_EVERY);
+            loop {
+                tick.tick().await;
+                let changed: Vec<i64> = {
+                    let mut d = this.dirty.lock();
+                    let take: Vec<i64> = d.iter().copied().take(NOTICE_MAX).collect();
+                    take.iter().for_each(|p| {
+                        d.remove(p);
+                    });
+                    take
+                };
+                changed.into_iter().for_each(|p| tell(p));
+            }
+        });
+    }
+
+    /// This node committed a change to the product's stock (or price).
+    pub fn changed(&self, product_id: i64) {
+        if self.clustered.load(std::sync::atomic::Ordering::Acquire) {
+            self.dirty.lock().insert(product_id);
+        }
+    }
+
+    /// Another node changed the product: the count here is stale.
+    pub fn changed_elsewhere(&self, product_id: i64) {
+        self.actors.remove(&product_id);
     }
 
     pub fn get(&self, product_id: i64) -> Option<Addr<Inventory>> {
@@ -400,6 +458,7 @@ impl InventoryRegistry {
     /// (loaded or loading; else the database is the truth and the next load
     /// reads it).
     pub fn release_committed(&self, product_id: i64, quantity: i64, version: i64) {
+        self.changed(product_id);
         if let Some(a) = self.get(product_id) {
             a.do_send(Release {
                 quantity,

@@ -107,6 +107,16 @@ impl Registry {
         self.noticed(topic, key);
     }
 
+    /// Tells only the other nodes (this one knows already).
+    pub fn notice_others(&self, topic: &'static str, key: i64) {
+        if let Some(r) = self.remote.get() {
+            r.send(super::remote::NodeMsg::Notice {
+                topic: topic.to_owned(),
+                key,
+            });
+        }
+    }
+
     pub(super) fn noticed(&self, topic: &str, key: i64) {
         let handlers: Vec<NoticeHandler> = self
             .notices

@@ -568,7 +568,7 @@ fn start_commerce(
         .unwrap_or_else(|| crate::core::ids::random_token(32));
     let payments: Arc<dyn crate::commerce::payments::PaymentProvider> =
         Arc::new(crate::commerce::payments::Mockpay::new(&mockpay_secret));
-    crate::commerce::Commerce {
+    let commerce = crate::commerce::Commerce {
         ctx: ctx.clone(),
         db: db.clone(),
         relay: relay.clone(),
@@ -576,5 +576,9 @@ fn start_commerce(
         orders,
         order_writer,
         payments,
+    };
+    if config.amqp_url.is_some() {
+        commerce.follow_cluster(registry);
     }
+    commerce
 }

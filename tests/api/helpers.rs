@@ -103,7 +103,8 @@ pub struct TestApp {
     child: Option<Child>,
     dir: PathBuf,
     env: Vec<(String, String)>,
-    _db: TestDatabase,
+    /// Shared by the nodes of one cluster; dropped with the last.
+    _db: std::sync::Arc<TestDatabase>,
 }
 
 /// Options for a test server.
@@ -158,10 +159,52 @@ impl TestApp {
             child: None,
             dir,
             env,
-            _db: db,
+            _db: std::sync::Arc::new(db),
         };
         app.start();
         app
+    }
+
+    /// Another node of this server's cluster: the same database, Redis,
+    /// RabbitMQ and namespace, its own `TANDEM_NODE_ID`, port and log.
+    pub fn join(&self, node_id: u8) -> TestApp {
+        let mut node = self.node(node_id);
+        node.start();
+        node
+    }
+
+    /// Starts a node that must refuse to start; its exit status and log.
+    pub fn join_refused(&self, node_id: u8) -> (std::process::ExitStatus, String) {
+        let node = self.node(node_id);
+        let out = Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .env_clear()
+            .envs(node.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .current_dir(&node.dir)
+            .output()
+            .expect("run tandem");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status, text)
+    }
+
+    fn node(&self, node_id: u8) -> TestApp {
+        let dir = std::env::temp_dir().join(format!("tandem-test-{}", random_suffix()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut env: Vec<(String, String)> = self
+            .env
+            .iter()
+            .filter(|(k, _)| k != "TANDEM_NODE_ID")
+            .cloned()
+            .collect();
+        env.push(("TANDEM_NODE_ID".into(), node_id.to_string()));
+        TestApp {
+            address: String::new(),
+            client: self.client.clone(),
+            child: None,
+            dir,
+            env,
+            _db: self._db.clone(),
+        }
     }
 
     fn start(&mut self) {
@@ -203,6 +246,14 @@ impl TestApp {
             .to_owned();
         self.address = address;
         self.child = Some(child);
+    }
+
+    /// `kill -9` the server, and leave it down.
+    pub fn kill_hard(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// `kill -9` the server and start it again on the same database.

@@ -8,6 +8,7 @@
 mod accounts;
 mod adapters;
 mod chat;
+mod cluster;
 mod committers;
 mod community;
 mod errors;

@@ -1,0 +1,238 @@
+//! Several nodes on one PostgreSQL, Redis and RabbitMQ (CONTRACT v2,
+//! "Several nodes"; issue 17). PostgreSQL only: a cluster shares a server.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_problem, postgres_configured, Backend, Options, TestApp};
+use crate::orders::{notify, product, shop};
+use crate::ws::Ws;
+
+macro_rules! postgres_only {
+    () => {
+        if !postgres_configured() {
+            eprintln!("TANDEM_TEST_DATABASE_URL not set: cluster test not run");
+            return;
+        }
+    };
+}
+
+/// Nodes with small pools: three of them (and another test's) stay well
+/// inside PostgreSQL's 100 connections.
+fn small(mut extra: Vec<(String, String)>) -> Options {
+    extra.push(("TANDEM_DB_POOL_SIZE".into(), "6".into()));
+    extra.push(("TANDEM_DB_THREADS".into(), "2".into()));
+    extra.push(("TANDEM_COMMITTERS".into(), "2".into()));
+    Options {
+        extra_env: extra,
+        ..Options::default()
+    }
+}
+
+async fn group(app: &TestApp, token: &str, members: &[i64]) -> i64 {
+    let r = app
+        .post(
+            "/api/v1/conversations",
+            Some(token),
+            &json!({"member_ids": members, "title": "across"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    r.json::<Value>().await.unwrap()["conversation_id"]
+        .as_i64()
+        .unwrap()
+}
+
+/// Frames, presence, typing and bans cross nodes; node ids are unique.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_reach_sockets_on_every_node() {
+    postgres_only!();
+    let a = TestApp::spawn_with(Backend::Postgres, small(Vec::new())).await;
+    let b = a.join(1);
+    let c = a.join(2);
+    // A second node 1 refuses to start, and says why.
+    let (status, log) = a.join_refused(1);
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("TANDEM_NODE_ID 1 is held"), "{log}");
+
+    let (alice, at) = a.register("alice").await;
+    let (bob, bt) = b.register("bob").await;
+    let (carol, ct) = c.register("carol").await;
+    let mut wa = Ws::connect(&a, &at).await;
+    let mut wb = Ws::connect(&b, &bt).await;
+    let mut wc = Ws::connect(&c, &ct).await;
+
+    // Direct: sent on A, delivered on B.
+    wa.send(json!({"type": "send", "client_id": "d1", "to_user_id": bob, "body": "hi from A"}))
+        .await;
+    let ack = wa.recv_type("ack").await;
+    let m = wb.recv_type("message").await;
+    assert_eq!(
+        (m["body"].as_str(), m["seq"].as_i64(), &m["conversation_id"]),
+        (Some("hi from A"), Some(1), &ack["conversation_id"])
+    );
+    // Presence crosses too: bob now hears of alice going offline... later;
+    // typing now.
+    let direct = ack["conversation_id"].as_i64().unwrap();
+    wb.send(json!({"type": "typing", "conversation_id": direct}))
+        .await;
+    assert_eq!(
+        wa.recv_type("typing").await,
+        json!({"type": "typing", "conversation_id": direct, "user_id": bob})
+    );
+
+    // Group: bob sends on B, alice (A) and carol (C) get every message once,
+    // in seq order.
+    let g = group(&a, &at, &[bob, carol]).await;
+    for i in 1..=5 {
+        wb.send(json!({"type": "send", "client_id": format!("g{i}"), "conversation_id": g, "body": format!("m{i}")}))
+            .await;
+    }
+    for ws in [&mut wa, &mut wc] {
+        let mut seqs = Vec::new();
+        while seqs.len() < 5 {
+            let m = ws.recv_type("message").await;
+            if m["conversation_id"] == g {
+                seqs.push(m["seq"].as_i64().unwrap());
+            }
+        }
+        assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+        assert!(ws.quiet_for(500).await, "no duplicate");
+    }
+
+    // A ban made on A closes carol's socket on C with 1008 `banned`.
+    let admin = a.admin_token().await;
+    let r = a
+        .post(
+            &format!("/api/v1/admin/users/{carol}/ban"),
+            Some(&admin),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        wc.close_frame_within(10).await,
+        Some((1008, "banned".to_owned()))
+    );
+    // A logout on B ends bob's sockets everywhere.
+    let _ = alice;
+    let r = b
+        .client
+        .post(b.url("/api/v1/auth/logout"))
+        .bearer_auth(&bt)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_problem(a.get("/api/v1/me", Some(&bt)).await, 401, "unauthorized").await;
+}
+
+/// The timers' node dies; another node expires a due unpaid order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timers_fail_over_when_their_node_dies() {
+    postgres_only!();
+    let opts = small(vec![("TANDEM_PAY_TIMEOUT_SECS".into(), "2".into())]);
+    // A starts first and leads.
+    let mut a = TestApp::spawn_with(Backend::Postgres, opts).await;
+    let b = a.join(1);
+    let s = shop(&b, "timershop").await;
+    let p = product(&b, &s, "Pear", "fruit", 300, 5).await;
+    let (_, t) = b.register("latepayer").await;
+    let r = b
+        .post(
+            "/api/v1/orders",
+            Some(&t),
+            &json!({"items": [{"product_id": p, "quantity": 2}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.unwrap()["order_id"]
+        .as_i64()
+        .unwrap();
+    // The leader dies with its locks; B takes over the timers.
+    let killed_at = std::time::Instant::now();
+    a.kill_hard();
+    let deadline = std::time::Instant::now() + Duration::from_secs(2 + 5);
+    loop {
+        let o: Value = b
+            .get(&format!("/api/v1/orders/{id}"), Some(&t))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if o["status"] == "cancelled" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not expired {:?} after the leader died",
+            killed_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Its stock came back.
+    let v: Value = b
+        .get(&format!("/api/v1/products/{p}"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["stock"], 5);
+}
+
+/// A flash sale spread over three nodes sells exactly its stock, with no 5xx,
+/// and payments made on one node are applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flash_sale_over_three_nodes_sells_exactly_its_stock() {
+    postgres_only!();
+    let a = TestApp::spawn_with(Backend::Postgres, small(Vec::new())).await;
+    let nodes = [&a, &a.join(1), &a.join(2)];
+    let s = shop(&a, "flashshop").await;
+    let p = product(&a, &s, "Lychee", "fruit", 1_000, 20).await;
+    let mut buyers = Vec::new();
+    for i in 0..60 {
+        buyers.push(nodes[i % 3].register(&format!("racer{i}")).await.1);
+    }
+    let mut tasks = Vec::new();
+    for (i, t) in buyers.iter().enumerate() {
+        let node = nodes[i % 3];
+        let (url, client, t) = (node.url("/api/v1/orders"), node.client.clone(), t.clone());
+        tasks.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(t)
+                .json(&json!({"items": [{"product_id": p, "quantity": 1}]}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut created = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            201 => created += 1,
+            409 => {}
+            other => panic!("a racer got {other}"),
+        }
+    }
+    assert_eq!(created, 20, "exactly the stock sold");
+    assert_eq!(
+        a.sql_count(&format!("SELECT COALESCE(SUM(quantity), 0)::bigint AS n FROM order_items WHERE product_id = {p}")),
+        20
+    );
+    // Every node shows what is left.
+    for node in nodes {
+        let v: Value = node
+            .get(&format!("/api/v1/products/{p}"), None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["stock"], 0, "{}", node.address);
+    }
+    let _ = notify;
+    a.assert_audit_clean();
+}
