@@ -187,6 +187,20 @@ pub async fn metrics(state: web::Data<Ops>) -> HttpResponse {
     );
     gauge(
         &mut out,
+        "tandem_cluster_leader",
+        "Whether this node runs the singular jobs (timers, relay, retrier, housekeeping): 1 or 0.",
+        "",
+        f64::from(u8::from(state.ctx.leader.is_leader())),
+    );
+    gauge(
+        &mut out,
+        "tandem_node_link_dropped_messages",
+        "Messages for other nodes dropped because the node link could not keep up.",
+        "",
+        state.registry.remote_dropped() as f64,
+    );
+    gauge(
+        &mut out,
         "tandem_uptime_seconds",
         "Seconds since the server started.",
         "",

@@ -150,6 +150,10 @@ async fn timers_fail_over_when_their_node_dies() {
     let id = r.json::<Value>().await.unwrap()["order_id"]
         .as_i64()
         .unwrap();
+    // One leader, shown in /metrics.
+    let leads = |text: String| text.lines().any(|l| l == "tandem_cluster_leader 1");
+    assert!(leads(a.get("/metrics", None).await.text().await.unwrap()));
+    assert!(!leads(b.get("/metrics", None).await.text().await.unwrap()));
     // The leader dies with its locks; B takes over the timers.
     let killed_at = std::time::Instant::now();
     a.kill_hard();
@@ -171,6 +175,7 @@ async fn timers_fail_over_when_their_node_dies() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert!(leads(b.get("/metrics", None).await.text().await.unwrap()));
     // Its stock came back.
     let v: Value = b
         .get(&format!("/api/v1/products/{p}"), None)
