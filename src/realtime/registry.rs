@@ -16,6 +16,7 @@ use dashmap::DashMap;
 use super::session::{AddPeer, Attach, CloseConns, Deliver, Detach, UserSession};
 use super::socket::SocketAddr;
 use crate::core::error::ApiError;
+use crate::runtime::nodelink::To;
 
 /// What a session and the registry know about one socket, readable without
 /// going through the socket's actor (which stalls while its writes are jammed).
@@ -99,10 +100,13 @@ impl Registry {
     /// Tells this node and every other one that `key` of `topic` changed.
     pub fn notice(&self, topic: &'static str, key: i64) {
         if let Some(r) = self.remote.get() {
-            r.send(super::remote::NodeMsg::Notice {
-                topic: topic.to_owned(),
-                key,
-            });
+            r.send(
+                To::All,
+                super::remote::NodeMsg::Notice {
+                    topic: topic.to_owned(),
+                    key,
+                },
+            );
         }
         self.noticed(topic, key);
     }
@@ -110,10 +114,13 @@ impl Registry {
     /// Tells only the other nodes (this one knows already).
     pub fn notice_others(&self, topic: &'static str, key: i64) {
         if let Some(r) = self.remote.get() {
-            r.send(super::remote::NodeMsg::Notice {
-                topic: topic.to_owned(),
-                key,
-            });
+            r.send(
+                To::All,
+                super::remote::NodeMsg::Notice {
+                    topic: topic.to_owned(),
+                    key,
+                },
+            );
         }
     }
 
@@ -156,6 +163,9 @@ impl Registry {
                 let addr =
                     UserSession::new(user_id, self.clone(), conns.clone(), conn, shared).start();
                 v.insert(SessionEntry { addr, conns });
+                if let Some(r) = self.remote.get() {
+                    r.here(user_id, true);
+                }
             }
         }
     }
@@ -168,11 +178,27 @@ impl Registry {
 
     /// Called by a session whose counter reached zero; true if it may stop.
     pub fn retire(&self, user_id: i64, addr: &Addr<UserSession>) -> bool {
-        self.sessions
+        let retired = self
+            .sessions
             .remove_if(&user_id, |_, e| {
                 e.addr == *addr && e.conns.load(Ordering::Acquire) == 0
             })
-            .is_some()
+            .is_some();
+        if let (true, Some(r)) = (retired, self.remote.get()) {
+            r.here(user_id, false);
+        }
+        retired
+    }
+
+    /// Has the user a socket on another node? (A session that closes here
+    /// says `offline` only if not.)
+    pub fn online_elsewhere(&self, user_id: i64) -> bool {
+        self.remote.get().is_some_and(|r| r.elsewhere(user_id))
+    }
+
+    /// Users with a socket on this node.
+    pub fn local_users(&self) -> Vec<i64> {
+        self.sessions.iter().map(|e| *e.key()).collect()
     }
 
     /// Pushes frames to every socket of the user, on every node.
@@ -186,10 +212,7 @@ impl Registry {
     /// Pushes one frame to every socket of each of `users`, on every node.
     pub fn deliver_to_all(&self, users: &[i64], frame: Arc<str>) {
         if let Some(r) = self.remote.get() {
-            r.send(super::remote::NodeMsg::Many {
-                users: users.to_vec(),
-                frame: frame.to_string(),
-            });
+            r.deliver_to_all(users, &frame);
         }
         for u in users {
             self.deliver_here(*u, Deliver::plain(frame.clone()));
@@ -206,7 +229,7 @@ impl Registry {
     /// Records a new direct-conversation pair in both sessions, on every node.
     pub fn add_peers(&self, a: i64, b: i64) {
         if let Some(r) = self.remote.get() {
-            r.send(super::remote::NodeMsg::Peers { a, b });
+            r.send(To::All, super::remote::NodeMsg::Peers { a, b });
         }
         self.add_peers_here(a, b);
     }
@@ -232,12 +255,15 @@ impl Registry {
     /// logout).
     pub fn close_user(&self, user_id: i64, token_session: Option<i64>, reason: &'static str) {
         if let Some(r) = self.remote.get() {
-            r.send(super::remote::NodeMsg::Close {
-                user: user_id,
-                session: token_session,
-                code: 1008,
-                reason: reason.to_owned(),
-            });
+            r.send(
+                To::All,
+                super::remote::NodeMsg::Close {
+                    user: user_id,
+                    session: token_session,
+                    code: 1008,
+                    reason: reason.to_owned(),
+                },
+            );
         }
         self.close_here(user_id, token_session, 1008, reason);
     }
@@ -262,6 +288,9 @@ impl Registry {
     /// and clients should reconnect (to another node, or to this one once it
     /// is back) and sync.
     pub fn close_all(&self) {
+        if let Some(r) = self.remote.get() {
+            r.leave();
+        }
         for e in self.sessions.iter() {
             e.addr.do_send(CloseConns {
                 token_session: None,

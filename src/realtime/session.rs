@@ -49,6 +49,10 @@ impl UserSession {
     }
 
     fn broadcast_presence(&self, online: bool) {
+        // Online through another node all along: nothing changed for the peers.
+        if self.registry.online_elsewhere(self.user_id) {
+            return;
+        }
         let frame = ServerFrame::Presence {
             user_id: self.user_id,
             online,

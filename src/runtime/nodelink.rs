@@ -1,9 +1,10 @@
-//! The nodes' broadcast link: best-effort messages from one node to every
-//! other node of the cluster (frames for sockets held elsewhere, socket
-//! closes, cache invalidations).
+//! The nodes' link: best-effort messages from one node to one other node
+//! (frames for the sockets it holds) or to all of them (socket closes,
+//! presence, cache invalidations).
 //!
-//! Over RabbitMQ: a fanout exchange `<namespace>.nodes`, and per node an
-//! exclusive, auto-deleted queue bound to it, consumed without acks. A node
+//! Over RabbitMQ: a direct exchange `<namespace>.node`, and per node an
+//! exclusive, auto-deleted queue bound to it with the keys `all` and
+//! `node.<id>`, consumed without acks. A node
 //! that dies takes its queue with it; frames sent meanwhile are dropped. That
 //! is by design: a chat frame is only a hint that the database has something
 //! new, and a client that misses one sees a `seq` gap (or reconnects) and
@@ -31,9 +32,26 @@ use tokio::sync::mpsc;
 /// received ones waiting to be applied. Past either bound, messages drop.
 pub const LINK_BUFFER: usize = 4_096;
 
-/// A node's end of the link: what it sends reaches every other node.
+/// Where a message goes: every other node, or one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum To {
+    All,
+    Node(u8),
+}
+
+impl To {
+    fn routing_key(self) -> String {
+        match self {
+            To::All => "all".to_owned(),
+            To::Node(n) => format!("node.{n}"),
+        }
+    }
+}
+
+/// A node's end of the link.
 pub struct NodeLink {
-    pub tx: mpsc::Sender<Vec<u8>>,
+    pub node_id: u8,
+    pub tx: mpsc::Sender<(To, Vec<u8>)>,
     pub rx: mpsc::Receiver<Vec<u8>>,
 }
 
@@ -47,11 +65,11 @@ pub async fn open(url: &str, namespace: &str, node_id: u8) -> anyhow::Result<Nod
     .context("connecting to RabbitMQ timed out")?
     .context("connecting to RabbitMQ")?;
     let channel = conn.create_channel().await?;
-    let exchange = format!("{namespace}.nodes");
+    let exchange = format!("{namespace}.node");
     channel
         .exchange_declare(
             &exchange,
-            ExchangeKind::Fanout,
+            ExchangeKind::Direct,
             ExchangeDeclareOptions::default(),
             FieldTable::default(),
         )
@@ -67,15 +85,17 @@ pub async fn open(url: &str, namespace: &str, node_id: u8) -> anyhow::Result<Nod
             FieldTable::default(),
         )
         .await?;
-    channel
-        .queue_bind(
-            queue.name().as_str(),
-            &exchange,
-            "",
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    for to in [To::All, To::Node(node_id)] {
+        channel
+            .queue_bind(
+                queue.name().as_str(),
+                &exchange,
+                &to.routing_key(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
     let consumer = channel
         .basic_consume(
             queue.name().as_str(),
@@ -88,7 +108,7 @@ pub async fn open(url: &str, namespace: &str, node_id: u8) -> anyhow::Result<Nod
         )
         .await?;
     let me = node_id.to_string();
-    let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(LINK_BUFFER);
+    let (out_tx, out_rx) = mpsc::channel::<(To, Vec<u8>)>(LINK_BUFFER);
     let (in_tx, in_rx) = mpsc::channel::<Vec<u8>>(LINK_BUFFER);
     let conn = Arc::new(conn);
     tokio::spawn(send_all(
@@ -100,6 +120,7 @@ pub async fn open(url: &str, namespace: &str, node_id: u8) -> anyhow::Result<Nod
     ));
     tokio::spawn(receive_all(conn, consumer, me, in_tx));
     Ok(NodeLink {
+        node_id,
         tx: out_tx,
         rx: in_rx,
     })
@@ -110,14 +131,14 @@ async fn send_all(
     channel: lapin::Channel,
     exchange: String,
     me: String,
-    mut out: mpsc::Receiver<Vec<u8>>,
+    mut out: mpsc::Receiver<(To, Vec<u8>)>,
 ) {
-    while let Some(body) = out.recv().await {
+    while let Some((to, body)) = out.recv().await {
         // Not persistent, not confirmed: best effort (see the module docs).
         let sent = channel
             .basic_publish(
                 &exchange,
-                "",
+                &to.routing_key(),
                 BasicPublishOptions::default(),
                 &body,
                 BasicProperties::default().with_app_id(me.as_str().into()),
@@ -143,7 +164,7 @@ async fn receive_all(
                 break;
             }
         };
-        // Every node gets its own broadcasts back from a fanout: skip them.
+        // A node gets its own messages to `all` back: skip them.
         let from_me = delivery
             .properties
             .app_id()

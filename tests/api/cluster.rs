@@ -30,6 +30,12 @@ fn small(mut extra: Vec<(String, String)>) -> Options {
     }
 }
 
+/// Lets the nodes hear where new sockets are (a few ms over the node link):
+/// a frame sent before that is not pushed there, and the client would sync.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
 async fn group(app: &TestApp, token: &str, members: &[i64]) -> i64 {
     let r = app
         .post(
@@ -62,6 +68,7 @@ async fn frames_reach_sockets_on_every_node() {
     let mut wa = Ws::connect(&a, &at).await;
     let mut wb = Ws::connect(&b, &bt).await;
     let mut wc = Ws::connect(&c, &ct).await;
+    settle().await;
 
     // Direct: sent on A, delivered on B.
     wa.send(json!({"type": "send", "client_id": "d1", "to_user_id": bob, "body": "hi from A"}))
@@ -81,6 +88,13 @@ async fn frames_reach_sockets_on_every_node() {
         wa.recv_type("typing").await,
         json!({"type": "typing", "conversation_id": direct, "user_id": bob})
     );
+    // Presence: a second socket of bob's on C, opened and closed, changes
+    // nothing for alice: he is online on B all along.
+    let wb2 = Ws::connect(&c, &bt).await;
+    settle().await;
+    wb2.close().await;
+    settle().await;
+    assert!(wa.quiet_for(500).await, "bob is still online on B");
 
     // Group: bob sends on B, alice (A) and carol (C) get every message once,
     // in seq order.
@@ -100,6 +114,16 @@ async fn frames_reach_sockets_on_every_node() {
         assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
         assert!(ws.quiet_for(500).await, "no duplicate");
     }
+
+    // Bob's last socket closes (on B): alice (on A) hears he is offline.
+    wb.close().await;
+    let p = loop {
+        let f = wa.recv_type("presence").await;
+        if f["user_id"] == bob {
+            break f;
+        }
+    };
+    assert_eq!(p["online"], false);
 
     // A ban made on A closes carol's socket on C with 1008 `banned`.
     let admin = a.admin_token().await;
@@ -240,4 +264,66 @@ async fn a_flash_sale_over_three_nodes_sells_exactly_its_stock() {
     }
     let _ = notify;
     a.assert_audit_clean();
+}
+
+/// A client whose node dies reconnects to another node and syncs: every
+/// acknowledged message once, in order, none lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_whose_node_dies_syncs_on_another() {
+    postgres_only!();
+    let a = TestApp::spawn_with(Backend::Postgres, small(Vec::new())).await;
+    let mut b = a.join(1);
+    let (alice, at) = a.register("sender").await;
+    let (bob, bt) = a.register("reader").await;
+    let _ = alice;
+    let mut wa = Ws::connect(&a, &at).await;
+    let mut wb = Ws::connect(&b, &bt).await;
+    settle().await;
+    let mut conv = 0;
+    // Three messages while bob is on B: he sees them live.
+    for i in 1..=3 {
+        wa.send(json!({"type": "send", "client_id": format!("c{i}"), "to_user_id": bob, "body": format!("m{i}")}))
+            .await;
+        conv = wa.recv_type("ack").await["conversation_id"]
+            .as_i64()
+            .unwrap();
+    }
+    let mut last_seen = 0;
+    while last_seen < 3 {
+        last_seen = wb.recv_type("message").await["seq"].as_i64().unwrap();
+    }
+    // B dies; three more are acknowledged while bob has no socket.
+    b.kill_hard();
+    for i in 4..=6 {
+        wa.send(json!({"type": "send", "client_id": format!("c{i}"), "to_user_id": bob, "body": format!("m{i}")}))
+            .await;
+        assert_eq!(wa.recv_type("ack").await["seq"], i);
+    }
+    // Bob reconnects to A and syncs from what he saw.
+    let mut again = Ws::connect(&a, &bt).await;
+    again
+        .send(json!({"type": "sync", "conversation_id": conv, "after_seq": last_seen}))
+        .await;
+    let mut got = Vec::new();
+    loop {
+        let f = again.recv().await;
+        match f["type"].as_str() {
+            Some("message") if f["conversation_id"] == conv => got.push((
+                f["seq"].as_i64().unwrap(),
+                f["body"].as_str().unwrap().to_owned(),
+            )),
+            Some("synced") => {
+                assert_eq!(f["last_seq"], 6);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let want: Vec<(i64, String)> = (4..=6).map(|i| (i, format!("m{i}"))).collect();
+    assert_eq!(got, want, "each missed message once, in order");
+    // And live again, on the new node.
+    wa.send(json!({"type": "send", "client_id": "c7", "to_user_id": bob, "body": "m7"}))
+        .await;
+    assert_eq!(again.recv_type("message").await["seq"], 7);
+    assert!(again.quiet_for(300).await, "no duplicate");
 }
