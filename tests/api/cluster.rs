@@ -327,3 +327,70 @@ async fn a_client_whose_node_dies_syncs_on_another() {
     assert_eq!(again.recv_type("message").await["seq"], 7);
     assert!(again.quiet_for(300).await, "no duplicate");
 }
+
+/// `tandem-stress` with several targets spreads its clients over the nodes,
+/// and its checks hold on a cluster: a chat between sockets on different
+/// nodes, and a flash sale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_harness_spreads_over_nodes() {
+    postgres_only!();
+    let a = TestApp::spawn_with(Backend::Postgres, small(Vec::new())).await;
+    let b = a.join(1);
+    let targets = format!("{},{}", a.url(""), b.url(""));
+    let (name, password) = crate::helpers::ADMIN;
+    let admin = format!("{name}:{password}");
+    let runs: [&[&str]; 2] = [
+        &[
+            "--scenario",
+            "chat-direct",
+            "--duration",
+            "2",
+            "--concurrency",
+            "4",
+        ],
+        &[
+            "--scenario",
+            "flash-sale",
+            "--concurrency",
+            "16",
+            "--stock",
+            "20",
+            "--buyers",
+            "120",
+            "--admin",
+            &admin,
+        ],
+    ];
+    for args in runs {
+        let dir = std::env::temp_dir().join(format!("stress-{}", crate::helpers::random_suffix()));
+        let json = dir.with_extension("json");
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tandem-stress"))
+            .args(["--target", &targets, "--json", json.to_str().unwrap()])
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {text}");
+        let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let _ = std::fs::remove_file(&json);
+        let checks = report["checks"].as_object().unwrap();
+        assert!(
+            !checks.is_empty() && checks.values().all(|v| v == true),
+            "{report}"
+        );
+    }
+    // Both nodes took orders of the flash sale.
+    for node in [&a, &b] {
+        let m = node.get("/metrics", None).await.text().await.unwrap();
+        let orders: f64 = m
+            .lines()
+            .filter(|l| {
+                l.starts_with("tandem_http_requests_total{method=\"POST\",route=\"/api/v1/orders\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        assert!(orders > 0.0, "{} took no order: {m}", node.address);
+    }
+}

@@ -15,17 +15,27 @@ use crate::Args;
 /// A small API client for setup, the measured requests and the checks.
 #[derive(Clone)]
 pub(crate) struct Api {
-    pub(crate) base: String,
+    /// Every node's base URL (one unless the target is a cluster).
+    pub(crate) bases: Vec<String>,
     pub(crate) http: Arc<LeanHttp>,
 }
 
 impl Api {
-    pub(crate) fn new(base: &str, pool: usize) -> anyhow::Result<Self> {
-        let base = base.trim_end_matches('/').to_owned();
+    pub(crate) fn new(targets: &[String], pool: usize) -> anyhow::Result<Self> {
+        let bases: Vec<String> = targets
+            .iter()
+            .map(|t| t.trim_end_matches('/').to_owned())
+            .collect();
+        anyhow::ensure!(!bases.is_empty(), "no --target");
         Ok(Api {
-            http: Arc::new(LeanHttp::new(&base, pool)?),
-            base,
+            http: Arc::new(LeanHttp::new(&bases, pool)?),
+            bases,
         })
+    }
+
+    /// The node for the `i`th client (round-robin over the targets).
+    pub(crate) fn base_for(&self, i: usize) -> &str {
+        &self.bases[i % self.bases.len()]
     }
 
     pub(crate) async fn call(
@@ -186,7 +196,16 @@ pub(crate) fn sign(secret: &str, body: &str) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
+/// The resident memory of every node of the target, summed.
 pub(crate) async fn server_rss(api: &Api) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for base in &api.bases {
+        total += node_rss(&Api::new(std::slice::from_ref(base), 1)?).await?;
+    }
+    Ok(total)
+}
+
+async fn node_rss(api: &Api) -> anyhow::Result<u64> {
     let (status, body) = api
         .http
         .request("GET", "/metrics", &[], &[])

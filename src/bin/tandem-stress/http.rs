@@ -11,9 +11,16 @@ use crate::{MAX_CONCURRENCY, REQUEST_TIMEOUT};
 /// of the machine in `flash-sale`, URL and IDNA parsing, header maps, its
 /// pool), so the server never got the cores the ceiling assumes.
 pub(crate) struct LeanHttp {
+    nodes: Vec<Node>,
+    /// The next request's node (round-robin).
+    next: std::sync::atomic::AtomicUsize,
+    max_idle: usize,
+}
+
+/// One target: its address and its idle connections.
+struct Node {
     addr: std::net::SocketAddr,
     host: String,
-    max_idle: usize,
     idle: parking_lot::Mutex<Vec<LeanConn>>,
 }
 
@@ -28,35 +35,29 @@ const MAX_RESPONSE_BYTES: usize = 4 << 20;
 const MAX_RESPONSE_HEADERS: usize = 32;
 
 impl LeanHttp {
-    pub(crate) fn new(base: &str, max_idle: usize) -> anyhow::Result<Self> {
-        use std::net::ToSocketAddrs;
-        let host = base
-            .strip_prefix("http://")
-            .context("the target must be http://")?
-            .split('/')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        let addr = host
-            .to_socket_addrs()
-            .with_context(|| format!("resolving {host}"))?
-            .next()
-            .with_context(|| format!("{host} has no address"))?;
+    /// Requests go to the bases round-robin; `max_idle` idle connections
+    /// are kept per base.
+    pub(crate) fn new(bases: &[String], max_idle: usize) -> anyhow::Result<Self> {
+        let nodes = bases
+            .iter()
+            .map(|b| Node::resolve(b))
+            .collect::<anyhow::Result<Vec<Node>>>()?;
         Ok(LeanHttp {
-            addr,
-            host,
+            nodes,
+            next: Default::default(),
             max_idle: max_idle.clamp(1, MAX_CONCURRENCY),
-            idle: parking_lot::Mutex::new(Vec::new()),
         })
     }
 
-    /// Opens connections up to `n` idle ones before a measured run, so the
-    /// first second does not measure TCP handshakes (setup, not load).
+    /// Opens connections up to `n` idle ones per node before a measured run,
+    /// so the first second does not measure TCP handshakes (setup, not load).
     pub(crate) async fn warm(&self, n: usize) -> Result<(), String> {
-        let want = n.min(self.max_idle).saturating_sub(self.idle.lock().len());
-        for _ in 0..want {
-            let conn = LeanConn::connect(self.addr).await?;
-            self.idle.lock().push(conn);
+        for node in &self.nodes {
+            let want = n.min(self.max_idle).saturating_sub(node.idle.lock().len());
+            for _ in 0..want {
+                let conn = LeanConn::connect(node.addr).await?;
+                node.idle.lock().push(conn);
+            }
         }
         Ok(())
     }
@@ -71,7 +72,9 @@ impl LeanHttp {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<(u16, Vec<u8>), String> {
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.host);
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let node = &self.nodes[i % self.nodes.len()];
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", node.host);
         for (k, v) in headers {
             head.push_str(k);
             head.push_str(": ");
@@ -81,15 +84,15 @@ impl LeanHttp {
         head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
         let mut wire = head.into_bytes();
         wire.extend_from_slice(body);
-        let reused = self.idle.lock().pop();
+        let reused = node.idle.lock().pop();
         let retry_allowed = reused.is_some();
         let conn = match reused {
             Some(c) => c,
-            None => LeanConn::connect(self.addr).await?,
+            None => LeanConn::connect(node.addr).await?,
         };
         let mut attempt = tokio::time::timeout(REQUEST_TIMEOUT, conn.exchange(&wire)).await;
         if retry_allowed && matches!(attempt, Ok(Err(Exchange::Stale))) {
-            let fresh = LeanConn::connect(self.addr).await?;
+            let fresh = LeanConn::connect(node.addr).await?;
             attempt = tokio::time::timeout(REQUEST_TIMEOUT, fresh.exchange(&wire)).await;
         }
         let (conn, status, body) = match attempt {
@@ -98,12 +101,35 @@ impl LeanHttp {
             Err(_) => return Err(format!("{path}: timed out")),
         };
         if let Some(conn) = conn {
-            let mut idle = self.idle.lock();
+            let mut idle = node.idle.lock();
             if idle.len() < self.max_idle {
                 idle.push(conn);
             }
         }
         Ok((status, body))
+    }
+}
+
+impl Node {
+    fn resolve(base: &str) -> anyhow::Result<Node> {
+        use std::net::ToSocketAddrs;
+        let host = base
+            .strip_prefix("http://")
+            .context("the target must be http://")?
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let addr = host
+            .to_socket_addrs()
+            .with_context(|| format!("resolving {host}"))?
+            .next()
+            .with_context(|| format!("{host} has no address"))?;
+        Ok(Node {
+            addr,
+            host,
+            idle: parking_lot::Mutex::new(Vec::new()),
+        })
     }
 }
 

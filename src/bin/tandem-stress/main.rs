@@ -32,9 +32,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "Load and correctness harness for Tandem (loopback targets only)"
 )]
 struct Args {
-    /// Server base URL; must be a loopback address.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    target: String,
+    /// Server base URL; must be a loopback address. Several (repeated or
+    /// comma-separated) are the nodes of a cluster: requests and sockets are
+    /// spread over them round-robin.
+    #[arg(long, default_value = "http://127.0.0.1:8080", value_delimiter = ',')]
+    target: Vec<String>,
     /// health | orders | order-create | flash-sale | chat-direct | chat-group | connections | mixed.
     #[arg(long)]
     scenario: String,
@@ -127,7 +129,9 @@ fn main() -> std::process::ExitCode {
         }
     };
     let result = rt.block_on(async {
-        ensure_loopback(&args.target)?;
+        for t in &args.target {
+            ensure_loopback(t)?;
+        }
         let mut rep = run(&args).await?;
         if args.compare.as_deref() == Some("health") {
             let mut h = args.clone();

@@ -88,10 +88,11 @@ pub(crate) async fn open_pairs(
     users: &[(i64, String)],
 ) -> anyhow::Result<Vec<tokio::sync::Mutex<Pair>>> {
     let mut pairs = Vec::with_capacity(users.len() / 2);
-    for p in users.chunks_exact(2) {
+    for (i, p) in users.chunks_exact(2).enumerate() {
         let (a, b) = (&p[0], &p[1]);
-        let mut sa = ws(&api.base, &a.1).await?;
-        let mut sb = ws(&api.base, &b.1).await?;
+        // On a cluster, a pair's two ends are on different nodes.
+        let mut sa = ws(api.base_for(i), &a.1).await?;
+        let mut sb = ws(api.base_for(i + 1), &b.1).await?;
         sa.send(Message::text(
             json!({"type": "send", "client_id": "open", "to_user_id": b.0, "body": "hi"})
                 .to_string(),

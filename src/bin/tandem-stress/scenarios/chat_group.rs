@@ -56,7 +56,7 @@ pub(crate) async fn scenario_chat_group(args: &Args) -> anyhow::Result<Report> {
     let mut receivers = Vec::new();
     let mut sender_sockets = Vec::new();
     for (i, (_, token)) in users.iter().enumerate() {
-        let ws = ws(&api.base, token).await?;
+        let ws = ws(api.base_for(i), token).await?;
         if i < senders {
             // A sender's own socket gets only acks (its messages are not echoed to it),
             // plus the other senders' messages.

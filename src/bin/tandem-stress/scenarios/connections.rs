@@ -30,17 +30,22 @@ pub(crate) async fn scenario_connections(args: &Args) -> anyhow::Result<Report> 
     }
     let api = Api::new(&args.target, 8)?;
     let users = Arc::new(api.users(&format!("s{}w", run_id()), 32).await?);
-    let host_port = args
-        .target
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    let server: std::net::SocketAddr = tokio::net::lookup_host(&host_port)
-        .await?
-        .next()
-        .context("resolving the target")?;
+    // Socket i goes to node i % nodes (round-robin over the targets).
+    let mut servers: Vec<(std::net::SocketAddr, String)> = Vec::new();
+    for base in &api.bases {
+        let host_port = base
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let addr = tokio::net::lookup_host(&host_port)
+            .await?
+            .next()
+            .context("resolving the target")?;
+        servers.push((addr, base.clone()));
+    }
+    let servers = Arc::new(servers);
     let before = server_rss(&api).await?;
     let hist = Arc::new(parking_lot::Mutex::new(Histogram::<u64>::new_with_bounds(
         1,
@@ -51,12 +56,8 @@ pub(crate) async fn scenario_connections(args: &Args) -> anyhow::Result<Report> 
     let start = Instant::now();
     let sockets: Vec<Ws> = futures_util::stream::iter(0..want)
         .map(|i| {
-            let (users, hist, errors, base) = (
-                users.clone(),
-                hist.clone(),
-                errors.clone(),
-                api.base.clone(),
-            );
+            let (users, hist, errors) = (users.clone(), hist.clone(), errors.clone());
+            let (server, base) = servers[i % servers.len()].clone();
             async move {
                 let t0 = Instant::now();
                 let src = std::net::Ipv4Addr::new(
