@@ -11,6 +11,7 @@ mod chat;
 mod cluster;
 mod committers;
 mod community;
+mod deploy;
 mod errors;
 mod gifts;
 mod helpers;
