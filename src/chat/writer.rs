@@ -355,6 +355,17 @@ impl ChatDbWriter {
         crate::storage::write_transaction(&mut conn, |c| {
             // Lookups for the whole batch at once (one statement each rather
             // than one per message: on PostgreSQL each is a network round trip).
+            // On PostgreSQL the batch's conversations are locked first and
+            // their counters read: a writer of the same conversation on
+            // another node waits for this commit instead of conflicting.
+            let mut convs: Vec<i64> = batch.iter().map(|m| m.conversation_id).collect();
+            convs.sort_unstable();
+            convs.dedup();
+            if let Some(seqs) = store::lock_seqs(c, &convs)? {
+                for (conv, last) in seqs {
+                    self.next_seq.insert(conv, last + 1);
+                }
+            }
             let originals = store::find_by_client_ids(
                 c,
                 batch.iter().map(|m| (m.sender_id, m.client_id.as_str())),

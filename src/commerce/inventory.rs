@@ -245,6 +245,17 @@ impl Reservation {
     pub fn keep(mut self) {
         self.kept = true;
         self.registry.changed(self.product_id);
+        // Taken from an actor that another node's change has since replaced
+        // (see `InventoryRegistry::tell_others`): the new one may have read
+        // the stock before this commit and still count these units. Let the
+        // next request read the database again; it holds this commit now.
+        if self
+            .registry
+            .get(self.product_id)
+            .is_some_and(|current| current != self.inventory)
+        {
+            self.registry.changed_elsewhere(self.product_id);
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use anyhow::Context as _;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
@@ -87,12 +88,21 @@ pub(crate) async fn open_pairs(
     api: &Api,
     users: &[(i64, String)],
 ) -> anyhow::Result<Vec<tokio::sync::Mutex<Pair>>> {
-    let mut pairs = Vec::with_capacity(users.len() / 2);
+    // Every socket first. On a cluster, a pair's two ends are on different
+    // nodes, and a node learns where a new socket is a few ms after it
+    // opened: a frame sent before that would not be pushed there live.
+    let mut sockets = Vec::with_capacity(users.len() / 2);
     for (i, p) in users.chunks_exact(2).enumerate() {
-        let (a, b) = (&p[0], &p[1]);
-        // On a cluster, a pair's two ends are on different nodes.
-        let mut sa = ws(api.base_for(i), &a.1).await?;
-        let mut sb = ws(api.base_for(i + 1), &b.1).await?;
+        let sa = ws(api.base_for(i), &p[0].1).await?;
+        let sb = ws(api.base_for(i + 1), &p[1].1).await?;
+        sockets.push((sa, sb));
+    }
+    if api.bases.len() > 1 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let mut pairs = Vec::with_capacity(users.len() / 2);
+    for ((mut sa, mut sb), p) in sockets.into_iter().zip(users.chunks_exact(2)) {
+        let b = &p[1];
         sa.send(Message::text(
             json!({"type": "send", "client_id": "open", "to_user_id": b.0, "body": "hi"})
                 .to_string(),
@@ -104,12 +114,17 @@ pub(crate) async fn open_pairs(
                 break v["conversation_id"].as_i64().unwrap_or(0);
             }
         };
-        loop {
-            let v = next_json(&mut sb).await.map_err(anyhow::Error::msg)?;
-            if v["type"] == "message" {
-                break;
+        let opened = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let v = next_json(&mut sb).await.map_err(anyhow::Error::msg)?;
+                if v["type"] == "message" {
+                    break anyhow::Ok(());
+                }
             }
-        }
+        });
+        opened
+            .await
+            .context("a pair's first message did not arrive within 10 s")??;
         pairs.push(tokio::sync::Mutex::new((sa, sb, conv, 1_i64, true)));
     }
     Ok(pairs)

@@ -258,6 +258,29 @@ pub fn last_seq(conn: &mut DbConn, conversation_id: i64) -> QueryResult<i64> {
         .first(conn)
 }
 
+/// PostgreSQL: locks the conversations' rows for the rest of the
+/// transaction, in id order (two writers never wait on each other in a
+/// cycle), and reads their `last_seq`. Writers of one conversation on
+/// several nodes then take turns instead of racing on the conditional
+/// counter update and retrying. `None` on SQLite: one writer per database.
+pub fn lock_seqs(
+    conn: &mut DbConn,
+    ids: &[i64],
+) -> QueryResult<Option<std::collections::HashMap<i64, i64>>> {
+    match conn {
+        DbConn::Pg(c) => {
+            let rows: Vec<(i64, i64)> = conversations::table
+                .filter(conversations::id.eq_any(ids))
+                .order(conversations::id.asc())
+                .select((conversations::id, conversations::last_seq))
+                .for_update()
+                .load(c)?;
+            Ok(Some(rows.into_iter().collect()))
+        }
+        DbConn::Sqlite(_) => Ok(None),
+    }
+}
+
 /// A chat batch's messages, chunked to stay far below SQLite's bound-variable limit.
 pub fn insert_messages(conn: &mut DbConn, rows: &[MessageRow]) -> QueryResult<()> {
     for chunk in rows.chunks(1_000) {

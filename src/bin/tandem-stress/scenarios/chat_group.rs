@@ -91,6 +91,11 @@ pub(crate) async fn scenario_chat_group(args: &Args) -> anyhow::Result<Report> {
             }
         }));
     }
+    // On a cluster a node learns where new sockets are a few ms after they
+    // opened: let it, before anything is sent.
+    if api.bases.len() > 1 {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
     let sockets = Arc::new(
         sender_sockets
             .into_iter()
