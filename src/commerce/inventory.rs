@@ -244,18 +244,7 @@ impl Reservation {
     /// The order holding these units committed: they are the database's now.
     pub fn keep(mut self) {
         self.kept = true;
-        self.registry.changed(self.product_id);
-        // Taken from an actor that another node's change has since replaced
-        // (see `InventoryRegistry::tell_others`): the new one may have read
-        // the stock before this commit and still count these units. Let the
-        // next request read the database again; it holds this commit now.
-        if self
-            .registry
-            .get(self.product_id)
-            .is_some_and(|current| current != self.inventory)
-        {
-            self.registry.changed_elsewhere(self.product_id);
-        }
+        self.registry.kept(self.product_id, &self.inventory);
     }
 }
 
@@ -402,9 +391,9 @@ impl InventoryRegistry {
                 let changed: Vec<i64> = {
                     let mut d = this.dirty.lock();
                     let take: Vec<i64> = d.iter().copied().take(NOTICE_MAX).collect();
-                    take.iter().for_each(|p| {
+                    for p in &take {
                         d.remove(p);
-                    });
+                    }
                     take
                 };
                 changed.into_iter().for_each(|p| tell(p));
@@ -416,6 +405,21 @@ impl InventoryRegistry {
     pub fn changed(&self, product_id: i64) {
         if self.clustered.load(std::sync::atomic::Ordering::Acquire) {
             self.dirty.lock().insert(product_id);
+        }
+    }
+
+    /// A reservation taken from `from` committed. In a cluster the others
+    /// hear of it; and if another node's change has since replaced `from`
+    /// (see [`InventoryRegistry::tell_others`]), the new actor may have read
+    /// the stock before this commit and still count these units: the next
+    /// request reads the database again, which holds this commit now.
+    pub fn kept(&self, product_id: i64, from: &Addr<Inventory>) {
+        if !self.clustered.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        self.changed(product_id);
+        if self.get(product_id).is_some_and(|current| current != *from) {
+            self.changed_elsewhere(product_id);
         }
     }
 

@@ -99,15 +99,7 @@ impl Registry {
 
     /// Tells this node and every other one that `key` of `topic` changed.
     pub fn notice(&self, topic: &'static str, key: i64) {
-        if let Some(r) = self.remote.get() {
-            r.send(
-                To::All,
-                super::remote::NodeMsg::Notice {
-                    topic: topic.to_owned(),
-                    key,
-                },
-            );
-        }
+        self.notice_others(topic, key);
         self.noticed(topic, key);
     }
 

@@ -25,6 +25,11 @@ use crate::storage::lease::LockConn;
 pub const CHECK_EVERY: Duration = Duration::from_millis(500);
 /// The leadership's lock key (node ids are 0-15).
 const LEADER_KEY: i32 = 1_000;
+/// How long a starting node waits for its id to come free: a predecessor
+/// killed a moment ago holds it until PostgreSQL has noticed its closed
+/// connection (quick, but not instant on a busy server); a live node holds
+/// it for good.
+const CLAIM_WITHIN: Duration = Duration::from_secs(5);
 
 /// Whether this node runs the singular jobs now. Cheap to clone and read:
 /// each job reads it at every tick.
@@ -53,7 +58,12 @@ impl Leadership {
 /// clear refusal to start) when a live node of the same namespace holds the id.
 pub fn join(url: &str, namespace: &str, node_id: u8) -> anyhow::Result<Leadership> {
     let mut conn = LockConn::open(url, namespace)?;
-    if !conn.try_take(i32::from(node_id))? {
+    let deadline = std::time::Instant::now() + CLAIM_WITHIN;
+    while !conn.try_take(i32::from(node_id))? {
+        if std::time::Instant::now() < deadline {
+            std::thread::sleep(CHECK_EVERY / 2);
+            continue;
+        }
         anyhow::bail!(
             "TANDEM_NODE_ID {node_id} is held by another live node of namespace \
              {namespace:?}: give every node its own id (0-15)"

@@ -198,15 +198,14 @@ pub async fn gifts_received(
     user: AuthUser,
     q: web::Query<StatusQuery>,
 ) -> ApiResult<HttpResponse> {
-    let page = state
-        .list_orders(ListOrders {
-            scope: OrderScope::Recipient(user.user_id.get()),
-            status: status_filter(&q.status)?,
-            limit: parse_limit(q.limit.as_deref())?,
-            before_id: cursor_id(q.cursor.as_deref())?,
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(page))
+    orders_page(
+        &state,
+        OrderScope::Recipient(user.user_id.get()),
+        &q.status,
+        &q.limit,
+        &q.cursor,
+    )
+    .await
 }
 
 /// Confirm receipt (buyer): `completed`.
@@ -281,6 +280,25 @@ fn status_filter(s: &Option<String>) -> ApiResult<Option<String>> {
     }
 }
 
+/// One page of the orders in `scope`, newest first, by the list's query.
+async fn orders_page(
+    state: &Commerce,
+    scope: OrderScope,
+    status: &Option<String>,
+    limit: &Option<String>,
+    cursor: &Option<String>,
+) -> ApiResult<HttpResponse> {
+    let page = state
+        .list_orders(ListOrders {
+            scope,
+            status: status_filter(status)?,
+            limit: parse_limit(limit.as_deref())?,
+            before_id: cursor_id(cursor.as_deref())?,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
 /// Orders the caller bought, newest first.
 #[utoipa::path(get, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])),
     params(("status" = Option<String>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
@@ -290,15 +308,14 @@ pub async fn my_orders(
     user: AuthUser,
     q: web::Query<StatusQuery>,
 ) -> ApiResult<HttpResponse> {
-    let page = state
-        .list_orders(ListOrders {
-            scope: OrderScope::Buyer(user.user_id.get()),
-            status: status_filter(&q.status)?,
-            limit: parse_limit(q.limit.as_deref())?,
-            before_id: cursor_id(q.cursor.as_deref())?,
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(page))
+    orders_page(
+        &state,
+        OrderScope::Buyer(user.user_id.get()),
+        &q.status,
+        &q.limit,
+        &q.cursor,
+    )
+    .await
 }
 
 /// A merchant's orders (its owner, admins), newest first.
@@ -315,15 +332,7 @@ pub async fn merchant_orders(
         merchant_id: path.into_inner().0.get(),
         caller: user.user_id.get(),
     };
-    let page = state
-        .list_orders(ListOrders {
-            scope,
-            status: status_filter(&q.status)?,
-            limit: parse_limit(q.limit.as_deref())?,
-            before_id: cursor_id(q.cursor.as_deref())?,
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(page))
+    orders_page(&state, scope, &q.status, &q.limit, &q.cursor).await
 }
 
 #[derive(Deserialize)]
@@ -351,15 +360,7 @@ pub async fn admin_orders(
         merchant_id: id_param::<kind::Merchant>(q.merchant_id.as_deref(), "merchant_id")?
             .map(Id::get),
     };
-    let page = state
-        .list_orders(ListOrders {
-            scope,
-            status: status_filter(&q.status)?,
-            limit: parse_limit(q.limit.as_deref())?,
-            before_id: cursor_id(q.cursor.as_deref())?,
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(page))
+    orders_page(&state, scope, &q.status, &q.limit, &q.cursor).await
 }
 
 /// The payment provider's callback: signed, applied exactly once, `success` once durable.
