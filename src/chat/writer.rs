@@ -83,6 +83,7 @@ impl ChatWriters {
                     pool: writer_pool.clone(),
                     ids: writer_ids.clone(),
                     next_seq: HashMap::new(),
+                    sent_last: HashMap::new(),
                     members: HashMap::new(),
                 });
                 writers.push(writer.clone());
@@ -238,6 +239,7 @@ impl ChatBatcher {
                             frame: frame.clone(),
                             conversation_id: Some(stored.view.conversation_id),
                             seq: Some(stored.view.seq),
+                            continues: stored.continues,
                             except_conn: Some(req.conn_id),
                         });
                     }
@@ -266,6 +268,8 @@ pub struct Stored {
     pub view: MessageView,
     /// Members to deliver to; `None` for a duplicate (already delivered once).
     pub deliver_to: Option<Arc<Vec<i64>>>,
+    /// This writer stored the conversation's previous seq too (see `Outgoing::continues`).
+    pub continues: bool,
 }
 
 pub type WriteResult = Result<Stored, (&'static str, &'static str)>;
@@ -295,6 +299,9 @@ pub struct ChatDbWriter {
     ids: Arc<IdGenerator>,
     /// Next seq per conversation, valid only for this writer's shard.
     next_seq: HashMap<i64, i64>,
+    /// Last seq per conversation this writer committed and handed out for
+    /// delivery: when the row lock reads it back, nothing came in between.
+    sent_last: HashMap<i64, i64>,
     /// (kind, members) per conversation.
     members: HashMap<i64, (String, Arc<Vec<i64>>)>,
 }
@@ -352,7 +359,7 @@ impl ChatDbWriter {
         })?;
         let now = now_ms();
         let _writer = crate::storage::write_lock(&conn);
-        crate::storage::write_transaction(&mut conn, |c| {
+        let results = crate::storage::write_transaction(&mut conn, |c| {
             // Lookups for the whole batch at once (one statement each rather
             // than one per message: on PostgreSQL each is a network round trip).
             // On PostgreSQL the batch's conversations are locked first and
@@ -361,9 +368,17 @@ impl ChatDbWriter {
             let mut convs: Vec<i64> = batch.iter().map(|m| m.conversation_id).collect();
             convs.sort_unstable();
             convs.dedup();
+            let mut continues: HashMap<i64, bool> = convs
+                .iter()
+                .map(|conv| (*conv, self.sent_last.contains_key(conv)))
+                .collect();
             if let Some(seqs) = store::lock_seqs(c, &convs)? {
                 for (conv, last) in seqs {
                     self.next_seq.insert(conv, last + 1);
+                    // The counter is where this writer left it: no other
+                    // node wrote in between, so the previous seq went out on
+                    // this writer's path, ahead of what this batch sends.
+                    continues.insert(conv, self.sent_last.get(&conv) == Some(&last));
                 }
             }
             let originals = store::find_by_client_ids(
@@ -392,6 +407,7 @@ impl ChatDbWriter {
                         Ok(s) => Ok(Stored {
                             view: s.view.clone(),
                             deliver_to: None,
+                            continues: false,
                         }),
                         Err(e) => Err(*e),
                     });
@@ -402,6 +418,7 @@ impl ChatDbWriter {
                     out.push(Ok(Stored {
                         view: orig.clone().into(),
                         deliver_to: None,
+                        continues: false,
                     }));
                     continue;
                 }
@@ -426,6 +443,9 @@ impl ChatDbWriter {
                 }
                 let seq = self.next_seq(c, m.conversation_id)?;
                 self.next_seq.insert(m.conversation_id, seq + 1);
+                // After the batch's first message of a conversation, the rest follow it.
+                let follows = first_seq.contains_key(&m.conversation_id)
+                    || continues.get(&m.conversation_id) == Some(&true);
                 first_seq.entry(m.conversation_id).or_insert(seq);
                 let key = (m.conversation_id, m.sender_id);
                 read_up_to.insert(key, seq);
@@ -441,6 +461,7 @@ impl ChatDbWriter {
                 out.push(Ok(Stored {
                     view: row.clone().into(),
                     deliver_to: Some(members),
+                    continues: follows,
                 }));
                 rows.push(row);
             }
@@ -472,7 +493,17 @@ impl ChatDbWriter {
             crate::storage::DbError::RollbackTransaction => Ok(Conflict),
             e if crate::storage::is_transient(&e) => Ok(Conflict),
             e => Err(e),
-        })
+        })?;
+        if self.sent_last.len() >= WRITER_CACHE_MAX {
+            self.sent_last.clear();
+        }
+        for stored in results.iter().flatten() {
+            if stored.deliver_to.is_some() {
+                self.sent_last
+                    .insert(stored.view.conversation_id, stored.view.seq);
+            }
+        }
+        Ok(results)
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod frames;
 pub mod registry;
 pub mod remote;
+pub mod reorder;
 pub mod session;
 pub mod socket;
 pub mod sync_hold;

@@ -64,6 +64,8 @@ pub struct Registry {
     remote: std::sync::OnceLock<Arc<super::remote::Remote>>,
     /// Who follows which cache notices (set at start, read per notice).
     notices: parking_lot::RwLock<Vec<(&'static str, NoticeHandler)>>,
+    /// Live frames dropped because a later seq had left before them (see `reorder`).
+    late_frames: AtomicU64,
 }
 
 impl Registry {
@@ -75,6 +77,7 @@ impl Registry {
             peers: std::sync::OnceLock::new(),
             remote: std::sync::OnceLock::new(),
             notices: parking_lot::RwLock::new(Vec::new()),
+            late_frames: AtomicU64::new(0),
         }
     }
 
@@ -82,6 +85,23 @@ impl Registry {
     /// from now on frames, closes and notices reach their sockets too.
     pub fn link(self: &Arc<Self>, link: crate::runtime::nodelink::NodeLink) {
         let _ = self.remote.set(super::remote::start(self.clone(), link));
+    }
+
+    /// Is this node one of several (frames may arrive out of order)?
+    pub fn clustered(&self) -> bool {
+        self.remote.get().is_some()
+    }
+
+    pub(super) fn count_late_frames(&self, n: usize) {
+        if n > 0 {
+            self.late_frames.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Live frames dropped because their predecessor's wait had ended (the
+    /// clients sync them).
+    pub fn late_frames(&self) -> u64 {
+        self.late_frames.load(Ordering::Relaxed)
     }
 
     /// Messages for other nodes dropped because the link could not keep up.

@@ -93,6 +93,8 @@ pub struct Frame {
     pub conversation_id: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub seq: Option<i64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub continues: bool,
 }
 
 /// Which other nodes hold sockets of which users.
@@ -197,6 +199,7 @@ impl Remote {
                     frame: o.frame.to_string(),
                     conversation_id: o.conversation_id,
                     seq: o.seq,
+                    continues: o.continues,
                 })
                 .collect();
             self.send(To::Node(node), NodeMsg::Deliver { user, items });
@@ -332,6 +335,7 @@ fn apply(registry: &Registry, presence: &Presence, msg: NodeMsg) {
                     frame: f.frame.into(),
                     conversation_id: f.conversation_id,
                     seq: f.seq,
+                    continues: f.continues,
                     except_conn: None,
                 })
                 .collect();

@@ -12,6 +12,7 @@ use actix::{
 
 use super::frames::ServerFrame;
 use super::registry::{ConnShared, Registry};
+use super::reorder::{Released, SeqOrder};
 use super::socket::{Kick, Push, PushFrame, SocketAddr};
 use crate::core::ids::now_ms;
 
@@ -27,6 +28,9 @@ pub struct UserSession {
     conns: HashMap<u64, (SocketAddr, Arc<ConnShared>)>,
     /// Direct-conversation peers, told when this user comes and goes.
     peers: Vec<i64>,
+    /// In a cluster: frames held until their predecessors arrive (boxed and
+    /// made on first use: most sessions never need it).
+    order: Option<Box<SeqOrder<Outgoing>>>,
 }
 
 impl UserSession {
@@ -45,6 +49,7 @@ impl UserSession {
             conns_count,
             conns,
             peers: Vec::new(),
+            order: None,
         }
     }
 
@@ -165,6 +170,9 @@ pub struct Outgoing {
     pub frame: Arc<str>,
     pub conversation_id: Option<i64>,
     pub seq: Option<i64>,
+    /// The writer sent this conversation's previous seq itself, earlier on
+    /// the same path (see `reorder`).
+    pub continues: bool,
     pub except_conn: Option<u64>,
 }
 
@@ -184,6 +192,7 @@ impl Deliver {
                 frame,
                 conversation_id: None,
                 seq: None,
+                continues: false,
                 except_conn: None,
             }],
         }
@@ -197,11 +206,65 @@ impl Message for Deliver {
 impl Handler<Deliver> for UserSession {
     type Result = ();
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        // One node: one writer and one path per conversation, already in order.
+        let items = if self.registry.clustered() {
+            self.put_in_order(msg.items, ctx)
+        } else {
+            msg.items
+        };
+        self.push(&items, ctx);
+    }
+}
+
+impl UserSession {
+    /// Passes frames on in `seq` order per conversation, holding those whose
+    /// predecessor is still on its way from another node.
+    fn put_in_order(&mut self, items: Vec<Outgoing>, ctx: &mut Context<Self>) -> Vec<Outgoing> {
+        let mut out = Vec::with_capacity(items.len());
+        let now = std::time::Instant::now();
+        for o in items {
+            let (Some(conv), Some(seq)) = (o.conversation_id, o.seq) else {
+                out.push(o);
+                continue;
+            };
+            let order = self.order.get_or_insert_with(Box::default);
+            let released = order.admit(conv, seq, o.continues, o, now);
+            self.released(conv, released, &mut out, ctx);
+        }
+        out
+    }
+
+    fn released(
+        &mut self,
+        conv: i64,
+        r: Released<Outgoing>,
+        out: &mut Vec<Outgoing>,
+        ctx: &mut Context<Self>,
+    ) {
+        out.extend(r.ready);
+        self.registry.count_late_frames(r.late);
+        if let Some(after) = r.check_after {
+            ctx.run_later(after, move |this, ctx| {
+                let Some(order) = this.order.as_mut() else {
+                    return;
+                };
+                let r = order.check(conv, std::time::Instant::now());
+                let mut out = Vec::new();
+                this.released(conv, r, &mut out, ctx);
+                this.push(&out, ctx);
+            });
+        }
+    }
+
+    /// Sends frames to every socket of the user, but a frame's `except_conn`.
+    fn push(&mut self, items: &[Outgoing], ctx: &mut Context<Self>) {
+        if items.is_empty() {
+            return;
+        }
         let limits = self.registry.limits;
         let mut too_slow = Vec::new();
         for (id, (addr, shared)) in &self.conns {
-            let frames: Vec<PushFrame> = msg
-                .items
+            let frames: Vec<PushFrame> = items
                 .iter()
                 .filter(|o| o.except_conn != Some(*id))
                 .map(|o| PushFrame {

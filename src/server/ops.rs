@@ -199,6 +199,12 @@ pub async fn metrics(state: web::Data<Ops>) -> HttpResponse {
         "",
         state.registry.remote_dropped() as f64,
     );
+    out.push_str("# HELP tandem_ws_late_frames_total Live chat frames not sent because a later seq of their conversation had been sent first (the clients sync them).\n# TYPE tandem_ws_late_frames_total counter\n");
+    let _ = writeln!(
+        out,
+        "tandem_ws_late_frames_total {}",
+        state.registry.late_frames()
+    );
     gauge(
         &mut out,
         "tandem_uptime_seconds",

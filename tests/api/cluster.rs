@@ -391,9 +391,11 @@ async fn the_harness_spreads_over_nodes() {
     }
 }
 
-/// Members on three nodes send to one group at once: every message is
+/// One group written from three nodes at once: every message is
 /// acknowledged (no writer conflicts between nodes) and the seqs are
-/// 1..=n without a gap or a duplicate.
+/// 1..=n without a gap or a duplicate; a member's socket on each node gets
+/// every message once and in seq order, though consecutive seqs were
+/// committed on different nodes and travel different paths.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_group_written_from_three_nodes_at_once() {
     postgres_only!();
@@ -404,8 +406,29 @@ async fn one_group_written_from_three_nodes_at_once() {
     for (i, node) in nodes.iter().enumerate() {
         users.push(node.register(&format!("member{i}")).await);
     }
-    let g = group(&a, &users[0].1, &[users[1].0, users[2].0]).await;
+    let mut readers = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        readers.push(node.register(&format!("reader{i}")).await);
+    }
+    let others: Vec<i64> = users[1..].iter().chain(&readers).map(|u| u.0).collect();
+    let g = group(&a, &users[0].1, &others).await;
     const EACH: i64 = 20;
+    let mut listening = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let mut ws = Ws::connect(node, &readers[i].1).await;
+        listening.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            while seqs.len() < usize::try_from(3 * EACH).unwrap() {
+                let f = ws.recv().await;
+                if f["type"] == "message" {
+                    seqs.push(f["seq"].as_i64().unwrap());
+                }
+            }
+            assert!(ws.quiet_for(400).await, "nothing more arrives");
+            seqs
+        }));
+    }
+    settle().await;
     let mut tasks = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
         let mut ws = Ws::connect(node, &users[i].1).await;
@@ -431,5 +454,9 @@ async fn one_group_written_from_three_nodes_at_once() {
         all.extend(t.await.unwrap());
     }
     all.sort_unstable();
-    assert_eq!(all, (1..=3 * EACH).collect::<Vec<_>>());
+    let every: Vec<i64> = (1..=3 * EACH).collect();
+    assert_eq!(all, every);
+    for (node, l) in listening.into_iter().enumerate() {
+        assert_eq!(l.await.unwrap(), every, "the reader on node {node}");
+    }
 }
