@@ -106,9 +106,19 @@ impl Registry {
 
     /// Messages for other nodes dropped because the link could not keep up.
     pub fn remote_dropped(&self) -> u64 {
-        self.remote
-            .get()
-            .map_or(0, |r| r.dropped.load(std::sync::atomic::Ordering::Relaxed))
+        self.remote.get().map_or(0, |r| {
+            r.dropped.load(Ordering::Relaxed) + r.link.dropped.load(Ordering::Relaxed)
+        })
+    }
+
+    /// The node link's state: (connected now, times reopened); `None` on one node.
+    pub fn link_status(&self) -> Option<(bool, u64)> {
+        self.remote.get().map(|r| {
+            (
+                r.link.up.load(Ordering::Relaxed),
+                r.link.reconnects.load(Ordering::Relaxed),
+            )
+        })
     }
 
     /// Calls `handler` with the key of every `topic` notice, from this node

@@ -168,6 +168,8 @@ pub struct Remote {
     wake: Notify,
     pub presence: Presence,
     pub dropped: std::sync::atomic::AtomicU64,
+    /// The link's own state and counters.
+    pub link: Arc<crate::runtime::nodelink::LinkStatus>,
 }
 
 impl Remote {
@@ -249,6 +251,7 @@ pub fn start(registry: Arc<Registry>, link: NodeLink) -> Arc<Remote> {
         wake: Notify::new(),
         presence: Presence::default(),
         dropped: Default::default(),
+        link: link.status.clone(),
     });
     tokio::spawn(flush_all(remote.clone(), link.tx));
     tokio::spawn(apply_all(registry.clone(), remote.clone(), link.rx));

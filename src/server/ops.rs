@@ -199,6 +199,17 @@ pub async fn metrics(state: web::Data<Ops>) -> HttpResponse {
         "",
         state.registry.remote_dropped() as f64,
     );
+    if let Some((up, reconnects)) = state.registry.link_status() {
+        gauge(
+            &mut out,
+            "tandem_node_link_up",
+            "Whether the link to the other nodes (RabbitMQ) is connected: 1 or 0.",
+            "",
+            f64::from(u8::from(up)),
+        );
+        out.push_str("# HELP tandem_node_link_reconnects_total Times the node link broke and was opened again.\n# TYPE tandem_node_link_reconnects_total counter\n");
+        let _ = writeln!(out, "tandem_node_link_reconnects_total {reconnects}");
+    }
     out.push_str("# HELP tandem_ws_late_frames_total Live chat frames not sent because a later seq of their conversation had been sent first (the clients sync them).\n# TYPE tandem_ws_late_frames_total counter\n");
     let _ = writeln!(
         out,

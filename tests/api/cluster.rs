@@ -460,3 +460,63 @@ async fn one_group_written_from_three_nodes_at_once() {
         assert_eq!(l.await.unwrap(), every, "the reader on node {node}");
     }
 }
+
+/// Closes `name`'s connection on the local RabbitMQ, as a broker restart or
+/// a network cut would (`rabbitmqctl`: the test runs beside the broker).
+fn close_broker_connection(name: &str) {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(["-q", "list_connections", "pid", "client_properties"])
+        .output()
+        .expect("rabbitmqctl runs here, beside the broker");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let pid = text
+        .lines()
+        .find(|l| l.contains(&format!("\"{name}\"")))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no connection {name} in:\n{text}"));
+    let closed = std::process::Command::new("rabbitmqctl")
+        .args(["-q", "close_connection", pid, "a test cuts the node link"])
+        .status()
+        .expect("rabbitmqctl");
+    assert!(closed.success());
+}
+
+/// The node link opens again after it broke, and frames cross again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_link_reopens_after_the_broker_drops_it() {
+    postgres_only!();
+    let a = TestApp::spawn_with(Backend::Postgres, small(Vec::new())).await;
+    let b = a.join(1);
+    let (_, ta) = a.register("cutsender").await;
+    let (vb, tb) = b.register("cutreader").await;
+    let mut wa = Ws::connect(&a, &ta).await;
+    let mut wb = Ws::connect(&b, &tb).await;
+    settle().await;
+    let namespace = b.env_value("TANDEM_NAMESPACE").expect("a namespace");
+    close_broker_connection(&format!("{namespace}-node-link-1"));
+    let metric = |text: &str, name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")).map(str::to_owned))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = b.get("/metrics", None).await.text().await.unwrap();
+        if metric(&text, "tandem_node_link_reconnects_total").as_deref() == Some("1") {
+            assert_eq!(metric(&text, "tandem_node_link_up").as_deref(), Some("1"));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the link did not reopen: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A frame from A reaches B's socket again.
+    wa.send(
+        json!({"type": "send", "client_id": "after-cut", "to_user_id": vb, "body": "still there?"}),
+    )
+    .await;
+    assert_eq!(wa.recv_type("ack").await["client_id"], "after-cut");
+    let m = wb.recv_type("message").await;
+    assert_eq!(m["body"], "still there?");
+}

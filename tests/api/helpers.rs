@@ -173,6 +173,14 @@ impl TestApp {
         node
     }
 
+    /// The value this server was started with for `key`, if any.
+    pub fn env_value(&self, key: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// Starts a node that must refuse to start; its exit status and log.
     pub fn join_refused(&self, node_id: u8) -> (std::process::ExitStatus, String) {
         let node = self.node(node_id);
