@@ -171,6 +171,17 @@ pub struct Config {
     )]
     pub cors_origins: AllowedOrigins,
 
+    /// Load balancers and proxies (comma-separated addresses or networks,
+    /// such as `10.0.0.0/8,::1`) whose `X-Forwarded-For` names the client
+    /// for per-address rate limits. Empty: every request's own address counts.
+    #[arg(
+        long,
+        env = "TANDEM_TRUSTED_PROXIES",
+        default_value = "",
+        value_parser = crate::core::client_addr::TrustedProxies::parse
+    )]
+    pub trusted_proxies: crate::core::client_addr::TrustedProxies,
+
     /// A WebSocket silent this long is closed (the server pings at a third of it).
     #[arg(long, env = "TANDEM_WS_IDLE_TIMEOUT_SECS", default_value_t = 45)]
     pub ws_idle_timeout_secs: u64,

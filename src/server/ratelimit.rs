@@ -1,6 +1,8 @@
 //! Token-bucket rate limits in front of every route: per client address on
 //! the auth routes and for anonymous callers, per user elsewhere. Buckets live
-//! in the key-value cache, so with Redis every node shares them.
+//! in the key-value cache, so with Redis every node shares them. Behind a
+//! load balancer listed in `TANDEM_TRUSTED_PROXIES` the client address comes
+//! from `X-Forwarded-For` (`core::client_addr`).
 //!
 //! Defaults (requests; bucket size / refill per second):
 //! - `/api/v1/auth/*`, per client address: 20 / 1
@@ -37,10 +39,21 @@ pub const ANONYMOUS_PER_ADDRESS: Limit = Limit {
 
 /// Which bucket a request draws from.
 pub fn classify(state: &Accounts, req: &ServiceRequest) -> (String, Limit) {
-    let addr = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|| "unknown".to_owned());
+    let addr = req.peer_addr().map_or_else(
+        || "unknown".to_owned(),
+        |peer| {
+            let forwarded = req
+                .headers()
+                .get_all("x-forwarded-for")
+                .filter_map(|v| v.to_str().ok());
+            state
+                .ctx
+                .config
+                .trusted_proxies
+                .client(peer.ip(), forwarded)
+                .to_string()
+        },
+    );
     if req.path().starts_with("/api/v1/auth/") {
         return (format!("rl:auth:{addr}"), AUTH_PER_ADDRESS);
     }

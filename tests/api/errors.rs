@@ -176,6 +176,45 @@ async fn rate_limits_answer_429(backend: Backend) {
 }
 both_backends!(rate_limits_answer_429, super::rate_limits_answer_429);
 
+/// Behind a listed proxy each client has its own bucket (named by
+/// `X-Forwarded-For`); a client speaking directly cannot pick one by sending
+/// the header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_follow_the_client_behind_a_trusted_proxy() {
+    async fn logins_until_limited(app: &TestApp, client: &str) -> usize {
+        for n in 0..40 {
+            let r = app
+                .client
+                .post(format!("{}/api/v1/auth/login", app.address))
+                .header("content-type", "application/json")
+                .header("x-forwarded-for", format!("198.51.100.77, {client}"))
+                .body("{")
+                .send()
+                .await
+                .unwrap();
+            if r.status() == 429 {
+                return n;
+            }
+            assert_eq!(r.status(), 400);
+        }
+        panic!("never limited");
+    }
+    let opts = |proxies: &str| Options {
+        rate_limits: true,
+        extra_env: vec![("TANDEM_TRUSTED_PROXIES".into(), proxies.into())],
+        ..Default::default()
+    };
+    // 20 a client, plus the bucket's refill of one a second on a slow machine.
+    let full = 20..=22;
+    let behind = TestApp::spawn_with(Backend::Sqlite, opts("127.0.0.0/8, ::1")).await;
+    assert!(full.contains(&logins_until_limited(&behind, "203.0.113.1").await));
+    // Another client behind the same proxy still has its 20.
+    assert!(full.contains(&logins_until_limited(&behind, "203.0.113.2").await));
+    let direct = TestApp::spawn_with(Backend::Sqlite, opts("")).await;
+    assert!(full.contains(&logins_until_limited(&direct, "203.0.113.1").await));
+    assert!(logins_until_limited(&direct, "203.0.113.2").await <= 2);
+}
+
 /// Issue 16, item 9: a known path with another method is 405 with `Allow`;
 /// a 401 names its scheme; an action route refuses a body that is not an
 /// object (`[]` once passed for "no fields") and changes nothing.
