@@ -202,7 +202,6 @@ async fn rate_limits_follow_the_client_behind_a_trusted_proxy() {
     let opts = |proxies: &str| Options {
         rate_limits: true,
         extra_env: vec![("TANDEM_TRUSTED_PROXIES".into(), proxies.into())],
-        ..Default::default()
     };
     // 20 a client, plus the bucket's refill of one a second on a slow machine.
     let full = 20..=22;
