@@ -520,3 +520,63 @@ async fn the_node_link_reopens_after_the_broker_drops_it() {
     let m = wb.recv_type("message").await;
     assert_eq!(m["body"], "still there?");
 }
+
+/// Read receipts, feed pushes and notifications made on one node reach a
+/// socket on another; a node that stops closes its sockets with 1001 and its
+/// users go offline for their peers on the other node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_posts_notifications_and_a_stop_cross_nodes() {
+    postgres_only!();
+    let a = TestApp::spawn_with(Backend::Postgres, small(Vec::new())).await;
+    let mut b = a.join(1);
+    let (ua, ta) = a.register("crossa").await;
+    let (ub, tb) = b.register("crossb").await;
+    let mut wa = Ws::connect(&a, &ta).await;
+    let mut wb = Ws::connect(&b, &tb).await;
+    settle().await;
+    // A direct message from B, read on A: B's socket hears of it.
+    wb.send(json!({"type": "send", "client_id": "r1", "to_user_id": ua, "body": "seen?"}))
+        .await;
+    let ack = wb.recv_type("ack").await;
+    let m = wa.recv_type("message").await;
+    assert_eq!(m["seq"], ack["seq"]);
+    wa.send(json!({"type": "read", "conversation_id": m["conversation_id"], "seq": m["seq"]}))
+        .await;
+    let read = wb.recv_type("read").await;
+    assert_eq!(
+        (read["user_id"].as_i64(), read["seq"].as_i64()),
+        (Some(ua), m["seq"].as_i64())
+    );
+    // B follows A (a request to node B): A's socket gets the notification,
+    // whichever node's consumer applies the event.
+    let r = b
+        .post(&format!("/api/v1/users/{ua}/follow"), Some(&tb), &json!({}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let n = wa.recv_type("notification").await;
+    assert_eq!(
+        (n["kind"].as_str(), n["data"]["follower_id"].as_i64()),
+        (Some("user.followed"), Some(ub))
+    );
+    // A posts on node A: the follower's socket on node B gets the post.
+    let r = a
+        .post("/api/v1/posts", Some(&ta), &json!({"body": "from node A"}))
+        .await;
+    assert_eq!(r.status(), 201);
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(wb.recv_type("post").await["post"]["post_id"], p["post_id"]);
+    // B stops: its socket is told to go elsewhere, and A hears B left.
+    assert!(b.stop_gracefully().success());
+    assert!(matches!(
+        wb.ended_within(10).await,
+        crate::ws::Ended::Closed(1001)
+    ));
+    // (An `online` frame from when the pair met may come first.)
+    let gone = loop {
+        let f = wa.recv_type("presence").await;
+        if f["online"] == false {
+            break f;
+        }
+    };
+    assert_eq!(gone["user_id"].as_i64(), Some(ub));
+}

@@ -54,60 +54,28 @@ pub(crate) async fn scenario_connections(args: &Args) -> anyhow::Result<Report> 
     )?));
     let errors = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
-    let sockets: Vec<Ws> = futures_util::stream::iter(0..want)
-        .map(|i| {
-            let (users, hist, errors) = (users.clone(), hist.clone(), errors.clone());
-            let (server, base) = servers[i % servers.len()].clone();
-            async move {
-                let t0 = Instant::now();
-                let src = std::net::Ipv4Addr::new(
-                    127,
-                    0,
-                    0,
-                    1 + u8::try_from(i % usize::from(SOURCE_ADDRESSES)).unwrap_or(0),
-                );
-                let result = async {
-                    let sock = tokio::net::TcpSocket::new_v4()?;
-                    sock.bind(std::net::SocketAddr::new(src.into(), 0))?;
-                    let stream = sock.connect(server).await?;
-                    let url = format!(
-                        "{}/api/v1/ws?token={}",
-                        base.replacen("http://", "ws://", 1),
-                        users[i % users.len()].1
-                    );
-                    let (ws, _) = tokio_tungstenite::client_async_with_config(
-                        url,
-                        tokio_tungstenite::MaybeTlsStream::Plain(stream),
-                        Some(ws_config()),
-                    )
-                    .await?;
-                    anyhow::Ok(ws)
-                }
-                .await;
-                match result {
-                    Ok(ws) => {
-                        let _ = hist.lock().record(
-                            u64::try_from(t0.elapsed().as_micros())
-                                .unwrap_or(u64::MAX)
-                                .max(1),
-                        );
-                        Some(ws)
-                    }
-                    Err(e) => {
-                        if errors.fetch_add(1, Ordering::Relaxed) < 3 {
-                            eprintln!("error: opening socket {i}: {e:#}");
-                        }
-                        None
-                    }
-                }
-            }
-        })
-        .buffer_unordered(128)
-        .filter_map(|x| async move { x })
-        .collect()
-        .await;
+    // Two halves, with the server's memory read between them: the second
+    // half's growth is what one more socket costs, free of the memory the
+    // server had freed before the run (setup's password hashing) and that
+    // the first sockets reuse.
+    let half = want / 2;
+    let open = |range: std::ops::Range<usize>| {
+        open_sockets(
+            range,
+            users.clone(),
+            servers.clone(),
+            hist.clone(),
+            errors.clone(),
+        )
+    };
+    let mut sockets = open(0..half).await;
+    let opened_half = sockets.len();
+    let mid = server_rss(&api).await?;
+    sockets.extend(open(half..want).await);
     let opened = sockets.len();
     let open_s = start.elapsed().as_secs_f64();
+    let held_rss = server_rss(&api).await?;
+    let marginal = (held_rss.saturating_sub(mid)) / (opened - opened_half).max(1) as u64;
     // Hold them; a reader per socket answers the server's pings.
     let alive = Arc::new(AtomicUsize::new(opened));
     let hold = Duration::from_secs(args.duration.min(MAX_DURATION_S));
@@ -159,8 +127,73 @@ pub(crate) async fn scenario_connections(args: &Args) -> anyhow::Result<Report> 
     rep.extras
         .insert("server_bytes_per_connection".into(), json!(per_conn));
     rep.extras
+        .insert("server_bytes_per_added_connection".into(), json!(marginal));
+    rep.extras
         .insert("server_rss_before_bytes".into(), json!(before));
     rep.extras
         .insert("server_rss_held_bytes".into(), json!(during));
     Ok(rep)
+}
+
+/// Opens the sockets numbered `range` (socket i to node i mod n, from one of
+/// `SOURCE_ADDRESSES` loopback addresses), 128 at a time.
+async fn open_sockets(
+    range: std::ops::Range<usize>,
+    users: Arc<Vec<(i64, String)>>,
+    servers: Arc<Vec<(std::net::SocketAddr, String)>>,
+    hist: Arc<parking_lot::Mutex<Histogram<u64>>>,
+    errors: Arc<AtomicU64>,
+) -> Vec<Ws> {
+    futures_util::stream::iter(range)
+        .map(|i| {
+            let (users, hist, errors) = (users.clone(), hist.clone(), errors.clone());
+            let (server, base) = servers[i % servers.len()].clone();
+            async move {
+                let t0 = Instant::now();
+                let src = std::net::Ipv4Addr::new(
+                    127,
+                    0,
+                    0,
+                    1 + u8::try_from(i % usize::from(SOURCE_ADDRESSES)).unwrap_or(0),
+                );
+                let result = async {
+                    let sock = tokio::net::TcpSocket::new_v4()?;
+                    sock.bind(std::net::SocketAddr::new(src.into(), 0))?;
+                    let stream = sock.connect(server).await?;
+                    let url = format!(
+                        "{}/api/v1/ws?token={}",
+                        base.replacen("http://", "ws://", 1),
+                        users[i % users.len()].1
+                    );
+                    let (ws, _) = tokio_tungstenite::client_async_with_config(
+                        url,
+                        tokio_tungstenite::MaybeTlsStream::Plain(stream),
+                        Some(ws_config()),
+                    )
+                    .await?;
+                    anyhow::Ok(ws)
+                }
+                .await;
+                match result {
+                    Ok(ws) => {
+                        let _ = hist.lock().record(
+                            u64::try_from(t0.elapsed().as_micros())
+                                .unwrap_or(u64::MAX)
+                                .max(1),
+                        );
+                        Some(ws)
+                    }
+                    Err(e) => {
+                        if errors.fetch_add(1, Ordering::Relaxed) < 3 {
+                            eprintln!("error: opening socket {i}: {e:#}");
+                        }
+                        None
+                    }
+                }
+            }
+        })
+        .buffer_unordered(128)
+        .filter_map(|x| async move { x })
+        .collect()
+        .await
 }
