@@ -30,8 +30,12 @@ fn with_allocator_options() {
     let Ok(exe) = std::env::current_exe() else {
         return;
     };
-    let err = std::process::Command::new(exe)
-        .args(std::env::args_os().skip(1))
+    let mut args = std::env::args_os();
+    // The same argv[0]: the process looks as it was started (ps, pkill -f).
+    let arg0 = args.next().unwrap_or_else(|| exe.clone().into_os_string());
+    let err = std::process::Command::new(&exe)
+        .arg0(arg0)
+        .args(args)
         .env(name, value)
         .exec();
     // Only reached if exec failed: serve with the allocator's defaults.

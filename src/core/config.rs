@@ -136,6 +136,11 @@ pub struct Config {
     #[arg(long, env = "TANDEM_MAX_BODY_BYTES", default_value_t = 65_536)]
     pub max_body_bytes: usize,
 
+    /// How long a new connection may take to send its first request's head
+    /// before it is answered 408 and closed (slow clients hold no connection).
+    #[arg(long, env = "TANDEM_HTTP_HEAD_TIMEOUT_MS", default_value_t = 5_000)]
+    pub http_head_timeout_ms: u64,
+
     /// Seconds to drain in-flight requests and actors on SIGTERM.
     #[arg(long, env = "TANDEM_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,

@@ -426,6 +426,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     })
     .workers(workers)
     .max_connections(50_000)
+    .client_request_timeout(Duration::from_millis(config.http_head_timeout_ms))
     .shutdown_timeout(config.shutdown_timeout_secs)
     // Signals are ours (see `stop_on_signal`): sockets first, then the drain.
     .disable_signals()
