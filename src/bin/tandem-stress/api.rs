@@ -127,13 +127,16 @@ impl Api {
     }
 }
 
+/// Names this run's users apart from earlier runs' (the time) and from other
+/// harness processes started in the same millisecond (the pid).
 pub(crate) fn run_id() -> String {
     format!(
-        "{:x}",
+        "{:x}{:x}",
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis())
-            % 0xffff_ffff
+            % 0xffff_ffff,
+        std::process::id() % 0xffff
     )
 }
 
