@@ -30,6 +30,9 @@ const LEADER_KEY: i32 = 1_000;
 /// connection (quick, but not instant on a busy server); a live node holds
 /// it for good.
 const CLAIM_WITHIN: Duration = Duration::from_secs(5);
+/// How long a node whose id another node took waits between attempts to
+/// take it back (it keeps serving, never leading, until it does).
+const RETAKE_EVERY: Duration = Duration::from_secs(5);
 
 /// Whether this node runs the singular jobs now. Cheap to clone and read:
 /// each job reads it at every tick.
@@ -82,49 +85,65 @@ pub fn join(url: &str, namespace: &str, node_id: u8) -> anyhow::Result<Leadershi
 
 /// The lease thread: holds the connection (and its locks) for the process's
 /// life; reconnects and takes the node id again if the connection breaks.
+/// A node without its id never leads. Each trouble is logged when it
+/// starts and when it ends, not at every attempt.
 fn keep(mut conn: LockConn, url: &str, namespace: &str, node_id: u8, leadership: &Leadership) {
+    let mut id_held = true;
+    // Another live node took the id while this one was cut off.
+    let mut id_taken = false;
+    let mut unreachable = false;
     loop {
-        std::thread::sleep(CHECK_EVERY);
+        std::thread::sleep(if id_taken { RETAKE_EVERY } else { CHECK_EVERY });
         if !conn.alive() {
             // The locks went with the connection: lead no more until retaken.
             leadership.set(false);
-            tracing::warn!("the cluster lock connection broke; reconnecting");
-            conn = match reconnect(url, namespace, node_id) {
-                Some(c) => c,
-                None => continue,
-            };
+            if id_held {
+                tracing::warn!("the cluster lock connection broke; reconnecting");
+            }
+            id_held = false;
+            match LockConn::open(url, namespace) {
+                Ok(c) => conn = c,
+                Err(e) => {
+                    if !unreachable {
+                        tracing::warn!(error = %e, "cannot reach PostgreSQL for the cluster locks; retrying");
+                    }
+                    unreachable = true;
+                    continue;
+                }
+            }
+            unreachable = false;
+        }
+        if !id_held {
+            match conn.try_take(i32::from(node_id)) {
+                Ok(true) => {
+                    if id_taken {
+                        tracing::info!(node_id, "this node holds its id again");
+                    }
+                    (id_held, id_taken) = (true, false);
+                }
+                Ok(false) => {
+                    if !id_taken {
+                        tracing::error!(
+                            node_id,
+                            "another live node took this node's id while it was cut off: \
+                             this node serves but never leads until the id is free; \
+                             give every node its own TANDEM_NODE_ID"
+                        );
+                    }
+                    id_taken = true;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "taking the node id again");
+                    continue;
+                }
+            }
         }
         if !leadership.is_leader() {
             match conn.try_take(LEADER_KEY) {
                 Ok(taken) => leadership.set(taken),
                 Err(e) => tracing::warn!(error = %e, "trying the cluster leadership"),
             }
-        }
-    }
-}
-
-fn reconnect(url: &str, namespace: &str, node_id: u8) -> Option<LockConn> {
-    let mut conn = match LockConn::open(url, namespace) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(error = %e, "cluster lock connection");
-            return None;
-        }
-    };
-    match conn.try_take(i32::from(node_id)) {
-        Ok(true) => Some(conn),
-        // Another node started with our id while we were cut off: it owns
-        // the id now. Keep serving, never lead; the operator must look.
-        Ok(false) => {
-            tracing::error!(
-                node_id,
-                "another live node took this node's id while it was cut off"
-            );
-            None
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cluster lock connection");
-            None
         }
     }
 }

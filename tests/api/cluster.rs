@@ -580,3 +580,59 @@ async fn receipts_posts_notifications_and_a_stop_cross_nodes() {
     };
     assert_eq!(gone["user_id"].as_i64(), Some(ub));
 }
+
+/// A node cut off from PostgreSQL whose id another session took meanwhile
+/// serves on but never leads (and says so once), and takes its id and the
+/// leadership back when the id comes free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_id_was_taken_serves_but_never_leads() {
+    use diesel::{Connection, PgConnection, RunQueryDsl};
+    postgres_only!();
+    let a = TestApp::spawn_with(Backend::Postgres, small(Vec::new())).await;
+    let leads = |text: String| text.lines().any(|l| l == "tandem_cluster_leader 1");
+    assert!(leads(a.get("/metrics", None).await.text().await.unwrap()));
+    let space = tandem::storage::lease::namespace_key(a.env_value("TANDEM_NAMESPACE").unwrap());
+    // Advisory locks of two int4 keys: classid is the first key's bits, objid the second.
+    let classid = i64::from(u32::from_ne_bytes(space.to_ne_bytes()));
+    let mut thief = PgConnection::establish(&a.database_url()).unwrap();
+    // Cut node 0's lock connection and take its id before it reconnects (the
+    // blocking lock waits for the ended backend to let go).
+    diesel::sql_query(format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' \
+         AND classid = {classid}::oid AND objid = 0 AND objsubid = 2"
+    ))
+    .execute(&mut thief)
+    .unwrap();
+    diesel::sql_query(format!("SELECT pg_advisory_lock({space}, 0)"))
+        .execute(&mut thief)
+        .unwrap();
+    // The node stops leading and keeps serving.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while leads(a.get("/metrics", None).await.text().await.unwrap()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still leading without its id"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!leads(a.get("/metrics", None).await.text().await.unwrap()));
+    assert_eq!(a.get("/health", None).await.status(), 200);
+    let (_, t) = a.register("stillserved").await;
+    assert_eq!(a.get("/api/v1/me", Some(&t)).await.status(), 200);
+    // The id comes free: the node takes it and the leadership back.
+    diesel::sql_query(format!("SELECT pg_advisory_unlock({space}, 0)"))
+        .execute(&mut thief)
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(12);
+    while !leads(a.get("/metrics", None).await.text().await.unwrap()) {
+        assert!(std::time::Instant::now() < deadline, "did not lead again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let log = a.server_log();
+    assert_eq!(
+        log.matches("another live node took this node's id").count(),
+        1,
+        "said once: {log}"
+    );
+}
