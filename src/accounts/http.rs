@@ -9,6 +9,8 @@ use super::domain::{Bio, DisplayName, InviteCode, Password, Username};
 use super::store::requests::{
     AdminUserView, GetMe, Login, Logout, MeView, NewSession, Refresh, Register, SetBanned, UpdateMe,
 };
+use super::store::security::{ChangePassword, EndSession, MySessions, SessionView};
+use super::store::SessionRow;
 use super::Accounts;
 use crate::core::error::{ApiError, ApiResult, Problem};
 
@@ -238,6 +240,96 @@ pub async fn unban(
     ))
 }
 
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    #[schema(min_length = 1, max_length = 128)]
+    current_password: String,
+    #[schema(value_type = String, min_length = 8, max_length = 128)]
+    new_password: Password,
+}
+
+/// Mirrors revoked sessions into the shared cache (every node refuses
+/// their tokens at once) and closes their sockets on every node.
+async fn end_sessions(state: &Accounts, user_id: i64, ended: &[SessionRow]) -> ApiResult<()> {
+    for s in ended {
+        mirror_revoked_session(state.ctx.kv.as_ref(), s.id, s.expires_at_ms)
+            .await
+            .map_err(ApiError::unavailable_because)?;
+        state
+            .registry
+            .close_user(user_id, Some(s.id), "session ended");
+    }
+    Ok(())
+}
+
+/// Change the password; every other session of the user ends (their tokens
+/// get 401 at once, their sockets close). This session stays.
+#[utoipa::path(post, path = "/api/v1/me/password", tag = "accounts", security(("bearer" = [])), request_body = ChangePasswordRequest,
+    responses((status = 200, body = MeView), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, description = "the current password is wrong", body = Problem)))]
+pub async fn change_password(
+    state: web::Data<Accounts>,
+    user: AuthUser,
+    body: crate::core::extract::Json<ChangePasswordRequest>,
+) -> ApiResult<web::Json<MeView>> {
+    let body = body.into_inner();
+    let ended = state
+        .db
+        .call(ChangePassword {
+            user_id: user.user_id,
+            session_id: user.session_id,
+            current_password: body.current_password,
+            new_password: body.new_password,
+        })
+        .await?;
+    end_sessions(&state, user.user_id.get(), &ended).await?;
+    me(state, user).await
+}
+
+/// The caller's live sessions, newest first.
+#[utoipa::path(get, path = "/api/v1/me/sessions", tag = "accounts", security(("bearer" = [])),
+    params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = crate::core::paging::Page<SessionView>, description = "A page of the list; `next_cursor` (null on the last page) fetches the next"),
+        (status = 400, body = Problem), (status = 401, body = Problem)))]
+pub async fn my_sessions(
+    state: web::Data<Accounts>,
+    user: AuthUser,
+    q: web::Query<crate::core::paging::PageQuery>,
+) -> ApiResult<HttpResponse> {
+    let page = state
+        .db
+        .call(MySessions {
+            user_id: user.user_id,
+            current: user.session_id,
+            before_id: q.cursor_id()?,
+            limit: q.limit()?,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// End one of the caller's sessions (this one too: like logging out).
+#[utoipa::path(delete, path = "/api/v1/me/sessions/{id}", tag = "accounts", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 204), (status = 401, body = Problem),
+        (status = 404, description = "not a live session of the caller", body = Problem)))]
+pub async fn end_session(
+    state: web::Data<Accounts>,
+    user: AuthUser,
+    path: web::Path<(crate::core::ids::SessionId,)>,
+) -> ApiResult<HttpResponse> {
+    let ended = state
+        .db
+        .call(EndSession {
+            user_id: user.user_id,
+            session_id: path.into_inner().0.get(),
+        })
+        .await?;
+    end_sessions(&state, user.user_id.get(), &[ended]).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
 /// This domain's routes (mounted under `/api/v1` by the server).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/auth/register", web::post().to(register))
@@ -246,11 +338,26 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/auth/logout", web::post().to(logout))
         .route("/me", web::get().to(me))
         .route("/me", web::patch().to(update_me))
+        .route("/me/password", web::post().to(change_password))
+        .route("/me/sessions", web::get().to(my_sessions))
+        .route("/me/sessions/{id}", web::delete().to(end_session))
         .route("/admin/users/{id}/ban", web::post().to(ban))
         .route("/admin/users/{id}/unban", web::post().to(unban));
 }
 
 /// This domain's part of the OpenAPI document (merged by the server).
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(register, login, refresh, logout, me, update_me, ban, unban,))]
+#[openapi(paths(
+    register,
+    login,
+    refresh,
+    logout,
+    me,
+    update_me,
+    change_password,
+    my_sessions,
+    end_session,
+    ban,
+    unban,
+))]
 pub struct Api;

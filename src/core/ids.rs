@@ -30,6 +30,7 @@ pub mod kind {
     pub enum Report {}
     pub enum Withdrawal {}
     pub enum Notification {}
+    pub enum Session {}
 }
 
 pub type UserId = Id<kind::User>;
@@ -46,6 +47,7 @@ pub type AnimalId = Id<kind::Animal>;
 pub type ReportId = Id<kind::Report>;
 pub type WithdrawalId = Id<kind::Withdrawal>;
 pub type NotificationId = Id<kind::Notification>;
+pub type SessionId = Id<kind::Session>;
 
 /// 2025-01-01T00:00:00Z in Unix milliseconds.
 const EPOCH_MS: i64 = 1_735_689_600_000;

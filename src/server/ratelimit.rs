@@ -54,7 +54,9 @@ pub fn classify(state: &Accounts, req: &ServiceRequest) -> (String, Limit) {
                 .to_string()
         },
     );
-    if req.path().starts_with("/api/v1/auth/") {
+    // Password checks (argon2) get the sign-in bucket: a stolen token must
+    // not buy many guesses at the password.
+    if req.path().starts_with("/api/v1/auth/") || req.path() == "/api/v1/me/password" {
         return (format!("rl:auth:{addr}"), AUTH_PER_ADDRESS);
     }
     // Only a correctly signed token names a user; anything else counts against the address.

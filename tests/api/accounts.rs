@@ -481,3 +481,190 @@ async fn bootstrap_admin_and_bans(backend: Backend) {
     .await;
 }
 both_backends!(bootstrap_admin_and_bans, super::bootstrap_admin_and_bans);
+
+/// CONTRACT v2: a password change ends every other session (tokens 401 at
+/// once, sockets closed), keeps this one; sessions are listed and ended one
+/// by one; wrong or bad input changes nothing.
+async fn password_and_sessions(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (uid, phone) = app.register("sessions_1").await;
+    let login = |pw: &'static str| {
+        let app = &app;
+        async move { app.login("sessions_1", pw).await }
+    };
+    let token_of = |v: Value| v["token"].as_str().unwrap().to_owned();
+    let laptop = token_of(login("password-123").await.json().await.unwrap());
+    let tablet = token_of(login("password-123").await.json().await.unwrap());
+    let (_, other) = app.register("sessions_2").await;
+
+    // Three live sessions, newest first; `current` marks the caller's.
+    let page: Value = app
+        .get("/api/v1/me/sessions", Some(&laptop))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3);
+    let ids: Vec<i64> = items
+        .iter()
+        .map(|s| s["session_id"].as_i64().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+    assert_eq!(items.iter().filter(|s| s["current"] == true).count(), 1);
+    assert_eq!(
+        items[1]["current"], true,
+        "the laptop's session is the middle one"
+    );
+    assert!(items[0]["created_at"].as_str().unwrap().ends_with('Z'));
+    let page: Value = app
+        .get("/api/v1/me/sessions?limit=2", Some(&laptop))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    let rest: Value = app
+        .get(
+            &format!("/api/v1/me/sessions?limit=2&cursor={cursor}"),
+            Some(&laptop),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rest["items"][0]["session_id"].as_i64(), Some(ids[2]));
+    assert!(rest["next_cursor"].is_null());
+    assert_problem(
+        app.get("/api/v1/me/sessions?limit=0", Some(&laptop)).await,
+        400,
+        "invalid_input",
+    )
+    .await;
+
+    // Ending one: its token is refused at once, its socket closes; others live.
+    let mut tablet_ws = crate::ws::Ws::connect(&app, &tablet).await;
+    let tablet_session = ids[0];
+    assert_eq!(
+        app.delete(
+            &format!("/api/v1/me/sessions/{tablet_session}"),
+            Some(&laptop)
+        )
+        .await
+        .status(),
+        204
+    );
+    assert_problem(
+        app.get("/api/v1/me", Some(&tablet)).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    assert!(matches!(
+        tablet_ws.ended_within(5).await,
+        crate::ws::Ended::Closed(1008)
+    ));
+    // Not live any more, someone else's, or nonsense: 404, nothing changes.
+    for path in [
+        format!("/api/v1/me/sessions/{tablet_session}"),
+        "/api/v1/me/sessions/12345".to_owned(),
+        "/api/v1/me/sessions/abc".to_owned(),
+    ] {
+        assert_problem(app.delete(&path, Some(&laptop)).await, 404, "not_found").await;
+    }
+    let others: Value = app
+        .get("/api/v1/me/sessions", Some(&other))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let theirs = others["items"][0]["session_id"].as_i64().unwrap();
+    assert_problem(
+        app.delete(&format!("/api/v1/me/sessions/{theirs}"), Some(&laptop))
+            .await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_eq!(app.get("/api/v1/me", Some(&other)).await.status(), 200);
+
+    // A wrong current password or a bad new one changes nothing.
+    let change = |cur: &str, new: &str| json!({"current_password": cur, "new_password": new});
+    assert_problem(
+        app.post(
+            "/api/v1/me/password",
+            Some(&laptop),
+            &change("wrong-password", "brand-new-pass"),
+        )
+        .await,
+        403,
+        "forbidden",
+    )
+    .await;
+    assert_problem(
+        app.post(
+            "/api/v1/me/password",
+            Some(&laptop),
+            &change("password-123", "short"),
+        )
+        .await,
+        400,
+        "invalid_input",
+    )
+    .await;
+    assert_problem(
+        app.post("/api/v1/me/password", Some(&laptop), &json!({"current_password": "password-123", "new_password": "brand-new-pass", "extra": 1})).await,
+        400,
+        "invalid_input",
+    )
+    .await;
+    assert_problem(
+        app.post(
+            "/api/v1/me/password",
+            None,
+            &change("password-123", "brand-new-pass"),
+        )
+        .await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    assert_eq!(app.get("/api/v1/me", Some(&phone)).await.status(), 200);
+    assert_eq!(login("password-123").await.status(), 200);
+
+    // The change: 200 with the profile; the phone's session ends, the laptop's stays.
+    let mut phone_ws = crate::ws::Ws::connect(&app, &phone).await;
+    let r = app
+        .post(
+            "/api/v1/me/password",
+            Some(&laptop),
+            &change("password-123", "brand-new-pass"),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["user_id"].as_i64(),
+        Some(uid)
+    );
+    assert_problem(
+        app.get("/api/v1/me", Some(&phone)).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    assert!(matches!(
+        phone_ws.ended_within(5).await,
+        crate::ws::Ended::Closed(1008)
+    ));
+    assert_eq!(app.get("/api/v1/me", Some(&laptop)).await.status(), 200);
+    let left: Value = app
+        .get("/api/v1/me/sessions", Some(&laptop))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(left["items"].as_array().unwrap().len(), 1);
+    assert_eq!(login("password-123").await.status(), 401);
+    assert_eq!(login("brand-new-pass").await.status(), 200);
+}
+both_backends!(password_and_sessions, super::password_and_sessions);

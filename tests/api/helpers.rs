@@ -423,6 +423,14 @@ impl TestApp {
         req.send().await.expect("request")
     }
 
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut r = self.client.delete(self.url(path));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().await.expect("request")
+    }
+
     pub async fn patch(&self, path: &str, token: Option<&str>, body: &Value) -> reqwest::Response {
         let mut req = self.client.patch(self.url(path)).json(body);
         if let Some(t) = token {

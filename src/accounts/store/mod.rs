@@ -1,6 +1,7 @@
 //! Account queries. Portable diesel only: they run on both backends.
 
 pub mod requests;
+pub mod security;
 
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
@@ -278,4 +279,79 @@ pub fn user_exists(conn: &mut DbConn, id: i64) -> QueryResult<bool> {
 
 pub fn count_all_users(conn: &mut DbConn) -> QueryResult<i64> {
     users::table.count().get_result(conn)
+}
+
+pub fn set_password(conn: &mut DbConn, id: i64, hash: &str) -> QueryResult<()> {
+    diesel::update(users::table.find(id))
+        .set(users::password_hash.eq(hash))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Revokes every live session of the user but `keep`; returns those revoked.
+pub fn revoke_other_sessions(
+    conn: &mut DbConn,
+    user_id: i64,
+    keep: i64,
+    now_ms: i64,
+) -> QueryResult<Vec<SessionRow>> {
+    let live: Vec<SessionRow> = sessions::table
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::id.ne(keep))
+        .filter(sessions::revoked.eq(false))
+        .filter(sessions::expires_at_ms.gt(now_ms))
+        .select(SessionRow::as_select())
+        .load(conn)?;
+    let ids: Vec<i64> = live.iter().map(|s| s.id).collect();
+    for chunk in ids.chunks(500) {
+        diesel::update(sessions::table.filter(sessions::id.eq_any(chunk)))
+            .set(sessions::revoked.eq(true))
+            .execute(conn)?;
+    }
+    Ok(live)
+}
+
+/// One page of the user's live sessions, newest first (ids grow with
+/// time), `limit + 1` rows so the caller can tell whether more follow.
+pub fn live_sessions_page(
+    conn: &mut DbConn,
+    user_id: i64,
+    now_ms: i64,
+    before_id: Option<i64>,
+    limit: i64,
+) -> QueryResult<Vec<SessionRow>> {
+    let mut q = sessions::table
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::revoked.eq(false))
+        .filter(sessions::expires_at_ms.gt(now_ms))
+        .into_boxed();
+    if let Some(b) = before_id {
+        q = q.filter(sessions::id.lt(b));
+    }
+    q.order(sessions::id.desc())
+        .limit(limit.saturating_add(1))
+        .select(SessionRow::as_select())
+        .load(conn)
+}
+
+/// Revokes the user's live session `id`; `None` if it is not theirs or not live.
+pub fn revoke_own_session(
+    conn: &mut DbConn,
+    user_id: i64,
+    id: i64,
+    now_ms: i64,
+) -> QueryResult<Option<SessionRow>> {
+    let n = diesel::update(
+        sessions::table
+            .filter(sessions::id.eq(id))
+            .filter(sessions::user_id.eq(user_id))
+            .filter(sessions::revoked.eq(false))
+            .filter(sessions::expires_at_ms.gt(now_ms)),
+    )
+    .set(sessions::revoked.eq(true))
+    .execute(conn)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    find_session(conn, id)
 }
