@@ -113,3 +113,27 @@ pub fn count_invitees(conn: &mut DbConn, inviter: i64) -> Result<i64, ApiError> 
 pub fn count_users(conn: &mut DbConn) -> Result<i64, ApiError> {
     Ok(store::count_all_users(conn)?)
 }
+
+pub use super::store::UserSummaryRow;
+
+pub fn user_summaries(conn: &mut DbConn, ids: &[i64]) -> Result<Vec<UserSummaryRow>, ApiError> {
+    Ok(store::user_summaries(conn, ids)?)
+}
+
+/// Members whose username or display name starts with `prefix_lower`
+/// (see `store::search_users`).
+pub fn search_users(
+    conn: &mut DbConn,
+    prefix_lower: &str,
+    hidden: &[i64],
+    after_id: Option<i64>,
+    limit: i64,
+) -> Result<Vec<UserSummaryRow>, ApiError> {
+    Ok(store::search_users(
+        conn,
+        prefix_lower,
+        hidden,
+        after_id,
+        limit,
+    )?)
+}

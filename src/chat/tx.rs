@@ -78,6 +78,16 @@ pub fn blockers_of(conn: &mut DbConn, user: i64) -> Result<Vec<i64>, ApiError> {
     Ok(store::blockers_of(conn, user, MAX_BLOCKERS)?)
 }
 
+/// Everyone `user` blocked or was blocked by (at most [`MAX_BLOCKERS`] each
+/// way): they see nothing of each other.
+pub fn blocked_either(conn: &mut DbConn, user: i64) -> Result<Vec<i64>, ApiError> {
+    let mut all = store::blockers_of(conn, user, MAX_BLOCKERS)?;
+    all.extend(store::blocked_by(conn, user, MAX_BLOCKERS)?);
+    all.sort_unstable();
+    all.dedup();
+    Ok(all)
+}
+
 /// (conversation, sender) of a message, if `reader` is a member of its
 /// conversation (what the reader could see); else `None`.
 pub fn message_seen_by(

@@ -176,6 +176,7 @@ fn bootstrap_admin(
                     inviter_id: None,
                     banned: false,
                     created_at_ms: now_ms(),
+                    display_name_lower: username.lower(),
                 },
             )?;
             tracing::info!(user_id = id, "bootstrap admin created");

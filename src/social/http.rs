@@ -3,6 +3,7 @@
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
+use super::profiles::{FollowList, GetProfile, ProfileView, SearchUsers, Side, UserSummaryView};
 use super::store::{
     AddComment, CommentView, CreatePost, Feed, Follow, GetPost, Like, ListNotifications,
     MarkNotificationsRead, PostView, SetBlock, Unfollow,
@@ -283,9 +284,133 @@ pub async fn mark_read(
     Ok(HttpResponse::Ok().json(ReadResult { marked_read: n }))
 }
 
+/// Most characters of a member search's prefix.
+pub const MAX_SEARCH_CHARS: usize = 64;
+
+/// A member: name, bio, counts, and how the caller stands to them. 404 for a
+/// member either of the two blocked.
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "social", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 200, body = ProfileView), (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub async fn profile(
+    state: web::Data<Social>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+) -> ApiResult<HttpResponse> {
+    let view = state
+        .db
+        .call(GetProfile {
+            viewer: user.user_id.get(),
+            user: path.into_inner().0.get(),
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+#[derive(Deserialize)]
+pub struct UserSearchQuery {
+    q: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// Members whose username or display name starts with `q` (case-insensitive,
+/// any script), by id; members either of the two blocked are left out, as
+/// are banned ones.
+#[utoipa::path(get, path = "/api/v1/users", tag = "social", security(("bearer" = [])),
+    params(("q" = String, Query, description = "1-64 characters: the start of a username or display name"),
+        ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = crate::core::paging::Page<UserSummaryView>, description = "A page of the list; `next_cursor` (null on the last page) fetches the next"),
+        (status = 400, body = Problem), (status = 401, body = Problem)))]
+pub async fn search_users(
+    state: web::Data<Social>,
+    user: AuthUser,
+    q: web::Query<UserSearchQuery>,
+) -> ApiResult<HttpResponse> {
+    let prefix = q.q.as_deref().map(str::trim).unwrap_or_default();
+    let rule = crate::core::text::text_problem(
+        prefix,
+        MAX_SEARCH_CHARS,
+        crate::core::text::Lines::One,
+        true,
+    );
+    if let Some(problem) = rule.or_else(|| prefix.is_empty().then(|| "is required".to_owned())) {
+        return Err(ApiError::invalid_input(format!(
+            "q (the start of a name, 1-64 characters) {problem}"
+        )));
+    }
+    let page = state
+        .db
+        .call(SearchUsers {
+            viewer: user.user_id.get(),
+            prefix: prefix.to_lowercase(),
+            after_id: crate::core::paging::cursor_id(q.cursor.as_deref())?,
+            limit: crate::core::paging::parse_limit(q.limit.as_deref())?,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+async fn follow_list(
+    state: web::Data<Social>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+    q: web::Query<PageQuery>,
+    side: Side,
+) -> ApiResult<HttpResponse> {
+    let before = q
+        .cursor
+        .as_deref()
+        .map(|c| crate::core::paging::decode_cursor(c, 2).map(|v| (v[0], v[1])))
+        .transpose()?;
+    let page = state
+        .db
+        .call(FollowList {
+            viewer: user.user_id.get(),
+            user: path.into_inner().0.get(),
+            side,
+            before,
+            limit: q.limit()?,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// Who follows the member, newest first.
+#[utoipa::path(get, path = "/api/v1/users/{id}/followers", tag = "social", security(("bearer" = [])),
+    params(("id" = i64, Path), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = crate::core::paging::Page<UserSummaryView>, description = "A page of the list; `next_cursor` (null on the last page) fetches the next"),
+        (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub async fn followers(
+    state: web::Data<Social>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+    q: web::Query<PageQuery>,
+) -> ApiResult<HttpResponse> {
+    follow_list(state, user, path, q, Side::Followers).await
+}
+
+/// Whom the member follows, newest first.
+#[utoipa::path(get, path = "/api/v1/users/{id}/following", tag = "social", security(("bearer" = [])),
+    params(("id" = i64, Path), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = crate::core::paging::Page<UserSummaryView>, description = "A page of the list; `next_cursor` (null on the last page) fetches the next"),
+        (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub async fn following(
+    state: web::Data<Social>,
+    user: AuthUser,
+    path: web::Path<(Id,)>,
+    q: web::Query<PageQuery>,
+) -> ApiResult<HttpResponse> {
+    follow_list(state, user, path, q, Side::Following).await
+}
+
 /// This domain's routes (mounted under `/api/v1` by the server).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/users/{id}/follow", web::post().to(follow))
+    cfg.route("/users", web::get().to(search_users))
+        .route("/users/{id}", web::get().to(profile))
+        .route("/users/{id}/followers", web::get().to(followers))
+        .route("/users/{id}/following", web::get().to(following))
+        .route("/users/{id}/follow", web::post().to(follow))
         .route("/users/{id}/follow", web::delete().to(unfollow))
         .route("/users/{id}/block", web::post().to(block))
         .route("/users/{id}/block", web::delete().to(unblock))
@@ -301,6 +426,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// This domain's part of the OpenAPI document (merged by the server).
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(
+    profile,
+    search_users,
+    followers,
+    following,
     follow,
     unfollow,
     block,

@@ -3,6 +3,7 @@
 pub mod handle;
 pub mod http;
 pub mod notifier;
+pub mod profiles;
 pub mod store;
 pub mod tx;
 

@@ -21,6 +21,7 @@ diesel::table! {
         inviter_id -> Nullable<BigInt>,
         banned -> Bool,
         created_at_ms -> BigInt,
+        display_name_lower -> Text,
     }
 }
 

@@ -8,6 +8,7 @@ pub mod handle;
 pub mod http;
 pub mod model;
 pub mod store;
+pub mod tx;
 
 pub use handle::Trips;
 

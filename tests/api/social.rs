@@ -352,3 +352,294 @@ async fn notifications_from_events(backend: Backend) {
     assert!(list["items"].as_array().unwrap().is_empty());
 }
 both_backends!(notifications_from_events, super::notifications_from_events);
+
+/// CONTRACT v2: profiles with counts, member search by name (any script,
+/// wildcards literal), followers and following; blocks hide both ways.
+async fn profiles_search_and_follow_lists(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (alice, at) = app.register("alice").await;
+    let (bob, bt) = app.register("bob").await;
+    let (carol, ct) = app.register("carol").await;
+    let (dave, dt) = app.register("dave").await;
+    let (under, _) = app.register("under_score").await;
+    let (_, _) = app.register("underxscore").await;
+    let follow = |who: i64, token: String| {
+        let app = &app;
+        async move {
+            let r = app
+                .post(
+                    &format!("/api/v1/users/{who}/follow"),
+                    Some(&token),
+                    &json!({}),
+                )
+                .await;
+            assert_eq!(r.status(), 200);
+        }
+    };
+    follow(bob, at.clone()).await;
+    follow(bob, ct.clone()).await;
+    follow(bob, dt.clone()).await;
+    follow(carol, bt.clone()).await;
+    post(&app, &bt, "a first post").await;
+    let r = app
+        .patch(
+            "/api/v1/me",
+            Some(&dt),
+            &json!({"display_name": "Élodie 张伟", "bio": "walks"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+
+    // A profile and how the caller stands to it.
+    let p: Value = app
+        .get(&format!("/api/v1/users/{bob}"), Some(&at))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            p["user_id"].as_i64(),
+            p["username"].as_str(),
+            p["display_name"].as_str()
+        ),
+        (Some(bob), Some("bob"), Some("bob"))
+    );
+    assert_eq!(
+        (
+            p["followers"].as_i64(),
+            p["following"].as_i64(),
+            p["posts"].as_i64(),
+            p["trips_organized"].as_i64()
+        ),
+        (Some(3), Some(1), Some(1), Some(0))
+    );
+    assert_eq!(
+        (p["followed_by_me"].as_bool(), p["blocked_by_me"].as_bool()),
+        (Some(true), Some(false))
+    );
+    assert!(p["avatar_url"].is_null());
+    let d: Value = app
+        .get(&format!("/api/v1/users/{dave}"), Some(&at))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (d["bio"].as_str(), d["followed_by_me"].as_bool()),
+        (Some("walks"), Some(false))
+    );
+
+    // Search: username or display name, case-insensitive in any script.
+    let names = |v: Value| -> Vec<i64> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["user_id"].as_i64().unwrap())
+            .collect()
+    };
+    let search = |q: &str| {
+        let (app, at, q) = (&app, at.clone(), q.to_owned());
+        async move {
+            let r = app
+                .get(&format!("/api/v1/users?q={}", urlencode(&q)), Some(&at))
+                .await;
+            assert_eq!(r.status(), 200, "{q}");
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    assert_eq!(names(search("BO").await), vec![bob]);
+    assert_eq!(names(search("élo").await), vec![dave]);
+    assert_eq!(names(search("ÉLODIE").await), vec![dave]);
+    assert_eq!(names(search("da").await), vec![dave]);
+    assert_eq!(names(search("under_").await), vec![under], "_ is literal");
+    assert!(names(search("%").await).is_empty(), "% is literal");
+    let item = &search("bob").await["items"][0];
+    assert_eq!(item["username"], "bob");
+    assert!(item.as_object().unwrap().contains_key("avatar_url"));
+    let page: Value = app
+        .get("/api/v1/users?q=under&limit=1", Some(&at))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    let next = page["next_cursor"].as_str().unwrap();
+    let rest: Value = app
+        .get(
+            &format!("/api/v1/users?q=under&limit=1&cursor={next}"),
+            Some(&at),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rest["items"].as_array().unwrap().len(), 1);
+    assert_ne!(rest["items"][0]["user_id"], page["items"][0]["user_id"]);
+
+    // Follow lists, newest first, paged.
+    let f: Value = app
+        .get(&format!("/api/v1/users/{bob}/followers"), Some(&at))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(names(f), vec![dave, carol, alice]);
+    let g: Value = app
+        .get(&format!("/api/v1/users/{bob}/following"), Some(&at))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(names(g), vec![carol]);
+    let f1: Value = app
+        .get(&format!("/api/v1/users/{bob}/followers?limit=2"), Some(&at))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let next = f1["next_cursor"].as_str().unwrap().to_owned();
+    assert_eq!(names(f1), vec![dave, carol]);
+    let f2: Value = app
+        .get(
+            &format!("/api/v1/users/{bob}/followers?limit=2&cursor={next}"),
+            Some(&at),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(names(f2.clone()), vec![alice]);
+    assert!(f2["next_cursor"].is_null());
+
+    // Carol blocks Alice: they see nothing of each other.
+    let r = app
+        .post(
+            &format!("/api/v1/users/{alice}/block"),
+            Some(&ct),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_problem(
+        app.get(&format!("/api/v1/users/{carol}"), Some(&at)).await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_problem(
+        app.get(&format!("/api/v1/users/{alice}"), Some(&ct)).await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_problem(
+        app.get(&format!("/api/v1/users/{carol}/followers"), Some(&at))
+            .await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert!(names(search("carol").await).is_empty());
+    let f: Value = app
+        .get(&format!("/api/v1/users/{bob}/followers"), Some(&at))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(names(f), vec![dave, alice]);
+    let mine: Value = app
+        .get(&format!("/api/v1/users/{alice}"), Some(&at))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mine["blocked_by_me"], false);
+    let theirs: Value = app
+        .get(&format!("/api/v1/users/{bob}"), Some(&ct))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        theirs["followers"], 3,
+        "counts are the member's, not the viewer's"
+    );
+
+    // Bad input: 400 or 404, nothing changes.
+    for q in ["", "%20%20", &"x".repeat(65), "a%0Ab"] {
+        assert_problem(
+            app.get(&format!("/api/v1/users?q={q}"), Some(&at)).await,
+            400,
+            "invalid_input",
+        )
+        .await;
+    }
+    assert_problem(
+        app.get("/api/v1/users", Some(&at)).await,
+        400,
+        "invalid_input",
+    )
+    .await;
+    assert_problem(
+        app.get("/api/v1/users?q=bo&limit=0", Some(&at)).await,
+        400,
+        "invalid_input",
+    )
+    .await;
+    assert_problem(
+        app.get("/api/v1/users?q=bo&cursor=zz", Some(&at)).await,
+        400,
+        "invalid_input",
+    )
+    .await;
+    assert_problem(
+        app.get(
+            &format!("/api/v1/users/{bob}/followers?cursor=zz"),
+            Some(&at),
+        )
+        .await,
+        400,
+        "invalid_input",
+    )
+    .await;
+    assert_problem(
+        app.get("/api/v1/users/abc", Some(&at)).await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_problem(
+        app.get("/api/v1/users/999999", Some(&at)).await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_problem(
+        app.get("/api/v1/users/999999/following", Some(&at)).await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_problem(
+        app.get(&format!("/api/v1/users/{bob}"), None).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+}
+both_backends!(
+    profiles_search_and_follow_lists,
+    super::profiles_search_and_follow_lists
+);
+
+/// Percent-encodes a query value (UTF-8 bytes).
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -23,6 +23,8 @@ pub struct UserRow {
     pub inviter_id: Option<i64>,
     pub banned: bool,
     pub created_at_ms: i64,
+    /// `display_name` lowercased (Unicode), for search.
+    pub display_name_lower: String,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -101,7 +103,10 @@ pub fn update_profile(
 ) -> QueryResult<()> {
     if let Some(name) = display_name {
         diesel::update(users::table.find(id))
-            .set(users::display_name.eq(name))
+            .set((
+                users::display_name.eq(name),
+                users::display_name_lower.eq(name.to_lowercase()),
+            ))
             .execute(conn)?;
     }
     if let Some(bio) = bio {
@@ -354,4 +359,69 @@ pub fn revoke_own_session(
         return Ok(None);
     }
     find_session(conn, id)
+}
+
+/// What lists of members show of each.
+#[derive(Debug, Clone, Queryable)]
+pub struct UserSummaryRow {
+    pub id: i64,
+    pub username: String,
+    pub display_name: String,
+}
+
+/// These users (any order; missing ids are left out).
+pub fn user_summaries(conn: &mut DbConn, ids: &[i64]) -> QueryResult<Vec<UserSummaryRow>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        out.extend(
+            users::table
+                .filter(users::id.eq_any(chunk))
+                .select((users::id, users::username, users::display_name))
+                .load::<UserSummaryRow>(conn)?,
+        );
+    }
+    Ok(out)
+}
+
+/// `LIKE` pattern for "starts with `prefix`", its wildcards escaped with `\`.
+fn starts_with_pattern(prefix: &str) -> String {
+    let mut p = String::with_capacity(prefix.len() + 1);
+    for ch in prefix.chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(ch);
+    }
+    p.push('%');
+    p
+}
+
+/// One page of members whose username or display name starts with
+/// `prefix_lower` (already lowercased), by id, leaving out `hidden` and
+/// banned members; `limit + 1` rows.
+pub fn search_users(
+    conn: &mut DbConn,
+    prefix_lower: &str,
+    hidden: &[i64],
+    after_id: Option<i64>,
+    limit: i64,
+) -> QueryResult<Vec<UserSummaryRow>> {
+    let pattern = starts_with_pattern(prefix_lower);
+    let mut q = users::table
+        .filter(
+            users::username_lower
+                .like(pattern.clone())
+                .escape('\\')
+                .or(users::display_name_lower.like(pattern).escape('\\')),
+        )
+        .filter(users::banned.eq(false))
+        .filter(users::id.ne_all(hidden.to_vec()))
+        .into_boxed();
+    if let Some(a) = after_id {
+        q = q.filter(users::id.gt(a));
+    }
+    q.order(users::id.asc())
+        .limit(limit.saturating_add(1))
+        .select((users::id, users::username, users::display_name))
+        .load(conn)
 }

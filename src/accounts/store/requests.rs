@@ -119,6 +119,7 @@ impl Handler<Register> for DbExecutor {
                 inviter_id: None,
                 banned: false,
                 created_at_ms: now_ms(),
+                display_name_lower: msg.username.lower(),
             };
             let result =
                 crate::storage::transaction(&mut conn, |c| -> Result<NewSession, ApiError> {

@@ -338,6 +338,15 @@ pub fn delete_block(conn: &mut DbConn, blocker: i64, blocked: i64) -> QueryResul
 }
 
 /// Who blocked `user`, at most `limit` of them.
+/// Whom `user` blocked (at most `limit`).
+pub fn blocked_by(conn: &mut DbConn, user: i64, limit: i64) -> QueryResult<Vec<i64>> {
+    blocks::table
+        .filter(blocks::blocker_id.eq(user))
+        .select(blocks::blocked_id)
+        .limit(limit)
+        .load(conn)
+}
+
 pub fn blockers_of(conn: &mut DbConn, user: i64, limit: i64) -> QueryResult<Vec<i64>> {
     blocks::table
         .filter(blocks::blocked_id.eq(user))

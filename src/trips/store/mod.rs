@@ -366,3 +366,11 @@ impl Handler<ListRequests> for DbExecutor {
         })
     }
 }
+
+/// How many trips `user` organized (any status).
+pub fn count_organized(conn: &mut DbConn, user: i64) -> QueryResult<i64> {
+    trips::table
+        .filter(trips::organizer_id.eq(user))
+        .count()
+        .get_result(conn)
+}
