@@ -363,6 +363,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         db: db.clone(),
         relay: relay.clone(),
         registry: registry.clone(),
+        profile_hook: Arc::new(crate::trips::hooks::TripsOnProfiles),
     });
     let rebates_handle = web::Data::new(crate::rebates::Rebates {
         ctx: ctx.clone(),

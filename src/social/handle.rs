@@ -17,4 +17,6 @@ pub struct Social {
     pub relay: Addr<Relay>,
     /// Sockets, for live feed pushes and presence.
     pub registry: Arc<Registry>,
+    /// What later domains add to a member's profile.
+    pub profile_hook: Arc<dyn super::hooks::ProfileHook>,
 }

@@ -3,7 +3,10 @@
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use super::profiles::{FollowList, GetProfile, ProfileView, SearchUsers, Side, UserSummaryView};
+use super::store::edits::{DeleteComment, DeletePost, EditPost, Unlike};
+use super::store::profiles::{
+    FollowList, GetProfile, ProfileView, SearchUsers, Side, UserSummaryView,
+};
 use super::store::{
     AddComment, CommentView, CreatePost, Feed, Follow, GetPost, Like, ListNotifications,
     MarkNotificationsRead, PostView, SetBlock, Unfollow,
@@ -284,6 +287,86 @@ pub async fn mark_read(
     Ok(HttpResponse::Ok().json(ReadResult { marked_read: n }))
 }
 
+/// Change one's own post (`edited_at` records when). Others: 404.
+#[utoipa::path(patch, path = "/api/v1/posts/{id}", tag = "social", security(("bearer" = [])), request_body = BodyRequest,
+    params(("id" = i64, Path)),
+    responses((status = 200, body = PostView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub async fn edit_post(
+    state: web::Data<Social>,
+    user: AuthUser,
+    path: web::Path<(crate::core::ids::PostId,)>,
+    body: crate::core::extract::Json<BodyRequest>,
+) -> ApiResult<HttpResponse> {
+    let body = body.into_inner().body;
+    text_body(&body, MAX_POST_CHARS, "body")?;
+    let post = state
+        .db
+        .call(EditPost {
+            user: user.user_id.get(),
+            post_id: path.into_inner().0.get(),
+            body,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(post))
+}
+
+/// Delete a post with its likes and comments (its author or an admin). Others: 404.
+#[utoipa::path(delete, path = "/api/v1/posts/{id}", tag = "social", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 204), (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub async fn delete_post(
+    state: web::Data<Social>,
+    user: AuthUser,
+    path: web::Path<(crate::core::ids::PostId,)>,
+) -> ApiResult<HttpResponse> {
+    state
+        .db
+        .call(DeletePost {
+            user: user.user_id.get(),
+            post_id: path.into_inner().0.get(),
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Delete a comment (its author or an admin). Others: 404.
+#[utoipa::path(delete, path = "/api/v1/comments/{id}", tag = "social", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 204), (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub async fn delete_comment(
+    state: web::Data<Social>,
+    user: AuthUser,
+    path: web::Path<(crate::core::ids::CommentId,)>,
+) -> ApiResult<HttpResponse> {
+    state
+        .db
+        .call(DeleteComment {
+            user: user.user_id.get(),
+            comment_id: path.into_inner().0.get(),
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Take back one's like (idempotent: 200 either way).
+#[utoipa::path(delete, path = "/api/v1/posts/{id}/like", tag = "social", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 200, body = PostView), (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub async fn unlike(
+    state: web::Data<Social>,
+    user: AuthUser,
+    path: web::Path<(crate::core::ids::PostId,)>,
+) -> ApiResult<HttpResponse> {
+    let post = state
+        .db
+        .call(Unlike {
+            user: user.user_id.get(),
+            post_id: path.into_inner().0.get(),
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(post))
+}
+
 /// Most characters of a member search's prefix.
 pub const MAX_SEARCH_CHARS: usize = 64;
 
@@ -302,6 +385,7 @@ pub async fn profile(
         .call(GetProfile {
             viewer: user.user_id.get(),
             user: path.into_inner().0.get(),
+            hook: state.profile_hook.clone(),
         })
         .await?;
     Ok(HttpResponse::Ok().json(view))
@@ -416,7 +500,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/users/{id}/block", web::delete().to(unblock))
         .route("/posts", web::post().to(create_post))
         .route("/posts/{id}", web::get().to(get_post))
+        .route("/posts/{id}", web::patch().to(edit_post))
+        .route("/posts/{id}", web::delete().to(delete_post))
         .route("/posts/{id}/like", web::post().to(like))
+        .route("/posts/{id}/like", web::delete().to(unlike))
+        .route("/comments/{id}", web::delete().to(delete_comment))
         .route("/posts/{id}/comments", web::post().to(comment))
         .route("/feed", web::get().to(feed))
         .route("/notifications", web::get().to(notifications))
@@ -436,8 +524,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     unblock,
     create_post,
     get_post,
+    edit_post,
+    delete_post,
     feed,
     like,
+    unlike,
+    delete_comment,
     comment,
     notifications,
     mark_read,

@@ -1,9 +1,9 @@
 //! Social: follows, blocks, posts and the feed, notifications and the notifier.
 
 pub mod handle;
+pub mod hooks;
 pub mod http;
 pub mod notifier;
-pub mod profiles;
 pub mod store;
 pub mod tx;
 

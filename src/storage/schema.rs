@@ -106,6 +106,7 @@ diesel::table! {
         like_count -> BigInt,
         comment_count -> BigInt,
         created_at_ms -> BigInt,
+        edited_at_ms -> Nullable<BigInt>,
     }
 }
 

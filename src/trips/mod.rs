@@ -5,10 +5,10 @@
 
 pub mod actor;
 pub mod handle;
+pub mod hooks;
 pub mod http;
 pub mod model;
 pub mod store;
-pub mod tx;
 
 pub use handle::Trips;
 

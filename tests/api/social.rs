@@ -643,3 +643,202 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// CONTRACT v2: the author edits a post; the author or an admin deletes a
+/// post or a comment; a like is taken back. Others get 404 and nothing changes.
+async fn edits_deletions_and_unlikes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, at) = app.register("alice").await;
+    let (bob, bt) = app.register("bob").await;
+    let (_, ct) = app.register("carol").await;
+    let admin = app.admin_token().await;
+    let r = app
+        .post(
+            &format!("/api/v1/users/{bob}/follow"),
+            Some(&at),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let p = post(&app, &bt, "first words").await;
+    let id = p["post_id"].as_i64().unwrap();
+    assert!(p["edited_at"].is_null());
+    let get = |token: String| {
+        let app = &app;
+        async move { app.get(&format!("/api/v1/posts/{id}"), Some(&token)).await }
+    };
+    assert_eq!(
+        app.post(&format!("/api/v1/posts/{id}/like"), Some(&at), &json!({}))
+            .await
+            .status(),
+        200
+    );
+    let comment = |token: String, body: &'static str| {
+        let app = &app;
+        async move {
+            let r = app
+                .post(
+                    &format!("/api/v1/posts/{id}/comments"),
+                    Some(&token),
+                    &json!({"body": body}),
+                )
+                .await;
+            assert_eq!(r.status(), 201);
+            r.json::<Value>().await.unwrap()["comment_id"]
+                .as_i64()
+                .unwrap()
+        }
+    };
+    let c1 = comment(at.clone(), "nice").await;
+    let c2 = comment(ct.clone(), "spam").await;
+
+    // Editing: the author only; bad bodies change nothing.
+    let path = format!("/api/v1/posts/{id}");
+    assert_problem(
+        app.patch(&path, Some(&at), &json!({"body": "hijacked"}))
+            .await,
+        404,
+        "not_found",
+    )
+    .await;
+    for bad in [
+        json!({"body": "  "}),
+        json!({"body": "x".repeat(2_001)}),
+        json!({"body": "b", "x": 1}),
+        json!({}),
+    ] {
+        assert_problem(
+            app.patch(&path, Some(&bt), &bad).await,
+            400,
+            "invalid_input",
+        )
+        .await;
+    }
+    assert_eq!(
+        get(at.clone()).await.json::<Value>().await.unwrap()["body"],
+        "first words"
+    );
+    let r = app
+        .patch(&path, Some(&bt), &json!({"body": "better words"}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let edited: Value = r.json().await.unwrap();
+    assert_eq!(edited["body"], "better words");
+    assert!(edited["edited_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(
+        (
+            edited["like_count"].as_i64(),
+            edited["comment_count"].as_i64()
+        ),
+        (Some(1), Some(2))
+    );
+    let feed: Value = app
+        .get("/api/v1/feed", Some(&at))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(feed["items"][0]["body"], "better words");
+
+    // Unlike: idempotent, for anyone who can see the post.
+    for token in [&at, &at, &ct] {
+        let r = app
+            .delete(&format!("/api/v1/posts/{id}/like"), Some(token))
+            .await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.json::<Value>().await.unwrap()["like_count"], 0);
+    }
+
+    // Comments: the author or an admin.
+    assert_problem(
+        app.delete(&format!("/api/v1/comments/{c1}"), Some(&ct))
+            .await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_problem(
+        app.delete(&format!("/api/v1/comments/{c1}"), Some(&bt))
+            .await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_eq!(
+        app.delete(&format!("/api/v1/comments/{c1}"), Some(&at))
+            .await
+            .status(),
+        204
+    );
+    assert_problem(
+        app.delete(&format!("/api/v1/comments/{c1}"), Some(&at))
+            .await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_eq!(
+        app.delete(&format!("/api/v1/comments/{c2}"), Some(&admin))
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(
+        get(at.clone()).await.json::<Value>().await.unwrap()["comment_count"],
+        0
+    );
+    for bad in [
+        "/api/v1/comments/abc",
+        "/api/v1/comments/0",
+        "/api/v1/posts/abc",
+    ] {
+        assert_problem(app.delete(bad, Some(&at)).await, 404, "not_found").await;
+    }
+
+    // Posts: the author or an admin; gone from the feed and every route.
+    assert_problem(app.delete(&path, Some(&at)).await, 404, "not_found").await;
+    assert_eq!(get(at.clone()).await.status(), 200);
+    assert_eq!(app.delete(&path, Some(&bt)).await.status(), 204);
+    assert_problem(get(at.clone()).await, 404, "not_found").await;
+    assert_problem(app.delete(&path, Some(&bt)).await, 404, "not_found").await;
+    assert_problem(
+        app.patch(&path, Some(&bt), &json!({"body": "again"})).await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_problem(
+        app.post(&format!("{path}/like"), Some(&at), &json!({}))
+            .await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_problem(
+        app.delete(&format!("{path}/like"), Some(&at)).await,
+        404,
+        "not_found",
+    )
+    .await;
+    let feed: Value = app
+        .get("/api/v1/feed", Some(&at))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(feed["items"].as_array().unwrap().is_empty());
+    let other = post(&app, &ct, "off topic").await["post_id"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(
+        app.delete(&format!("/api/v1/posts/{other}"), Some(&admin))
+            .await
+            .status(),
+        204
+    );
+    assert_problem(app.delete(&path, None).await, 401, "unauthorized").await;
+}
+both_backends!(
+    edits_deletions_and_unlikes,
+    super::edits_deletions_and_unlikes
+);

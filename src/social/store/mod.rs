@@ -1,5 +1,8 @@
 //! Social reads and writes on the database executor.
 
+pub mod edits;
+pub mod profiles;
+
 use actix::{Handler, Message};
 use diesel::prelude::*;
 use serde::Serialize;
@@ -23,11 +26,15 @@ pub struct PostView {
     pub created_at: String,
     pub like_count: i64,
     pub comment_count: i64,
+    /// When the author last edited the body; null if never.
+    pub edited_at: Option<String>,
 }
 
-type PostTuple = (i64, i64, String, i64, i64, i64);
+type PostTuple = (i64, i64, String, i64, i64, i64, Option<i64>);
 
-fn post_view((id, author_id, body, like_count, comment_count, created): PostTuple) -> PostView {
+fn post_view(
+    (id, author_id, body, like_count, comment_count, created, edited): PostTuple,
+) -> PostView {
     PostView {
         post_id: id,
         author_id,
@@ -35,6 +42,7 @@ fn post_view((id, author_id, body, like_count, comment_count, created): PostTupl
         created_at: rfc3339(created),
         like_count,
         comment_count,
+        edited_at: edited.map(rfc3339),
     }
 }
 
@@ -45,6 +53,7 @@ const POST_COLUMNS: (
     posts::like_count,
     posts::comment_count,
     posts::created_at_ms,
+    posts::edited_at_ms,
 ) = (
     posts::id,
     posts::author_id,
@@ -52,6 +61,7 @@ const POST_COLUMNS: (
     posts::like_count,
     posts::comment_count,
     posts::created_at_ms,
+    posts::edited_at_ms,
 );
 
 fn ensure_user(conn: &mut DbConn, id: i64) -> Result<(), ApiError> {
@@ -61,7 +71,11 @@ fn ensure_user(conn: &mut DbConn, id: i64) -> Result<(), ApiError> {
 }
 
 /// A post the viewer may see (404 if missing or its author blocked the viewer).
-fn visible_post(conn: &mut DbConn, post_id: i64, viewer: i64) -> Result<PostView, ApiError> {
+pub(super) fn visible_post(
+    conn: &mut DbConn,
+    post_id: i64,
+    viewer: i64,
+) -> Result<PostView, ApiError> {
     let row: Option<PostTuple> = posts::table
         .find(post_id)
         .select(POST_COLUMNS)
@@ -213,7 +227,10 @@ impl Handler<CreatePost> for DbExecutor {
             .select(follows::follower_id)
             .limit(MAX_LIVE_POST_PUSHES)
             .load(&mut conn)?;
-        Ok((post_view((id, msg.author, msg.body, 0, 0, now)), followers))
+        Ok((
+            post_view((id, msg.author, msg.body, 0, 0, now, None)),
+            followers,
+        ))
     }
 }
 

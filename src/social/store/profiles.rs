@@ -4,8 +4,8 @@
 //! the profile is 404, and neither appears in the other's lists.
 //!
 //! The rows come from their owners: users through `accounts::tx`, blocks
-//! through `chat::tx`, trips through `trips::tx`; follows and posts are
-//! social's own.
+//! through `chat::tx`, trips through the profile hook (trips is a later
+//! domain); follows and posts are social's own.
 
 use actix::{Handler, Message};
 use diesel::prelude::*;
@@ -63,6 +63,8 @@ fn apart(conn: &mut DbConn, a: i64, b: i64) -> Result<bool, ApiError> {
 pub struct GetProfile {
     pub viewer: i64,
     pub user: i64,
+    /// What later domains add to a profile.
+    pub hook: std::sync::Arc<dyn crate::social::hooks::ProfileHook>,
 }
 
 impl Message for GetProfile {
@@ -106,7 +108,7 @@ impl Handler<GetProfile> for DbExecutor {
             followers,
             following,
             posts: post_count,
-            trips_organized: crate::trips::tx::count_organized(c, msg.user)?,
+            trips_organized: msg.hook.trips_organized(c, msg.user)?,
             followed_by_me,
             blocked_by_me: msg.viewer != msg.user && chat::is_blocked(c, msg.viewer, msg.user)?,
         })
