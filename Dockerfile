@@ -20,9 +20,11 @@ COPY --from=build /src/target/release/tandem /usr/local/bin/tandem
 USER tandem
 WORKDIR /data
 VOLUME ["/data"]
+# The allocator setting the binary would otherwise restart itself to set (see src/main.rs).
 ENV TANDEM_LISTEN=0.0.0.0:8080 \
     TANDEM_DATABASE_URL=sqlite:/data/tandem.db \
-    TANDEM_LOG_FORMAT=json
+    TANDEM_LOG_FORMAT=json \
+    MIMALLOC_ARENA_EAGER_COMMIT=0
 EXPOSE 8080
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/tandem"]
