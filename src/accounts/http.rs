@@ -118,6 +118,7 @@ pub async fn refresh(
         .db
         .call(Refresh {
             user_id: user.user_id,
+            session_id: user.session_id,
             tokens: state.tokens.clone(),
         })
         .await?;
@@ -251,16 +252,21 @@ pub struct ChangePasswordRequest {
 
 /// Mirrors revoked sessions into the shared cache (every node refuses
 /// their tokens at once) and closes their sockets on every node.
+/// Every session is tried (one cache error must not leave the rest
+/// unmirrored); the first error is answered (503). The database has them
+/// all revoked either way, and a starting node mirrors every revoked,
+/// unexpired session again.
 async fn end_sessions(state: &Accounts, user_id: i64, ended: &[SessionRow]) -> ApiResult<()> {
+    let mut first_error = None;
     for s in ended {
-        mirror_revoked_session(state.ctx.kv.as_ref(), s.id, s.expires_at_ms)
-            .await
-            .map_err(ApiError::unavailable_because)?;
         state
             .registry
             .close_user(user_id, Some(s.id), "session ended");
+        if let Err(e) = mirror_revoked_session(state.ctx.kv.as_ref(), s.id, s.expires_at_ms).await {
+            first_error.get_or_insert(e);
+        }
     }
-    Ok(())
+    first_error.map_or(Ok(()), |e| Err(ApiError::unavailable_because(e)))
 }
 
 /// Change the password; every other session of the user ends (their tokens

@@ -52,6 +52,9 @@ impl To {
 /// First wait before reconnecting a broken link; doubles up to `RECONNECT_MAX`.
 const RECONNECT_MIN: Duration = Duration::from_millis(500);
 const RECONNECT_MAX: Duration = Duration::from_secs(10);
+/// A link that stayed open this long broke for a new reason: its next
+/// reconnect waits only `RECONNECT_MIN`.
+const STABLE_AFTER: Duration = Duration::from_secs(10);
 /// Longest one connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -116,8 +119,16 @@ pub async fn open(url: &str, namespace: &str, node_id: u8) -> anyhow::Result<Nod
     })
 }
 
-/// Connects, declares the exchange and this node's queue, and consumes it.
+/// Connects, declares the exchange and this node's queue, and consumes it,
+/// all within `CONNECT_TIMEOUT` (a broker that accepts the connection and
+/// then stalls must not hang the link).
 async fn connect(at: &Endpoint) -> anyhow::Result<Connected> {
+    tokio::time::timeout(CONNECT_TIMEOUT, connect_unbounded(at))
+        .await
+        .context("opening the node link timed out")?
+}
+
+async fn connect_unbounded(at: &Endpoint) -> anyhow::Result<Connected> {
     // The name shows in the broker's connection list (an operator, or a
     // test, can tell the link from the event bus).
     let props = lapin::ConnectionProperties::default().with_connection_name(at.name.clone().into());
@@ -192,7 +203,6 @@ async fn keep_open(
                     tracing::info!("the node link is open again");
                     status.reconnects.fetch_add(1, Ordering::Relaxed);
                     status.up.store(true, Ordering::Relaxed);
-                    wait = RECONNECT_MIN;
                     c
                 }
                 Err(e) => {
@@ -205,12 +215,23 @@ async fn keep_open(
                 }
             },
         };
+        let opened_at = tokio::time::Instant::now();
         match serve(&at, connected, &mut out, &into).await {
             Ok(()) => return,
             Err(e) => {
                 status.up.store(false, Ordering::Relaxed);
                 tracing::warn!(error = %e, "the node link broke; frames for other nodes drop until it is open again");
             }
+        }
+        // A link that broke at once (a flapping broker) backs off further;
+        // one that held a while starts over from the shortest wait.
+        wait = if opened_at.elapsed() >= STABLE_AFTER {
+            RECONNECT_MIN
+        } else {
+            (wait * 2).min(RECONNECT_MAX)
+        };
+        if drop_for(wait, &mut out, &status).await.is_break() {
+            return;
         }
     }
 }

@@ -42,15 +42,19 @@ pub fn classify(state: &Accounts, req: &ServiceRequest) -> (String, Limit) {
     let addr = req.peer_addr().map_or_else(
         || "unknown".to_owned(),
         |peer| {
-            let forwarded = req
+            // Every line, even one with bytes that are not ASCII (skipping
+            // it would let a client fall back to the proxy's shared bucket):
+            // an unreadable entry only ends the walk leftwards.
+            let forwarded: Vec<String> = req
                 .headers()
                 .get_all("x-forwarded-for")
-                .filter_map(|v| v.to_str().ok());
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect();
             state
                 .ctx
                 .config
                 .trusted_proxies
-                .client(peer.ip(), forwarded)
+                .client(peer.ip(), forwarded.iter().map(String::as_str))
                 .to_string()
         },
     );

@@ -564,6 +564,18 @@ async fn password_and_sessions(backend: Backend) {
         tablet_ws.ended_within(5).await,
         crate::ws::Ended::Closed(1008)
     ));
+    assert_problem(
+        app.post("/api/v1/auth/refresh", Some(&tablet), &json!({}))
+            .await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    let r = app
+        .post("/api/v1/auth/refresh", Some(&laptop), &json!({}))
+        .await;
+    assert_eq!(r.status(), 200, "a live session refreshes");
+    let refreshed = token_of(r.json().await.unwrap());
     // Not live any more, someone else's, or nonsense: 404, nothing changes.
     for path in [
         format!("/api/v1/me/sessions/{tablet_session}"),
@@ -657,6 +669,13 @@ async fn password_and_sessions(backend: Backend) {
         crate::ws::Ended::Closed(1008)
     ));
     assert_eq!(app.get("/api/v1/me", Some(&laptop)).await.status(), 200);
+    // The session the laptop refreshed into was another session: it ended too.
+    assert_problem(
+        app.get("/api/v1/me", Some(&refreshed)).await,
+        401,
+        "unauthorized",
+    )
+    .await;
     let left: Value = app
         .get("/api/v1/me/sessions", Some(&laptop))
         .await

@@ -425,3 +425,13 @@ pub fn search_users(
         .select((users::id, users::username, users::display_name))
         .load(conn)
 }
+
+/// Locks the user's row for the rest of the transaction (PostgreSQL: a row
+/// lock; SQLite: the database's write lock) by writing it unchanged, so
+/// session changes of one user take turns.
+pub fn lock_user(conn: &mut DbConn, id: i64) -> QueryResult<()> {
+    diesel::update(users::table.find(id))
+        .set(users::banned.eq(users::banned))
+        .execute(conn)
+        .map(|_| ())
+}

@@ -199,6 +199,8 @@ impl Handler<Login> for DbExecutor {
 
 pub struct Refresh {
     pub user_id: crate::core::ids::UserId,
+    /// The session of the token presented: it must still be live.
+    pub session_id: i64,
     pub tokens: Arc<TokenKeys>,
 }
 
@@ -216,7 +218,20 @@ impl Handler<Refresh> for DbExecutor {
         if user.banned {
             return Err(ApiError::unauthorized("token revoked"));
         }
-        open_session(self, &mut conn, user.id, &msg.tokens)
+        // The user's row lock orders this against a password change or a
+        // session's end (which take it first): a token whose session one of
+        // them revoked cannot open a new session between the revocation's
+        // commit and its mirror in the cache, and a session opened just
+        // before is among those the change revokes.
+        crate::storage::transaction(&mut conn, |c| -> Result<NewSession, ApiError> {
+            store::lock_user(c, user.id)?;
+            let live = store::find_session(c, msg.session_id)?
+                .is_some_and(|s| s.user_id == user.id && !s.revoked && s.expires_at_ms > now_ms());
+            if !live {
+                return Err(ApiError::unauthorized("token revoked"));
+            }
+            open_session(self, c, user.id, &msg.tokens)
+        })
     }
 }
 

@@ -49,6 +49,8 @@ impl Handler<ChangePassword> for DbExecutor {
         let hash = hash_password(msg.new_password.as_str()).map_err(ApiError::internal)?;
         let now = now_ms();
         crate::storage::transaction(&mut conn, |c| -> Result<Vec<SessionRow>, ApiError> {
+            // Writing the user's row locks it first: a concurrent refresh
+            // waits, then finds its session revoked (see `Refresh`).
             store::set_password(c, user.id, &hash)?;
             Ok(store::revoke_other_sessions(
                 c,
@@ -110,7 +112,11 @@ impl Handler<EndSession> for DbExecutor {
 
     fn handle(&mut self, msg: EndSession, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
-        store::revoke_own_session(&mut conn, msg.user_id.get(), msg.session_id, now_ms())?
-            .ok_or_else(|| ApiError::not_found("no such session"))
+        crate::storage::transaction(&mut conn, |c| -> Result<SessionRow, ApiError> {
+            // Ordered against a refresh of the same session (see `Refresh`).
+            store::lock_user(c, msg.user_id.get())?;
+            store::revoke_own_session(c, msg.user_id.get(), msg.session_id, now_ms())?
+                .ok_or_else(|| ApiError::not_found("no such session"))
+        })
     }
 }

@@ -102,7 +102,12 @@ impl Handler<DeleteComment> for DbExecutor {
             let Some((post_id, _)) = row else {
                 return Err(ApiError::not_found("no such comment"));
             };
-            diesel::delete(post_comments::table.find(msg.comment_id)).execute(c)?;
+            // Two deletes of one comment may both pass the check above: only
+            // the one whose DELETE removed the row moves the counter.
+            let removed = diesel::delete(post_comments::table.find(msg.comment_id)).execute(c)?;
+            if removed == 0 {
+                return Err(ApiError::not_found("no such comment"));
+            }
             diesel::update(posts::table.find(post_id))
                 .set(posts::comment_count.eq(posts::comment_count - 1))
                 .execute(c)?;
