@@ -130,6 +130,10 @@ fn prepare(config: &Config, ids: &IdGenerator) -> anyhow::Result<Prepared> {
         .map(|s| (s.id, s.expires_at_ms))
         .collect();
     let banned_users = store::banned_user_ids(&mut conn)?;
+    let refilled = store::refill_display_names_lower(&mut conn)?;
+    if refilled > 0 {
+        tracing::info!(refilled, "display names lowercased for search");
+    }
     let purged = store::purge_expired_sessions(&mut conn, now)?;
     if purged > 0 {
         tracing::info!(purged, "removed long-expired sessions");

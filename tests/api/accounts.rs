@@ -687,3 +687,63 @@ async fn password_and_sessions(backend: Backend) {
     assert_eq!(login("brand-new-pass").await.status(), 200);
 }
 both_backends!(password_and_sessions, super::password_and_sessions);
+
+/// Display names stored before search existed get their lowercase form by
+/// Unicode rules at start (SQLite's `lower()` in the migration folds ASCII
+/// only), once per database.
+#[test]
+fn display_names_are_lowercased_for_search_once() {
+    use diesel::prelude::*;
+    use tandem::storage::schema::{settings, users};
+    let dir =
+        std::env::temp_dir().join(format!("tandem-names-{}", crate::helpers::random_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url: tandem::core::config::DatabaseUrl = format!("sqlite:{}", dir.join("n.db").display())
+        .parse()
+        .unwrap();
+    let (pool, _) = tandem::server::app::migrate(&url).unwrap();
+    let mut conn = pool.get().unwrap();
+    let c: &mut tandem::storage::DbConn = &mut conn;
+    // As the migration left a name written before it, on SQLite.
+    let row = tandem::accounts::store::UserRow {
+        id: 7,
+        username: "elodie".into(),
+        username_lower: "elodie".into(),
+        display_name: "ÉLODIE Ωmega".into(),
+        bio: String::new(),
+        password_hash: "x".into(),
+        roles: "user".into(),
+        invite_code: "C7".into(),
+        inviter_id: None,
+        banned: false,
+        created_at_ms: 0,
+        display_name_lower: "Élodie Ωmega".into(),
+    };
+    tandem::accounts::store::insert_user(c, &row).unwrap();
+    // Not refilled yet (the server refills at start; `migrate` alone does not).
+    diesel::delete(settings::table.filter(settings::name.eq("display_name_lower_refilled")))
+        .execute(c)
+        .unwrap();
+    assert_eq!(
+        tandem::accounts::store::refill_display_names_lower(c).unwrap(),
+        1
+    );
+    let lower: String = users::table
+        .find(7)
+        .select(users::display_name_lower)
+        .first(c)
+        .unwrap();
+    assert_eq!(lower, "élodie ωmega");
+    // Once per database.
+    diesel::update(users::table.find(7))
+        .set(users::display_name_lower.eq("stale"))
+        .execute(c)
+        .unwrap();
+    assert_eq!(
+        tandem::accounts::store::refill_display_names_lower(c).unwrap(),
+        0
+    );
+    drop(conn);
+    drop(pool);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -435,3 +435,37 @@ pub fn lock_user(conn: &mut DbConn, id: i64) -> QueryResult<()> {
         .execute(conn)
         .map(|_| ())
 }
+
+/// Sets `display_name_lower` by Unicode rules on every row where it differs
+/// (migration 000011 filled it with SQL `lower()`, which on SQLite folds
+/// ASCII only). Runs once per database, remembered in `settings`; safe to
+/// run again. Returns the rows changed.
+pub fn refill_display_names_lower(conn: &mut DbConn) -> QueryResult<usize> {
+    const DONE: &str = "display_name_lower_refilled";
+    const PAGE: i64 = 1_000;
+    if get_setting(conn, DONE)?.is_some() {
+        return Ok(0);
+    }
+    let (mut after, mut changed) = (i64::MIN, 0);
+    loop {
+        let rows: Vec<(i64, String, String)> = users::table
+            .filter(users::id.gt(after))
+            .order(users::id.asc())
+            .limit(PAGE)
+            .select((users::id, users::display_name, users::display_name_lower))
+            .load(conn)?;
+        let Some(last) = rows.last() else { break };
+        after = last.0;
+        for (id, name, lower) in rows {
+            let want = name.to_lowercase();
+            if want != lower {
+                diesel::update(users::table.find(id))
+                    .set(users::display_name_lower.eq(want))
+                    .execute(conn)?;
+                changed += 1;
+            }
+        }
+    }
+    get_or_insert_setting(conn, DONE, "1")?;
+    Ok(changed)
+}
