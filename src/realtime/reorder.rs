@@ -55,6 +55,8 @@ struct Conversation<T> {
     held: BTreeMap<i64, (bool, T)>,
     /// When the current wait for a predecessor began.
     since: Option<Instant>,
+    /// When a frame of it last arrived (the least recent idle one is forgotten first).
+    touched: Option<Instant>,
 }
 
 impl<T> Default for Conversation<T> {
@@ -63,6 +65,7 @@ impl<T> Default for Conversation<T> {
             last: None,
             held: BTreeMap::new(),
             since: None,
+            touched: None,
         }
     }
 }
@@ -123,6 +126,7 @@ impl<T> SeqOrder<T> {
         let mut out = Released::default();
         self.make_room(conversation, &mut out.ready);
         let c = self.conversations.entry(conversation).or_default();
+        c.touched = Some(now);
         if c.last.is_some_and(|last| seq <= last) || c.held.contains_key(&seq) {
             out.late = 1;
             return out;
@@ -158,21 +162,29 @@ impl<T> SeqOrder<T> {
         out
     }
 
-    /// Keeps at most [`MAX_CONVERSATIONS`]: forgets the idle ones first,
-    /// and if every one is waiting, ends every wait.
+    /// Keeps at most [`MAX_CONVERSATIONS`]: forgets the idle one heard from
+    /// least recently (its next frame is a first frame again), and if every
+    /// one is waiting, ends every wait.
     fn make_room(&mut self, conversation: i64, out: &mut Vec<T>) {
         if self.conversations.len() < MAX_CONVERSATIONS
             || self.conversations.contains_key(&conversation)
         {
             return;
         }
-        self.conversations.retain(|_, c| !c.held.is_empty());
-        if self.conversations.len() >= MAX_CONVERSATIONS {
-            for c in self.conversations.values_mut() {
-                c.release_all(out);
-            }
-            self.conversations.clear();
+        let oldest_idle = self
+            .conversations
+            .iter()
+            .filter(|(_, c)| c.held.is_empty())
+            .min_by_key(|(_, c)| c.touched)
+            .map(|(id, _)| *id);
+        if let Some(id) = oldest_idle {
+            self.conversations.remove(&id);
+            return;
         }
+        for c in self.conversations.values_mut() {
+            c.release_all(out);
+        }
+        self.conversations.clear();
     }
 }
 
@@ -251,6 +263,21 @@ mod tests {
         assert_eq!(o.admit(7, 3, false, 3, at(0)).late, 1);
         assert_eq!(o.admit(7, 1, false, 1, at(0)).late, 1);
         assert_eq!(o.admit(7, 2, false, 2, at(0)).ready, vec![2, 3]);
+    }
+
+    #[test]
+    fn the_least_recent_idle_conversation_is_forgotten_first() {
+        let mut o = SeqOrder::default();
+        for c in 0..MAX_CONVERSATIONS as i64 {
+            o.admit(c, 1, false, 1, at(u64::try_from(c).unwrap_or(0)));
+        }
+        // Conversation 0 is heard from again: 1 is now the least recent.
+        o.admit(0, 2, false, 2, at(1_000));
+        o.admit(9_999, 1, false, 1, at(1_001));
+        assert_eq!(o.conversations.len(), MAX_CONVERSATIONS);
+        assert!(o.conversations.contains_key(&0) && !o.conversations.contains_key(&1));
+        // Conversation 2 still knows its last seq: a late frame drops.
+        assert_eq!(o.admit(2, 1, false, 1, at(1_002)).late, 1);
     }
 
     #[test]
