@@ -45,16 +45,15 @@ pub fn classify(state: &Accounts, req: &ServiceRequest) -> (String, Limit) {
             // Every line, even one with bytes that are not ASCII (skipping
             // it would let a client fall back to the proxy's shared bucket):
             // an unreadable entry only ends the walk leftwards.
-            let forwarded: Vec<String> = req
+            let forwarded = req
                 .headers()
                 .get_all("x-forwarded-for")
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-                .collect();
+                .map(|v| String::from_utf8_lossy(v.as_bytes()));
             state
                 .ctx
                 .config
                 .trusted_proxies
-                .client(peer.ip(), forwarded.iter().map(String::as_str))
+                .client(peer.ip(), forwarded)
                 .to_string()
         },
     );

@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::accounts::tx as accounts;
 use crate::chat::tx as chat;
 use crate::core::error::ApiError;
-use crate::core::paging::{encode_cursor, Page};
+use crate::core::paging::{trim_page, Page};
 use crate::storage::schema::{follows, posts};
 use crate::storage::{DbConn, DbExecutor};
 
@@ -135,7 +135,7 @@ impl Handler<SearchUsers> for DbExecutor {
         let hidden = chat::blocked_either(&mut conn, msg.viewer)?;
         let mut rows =
             accounts::search_users(&mut conn, &msg.prefix, &hidden, msg.after_id, msg.limit)?;
-        let next_cursor = crate::core::paging::trim_page(&mut rows, msg.limit, |u| vec![u.id]);
+        let next_cursor = trim_page(&mut rows, msg.limit, |u| vec![u.id]);
         Ok(Page {
             items: rows.into_iter().map(UserSummaryView::from).collect(),
             next_cursor,
@@ -175,11 +175,7 @@ impl Handler<FollowList> for DbExecutor {
             return Err(ApiError::not_found("no such user"));
         }
         let mut rows = follow_page(c, msg.user, msg.side, msg.before, msg.limit)?;
-        let more = rows.len() as i64 > msg.limit;
-        rows.truncate(usize::try_from(msg.limit).unwrap_or(0));
-        let next_cursor = more
-            .then(|| rows.last().map(|(id, at)| encode_cursor(&[*at, *id])))
-            .flatten();
+        let next_cursor = trim_page(&mut rows, msg.limit, |(id, at)| vec![*at, *id]);
         // The cursor follows the rows read; members hidden from the viewer
         // leave a page shorter, not a gap.
         let hidden = chat::blocked_either(c, msg.viewer)?;
