@@ -16,16 +16,45 @@ use crate::runtime::context::Ctx;
 use crate::storage::Db;
 
 /// The notice that a conversation's members changed (see `Registry::notice`).
-const MEMBERS_NOTICE: &str = "chat.members";
+pub(crate) const MEMBERS_NOTICE: &str = "chat.members";
 
 /// Most entries the member cache keeps before it is cleared.
 pub const MEMBER_CACHE_MAX: usize = 100_000;
+
+/// A conversation's members (by user id) with the first seq each may read.
+pub struct Members {
+    ids: Vec<i64>,
+    from: Vec<i64>,
+}
+
+impl Members {
+    /// From (user, first visible seq) pairs.
+    pub fn new(mut pairs: Vec<(i64, i64)>) -> Members {
+        pairs.sort_unstable();
+        let (ids, from) = pairs.into_iter().unzip();
+        Members { ids, from }
+    }
+
+    pub fn ids(&self) -> &[i64] {
+        &self.ids
+    }
+
+    pub fn contains(&self, user: i64) -> bool {
+        self.ids.binary_search(&user).is_ok()
+    }
+
+    /// The first seq `user` may read (0: all), if a member.
+    pub fn visible_from(&self, user: i64) -> Option<i64> {
+        let at = self.ids.binary_search(&user).ok()?;
+        self.from.get(at).copied()
+    }
+}
 
 /// Chat's caches: rebuildable from the database at any time.
 #[derive(Default)]
 pub struct ChatCaches {
     /// Members per conversation.
-    members: DashMap<i64, Arc<Vec<i64>>>,
+    members: DashMap<i64, Arc<Members>>,
     /// Bumped on every membership change (trips), before the cache entry is
     /// dropped: a load that began earlier must not put an old list back.
     members_epoch: AtomicU64,
@@ -46,14 +75,15 @@ pub struct Chat {
 
 impl Chat {
     /// Members of a conversation, from the cache or the database.
-    pub async fn members_of(&self, conversation_id: i64) -> Result<Arc<Vec<i64>>, ApiError> {
+    pub async fn members_of(&self, conversation_id: i64) -> Result<Arc<Members>, ApiError> {
         let caches = &self.caches;
         if let Some(m) = caches.members.get(&conversation_id) {
             return Ok(m.clone());
         }
         let epoch = caches.members_epoch.load(Ordering::Acquire);
-        let members = Arc::new(self.db.call(LoadMembers { conversation_id }).await?);
-        if members.is_empty() {
+        let members = self.db.call(LoadMembers { conversation_id }).await?;
+        let members = Arc::new(Members::new(members));
+        if members.ids.is_empty() {
             return Err(ApiError::not_found("no such conversation"));
         }
         if caches.members.len() >= MEMBER_CACHE_MAX {
@@ -73,9 +103,10 @@ impl Chat {
 
     /// A conversation was just created with these members (committed).
     pub fn conversation_created(&self, conversation_id: i64, members: &[i64]) {
+        let all = members.iter().map(|m| (*m, 0)).collect();
         self.caches
             .members
-            .insert(conversation_id, Arc::new(members.to_vec()));
+            .insert(conversation_id, Arc::new(Members::new(all)));
     }
 
     /// A conversation's members changed (committed): every cache of them, on

@@ -1,16 +1,24 @@
 //! Conversations over HTTP.
 
-use actix_web::{web, HttpResponse};
+use std::sync::atomic::{AtomicI64, AtomicUsize};
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web_actors::ws;
 use serde::Deserialize;
 
+use super::model::{Change, HistoryVisibility, Refusal};
+use super::socket::WsConn;
 use super::store::requests::{
-    ConversationView, CreateGroup, ListConversations, LoadMessages, MAX_GROUP_MEMBERS,
+    ConversationView, CreateGroup, ListConversations, LoadConversation, LoadMessages,
+    MAX_GROUP_MEMBERS,
 };
 use super::Chat;
 use crate::accounts::auth::AuthUser;
+use crate::core::error::ErrorKind;
 use crate::core::error::{ApiError, ApiResult, Problem};
 use crate::core::paging::{decode_cursor, encode_cursor, parse_limit, Page, PageQuery};
 use crate::core::text::{check_text, Id, Lines};
+use crate::realtime::registry::ConnShared;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -19,6 +27,18 @@ pub struct CreateConversationRequest {
     member_ids: Vec<Id>,
     #[schema(max_length = 100)]
     title: Option<String>,
+    /// What members added later may read (default `since_join`).
+    #[schema(value_type = Option<HistoryVisibility>, inline)]
+    history_visibility: Option<String>,
+}
+
+fn parse_history(raw: Option<&str>) -> ApiResult<Option<HistoryVisibility>> {
+    raw.map(|h| {
+        HistoryVisibility::parse(h).ok_or_else(|| {
+            ApiError::invalid_input("history_visibility must be \"full\" or \"since_join\"")
+        })
+    })
+    .transpose()
 }
 
 /// Create a group conversation of the caller and `member_ids`.
@@ -48,6 +68,8 @@ pub async fn create(
     }
     let title = body.title.unwrap_or_default();
     check_text(&title, "title", 100, Lines::One, false)?;
+    let history =
+        parse_history(body.history_visibility.as_deref())?.unwrap_or(HistoryVisibility::SinceJoin);
     let view = state
         .db
         .call(CreateGroup {
@@ -55,6 +77,7 @@ pub async fn create(
             member_ids: body.member_ids.iter().map(|i| i.get()).collect(),
             title,
             kind: "group",
+            history,
         })
         .await?;
     state.conversation_created(view.conversation_id, &view.member_ids);
@@ -164,17 +187,221 @@ pub async fn history(
     }))
 }
 
+/// A refusal of the chat writer as a problem.
+fn refused((code, message): Refusal) -> ApiError {
+    let kind = match code {
+        "not_member" | "not_found" => ErrorKind::NotFound,
+        "forbidden" => ErrorKind::Forbidden,
+        "blocked" => ErrorKind::Blocked,
+        "invalid_state" => ErrorKind::InvalidState,
+        "invalid_input" => ErrorKind::InvalidInput,
+        _ => ErrorKind::Unavailable,
+    };
+    let message = if code == "not_member" {
+        "no such conversation"
+    } else {
+        message
+    };
+    ApiError::new(kind, message)
+}
+
+/// Runs a group change through the conversation's writer (so it takes its
+/// place in the `seq` stream) and answers with the conversation as the
+/// caller now sees it.
+async fn change_group(
+    state: &Chat,
+    user: &AuthUser,
+    conversation_id: i64,
+    change: Change,
+) -> ApiResult<Option<ConversationView>> {
+    let me = user.user_id.get();
+    // Made here, unique: a group change is not resent by clients.
+    let client_id = format!("~{}", state.ctx.ids.next_id());
+    state
+        .writers
+        .change(me, conversation_id, client_id, change)
+        .await
+        .map_err(refused)?;
+    let load = LoadConversation {
+        user_id: me,
+        conversation_id,
+    };
+    match state.db.call(load).await {
+        Ok(view) => Ok(Some(view)),
+        // The caller left.
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// One of the caller's conversations.
+#[utoipa::path(get, path = "/api/v1/conversations/{id}", tag = "chat", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 200, body = ConversationView), (status = 404, body = Problem)))]
+pub async fn get_one(
+    state: web::Data<Chat>,
+    user: AuthUser,
+    path: web::Path<(crate::core::ids::ConversationId,)>,
+) -> ApiResult<HttpResponse> {
+    let load = LoadConversation {
+        user_id: user.user_id.get(),
+        conversation_id: path.into_inner().0.get(),
+    };
+    Ok(HttpResponse::Ok().json(state.db.call(load).await?))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddMembersRequest {
+    #[schema(value_type = Vec<i64>, min_items = 1, max_items = 999)]
+    user_ids: Vec<Id>,
+}
+
+/// Add members to a group (its owner). Members get a `member_added` entry;
+/// those already in are skipped. Someone who blocked the owner, or whom the
+/// owner blocked, cannot be added (403 `blocked`).
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/members", tag = "chat", security(("bearer" = [])),
+    params(("id" = i64, Path)), request_body = AddMembersRequest,
+    responses((status = 200, body = ConversationView), (status = 400, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn add_members(
+    state: web::Data<Chat>,
+    user: AuthUser,
+    path: web::Path<(crate::core::ids::ConversationId,)>,
+    body: crate::core::extract::Json<AddMembersRequest>,
+) -> ApiResult<HttpResponse> {
+    let ids = &body.user_ids;
+    if ids.is_empty() || ids.len() >= MAX_GROUP_MEMBERS {
+        let why = format!("user_ids must name 1 to {} users", MAX_GROUP_MEMBERS - 1);
+        return Err(ApiError::invalid_input(why));
+    }
+    let change = Change::AddMembers {
+        user_ids: ids.iter().map(|i| i.get()).collect(),
+    };
+    let conv = path.into_inner().0.get();
+    let view = change_group(&state, &user, conv, change).await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// Remove a member (the owner), or leave (the member itself). The members
+/// before it, the removed one included, get a `member_removed` entry; from
+/// then on the removed member's sockets get nothing of the conversation and
+/// its sends an `error` frame. An owner who leaves hands the group to the
+/// member with the lowest id (an `owner_changed` entry).
+#[utoipa::path(delete, path = "/api/v1/conversations/{id}/members/{user_id}", tag = "chat", security(("bearer" = [])),
+    params(("id" = i64, Path), ("user_id" = i64, Path)),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn remove_member(
+    state: web::Data<Chat>,
+    user: AuthUser,
+    path: web::Path<(crate::core::ids::ConversationId, crate::core::ids::UserId)>,
+) -> ApiResult<HttpResponse> {
+    let (conv, member) = path.into_inner();
+    let change = Change::RemoveMember {
+        user_id: member.get(),
+    };
+    change_group(&state, &user, conv.get(), change).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateConversationRequest {
+    #[schema(max_length = 100)]
+    title: Option<String>,
+    /// Hands the group to another member.
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 9007199254740991_i64)]
+    owner_id: Option<Id>,
+    #[schema(value_type = Option<HistoryVisibility>, inline)]
+    history_visibility: Option<String>,
+}
+
+/// Rename a group, hand it to another member, or set what members added
+/// later may read (the owner). Each change is an entry (`renamed`,
+/// `owner_changed`, `history_changed`); a value equal to the current one
+/// changes nothing.
+#[utoipa::path(patch, path = "/api/v1/conversations/{id}", tag = "chat", security(("bearer" = [])),
+    params(("id" = i64, Path)), request_body = UpdateConversationRequest,
+    responses((status = 200, body = ConversationView), (status = 400, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn update(
+    state: web::Data<Chat>,
+    user: AuthUser,
+    path: web::Path<(crate::core::ids::ConversationId,)>,
+    body: crate::core::extract::Json<UpdateConversationRequest>,
+) -> ApiResult<HttpResponse> {
+    let body = body.into_inner();
+    if body.title.is_none() && body.owner_id.is_none() && body.history_visibility.is_none() {
+        return Err(ApiError::invalid_input(
+            "give title, owner_id or history_visibility",
+        ));
+    }
+    if let Some(t) = &body.title {
+        check_text(t, "title", 100, Lines::One, false)?;
+    }
+    let change = Change::Update {
+        title: body.title,
+        owner_id: body.owner_id.map(|o| o.get()),
+        history: parse_history(body.history_visibility.as_deref())?,
+    };
+    let conv = path.into_inner().0.get();
+    let view = change_group(&state, &user, conv, change).await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// `GET /api/v1/ws`: authenticate (header or `?token=`), check Origin, upgrade.
+/// Frames are described in CONTRACT.md ("WebSocket").
+#[utoipa::path(get, path = "/api/v1/ws", tag = "chat", security(("bearer" = [])),
+    params(("token" = Option<String>, Query, description = "The bearer token, for browsers that cannot set headers")),
+    responses((status = 101, description = "Switching Protocols: a WebSocket of JSON text frames"),
+        (status = 401, body = crate::core::error::Problem), (status = 403, description = "Origin not allowed", body = crate::core::error::Problem)))]
+pub async fn ws_route(
+    req: HttpRequest,
+    stream: web::Payload,
+    state: web::Data<Chat>,
+    user: AuthUser,
+) -> Result<HttpResponse, ApiError> {
+    // An Origin that is not text matches no listed origin.
+    let origin = req
+        .headers()
+        .get("origin")
+        .map(|o| o.to_str().unwrap_or(""));
+    if !state.ctx.config.ws_allowed_origins.allows(origin) {
+        return Err(ApiError::forbidden("origin not allowed"));
+    }
+    let shared = std::sync::Arc::new(ConnShared {
+        id: state.registry.next_conn_id(),
+        user_id: user.user_id.get(),
+        token_session: user.session_id,
+        last_seen_ms: AtomicI64::new(crate::core::ids::now_ms()),
+        pending_frames: AtomicUsize::new(0),
+        pending_bytes: AtomicUsize::new(0),
+    });
+    let conn = WsConn::new(state.clone(), shared);
+    ws::WsResponseBuilder::new(conn, &req, stream)
+        .frame_size(super::socket::MAX_FRAME_BYTES)
+        .start()
+        .map_err(|e| ApiError::invalid_input(format!("WebSocket handshake failed: {e}")))
+}
+
 /// This domain's routes (mounted under `/api/v1` by the server).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/conversations", web::post().to(create))
         .route("/conversations", web::get().to(list))
+        .route("/conversations/{id}", web::get().to(get_one))
+        .route("/conversations/{id}", web::patch().to(update))
+        .route("/conversations/{id}/members", web::post().to(add_members))
+        .route(
+            "/conversations/{id}/members/{user_id}",
+            web::delete().to(remove_member),
+        )
         .route("/conversations/{id}/messages", web::get().to(history));
 }
 
 /// This domain's part of the OpenAPI document (merged by the server).
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(create, list, history,),
+    paths(create, list, get_one, update, add_members, remove_member, history,),
     components(schemas(
         crate::realtime::frames::ClientFrame,
         crate::realtime::frames::ServerFrame

@@ -3,6 +3,7 @@
 
 pub mod handle;
 pub mod http;
+pub mod model;
 pub mod recent;
 pub mod socket;
 pub mod store;

@@ -47,6 +47,30 @@ impl Recent {
         }
     }
 
+    /// Changes the kept entry at `seq` (an edit or deletion of it
+    /// committed), if this ring holds it.
+    pub fn amend(&self, conversation_id: i64, seq: i64, f: impl FnOnce(&mut MessageView)) {
+        let Some(mut ring) = self.rings.get_mut(&conversation_id) else {
+            return;
+        };
+        let Some(first) = ring.front().map(|m| m.seq) else {
+            return;
+        };
+        let at = usize::try_from(seq - first).ok();
+        if let Some(m) = at.and_then(|i| ring.get_mut(i)).filter(|m| m.seq == seq) {
+            let before = m.body.len();
+            f(m);
+            let after = m.body.len();
+            // Approximate, like every count here: the body is what varies.
+            if after > before {
+                self.bytes.fetch_add(after - before, Ordering::Relaxed);
+            } else {
+                let freed = (before - after).min(self.bytes.load(Ordering::Relaxed));
+                self.bytes.fetch_sub(freed, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Appends a committed message.
     pub fn push(&self, m: &MessageView) {
         let size = m.body.len() + m.client_id.len() + 64;
@@ -129,6 +153,11 @@ mod tests {
             body: String::new(),
             sent_at: String::new(),
             client_id: seq.to_string(),
+            kind: "text".into(),
+            target_seq: None,
+            data: None,
+            edited_at: None,
+            deleted: false,
         }
     }
 

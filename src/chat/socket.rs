@@ -4,24 +4,24 @@
 //! of `realtime::socket`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{
     Actor, ActorContext, ActorFutureExt, AsyncContext, Handler, Message, StreamHandler, WrapFuture,
 };
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::web;
 use actix_web_actors::ws;
 
-use crate::accounts::auth::AuthUser;
+use crate::chat::model::Change;
 use crate::chat::store::requests::{EnsureDirect, LoadMessages, MarkRead, SYNC_LIMIT};
-use crate::chat::writer::ChatSend;
+use crate::chat::writer::{ChatSend, ReplyTo};
 use crate::chat::Chat;
 use crate::core::error::ApiError;
 use crate::core::ids::now_ms;
 use crate::realtime::frames::{
-    ClientFrame, ReadFrame, SendFrame, ServerFrame, SyncFrame, TypingFrame,
+    ClientFrame, DeleteFrame, EditFrame, ReadFrame, SendFrame, ServerFrame, SyncFrame, TypingFrame,
 };
 use crate::realtime::registry::ConnShared;
 use crate::realtime::session::Deliver;
@@ -103,12 +103,16 @@ impl WsConn {
         if !self.take_token() {
             let client_id = match &frame {
                 ClientFrame::Send(s) => Some(s.client_id.as_str()),
+                ClientFrame::Edit(e) => e.client_id.as_deref(),
+                ClientFrame::Delete(d) => d.client_id.as_deref(),
                 _ => None,
             };
             return Self::send_error(ctx, "rate_limited", "too many frames; slow down", client_id);
         }
         match frame {
             ClientFrame::Send(f) => self.on_send(f, ctx),
+            ClientFrame::Edit(f) => self.on_edit(f, ctx),
+            ClientFrame::Delete(f) => self.on_delete(f, ctx),
             ClientFrame::Sync(f) => self.on_sync(f, ctx),
             ClientFrame::Read(f) => self.on_read(f, ctx),
             ClientFrame::Typing(f) => self.on_typing(f, ctx),
@@ -177,13 +181,28 @@ impl WsConn {
         f: SendFrame,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
+        let change = Change::Text { body: f.body };
+        self.forward(conversation_id, f.client_id, change, ctx);
+    }
+
+    /// A change of a conversation from this socket: to its writer, which
+    /// answers this socket with the ack or an error frame.
+    fn forward(
+        &mut self,
+        conversation_id: i64,
+        client_id: String,
+        change: Change,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
         let req = ChatSend {
             sender_id: self.user_id(),
-            conn: ctx.address(),
-            conn_id: self.shared.id,
+            reply: ReplyTo::Socket {
+                conn: ctx.address(),
+                conn_id: self.shared.id,
+            },
             conversation_id,
-            client_id: f.client_id,
-            body: f.body,
+            client_id,
+            change,
         };
         if let Err(rejected) = self.state.writers.submit(req) {
             Self::send_error(
@@ -193,6 +212,58 @@ impl WsConn {
                 Some(&rejected.client_id),
             );
         }
+    }
+
+    /// The frame's `client_id`, checked, or a fresh one (an edit or a
+    /// deletion need not be resent; if it is, the same id dedupes it).
+    fn change_client_id(
+        &self,
+        given: Option<String>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) -> Option<String> {
+        match given {
+            Some(c) if (1..=MAX_CLIENT_ID_CHARS).contains(&c.chars().count()) => Some(c),
+            Some(c) => {
+                Self::send_error(
+                    ctx,
+                    "invalid_input",
+                    "client_id must be 1-64 characters",
+                    Some(&c),
+                );
+                None
+            }
+            None => Some(format!("~{}", self.state.ctx.ids.next_id())),
+        }
+    }
+
+    fn on_edit(&mut self, f: EditFrame, ctx: &mut ws::WebsocketContext<Self>) {
+        let Some(cid) = self.change_client_id(f.client_id, ctx) else {
+            return;
+        };
+        if f.conversation_id <= 0 || f.seq <= 0 {
+            let why = "conversation_id and seq must be positive";
+            return Self::send_error(ctx, "invalid_input", why, Some(&cid));
+        }
+        if let Err(why) = crate::core::text::check_message_text(&f.body, MAX_BODY_CHARS) {
+            return Self::send_error(ctx, "invalid_input", &why, Some(&cid));
+        }
+        let change = Change::Edit {
+            target_seq: f.seq,
+            body: f.body,
+        };
+        self.forward(f.conversation_id, cid, change, ctx);
+    }
+
+    fn on_delete(&mut self, f: DeleteFrame, ctx: &mut ws::WebsocketContext<Self>) {
+        let Some(cid) = self.change_client_id(f.client_id, ctx) else {
+            return;
+        };
+        if f.conversation_id <= 0 || f.seq <= 0 {
+            let why = "conversation_id and seq must be positive";
+            return Self::send_error(ctx, "invalid_input", why, Some(&cid));
+        }
+        let change = Change::Delete { target_seq: f.seq };
+        self.forward(f.conversation_id, cid, change, ctx);
     }
 
     fn on_sync(&mut self, f: SyncFrame, ctx: &mut ws::WebsocketContext<Self>) {
@@ -219,11 +290,11 @@ impl WsConn {
                     state.ctx.config.database_url,
                     crate::core::config::DatabaseUrl::Sqlite(_)
                 );
-                if single_node && members.contains(&user_id) {
+                if let (true, Some(from)) = (single_node, members.visible_from(user_id)) {
                     let limit = usize::try_from(SYNC_LIMIT).unwrap_or(1_000);
-                    if let Some((items, last_seq)) =
-                        state.caches.recent.after(conv, after_seq, limit)
-                    {
+                    // A member added to a `since_join` group reads from its entry on.
+                    let after = after_seq.max(from - 1);
+                    if let Some((items, last_seq)) = state.caches.recent.after(conv, after, limit) {
                         return Ok(crate::chat::store::requests::MessagePage { items, last_seq });
                     }
                 }
@@ -323,13 +394,13 @@ impl WsConn {
             async move { state.members_of(conv).await }
                 .into_actor(self)
                 .map(move |res, this, ctx| match res {
-                    Ok(members) if members.contains(&me) => {
+                    Ok(members) if members.contains(me) => {
                         let frame = ServerFrame::Typing {
                             conversation_id: conv,
                             user_id: me,
                         }
                         .encode();
-                        for m in members.iter().filter(|m| **m != me) {
+                        for m in members.ids().iter().filter(|m| **m != me) {
                             this.state
                                 .registry
                                 .deliver(*m, Deliver::plain(frame.clone()));
@@ -387,6 +458,20 @@ impl WsConn {
             description: Some(reason.to_owned()),
         }));
         ctx.stop();
+    }
+}
+
+impl WsConn {
+    /// A socket of `shared`'s user, not yet started.
+    pub(crate) fn new(state: web::Data<Chat>, shared: Arc<ConnShared>) -> WsConn {
+        WsConn {
+            state,
+            shared,
+            syncing: HashMap::new(),
+            tokens: FRAME_BURST,
+            refilled_at: Instant::now(),
+            fragments: None,
+        }
     }
 }
 
@@ -484,46 +569,4 @@ impl Handler<Kick> for WsConn {
     fn handle(&mut self, msg: Kick, ctx: &mut Self::Context) {
         Self::close(ctx, ws::CloseCode::from(msg.code), msg.reason);
     }
-}
-
-/// `GET /api/v1/ws`: authenticate (header or `?token=`), check Origin, upgrade.
-/// Frames are described in CONTRACT.md ("WebSocket").
-#[utoipa::path(get, path = "/api/v1/ws", tag = "chat", security(("bearer" = [])),
-    params(("token" = Option<String>, Query, description = "The bearer token, for browsers that cannot set headers")),
-    responses((status = 101, description = "Switching Protocols: a WebSocket of JSON text frames"),
-        (status = 401, body = crate::core::error::Problem), (status = 403, description = "Origin not allowed", body = crate::core::error::Problem)))]
-pub async fn ws_route(
-    req: HttpRequest,
-    stream: web::Payload,
-    state: web::Data<Chat>,
-    user: AuthUser,
-) -> Result<HttpResponse, ApiError> {
-    // An Origin that is not text matches no listed origin.
-    let origin = req
-        .headers()
-        .get("origin")
-        .map(|o| o.to_str().unwrap_or(""));
-    if !state.ctx.config.ws_allowed_origins.allows(origin) {
-        return Err(ApiError::forbidden("origin not allowed"));
-    }
-    let shared = Arc::new(ConnShared {
-        id: state.registry.next_conn_id(),
-        user_id: user.user_id.get(),
-        token_session: user.session_id,
-        last_seen_ms: AtomicI64::new(now_ms()),
-        pending_frames: AtomicUsize::new(0),
-        pending_bytes: AtomicUsize::new(0),
-    });
-    let conn = WsConn {
-        state: state.clone(),
-        shared,
-        syncing: HashMap::new(),
-        tokens: FRAME_BURST,
-        refilled_at: Instant::now(),
-        fragments: None,
-    };
-    ws::WsResponseBuilder::new(conn, &req, stream)
-        .frame_size(MAX_FRAME_BYTES)
-        .start()
-        .map_err(|e| ApiError::invalid_input(format!("WebSocket handshake failed: {e}")))
 }

@@ -27,6 +27,10 @@ pub fn create_group(
         last_seq: 0,
         last_activity_ms: now_ms,
         created_at_ms: now_ms,
+        // Managed by the caller's domain (a trip's members), not by an owner;
+        // members who join later read the whole history.
+        owner_id: None,
+        history_visibility: crate::chat::model::HistoryVisibility::Full.as_str().into(),
     };
     Ok(store::insert_conversation(conn, &row, members, now_ms)?)
 }

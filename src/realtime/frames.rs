@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ClientFrame {
     Send(SendFrame),
+    Edit(EditFrame),
+    Delete(DeleteFrame),
     Sync(SyncFrame),
     Read(ReadFrame),
     Typing(TypingFrame),
@@ -27,6 +29,35 @@ pub struct SendFrame {
     /// 1 to 4,000 characters; no control characters but tab and line breaks.
     #[schema(min_length = 1, max_length = 4000)]
     pub body: String,
+}
+
+/// New text for the sender's own text message at `seq`, within 15 minutes
+/// of sending it. Acked with the `edit` entry's seq; members get that entry
+/// as a `message` frame of kind `edit` (`target_seq`, the new `body`).
+/// `client_id`, if given, makes a resend return the first ack.
+#[derive(Debug, Deserialize, PartialEq, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EditFrame {
+    pub conversation_id: i64,
+    #[schema(minimum = 1)]
+    pub seq: i64,
+    #[schema(min_length = 1, max_length = 4000)]
+    pub body: String,
+    #[schema(min_length = 1, max_length = 64)]
+    pub client_id: Option<String>,
+}
+
+/// Deletes the message at `seq` for everyone (the sender's own, any time;
+/// an admin's, any). Acked with the `delete` entry's seq; the message keeps
+/// its seq with an empty body and `deleted: true`.
+#[derive(Debug, Deserialize, PartialEq, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteFrame {
+    pub conversation_id: i64,
+    #[schema(minimum = 1)]
+    pub seq: i64,
+    #[schema(min_length = 1, max_length = 64)]
+    pub client_id: Option<String>,
 }
 
 /// Every stored message with `seq > after_seq`, in order (at most 1,000),
@@ -60,16 +91,35 @@ pub struct TypingFrame {
 #[serde(deny_unknown_fields)]
 pub struct PingFrame {}
 
-/// A stored chat message as clients see it (HTTP history and `message` frames).
+/// An entry of a conversation's `seq` stream as clients see it (HTTP
+/// history, `sync` and `message` frames), in its latest state.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MessageView {
     pub conversation_id: i64,
     pub message_id: i64,
     pub seq: i64,
     pub sender_id: i64,
+    /// Empty once deleted; an `edit` entry's new text.
     pub body: String,
     pub sent_at: String,
     pub client_id: String,
+    /// `text`, `image`, `edit`, `delete`, `member_added`, `member_removed`,
+    /// `renamed`, `owner_changed`, `history_changed`.
+    #[schema(example = "text")]
+    pub kind: String,
+    /// The message an `edit` or `delete` entry changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_seq: Option<i64>,
+    /// `member_added`: `{"user_ids"}`; `member_removed`: `{"user_id"}`;
+    /// `renamed`: `{"title"}`; `owner_changed`: `{"owner_id"}`;
+    /// `history_changed`: `{"history_visibility"}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<serde_json::Value>,
+    /// When the text was last edited (null: never).
+    pub edited_at: Option<String>,
+    /// Deleted for everyone: the body is empty.
+    pub deleted: bool,
 }
 
 /// Server to client: one JSON object per text frame, told apart by `type`.
@@ -187,6 +237,11 @@ mod tests {
             body: "b".into(),
             sent_at: "t".into(),
             client_id: "c".into(),
+            kind: "text".into(),
+            target_seq: None,
+            data: None,
+            edited_at: None,
+            deleted: false,
         };
         let v: serde_json::Value =
             serde_json::from_str(&ServerFrame::Message(&m).encode()).unwrap();

@@ -22,7 +22,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(
             web::scope("/api/v1")
                 .configure(crate::accounts::http::configure)
-                .route("/ws", web::get().to(crate::chat::socket::ws_route))
+                .route("/ws", web::get().to(crate::chat::http::ws_route))
                 .configure(crate::chat::http::configure)
                 .configure(crate::social::http::configure)
                 .configure(crate::commerce::http::configure)

@@ -127,7 +127,11 @@ fn describe_websocket(op: &mut Map<String, Value>) {
             "Upgrades to a WebSocket of JSON text frames, one object each, told apart by \
              `type`: the client sends `ClientFrame`s, the server `ServerFrame`s (see \
              `x-websocket`). Within a conversation `seq` starts at 1 and rises by exactly 1; \
-             every acked message reaches every member live or through `sync`. A frame \
+             every acked message reaches every member live or through `sync`. Every change \
+             to a conversation is an entry of that stream, delivered as a `message` frame \
+             with its `kind`: `text`, `image`, `edit` and `delete` (with `target_seq`), \
+             `member_added`, `member_removed`, `renamed`, `owner_changed`, \
+             `history_changed` (with `data`). A frame \
              over 65,536 bytes closes the socket with 1009; the server pings every 15 s and \
              closes a socket silent for 45 s; a client that cannot keep up is closed with \
              1008 or 1013; a ban closes with 1008 `banned`; a server stopping closes with 1001."

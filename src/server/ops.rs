@@ -301,7 +301,7 @@ pub async fn dead_letters(
     info(title = "Tandem API", version = "1", description = "Realtime social-and-commerce engine. See CONTRACT.md."),
     paths(
         health, ready, metrics,
-        crate::chat::socket::ws_route,
+        crate::chat::http::ws_route,
         dead_letters,
     ),
     components(schemas(crate::core::error::Problem, DeadLetterView)),

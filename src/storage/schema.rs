@@ -58,6 +58,8 @@ diesel::table! {
         last_seq -> BigInt,
         last_activity_ms -> BigInt,
         created_at_ms -> BigInt,
+        owner_id -> Nullable<BigInt>,
+        history_visibility -> Text,
     }
 }
 
@@ -67,6 +69,7 @@ diesel::table! {
         user_id -> BigInt,
         last_read_seq -> BigInt,
         joined_at_ms -> BigInt,
+        visible_from_seq -> BigInt,
     }
 }
 
@@ -79,6 +82,11 @@ diesel::table! {
         body -> Text,
         client_id -> Text,
         sent_at_ms -> BigInt,
+        kind -> Text,
+        target_seq -> Nullable<BigInt>,
+        data -> Nullable<Text>,
+        edited_at_ms -> Nullable<BigInt>,
+        deleted_at_ms -> Nullable<BigInt>,
     }
 }
 

@@ -41,7 +41,8 @@ async fn direct_and_group_delivery(backend: Backend) {
         msg,
         json!({
             "type": "message", "conversation_id": conv, "message_id": ack["message_id"], "seq": 1,
-            "sender_id": alice, "body": "你好 bob", "sent_at": msg["sent_at"], "client_id": "m1"
+            "sender_id": alice, "body": "你好 bob", "sent_at": msg["sent_at"], "client_id": "m1",
+            "kind": "text", "edited_at": null, "deleted": false
         })
     );
     assert!(msg["sent_at"].as_str().unwrap().ends_with('Z'));

@@ -8,6 +8,7 @@
 mod accounts;
 mod adapters;
 mod chat;
+mod chat_changes;
 mod cluster;
 mod committers;
 mod community;

@@ -499,7 +499,7 @@ async fn openapi_document_is_precise_and_describes_the_websocket() {
     };
     assert_eq!(
         types(&schemas["ClientFrame"]),
-        ["ping", "read", "send", "sync", "typing"]
+        ["delete", "edit", "ping", "read", "send", "sync", "typing"]
     );
     assert_eq!(
         types(&schemas["ServerFrame"]),

@@ -1,5 +1,6 @@
 //! Chat queries, portable across both backends.
 
+pub mod entries;
 pub mod requests;
 
 use diesel::prelude::*;
@@ -19,6 +20,13 @@ pub struct MessageRow {
     pub body: String,
     pub client_id: String,
     pub sent_at_ms: i64,
+    /// A `chat::model::EntryKind`'s text.
+    pub kind: String,
+    pub target_seq: Option<i64>,
+    /// JSON, for membership and settings entries.
+    pub data: Option<String>,
+    pub edited_at_ms: Option<i64>,
+    pub deleted_at_ms: Option<i64>,
 }
 
 impl From<MessageRow> for MessageView {
@@ -31,6 +39,11 @@ impl From<MessageRow> for MessageView {
             body: m.body,
             sent_at: crate::core::ids::rfc3339(m.sent_at_ms),
             client_id: m.client_id,
+            kind: m.kind,
+            target_seq: m.target_seq,
+            data: m.data.as_deref().and_then(|d| serde_json::from_str(d).ok()),
+            edited_at: m.edited_at_ms.map(crate::core::ids::rfc3339),
+            deleted: m.deleted_at_ms.is_some(),
         }
     }
 }
@@ -45,6 +58,9 @@ pub struct ConversationRow {
     pub last_seq: i64,
     pub last_activity_ms: i64,
     pub created_at_ms: i64,
+    pub owner_id: Option<i64>,
+    /// A `chat::model::HistoryVisibility`'s text.
+    pub history_visibility: String,
 }
 
 pub fn direct_key(a: i64, b: i64) -> String {
@@ -139,8 +155,8 @@ pub fn find_by_client_ids<'a>(
     let pairs: Vec<(i64, String)> = wanted.iter().map(|(u, c)| (*u, (*c).to_owned())).collect();
     let rows: Vec<MessageRow> = crate::storage::direct::load_by_pairs::<_, BigInt, Text, _, _>(
         conn,
-        "SELECT m.id, m.conversation_id, m.seq, m.sender_id, m.body, m.client_id, m.sent_at_ms \
-         FROM messages m JOIN (VALUES {rows}) AS v \
+        "SELECT m.id, m.conversation_id, m.seq, m.sender_id, m.body, m.client_id, m.sent_at_ms, \
+         m.kind, m.target_seq, m.data, m.edited_at_ms, m.deleted_at_ms FROM messages m JOIN (VALUES {rows}) AS v \
          ON m.sender_id = v.column1 AND m.client_id = v.column2",
         &pairs,
     )?;
@@ -197,15 +213,18 @@ pub fn messages_after(
         .load(conn)
 }
 
+/// Entries before `before_seq`, newest first, none before `from_seq`.
 pub fn messages_before(
     conn: &mut DbConn,
     conversation_id: i64,
     before_seq: i64,
+    from_seq: i64,
     limit: i64,
 ) -> QueryResult<Vec<MessageRow>> {
     messages::table
         .filter(messages::conversation_id.eq(conversation_id))
         .filter(messages::seq.lt(before_seq))
+        .filter(messages::seq.ge(from_seq))
         .order(messages::seq.desc())
         .limit(limit)
         .select(MessageRow::as_select())
@@ -364,10 +383,14 @@ pub fn message_origin(conn: &mut DbConn, message_id: i64) -> QueryResult<Option<
         .optional()
 }
 
-/// Empties a message's body (its `seq` stays); returns its conversation.
+/// Empties a message's body and marks it deleted (its `seq` stays);
+/// returns its conversation.
 pub fn blank_message(conn: &mut DbConn, message_id: i64) -> QueryResult<Option<i64>> {
     diesel::update(messages::table.find(message_id))
-        .set(messages::body.eq(""))
+        .set((
+            messages::body.eq(""),
+            messages::deleted_at_ms.eq(Some(crate::core::ids::now_ms())),
+        ))
         .returning(messages::conversation_id)
         .get_result(conn)
         .optional()

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::{self as store, ConversationRow};
 use crate::accounts::tx as accounts;
+use crate::chat::model::HistoryVisibility;
 use crate::core::error::ApiError;
 use crate::core::ids::now_ms;
 use crate::core::paging::Page;
@@ -59,6 +60,8 @@ impl Handler<EnsureDirect> for DbExecutor {
             last_seq: 0,
             last_activity_ms: now,
             created_at_ms: now,
+            owner_id: None,
+            history_visibility: HistoryVisibility::Full.as_str().into(),
         };
         // Both users may open it at once: the loser's insert violates the unique
         // direct_key, its transaction is retried, and the retry finds the winner's.
@@ -78,12 +81,35 @@ impl Handler<EnsureDirect> for DbExecutor {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ConversationView {
     pub conversation_id: i64,
+    #[schema(example = "group")]
     pub kind: String,
     pub title: String,
     pub member_ids: Vec<i64>,
     pub last_seq: i64,
     pub unread: i64,
     pub created_at: String,
+    /// A group's owner (null for direct and trip conversations).
+    pub owner_id: Option<i64>,
+    /// What members added later may read: the whole history, or from the
+    /// entry that added them.
+    #[schema(value_type = HistoryVisibility, inline)]
+    pub history_visibility: String,
+}
+
+impl ConversationView {
+    fn of(c: ConversationRow, member_ids: Vec<i64>, last_read_seq: i64) -> ConversationView {
+        ConversationView {
+            conversation_id: c.id,
+            member_ids,
+            unread: (c.last_seq - last_read_seq).max(0),
+            last_seq: c.last_seq,
+            kind: c.kind,
+            title: c.title,
+            created_at: crate::core::ids::rfc3339(c.created_at_ms),
+            owner_id: c.owner_id,
+            history_visibility: c.history_visibility,
+        }
+    }
 }
 
 pub struct CreateGroup {
@@ -91,6 +117,7 @@ pub struct CreateGroup {
     pub member_ids: Vec<i64>,
     pub title: String,
     pub kind: &'static str,
+    pub history: HistoryVisibility,
 }
 
 impl Message for CreateGroup {
@@ -120,23 +147,30 @@ impl Handler<CreateGroup> for DbExecutor {
             last_seq: 0,
             last_activity_ms: now,
             created_at_ms: now,
+            owner_id: Some(msg.creator_id),
+            history_visibility: msg.history.as_str().into(),
         };
         crate::storage::transaction(&mut conn, |c| -> Result<(), ApiError> {
             if !accounts::all_exist(c, &members)? {
                 return Err(ApiError::not_found("a member_id names no user"));
             }
+            // Nobody is put in a conversation with someone who blocked them
+            // or whom they blocked.
+            let pairs: Vec<(i64, i64)> = members
+                .iter()
+                .filter(|m| **m != msg.creator_id)
+                .flat_map(|m| [(*m, msg.creator_id), (msg.creator_id, *m)])
+                .collect();
+            if !store::blocked_pairs(c, &pairs)?.is_empty() {
+                return Err(ApiError::new(
+                    crate::core::error::ErrorKind::Blocked,
+                    "a member_id names someone you blocked or who blocked you",
+                ));
+            }
             store::insert_conversation(c, &row, &members, now)?;
             Ok(())
         })?;
-        Ok(ConversationView {
-            conversation_id: row.id,
-            kind: row.kind,
-            title: row.title,
-            member_ids: members,
-            last_seq: 0,
-            unread: 0,
-            created_at: crate::core::ids::rfc3339(now),
-        })
+        Ok(ConversationView::of(row, members, 0))
     }
 }
 
@@ -203,17 +237,36 @@ impl Handler<ListConversations> for DbExecutor {
         });
         let items = rows
             .into_iter()
-            .map(|(c, read)| ConversationView {
-                conversation_id: c.id,
-                member_ids: by_conv.remove(&c.id).unwrap_or_default(),
-                unread: (c.last_seq - read).max(0),
-                last_seq: c.last_seq,
-                kind: c.kind,
-                title: c.title,
-                created_at: crate::core::ids::rfc3339(c.created_at_ms),
+            .map(|(c, read)| {
+                let members = by_conv.remove(&c.id).unwrap_or_default();
+                ConversationView::of(c, members, read)
             })
             .collect();
         Ok(Page { items, next_cursor })
+    }
+}
+
+/// One conversation as its member sees it; 404 for others.
+pub struct LoadConversation {
+    pub user_id: i64,
+    pub conversation_id: i64,
+}
+
+impl Message for LoadConversation {
+    type Result = Result<ConversationView, ApiError>;
+}
+
+impl Handler<LoadConversation> for DbExecutor {
+    type Result = Result<ConversationView, ApiError>;
+
+    fn handle(&mut self, msg: LoadConversation, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        let conv = msg.conversation_id;
+        let not_found = || ApiError::not_found("no such conversation");
+        let read = store::membership(&mut conn, conv, msg.user_id)?.ok_or_else(not_found)?;
+        let row = store::find_conversation(&mut conn, conv)?.ok_or_else(not_found)?;
+        let members = store::members(&mut conn, conv)?;
+        Ok(ConversationView::of(row, members, read))
     }
 }
 
@@ -241,21 +294,24 @@ impl Handler<LoadMessages> for DbExecutor {
 
     fn handle(&mut self, msg: LoadMessages, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
-        if store::membership(&mut conn, msg.conversation_id, msg.user_id)?.is_none() {
+        let Some((_, from)) =
+            store::entries::member_view(&mut conn, msg.conversation_id, msg.user_id)?
+        else {
             return Err(ApiError::not_found("no such conversation"));
-        }
+        };
         // Read last_seq first: every message up to it is committed, so the
         // page plus `last_seq` never promise a message the page skipped.
         let conv = store::find_conversation(&mut conn, msg.conversation_id)?
             .ok_or_else(|| ApiError::not_found("no such conversation"))?;
         let rows = match (msg.after_seq, msg.before_seq) {
             (_, Some(before)) => {
-                store::messages_before(&mut conn, msg.conversation_id, before, msg.limit)?
+                store::messages_before(&mut conn, msg.conversation_id, before, from, msg.limit)?
             }
+            // A member added to a `since_join` group reads from its entry on.
             (after, None) => store::messages_after(
                 &mut conn,
                 msg.conversation_id,
-                after.unwrap_or(0),
+                after.unwrap_or(0).max(from - 1),
                 msg.limit,
             )?,
         };
@@ -303,16 +359,20 @@ pub struct LoadMembers {
     pub conversation_id: i64,
 }
 
+/// (user, first visible seq) of every member.
 impl Message for LoadMembers {
-    type Result = Result<Vec<i64>, ApiError>;
+    type Result = Result<Vec<(i64, i64)>, ApiError>;
 }
 
 impl Handler<LoadMembers> for DbExecutor {
-    type Result = Result<Vec<i64>, ApiError>;
+    type Result = Result<Vec<(i64, i64)>, ApiError>;
 
     fn handle(&mut self, msg: LoadMembers, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
-        Ok(store::members(&mut conn, msg.conversation_id)?)
+        Ok(store::entries::members_with_visibility(
+            &mut conn,
+            msg.conversation_id,
+        )?)
     }
 }
 
