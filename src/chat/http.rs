@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::model::{Change, HistoryVisibility, Refusal};
 use super::socket::WsConn;
 use super::store::requests::{
-    ConversationView, CreateGroup, ListConversations, LoadConversation, LoadMessages,
+    ConversationView, CreateGroup, ListConversations, LoadConversation, LoadMessages, SetMuted,
     MAX_GROUP_MEMBERS,
 };
 use super::Chat;
@@ -384,6 +384,47 @@ pub async fn ws_route(
         .map_err(|e| ApiError::invalid_input(format!("WebSocket handshake failed: {e}")))
 }
 
+/// Mute a conversation for the caller (idempotent): clients raise no alert
+/// for its messages; they are still delivered and counted as unread.
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/mute", tag = "chat", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 200, body = ConversationView), (status = 404, body = Problem)))]
+pub async fn mute(
+    state: web::Data<Chat>,
+    user: AuthUser,
+    path: web::Path<(crate::core::ids::ConversationId,)>,
+) -> ApiResult<HttpResponse> {
+    let (me, conversation_id) = (user.user_id.get(), path.into_inner().0.get());
+    let set = SetMuted {
+        user_id: me,
+        conversation_id,
+        muted: true,
+    };
+    state.db.call(set).await?;
+    let load = LoadConversation {
+        user_id: me,
+        conversation_id,
+    };
+    Ok(HttpResponse::Ok().json(state.db.call(load).await?))
+}
+
+/// Unmute a conversation for the caller (idempotent).
+#[utoipa::path(delete, path = "/api/v1/conversations/{id}/mute", tag = "chat", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 204), (status = 404, body = Problem)))]
+pub async fn unmute(
+    state: web::Data<Chat>,
+    user: AuthUser,
+    path: web::Path<(crate::core::ids::ConversationId,)>,
+) -> ApiResult<HttpResponse> {
+    let set = SetMuted {
+        user_id: user.user_id.get(),
+        conversation_id: path.into_inner().0.get(),
+        muted: false,
+    };
+    state.db.call(set).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
 /// This domain's routes (mounted under `/api/v1` by the server).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/conversations", web::post().to(create))
@@ -391,6 +432,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/conversations/{id}", web::get().to(get_one))
         .route("/conversations/{id}", web::patch().to(update))
         .route("/conversations/{id}/members", web::post().to(add_members))
+        .route("/conversations/{id}/mute", web::post().to(mute))
+        .route("/conversations/{id}/mute", web::delete().to(unmute))
         .route(
             "/conversations/{id}/members/{user_id}",
             web::delete().to(remove_member),
@@ -401,7 +444,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// This domain's part of the OpenAPI document (merged by the server).
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(create, list, get_one, update, add_members, remove_member, history,),
+    paths(
+        create,
+        list,
+        get_one,
+        update,
+        add_members,
+        remove_member,
+        mute,
+        unmute,
+        history,
+    ),
     components(schemas(
         crate::realtime::frames::ClientFrame,
         crate::realtime::frames::ServerFrame

@@ -66,6 +66,10 @@ pub struct Registry {
     notices: parking_lot::RwLock<Vec<(&'static str, NoticeHandler)>>,
     /// Live frames dropped because a later seq had left before them (see `reorder`).
     late_frames: AtomicU64,
+    /// Notification kinds each user turned off (only users who turned one
+    /// off): `notification` frames of those kinds are not pushed. Filled and
+    /// kept by the notifications' owner.
+    quiet_kinds: DashMap<i64, Arc<Vec<String>>>,
 }
 
 impl Registry {
@@ -78,7 +82,24 @@ impl Registry {
             remote: std::sync::OnceLock::new(),
             notices: parking_lot::RwLock::new(Vec::new()),
             late_frames: AtomicU64::new(0),
+            quiet_kinds: DashMap::new(),
         }
+    }
+
+    /// The notification kinds `user_id` turned off (empty: none).
+    pub fn set_quiet_kinds(&self, user_id: i64, kinds: Vec<String>) {
+        if kinds.is_empty() {
+            self.quiet_kinds.remove(&user_id);
+        } else {
+            self.quiet_kinds.insert(user_id, Arc::new(kinds));
+        }
+    }
+
+    /// Whether `user_id` wants `notification` frames of `kind` pushed.
+    pub fn wants_notification(&self, user_id: i64, kind: &str) -> bool {
+        self.quiet_kinds
+            .get(&user_id)
+            .is_none_or(|off| !off.iter().any(|k| k == kind))
     }
 
     /// Joins the other nodes of a cluster over `link` (once, at start):

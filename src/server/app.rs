@@ -369,6 +369,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         registry: registry.clone(),
         profile_hook: Arc::new(crate::trips::hooks::TripsOnProfiles),
     });
+    social.follow_mutes();
     let rebates_handle = web::Data::new(crate::rebates::Rebates {
         ctx: ctx.clone(),
         db: db.clone(),

@@ -133,8 +133,12 @@ pub fn store(
     })
 }
 
-/// Pushes a stored notification to the recipient's open sockets.
+/// Pushes a stored notification to the recipient's open sockets, unless
+/// they turned its kind off (then it is not listed either).
 pub fn push(registry: &Registry, user_id: i64, n: &NotificationView) {
+    if !registry.wants_notification(user_id, &n.kind) {
+        return;
+    }
     let frame = ServerFrame::Notification {
         notification_id: n.notification_id,
         kind: &n.kind,

@@ -70,6 +70,7 @@ diesel::table! {
         last_read_seq -> BigInt,
         joined_at_ms -> BigInt,
         visible_from_seq -> BigInt,
+        muted -> Bool,
     }
 }
 
@@ -87,6 +88,14 @@ diesel::table! {
         data -> Nullable<Text>,
         edited_at_ms -> Nullable<BigInt>,
         deleted_at_ms -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    notification_mutes (user_id, kind) {
+        user_id -> BigInt,
+        kind -> Text,
+        created_at_ms -> BigInt,
     }
 }
 

@@ -439,6 +439,14 @@ impl TestApp {
         req.send().await.expect("request")
     }
 
+    pub async fn put(&self, path: &str, token: Option<&str>, body: &Value) -> reqwest::Response {
+        let mut req = self.client.put(self.url(path)).json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.expect("request")
+    }
+
     /// POST a raw body with a content type.
     pub async fn post_raw(
         &self,

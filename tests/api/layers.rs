@@ -52,6 +52,7 @@ const OWNERS: &[(&str, &[&str])] = &[
             "post_comments",
             "follows",
             "notifications",
+            "notification_mutes",
         ],
     ),
     (

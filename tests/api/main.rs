@@ -19,6 +19,7 @@ mod helpers;
 mod layers;
 mod operations;
 mod orders;
+mod preferences;
 mod rebate_model;
 mod rebates;
 mod social;

@@ -16,3 +16,6 @@ ALTER TABLE conversations ADD COLUMN owner_id BIGINT;
 ALTER TABLE conversations ADD COLUMN history_visibility TEXT NOT NULL DEFAULT 'full';
 -- The first seq a member may read (0: all of it).
 ALTER TABLE conversation_members ADD COLUMN visible_from_seq BIGINT NOT NULL DEFAULT 0;
+-- A member who muted the conversation: clients raise no alert for it;
+-- unread counts go on.
+ALTER TABLE conversation_members ADD COLUMN muted BOOLEAN NOT NULL DEFAULT FALSE;

@@ -152,3 +152,19 @@ pub fn members_with_visibility(
         ))
         .load(conn)
 }
+
+/// (last read seq, muted) of a member; `None` for others.
+pub fn member_flags(
+    conn: &mut DbConn,
+    conversation_id: i64,
+    user_id: i64,
+) -> QueryResult<Option<(i64, bool)>> {
+    conversation_members::table
+        .find((conversation_id, user_id))
+        .select((
+            conversation_members::last_read_seq,
+            conversation_members::muted,
+        ))
+        .first(conn)
+        .optional()
+}

@@ -94,10 +94,16 @@ pub struct ConversationView {
     /// entry that added them.
     #[schema(value_type = HistoryVisibility, inline)]
     pub history_visibility: String,
+    /// The caller muted it: clients raise no alert for it; unread counts go on.
+    pub muted: bool,
 }
 
 impl ConversationView {
-    fn of(c: ConversationRow, member_ids: Vec<i64>, last_read_seq: i64) -> ConversationView {
+    fn of(
+        c: ConversationRow,
+        member_ids: Vec<i64>,
+        (last_read_seq, muted): (i64, bool),
+    ) -> ConversationView {
         ConversationView {
             conversation_id: c.id,
             member_ids,
@@ -108,6 +114,7 @@ impl ConversationView {
             created_at: crate::core::ids::rfc3339(c.created_at_ms),
             owner_id: c.owner_id,
             history_visibility: c.history_visibility,
+            muted,
         }
     }
 }
@@ -170,7 +177,7 @@ impl Handler<CreateGroup> for DbExecutor {
             store::insert_conversation(c, &row, &members, now)?;
             Ok(())
         })?;
-        Ok(ConversationView::of(row, members, 0))
+        Ok(ConversationView::of(row, members, (0, false)))
     }
 }
 
@@ -204,7 +211,7 @@ impl Handler<ListConversations> for DbExecutor {
                         .and(conversations::id.lt(id))),
             );
         }
-        let mut rows: Vec<(ConversationRow, i64)> = q
+        let mut rows: Vec<(ConversationRow, (i64, bool))> = q
             .order((
                 conversations::last_activity_ms.desc(),
                 conversations::id.desc(),
@@ -212,7 +219,10 @@ impl Handler<ListConversations> for DbExecutor {
             .limit(msg.limit + 1)
             .select((
                 ConversationRow::as_select(),
-                conversation_members::last_read_seq,
+                (
+                    conversation_members::last_read_seq,
+                    conversation_members::muted,
+                ),
             ))
             .load(&mut conn)?;
         let ids: Vec<i64> = rows.iter().map(|(c, _)| c.id).collect();
@@ -263,10 +273,38 @@ impl Handler<LoadConversation> for DbExecutor {
         let mut conn = self.conn()?;
         let conv = msg.conversation_id;
         let not_found = || ApiError::not_found("no such conversation");
-        let read = store::membership(&mut conn, conv, msg.user_id)?.ok_or_else(not_found)?;
+        let me =
+            store::entries::member_flags(&mut conn, conv, msg.user_id)?.ok_or_else(not_found)?;
         let row = store::find_conversation(&mut conn, conv)?.ok_or_else(not_found)?;
         let members = store::members(&mut conn, conv)?;
-        Ok(ConversationView::of(row, members, read))
+        Ok(ConversationView::of(row, members, me))
+    }
+}
+
+/// Mutes or unmutes a conversation for one member; 404 for others.
+pub struct SetMuted {
+    pub user_id: i64,
+    pub conversation_id: i64,
+    pub muted: bool,
+}
+
+impl Message for SetMuted {
+    type Result = Result<(), ApiError>;
+}
+
+impl Handler<SetMuted> for DbExecutor {
+    type Result = Result<(), ApiError>;
+
+    fn handle(&mut self, msg: SetMuted, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        let row = conversation_members::table.find((msg.conversation_id, msg.user_id));
+        let n = diesel::update(row)
+            .set(conversation_members::muted.eq(msg.muted))
+            .execute(&mut conn)?;
+        if n == 0 {
+            return Err(ApiError::not_found("no such conversation"));
+        }
+        Ok(())
     }
 }
 

@@ -1,6 +1,7 @@
 //! Social reads and writes on the database executor.
 
 pub mod edits;
+pub mod prefs;
 pub mod profiles;
 
 use actix::{Handler, Message};
@@ -428,8 +429,11 @@ impl Handler<ListNotifications> for DbExecutor {
 
     fn handle(&mut self, msg: ListNotifications, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
+        // Kinds the user turned off are not listed (nor pushed).
+        let off = prefs::muted_kinds(&mut conn, msg.user)?;
         let mut q = notifications::table
             .filter(notifications::user_id.eq(msg.user))
+            .filter(notifications::kind.ne_all(off))
             .into_boxed();
         if let Some(before) = msg.before_id {
             q = q.filter(notifications::id.lt(before));

@@ -1,5 +1,7 @@
 //! Social over HTTP: follows, blocks, posts, feed, notifications.
 
+pub mod prefs;
+
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
@@ -508,7 +510,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/posts/{id}/comments", web::post().to(comment))
         .route("/feed", web::get().to(feed))
         .route("/notifications", web::get().to(notifications))
-        .route("/notifications/read", web::post().to(mark_read));
+        .route("/notifications/read", web::post().to(mark_read))
+        .route(
+            "/me/notification-preferences",
+            web::get().to(prefs::get_preferences),
+        )
+        .route(
+            "/me/notification-preferences",
+            web::put().to(prefs::set_preferences),
+        );
 }
 
 /// This domain's part of the OpenAPI document (merged by the server).
@@ -533,5 +543,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     comment,
     notifications,
     mark_read,
+    prefs::get_preferences,
+    prefs::set_preferences,
 ))]
 pub struct Api;
