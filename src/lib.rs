@@ -23,6 +23,7 @@ pub mod accounts;
 pub mod animals;
 pub mod chat;
 pub mod commerce;
+pub mod media;
 pub mod moderation;
 pub mod rebates;
 pub mod social;

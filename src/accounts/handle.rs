@@ -15,4 +15,6 @@ pub struct Accounts {
     pub tokens: Arc<TokenKeys>,
     /// Sockets, closed on logout and ban.
     pub registry: Arc<Registry>,
+    /// Pictures' owner, which comes later in the layering (avatars).
+    pub pictures: Arc<dyn super::hooks::Pictures>,
 }

@@ -49,6 +49,9 @@ pub struct UpdateMeRequest {
     display_name: Option<DisplayName>,
     #[schema(value_type = Option<String>, max_length = 500)]
     bio: Option<Bio>,
+    /// A picture the caller uploaded (`POST /api/v1/media`).
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 9007199254740991_i64)]
+    avatar_media_id: Option<crate::core::ids::MediaId>,
 }
 
 fn token_response(state: &Accounts, s: &NewSession) -> ApiResult<TokenResponse> {
@@ -162,7 +165,7 @@ pub async fn me(state: web::Data<Accounts>, user: AuthUser) -> ApiResult<web::Js
     ))
 }
 
-/// Update display name and/or bio.
+/// Update display name, bio and/or avatar.
 #[utoipa::path(patch, path = "/api/v1/me", tag = "accounts", security(("bearer" = [])), request_body = UpdateMeRequest,
     responses((status = 200, body = MeView), (status = 400, body = Problem), (status = 401, body = Problem)))]
 pub async fn update_me(
@@ -178,6 +181,8 @@ pub async fn update_me(
                 user_id: user.user_id,
                 display_name: body.display_name,
                 bio: body.bio,
+                avatar_media_id: body.avatar_media_id.map(|m| m.get()),
+                pictures: state.pictures.clone(),
             })
             .await?,
     ))

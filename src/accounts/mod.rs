@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod domain;
 pub mod handle;
+pub mod hooks;
 pub mod http;
 pub mod store;
 pub mod tx;

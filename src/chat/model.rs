@@ -48,6 +48,11 @@ pub enum Change {
     Text {
         body: String,
     },
+    /// A picture the sender uploaded, with an optional caption.
+    Image {
+        media_id: i64,
+        body: String,
+    },
     Edit {
         target_seq: i64,
         body: String,

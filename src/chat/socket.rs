@@ -131,8 +131,19 @@ impl WsConn {
                 Some(&cid),
             );
         }
-        if let Err(why) = crate::core::text::check_message_text(&f.body, MAX_BODY_CHARS) {
-            return Self::send_error(ctx, "invalid_input", &why, Some(&cid));
+        let captioned_picture = f.media_id.is_some() && f.body.is_empty();
+        if !captioned_picture {
+            if let Err(why) = crate::core::text::check_message_text(&f.body, MAX_BODY_CHARS) {
+                return Self::send_error(ctx, "invalid_input", &why, Some(&cid));
+            }
+        }
+        if f.media_id.is_some_and(|m| m <= 0) {
+            return Self::send_error(
+                ctx,
+                "invalid_input",
+                "media_id must be positive",
+                Some(&cid),
+            );
         }
         let me = self.user_id();
         match (f.conversation_id, f.to_user_id) {
@@ -181,7 +192,13 @@ impl WsConn {
         f: SendFrame,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
-        let change = Change::Text { body: f.body };
+        let change = match f.media_id {
+            Some(media_id) => Change::Image {
+                media_id,
+                body: f.body,
+            },
+            None => Change::Text { body: f.body },
+        };
         self.forward(conversation_id, f.client_id, change, ctx);
     }
 

@@ -141,6 +141,26 @@ pub struct Config {
     #[arg(long, env = "TANDEM_HTTP_HEAD_TIMEOUT_MS", default_value_t = 5_000)]
     pub http_head_timeout_ms: u64,
 
+    /// Where pictures' bytes live: `disk` (files under `TANDEM_MEDIA_DIR`) or
+    /// `database` (rows beside everything else, for several nodes that share
+    /// PostgreSQL). Unset: `disk` on SQLite, `database` on PostgreSQL.
+    #[arg(long, env = "TANDEM_MEDIA_STORE", value_parser = ["disk", "database"])]
+    pub media_store: Option<String>,
+
+    /// The directory of the `disk` picture store. Unset: `media` beside the
+    /// SQLite file, or `./tandem-media`.
+    #[arg(long, env = "TANDEM_MEDIA_DIR")]
+    pub media_dir: Option<std::path::PathBuf>,
+
+    /// A picture never used (as an avatar, in a post or a chat message) is
+    /// deleted this many seconds after its upload.
+    #[arg(long, env = "TANDEM_MEDIA_ORPHAN_TTL_SECS", default_value_t = 86_400)]
+    pub media_orphan_ttl_secs: u64,
+
+    /// How often unused pictures are looked for, in seconds.
+    #[arg(long, env = "TANDEM_MEDIA_SWEEP_SECS", default_value_t = 600)]
+    pub media_sweep_secs: u64,
+
     /// Seconds to drain in-flight requests and actors on SIGTERM.
     #[arg(long, env = "TANDEM_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,

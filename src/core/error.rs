@@ -48,6 +48,8 @@ pub enum ErrorKind {
     TripFull,
     RetryInviteCode,
     MethodNotAllowed,
+    /// Not a media type Tandem takes (a picture that is not JPEG, PNG or WebP).
+    UnsupportedMedia,
 }
 
 impl ErrorKind {
@@ -80,6 +82,7 @@ impl ErrorKind {
             ErrorKind::TripFull => "trip_full",
             ErrorKind::RetryInviteCode => "retry_invite_code",
             ErrorKind::MethodNotAllowed => "method_not_allowed",
+            ErrorKind::UnsupportedMedia => "unsupported_media",
         }
     }
 
@@ -122,6 +125,7 @@ impl ErrorKind {
             ErrorKind::TripFull => StatusCode::CONFLICT,
             ErrorKind::RetryInviteCode => StatusCode::CONFLICT,
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorKind::UnsupportedMedia => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         }
     }
 }

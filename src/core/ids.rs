@@ -31,6 +31,7 @@ pub mod kind {
     pub enum Withdrawal {}
     pub enum Notification {}
     pub enum Session {}
+    pub enum Media {}
 }
 
 pub type UserId = Id<kind::User>;
@@ -48,6 +49,7 @@ pub type ReportId = Id<kind::Report>;
 pub type WithdrawalId = Id<kind::Withdrawal>;
 pub type NotificationId = Id<kind::Notification>;
 pub type SessionId = Id<kind::Session>;
+pub type MediaId = Id<kind::Media>;
 
 /// 2025-01-01T00:00:00Z in Unix milliseconds.
 const EPOCH_MS: i64 = 1_735_689_600_000;

@@ -11,3 +11,4 @@ pub mod metrics;
 pub mod paging;
 pub mod text;
 pub mod text_enum;
+pub mod urls;

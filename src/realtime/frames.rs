@@ -27,8 +27,14 @@ pub struct SendFrame {
     pub conversation_id: Option<i64>,
     pub to_user_id: Option<i64>,
     /// 1 to 4,000 characters; no control characters but tab and line breaks.
-    #[schema(min_length = 1, max_length = 4000)]
+    /// With `media_id`, a caption: may be empty or left out.
+    #[schema(max_length = 4000)]
+    #[serde(default)]
     pub body: String,
+    /// A picture the sender uploaded: the message is of kind `image`, its
+    /// `data` names the picture (`media_id`, `url`, `thumbnail_url`).
+    #[schema(minimum = 1, maximum = 9007199254740991_i64)]
+    pub media_id: Option<i64>,
 }
 
 /// New text for the sender's own text message at `seq`, within 15 minutes

@@ -181,6 +181,7 @@ fn bootstrap_admin(
                     banned: false,
                     created_at_ms: now_ms(),
                     display_name_lower: username.lower(),
+                    avatar_media_id: None,
                 },
             )?;
             tracing::info!(user_id = id, "bootstrap admin created");
@@ -361,6 +362,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             config.token_ttl_secs,
         )),
         registry: registry.clone(),
+        pictures: Arc::new(crate::media::tx::PicturesForAccounts),
     });
     let social = web::Data::new(crate::social::Social {
         ctx: ctx.clone(),
@@ -405,6 +407,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     });
     let chat = web::Data::new(chat);
     let commerce = web::Data::new(commerce);
+    let media = crate::media::Media::open(&config, ctx.clone(), db.clone(), leader.clone())?;
+    let media = web::Data::new(media);
 
     let max_body = config.max_body_bytes;
     let workers = if config.workers == 0 {
@@ -416,6 +420,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         App::new()
             .app_data(accounts.clone())
             .app_data(chat.clone())
+            .app_data(media.clone())
             .app_data(social.clone())
             .app_data(commerce.clone())
             .app_data(rebates_handle.clone())

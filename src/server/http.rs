@@ -24,6 +24,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .configure(crate::accounts::http::configure)
                 .route("/ws", web::get().to(crate::chat::http::ws_route))
                 .configure(crate::chat::http::configure)
+                .configure(crate::media::http::configure)
                 .configure(crate::social::http::configure)
                 .configure(crate::commerce::http::configure)
                 .configure(crate::rebates::http::configure)

@@ -343,6 +343,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     for part in [
         crate::accounts::http::Api::openapi(),
         crate::chat::http::Api::openapi(),
+        crate::media::http::Api::openapi(),
         crate::social::http::Api::openapi(),
         crate::commerce::http::Api::openapi(),
         crate::rebates::http::Api::openapi(),

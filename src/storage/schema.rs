@@ -22,6 +22,29 @@ diesel::table! {
         banned -> Bool,
         created_at_ms -> BigInt,
         display_name_lower -> Text,
+        avatar_media_id -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    media (id) {
+        id -> BigInt,
+        owner_id -> BigInt,
+        content_type -> Text,
+        width -> BigInt,
+        height -> BigInt,
+        byte_size -> BigInt,
+        etag -> Text,
+        thumb_etag -> Text,
+        attached_at_ms -> Nullable<BigInt>,
+        created_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    media_blobs (blob_key) {
+        blob_key -> Text,
+        bytes -> Binary,
     }
 }
 
@@ -124,6 +147,7 @@ diesel::table! {
         comment_count -> BigInt,
         created_at_ms -> BigInt,
         edited_at_ms -> Nullable<BigInt>,
+        media_ids -> Nullable<Text>,
     }
 }
 
@@ -444,6 +468,8 @@ diesel::joinable!(trip_grams -> trips (trip_id));
 diesel::allow_tables_to_appear_in_same_query!(
     settings,
     users,
+    media,
+    media_blobs,
     sessions,
     idempotency_keys,
     conversations,

@@ -718,6 +718,7 @@ fn display_names_are_lowercased_for_search_once() {
         banned: false,
         created_at_ms: 0,
         display_name_lower: "Élodie Ωmega".into(),
+        avatar_media_id: None,
     };
     tandem::accounts::store::insert_user(c, &row).unwrap();
     // Not refilled yet (the server refills at start; `migrate` alone does not).

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 /// The domains, each importing only those before it.
 const DOMAINS: &[&str] = &[
     "accounts",
+    "media",
     "chat",
     "social",
     "commerce",
@@ -35,6 +36,7 @@ const KNOWN: &[&str] = &[];
 /// tables): only the owner's store writes SQL against it.
 const OWNERS: &[(&str, &[&str])] = &[
     ("accounts", &["users", "sessions", "settings"]),
+    ("media", &["media", "media_blobs"]),
     (
         "chat",
         &[

@@ -17,6 +17,7 @@ mod errors;
 mod gifts;
 mod helpers;
 mod layers;
+mod media;
 mod operations;
 mod orders;
 mod preferences;

@@ -522,7 +522,8 @@ async fn openapi_document_is_precise_and_describes_the_websocket() {
             send["body"]["minLength"].as_i64(),
             send["body"]["maxLength"].as_i64()
         ),
-        (Some(1), Some(4000))
+        // Empty allowed as a picture's caption (with `media_id`).
+        (None, Some(4000))
     );
 }
 

@@ -104,6 +104,7 @@ fn add_user(c: &mut DbConn, id: i64, name: &str, inviter: Option<i64>) {
             banned: false,
             created_at_ms: 0,
             display_name_lower: name.to_lowercase(),
+            avatar_media_id: None,
         },
     )
     .unwrap();

@@ -25,6 +25,7 @@ pub struct UserRow {
     pub created_at_ms: i64,
     /// `display_name` lowercased (Unicode), for search.
     pub display_name_lower: String,
+    pub avatar_media_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -115,6 +116,13 @@ pub fn update_profile(
             .execute(conn)?;
     }
     Ok(())
+}
+
+pub fn set_avatar(conn: &mut DbConn, id: i64, media_id: i64) -> QueryResult<()> {
+    diesel::update(users::table.find(id))
+        .set(users::avatar_media_id.eq(Some(media_id)))
+        .execute(conn)
+        .map(|_| ())
 }
 
 pub fn set_password_and_roles(
@@ -367,6 +375,7 @@ pub struct UserSummaryRow {
     pub id: i64,
     pub username: String,
     pub display_name: String,
+    pub avatar_media_id: Option<i64>,
 }
 
 /// These users (any order; missing ids are left out).
@@ -376,7 +385,12 @@ pub fn user_summaries(conn: &mut DbConn, ids: &[i64]) -> QueryResult<Vec<UserSum
         out.extend(
             users::table
                 .filter(users::id.eq_any(chunk))
-                .select((users::id, users::username, users::display_name))
+                .select((
+                    users::id,
+                    users::username,
+                    users::display_name,
+                    users::avatar_media_id,
+                ))
                 .load::<UserSummaryRow>(conn)?,
         );
     }
@@ -422,7 +436,12 @@ pub fn search_users(
     }
     q.order(users::id.asc())
         .limit(limit.saturating_add(1))
-        .select((users::id, users::username, users::display_name))
+        .select((
+            users::id,
+            users::username,
+            users::display_name,
+            users::avatar_media_id,
+        ))
         .load(conn)
 }
 

@@ -35,6 +35,8 @@ pub struct MeView {
     pub invite_code: String,
     pub inviter_id: Option<i64>,
     pub created_at: String,
+    /// The picture set with `avatar_media_id` (null: none).
+    pub avatar_url: Option<String>,
 }
 
 impl From<UserRow> for MeView {
@@ -48,6 +50,7 @@ impl From<UserRow> for MeView {
             invite_code: u.invite_code,
             inviter_id: u.inviter_id,
             created_at: crate::core::ids::rfc3339(u.created_at_ms),
+            avatar_url: u.avatar_media_id.map(crate::core::urls::picture_url),
         }
     }
 }
@@ -120,6 +123,7 @@ impl Handler<Register> for DbExecutor {
                 banned: false,
                 created_at_ms: now_ms(),
                 display_name_lower: msg.username.lower(),
+                avatar_media_id: None,
             };
             let result =
                 crate::storage::transaction(&mut conn, |c| -> Result<NewSession, ApiError> {
@@ -278,6 +282,9 @@ pub struct UpdateMe {
     pub user_id: crate::core::ids::UserId,
     pub display_name: Option<DisplayName>,
     pub bio: Option<Bio>,
+    /// A picture the user uploaded, attached through `pictures`.
+    pub avatar_media_id: Option<i64>,
+    pub pictures: std::sync::Arc<dyn crate::accounts::hooks::Pictures>,
 }
 
 impl Message for UpdateMe {
@@ -294,6 +301,10 @@ impl Handler<UpdateMe> for DbExecutor {
         let bio = msg.bio.map(Bio::into_inner);
         crate::storage::transaction(&mut conn, |c| -> Result<MeView, ApiError> {
             store::update_profile(c, uid, name.as_deref(), bio.as_deref())?;
+            if let Some(media) = msg.avatar_media_id {
+                msg.pictures.attach(c, &[media], uid)?;
+                store::set_avatar(c, uid, media)?;
+            }
             store::find_user(c, uid)?
                 .map(MeView::from)
                 .ok_or_else(|| ApiError::not_found("no such user"))

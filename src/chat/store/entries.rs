@@ -56,6 +56,7 @@ pub fn set_deleted(
     )
     .set((
         messages::body.eq(""),
+        messages::data.eq(None::<String>),
         messages::deleted_at_ms.eq(Some(at_ms)),
     ))
     .execute(conn)

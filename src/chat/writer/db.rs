@@ -281,6 +281,20 @@ impl Pass<'_> {
                 let row = self.entry(c, m, 0, EntryKind::Text, body.clone(), None, None)?;
                 Ok(Ok(made(vec![row], &st, false)))
             }
+            Change::Image { media_id, body } => {
+                let now = self.now;
+                if crate::media::tx::attach(c, &[*media_id], m.sender_id, now).is_err() {
+                    return Ok(Err(("not_found", "media_id names no picture you uploaded")));
+                }
+                let data = json!({
+                    "media_id": media_id,
+                    "url": crate::core::urls::picture_url(*media_id),
+                    "thumbnail_url": crate::core::urls::thumbnail_url(*media_id),
+                });
+                let kind = EntryKind::Image;
+                let row = self.entry(c, m, 0, kind, body.clone(), None, Some(data))?;
+                Ok(Ok(made(vec![row], &st, false)))
+            }
             Change::Edit { target_seq, body } => self.edit(c, m, &st, *target_seq, body),
             Change::Delete { target_seq } => self.delete(c, m, &st, *target_seq),
             Change::AddMembers { user_ids } => self.add(c, m, st, user_ids),
@@ -367,6 +381,7 @@ impl Pass<'_> {
         {
             body.clone_into(&mut r.body);
             if deleted {
+                r.data = None;
                 r.deleted_at_ms = Some(now);
             } else {
                 r.edited_at_ms = Some(now);

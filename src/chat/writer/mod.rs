@@ -298,6 +298,7 @@ impl ChatBatcher {
             (Some(EntryKind::Delete), Some(target)) => {
                 recent.amend(view.conversation_id, target, |m| {
                     m.body.clear();
+                    m.data = None;
                     m.deleted = true;
                 });
             }

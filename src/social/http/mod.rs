@@ -135,21 +135,50 @@ pub struct BodyRequest {
     body: String,
 }
 
-/// Publish a post; online followers get it pushed.
-#[utoipa::path(post, path = "/api/v1/posts", tag = "social", security(("bearer" = [])), request_body = BodyRequest,
-    responses((status = 201, body = PostView), (status = 400, body = Problem)))]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostRequest {
+    /// 1-2,000 characters. Not blank.
+    #[schema(min_length = 1, max_length = 2000)]
+    body: String,
+    /// Pictures the caller uploaded (`POST /api/v1/media`), in order.
+    #[schema(value_type = Option<Vec<i64>>, max_items = 9)]
+    media_ids: Option<Vec<Id>>,
+}
+
+/// Publish a post (with up to 9 pictures); online followers get it pushed.
+#[utoipa::path(post, path = "/api/v1/posts", tag = "social", security(("bearer" = [])), request_body = PostRequest,
+    responses((status = 201, body = PostView), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn create_post(
     state: web::Data<Social>,
     user: AuthUser,
-    body: crate::core::extract::Json<BodyRequest>,
+    body: crate::core::extract::Json<PostRequest>,
 ) -> ApiResult<HttpResponse> {
-    let body = body.into_inner().body;
+    let PostRequest { body, media_ids } = body.into_inner();
     text_body(&body, MAX_POST_CHARS, "body")?;
+    let media_ids: Vec<i64> = media_ids
+        .unwrap_or_default()
+        .iter()
+        .map(|m| m.get())
+        .collect();
+    let max = crate::media::tx::MAX_POST_PICTURES;
+    if media_ids.len() > max {
+        return Err(ApiError::invalid_input(format!(
+            "a post has at most {max} pictures"
+        )));
+    }
+    let mut distinct = media_ids.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() != media_ids.len() {
+        return Err(ApiError::invalid_input("media_ids names a picture twice"));
+    }
     let (post, followers) = state
         .db
         .call(CreatePost {
             author: user.user_id.get(),
             body,
+            media_ids,
         })
         .await?;
     let value = serde_json::to_value(&post).map_err(ApiError::internal)?;

@@ -29,13 +29,37 @@ pub struct PostView {
     pub comment_count: i64,
     /// When the author last edited the body; null if never.
     pub edited_at: Option<String>,
+    /// The post's pictures, in the order given (at most 9).
+    pub media: Vec<PictureRef>,
 }
 
-type PostTuple = (i64, i64, String, i64, i64, i64, Option<i64>);
+/// A picture as a post or message shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PictureRef {
+    pub media_id: i64,
+    pub url: String,
+    pub thumbnail_url: String,
+}
+
+impl PictureRef {
+    pub fn of(id: i64) -> PictureRef {
+        PictureRef {
+            media_id: id,
+            url: crate::core::urls::picture_url(id),
+            thumbnail_url: crate::core::urls::thumbnail_url(id),
+        }
+    }
+}
+
+type PostTuple = (i64, i64, String, i64, i64, i64, Option<i64>, Option<String>);
 
 fn post_view(
-    (id, author_id, body, like_count, comment_count, created, edited): PostTuple,
+    (id, author_id, body, like_count, comment_count, created, edited, media): PostTuple,
 ) -> PostView {
+    let media: Vec<i64> = media
+        .as_deref()
+        .and_then(|m| serde_json::from_str(m).ok())
+        .unwrap_or_default();
     PostView {
         post_id: id,
         author_id,
@@ -44,6 +68,7 @@ fn post_view(
         like_count,
         comment_count,
         edited_at: edited.map(rfc3339),
+        media: media.into_iter().map(PictureRef::of).collect(),
     }
 }
 
@@ -55,6 +80,7 @@ const POST_COLUMNS: (
     posts::comment_count,
     posts::created_at_ms,
     posts::edited_at_ms,
+    posts::media_ids,
 ) = (
     posts::id,
     posts::author_id,
@@ -63,6 +89,7 @@ const POST_COLUMNS: (
     posts::comment_count,
     posts::created_at_ms,
     posts::edited_at_ms,
+    posts::media_ids,
 );
 
 fn ensure_user(conn: &mut DbConn, id: i64) -> Result<(), ApiError> {
@@ -199,6 +226,8 @@ impl Handler<SetBlock> for DbExecutor {
 pub struct CreatePost {
     pub author: i64,
     pub body: String,
+    /// Pictures the author uploaded (at most 9), in order.
+    pub media_ids: Vec<i64>,
 }
 
 impl Message for CreatePost {
@@ -213,23 +242,30 @@ impl Handler<CreatePost> for DbExecutor {
         let mut conn = self.conn()?;
         let now = now_ms();
         let id = self.ids.next_id();
-        diesel::insert_into(posts::table)
-            .values((
-                posts::id.eq(id),
-                posts::author_id.eq(msg.author),
-                posts::body.eq(&msg.body),
-                posts::like_count.eq(0_i64),
-                posts::comment_count.eq(0_i64),
-                posts::created_at_ms.eq(now),
-            ))
-            .execute(&mut conn)?;
+        let media = (!msg.media_ids.is_empty())
+            .then(|| serde_json::Value::from(msg.media_ids.clone()).to_string());
+        crate::storage::transaction(&mut conn, |c| -> Result<(), ApiError> {
+            crate::media::tx::attach(c, &msg.media_ids, msg.author, now)?;
+            diesel::insert_into(posts::table)
+                .values((
+                    posts::id.eq(id),
+                    posts::author_id.eq(msg.author),
+                    posts::body.eq(&msg.body),
+                    posts::like_count.eq(0_i64),
+                    posts::comment_count.eq(0_i64),
+                    posts::created_at_ms.eq(now),
+                    posts::media_ids.eq(media.clone()),
+                ))
+                .execute(c)?;
+            Ok(())
+        })?;
         let followers: Vec<i64> = follows::table
             .filter(follows::followee_id.eq(msg.author))
             .select(follows::follower_id)
             .limit(MAX_LIVE_POST_PUSHES)
             .load(&mut conn)?;
         Ok((
-            post_view((id, msg.author, msg.body, 0, 0, now, None)),
+            post_view((id, msg.author, msg.body, 0, 0, now, None, media)),
             followers,
         ))
     }

@@ -24,7 +24,7 @@ pub struct UserSummaryView {
     pub user_id: i64,
     pub username: String,
     pub display_name: String,
-    /// Null until the member sets an avatar.
+    /// Null until the member sets an avatar (`PATCH /api/v1/me`).
     pub avatar_url: Option<String>,
 }
 
@@ -34,7 +34,7 @@ impl From<accounts::UserSummaryRow> for UserSummaryView {
             user_id: u.id,
             username: u.username,
             display_name: u.display_name,
-            avatar_url: None,
+            avatar_url: u.avatar_media_id.map(crate::core::urls::picture_url),
         }
     }
 }
@@ -104,7 +104,7 @@ impl Handler<GetProfile> for DbExecutor {
             username: user.username,
             display_name: user.display_name,
             bio: user.bio,
-            avatar_url: None,
+            avatar_url: user.avatar_media_id.map(crate::core::urls::picture_url),
             followers,
             following,
             posts: post_count,

@@ -1,0 +1,4 @@
+ALTER TABLE posts DROP COLUMN media_ids;
+ALTER TABLE users DROP COLUMN avatar_media_id;
+DROP TABLE media_blobs;
+DROP TABLE media;
