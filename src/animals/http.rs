@@ -35,6 +35,9 @@ pub struct AnimalRequest {
     claim_price_cents: i64,
     #[schema(minimum = 1, maximum = 3650)]
     claim_days: i64,
+    /// A picture the caller uploaded (`POST /api/v1/media`).
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 9007199254740991_i64)]
+    image_media_id: Option<crate::core::ids::MediaId>,
 }
 
 /// List an animal for claiming (owner of an approved merchant).
@@ -69,6 +72,7 @@ pub async fn create(
             description: b.description,
             claim_price_cents: b.claim_price_cents,
             claim_days: b.claim_days,
+            image_media_id: b.image_media_id.map(|m| m.get()),
         })
         .await?;
     Ok(HttpResponse::Created().json(view))

@@ -43,6 +43,7 @@ pub struct AnimalRow {
     pub claimed_by: Option<i64>,
     pub claimed_until_ms: Option<i64>,
     pub created_at_ms: i64,
+    pub image_media_id: Option<i64>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -59,6 +60,8 @@ pub struct AnimalView {
     /// When that claim ends (RFC 3339), or null.
     pub claimed_until: Option<String>,
     pub created_at: String,
+    /// Its picture (`image_media_id`), if it has one.
+    pub image: Option<crate::core::urls::PictureRef>,
 }
 
 impl AnimalRow {
@@ -76,6 +79,7 @@ impl AnimalRow {
             claimed_by: self.claimed_by.filter(|_| running),
             claimed_until: self.claimed_until_ms.filter(|_| running).map(rfc3339),
             created_at: rfc3339(self.created_at_ms),
+            image: self.image_media_id.map(crate::core::urls::PictureRef::of),
         }
     }
 }
@@ -154,6 +158,8 @@ pub struct CreateAnimal {
     pub description: String,
     pub claim_price_cents: i64,
     pub claim_days: i64,
+    /// A picture the merchant's owner uploaded.
+    pub image_media_id: Option<i64>,
 }
 
 impl Message for CreateAnimal {
@@ -176,6 +182,7 @@ impl Handler<CreateAnimal> for DbExecutor {
             active: true,
             created_at_ms: now,
             stock_version: 0,
+            image_media_id: msg.image_media_id,
         };
         let row = AnimalRow {
             id: self.ids.next_id(),
@@ -190,8 +197,11 @@ impl Handler<CreateAnimal> for DbExecutor {
             claimed_by: None,
             claimed_until_ms: None,
             created_at_ms: now,
+            image_media_id: msg.image_media_id,
         };
         crate::storage::transaction(&mut conn, |c| -> Result<(), ApiError> {
+            let pictures: Vec<i64> = msg.image_media_id.into_iter().collect();
+            crate::media::tx::attach(c, &pictures, msg.owner.get(), now)?;
             commerce::insert_product(c, &product)?;
             diesel::insert_into(animals::table)
                 .values(&row)

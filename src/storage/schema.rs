@@ -240,6 +240,7 @@ diesel::table! {
         active -> Bool,
         created_at_ms -> BigInt,
         stock_version -> BigInt,
+        image_media_id -> Nullable<BigInt>,
     }
 }
 
@@ -420,6 +421,7 @@ diesel::table! {
         claimed_by -> Nullable<BigInt>,
         claimed_until_ms -> Nullable<BigInt>,
         created_at_ms -> BigInt,
+        image_media_id -> Nullable<BigInt>,
     }
 }
 

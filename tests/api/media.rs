@@ -383,3 +383,80 @@ async fn unused_pictures_are_swept(backend: Backend) {
     );
 }
 both_backends!(unused_pictures_are_swept, super::unused_pictures_are_swept);
+
+async fn products_and_animals_show_their_pictures(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let shop = crate::orders::shop(&app, "farmer").await;
+    let (_, stranger) = app.register("stranger").await;
+    let st = &shop.owner_token;
+    let p1 = upload(&app, st, &picture(50, 50, ImageFormat::Jpeg)).await["media_id"]
+        .as_i64()
+        .unwrap();
+    let p2 = upload(&app, st, &picture(60, 40, ImageFormat::Png)).await["media_id"]
+        .as_i64()
+        .unwrap();
+    let theirs = upload(&app, &stranger, &picture(5, 5, ImageFormat::Png)).await["media_id"]
+        .as_i64()
+        .unwrap();
+    let new_product = |image: i64| json!({"merchant_id": shop.merchant_id, "name": "枣", "category": "food", "price_cents": 1200, "stock": 5, "image_media_id": image});
+    let r = app
+        .post("/api/v1/products", Some(st), &new_product(theirs))
+        .await;
+    assert_problem(r, 404, "not_found").await;
+    let r = app
+        .post("/api/v1/products", Some(st), &new_product(p1))
+        .await;
+    assert_eq!(r.status(), 201);
+    let product: Value = r.json().await.unwrap();
+    assert_eq!(product["image"]["url"], format!("/api/v1/media/{p1}"));
+    let id = product["product_id"].as_i64().unwrap();
+    let r = app
+        .patch(
+            &format!("/api/v1/products/{id}"),
+            Some(st),
+            &json!({"image_media_id": p2}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let v: Value = app
+        .get(&format!("/api/v1/products/{id}"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["image"]["media_id"], p2);
+    let r = app
+        .patch(
+            &format!("/api/v1/products/{id}"),
+            Some(st),
+            &json!({"image_media_id": theirs}),
+        )
+        .await;
+    assert_problem(r, 404, "not_found").await;
+
+    let animal = |image: i64| json!({"merchant_id": shop.merchant_id, "name": "花花", "species": "sheep", "description": "", "claim_price_cents": 9900, "claim_days": 30, "image_media_id": image});
+    assert_problem(
+        app.post("/api/v1/animals", Some(st), &animal(theirs)).await,
+        404,
+        "not_found",
+    )
+    .await;
+    let r = app.post("/api/v1/animals", Some(st), &animal(p1)).await;
+    assert_eq!(r.status(), 201);
+    let a: Value = r.json().await.unwrap();
+    assert_eq!(
+        a["image"]["thumbnail_url"],
+        format!("/api/v1/media/{p1}/thumbnail")
+    );
+    let v: Value = app
+        .get(&format!("/api/v1/animals/{}", a["animal_id"]), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["image"]["media_id"], p1);
+}
+both_backends!(
+    products_and_animals_show_their_pictures,
+    super::products_and_animals_show_their_pictures
+);

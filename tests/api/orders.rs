@@ -214,7 +214,7 @@ async fn merchants_and_products(backend: Backend) {
         .unwrap();
     assert_eq!(
         p,
-        json!({"product_id": rose, "merchant_id": s.merchant_id, "name": "Red Rose Bouquet", "category": "flowers", "price_cents": 9900, "stock": 10, "active": true})
+        json!({"product_id": rose, "merchant_id": s.merchant_id, "name": "Red Rose Bouquet", "category": "flowers", "price_cents": 9900, "stock": 10, "active": true, "image": null})
     );
     let list: Value = app
         .get("/api/v1/products?category=flowers", None)

@@ -22,3 +22,6 @@ CREATE TABLE media_blobs (
 ALTER TABLE users ADD COLUMN avatar_media_id BIGINT;
 -- A post's pictures: a JSON array of media ids (null: none).
 ALTER TABLE posts ADD COLUMN media_ids TEXT;
+-- A product's and an animal's picture (null: none).
+ALTER TABLE products ADD COLUMN image_media_id BIGINT;
+ALTER TABLE animals ADD COLUMN image_media_id BIGINT;

@@ -153,6 +153,9 @@ pub struct ProductRequest {
     price_cents: i64,
     #[schema(minimum = 0, maximum = 1_000_000_000)]
     stock: i64,
+    /// A picture the caller uploaded (`POST /api/v1/media`).
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 9007199254740991_i64)]
+    image_media_id: Option<crate::core::ids::MediaId>,
 }
 
 /// List a product (owner of an approved merchant).
@@ -186,6 +189,7 @@ pub async fn create_product(
             category: b.category,
             price_cents: b.price_cents,
             stock: b.stock,
+            image_media_id: b.image_media_id.map(|m| m.get()),
         })
         .await?;
     Ok(HttpResponse::Created().json(p))
@@ -225,9 +229,12 @@ pub struct ProductPatch {
     price_cents: Option<i64>,
     stock_delta: Option<i64>,
     active: Option<bool>,
+    /// A picture the caller uploaded, replacing the product's.
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 9007199254740991_i64)]
+    image_media_id: Option<crate::core::ids::MediaId>,
 }
 
-/// Edit a product (owner): name, price, stock adjustment, active.
+/// Edit a product (owner): name, price, stock adjustment, active, picture.
 #[utoipa::path(patch, path = "/api/v1/products/{id}", tag = "commerce", security(("bearer" = [])), params(("id" = i64, Path)),
     request_body = ProductPatch, responses((status = 200, body = ProductView), (status = 400, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem)))]
 pub async fn update_product(
@@ -277,6 +284,7 @@ pub async fn update_product(
             price_cents: b.price_cents,
             active: b.active,
             stock_delta: delta,
+            image: b.image_media_id.map(|m| (m.get(), user.user_id.get())),
         }))
         .await
         .map_err(ApiError::unavailable_because)??;

@@ -53,6 +53,8 @@ pub struct ProductView {
     /// What can still be ordered.
     pub stock: i64,
     pub active: bool,
+    /// Its picture (`image_media_id`), if it has one.
+    pub image: Option<crate::core::urls::PictureRef>,
 }
 
 impl From<ProductRow> for ProductView {
@@ -65,6 +67,7 @@ impl From<ProductRow> for ProductView {
             price_cents: p.price_cents,
             stock: p.stock,
             active: p.active,
+            image: p.image_media_id.map(crate::core::urls::PictureRef::of),
         }
     }
 }
@@ -221,6 +224,8 @@ pub struct CreateProduct {
     pub category: String,
     pub price_cents: i64,
     pub stock: i64,
+    /// A picture the merchant's owner uploaded.
+    pub image_media_id: Option<i64>,
 }
 
 impl Message for CreateProduct {
@@ -242,10 +247,16 @@ impl Handler<CreateProduct> for DbExecutor {
             active: true,
             created_at_ms: now_ms(),
             stock_version: 0,
+            image_media_id: msg.image_media_id,
         };
-        diesel::insert_into(products::table)
-            .values(&row)
-            .execute(&mut conn)?;
+        crate::storage::transaction(&mut conn, |c| -> Result<(), ApiError> {
+            let pictures: Vec<i64> = row.image_media_id.into_iter().collect();
+            crate::media::tx::attach(c, &pictures, msg.owner.get(), row.created_at_ms)?;
+            diesel::insert_into(products::table)
+                .values(&row)
+                .execute(c)?;
+            Ok(())
+        })?;
         Ok(row.into())
     }
 }
@@ -278,6 +289,8 @@ pub struct UpdateProduct {
     pub price_cents: Option<i64>,
     pub active: Option<bool>,
     pub stock_delta: i64,
+    /// (picture, its uploader who owns the merchant).
+    pub image: Option<(i64, i64)>,
 }
 
 impl Message for UpdateProduct {
@@ -306,6 +319,12 @@ impl Handler<UpdateProduct> for DbExecutor {
             }
             if msg.stock_delta != 0 {
                 store::add_stock(c, msg.product_id, msg.stock_delta)?;
+            }
+            if let Some((media, owner)) = msg.image {
+                crate::media::tx::attach(c, &[media], owner, now_ms())?;
+                diesel::update(products::table.find(msg.product_id))
+                    .set(products::image_media_id.eq(Some(media)))
+                    .execute(c)?;
             }
             store::find_product(c, msg.product_id)?
                 .map(Into::into)

@@ -43,6 +43,7 @@ pub struct ProductRow {
     pub created_at_ms: i64,
     /// Bumped by every stock change (see [`add_stock`]).
     pub stock_version: i64,
+    pub image_media_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

@@ -33,23 +33,7 @@ pub struct PostView {
     pub media: Vec<PictureRef>,
 }
 
-/// A picture as a post or message shows it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct PictureRef {
-    pub media_id: i64,
-    pub url: String,
-    pub thumbnail_url: String,
-}
-
-impl PictureRef {
-    pub fn of(id: i64) -> PictureRef {
-        PictureRef {
-            media_id: id,
-            url: crate::core::urls::picture_url(id),
-            thumbnail_url: crate::core::urls::thumbnail_url(id),
-        }
-    }
-}
+pub use crate::core::urls::PictureRef;
 
 type PostTuple = (i64, i64, String, i64, i64, i64, Option<i64>, Option<String>);
 
