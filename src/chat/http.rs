@@ -257,7 +257,7 @@ pub struct AddMembersRequest {
     user_ids: Vec<Id>,
 }
 
-/// Add members to a group (its owner). Members get a `member_added` entry;
+/// Add members to a group (its owner or an admin). Members get a `member_added` entry;
 /// those already in are skipped. Someone who blocked the owner, or whom the
 /// owner blocked, cannot be added (403 `blocked`).
 #[utoipa::path(post, path = "/api/v1/conversations/{id}/members", tag = "chat", security(("bearer" = [])),
@@ -283,7 +283,8 @@ pub async fn add_members(
     Ok(HttpResponse::Ok().json(view))
 }
 
-/// Remove a member (the owner), or leave (the member itself). The members
+/// Remove a member (the owner, or an admin for a member who is neither owner
+/// nor admin), or leave (the member itself). The members
 /// before it, the removed one included, get a `member_removed` entry; from
 /// then on the removed member's sockets get nothing of the conversation and
 /// its sends an `error` frame. An owner who leaves hands the group to the
@@ -317,7 +318,7 @@ pub struct UpdateConversationRequest {
 }
 
 /// Rename a group, hand it to another member, or set what members added
-/// later may read (the owner). Each change is an entry (`renamed`,
+/// later may read (the owner; admins may rename). Each change is an entry (`renamed`,
 /// `owner_changed`, `history_changed`); a value equal to the current one
 /// changes nothing.
 #[utoipa::path(patch, path = "/api/v1/conversations/{id}", tag = "chat", security(("bearer" = [])),
@@ -384,6 +385,35 @@ pub async fn ws_route(
         .map_err(|e| ApiError::invalid_input(format!("WebSocket handshake failed: {e}")))
 }
 
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberRoleRequest {
+    /// Whether the member manages the group with its owner.
+    admin: bool,
+}
+
+/// Make a member an admin of the group, or not (the owner). Admins add and
+/// remove members (not the owner or other admins) and rename the group; an
+/// `admin_changed` entry tells the members.
+#[utoipa::path(patch, path = "/api/v1/conversations/{id}/members/{user_id}", tag = "chat", security(("bearer" = [])),
+    params(("id" = i64, Path), ("user_id" = i64, Path)), request_body = MemberRoleRequest,
+    responses((status = 200, body = ConversationView), (status = 400, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn set_member_role(
+    state: web::Data<Chat>,
+    user: AuthUser,
+    path: web::Path<(crate::core::ids::ConversationId, crate::core::ids::UserId)>,
+    body: crate::core::extract::Json<MemberRoleRequest>,
+) -> ApiResult<HttpResponse> {
+    let (conv, member) = path.into_inner();
+    let change = Change::SetAdmin {
+        user_id: member.get(),
+        admin: body.admin,
+    };
+    let view = change_group(&state, &user, conv.get(), change).await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
 /// Mute a conversation for the caller (idempotent): clients raise no alert
 /// for its messages; they are still delivered and counted as unread.
 #[utoipa::path(post, path = "/api/v1/conversations/{id}/mute", tag = "chat", security(("bearer" = [])),
@@ -438,6 +468,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/conversations/{id}/members/{user_id}",
             web::delete().to(remove_member),
         )
+        .route(
+            "/conversations/{id}/members/{user_id}",
+            web::patch().to(set_member_role),
+        )
         .route("/conversations/{id}/messages", web::get().to(history));
 }
 
@@ -451,6 +485,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         update,
         add_members,
         remove_member,
+        set_member_role,
         mute,
         unmute,
         history,

@@ -21,6 +21,8 @@ crate::text_enum! {
         OwnerChanged = "owner_changed",
         /// `data`: `{"history_visibility":"full"|"since_join"}`.
         HistoryChanged = "history_changed",
+        /// `data`: `{"user_id":N,"admin":true|false}`.
+        AdminChanged = "admin_changed",
     }
 }
 
@@ -72,6 +74,11 @@ pub enum Change {
         owner_id: Option<i64>,
         history: Option<HistoryVisibility>,
     },
+    /// The owner makes a member an admin of the group, or not.
+    SetAdmin {
+        user_id: i64,
+        admin: bool,
+    },
 }
 
 impl Change {
@@ -80,7 +87,10 @@ impl Change {
     pub fn is_group_change(&self) -> bool {
         matches!(
             self,
-            Change::AddMembers { .. } | Change::RemoveMember { .. } | Change::Update { .. }
+            Change::AddMembers { .. }
+                | Change::RemoveMember { .. }
+                | Change::Update { .. }
+                | Change::SetAdmin { .. }
         )
     }
 }
@@ -101,6 +111,8 @@ pub struct Group<'a> {
     pub owner_id: Option<i64>,
     /// Sorted ascending.
     pub members: &'a [i64],
+    /// Members who manage it with the owner; sorted ascending.
+    pub admins: &'a [i64],
 }
 
 impl Group<'_> {
@@ -126,6 +138,22 @@ impl Group<'_> {
             Ok(())
         } else {
             Err(("forbidden", "only the group's owner may do this"))
+        }
+    }
+
+    fn is_admin(&self, user: i64) -> bool {
+        self.admins.binary_search(&user).is_ok()
+    }
+
+    /// The owner or an admin.
+    fn managed_by(&self, actor: i64) -> Result<(), Refusal> {
+        if self.owner_id == Some(actor) || self.is_admin(actor) {
+            Ok(())
+        } else {
+            Err((
+                "forbidden",
+                "only the group's owner or its admins may do this",
+            ))
         }
     }
 }
@@ -180,7 +208,7 @@ pub fn decide_add(
         return Err(NOT_MEMBER);
     }
     group.managed()?;
-    group.owned_by(actor)?;
+    group.managed_by(actor)?;
     let mut new: Vec<i64> = wanted.iter().copied().filter(|u| !group.has(*u)).collect();
     new.sort_unstable();
     new.dedup();
@@ -190,7 +218,8 @@ pub fn decide_add(
     Ok(new)
 }
 
-/// May `actor` remove `user`? The owner removes others; anyone may leave.
+/// May `actor` remove `user`? The owner removes anyone else, an admin
+/// members who are neither owner nor admin; anyone may leave.
 /// Returns the new owner when the owner leaves (the member with the lowest
 /// id among those who stay; `None` when nobody stays or ownership stays).
 pub fn decide_remove(actor: i64, group: Group<'_>, user: i64) -> Result<Option<i64>, Refusal> {
@@ -199,7 +228,11 @@ pub fn decide_remove(actor: i64, group: Group<'_>, user: i64) -> Result<Option<i
     }
     group.managed()?;
     if actor != user {
-        group.owned_by(actor)?;
+        group.managed_by(actor)?;
+        let above = group.owner_id == Some(user) || group.is_admin(user);
+        if group.owner_id != Some(actor) && above {
+            return Err(("forbidden", "only the owner removes the owner's admins"));
+        }
     }
     if !group.has(user) {
         return Err(("not_found", "that user is not a member"));
@@ -210,15 +243,43 @@ pub fn decide_remove(actor: i64, group: Group<'_>, user: i64) -> Result<Option<i
     Ok(None)
 }
 
-/// May `actor` change the group's settings, handing ownership to `new_owner`?
-pub fn decide_update(actor: i64, group: Group<'_>, new_owner: Option<i64>) -> Result<(), Refusal> {
+/// May `actor` change the group's settings? Admins rename it; only the
+/// owner hands it on (`new_owner`) or changes what later members read
+/// (`owner_only`).
+pub fn decide_update(
+    actor: i64,
+    group: Group<'_>,
+    new_owner: Option<i64>,
+    owner_only: bool,
+) -> Result<(), Refusal> {
+    if !group.has(actor) {
+        return Err(NOT_MEMBER);
+    }
+    group.managed()?;
+    if owner_only || new_owner.is_some() {
+        group.owned_by(actor)?;
+    } else {
+        group.managed_by(actor)?;
+    }
+    if new_owner.is_some_and(|o| !group.has(o)) {
+        return Err(("invalid_input", "owner_id must name a member of the group"));
+    }
+    Ok(())
+}
+
+/// May `actor` make `user` an admin (or not)? The owner, of a member who is
+/// not the owner.
+pub fn decide_set_admin(actor: i64, group: Group<'_>, user: i64) -> Result<(), Refusal> {
     if !group.has(actor) {
         return Err(NOT_MEMBER);
     }
     group.managed()?;
     group.owned_by(actor)?;
-    if new_owner.is_some_and(|o| !group.has(o)) {
-        return Err(("invalid_input", "owner_id must name a member of the group"));
+    if !group.has(user) {
+        return Err(("not_found", "that user is not a member"));
+    }
+    if group.owner_id == Some(user) {
+        return Err(("invalid_input", "the owner manages the group already"));
     }
     Ok(())
 }
@@ -287,6 +348,7 @@ mod tests {
             kind: "group",
             owner_id: Some(1),
             members: &members,
+            admins: &[],
         };
         assert_eq!(decide_add(1, g, &[3, 4, 4, 5], 1_000).unwrap(), vec![4, 5]);
         assert_eq!(decide_add(2, g, &[4], 1_000).unwrap_err().0, "forbidden");
@@ -298,18 +360,49 @@ mod tests {
         // The owner leaving hands the group to the lowest remaining id.
         assert_eq!(decide_remove(1, g, 1).unwrap(), Some(2));
         assert_eq!(decide_remove(1, g, 7).unwrap_err().0, "not_found");
-        assert!(decide_update(1, g, Some(3)).is_ok());
-        assert_eq!(decide_update(1, g, Some(8)).unwrap_err().0, "invalid_input");
-        assert_eq!(decide_update(2, g, None).unwrap_err().0, "forbidden");
+        assert!(decide_update(1, g, Some(3), false).is_ok());
+        assert_eq!(
+            decide_update(1, g, Some(8), false).unwrap_err().0,
+            "invalid_input"
+        );
+        assert_eq!(decide_update(2, g, None, false).unwrap_err().0, "forbidden");
         let trip = Group {
             kind: "trip",
             owner_id: None,
             members: &members,
+            admins: &[],
         };
         assert_eq!(
             decide_add(1, trip, &[4], 1_000).unwrap_err().0,
             "invalid_state"
         );
         assert_eq!(decide_remove(2, trip, 2).unwrap_err().0, "invalid_state");
+    }
+
+    #[test]
+    fn admins_manage_members_but_not_the_owner_or_each_other() {
+        let members = [1, 2, 3, 4];
+        let g = Group {
+            kind: "group",
+            owner_id: Some(1),
+            members: &members,
+            admins: &[2, 3],
+        };
+        assert_eq!(decide_add(2, g, &[5], 1_000).unwrap(), vec![5]);
+        assert_eq!(decide_remove(2, g, 4).unwrap(), None);
+        assert_eq!(decide_remove(2, g, 1).unwrap_err().0, "forbidden");
+        assert_eq!(decide_remove(2, g, 3).unwrap_err().0, "forbidden");
+        assert_eq!(decide_remove(1, g, 3).unwrap(), None);
+        assert!(decide_update(2, g, None, false).is_ok());
+        assert_eq!(decide_update(2, g, None, true).unwrap_err().0, "forbidden");
+        assert_eq!(
+            decide_update(2, g, Some(4), false).unwrap_err().0,
+            "forbidden"
+        );
+        assert!(decide_set_admin(1, g, 4).is_ok());
+        assert_eq!(decide_set_admin(2, g, 4).unwrap_err().0, "forbidden");
+        assert_eq!(decide_set_admin(1, g, 1).unwrap_err().0, "invalid_input");
+        assert_eq!(decide_set_admin(1, g, 9).unwrap_err().0, "not_found");
+        assert_eq!(decide_add(4, g, &[5], 1_000).unwrap_err().0, "forbidden");
     }
 }

@@ -94,6 +94,7 @@ diesel::table! {
         joined_at_ms -> BigInt,
         visible_from_seq -> BigInt,
         muted -> Bool,
+        is_admin -> Bool,
     }
 }
 

@@ -633,3 +633,153 @@ both_backends!(
     only_groups_change_and_blocks_hold,
     super::only_groups_change_and_blocks_hold
 );
+
+async fn group_admins_manage_members(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (alice, at) = app.register("alice").await;
+    let (bob, bt) = app.register("bob").await;
+    let (carol, ct) = app.register("carol").await;
+    let (dave, dt) = app.register("dave").await;
+    let g: Value = create(&app, &at, &[bob, carol], json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let conv = g["conversation_id"].as_i64().unwrap();
+    let members = format!("/api/v1/conversations/{conv}/members");
+    let one = format!("/api/v1/conversations/{conv}");
+    // Only the owner names admins, and not itself.
+    let r = app
+        .patch(
+            &format!("{members}/{bob}"),
+            Some(&ct),
+            &json!({"admin": true}),
+        )
+        .await;
+    assert_problem(r, 403, "forbidden").await;
+    let r = app
+        .patch(
+            &format!("{members}/{alice}"),
+            Some(&at),
+            &json!({"admin": true}),
+        )
+        .await;
+    assert_problem(r, 400, "invalid_input").await;
+    let r = app
+        .patch(
+            &format!("{members}/{dave}"),
+            Some(&at),
+            &json!({"admin": true}),
+        )
+        .await;
+    assert_problem(r, 404, "not_found").await;
+    let r = app
+        .patch(
+            &format!("{members}/{bob}"),
+            Some(&at),
+            &json!({"admin": "yes"}),
+        )
+        .await;
+    assert_problem(r, 400, "invalid_input").await;
+    let mut c = Ws::connect(&app, &ct).await;
+    let r = app
+        .patch(
+            &format!("{members}/{bob}"),
+            Some(&at),
+            &json!({"admin": true}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["admin_ids"], json!([bob]));
+    let m = c.recv_type("message").await;
+    assert_eq!(
+        (
+            m["kind"].as_str(),
+            m["data"]["user_id"].as_i64(),
+            m["data"]["admin"].as_bool()
+        ),
+        (Some("admin_changed"), Some(bob), Some(true))
+    );
+
+    // An admin adds, renames and removes members, but not the owner or other admins.
+    assert_eq!(
+        app.post(&members, Some(&bt), &json!({"user_ids": [dave]}))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.patch(&one, Some(&bt), &json!({"title": "by bob"}))
+            .await
+            .status(),
+        200
+    );
+    assert_problem(
+        app.patch(&one, Some(&bt), &json!({"owner_id": bob})).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    assert_problem(
+        app.patch(&one, Some(&bt), &json!({"history_visibility": "full"}))
+            .await,
+        403,
+        "forbidden",
+    )
+    .await;
+    assert_problem(
+        app.delete(&format!("{members}/{alice}"), Some(&bt)).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    assert_problem(
+        app.post(&members, Some(&ct), &json!({"user_ids": [dave]}))
+            .await,
+        403,
+        "forbidden",
+    )
+    .await;
+    assert_eq!(
+        app.delete(&format!("{members}/{carol}"), Some(&bt))
+            .await
+            .status(),
+        204
+    );
+    // Demoted, bob manages nothing; an admin who leaves is no admin.
+    let r = app
+        .patch(
+            &format!("{members}/{bob}"),
+            Some(&at),
+            &json!({"admin": false}),
+        )
+        .await;
+    assert_eq!(r.json::<Value>().await.unwrap()["admin_ids"], json!([]));
+    assert_problem(
+        app.delete(&format!("{members}/{dave}"), Some(&bt)).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    app.patch(
+        &format!("{members}/{dave}"),
+        Some(&at),
+        &json!({"admin": true}),
+    )
+    .await;
+    assert_eq!(
+        app.delete(&format!("{members}/{dave}"), Some(&dt))
+            .await
+            .status(),
+        204
+    );
+    let v: Value = app.get(&one, Some(&at)).await.json().await.unwrap();
+    assert_eq!(
+        (v["admin_ids"].clone(), v["member_ids"].clone()),
+        (json!([]), json!([alice, bob]))
+    );
+}
+both_backends!(
+    group_admins_manage_members,
+    super::group_admins_manage_members
+);

@@ -1,3 +1,4 @@
+ALTER TABLE conversation_members DROP COLUMN is_admin;
 ALTER TABLE conversation_members DROP COLUMN muted;
 ALTER TABLE conversation_members DROP COLUMN visible_from_seq;
 ALTER TABLE conversations DROP COLUMN history_visibility;

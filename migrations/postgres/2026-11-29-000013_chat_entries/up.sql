@@ -19,3 +19,5 @@ ALTER TABLE conversation_members ADD COLUMN visible_from_seq BIGINT NOT NULL DEF
 -- A member who muted the conversation: clients raise no alert for it;
 -- unread counts go on.
 ALTER TABLE conversation_members ADD COLUMN muted BOOLEAN NOT NULL DEFAULT FALSE;
+-- A group's admins (besides its owner) add and remove members and rename it.
+ALTER TABLE conversation_members ADD COLUMN is_admin BOOLEAN NOT NULL DEFAULT FALSE;

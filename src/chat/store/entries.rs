@@ -154,6 +154,27 @@ pub fn members_with_visibility(
         .load(conn)
 }
 
+/// A group's admins (besides its owner), by id.
+pub fn admins(conn: &mut DbConn, conversation_id: i64) -> QueryResult<Vec<i64>> {
+    conversation_members::table
+        .filter(conversation_members::conversation_id.eq(conversation_id))
+        .filter(conversation_members::is_admin.eq(true))
+        .order(conversation_members::user_id.asc())
+        .select(conversation_members::user_id)
+        .load(conn)
+}
+
+pub fn set_admin(
+    conn: &mut DbConn,
+    conversation_id: i64,
+    user_id: i64,
+    admin: bool,
+) -> QueryResult<usize> {
+    diesel::update(conversation_members::table.find((conversation_id, user_id)))
+        .set(conversation_members::is_admin.eq(admin))
+        .execute(conn)
+}
+
 /// (last read seq, muted) of a member; `None` for others.
 pub fn member_flags(
     conn: &mut DbConn,

@@ -96,17 +96,20 @@ pub struct ConversationView {
     pub history_visibility: String,
     /// The caller muted it: clients raise no alert for it; unread counts go on.
     pub muted: bool,
+    /// Members who manage a group with its owner (add, remove, rename).
+    pub admin_ids: Vec<i64>,
 }
 
 impl ConversationView {
     fn of(
         c: ConversationRow,
-        member_ids: Vec<i64>,
+        (member_ids, admin_ids): (Vec<i64>, Vec<i64>),
         (last_read_seq, muted): (i64, bool),
     ) -> ConversationView {
         ConversationView {
             conversation_id: c.id,
             member_ids,
+            admin_ids,
             unread: (c.last_seq - last_read_seq).max(0),
             last_seq: c.last_seq,
             kind: c.kind,
@@ -177,7 +180,7 @@ impl Handler<CreateGroup> for DbExecutor {
             store::insert_conversation(c, &row, &members, now)?;
             Ok(())
         })?;
-        Ok(ConversationView::of(row, members, (0, false)))
+        Ok(ConversationView::of(row, (members, Vec::new()), (0, false)))
     }
 }
 
@@ -226,7 +229,7 @@ impl Handler<ListConversations> for DbExecutor {
             ))
             .load(&mut conn)?;
         let ids: Vec<i64> = rows.iter().map(|(c, _)| c.id).collect();
-        let pairs: Vec<(i64, i64)> = conversation_members::table
+        let pairs: Vec<(i64, i64, bool)> = conversation_members::table
             .filter(conversation_members::conversation_id.eq_any(&ids))
             .order((
                 conversation_members::conversation_id,
@@ -235,12 +238,17 @@ impl Handler<ListConversations> for DbExecutor {
             .select((
                 conversation_members::conversation_id,
                 conversation_members::user_id,
+                conversation_members::is_admin,
             ))
             .load(&mut conn)?;
-        let mut by_conv: std::collections::HashMap<i64, Vec<i64>> =
+        let mut by_conv: std::collections::HashMap<i64, (Vec<i64>, Vec<i64>)> =
             std::collections::HashMap::new();
-        for (c, u) in pairs {
-            by_conv.entry(c).or_default().push(u);
+        for (c, u, admin) in pairs {
+            let (members, admins) = by_conv.entry(c).or_default();
+            members.push(u);
+            if admin {
+                admins.push(u);
+            }
         }
         let next_cursor = crate::core::paging::trim_page(&mut rows, msg.limit, |(c, _)| {
             vec![c.last_activity_ms, c.id]
@@ -277,7 +285,8 @@ impl Handler<LoadConversation> for DbExecutor {
             store::entries::member_flags(&mut conn, conv, msg.user_id)?.ok_or_else(not_found)?;
         let row = store::find_conversation(&mut conn, conv)?.ok_or_else(not_found)?;
         let members = store::members(&mut conn, conv)?;
-        Ok(ConversationView::of(row, members, me))
+        let admins = store::entries::admins(&mut conn, conv)?;
+        Ok(ConversationView::of(row, (members, admins), me))
     }
 }
 

@@ -13,11 +13,12 @@ use actix::{Actor, SyncContext};
 use serde_json::json;
 
 use super::{PendingMessage, Stored, WriteResult};
-use crate::chat::model::{self, Change, EntryKind, Group, HistoryVisibility, Refusal, Target};
-use crate::chat::store::requests::MAX_GROUP_MEMBERS;
+use crate::chat::model::{self, Change, EntryKind, Group, Refusal, Target};
 use crate::chat::store::{self, entries, MessageRow};
 use crate::core::ids::{now_ms, IdGenerator};
 use crate::storage::{DbConn, DbError, Pool, QueryResult};
+
+mod groups;
 
 /// Counters and member lists a writer keeps before starting over.
 const WRITER_CACHE_MAX: usize = 100_000;
@@ -31,6 +32,8 @@ pub(super) struct ConvState {
     history: String,
     /// Sorted ascending.
     members: Arc<Vec<i64>>,
+    /// Sorted ascending.
+    admins: Vec<i64>,
 }
 
 impl ConvState {
@@ -39,6 +42,7 @@ impl ConvState {
             kind: &self.kind,
             owner_id: self.owner_id,
             members: &self.members,
+            admins: &self.admins,
         }
     }
 }
@@ -92,6 +96,7 @@ impl ChatDbWriter {
             owner_id: row.owner_id,
             history: row.history_visibility,
             members: Arc::new(store::members(c, conv)?),
+            admins: entries::admins(c, conv)?,
         };
         if self.convs.len() >= WRITER_CACHE_MAX {
             self.convs.clear();
@@ -304,6 +309,7 @@ impl Pass<'_> {
                 owner_id,
                 history,
             } => self.update(c, m, st, title.as_deref(), *owner_id, *history),
+            Change::SetAdmin { user_id, admin } => self.set_admin(c, m, st, *user_id, *admin),
         }
     }
 
@@ -439,151 +445,6 @@ impl Pass<'_> {
         let kind = EntryKind::Delete;
         let row = self.entry(c, m, 0, kind, String::new(), Some(target_seq), None)?;
         Ok(Ok(made(vec![row], st, false)))
-    }
-
-    fn add(
-        &mut self,
-        c: &mut DbConn,
-        m: &PendingMessage,
-        mut st: ConvState,
-        wanted: &[i64],
-    ) -> QueryResult<Result<Made, Refusal>> {
-        let new = match model::decide_add(m.sender_id, st.group(), wanted, MAX_GROUP_MEMBERS) {
-            Ok(new) => new,
-            Err(r) => return Ok(Err(r)),
-        };
-        if new.is_empty() {
-            return Ok(Ok(made(Vec::new(), &st, false)));
-        }
-        if !crate::accounts::tx::all_exist(c, &new).unwrap_or(false) {
-            return Ok(Err(("not_found", "a user_id names no user")));
-        }
-        // Nobody is put in a conversation with someone who blocked them or
-        // whom they blocked.
-        let pairs: Vec<(i64, i64)> = new
-            .iter()
-            .flat_map(|u| [(*u, m.sender_id), (m.sender_id, *u)])
-            .collect();
-        if !store::blocked_pairs(c, &pairs)?.is_empty() {
-            return Ok(Err((
-                "blocked",
-                "a user_id names someone you blocked or who blocked you",
-            )));
-        }
-        let data = json!({ "user_ids": new });
-        let row = self.entry(
-            c,
-            m,
-            0,
-            EntryKind::MemberAdded,
-            String::new(),
-            None,
-            Some(data),
-        )?;
-        let from = match HistoryVisibility::parse(&st.history) {
-            Some(HistoryVisibility::SinceJoin) => row.seq,
-            _ => 0,
-        };
-        entries::add_members(c, m.conversation_id, &new, row.seq, from, self.now)?;
-        let mut members: Vec<i64> = st.members.iter().copied().chain(new).collect();
-        members.sort_unstable();
-        st.members = Arc::new(members);
-        self.w.convs.insert(m.conversation_id, st.clone());
-        // The new members get the entry that added them.
-        Ok(Ok(made(vec![row], &st, true)))
-    }
-
-    fn remove(
-        &mut self,
-        c: &mut DbConn,
-        m: &PendingMessage,
-        mut st: ConvState,
-        user: i64,
-    ) -> QueryResult<Result<Made, Refusal>> {
-        let heir = match model::decide_remove(m.sender_id, st.group(), user) {
-            Ok(h) => h,
-            Err(r) => return Ok(Err(r)),
-        };
-        // The one removed hears of it too: the entries go to the members before.
-        let before = st.members.clone();
-        let data = json!({ "user_id": user });
-        let mut rows = vec![self.entry(
-            c,
-            m,
-            0,
-            EntryKind::MemberRemoved,
-            String::new(),
-            None,
-            Some(data),
-        )?];
-        store::remove_member(c, m.conversation_id, user)?;
-        if let Some(h) = heir {
-            entries::update_group(c, m.conversation_id, None, Some(h), None)?;
-            let data = json!({ "owner_id": h });
-            rows.push(self.entry(
-                c,
-                m,
-                1,
-                EntryKind::OwnerChanged,
-                String::new(),
-                None,
-                Some(data),
-            )?);
-            st.owner_id = Some(h);
-        }
-        st.members = Arc::new(st.members.iter().copied().filter(|u| *u != user).collect());
-        self.w.convs.insert(m.conversation_id, st);
-        Ok(Ok(Made {
-            entries: rows,
-            deliver_to: before,
-            group_changed: true,
-        }))
-    }
-
-    fn update(
-        &mut self,
-        c: &mut DbConn,
-        m: &PendingMessage,
-        mut st: ConvState,
-        title: Option<&str>,
-        owner: Option<i64>,
-        history: Option<HistoryVisibility>,
-    ) -> QueryResult<Result<Made, Refusal>> {
-        if let Err(r) = model::decide_update(m.sender_id, st.group(), owner) {
-            return Ok(Err(r));
-        }
-        let title = title.filter(|t| *t != st.title);
-        let owner = owner.filter(|o| st.owner_id != Some(*o));
-        let history = history.map(|h| h.as_str()).filter(|h| *h != st.history);
-        let changes = [
-            title.map(|t| (EntryKind::Renamed, json!({ "title": t }))),
-            owner.map(|o| (EntryKind::OwnerChanged, json!({ "owner_id": o }))),
-            history.map(|h| {
-                (
-                    EntryKind::HistoryChanged,
-                    json!({ "history_visibility": h }),
-                )
-            }),
-        ];
-        let mut rows = Vec::new();
-        for (kind, data) in changes.into_iter().flatten() {
-            let part = rows.len();
-            rows.push(self.entry(c, m, part, kind, String::new(), None, Some(data))?);
-        }
-        if rows.is_empty() {
-            return Ok(Ok(made(rows, &st, false)));
-        }
-        entries::update_group(c, m.conversation_id, title, owner, history)?;
-        if let Some(t) = title {
-            t.clone_into(&mut st.title);
-        }
-        st.owner_id = owner.or(st.owner_id);
-        if let Some(h) = history {
-            h.clone_into(&mut st.history);
-        }
-        let out = made(rows, &st, true);
-        self.w.convs.insert(m.conversation_id, st);
-        Ok(Ok(out))
     }
 }
 
