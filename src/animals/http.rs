@@ -90,7 +90,11 @@ pub struct ListQuery {
 #[utoipa::path(get, path = "/api/v1/animals", tag = "animals",
     params(("merchant_id" = Option<i64>, Query), ("species" = Option<String>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, body = crate::core::paging::Page<crate::animals::store::AnimalView>, description = "A page of the list; `next_cursor` (null on the last page) fetches the next"), (status = 400, body = Problem)))]
-pub async fn list(state: web::Data<Animals>, q: web::Query<ListQuery>) -> ApiResult<HttpResponse> {
+pub async fn list(
+    state: web::Data<Animals>,
+    user: Option<AuthUser>,
+    q: web::Query<ListQuery>,
+) -> ApiResult<HttpResponse> {
     let merchant_id = crate::core::text::id_param::<crate::core::ids::kind::Merchant>(
         q.merchant_id.as_deref(),
         "merchant_id",
@@ -110,14 +114,29 @@ pub async fn list(state: web::Data<Animals>, q: web::Query<ListQuery>) -> ApiRes
             after_id: cursor_id(q.cursor.as_deref())?,
         })
         .await?;
+    let viewer = user.map(|u| u.user_id.get());
+    let page = crate::core::paging::Page {
+        items: page.items.into_iter().map(|a| seen_by(a, viewer)).collect(),
+        next_cursor: page.next_cursor,
+    };
     Ok(HttpResponse::Ok().json(page))
 }
 
-/// An animal: `claimed_by` and `claimed_until` while a paid claim runs, else null.
+/// Who claimed an animal is the claimer's business only.
+fn seen_by(mut a: AnimalView, viewer: Option<i64>) -> AnimalView {
+    if a.claimed_by.is_some() && a.claimed_by != viewer {
+        a.claimed_by = None;
+    }
+    a
+}
+
+/// An animal: `claimed` and `claimed_until` while a paid claim runs;
+/// `claimed_by` then only for the claimer.
 #[utoipa::path(get, path = "/api/v1/animals/{id}", tag = "animals", params(("id" = i64, Path)),
     responses((status = 200, body = AnimalView), (status = 404, body = Problem)))]
 pub async fn get(
     state: web::Data<Animals>,
+    user: Option<AuthUser>,
     path: web::Path<(crate::core::ids::AnimalId,)>,
 ) -> ApiResult<HttpResponse> {
     let row = state
@@ -126,7 +145,8 @@ pub async fn get(
             animal_id: path.into_inner().0.get(),
         })
         .await?;
-    Ok(HttpResponse::Ok().json(row.view(crate::core::ids::now_ms())))
+    let view = row.view(crate::core::ids::now_ms());
+    Ok(HttpResponse::Ok().json(seen_by(view, user.map(|u| u.user_id.get()))))
 }
 
 /// Claim an animal: 201 with an ordinary order for `claim_price_cents`, paid

@@ -55,7 +55,10 @@ pub struct AnimalView {
     pub description: String,
     pub claim_price_cents: i64,
     pub claim_days: i64,
-    /// The user whose paid claim holds the animal, or null.
+    /// Whether a paid claim holds the animal now.
+    pub claimed: bool,
+    /// The user whose paid claim holds it: shown to that user only (null
+    /// for everyone else, and when unclaimed).
     pub claimed_by: Option<i64>,
     /// When that claim ends (RFC 3339), or null.
     pub claimed_until: Option<String>,
@@ -76,6 +79,7 @@ impl AnimalRow {
             description: self.description,
             claim_price_cents: self.claim_price_cents,
             claim_days: self.claim_days,
+            claimed: running && self.claimed_by.is_some(),
             claimed_by: self.claimed_by.filter(|_| running),
             claimed_until: self.claimed_until_ms.filter(|_| running).map(rfc3339),
             created_at: rfc3339(self.created_at_ms),

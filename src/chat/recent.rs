@@ -71,6 +71,17 @@ impl Recent {
         }
     }
 
+    /// Blanks the kept edits of the message at `seq` (it was deleted).
+    pub fn blank_edits_of(&self, conversation_id: i64, seq: i64) {
+        if let Some(mut ring) = self.rings.get_mut(&conversation_id) {
+            for m in ring.iter_mut() {
+                if m.kind == "edit" && m.target_seq == Some(seq) {
+                    m.body.clear();
+                }
+            }
+        }
+    }
+
     /// Appends a committed message.
     pub fn push(&self, m: &MessageView) {
         let size = m.body.len() + m.client_id.len() + 64;

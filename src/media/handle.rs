@@ -60,17 +60,22 @@ fn etag(bytes: &[u8]) -> String {
 impl Media {
     /// Checks, re-encodes and stores an upload of `owner`'s.
     pub async fn upload(&self, owner: i64, upload: Vec<u8>) -> Result<MediaView, ApiError> {
-        let _permit = self.processing.clone().try_acquire_owned().map_err(|_| {
+        let permit = self.processing.clone().try_acquire_owned().map_err(|_| {
             ApiError::unavailable("pictures are being processed; retry in a moment")
         })?;
-        // Off the HTTP worker: decoding a large picture takes a while.
-        let processed = tokio::task::spawn_blocking(move || model::process(&upload))
-            .await
-            .map_err(|e| ApiError::internal(anyhow::anyhow!("picture task: {e}")))?
-            .map_err(|r| match r {
-                Refused::Unsupported(why) => ApiError::new(ErrorKind::UnsupportedMedia, why),
-                Refused::TooLarge(why) => ApiError::payload_too_large(why),
-            })?;
+        // Off the HTTP worker: decoding a large picture takes a while. The
+        // permit goes with the work, not with this future: a request dropped
+        // mid-decode still holds its place until the decode ends.
+        let processed = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            model::process(&upload)
+        })
+        .await
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("picture task: {e}")))?
+        .map_err(|r| match r {
+            Refused::Unsupported(why) => ApiError::new(ErrorKind::UnsupportedMedia, why),
+            Refused::TooLarge(why) => ApiError::payload_too_large(why),
+        })?;
         let row = MediaRow {
             id: self.ctx.ids.next_id(),
             owner_id: owner,

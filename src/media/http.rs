@@ -18,18 +18,53 @@ fn unsupported(why: &str) -> ApiError {
     ApiError::new(ErrorKind::UnsupportedMedia, why.to_owned())
 }
 
+/// Most bytes of a whole upload body: the picture and room for the
+/// multipart framing around it.
+const MAX_BODY_BYTES: usize = MAX_UPLOAD_BYTES + 64 * 1024;
+
+fn too_large() -> ApiError {
+    ApiError::payload_too_large("a picture is at most 10 MiB")
+}
+
 /// Reads the one `file` part of a `multipart/form-data` body, at most
-/// [`MAX_UPLOAD_BYTES`].
+/// [`MAX_UPLOAD_BYTES`]. The body itself is cut off at [`MAX_BODY_BYTES`]
+/// before the multipart parser sees it: the parser buffers what it reads,
+/// framing included, so a body without part boundaries would otherwise
+/// grow without bound.
 async fn read_file(req: &HttpRequest, payload: web::Payload) -> ApiResult<Vec<u8>> {
-    let mut parts = actix_multipart::Multipart::new(req.headers(), payload);
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(too_large());
+    }
+    let overflowed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = overflowed.clone();
+    let mut read = 0usize;
+    let limited = payload.map(move |chunk| {
+        let chunk = chunk?;
+        read += chunk.len();
+        if read > MAX_BODY_BYTES {
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            return Err(actix_web::error::PayloadError::Overflow);
+        }
+        Ok(chunk)
+    });
+    let over = move || overflowed.load(std::sync::atomic::Ordering::Relaxed);
+    let mut parts = actix_multipart::Multipart::new(req.headers(), limited);
     let mut file: Option<Vec<u8>> = None;
     let mut seen = 0;
     while let Some(part) = parts.next().await {
-        let mut part = part.map_err(|e| {
-            unsupported(&format!(
-                "send multipart/form-data with one part named file ({e})"
-            ))
-        })?;
+        let mut part = match part {
+            Ok(p) => p,
+            Err(_) if over() => return Err(too_large()),
+            Err(e) => {
+                let why = format!("send multipart/form-data with one part named file ({e})");
+                return Err(unsupported(&why));
+            }
+        };
         seen += 1;
         let named_file = part.content_disposition().and_then(|d| d.get_name()) == Some("file");
         if seen > MAX_PARTS || !named_file || file.is_some() {
@@ -37,10 +72,16 @@ async fn read_file(req: &HttpRequest, payload: web::Payload) -> ApiResult<Vec<u8
         }
         let mut bytes = Vec::new();
         while let Some(chunk) = part.next().await {
-            let chunk =
-                chunk.map_err(|e| ApiError::invalid_input(format!("the upload broke off: {e}")))?;
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(_) if over() => return Err(too_large()),
+                Err(e) => {
+                    let why = format!("the upload broke off: {e}");
+                    return Err(ApiError::invalid_input(why));
+                }
+            };
             if bytes.len() + chunk.len() > MAX_UPLOAD_BYTES {
-                return Err(ApiError::payload_too_large("a picture is at most 10 MiB"));
+                return Err(too_large());
             }
             bytes.extend_from_slice(&chunk);
         }

@@ -28,14 +28,12 @@ pub fn attach(conn: &mut DbConn, ids: &[i64], owner: i64, now_ms: i64) -> Result
     if wanted.is_empty() {
         return Ok(());
     }
-    let mut found = store::owned_by(conn, &wanted, owner)?;
-    found.sort_unstable();
-    if found != wanted {
+    let attached = store::attach_owned(conn, &wanted, owner, now_ms)?;
+    if usize::try_from(attached).ok() != Some(wanted.len()) {
         return Err(ApiError::not_found(
             "a media id names no picture you uploaded",
         ));
     }
-    store::mark_attached(conn, &wanted, now_ms)?;
     Ok(())
 }
 

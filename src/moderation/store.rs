@@ -74,15 +74,27 @@ impl From<ReportRow> for ReportView {
 /// The user behind a target the reporter can see; 404 for anything else.
 fn target_user(c: &mut DbConn, reporter: i64, target: Target, id: i64) -> Result<i64, ApiError> {
     let gone = || ApiError::not_found(format!("no such {}", target.as_str()));
+    // Someone who blocked the reporter is hidden from them (their profile
+    // and posts are 404): a report must not confirm what the block hides.
+    let hidden = |c: &mut DbConn, owner: i64| crate::chat::tx::is_blocked(c, owner, reporter);
     match target {
-        Target::Post => crate::social::tx::post_author(c, id)?.ok_or_else(gone),
+        Target::Post => {
+            let author = crate::social::tx::post_author(c, id)?.ok_or_else(gone)?;
+            if hidden(c, author)? {
+                return Err(gone());
+            }
+            Ok(author)
+        }
         // Only what the reporter could read: members of its conversation.
         Target::Message => crate::chat::tx::message_seen_by(c, id, reporter)?
             .map(|(_, sender)| sender)
             .ok_or_else(gone),
-        Target::User => crate::accounts::tx::user_exists(c, id)?
-            .then_some(id)
-            .ok_or_else(gone),
+        Target::User => {
+            if !crate::accounts::tx::user_exists(c, id)? || hidden(c, id)? {
+                return Err(gone());
+            }
+            Ok(id)
+        }
     }
 }
 

@@ -38,7 +38,14 @@ impl Social {
             }),
         );
         let social = self.clone();
-        tokio::spawn(async move { social.reload_mutes(None).await });
+        tokio::spawn(async move {
+            // Until loaded, every kind is pushed: retried until it is.
+            let mut wait = std::time::Duration::from_millis(500);
+            while !social.reload_mutes(None).await {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(30));
+            }
+        });
     }
 
     /// A member's preferences changed (committed): every node rereads them.
@@ -47,12 +54,13 @@ impl Social {
         self.registry.notice_others(MUTES_NOTICE, user);
     }
 
-    async fn reload_mutes(&self, user: Option<i64>) {
+    /// Whether they were loaded.
+    async fn reload_mutes(&self, user: Option<i64>) -> bool {
         let rows = match self.db.call(super::store::prefs::LoadMutes { user }).await {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::warn!(error = %e, "notification preferences not loaded; every kind is pushed");
-                return;
+                return false;
             }
         };
         let mut by_user: std::collections::HashMap<i64, Vec<String>> =
@@ -66,5 +74,6 @@ impl Social {
         for (u, kinds) in by_user {
             self.registry.set_quiet_kinds(u, kinds);
         }
+        true
     }
 }

@@ -213,6 +213,26 @@ async fn edits_and_deletes(backend: Backend) {
         assert_eq!(got[1]["deleted"], true);
         assert_eq!(got[1]["body"], "");
     }
+
+    // Deleting an edited message takes its edits' text with it.
+    let ack = ask(
+        &mut a,
+        json!({"type": "delete", "conversation_id": conv, "seq": 1}),
+    )
+    .await;
+    assert_eq!(ack["seq"], 6);
+    let items = history(&app, &bt, conv).await;
+    for edit in [&items[2], &items[3]] {
+        assert_eq!(
+            (edit["kind"].as_str(), edit["body"].as_str()),
+            (Some("edit"), Some(""))
+        );
+    }
+    let mut b3 = Ws::connect(&app, &bt).await;
+    b3.send(json!({"type": "sync", "conversation_id": conv, "after_seq": 2}))
+        .await;
+    assert_eq!(b3.recv_type("message").await["body"], "");
+    assert_eq!(b3.recv_type("message").await["body"], "");
 }
 both_backends!(edits_and_deletes, super::edits_and_deletes);
 
@@ -259,6 +279,41 @@ async fn admins_delete_any_message(backend: Backend) {
     let _ = alice;
 }
 both_backends!(admins_delete_any_message, super::admins_delete_any_message);
+
+async fn blocks_stop_edits_too(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (alice, at) = app.register("alice").await;
+    let (bob, bt) = app.register("bob").await;
+    let mut a = Ws::connect(&app, &at).await;
+    let ack = ask(
+        &mut a,
+        json!({"type": "send", "client_id": "1", "to_user_id": bob, "body": "hi"}),
+    )
+    .await;
+    let conv = ack["conversation_id"].as_i64().unwrap();
+    let r = app
+        .post(
+            &format!("/api/v1/users/{alice}/block"),
+            Some(&bt),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let e = ask(
+        &mut a,
+        json!({"type": "edit", "conversation_id": conv, "seq": 1, "body": "still here"}),
+    )
+    .await;
+    assert_eq!(e["code"], "blocked");
+    // Taking one's own message back stays possible.
+    let ack = ask(
+        &mut a,
+        json!({"type": "delete", "conversation_id": conv, "seq": 1}),
+    )
+    .await;
+    assert_eq!(ack["seq"], 2);
+}
+both_backends!(blocks_stop_edits_too, super::blocks_stop_edits_too);
 
 async fn create(app: &TestApp, token: &str, members: &[i64], extra: Value) -> reqwest::Response {
     let mut body = json!({"member_ids": members, "title": "Lijiang"});

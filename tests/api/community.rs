@@ -23,6 +23,7 @@ pub async fn animal(app: &TestApp, s: &Shop, name: &str, price: i64, days: i64) 
     assert_eq!(r.status(), 201);
     let v: Value = r.json().await.unwrap();
     assert!(v["claimed_by"].is_null() && v["claimed_until"].is_null());
+    assert_eq!(v["claimed"], false);
     v["animal_id"].as_i64().unwrap()
 }
 
@@ -64,7 +65,7 @@ pub async fn pay(app: &TestApp, token: &str, order: &Value) {
 async fn wait_free(app: &TestApp, id: i64) -> Value {
     for _ in 0..80 {
         let a = get_animal(app, id).await;
-        if a["claimed_by"].is_null() {
+        if a["claimed"] == false {
             return a;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -138,7 +139,7 @@ async fn animal_claims(backend: Backend) {
     assert_eq!(a_order["buyer_id"], a_id);
     assert_problem(claim(&app, &bt, long).await, 409, "already_claimed").await;
     assert!(
-        get_animal(&app, long).await["claimed_by"].is_null(),
+        get_animal(&app, long).await["claimed"] == false,
         "unpaid: not shown as claimed"
     );
     let aid = a_order["order_id"].as_i64().unwrap();
@@ -157,8 +158,26 @@ async fn animal_claims(backend: Backend) {
     let b_order: Value = r.json().await.unwrap();
     pay(&app, &bt, &b_order).await;
     let a = get_animal(&app, long).await;
-    assert_eq!(a["claimed_by"], b_id);
+    // Issue 22: everyone sees that it is claimed; only the claimer sees by whom.
+    assert_eq!(
+        (a["claimed"].as_bool(), a["claimed_by"].as_i64()),
+        (Some(true), None)
+    );
     assert!(a["claimed_until"].is_string());
+    let mine: Value = app
+        .get(&format!("/api/v1/animals/{long}"), Some(&bt))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mine["claimed_by"], b_id);
+    let theirs: Value = app
+        .get(&format!("/api/v1/animals/{long}"), Some(&ct))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(theirs["claimed_by"].is_null());
     assert_problem(claim(&app, &ct, long).await, 409, "already_claimed").await;
     // A merchant PATCH cannot add a second unit.
     let list: Value = app
@@ -258,7 +277,13 @@ async fn animal_claims(backend: Backend) {
     let r = claim(&app, &at, short).await;
     let first: Value = r.json().await.unwrap();
     pay(&app, &at, &first).await;
-    assert_eq!(get_animal(&app, short).await["claimed_by"], a_id);
+    let mine: Value = app
+        .get(&format!("/api/v1/animals/{short}"), Some(&at))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mine["claimed_by"], a_id);
     // The period ends while the server is down (kill -9): caught up at start.
     app.restart_hard_after(Duration::from_millis(2_500));
     let freed = wait_free(&app, short).await;
@@ -422,7 +447,11 @@ async fn reviews_and_dashboard(backend: Backend) {
         .json()
         .await
         .unwrap();
-    assert_eq!(page["items"][0]["order_id"], id2, "newest first");
+    assert_eq!(page["items"][0]["body"], "chipped", "newest first");
+    // Issue 22, item 3: visitors see a masked name, never buyers or orders.
+    let first = &page["items"][0];
+    assert!(first.get("order_id").is_none() && first.get("buyer_id").is_none());
+    assert_eq!(first["reviewer"], "b**r");
     let next = page["next_cursor"].as_str().unwrap().to_owned();
     let page: Value = app
         .get(
@@ -436,7 +465,7 @@ async fn reviews_and_dashboard(backend: Backend) {
         .json()
         .await
         .unwrap();
-    assert_eq!(page["items"][0]["order_id"], id1);
+    assert_eq!(page["items"][0]["body"], "great tea");
     assert!(page["next_cursor"].is_null());
 
     // Dashboard: counts by status, paid GMV (refunds out), best sellers.
@@ -522,13 +551,13 @@ async fn reviews_and_dashboard(backend: Backend) {
         .json()
         .await
         .unwrap();
-    let orders: Vec<i64> = page["items"]
+    let bodies: Vec<&str> = page["items"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| r["order_id"].as_i64().unwrap())
+        .map(|r| r["body"].as_str().unwrap())
         .collect();
-    assert_eq!(orders, vec![id1]);
+    assert_eq!(bodies, vec!["great tea"]);
     app.assert_audit_clean();
 }
 both_backends!(

@@ -21,6 +21,7 @@ mod media;
 mod operations;
 mod orders;
 mod preferences;
+mod privacy;
 mod rebate_model;
 mod rebates;
 mod social;

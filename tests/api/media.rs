@@ -167,6 +167,16 @@ async fn pictures_are_checked_stripped_and_served(backend: Backend) {
         "a decompression bomb got {}",
         r.status()
     );
+    // A body far over the limit is refused from its length, unread.
+    let r = app
+        .post_raw(
+            "/api/v1/media",
+            Some(&at),
+            &format!("multipart/form-data; boundary={BOUNDARY}"),
+            vec![b'x'; 12 * 1024 * 1024],
+        )
+        .await;
+    assert_problem(r, 413, "payload_too_large").await;
     let huge = vec![0xFFu8; 10 * 1024 * 1024 + 10];
     assert_problem(
         upload_as(&app, &at, "file", "image/jpeg", &huge).await,
@@ -321,6 +331,25 @@ async fn pictures_attach_by_id_to_their_uploader_only(backend: Backend) {
     assert_eq!(b.recv_type("error").await["code"], "not_found");
     b.send(json!({"type": "send", "client_id": "p3", "conversation_id": conv, "media_id": b1, "body": "mine"})).await;
     assert_eq!(b.recv_type("ack").await["seq"], 2);
+    // Blocked, a picture does not get through either.
+    let b2 = upload(&app, &bt, &picture(6, 6, ImageFormat::Png)).await["media_id"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(
+        app.post(&format!("/api/v1/users/{bob}/block"), Some(&at), &json!({}))
+            .await
+            .status(),
+        200
+    );
+    b.send(json!({"type": "send", "client_id": "p4", "conversation_id": conv, "media_id": b2}))
+        .await;
+    assert_eq!(b.recv_type("error").await["code"], "blocked");
+    assert_eq!(
+        app.delete(&format!("/api/v1/users/{bob}/block"), Some(&at))
+            .await
+            .status(),
+        204
+    );
     a.send(json!({"type": "delete", "conversation_id": conv, "seq": 1}))
         .await;
     a.recv_type("ack").await;

@@ -62,6 +62,18 @@ pub fn set_deleted(
     .execute(conn)
 }
 
+/// Blanks the text of every edit of the message at `seq` (it was deleted).
+pub fn blank_edits_of(conn: &mut DbConn, conversation_id: i64, seq: i64) -> QueryResult<usize> {
+    diesel::update(
+        messages::table
+            .filter(messages::conversation_id.eq(conversation_id))
+            .filter(messages::kind.eq("edit"))
+            .filter(messages::target_seq.eq(seq)),
+    )
+    .set(messages::body.eq(""))
+    .execute(conn)
+}
+
 /// Adds members who joined at entry `seq`: they have read everything before
 /// it, and read from `visible_from_seq` on (0: all of the history).
 pub fn add_members(

@@ -386,12 +386,17 @@ pub fn message_origin(conn: &mut DbConn, message_id: i64) -> QueryResult<Option<
 /// Empties a message's body and marks it deleted (its `seq` stays);
 /// returns its conversation.
 pub fn blank_message(conn: &mut DbConn, message_id: i64) -> QueryResult<Option<i64>> {
-    diesel::update(messages::table.find(message_id))
+    let target: Option<(i64, i64)> = diesel::update(messages::table.find(message_id))
         .set((
             messages::body.eq(""),
+            messages::data.eq(None::<String>),
             messages::deleted_at_ms.eq(Some(crate::core::ids::now_ms())),
         ))
-        .returning(messages::conversation_id)
+        .returning((messages::conversation_id, messages::seq))
         .get_result(conn)
-        .optional()
+        .optional()?;
+    if let Some((conv, seq)) = target {
+        entries::blank_edits_of(conn, conv, seq)?;
+    }
+    Ok(target.map(|(conv, _)| conv))
 }

@@ -275,14 +275,20 @@ impl Pass<'_> {
         if st.members.binary_search(&m.sender_id).is_err() {
             return Ok(Err(NOT_MEMBER));
         }
+        // A block stops whatever would reach the blocker: messages, pictures
+        // and edits (taking one's own message back stays possible).
+        let reaches_peer = matches!(
+            m.change,
+            Change::Text { .. } | Change::Image { .. } | Change::Edit { .. }
+        );
+        if st.kind == "direct" && reaches_peer {
+            let peer = st.members.iter().copied().find(|u| *u != m.sender_id);
+            if blocked.contains(&(peer.unwrap_or(m.sender_id), m.sender_id)) {
+                return Ok(Err(("blocked", "this user does not accept your messages")));
+            }
+        }
         match &m.change {
             Change::Text { body } => {
-                if st.kind == "direct" {
-                    let peer = st.members.iter().copied().find(|u| *u != m.sender_id);
-                    if blocked.contains(&(peer.unwrap_or(m.sender_id), m.sender_id)) {
-                        return Ok(Err(("blocked", "this user does not accept your messages")));
-                    }
-                }
                 let row = self.entry(c, m, 0, EntryKind::Text, body.clone(), None, None)?;
                 Ok(Ok(made(vec![row], &st, false)))
             }
@@ -379,6 +385,17 @@ impl Pass<'_> {
         deleted: bool,
     ) -> QueryResult<()> {
         let now = self.now;
+        if deleted {
+            // A deleted message's text must not live on in its edits.
+            let edits_of = |r: &&mut MessageRow| {
+                r.conversation_id == conv
+                    && r.target_seq == Some(seq)
+                    && r.kind == EntryKind::Edit.as_str()
+            };
+            for r in self.rows.iter_mut().filter(edits_of) {
+                r.body.clear();
+            }
+        }
         if let Some(r) = self
             .rows
             .iter_mut()
@@ -396,6 +413,7 @@ impl Pass<'_> {
         }
         if deleted {
             entries::set_deleted(c, conv, seq, now)?;
+            entries::blank_edits_of(c, conv, seq)?;
         } else {
             entries::set_edited(c, conv, seq, body, now)?;
         }

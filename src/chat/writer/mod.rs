@@ -301,6 +301,7 @@ impl ChatBatcher {
                     m.data = None;
                     m.deleted = true;
                 });
+                recent.blank_edits_of(view.conversation_id, target);
             }
             _ => {}
         }

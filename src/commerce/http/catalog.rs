@@ -45,11 +45,13 @@ pub async fn apply_merchant(
     Ok(HttpResponse::Created().json(m))
 }
 
-/// A merchant's public profile.
+/// A merchant's profile: approved merchants for anyone; a pending or
+/// rejected application only for its applicant and admins (404 for others).
 #[utoipa::path(get, path = "/api/v1/merchants/{id}", tag = "commerce", params(("id" = i64, Path)),
     responses((status = 200, body = MerchantView), (status = 404, body = Problem)))]
 pub async fn get_merchant(
     state: web::Data<Commerce>,
+    user: Option<AuthUser>,
     path: web::Path<(crate::core::ids::MerchantId,)>,
 ) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(
@@ -57,6 +59,7 @@ pub async fn get_merchant(
             .db
             .call(GetMerchant {
                 merchant_id: path.into_inner().0.get(),
+                viewer: user.map(|u| u.user_id.get()),
             })
             .await?,
     ))

@@ -432,10 +432,11 @@ pub async fn review(
     )
 }
 
-/// A merchant's reviews, newest first.
+/// A merchant's reviews, newest first (public: the reviewer as a masked
+/// name, never a buyer's id or an order).
 #[utoipa::path(get, path = "/api/v1/merchants/{id}/reviews", tag = "commerce",
     params(("id" = i64, Path), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, body = crate::core::paging::Page<crate::commerce::store::reviews::ReviewView>, description = "A page of the list; `next_cursor` (null on the last page) fetches the next"), (status = 404, body = Problem)))]
+    responses((status = 200, body = crate::core::paging::Page<crate::commerce::store::reviews::PublicReviewView>, description = "A page of the list; `next_cursor` (null on the last page) fetches the next"), (status = 404, body = Problem)))]
 pub async fn merchant_reviews(
     state: web::Data<Commerce>,
     path: web::Path<(crate::core::ids::MerchantId,)>,

@@ -182,8 +182,11 @@ impl Handler<ListMerchants> for DbExecutor {
     }
 }
 
+/// A merchant as `viewer` may see it: approved ones for anyone, others for
+/// their applicant and admins only (404 for the rest).
 pub struct GetMerchant {
     pub merchant_id: i64,
+    pub viewer: Option<i64>,
 }
 
 impl Message for GetMerchant {
@@ -194,9 +197,19 @@ impl Handler<GetMerchant> for DbExecutor {
     type Result = Result<MerchantView, ApiError>;
     fn handle(&mut self, msg: GetMerchant, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
-        store::find_merchant(&mut conn, msg.merchant_id)?
-            .map(Into::into)
-            .ok_or_else(|| ApiError::not_found("no such merchant"))
+        let gone = || ApiError::not_found("no such merchant");
+        let m = store::find_merchant(&mut conn, msg.merchant_id)?.ok_or_else(gone)?;
+        let public = m.status == MerchantStatus::Approved.as_str();
+        let allowed = public
+            || msg.viewer == Some(m.owner_id)
+            || match msg.viewer {
+                Some(v) => crate::accounts::tx::is_admin(&mut conn, v)?,
+                None => false,
+            };
+        if !allowed {
+            return Err(gone());
+        }
+        Ok(m.into())
     }
 }
 

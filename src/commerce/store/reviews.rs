@@ -160,17 +160,43 @@ pub struct ListReviews {
     pub before_id: Option<i64>,
 }
 
+/// A review as a shop's visitors see it: who wrote it only as a masked
+/// name, never the buyer's id or the order.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PublicReviewView {
+    pub review_id: i64,
+    pub merchant_id: i64,
+    /// The reviewer's display name masked as shops show it (`张**三`), or
+    /// `*` for a name of one character.
+    pub reviewer: String,
+    pub rating: i64,
+    pub body: String,
+    pub created_at: String,
+}
+
+/// `张三丰` -> `张**丰`, `ab` -> `a*`, `a` -> `*`.
+pub fn masked_name(name: &str) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    match chars.as_slice() {
+        [] | [_] => "*".into(),
+        [first, _] => format!("{first}*"),
+        [first, .., last] => format!("{first}**{last}"),
+    }
+}
+
 impl Message for ListReviews {
-    type Result = Result<Page<ReviewView>, ApiError>;
+    type Result = Result<Page<PublicReviewView>, ApiError>;
 }
 
 type ReviewTuple = (i64, i64, i64, i64, i64, String, i64);
 
 impl Handler<ListReviews> for DbExecutor {
-    type Result = Result<Page<ReviewView>, ApiError>;
+    type Result = Result<Page<PublicReviewView>, ApiError>;
     fn handle(&mut self, msg: ListReviews, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
+        // Only an approved merchant is public (its application is not).
         store::find_merchant(&mut conn, msg.merchant_id)?
+            .filter(|m| m.status == crate::commerce::model::MerchantStatus::Approved.as_str())
             .ok_or_else(|| ApiError::not_found("no such merchant"))?;
         let mut q = reviews::table
             .filter(reviews::merchant_id.eq(msg.merchant_id))
@@ -192,15 +218,20 @@ impl Handler<ListReviews> for DbExecutor {
             ))
             .load(&mut conn)?;
         let next_cursor = crate::core::paging::trim_page(&mut rows, msg.limit, |r| vec![r.0]);
+        let buyers: Vec<i64> = rows.iter().map(|r| r.3).collect();
+        let names: std::collections::HashMap<i64, String> =
+            crate::accounts::tx::user_summaries(&mut conn, &buyers)?
+                .into_iter()
+                .map(|u| (u.id, u.display_name))
+                .collect();
         Ok(Page {
             items: rows
                 .into_iter()
                 .map(
-                    |(id, order_id, merchant_id, buyer_id, rating, body, at)| ReviewView {
+                    |(id, _order, merchant_id, buyer_id, rating, body, at)| PublicReviewView {
                         review_id: id,
-                        order_id,
                         merchant_id,
-                        buyer_id,
+                        reviewer: masked_name(names.get(&buyer_id).map_or("", |n| n.as_str())),
                         rating,
                         body,
                         created_at: rfc3339(at),

@@ -38,24 +38,26 @@ pub fn find(conn: &mut DbConn, id: i64) -> QueryResult<Option<MediaRow>> {
         .optional()
 }
 
-/// Marks the pictures used (the first use keeps its time).
-pub fn mark_attached(conn: &mut DbConn, ids: &[i64], now_ms: i64) -> QueryResult<usize> {
+/// Marks `owner`'s pictures among `ids` used (the first use keeps its
+/// time) and counts how many of `ids` are now `owner`'s and used. The mark
+/// comes first: on PostgreSQL it locks the rows, so the sweep (which deletes
+/// only unused rows) either waits and then leaves them, or deleted them
+/// before, and then they are not counted.
+pub fn attach_owned(conn: &mut DbConn, ids: &[i64], owner: i64, now_ms: i64) -> QueryResult<i64> {
     diesel::update(
         media::table
             .filter(media::id.eq_any(ids))
+            .filter(media::owner_id.eq(owner))
             .filter(media::attached_at_ms.is_null()),
     )
     .set(media::attached_at_ms.eq(Some(now_ms)))
-    .execute(conn)
-}
-
-/// Of `ids`, those that `owner` uploaded.
-pub fn owned_by(conn: &mut DbConn, ids: &[i64], owner: i64) -> QueryResult<Vec<i64>> {
+    .execute(conn)?;
     media::table
         .filter(media::id.eq_any(ids))
         .filter(media::owner_id.eq(owner))
-        .select(media::id)
-        .load(conn)
+        .filter(media::attached_at_ms.is_not_null())
+        .count()
+        .get_result(conn)
 }
 
 /// Pictures never used and made before `before_ms` (at most `limit`).

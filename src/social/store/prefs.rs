@@ -27,7 +27,7 @@ crate::text_enum! {
         RebateReversed = "rebate.reversed",
         RebateCancelled = "rebate.cancelled",
         UserFollowed = "user.followed",
-        UserContentRemoved = "user.content_removed",
+        ContentRemoved = "moderation.content_removed",
         TripJoinRequested = "trip.join_requested",
         TripJoinAccepted = "trip.join_accepted",
         TripJoinRejected = "trip.join_rejected",
