@@ -311,7 +311,10 @@ impl WsConn {
                     let limit = usize::try_from(SYNC_LIMIT).unwrap_or(1_000);
                     // A member added to a `since_join` group reads from its entry on.
                     let after = after_seq.max(from - 1);
-                    if let Some((items, last_seq)) = state.caches.recent.after(conv, after, limit) {
+                    if let Some((mut items, last_seq)) =
+                        state.caches.recent.after(conv, after, limit)
+                    {
+                        crate::chat::store::requests::hide_earlier(&mut items, from);
                         return Ok(crate::chat::store::requests::MessagePage { items, last_seq });
                     }
                 }

@@ -838,3 +838,69 @@ both_backends!(
     group_admins_manage_members,
     super::group_admins_manage_members
 );
+
+async fn late_members_do_not_read_edits_of_earlier_messages(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, at) = app.register("alice").await;
+    let (bob, bt) = app.register("bob").await;
+    let (carol, ct) = app.register("carol").await;
+    let g: Value = create(&app, &at, &[bob], json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let conv = g["conversation_id"].as_i64().unwrap();
+    let mut a = Ws::connect(&app, &at).await;
+    ask(&mut a, json!({"type": "send", "client_id": "s", "conversation_id": conv, "body": "the secret plan"})).await;
+    let r = app
+        .post(
+            &format!("/api/v1/conversations/{conv}/members"),
+            Some(&at),
+            &json!({"user_ids": [carol]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let mut c = Ws::connect(&app, &ct).await;
+    let mut b = Ws::connect(&app, &bt).await;
+    let ack = ask(
+        &mut a,
+        json!({"type": "edit", "conversation_id": conv, "seq": 1, "body": "the new secret plan"}),
+    )
+    .await;
+    assert_eq!(ack["seq"], 3);
+    // A member since the start gets it; the one who joined at seq 2 does not.
+    assert_eq!(b.recv_type("message").await["body"], "the new secret plan");
+    assert!(
+        c.quiet_for(400).await,
+        "a late member got an edit of an earlier message"
+    );
+    let items = history(&app, &ct, conv).await;
+    assert_eq!(
+        items
+            .iter()
+            .map(|m| m["seq"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+    assert_eq!(
+        (items[1]["kind"].as_str(), items[1]["body"].as_str()),
+        (Some("edit"), Some(""))
+    );
+    c.send(json!({"type": "sync", "conversation_id": conv, "after_seq": 0}))
+        .await;
+    assert_eq!(c.recv_type("message").await["seq"], 2);
+    let edit = c.recv_type("message").await;
+    assert_eq!(
+        (edit["seq"].as_i64(), edit["body"].as_str()),
+        (Some(3), Some(""))
+    );
+    // Bob still reads it in full.
+    assert_eq!(
+        history(&app, &bt, conv).await[2]["body"],
+        "the new secret plan"
+    );
+}
+both_backends!(
+    late_members_do_not_read_edits_of_earlier_messages,
+    super::late_members_do_not_read_edits_of_earlier_messages
+);

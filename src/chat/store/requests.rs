@@ -317,6 +317,16 @@ impl Handler<SetMuted> for DbExecutor {
     }
 }
 
+/// What a member who reads from `from_seq` on may see of entries that
+/// refer back: an edit of a message sent before it shows no text.
+pub fn hide_earlier(items: &mut [MessageView], from_seq: i64) {
+    for m in items.iter_mut() {
+        if m.kind == "edit" && m.target_seq.is_some_and(|t| t < from_seq) {
+            m.body.clear();
+        }
+    }
+}
+
 /// Messages after or before a seq, for members only.
 pub struct LoadMessages {
     pub user_id: i64,
@@ -362,8 +372,10 @@ impl Handler<LoadMessages> for DbExecutor {
                 msg.limit,
             )?,
         };
+        let mut items: Vec<MessageView> = rows.into_iter().map(MessageView::from).collect();
+        hide_earlier(&mut items, from);
         Ok(MessagePage {
-            items: rows.into_iter().map(MessageView::from).collect(),
+            items,
             last_seq: conv.last_seq,
         })
     }

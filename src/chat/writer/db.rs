@@ -34,6 +34,9 @@ pub(super) struct ConvState {
     members: Arc<Vec<i64>>,
     /// Sorted ascending.
     admins: Vec<i64>,
+    /// Members who may read only from a later seq on (added to a
+    /// `since_join` group): (user, first visible seq).
+    late: Vec<(i64, i64)>,
 }
 
 impl ConvState {
@@ -90,13 +93,15 @@ impl ChatDbWriter {
         let Some(row) = store::find_conversation(c, conv)? else {
             return Ok(None);
         };
+        let visible = entries::members_with_visibility(c, conv)?;
         let state = ConvState {
             kind: row.kind,
             title: row.title,
             owner_id: row.owner_id,
             history: row.history_visibility,
-            members: Arc::new(store::members(c, conv)?),
+            members: Arc::new(visible.iter().map(|(u, _)| *u).collect()),
             admins: entries::admins(c, conv)?,
+            late: visible.into_iter().filter(|(_, from)| *from > 0).collect(),
         };
         if self.convs.len() >= WRITER_CACHE_MAX {
             self.convs.clear();
@@ -437,7 +442,20 @@ impl Pass<'_> {
         self.amend(c, m.conversation_id, target_seq, body, false)?;
         let kind = EntryKind::Edit;
         let row = self.entry(c, m, 0, kind, body.to_owned(), Some(target_seq), None)?;
-        Ok(Ok(made(vec![row], st, false)))
+        // The new text of a message sent before a member joined is not theirs
+        // to read: they get no live frame of it (their sync and history show
+        // the entry with an empty body).
+        let readers: Vec<i64> = st
+            .members
+            .iter()
+            .copied()
+            .filter(|u| !st.late.iter().any(|(l, from)| l == u && *from > target_seq))
+            .collect();
+        Ok(Ok(Made {
+            entries: vec![row],
+            deliver_to: Arc::new(readers),
+            group_changed: false,
+        }))
     }
 
     fn delete(

@@ -55,6 +55,9 @@ impl Pass<'_> {
             _ => 0,
         };
         entries::add_members(c, m.conversation_id, &new, row.seq, from, self.now)?;
+        if from > 0 {
+            st.late.extend(new.iter().map(|u| (*u, from)));
+        }
         let mut members: Vec<i64> = st.members.iter().copied().chain(new).collect();
         members.sort_unstable();
         st.members = Arc::new(members);
@@ -102,6 +105,7 @@ impl Pass<'_> {
             st.owner_id = Some(h);
         }
         st.members = Arc::new(st.members.iter().copied().filter(|u| *u != user).collect());
+        st.late.retain(|(u, _)| *u != user);
         st.admins.retain(|a| *a != user);
         self.w.convs.insert(m.conversation_id, st);
         Ok(Ok(Made {
