@@ -162,3 +162,51 @@ both_backends!(
     merchant_applications_are_private_until_approved,
     super::merchant_applications_are_private_until_approved
 );
+
+/// Issue 22, item 1, decided: a block made later leaves shared groups as
+/// they are (both stay members and read each other there, as in a chat
+/// app; either may leave), while nobody can start or grow a group with
+/// someone across a block (tests/api/chat_changes.rs).
+async fn a_block_leaves_existing_groups_as_they_are(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (alice, at) = app.register("alice").await;
+    let (x, xt) = app.register("xavier").await;
+    let (carol, _) = app.register("carol").await;
+    let r = app
+        .post(
+            "/api/v1/conversations",
+            Some(&xt),
+            &json!({"member_ids": [alice, carol]}),
+        )
+        .await;
+    let conv = r.json::<Value>().await.unwrap()["conversation_id"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(
+        app.post(&format!("/api/v1/users/{x}/block"), Some(&at), &json!({}))
+            .await
+            .status(),
+        200
+    );
+    let mut a = crate::ws::Ws::connect(&app, &at).await;
+    let mut xs = crate::ws::Ws::connect(&app, &xt).await;
+    xs.send(json!({"type": "send", "client_id": "g1", "conversation_id": conv, "body": "still in the group"})).await;
+    assert_eq!(xs.recv_type("ack").await["seq"], 1);
+    assert_eq!(a.recv_type("message").await["sender_id"], x);
+    // Directly, the block holds.
+    xs.send(json!({"type": "send", "client_id": "d1", "to_user_id": alice, "body": "hi"}))
+        .await;
+    assert_eq!(xs.recv_type("error").await["code"], "blocked");
+    // Alice may leave the group.
+    let r = app
+        .delete(
+            &format!("/api/v1/conversations/{conv}/members/{alice}"),
+            Some(&at),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+}
+both_backends!(
+    a_block_leaves_existing_groups_as_they_are,
+    super::a_block_leaves_existing_groups_as_they_are
+);
