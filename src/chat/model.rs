@@ -81,20 +81,6 @@ pub enum Change {
     },
 }
 
-impl Change {
-    /// Whether the change is to the group itself (members, settings), as
-    /// opposed to a message.
-    pub fn is_group_change(&self) -> bool {
-        matches!(
-            self,
-            Change::AddMembers { .. }
-                | Change::RemoveMember { .. }
-                | Change::Update { .. }
-                | Change::SetAdmin { .. }
-        )
-    }
-}
-
 /// The message an edit or delete names, as stored.
 #[derive(Debug, Clone)]
 pub struct Target {

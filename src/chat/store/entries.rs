@@ -135,17 +135,27 @@ pub fn update_group(
     Ok(n)
 }
 
-/// (last read seq, first visible seq) of a member; `None` for others.
-pub fn member_view(
+/// What one member's row says of them in a conversation.
+#[derive(Debug, Clone, Copy, Queryable)]
+pub struct MemberState {
+    pub last_read_seq: i64,
+    /// The first seq they may read (0: all).
+    pub visible_from_seq: i64,
+    pub muted: bool,
+}
+
+/// A member's state; `None` for others.
+pub fn member_state(
     conn: &mut DbConn,
     conversation_id: i64,
     user_id: i64,
-) -> QueryResult<Option<(i64, i64)>> {
+) -> QueryResult<Option<MemberState>> {
     conversation_members::table
         .find((conversation_id, user_id))
         .select((
             conversation_members::last_read_seq,
             conversation_members::visible_from_seq,
+            conversation_members::muted,
         ))
         .first(conn)
         .optional()
@@ -185,20 +195,4 @@ pub fn set_admin(
     diesel::update(conversation_members::table.find((conversation_id, user_id)))
         .set(conversation_members::is_admin.eq(admin))
         .execute(conn)
-}
-
-/// (last read seq, muted) of a member; `None` for others.
-pub fn member_flags(
-    conn: &mut DbConn,
-    conversation_id: i64,
-    user_id: i64,
-) -> QueryResult<Option<(i64, bool)>> {
-    conversation_members::table
-        .find((conversation_id, user_id))
-        .select((
-            conversation_members::last_read_seq,
-            conversation_members::muted,
-        ))
-        .first(conn)
-        .optional()
 }

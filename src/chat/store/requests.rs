@@ -282,11 +282,15 @@ impl Handler<LoadConversation> for DbExecutor {
         let conv = msg.conversation_id;
         let not_found = || ApiError::not_found("no such conversation");
         let me =
-            store::entries::member_flags(&mut conn, conv, msg.user_id)?.ok_or_else(not_found)?;
+            store::entries::member_state(&mut conn, conv, msg.user_id)?.ok_or_else(not_found)?;
         let row = store::find_conversation(&mut conn, conv)?.ok_or_else(not_found)?;
         let members = store::members(&mut conn, conv)?;
         let admins = store::entries::admins(&mut conn, conv)?;
-        Ok(ConversationView::of(row, (members, admins), me))
+        Ok(ConversationView::of(
+            row,
+            (members, admins),
+            (me.last_read_seq, me.muted),
+        ))
     }
 }
 
@@ -351,11 +355,11 @@ impl Handler<LoadMessages> for DbExecutor {
 
     fn handle(&mut self, msg: LoadMessages, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
-        let Some((_, from)) =
-            store::entries::member_view(&mut conn, msg.conversation_id, msg.user_id)?
+        let Some(me) = store::entries::member_state(&mut conn, msg.conversation_id, msg.user_id)?
         else {
             return Err(ApiError::not_found("no such conversation"));
         };
+        let from = me.visible_from_seq;
         // Read last_seq first: every message up to it is committed, so the
         // page plus `last_seq` never promise a message the page skipped.
         let conv = store::find_conversation(&mut conn, msg.conversation_id)?
