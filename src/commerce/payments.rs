@@ -6,7 +6,7 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use super::model::PaymentStatus;
+use super::model::{PaymentStatus, PaymentView};
 use crate::core::error::ApiError;
 
 /// A verified provider notification.
@@ -24,6 +24,17 @@ pub trait PaymentProvider: Send + Sync {
     fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<Notification, ApiError>;
     /// What the provider expects back once the notification is applied.
     fn ack_body(&self) -> &'static str;
+    /// For a provider whose checkout page this server hosts (mockpay): the
+    /// notification it sends once the payer confirms or declines, with its
+    /// signature. The secret stays on the server; real providers host their
+    /// own page and answer `None`.
+    fn hosted_checkout(
+        &self,
+        _payment: &PaymentView,
+        _succeeded: bool,
+    ) -> Option<(Vec<u8>, String)> {
+        None
+    }
 }
 
 pub struct Mockpay {
@@ -101,6 +112,20 @@ impl PaymentProvider for Mockpay {
 
     fn ack_body(&self) -> &'static str {
         "success"
+    }
+
+    fn hosted_checkout(&self, payment: &PaymentView, succeeded: bool) -> Option<(Vec<u8>, String)> {
+        let status = if succeeded { "succeeded" } else { "failed" };
+        let body = serde_json::json!({
+            "payment_id": payment.payment_id,
+            "order_id": payment.order_id,
+            "amount_cents": payment.amount_cents,
+            "status": status,
+        })
+        .to_string()
+        .into_bytes();
+        let signature = self.sign(&body);
+        Some((body, signature))
     }
 }
 

@@ -107,3 +107,10 @@ pub fn paid_gmv(
 }
 
 pub use super::store::reviews::day_start_ms;
+
+/// Orders created and paid GMV (not refunded) of one day `[from_ms, until_ms)`.
+pub fn day_figures(conn: &mut DbConn, from_ms: i64, until_ms: i64) -> Result<(i64, i64), ApiError> {
+    let orders = store::count_orders_between(conn, from_ms, until_ms)?;
+    let gmv = store::reviews::paid_gmv_between(conn, from_ms, until_ms)?;
+    Ok((orders, gmv))
+}

@@ -256,6 +256,35 @@ pub struct Config {
     /// SQLite `synchronous` pragma: `full` survives power loss, `normal` only process crashes.
     #[arg(long, env = "TANDEM_SQLITE_SYNCHRONOUS", default_value = "full")]
     pub sqlite_synchronous: SqliteSync,
+
+    /// A demo shop, products, flowers, animals and rebate rules, with an admin and
+    /// the shop's owner whose passwords are printed once, on a database with no
+    /// users yet. `auto`: only with the default database (`cargo run` as is).
+    #[arg(long, env = "TANDEM_DEMO", default_value = "auto")]
+    pub demo: DemoMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DemoMode {
+    Auto,
+    On,
+    Off,
+}
+
+/// The database `tandem` uses when none is configured.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite:data/tandem.db";
+
+impl Config {
+    /// Whether a new, empty database gets the demo catalog.
+    pub fn demo_wanted(&self) -> bool {
+        match self.demo {
+            DemoMode::On => true,
+            DemoMode::Off => false,
+            DemoMode::Auto => DEFAULT_DATABASE_URL
+                .parse::<DatabaseUrl>()
+                .is_ok_and(|d| d == self.database_url),
+        }
+    }
 }
 
 impl Config {

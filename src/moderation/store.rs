@@ -349,7 +349,39 @@ pub struct StatsView {
     /// Rebates recorded but not yet settled, over every wallet.
     pub rebates_pending_cents: i64,
     pub open_reports: i64,
+    /// The last `STATS_DAYS` days (UTC), oldest first, today last.
+    pub daily: Vec<DayStats>,
     pub generated_at: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DayStats {
+    /// `YYYY-MM-DD` (UTC).
+    pub date: String,
+    /// Orders created that day.
+    pub orders: i64,
+    /// Total of orders paid that day and not refunded since.
+    pub gmv_cents: i64,
+}
+
+/// How many days the statistics chart.
+pub const STATS_DAYS: i64 = 14;
+const DAY_MS: i64 = 86_400_000;
+
+fn daily(conn: &mut crate::storage::DbConn, today_ms: i64) -> Result<Vec<DayStats>, ApiError> {
+    (0..STATS_DAYS)
+        .rev()
+        .map(|back| {
+            let from = today_ms - back * DAY_MS;
+            let (orders, gmv_cents) = crate::commerce::tx::day_figures(conn, from, from + DAY_MS)?;
+            let date = rfc3339(from).chars().take(10).collect();
+            Ok(DayStats {
+                date,
+                orders,
+                gmv_cents,
+            })
+        })
+        .collect()
 }
 
 /// The database part of the admin stats (the caller adds `online_users`).
@@ -383,6 +415,7 @@ impl Handler<Stats> for DbExecutor {
             gmv_today_cents,
             rebates_pending_cents,
             open_reports,
+            daily: daily(&mut conn, today)?,
             generated_at: rfc3339(now),
         })
     }

@@ -28,6 +28,8 @@ pub struct UserSession {
     conns: HashMap<u64, (SocketAddr, Arc<ConnShared>)>,
     /// Direct-conversation peers, told when this user comes and goes.
     peers: Vec<i64>,
+    /// `peers` was read (it is read once, as the session starts).
+    peers_loaded: bool,
     /// In a cluster: frames held until their predecessors arrive (boxed and
     /// made on first use: most sessions never need it).
     order: Option<Box<SeqOrder<Outgoing>>>,
@@ -49,6 +51,7 @@ impl UserSession {
             conns_count,
             conns,
             peers: Vec::new(),
+            peers_loaded: false,
             order: None,
         }
     }
@@ -101,9 +104,13 @@ impl Actor for UserSession {
                 }
             }
             .into_actor(self)
-            .map(|peers, this, _| {
+            .map(|peers, this, ctx| {
                 this.peers = peers.unwrap_or_default();
+                this.peers_loaded = true;
                 this.broadcast_presence(true);
+                // The sockets attached so far learn who of their peers is online.
+                let online = this.online_peers();
+                this.push(&online, ctx);
             }),
         );
         let limits = self.registry.limits;
@@ -145,8 +152,15 @@ impl Message for Attach {
 
 impl Handler<Attach> for UserSession {
     type Result = ();
-    fn handle(&mut self, msg: Attach, _: &mut Self::Context) {
-        self.conns.insert(msg.shared.id, (msg.conn, msg.shared));
+    fn handle(&mut self, msg: Attach, ctx: &mut Self::Context) {
+        let id = msg.shared.id;
+        self.conns.insert(id, (msg.conn, msg.shared));
+        // A socket that joins a running session hears who of the peers is
+        // online now (one that comes first hears it when the peers load).
+        if self.peers_loaded {
+            let online = self.online_peers();
+            self.push_where(&online, |c| c == id, ctx);
+        }
     }
 }
 
@@ -256,14 +270,40 @@ impl UserSession {
         }
     }
 
+    /// A presence frame for each peer online on any node.
+    fn online_peers(&self) -> Vec<Outgoing> {
+        self.peers
+            .iter()
+            .filter(|p| self.registry.is_online(**p) || self.registry.online_elsewhere(**p))
+            .map(|p| {
+                ServerFrame::Presence {
+                    user_id: *p,
+                    online: true,
+                }
+                .encode()
+            })
+            .map(|frame| Deliver::plain(frame).items.remove(0))
+            .collect()
+    }
+
     /// Sends frames to every socket of the user, but a frame's `except_conn`.
     fn push(&mut self, items: &[Outgoing], ctx: &mut Context<Self>) {
+        self.push_where(items, |_| true, ctx);
+    }
+
+    /// Sends frames to the sockets `to` picks, but a frame's `except_conn`.
+    fn push_where(
+        &mut self,
+        items: &[Outgoing],
+        to: impl Fn(u64) -> bool,
+        ctx: &mut Context<Self>,
+    ) {
         if items.is_empty() {
             return;
         }
         let limits = self.registry.limits;
         let mut too_slow = Vec::new();
-        for (id, (addr, shared)) in &self.conns {
+        for (id, (addr, shared)) in self.conns.iter().filter(|(id, _)| to(**id)) {
             let frames: Vec<PushFrame> = items
                 .iter()
                 .filter(|o| o.except_conn != Some(*id))
@@ -315,9 +355,20 @@ impl Message for AddPeer {
 
 impl Handler<AddPeer> for UserSession {
     type Result = ();
-    fn handle(&mut self, msg: AddPeer, _: &mut Self::Context) {
-        if !self.peers.contains(&msg.peer) {
-            self.peers.push(msg.peer);
+    fn handle(&mut self, msg: AddPeer, ctx: &mut Self::Context) {
+        if self.peers.contains(&msg.peer) {
+            return;
+        }
+        self.peers.push(msg.peer);
+        // A new peer who is online: this user's sockets learn it now, not at
+        // the peer's next coming and going.
+        if self.registry.is_online(msg.peer) || self.registry.online_elsewhere(msg.peer) {
+            let frame = ServerFrame::Presence {
+                user_id: msg.peer,
+                online: true,
+            }
+            .encode();
+            self.push(&Deliver::plain(frame).items, ctx);
         }
     }
 }

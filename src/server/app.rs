@@ -9,20 +9,20 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 
-use crate::accounts::auth::{hash_password, mirror_ban, mirror_revoked_session, TokenKeys};
-use crate::accounts::domain::{with_role, InviteCode, Role};
-use crate::accounts::store::{self, UserRow};
-use crate::core::config::{BootstrapAdmin, Config};
+use crate::accounts::auth::{mirror_ban, mirror_revoked_session, TokenKeys};
+use crate::accounts::store;
+use crate::core::config::Config;
 use crate::core::ids::{now_ms, IdGenerator};
 use crate::core::metrics::Metrics;
 use crate::runtime::bus::{EventBus, InProcessBus, RabbitBus};
 use crate::runtime::context::Ctx;
 use crate::runtime::kv::{Kv, MemoryKv, RedisKv};
-use crate::storage::{self, Db, DbConn, Pool};
+use crate::storage::{self, Db, Pool};
 
 /// What the blocking part of startup found in the database.
 struct Prepared {
     pool: Pool,
+    demo: Option<super::seed::DemoAccounts>,
     jwt_secret: String,
     revoked_sessions: Vec<(i64, i64)>,
     banned_users: Vec<i64>,
@@ -120,9 +120,15 @@ fn prepare(config: &Config, ids: &IdGenerator) -> anyhow::Result<Prepared> {
         )?,
     };
 
+    // A database without users is new: the demo, if wanted, goes only there.
+    let fresh = crate::accounts::tx::count_users(&mut conn)? == 0;
     if let Some(admin) = &config.bootstrap_admin {
-        bootstrap_admin(&mut conn, ids, admin)?;
+        super::seed::bootstrap_admin(&mut conn, ids, admin)?;
     }
+    let demo = match fresh && config.demo_wanted() {
+        true => Some(super::seed::demo_accounts(&mut conn, ids, config)?),
+        false => None,
+    };
 
     let now = now_ms();
     let revoked_sessions = store::live_revoked_sessions(&mut conn, now)?
@@ -140,54 +146,11 @@ fn prepare(config: &Config, ids: &IdGenerator) -> anyhow::Result<Prepared> {
     }
     Ok(Prepared {
         pool,
+        demo,
         jwt_secret,
         revoked_sessions,
         banned_users,
     })
-}
-
-/// Makes sure the configured admin exists with that password and the admin role.
-fn bootstrap_admin(
-    conn: &mut DbConn,
-    ids: &IdGenerator,
-    admin: &BootstrapAdmin,
-) -> anyhow::Result<()> {
-    use crate::accounts::domain::{Password, Username};
-    let username = Username::try_from(admin.username.clone())
-        .map_err(|e| anyhow::anyhow!("TANDEM_BOOTSTRAP_ADMIN: {e}"))?;
-    let password = Password::try_from(admin.password.clone())
-        .map_err(|e| anyhow::anyhow!("TANDEM_BOOTSTRAP_ADMIN: {e}"))?;
-    let hash = hash_password(password.as_str())?;
-    match store::find_user_by_username(conn, &username.lower())? {
-        Some(user) => {
-            let roles = with_role(&user.roles, Role::Admin);
-            store::set_password_and_roles(conn, user.id, &hash, &roles)?;
-            tracing::info!(user_id = user.id, "bootstrap admin updated");
-        }
-        None => {
-            let id = ids.next_id();
-            store::insert_user(
-                conn,
-                &UserRow {
-                    id,
-                    username: username.as_str().to_owned(),
-                    username_lower: username.lower(),
-                    display_name: username.as_str().to_owned(),
-                    bio: String::new(),
-                    password_hash: hash,
-                    roles: with_role(Role::User.as_str(), Role::Admin),
-                    invite_code: InviteCode::generate(),
-                    inviter_id: None,
-                    banned: false,
-                    created_at_ms: now_ms(),
-                    display_name_lower: username.lower(),
-                    avatar_media_id: None,
-                },
-            )?;
-            tracing::info!(user_id = id, "bootstrap admin created");
-        }
-    }
-    Ok(())
 }
 
 /// The node's claim on its id and its part in the leadership: on PostgreSQL
@@ -284,6 +247,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.db_queue_capacity,
         Duration::from_millis(config.request_timeout_ms),
     );
+    if let Some(demo) = &prepared.demo {
+        super::seed::demo_catalog(&db, demo)
+            .await
+            .context("creating the demo")?;
+    }
     actix::Actor::start(crate::server::housekeeping::Housekeeper {
         db: db.clone(),
         leader: leader.clone(),
@@ -454,6 +422,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         "data in {:?}; stop with Ctrl-C or SIGTERM (sockets are closed, requests finish)",
         config.database_url
     );
+    for line in prepared.demo.iter().flat_map(|d| &d.lines) {
+        println!("{line}");
+    }
     let _ = std::io::stdout().flush();
     let server = server.run();
     actix_web::rt::spawn(stop_on_signal(

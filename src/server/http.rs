@@ -19,6 +19,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(ops::metrics))
         .route("/api-docs", web::get().to(ops::api_reference))
         .route("/api-docs/openapi.json", web::get().to(ops::openapi))
+        .configure(crate::server::apps::configure)
         .service(
             web::scope("/api/v1")
                 .configure(crate::accounts::http::configure)

@@ -3,8 +3,10 @@
 //! Nothing imports this layer.
 
 pub mod app;
+pub mod apps;
 pub mod housekeeping;
 pub mod http;
 pub mod openapi;
 pub mod ops;
 pub mod ratelimit;
+pub mod seed;

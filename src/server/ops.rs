@@ -350,6 +350,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         crate::moderation::http::Api::openapi(),
         crate::animals::http::Api::openapi(),
         crate::trips::http::Api::openapi(),
+        crate::server::apps::Api::openapi(),
     ] {
         doc.merge(part);
     }

@@ -601,12 +601,28 @@ async fn presence_typing_reads_unread(backend: Backend) {
         .await;
     a.recv_type("ack").await;
 
-    // Bob comes online: alice (a direct peer) hears of it.
+    // Bob comes online: alice (a direct peer) hears of it, and bob's new
+    // socket hears that alice is online already.
     let mut b = Ws::connect(&app, &bt).await;
     assert_eq!(
         a.recv_type("presence").await,
         json!({"type": "presence", "user_id": bob, "online": true})
     );
+    assert_eq!(
+        b.recv_type("presence").await,
+        json!({"type": "presence", "user_id": alice, "online": true})
+    );
+    // So does a second socket of his; carol (no peer of his) is not named.
+    let mut b2 = Ws::connect(&app, &bt).await;
+    assert_eq!(
+        b2.recv_type("presence").await,
+        json!({"type": "presence", "user_id": alice, "online": true})
+    );
+    assert!(
+        b2.quiet_for(300).await,
+        "one presence frame per online peer"
+    );
+    b2.close().await;
 
     // Unread counts.
     let list: Value = app
@@ -703,8 +719,25 @@ async fn presence_typing_reads_unread(backend: Backend) {
     let mut c2 = Ws::connect(&app, &ct).await;
     c2.send(json!({"type": "send", "client_id": "hello-alice", "to_user_id": alice, "body": "hi"}))
         .await;
-    c2.recv_type("ack").await;
-    a.recv_type("message").await;
+    // Each learns at once that the other is online, whatever the order of
+    // that and the ack or message.
+    for (ws, other, also) in [(&mut c2, alice, "ack"), (&mut a, carol, "message")] {
+        let (mut presence, mut seen) = (false, false);
+        while !(presence && seen) {
+            let f = ws.recv().await;
+            match f["type"].as_str() {
+                Some("presence") => {
+                    assert_eq!(
+                        f,
+                        json!({"type": "presence", "user_id": other, "online": true})
+                    );
+                    presence = true;
+                }
+                Some(t) if t == also => seen = true,
+                _ => {}
+            }
+        }
+    }
     c_ws.close().await;
     c2.close().await;
     assert_eq!(

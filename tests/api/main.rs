@@ -7,6 +7,8 @@
 
 mod accounts;
 mod adapters;
+mod apps;
+mod browser;
 mod chat;
 mod chat_changes;
 mod cluster;

@@ -122,6 +122,28 @@ pub async fn list_merchants(
     user: AuthUser,
     q: web::Query<StatusQuery>,
 ) -> ApiResult<HttpResponse> {
+    merchants_page(&state, user, q.into_inner(), false).await
+}
+
+/// The caller's own merchant applications, any status (the merchant console
+/// starts here).
+#[utoipa::path(get, path = "/api/v1/me/merchants", tag = "commerce", security(("bearer" = [])),
+    params(("status" = Option<String>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = crate::core::paging::Page<crate::commerce::store::catalog::MerchantView>, description = "A page of the list; `next_cursor` (null on the last page) fetches the next"), (status = 400, body = Problem)))]
+pub async fn my_merchants(
+    state: web::Data<Commerce>,
+    user: AuthUser,
+    q: web::Query<StatusQuery>,
+) -> ApiResult<HttpResponse> {
+    merchants_page(&state, user, q.into_inner(), true).await
+}
+
+async fn merchants_page(
+    state: &Commerce,
+    user: AuthUser,
+    q: StatusQuery,
+    only_own: bool,
+) -> ApiResult<HttpResponse> {
     if let Some(s) = &q.status {
         if crate::commerce::model::MerchantStatus::parse(s).is_none() {
             return Err(ApiError::invalid_input(
@@ -132,7 +154,8 @@ pub async fn list_merchants(
     let page = state
         .db
         .call(ListMerchants {
-            admin: user.user_id,
+            caller: user.user_id,
+            only_own,
             status: q.status.clone(),
             limit: parse_limit(q.limit.as_deref())?,
             after_id: cursor_id(q.cursor.as_deref())?,

@@ -2,9 +2,11 @@
 //! executor), and answers.
 
 pub mod catalog;
+pub mod checkout;
 pub mod orders;
 
 pub use catalog::*;
+pub use checkout::*;
 pub use orders::*;
 
 use actix_web::web;
@@ -15,6 +17,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/merchants/{id}", web::get().to(get_merchant))
         .route("/merchants/{id}/orders", web::get().to(merchant_orders))
         .route("/admin/merchants", web::get().to(list_merchants))
+        .route("/me/merchants", web::get().to(my_merchants))
         .route(
             "/admin/merchants/{id}/approve",
             web::post().to(approve_merchant),
@@ -46,7 +49,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::post().to(approve_refund),
         )
         .route("/orders/{id}/refund/reject", web::post().to(reject_refund))
-        .route("/payments/mockpay/notify", web::post().to(mockpay_notify));
+        .route("/payments/mockpay/notify", web::post().to(mockpay_notify))
+        .route(
+            "/payments/mockpay/checkout",
+            web::post().to(mockpay_checkout),
+        );
 }
 
 /// This domain's part of the OpenAPI document (merged by the server).
@@ -57,6 +64,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     merchant_orders,
     admin_orders,
     list_merchants,
+    my_merchants,
     approve_merchant,
     reject_merchant,
     create_product,
@@ -76,6 +84,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     approve_refund,
     reject_refund,
     mockpay_notify,
+    mockpay_checkout,
     review,
     merchant_reviews,
     dashboard,

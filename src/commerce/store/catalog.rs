@@ -147,7 +147,9 @@ impl Handler<DecideMerchant> for DbExecutor {
 }
 
 pub struct ListMerchants {
-    pub admin: crate::core::ids::UserId,
+    pub caller: crate::core::ids::UserId,
+    /// The caller's own applications (any user) instead of all (admins).
+    pub only_own: bool,
     pub status: Option<String>,
     pub limit: i64,
     pub after_id: Option<i64>,
@@ -161,8 +163,12 @@ impl Handler<ListMerchants> for DbExecutor {
     type Result = Result<Page<MerchantView>, ApiError>;
     fn handle(&mut self, msg: ListMerchants, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
-        require_role(&mut conn, msg.admin, Role::Admin)?;
         let mut q = merchants::table.into_boxed();
+        if msg.only_own {
+            q = q.filter(merchants::owner_id.eq(msg.caller.get()));
+        } else {
+            require_role(&mut conn, msg.caller, Role::Admin)?;
+        }
         if let Some(s) = &msg.status {
             q = q.filter(merchants::status.eq(s.clone()));
         }

@@ -297,6 +297,15 @@ pub fn settled_among(conn: &mut DbConn, ids: &[i64]) -> QueryResult<Vec<i64>> {
 
 /// Orders created at or after `since_ms` (ids are time-ordered: the primary
 /// key answers it).
+/// Orders created in `[from_ms, until_ms)` (ids are time-ordered).
+pub fn count_orders_between(conn: &mut DbConn, from_ms: i64, until_ms: i64) -> QueryResult<i64> {
+    orders::table
+        .filter(orders::id.ge(crate::core::ids::first_id_at(from_ms)))
+        .filter(orders::id.lt(crate::core::ids::first_id_at(until_ms)))
+        .count()
+        .get_result(conn)
+}
+
 pub fn count_orders_since(conn: &mut DbConn, since_ms: i64) -> QueryResult<i64> {
     orders::table
         .filter(orders::id.ge(crate::core::ids::first_id_at(since_ms)))

@@ -289,6 +289,18 @@ pub fn paid_gmv(c: &mut DbConn, merchant_id: Option<i64>, since_ms: i64) -> Quer
     .first(c)
 }
 
+/// Paid GMV (not refunded) of orders paid in `[from_ms, until_ms)`, over all merchants.
+pub fn paid_gmv_between(c: &mut DbConn, from_ms: i64, until_ms: i64) -> QueryResult<i64> {
+    orders::table
+        .filter(orders::paid_at_ms.ge(from_ms))
+        .filter(orders::paid_at_ms.lt(until_ms))
+        .filter(orders::status.eq_any(PAID_STATUSES))
+        .select(sql::<BigInt>(
+            "CAST(COALESCE(SUM(total_cents), 0) AS BIGINT)",
+        ))
+        .first(c)
+}
+
 pub struct Dashboard {
     pub merchant_id: i64,
     pub caller: i64,
