@@ -241,6 +241,8 @@ pub struct OrderView {
     pub created_at: String,
     pub pay_deadline: String,
     pub refund_requested: bool,
+    /// The buyer's reason, while a refund is asked (null otherwise).
+    pub refund_reason: Option<String>,
     pub gift_to_user_id: Option<i64>,
     pub gift_message: Option<String>,
     pub shipping_address: Option<String>,

@@ -942,6 +942,7 @@ async fn lifecycle_transitions_and_authorization(backend: Backend) {
         (v["status"].as_str(), v["refund_requested"].as_bool()),
         (Some("completed"), Some(true))
     );
+    assert_eq!(v["refund_reason"], "wilted", "the shop reads why");
     assert_problem(
         post(t.clone(), "refund", json!({"reason": "again"})).await,
         409,
@@ -963,6 +964,7 @@ async fn lifecycle_transitions_and_authorization(backend: Backend) {
         (v["status"].as_str(), v["refund_requested"].as_bool()),
         (Some("completed"), Some(false))
     );
+    assert!(v["refund_reason"].is_null(), "no reason once decided: {v}");
     assert_problem(
         post(s.owner_token.clone(), "refund/approve", json!({})).await,
         409,

@@ -155,12 +155,59 @@ async fn likes_comments_and_bad_input(backend: Backend) {
             .post(&format!("/api/v1/posts/{id}/like"), Some(&bt), &json!({}))
             .await;
         assert_eq!(r.status(), 200);
-        assert_eq!(
-            r.json::<Value>().await.unwrap()["like_count"],
-            1,
-            "likes are idempotent"
-        );
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["like_count"], 1, "likes are idempotent");
+        assert_eq!(v["liked_by_me"], true);
     }
+    // Each reader sees whether they like it: bob does, alice (the author) not.
+    let as_bob: Value = app
+        .get(&format!("/api/v1/posts/{id}"), Some(&bt))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let as_alice: Value = app
+        .get(&format!("/api/v1/posts/{id}"), Some(&at))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            as_bob["liked_by_me"].as_bool(),
+            as_alice["liked_by_me"].as_bool()
+        ),
+        (Some(true), Some(false))
+    );
+    let feed: Value = app
+        .get("/api/v1/feed", Some(&at))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(feed["items"][0]["liked_by_me"], false, "{feed}");
+    app.post(&format!("/api/v1/posts/{id}/like"), Some(&at), &json!({}))
+        .await;
+    let feed: Value = app
+        .get("/api/v1/feed", Some(&at))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(feed["items"][0]["liked_by_me"], true, "{feed}");
+    let unliked: Value = app
+        .delete(&format!("/api/v1/posts/{id}/like"), Some(&at))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            unliked["liked_by_me"].as_bool(),
+            unliked["like_count"].as_i64()
+        ),
+        (Some(false), Some(1))
+    );
     let r = app
         .post(
             &format!("/api/v1/posts/{id}/comments"),

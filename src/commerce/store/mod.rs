@@ -114,6 +114,7 @@ impl OrderRow {
             created_at: rfc3339(self.created_at_ms),
             pay_deadline: rfc3339(self.pay_deadline_ms),
             refund_requested: self.refund_requested,
+            refund_reason: self.refund_reason.clone().filter(|_| self.refund_requested),
             gift_to_user_id: self.gift_to_user_id,
             gift_message: self.gift_message.clone(),
             shipping_address: self.shipping_address.clone(),

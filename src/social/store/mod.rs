@@ -31,6 +31,8 @@ pub struct PostView {
     pub edited_at: Option<String>,
     /// The post's pictures, in the order given (at most 9).
     pub media: Vec<PictureRef>,
+    /// The caller likes it.
+    pub liked_by_me: bool,
 }
 
 pub use crate::core::urls::PictureRef;
@@ -53,7 +55,24 @@ fn post_view(
         comment_count,
         edited_at: edited.map(rfc3339),
         media: media.into_iter().map(PictureRef::of).collect(),
+        liked_by_me: false,
     }
+}
+
+/// Sets `liked_by_me` for `viewer` on a page of posts (one query).
+fn mark_liked(conn: &mut DbConn, viewer: i64, posts: &mut [PostView]) -> QueryResult<()> {
+    let ids: Vec<i64> = posts.iter().map(|p| p.post_id).collect();
+    let liked: std::collections::HashSet<i64> = post_likes::table
+        .filter(post_likes::user_id.eq(viewer))
+        .filter(post_likes::post_id.eq_any(ids))
+        .select(post_likes::post_id)
+        .load::<i64>(conn)?
+        .into_iter()
+        .collect();
+    for p in posts {
+        p.liked_by_me = liked.contains(&p.post_id);
+    }
+    Ok(())
 }
 
 const POST_COLUMNS: (
@@ -93,12 +112,13 @@ pub(super) fn visible_post(
         .select(POST_COLUMNS)
         .first(conn)
         .optional()?;
-    let post = row
+    let mut post = row
         .map(post_view)
         .ok_or_else(|| ApiError::not_found("no such post"))?;
     if crate::chat::tx::is_blocked(conn, post.author_id, viewer)? {
         return Err(ApiError::not_found("no such post"));
     }
+    mark_liked(conn, viewer, std::slice::from_mut(&mut post))?;
     Ok(post)
 }
 
@@ -315,10 +335,9 @@ impl Handler<Feed> for DbExecutor {
             .select(POST_COLUMNS)
             .load(&mut conn)?;
         let next_cursor = crate::core::paging::trim_page(&mut rows, msg.limit, |r| vec![r.0]);
-        Ok(Page {
-            items: rows.into_iter().map(post_view).collect(),
-            next_cursor,
-        })
+        let mut items: Vec<PostView> = rows.into_iter().map(post_view).collect();
+        mark_liked(&mut conn, msg.viewer, &mut items)?;
+        Ok(Page { items, next_cursor })
     }
 }
 

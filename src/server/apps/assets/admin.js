@@ -3,7 +3,7 @@
 // field they name), withdrawals, and the report queue.
 
 import { get, post, put, qs } from "./api.js";
-import { h, mount, money, when, errorText, form, pagedList, statusBadge } from "./ui.js";
+import { h, mount, money, when, errorText, form, notice, pagedList, statusBadge } from "./ui.js";
 import { t } from "./i18n.js";
 import { runConsole, actionButton } from "./console.js";
 
@@ -75,6 +75,13 @@ function users(main, _me, q = "") {
       location.hash = `#/users/${encodeURIComponent(v.q.trim())}`;
     }),
     results,
+    // Search leaves banned members out: they are unbanned by id.
+    h("h2", {}, t("admin.unban_by_id")),
+    form("unban", [{ name: "user_id", label: t("admin.user_id"), type: "number", required: true }], t("admin.unban"), async (v, f) => {
+      await post(`/admin/users/${Number(v.user_id)}/unban`);
+      f.reset();
+      notice(t("common.saved"));
+    }),
   );
   if (!q) return;
   mount(
@@ -213,7 +220,9 @@ function collect(f, count) {
       const v = value(`rules[${i}].${k}`, ty === "number");
       if (v !== undefined) r[k] = v;
     }
-    if (Object.keys(r).length) rules.push(r);
+    // Every fieldset is sent, empty or not, so the server's `rules[i]` is
+    // the i-th fieldset on the page.
+    rules.push(r);
   }
   const levels = [0, 1, 2].map((i) => value(`referral_levels_bps[${i}]`, true)).filter((v) => v !== undefined);
   return { rules, referral_levels_bps: levels, hold_seconds: value("hold_seconds", true) ?? 0 };
@@ -270,7 +279,7 @@ function reports(main, _me, status = "open") {
           `${t(`admin.target.${r.target_type}`, {}, r.target_type)} #${r.target_id} · ${t("admin.user")} #${r.target_user_id}: ${r.reason} `,
           statusBadge(r.status),
           r.status === "open"
-            ? ["dismiss", "remove_content", "ban_user"].map((action) => actionButton(t(`admin.action.${action}`), {}, () => post(`/admin/reports/${r.report_id}/resolve`, { action }), rerender))
+            ? ["dismiss", ...(r.target_type === "user" ? [] : ["remove_content"]), "ban_user"].map((action) => actionButton(t(`admin.action.${action}`), {}, () => post(`/admin/reports/${r.report_id}/resolve`, { action }), rerender))
             : null,
         ),
       t("common.empty"),

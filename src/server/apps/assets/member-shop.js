@@ -34,7 +34,7 @@ async function productView(el, id) {
     "buy",
     [
       { name: "quantity", label: t("shop.quantity"), type: "number", value: "1", attrs: { min: "1", max: "1000" } },
-      { name: "shipping_address", label: t("shop.address"), type: "textarea", attrs: { maxlength: "500" } },
+      { name: "shipping_address", label: t("shop.address"), attrs: { maxlength: "500", autocomplete: "street-address" } },
     ],
     t("shop.buy"),
     async (v) => {
@@ -125,7 +125,7 @@ async function orderView(el, id) {
   const recipient = o.gift_to_user_id === app.me.user_id;
   const address =
     recipient && ["pending_payment", "paid"].includes(o.status)
-      ? form("gift-address", [{ name: "shipping_address", label: t("shop.address"), type: "textarea", required: true, value: o.shipping_address || "", attrs: { maxlength: "500" } }], t("common.save"), async (v) => {
+      ? form("gift-address", [{ name: "shipping_address", label: t("shop.address"), required: true, value: o.shipping_address || "", attrs: { maxlength: "500" } }], t("common.save"), async (v) => {
           await post(`/orders/${o.order_id}/address`, { shipping_address: v.shipping_address.trim() });
           refresh();
         })

@@ -24,7 +24,9 @@ async function startSession() {
   app.socket.on("notification", (f) => notice(t(`notification.${f.kind}`, {}, f.kind)));
   app.socket.on("status", (s) => {
     document.body.classList.toggle("offline", !s.online);
-    if (s.code === 1008 && s.reason === "banned") endSession("banned");
+    // 1008: banned, or this session was ended (logout elsewhere, password
+    // changed, revoked): the token is dead, so is the page's session.
+    if (s.code === 1008) endSession(s.reason === "banned" ? "banned" : "expired");
   });
   app.socket.connect();
 }
@@ -76,9 +78,12 @@ function renderNav(current) {
   );
 }
 
+let renders = 0;
+
 async function render() {
   if (app.cleanup) app.cleanup();
   app.cleanup = null;
+  const mine = ++renders;
   const [name, ...params] = (location.hash.replace(/^#\/?/, "") || "chats").split("?")[0].split("/");
   if (!token() && name !== "signup") return show("login", []);
   if (token() && !app.me) {
@@ -91,18 +96,30 @@ async function render() {
     }
   }
   if (token() && (name === "login" || name === "signup")) return go("chats");
-  show(views[name] ? name : "chats", params);
+  show(views[name] ? name : "chats", params, mine);
 }
 
-async function show(name, params) {
+/**
+ * Renders a view into its own box. A view still loading when the route
+ * changes draws into a box no longer on the page, and its cleanup runs at
+ * once instead of being kept.
+ */
+async function show(name, params, mine = ++renders) {
   renderNav(name);
-  mount(main);
+  const box = h("div", { class: "view" });
+  mount(main, box);
+  let cleanup = null;
   try {
-    app.cleanup = (await views[name](main, ...params)) || null;
+    cleanup = (await views[name](box, ...params)) || null;
   } catch (e) {
-    mount(main, h("p", { class: "form-error" }, errorText(e)));
+    mount(box, h("p", { class: "form-error" }, errorText(e)));
   }
-  const heading = main.querySelector("h1, h2");
+  if (mine !== renders) {
+    if (cleanup) cleanup();
+    return;
+  }
+  app.cleanup = cleanup;
+  const heading = box.querySelector("h1, h2");
   if (heading) heading.setAttribute("tabindex", "-1");
 }
 
@@ -374,10 +391,9 @@ function postItem(p) {
   const like = h("button", { type: "button", class: "like", "aria-pressed": String(liked) }, t("feed.like"), " ", likes);
   like.addEventListener("click", async () => {
     try {
-      if (liked) await del(`/posts/${p.post_id}/like`);
-      else await post(`/posts/${p.post_id}/like`);
+      const updated = liked ? await del(`/posts/${p.post_id}/like`) : await post(`/posts/${p.post_id}/like`);
       liked = !liked;
-      p.like_count += liked ? 1 : -1;
+      if (updated && typeof updated.like_count === "number") p.like_count = updated.like_count;
       likes.textContent = String(p.like_count);
       like.setAttribute("aria-pressed", String(liked));
     } catch (e) {
@@ -385,7 +401,7 @@ function postItem(p) {
     }
   });
   const comments = h("ul", { class: "comments" });
-  const commentForm = form(`comment-${p.post_id}`, [{ name: "body", label: t("feed.comment"), required: true }], t("feed.comment"), async (v, f) => {
+  const commentForm = form(`comment-${p.post_id}`, [{ name: "body", label: t("feed.comment"), required: true, attrs: { maxlength: "1000" } }], t("feed.comment"), async (v, f) => {
     const c = await post(`/posts/${p.post_id}/comments`, { body: v.body });
     comments.append(h("li", {}, userName(c.author_id || app.me.user_id), ": ", c.body));
     f.reset();
@@ -404,7 +420,7 @@ function postItem(p) {
 
 function feedView(el) {
   const fresh = h("ul", { class: "list", id: "fresh-posts" });
-  const compose = form("new-post", [{ name: "body", label: t("feed.new_post"), type: "textarea", required: true, attrs: { maxlength: "5000" } }], t("feed.publish"), async (v, f) => {
+  const compose = form("new-post", [{ name: "body", label: t("feed.new_post"), type: "textarea", required: true, attrs: { maxlength: "2000" } }], t("feed.publish"), async (v, f) => {
     const p = await post("/posts", { body: v.body });
     fresh.prepend(postItem(p));
     f.reset();
@@ -484,12 +500,14 @@ async function meView(el) {
     form(
       "profile",
       [
-        { name: "display_name", label: t("me.display_name"), value: me.display_name, attrs: { maxlength: "64" } },
+        { name: "display_name", label: t("me.display_name"), value: me.display_name, required: true, attrs: { maxlength: "64" } },
         { name: "bio", label: t("me.bio"), type: "textarea", value: me.bio, attrs: { maxlength: "500" } },
       ],
       t("common.save"),
       async (v) => {
-        await api("PATCH", "/me", { display_name: v.display_name, bio: v.bio });
+        const body = { bio: v.bio };
+        if (v.display_name.trim()) body.display_name = v.display_name.trim();
+        await api("PATCH", "/me", body);
         notice(t("common.saved"));
       },
     ),

@@ -90,7 +90,7 @@ async function products(main, _me, id) {
     form(
       "new-product",
       [
-        { name: "name", label: t("merchant.product_name"), required: true, attrs: { maxlength: "200" } },
+        { name: "name", label: t("merchant.product_name"), required: true, attrs: { maxlength: "100" } },
         { name: "category", label: t("shop.category"), required: true, value: "general" },
         { name: "price", label: t("merchant.price"), required: true, attrs: { inputmode: "decimal" } },
         { name: "stock", label: t("merchant.stock"), type: "number", value: "10", attrs: { min: "0" } },
@@ -150,22 +150,23 @@ async function orders(main, _me, id, status = "paid") {
 async function refunds(main, _me, id) {
   const rows = h("ul", { class: "list", id: "refunds" });
   mount(main, h("h1", {}, t("merchant.tab.refunds")), shopNav(id, "refunds"), rows);
+  // Refund requests sit on paid, shipped and completed orders; at most
+  // MAX_PAGES pages of each are read.
+  const MAX_PAGES = 10;
+  const asked = [];
   for (const status of ["paid", "shipped", "completed"]) {
-    const page = await get(`/merchants/${id}/orders${qs({ status, limit: 200 })}`);
-    for (const o of page.items.filter((x) => x.refund_requested)) {
-      rows.append(
-        orderLine(
-          o,
-          h(
-            "span",
-            {},
-            h("em", {}, o.refund_reason || ""),
-            actionButton(t("merchant.approve_refund"), { class: "approve" }, () => post(`/orders/${o.order_id}/refund/approve`), rerender),
-            actionButton(t("merchant.reject_refund"), { class: "reject" }, () => post(`/orders/${o.order_id}/refund/reject`), rerender),
-          ),
-        ),
-      );
+    let cursor = null;
+    for (let n = 0; n < MAX_PAGES; n++) {
+      const page = await get(`/merchants/${id}/orders${qs({ status, cursor, limit: 200 })}`);
+      asked.push(...page.items.filter((x) => x.refund_requested));
+      cursor = page.next_cursor;
+      if (!cursor) break;
     }
+  }
+  for (const o of asked) {
+    const approve = actionButton(t("merchant.approve_refund"), { class: "approve" }, () => post(`/orders/${o.order_id}/refund/approve`), rerender);
+    const reject = actionButton(t("merchant.reject_refund"), { class: "reject" }, () => post(`/orders/${o.order_id}/refund/reject`), rerender);
+    rows.append(orderLine(o, h("span", {}, h("em", { class: "reason" }, o.refund_reason || ""), approve, reject)));
   }
   if (!rows.children.length) rows.append(h("li", { class: "empty" }, t("merchant.no_refunds")));
 }
@@ -180,7 +181,7 @@ async function reviews(main, _me, id) {
 }
 
 async function animals(main, _me, id) {
-  const mine = (await get(`/animals${qs({ limit: 200 })}`)).items.filter((a) => String(a.merchant_id) === String(id));
+  const mine = (await get(`/animals${qs({ merchant_id: id, limit: 200 })}`)).items;
   mount(
     main,
     h("h1", {}, t("merchant.tab.animals")),

@@ -119,12 +119,15 @@ export class ChatSocket {
     p.resolve(a);
   }
 
-  /** Starts following a conversation from `seq` (what the page has shown). */
+  /**
+   * Follows a conversation from `seq`, what the page has shown: frames that
+   * came while the page loaded are sent again by the sync (the view drops
+   * what it shows already).
+   */
   follow(conversationId, seq, syncedTo) {
     if (seq !== null && seq !== undefined) {
-      const known = this.lastSeq.get(conversationId);
-      if (known === undefined || seq > known) this.lastSeq.set(conversationId, seq);
-      this.raw({ type: "sync", conversation_id: conversationId, after_seq: this.lastSeq.get(conversationId) });
+      this.lastSeq.set(conversationId, seq);
+      this.raw({ type: "sync", conversation_id: conversationId, after_seq: seq });
     }
     if (syncedTo !== undefined && syncedTo !== null) this.emit("caughtup", { conversation_id: conversationId, last_seq: syncedTo });
   }
