@@ -432,3 +432,208 @@ async fn narrow_screens_and_labels() {
         }
     }
 }
+
+both_backends!(feed_and_flowers, super::feed_and_flowers_journey);
+both_backends!(refund_and_withdrawal, super::refund_and_withdrawal_journey);
+
+/// Following, a post arriving live, liking it; flowers sent as a gift whose
+/// recipient gives the address.
+async fn feed_and_flowers_journey(backend: Backend) {
+    if !available() {
+        return;
+    }
+    let app = TestApp::spawn(backend).await;
+    let (a_id, a_token) = app.register("fan").await;
+    let (b_id, b_token) = app.register("poet").await;
+    let shop = crate::orders::shop(&app, "florist").await;
+    crate::orders::product(&app, &shop, "Eleven roses", "flowers", 9_900, 10).await;
+    let driver = Driver::start().await;
+    let (a, b) = (driver.browser(PHONE).await, driver.browser(PHONE).await);
+
+    sign_in(&a, &app, &a_token, &format!("/#/user/{b_id}")).await;
+    a.click("#follow").await;
+    a.wait_text("#follow", "Unfollow").await;
+    a.goto(&app.url("/#/feed")).await;
+    a.find("#new-post").await;
+
+    sign_in(&b, &app, &b_token, "/#/feed").await;
+    b.fill("#new-post-body", "Moonrise over Erhai lake").await;
+    b.click("#new-post button[type=submit]").await;
+    // Live on the follower's open feed, without a reload.
+    a.wait_text("#fresh-posts", "Moonrise over Erhai lake")
+        .await;
+    a.click("#fresh-posts li.post button.like").await;
+    a.wait_text("#fresh-posts li.post button.like", "1").await;
+    a.screenshot("member-feed-phone").await;
+    let feed: Value = app
+        .get("/api/v1/feed", Some(&a_token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            feed["items"][0]["like_count"].as_i64(),
+            feed["items"][0]["liked_by_me"].as_bool()
+        ),
+        (Some(1), Some(true))
+    );
+
+    // Flowers for the poet, paid on the checkout page.
+    a.goto(&app.url("/#/flowers")).await;
+    a.find("li.product form").await;
+    let form = a
+        .js(
+            "return document.querySelector('li.product form').id",
+            json!([]),
+        )
+        .await;
+    let form = form.as_str().unwrap().to_owned();
+    a.fill(&format!("#{form}-recipient"), "poet").await;
+    a.fill(&format!("#{form}-message"), "For your poem").await;
+    a.click(&format!("#{form} button[type=submit]")).await;
+    a.click("#pay").await;
+    a.click("#confirm-payment").await;
+    a.wait_text("#order-status", "Paid").await;
+
+    // The poet finds the gift and gives the address; the order has it.
+    b.goto(&app.url("/#/orders")).await;
+    b.wait_text("#main", "For your poem").await;
+    let gift = b.js("return [...document.querySelectorAll('#main a')].find(a => a.textContent.includes('For your poem')).getAttribute('href')", json!([])).await;
+    b.goto(&app.url(&format!("/{}", gift.as_str().unwrap())))
+        .await;
+    b.fill("#gift-address-shipping_address", "3 Renmin Road, Dali")
+        .await;
+    b.click("#gift-address button[type=submit]").await;
+    b.wait_text("#main", "3 Renmin Road, Dali").await;
+    let id = gift
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let o: Value = app
+        .get(&format!("/api/v1/orders/{id}"), Some(&a_token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            o["gift_to_user_id"].as_i64(),
+            o["shipping_address"].as_str()
+        ),
+        (Some(b_id), Some("3 Renmin Road, Dali"))
+    );
+    assert_eq!(o["buyer_id"], a_id);
+}
+
+/// A refund asked in the app and approved in the merchant console; a
+/// withdrawal asked in the wallet and approved in the admin console.
+async fn refund_and_withdrawal_journey(backend: Backend) {
+    if !available() {
+        return;
+    }
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin_token().await;
+    let rules = json!({"rules": [{"name": "all", "rate_bps": 1000}], "referral_levels_bps": [], "hold_seconds": 0});
+    assert_eq!(
+        crate::rebates::put_rules(&app, &admin, rules)
+            .await
+            .status(),
+        200
+    );
+    let shop = crate::orders::shop(&app, "kiteshop").await;
+    let kite = crate::orders::product(&app, &shop, "Kite", "toys", 5_000, 10).await;
+    let lamp = crate::orders::product(&app, &shop, "Lamp", "home", 20_000, 10).await;
+    let (_, buyer) = app.register("kitebuyer").await;
+    // One order to refund; one to complete, so its rebate becomes available.
+    let refund =
+        crate::orders::paid_order(&app, &buyer, json!([{"product_id": kite, "quantity": 1}])).await;
+    let keep =
+        crate::orders::paid_order(&app, &buyer, json!([{"product_id": lamp, "quantity": 1}])).await;
+    let keep_id = keep["order_id"].as_i64().unwrap();
+    let r = app
+        .post(
+            &format!("/api/v1/orders/{keep_id}/ship"),
+            Some(&shop.owner_token),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let r = app
+        .post(
+            &format!("/api/v1/orders/{keep_id}/confirm"),
+            Some(&buyer),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+
+    let driver = Driver::start().await;
+    let (member, console) = (driver.browser(PHONE).await, driver.browser(DESKTOP).await);
+    sign_in(
+        &member,
+        &app,
+        &buyer,
+        &format!("/#/order/{}", refund["order_id"]),
+    )
+    .await;
+    member.fill("#refund-reason", "It arrived torn").await;
+    member.click("#refund button[type=submit]").await;
+    member.find("#main .muted").await;
+
+    sign_in(
+        &console,
+        &app,
+        &shop.owner_token,
+        &format!("/merchant#/refunds/{}", shop.merchant_id),
+    )
+    .await;
+    console.wait_text("#refunds", "It arrived torn").await;
+    console.click("#refunds button.approve").await;
+    console.wait_text("#refunds", "No refunds to decide").await;
+    let o: Value = app
+        .get(
+            &format!("/api/v1/orders/{}", refund["order_id"]),
+            Some(&buyer),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(o["status"], "refunded");
+
+    // The completed order's rebate (10 % of 200.00) settles at once (hold 0).
+    let deadline = std::time::Instant::now() + super::WAIT;
+    while crate::rebates::wallet(&app, &buyer).await["available_cents"] != 2_000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            crate::rebates::wallet(&app, &buyer).await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    member.goto(&app.url("/#/wallet")).await;
+    member.wait_text("#wallet-available", "¥20.00").await;
+    member.fill("#withdraw-amount", "12.50").await;
+    member.click("#withdraw button[type=submit]").await;
+    member.wait_text("#wallet-withdrawing", "¥12.50").await;
+
+    sign_in(&console, &app, &admin, "/admin#/withdrawals").await;
+    console.click("li[data-withdrawal] button.approve").await;
+    console
+        .wait_js(
+            "the withdrawal left the pending list",
+            "return !document.querySelector('li[data-withdrawal]')",
+        )
+        .await;
+    let w = crate::rebates::wallet(&app, &buyer).await;
+    assert_eq!(
+        (w["available_cents"].as_i64(), w["withdrawn_cents"].as_i64()),
+        (Some(750), Some(1_250)),
+        "{w}"
+    );
+    app.assert_audit_clean();
+}
