@@ -291,6 +291,22 @@ async fn merchants_and_products(backend: Backend) {
         .await;
     assert_problem(r, 409, "out_of_stock").await;
     assert_eq!(stock(&app, rose).await, 6);
+    // Out of range either way, the extremes included (found by schemathesis:
+    // i64::MIN once overflowed the bound check).
+    for delta in [
+        i64::MIN,
+        i64::MIN + 1,
+        -1_000_000_001,
+        1_000_000_001,
+        i64::MAX,
+    ] {
+        let path = format!("/api/v1/products/{rose}");
+        let r = app
+            .patch(&path, Some(&s.owner_token), &json!({"stock_delta": delta}))
+            .await;
+        assert_problem(r, 400, "invalid_input").await;
+    }
+    assert_eq!(stock(&app, rose).await, 6);
     let r = app
         .patch(
             &format!("/api/v1/products/{rose}"),

@@ -280,7 +280,8 @@ pub async fn update_product(
         return Err(ApiError::invalid_input("price_cents must be 0 to 10^12"));
     }
     let delta = b.stock_delta.unwrap_or(0);
-    if delta.abs() > MAX_STOCK {
+    // A range, not `abs()`: `i64::MIN.abs()` overflows (a panic in debug, MIN again in release).
+    if !(-MAX_STOCK..=MAX_STOCK).contains(&delta) {
         return Err(ApiError::invalid_input("stock_delta must be within ±10^9"));
     }
     let current = state

@@ -27,11 +27,31 @@ impl Message for PutRules {
     type Result = Result<RuleSetView, ApiError>;
 }
 
+/// The rule set in force and its version (null before any was set). The
+/// spec's fields are written out, not flattened: the spec refuses unknown
+/// fields, so a flattened schema would forbid `version` itself.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RuleSetView {
     pub version: Option<i64>,
-    #[serde(flatten)]
-    pub spec: RuleSetSpec,
+    pub rules: Vec<crate::rebates::rules::RuleSpec>,
+    pub referral_levels_bps: Vec<i64>,
+    pub hold_seconds: i64,
+}
+
+impl RuleSetView {
+    fn new(version: Option<i64>, spec: RuleSetSpec) -> Self {
+        let RuleSetSpec {
+            rules,
+            referral_levels_bps,
+            hold_seconds,
+        } = spec;
+        RuleSetView {
+            version,
+            rules,
+            referral_levels_bps,
+            hold_seconds,
+        }
+    }
 }
 
 impl Handler<PutRules> for DbExecutor {
@@ -41,10 +61,7 @@ impl Handler<PutRules> for DbExecutor {
         require_role(&mut conn, msg.admin, Role::Admin)?;
         let version =
             engine::put_rule_set(&mut conn, &self.ids, msg.admin.get(), &msg.spec, now_ms())?;
-        Ok(RuleSetView {
-            version: Some(version),
-            spec: msg.spec,
-        })
+        Ok(RuleSetView::new(Some(version), msg.spec))
     }
 }
 
@@ -62,18 +79,15 @@ impl Handler<GetRules> for DbExecutor {
         let mut conn = self.conn()?;
         require_role(&mut conn, msg.admin, Role::Admin)?;
         Ok(match engine::rule_set_at(&mut conn, i64::MAX)? {
-            Some((v, spec, _)) => RuleSetView {
-                version: Some(v),
-                spec,
-            },
-            None => RuleSetView {
-                version: None,
-                spec: RuleSetSpec {
+            Some((v, spec, _)) => RuleSetView::new(Some(v), spec),
+            None => RuleSetView::new(
+                None,
+                RuleSetSpec {
                     rules: vec![],
                     referral_levels_bps: vec![],
                     hold_seconds: 0,
                 },
-            },
+            ),
         })
     }
 }
