@@ -18,6 +18,7 @@ mod deploy;
 mod errors;
 mod gifts;
 mod helpers;
+mod hostile;
 mod layers;
 mod media;
 mod operations;
