@@ -98,6 +98,8 @@ pub async fn login(
     if body.username.len() > 32 || body.password.chars().count() > 128 {
         return Err(ApiError::invalid_credentials());
     }
+    let account_bucket = format!("rl:login-account:{}", body.username.to_lowercase());
+    take_login_attempt(&state, &account_bucket).await?;
     let session = state
         .db
         .call(Login {
@@ -106,7 +108,38 @@ pub async fn login(
             tokens: state.tokens.clone(),
         })
         .await?;
+    // The right password: the account's guesses start afresh.
+    if state.ctx.config.rate_limits_enabled() {
+        let _ = state.ctx.kv.delete(&account_bucket).await;
+    }
     Ok(HttpResponse::Ok().json(token_response(&state, &session)?))
+}
+
+/// Password guesses at one account, whatever addresses they come from: a
+/// burst of this many...
+const LOGIN_ATTEMPTS_PER_ACCOUNT: u32 = 10;
+/// ...then one more per this long (60 an hour); a success starts afresh.
+const LOGIN_ATTEMPT_EVERY_MS: u64 = 60_000;
+
+/// One guess at an account, from its own bucket (beside the per-address
+/// one): many addresses cannot share out a brute force of one account. It
+/// fails closed: without the cache, no guess is allowed.
+async fn take_login_attempt(state: &Accounts, bucket: &str) -> ApiResult<()> {
+    if !state.ctx.config.rate_limits_enabled() {
+        return Ok(());
+    }
+    let take = state
+        .ctx
+        .kv
+        .take_token_every(bucket, LOGIN_ATTEMPTS_PER_ACCOUNT, LOGIN_ATTEMPT_EVERY_MS)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the rate limiter cannot be reached: {e}")))?;
+    match take {
+        crate::runtime::kv::Take::Allowed => Ok(()),
+        crate::runtime::kv::Take::RetryAfterMs(ms) => {
+            Err(ApiError::rate_limited(ms.div_ceil(1000)))
+        }
+    }
 }
 
 /// A fresh token for a valid one.

@@ -28,6 +28,44 @@ pub trait Kv: Send + Sync {
     /// Token bucket: `capacity` tokens, refilled at `refill_per_s`.
     async fn take_token(&self, key: &str, capacity: u32, refill_per_s: u32)
         -> anyhow::Result<Take>;
+    /// Token bucket refilled slower than one a second: one token every `every_ms`.
+    async fn take_token_every(
+        &self,
+        key: &str,
+        capacity: u32,
+        every_ms: u64,
+    ) -> anyhow::Result<Take>;
+}
+
+/// One step of a slow bucket (`every_ms` per token), kept in milli-tokens:
+/// refills what the time since `updated_ms` bought, moving `updated_ms` on
+/// only by the time that was spent (so frequent calls lose no refill), then
+/// takes a token or says when one will be there. Returns the new state.
+fn slow_bucket_step(
+    tokens_milli: u64,
+    updated_ms: i64,
+    now: i64,
+    cap_milli: u64,
+    every_ms: u64,
+) -> (u64, i64, Take) {
+    let every_ms = every_ms.max(1);
+    let elapsed = u64::try_from(now - updated_ms).unwrap_or(0);
+    let added = elapsed.saturating_mul(1000) / every_ms;
+    let (mut tokens, updated) = if tokens_milli.saturating_add(added) >= cap_milli {
+        (cap_milli, now)
+    } else {
+        (
+            tokens_milli + added,
+            updated_ms + i64::try_from(added * every_ms / 1000).unwrap_or(0),
+        )
+    };
+    let take = if tokens >= 1000 {
+        tokens -= 1000;
+        Take::Allowed
+    } else {
+        Take::RetryAfterMs(((1000 - tokens) * every_ms).div_ceil(1000))
+    };
+    (tokens, updated, take)
 }
 
 /// Most entries the in-process cache holds; past it, expired entries are swept
@@ -119,7 +157,9 @@ impl Kv for MemoryKv {
     }
 
     async fn delete(&self, key: &str) -> anyhow::Result<()> {
+        // One keyspace, as in Redis: a bucket is deleted like any entry.
         self.entries.remove(key);
+        self.buckets.remove(key);
         Ok(())
     }
 
@@ -154,6 +194,32 @@ impl Kv for MemoryKv {
         b.idle_at_ms = now + i64::try_from(to_full).unwrap_or(0);
         Ok(outcome)
     }
+
+    async fn take_token_every(
+        &self,
+        key: &str,
+        capacity: u32,
+        every_ms: u64,
+    ) -> anyhow::Result<Take> {
+        if !self.buckets.contains_key(key) {
+            self.maybe_sweep();
+        }
+        let now = now_ms();
+        let cap_milli = u64::from(capacity) * 1000;
+        // The entry guard holds the shard lock, so concurrent takes on one key serialize.
+        let mut b = self.buckets.entry(key.to_owned()).or_insert(Bucket {
+            tokens_milli: cap_milli,
+            updated_ms: now,
+            idle_at_ms: now,
+        });
+        let (tokens, updated, take) =
+            slow_bucket_step(b.tokens_milli, b.updated_ms, now, cap_milli, every_ms);
+        b.tokens_milli = tokens;
+        b.updated_ms = updated;
+        let to_full = (cap_milli - tokens).saturating_mul(every_ms.max(1)) / 1000;
+        b.idle_at_ms = now + i64::try_from(to_full).unwrap_or(i64::MAX / 2);
+        Ok(take)
+    }
 }
 
 /// Redis through the `redis` crate's connection manager (reconnects by itself).
@@ -162,6 +228,7 @@ pub struct RedisKv {
     /// Prepended to every key (`<namespace>:`).
     prefix: String,
     bucket_script: redis::Script,
+    slow_bucket_script: redis::Script,
 }
 
 /// Token bucket in one atomic step on the server. Tokens are kept in
@@ -181,6 +248,26 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(cap / rate) + 1000)
 return retry
 "#;
 
+/// The slow bucket of [`slow_bucket_step`], in one atomic step on the server.
+const SLOW_BUCKET_LUA: &str = r#"
+local cap = tonumber(ARGV[1])
+local every = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+local b = redis.call('HMGET', KEYS[1], 't', 'ts')
+local tokens = tonumber(b[1]) or cap
+local ts = tonumber(b[2]) or now
+if now > ts then
+  local added = math.floor((now - ts) * 1000 / every)
+  if tokens + added >= cap then tokens = cap; ts = now
+  else tokens = tokens + added; ts = ts + math.floor(added * every / 1000) end
+end
+local retry = 0
+if tokens >= 1000 then tokens = tokens - 1000 else retry = math.ceil((1000 - tokens) * every / 1000) end
+redis.call('HSET', KEYS[1], 't', tokens, 'ts', ts)
+redis.call('PEXPIRE', KEYS[1], math.ceil(cap * every / 1000) + 1000)
+return retry
+"#;
+
 impl RedisKv {
     pub async fn connect(url: &str, namespace: &str) -> anyhow::Result<Self> {
         let client = redis::Client::open(url)?;
@@ -193,6 +280,7 @@ impl RedisKv {
             conn,
             prefix: format!("{namespace}:"),
             bucket_script: redis::Script::new(BUCKET_LUA),
+            slow_bucket_script: redis::Script::new(SLOW_BUCKET_LUA),
         })
     }
 }
@@ -276,12 +364,58 @@ impl Kv for RedisKv {
             Take::RetryAfterMs(retry_ms)
         })
     }
+    async fn take_token_every(
+        &self,
+        key: &str,
+        capacity: u32,
+        every_ms: u64,
+    ) -> anyhow::Result<Take> {
+        let mut c = self.conn.clone();
+        let retry_ms: u64 = self
+            .slow_bucket_script
+            .key(self.k(key))
+            .arg(u64::from(capacity) * 1000)
+            .arg(every_ms.max(1))
+            .arg(now_ms())
+            .invoke_async(&mut c)
+            .await?;
+        Ok(if retry_ms == 0 {
+            Take::Allowed
+        } else {
+            Take::RetryAfterMs(retry_ms)
+        })
+    }
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slow_buckets_refill_one_token_per_interval_without_losing_time() {
+        let cap = 3_000;
+        let (mut t, mut u) = (cap, 0_i64);
+        for _ in 0..3 {
+            let (nt, nu, take) = slow_bucket_step(t, u, 0, cap, 60_000);
+            assert_eq!(take, Take::Allowed);
+            (t, u) = (nt, nu);
+        }
+        let (_, _, take) = slow_bucket_step(t, u, 0, cap, 60_000);
+        assert_eq!(take, Take::RetryAfterMs(60_000));
+        // Calls every 10 s still add up to a token after 60 s.
+        let mut now = 0;
+        let mut allowed_at = None;
+        while allowed_at.is_none() {
+            now += 10_000;
+            let (nt, nu, take) = slow_bucket_step(t, u, now, cap, 60_000);
+            (t, u) = (nt, nu);
+            if take == Take::Allowed {
+                allowed_at = Some(now);
+            }
+        }
+        assert_eq!(allowed_at, Some(60_000));
+    }
 
     #[tokio::test]
     async fn memory_bucket_allows_capacity_then_denies() {

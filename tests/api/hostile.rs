@@ -210,3 +210,103 @@ async fn slow_request_heads_are_cut_off() {
     );
     assert_eq!(app.get("/health", None).await.status(), 200);
 }
+
+both_backends!(
+    brute_force_of_one_account_is_limited,
+    super::brute_force_of_one_account_is_limited
+);
+
+async fn login_from(
+    app: &TestApp,
+    address: &str,
+    username: &str,
+    password: &str,
+) -> reqwest::Response {
+    app.client
+        .post(app.url("/api/v1/auth/login"))
+        .header("x-forwarded-for", address)
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Guesses at one account from many addresses (each well inside its own
+/// per-address bucket) run out after 10; the account's own password is then
+/// refused too until a token refills (Retry-After says when), other accounts
+/// are untouched, and a success starts the count afresh.
+async fn brute_force_of_one_account_is_limited(backend: Backend) {
+    let opts = Options {
+        rate_limits: true,
+        extra_env: vec![("TANDEM_TRUSTED_PROXIES".into(), "127.0.0.0/8, ::1".into())],
+    };
+    let app = TestApp::spawn_with(backend, opts).await;
+    app.register("victim").await;
+    app.register("bystander").await;
+    app.register("typist").await;
+    for n in 0..10 {
+        let r = login_from(&app, &format!("203.0.113.{n}"), "victim", "wrong-password").await;
+        assert_problem(r, 401, "invalid_credentials").await;
+    }
+    let r = login_from(&app, "203.0.113.100", "VICTIM", "wrong-password").await;
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_problem(r, 429, "rate_limited").await;
+    assert_problem(
+        login_from(&app, "203.0.113.101", "victim", "password-123").await,
+        429,
+        "rate_limited",
+    )
+    .await;
+    // Another account, from the same addresses: its own guesses.
+    assert_problem(
+        login_from(&app, "203.0.113.1", "bystander", "wrong-password").await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
+    assert_eq!(
+        login_from(&app, "203.0.113.2", "bystander", "password-123")
+            .await
+            .status(),
+        200
+    );
+    // A member who mistypes a few times and then gets it right starts afresh.
+    for n in 0..9 {
+        assert_eq!(
+            login_from(&app, &format!("198.51.100.{n}"), "typist", "typo-typo")
+                .await
+                .status(),
+            401
+        );
+    }
+    assert_eq!(
+        login_from(&app, "198.51.100.50", "typist", "password-123")
+            .await
+            .status(),
+        200
+    );
+    for n in 0..9 {
+        assert_eq!(
+            login_from(
+                &app,
+                &format!("198.51.100.{}", 60 + n),
+                "typist",
+                "typo-typo"
+            )
+            .await
+            .status(),
+            401
+        );
+    }
+    assert_eq!(
+        login_from(&app, "198.51.100.99", "typist", "password-123")
+            .await
+            .status(),
+        200
+    );
+}
