@@ -286,6 +286,30 @@ impl RedisKv {
 }
 
 impl RedisKv {
+    /// Runs one of the bucket scripts (capacity, its rate argument, now):
+    /// it answers 0 when a token was taken, else the wait in milliseconds.
+    async fn run_bucket(
+        &self,
+        script: &redis::Script,
+        key: &str,
+        capacity: u32,
+        rate: u64,
+    ) -> anyhow::Result<Take> {
+        let mut c = self.conn.clone();
+        let retry_ms: u64 = script
+            .key(self.k(key))
+            .arg(u64::from(capacity) * 1000)
+            .arg(rate)
+            .arg(now_ms())
+            .invoke_async(&mut c)
+            .await?;
+        Ok(if retry_ms == 0 {
+            Take::Allowed
+        } else {
+            Take::RetryAfterMs(retry_ms)
+        })
+    }
+
     fn k(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
     }
@@ -349,41 +373,19 @@ impl Kv for RedisKv {
         capacity: u32,
         refill_per_s: u32,
     ) -> anyhow::Result<Take> {
-        let mut c = self.conn.clone();
-        let retry_ms: u64 = self
-            .bucket_script
-            .key(self.k(key))
-            .arg(u64::from(capacity) * 1000)
-            .arg(refill_per_s.max(1))
-            .arg(now_ms())
-            .invoke_async(&mut c)
-            .await?;
-        Ok(if retry_ms == 0 {
-            Take::Allowed
-        } else {
-            Take::RetryAfterMs(retry_ms)
-        })
+        let rate = u64::from(refill_per_s.max(1));
+        self.run_bucket(&self.bucket_script, key, capacity, rate)
+            .await
     }
+
     async fn take_token_every(
         &self,
         key: &str,
         capacity: u32,
         every_ms: u64,
     ) -> anyhow::Result<Take> {
-        let mut c = self.conn.clone();
-        let retry_ms: u64 = self
-            .slow_bucket_script
-            .key(self.k(key))
-            .arg(u64::from(capacity) * 1000)
-            .arg(every_ms.max(1))
-            .arg(now_ms())
-            .invoke_async(&mut c)
-            .await?;
-        Ok(if retry_ms == 0 {
-            Take::Allowed
-        } else {
-            Take::RetryAfterMs(retry_ms)
-        })
+        self.run_bucket(&self.slow_bucket_script, key, capacity, every_ms.max(1))
+            .await
     }
 }
 

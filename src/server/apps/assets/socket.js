@@ -95,7 +95,6 @@ export class ChatSocket {
       p.reject(Object.assign(new Error(f.message), { code: f.code }));
       return;
     }
-    if (f.type === "synced") this.follow(f.conversation_id, null, f.last_seq);
     this.emit(f.type, f);
   }
 
@@ -124,12 +123,9 @@ export class ChatSocket {
    * came while the page loaded are sent again by the sync (the view drops
    * what it shows already).
    */
-  follow(conversationId, seq, syncedTo) {
-    if (seq !== null && seq !== undefined) {
-      this.lastSeq.set(conversationId, seq);
-      this.raw({ type: "sync", conversation_id: conversationId, after_seq: seq });
-    }
-    if (syncedTo !== undefined && syncedTo !== null) this.emit("caughtup", { conversation_id: conversationId, last_seq: syncedTo });
+  follow(conversationId, seq) {
+    this.lastSeq.set(conversationId, seq);
+    this.raw({ type: "sync", conversation_id: conversationId, after_seq: seq });
   }
 
   /** Sends a message; resolves with its ack (durable on the server). */
