@@ -3,7 +3,8 @@
 //! Tokens are HS256 JWTs carrying the user id and a session id, checked for
 //! signature, expiry, issuer and audience. Revocation (logout, ban) is a
 //! database fact mirrored into the key-value cache, so checking it on every
-//! request never touches the database: `rev:sid:<session>` and `ban:<user>`.
+//! request costs no database query while the cache can vouch for it
+//! (`revocations` says when it cannot).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,11 +15,11 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use jsonwebtoken::{Algorithm as JwtAlg, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use super::revocations::{SessionStanding, MIRROR_MARKER_KEY};
 use super::Accounts;
 use crate::core::error::ApiError;
 use crate::core::ids::UserId;
 use crate::core::text::Id;
-use crate::runtime::kv::Kv;
 
 const ISSUER: &str = "tandem";
 const AUDIENCE: &str = "tandem-api";
@@ -144,29 +145,6 @@ pub fn banned_user_key(uid: i64) -> String {
     format!("ban:{uid}")
 }
 
-/// Mirrors a revoked session into the cache until its token would expire anyway.
-pub async fn mirror_revoked_session(
-    kv: &dyn Kv,
-    sid: i64,
-    expires_at_ms: i64,
-) -> anyhow::Result<()> {
-    let ttl = u64::try_from(expires_at_ms - crate::core::ids::now_ms()).unwrap_or(0);
-    if ttl > 0 {
-        kv.set(&revoked_session_key(sid), "1", ttl + 10_000).await?;
-    }
-    Ok(())
-}
-
-/// Marks a user banned in the cache for as long as any token could live.
-pub async fn mirror_ban(kv: &dyn Kv, uid: i64, banned: bool, ttl_secs: u64) -> anyhow::Result<()> {
-    if banned {
-        kv.set(&banned_user_key(uid), "1", (ttl_secs + 60) * 1000)
-            .await
-    } else {
-        kv.delete(&banned_user_key(uid)).await
-    }
-}
-
 /// The bearer token of a request: the `Authorization` header, or for the
 /// WebSocket endpoint (browsers cannot set headers there) `?token=`.
 pub fn bearer_token(req: &HttpRequest) -> Option<String> {
@@ -209,16 +187,7 @@ impl FromRequest for AuthUser {
                 state.ok_or_else(|| ApiError::internal(anyhow::anyhow!("app state missing")))?;
             let token = token.ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
             let (user_id, session_id) = state.tokens.verify(&token)?;
-            let keys = [
-                revoked_session_key(session_id),
-                banned_user_key(user_id.get()),
-            ];
-            let revoked = state
-                .ctx
-                .kv
-                .exists_any(&keys)
-                .await
-                .map_err(ApiError::unavailable_because)?;
+            let revoked = !in_good_standing(&state, user_id, session_id).await?;
             if revoked {
                 return Err(ApiError::unauthorized("token revoked"));
             }
@@ -228,4 +197,48 @@ impl FromRequest for AuthUser {
             })
         })
     }
+}
+
+/// The longest a revocation lookup waits for the cache.
+const CACHE_LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// Whether the token's session may act. The cache answers when it holds a
+/// whole mirror; when it is down, lost the mirror, or this node failed to
+/// mirror a revocation, the database answers (and the mirror is rebuilt).
+async fn in_good_standing(
+    state: &Accounts,
+    user_id: UserId,
+    session_id: i64,
+) -> Result<bool, ApiError> {
+    let keys = [
+        MIRROR_MARKER_KEY.to_owned(),
+        revoked_session_key(session_id),
+        banned_user_key(user_id.get()),
+    ];
+    // Bounded: a cache that hangs (a half-open connection, a reconnect in
+    // progress) must not hold every request; past this the database answers.
+    let cached = tokio::time::timeout(CACHE_LOOKUP_TIMEOUT, state.ctx.kv.exists_each(&keys))
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the cache did not answer in time")));
+    match cached {
+        Ok(found) if found.first() == Some(&true) && !state.mirror.is_stale() => {
+            return Ok(!found.iter().skip(1).any(|x| *x));
+        }
+        // The cache answers but cannot vouch: rebuild it while the database decides.
+        Ok(_) => state.mirror.rebuild(
+            state.ctx.kv.clone(),
+            state.db.clone(),
+            state.tokens.ttl_secs,
+        ),
+        Err(e) => {
+            tracing::debug!(error = %e, "cache unavailable; revocation checked in the database")
+        }
+    }
+    state
+        .db
+        .call(SessionStanding {
+            user_id,
+            session_id,
+        })
+        .await
 }

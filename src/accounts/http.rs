@@ -4,8 +4,9 @@
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use super::auth::{mirror_ban, mirror_revoked_session, AuthUser};
+use super::auth::AuthUser;
 use super::domain::{Bio, DisplayName, InviteCode, Password, Username};
+use super::revocations::{mirror_ban, mirror_revoked_session};
 use super::store::requests::{
     AdminUserView, GetMe, Login, Logout, MeView, NewSession, Refresh, Register, SetBanned, UpdateMe,
 };
@@ -175,9 +176,13 @@ pub async fn logout(
             session_id: user.session_id,
         })
         .await?;
-    mirror_revoked_session(state.ctx.kv.as_ref(), user.session_id, expires_at_ms)
-        .await
-        .map_err(ApiError::unavailable_because)?;
+    // The revocation is durable; a cache that missed it is rebuilt, and
+    // until then this node asks the database.
+    if let Err(e) =
+        mirror_revoked_session(state.ctx.kv.as_ref(), user.session_id, expires_at_ms).await
+    {
+        state.mirror_failed(&e);
+    }
     state
         .registry
         .close_user(user.user_id.get(), Some(user.session_id), "session ended");
@@ -236,13 +241,20 @@ pub async fn set_banned(
         })
         .await?;
     let kv = state.ctx.kv.as_ref();
-    mirror_ban(kv, target.get(), banned, state.tokens.ttl_secs)
-        .await
-        .map_err(ApiError::unavailable_because)?;
+    let mut mirrored = mirror_ban(kv, target.get(), banned, state.tokens.ttl_secs).await;
+    if !banned {
+        // A lifted ban left in the cache refuses too much, never too little;
+        // a rebuild only adds revocations, so the admin is asked to retry.
+        mirrored.map_err(ApiError::unavailable_because)?;
+        mirrored = Ok(());
+    }
     for s in &revoked {
-        mirror_revoked_session(kv, s.id, s.expires_at_ms)
-            .await
-            .map_err(ApiError::unavailable_because)?;
+        if mirrored.is_ok() {
+            mirrored = mirror_revoked_session(kv, s.id, s.expires_at_ms).await;
+        }
+    }
+    if let Err(e) = mirrored {
+        state.mirror_failed(&e);
     }
     if banned {
         // Open sockets close with 1008 `banned` at once (CONTRACT v2).
@@ -289,22 +301,20 @@ pub struct ChangePasswordRequest {
 }
 
 /// Mirrors revoked sessions into the shared cache (every node refuses
-/// their tokens at once) and closes their sockets on every node.
-/// Every session is tried (one cache error must not leave the rest
-/// unmirrored); the first error is answered (503). The database has them
-/// all revoked either way, and a starting node mirrors every revoked,
-/// unexpired session again.
+/// their tokens at once) and closes their sockets on every node. The
+/// database has them all revoked; a cache that missed one is rebuilt, and
+/// until then this node checks tokens against the database.
 async fn end_sessions(state: &Accounts, user_id: i64, ended: &[SessionRow]) -> ApiResult<()> {
-    let mut first_error = None;
     for s in ended {
         state
             .registry
             .close_user(user_id, Some(s.id), "session ended");
         if let Err(e) = mirror_revoked_session(state.ctx.kv.as_ref(), s.id, s.expires_at_ms).await {
-            first_error.get_or_insert(e);
+            state.mirror_failed(&e);
+            break;
         }
     }
-    first_error.map_or(Ok(()), |e| Err(ApiError::unavailable_because(e)))
+    Ok(())
 }
 
 /// Change the password; every other session of the user ends (their tokens

@@ -5,6 +5,7 @@ pub mod domain;
 pub mod handle;
 pub mod hooks;
 pub mod http;
+pub mod revocations;
 pub mod store;
 pub mod tx;
 

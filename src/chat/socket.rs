@@ -94,7 +94,7 @@ impl WsConn {
     }
 
     fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
-        let frame: ClientFrame = match serde_json::from_str(text) {
+        let frame = match ClientFrame::parse(text) {
             Ok(f) => f,
             Err(e) => {
                 return Self::send_error(ctx, "invalid_input", &format!("bad frame: {e}"), None)

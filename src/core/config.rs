@@ -141,6 +141,12 @@ pub struct Config {
     #[arg(long, env = "TANDEM_HTTP_HEAD_TIMEOUT_MS", default_value_t = 5_000)]
     pub http_head_timeout_ms: u64,
 
+    /// How long a request body may take to arrive once its head is in; a
+    /// later body is answered 408 and its connection closed (slow senders
+    /// hold no handler). WebSockets are not bodies.
+    #[arg(long, env = "TANDEM_HTTP_BODY_TIMEOUT_MS", default_value_t = 30_000)]
+    pub http_body_timeout_ms: u64,
+
     /// Where pictures' bytes live: `disk` (files under `TANDEM_MEDIA_DIR`) or
     /// `database` (rows beside everything else, for several nodes that share
     /// PostgreSQL). Unset: `disk` on SQLite, `database` on PostgreSQL.

@@ -29,6 +29,8 @@ pub enum ErrorKind {
     Blocked,
     NotFound,
     PayloadTooLarge,
+    /// The request body did not arrive in time (a slow or stalled sender).
+    RequestTimeout,
     IdempotencyKeyReused,
     RateLimited,
     Unavailable,
@@ -63,6 +65,7 @@ impl ErrorKind {
             ErrorKind::Blocked => "blocked",
             ErrorKind::NotFound => "not_found",
             ErrorKind::PayloadTooLarge => "payload_too_large",
+            ErrorKind::RequestTimeout => "request_timeout",
             ErrorKind::IdempotencyKeyReused => "idempotency_key_reused",
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::Unavailable => "unavailable",
@@ -106,6 +109,7 @@ impl ErrorKind {
             ErrorKind::Blocked => StatusCode::FORBIDDEN,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -200,6 +204,9 @@ impl ApiError {
     }
     pub fn payload_too_large(detail: impl Into<String>) -> Self {
         Self::new(ErrorKind::PayloadTooLarge, detail)
+    }
+    pub fn request_timeout(detail: impl Into<String>) -> Self {
+        Self::new(ErrorKind::RequestTimeout, detail)
     }
     pub fn idempotency_key_reused() -> Self {
         Self::new(

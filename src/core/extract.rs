@@ -92,7 +92,13 @@ where
     let bytes = web::Bytes::from_request(req, payload);
     async move {
         let bytes = bytes.await.map_err(|e| {
-            if e.as_response_error().status_code() == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE
+            let late = e
+                .as_error::<actix_web::error::PayloadError>()
+                .is_some_and(crate::core::body_deadline::is_late_body);
+            if late {
+                ApiError::request_timeout("the request body did not arrive in time")
+            } else if e.as_response_error().status_code()
+                == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE
             {
                 ApiError::payload_too_large("the request body is too large")
             } else {

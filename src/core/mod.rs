@@ -2,6 +2,7 @@
 //! them. Ids and time, the error type, configuration, paging, text checks,
 //! metrics.
 
+pub mod body_deadline;
 pub mod client_addr;
 pub mod config;
 pub mod error;

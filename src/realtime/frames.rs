@@ -16,6 +16,18 @@ pub enum ClientFrame {
     Ping(PingFrame),
 }
 
+impl ClientFrame {
+    /// Parses one text frame. A frame is a JSON object: serde alone would
+    /// also take an array, its fields by position (`["ping"]`, found by
+    /// the property tests in tests/api/parsers.rs).
+    pub fn parse(text: &str) -> Result<ClientFrame, String> {
+        if text.trim_start().as_bytes().first() != Some(&b'{') {
+            return Err("a frame must be a JSON object".into());
+        }
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
 /// A message to send: to `conversation_id`, or to `to_user_id` (the direct
 /// conversation with that user, made on first use). Acked once stored;
 /// `client_id` makes a resend return the first ack and store nothing.
@@ -220,6 +232,12 @@ mod tests {
         )
         .is_err());
         assert!(serde_json::from_str::<ClientFrame>(r#"{"client_id":"a"}"#).is_err());
+        assert!(ClientFrame::parse(r#"["ping"]"#).is_err());
+        assert!(ClientFrame::parse(r#"["sync", 1, 0]"#).is_err());
+        assert_eq!(
+            ClientFrame::parse(r#" {"type":"ping"}"#),
+            Ok(ClientFrame::Ping(PingFrame {}))
+        );
     }
 
     #[test]

@@ -56,24 +56,42 @@ pub struct Consumer {
     pub apply: Apply,
 }
 
-/// Runs `consumer` until its subscription ends.
+/// After a subscription ends or cannot be made, the pause before the next
+/// try (doubling up to the maximum).
+const RESUBSCRIBE_FIRST_PAUSE: Duration = Duration::from_millis(500);
+const RESUBSCRIBE_MAX_PAUSE: Duration = Duration::from_secs(10);
+
+/// Runs `consumer` for the life of the process. A subscription ends when the
+/// broker connection breaks (a broker restart, a network cut): the consumer
+/// subscribes again, with growing pauses, and the broker redelivers what was
+/// not acknowledged (applying is idempotent by event id).
 pub async fn consume(bus: Arc<dyn EventBus>, commit: GroupCommit, consumer: Consumer) {
     if let Err(e) = bus.retire(consumer.name, consumer.retired).await {
         // The events of those patterns are still applied (as no-ops) if delivered.
         tracing::warn!(consumer = consumer.name, error = %e, "could not unbind retired patterns");
     }
-    let sub = match bus.subscribe(consumer.name, consumer.patterns).await {
-        Ok(s) => s,
-        Err(e) => {
-            let name = consumer.name;
-            tracing::error!(error = %format!("{e:#}"), consumer = name, "could not subscribe");
-            return;
-        }
-    };
     let (commit, consumer) = (&commit, &consumer);
-    sub.into_stream()
-        .for_each_concurrent(consumer.concurrency, |d| handle(d, consumer, commit))
-        .await;
+    let mut pause = RESUBSCRIBE_FIRST_PAUSE;
+    loop {
+        match bus.subscribe(consumer.name, consumer.patterns).await {
+            Ok(sub) => {
+                pause = RESUBSCRIBE_FIRST_PAUSE;
+                sub.into_stream()
+                    .for_each_concurrent(consumer.concurrency, |d| handle(d, consumer, commit))
+                    .await;
+                tracing::warn!(
+                    consumer = consumer.name,
+                    "subscription ended; subscribing again"
+                );
+            }
+            Err(e) => {
+                let name = consumer.name;
+                tracing::warn!(error = %format!("{e:#}"), consumer = name, "could not subscribe; retrying");
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(RESUBSCRIBE_MAX_PAUSE);
+    }
 }
 
 /// Applies one delivery: ack on success; after repeated failure park it

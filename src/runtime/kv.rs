@@ -22,8 +22,8 @@ pub trait Kv: Send + Sync {
     async fn ping(&self) -> anyhow::Result<()>;
     async fn set(&self, key: &str, value: &str, ttl_ms: u64) -> anyhow::Result<()>;
     async fn get(&self, key: &str) -> anyhow::Result<Option<String>>;
-    /// True if any of the keys exists (one round trip).
-    async fn exists_any(&self, keys: &[String]) -> anyhow::Result<bool>;
+    /// Whether each key exists, in order (one round trip).
+    async fn exists_each(&self, keys: &[String]) -> anyhow::Result<Vec<bool>>;
     async fn delete(&self, key: &str) -> anyhow::Result<()>;
     /// Token bucket: `capacity` tokens, refilled at `refill_per_s`.
     async fn take_token(&self, key: &str, capacity: u32, refill_per_s: u32)
@@ -149,11 +149,12 @@ impl Kv for MemoryKv {
             .map(|e| e.value.clone()))
     }
 
-    async fn exists_any(&self, keys: &[String]) -> anyhow::Result<bool> {
+    async fn exists_each(&self, keys: &[String]) -> anyhow::Result<Vec<bool>> {
         let now = now_ms();
         Ok(keys
             .iter()
-            .any(|k| self.entries.get(k).is_some_and(|e| e.expires_at_ms > now)))
+            .map(|k| self.entries.get(k).is_some_and(|e| e.expires_at_ms > now))
+            .collect())
     }
 
     async fn delete(&self, key: &str) -> anyhow::Result<()> {
@@ -224,7 +225,12 @@ impl Kv for MemoryKv {
 
 /// Redis through the `redis` crate's connection manager (reconnects by itself).
 pub struct RedisKv {
-    conn: redis::aio::ConnectionManager,
+    client: redis::Client,
+    /// The live connection (multiplexed: one for every caller); `None`
+    /// after a failure, so the next command connects afresh.
+    conn: parking_lot::RwLock<Option<redis::aio::MultiplexedConnection>>,
+    /// One connect at a time (the others wait for it, then share it).
+    connecting: tokio::sync::Mutex<()>,
     /// Prepended to every key (`<namespace>:`).
     prefix: String,
     bucket_script: redis::Script,
@@ -271,17 +277,54 @@ return retry
 impl RedisKv {
     pub async fn connect(url: &str, namespace: &str) -> anyhow::Result<Self> {
         let client = redis::Client::open(url)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(std::time::Duration::from_secs(5))
-            .set_response_timeout(std::time::Duration::from_secs(5))
-            .set_number_of_retries(3);
-        let conn = redis::aio::ConnectionManager::new_with_config(client, config).await?;
-        Ok(RedisKv {
-            conn,
+        let kv = RedisKv {
+            client,
+            conn: parking_lot::RwLock::new(None),
+            connecting: tokio::sync::Mutex::new(()),
             prefix: format!("{namespace}:"),
             bucket_script: redis::Script::new(BUCKET_LUA),
             slow_bucket_script: redis::Script::new(SLOW_BUCKET_LUA),
-        })
+        };
+        kv.connection().await?;
+        Ok(kv)
+    }
+
+    /// The live connection, or a new one. Reconnecting here rather than in
+    /// redis-rs's connection manager: that one, with Redis cut off and back,
+    /// kept commands waiting on a dead reconnect (tests/api/degradation.rs).
+    async fn connection(&self) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+        if let Some(c) = self.conn.read().clone() {
+            return Ok(c);
+        }
+        let _one = self.connecting.lock().await;
+        if let Some(c) = self.conn.read().clone() {
+            return Ok(c);
+        }
+        let c = match tokio::time::timeout(
+            REDIS_COMMAND_TIMEOUT,
+            self.client.get_multiplexed_async_connection(),
+        )
+        .await
+        {
+            Ok(c) => c?,
+            Err(_) => anyhow::bail!("connecting to Redis timed out"),
+        };
+        *self.conn.write() = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Runs one command, bounded; a failure drops the connection.
+    async fn bounded<T>(
+        &self,
+        command: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> anyhow::Result<T> {
+        let result = match tokio::time::timeout(REDIS_COMMAND_TIMEOUT, command).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) => anyhow::Error::from(e),
+            Err(_) => anyhow::anyhow!("Redis did not answer within {REDIS_COMMAND_TIMEOUT:?}"),
+        };
+        *self.conn.write() = None;
+        Err(result)
     }
 }
 
@@ -295,14 +338,13 @@ impl RedisKv {
         capacity: u32,
         rate: u64,
     ) -> anyhow::Result<Take> {
-        let mut c = self.conn.clone();
-        let retry_ms: u64 = script
-            .key(self.k(key))
+        let mut c = self.connection().await?;
+        let mut invocation = script.key(self.k(key));
+        invocation
             .arg(u64::from(capacity) * 1000)
             .arg(rate)
-            .arg(now_ms())
-            .invoke_async(&mut c)
-            .await?;
+            .arg(now_ms());
+        let retry_ms: u64 = self.bounded(invocation.invoke_async(&mut c)).await?;
         Ok(if retry_ms == 0 {
             Take::Allowed
         } else {
@@ -315,6 +357,11 @@ impl RedisKv {
     }
 }
 
+/// The longest one Redis command (or connect) may take: while Redis is
+/// unreachable, callers must get an error soon enough to degrade (fail open,
+/// or ask the database) instead of waiting on it.
+const REDIS_COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 #[async_trait]
 impl Kv for RedisKv {
     fn backend(&self) -> &'static str {
@@ -322,48 +369,45 @@ impl Kv for RedisKv {
     }
 
     async fn ping(&self) -> anyhow::Result<()> {
-        let mut c = self.conn.clone();
-        let pong: String = redis::cmd("PING").query_async(&mut c).await?;
+        let mut c = self.connection().await?;
+        let pong: String = self.bounded(redis::cmd("PING").query_async(&mut c)).await?;
         anyhow::ensure!(pong == "PONG", "unexpected PING reply {pong}");
         Ok(())
     }
 
     async fn set(&self, key: &str, value: &str, ttl_ms: u64) -> anyhow::Result<()> {
-        let mut c = self.conn.clone();
-        redis::cmd("SET")
-            .arg(self.k(key))
-            .arg(value)
-            .arg("PX")
-            .arg(ttl_ms.max(1))
-            .query_async::<()>(&mut c)
-            .await?;
+        let mut c = self.connection().await?;
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.k(key)).arg(value).arg("PX").arg(ttl_ms.max(1));
+        self.bounded(cmd.query_async::<()>(&mut c)).await?;
         Ok(())
     }
 
     async fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
-        let mut c = self.conn.clone();
-        Ok(redis::cmd("GET")
-            .arg(self.k(key))
-            .query_async(&mut c)
-            .await?)
+        let mut c = self.connection().await?;
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.k(key));
+        self.bounded(cmd.query_async(&mut c)).await
     }
 
-    async fn exists_any(&self, keys: &[String]) -> anyhow::Result<bool> {
+    async fn exists_each(&self, keys: &[String]) -> anyhow::Result<Vec<bool>> {
         if keys.is_empty() {
-            return Ok(false);
+            return Ok(Vec::new());
         }
-        let mut c = self.conn.clone();
+        let mut c = self.connection().await?;
         let keys: Vec<String> = keys.iter().map(|k| self.k(k)).collect();
-        let n: u64 = redis::cmd("EXISTS").arg(&keys).query_async(&mut c).await?;
-        Ok(n > 0)
+        // One round trip: MGET answers nil for each missing key.
+        let mut cmd = redis::cmd("MGET");
+        cmd.arg(&keys);
+        let values: Vec<Option<String>> = self.bounded(cmd.query_async(&mut c)).await?;
+        Ok(values.iter().map(Option::is_some).collect())
     }
 
     async fn delete(&self, key: &str) -> anyhow::Result<()> {
-        let mut c = self.conn.clone();
-        redis::cmd("DEL")
-            .arg(self.k(key))
-            .query_async::<()>(&mut c)
-            .await?;
+        let mut c = self.connection().await?;
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(self.k(key));
+        self.bounded(cmd.query_async::<()>(&mut c)).await?;
         Ok(())
     }
 
@@ -437,9 +481,12 @@ mod tests {
         let kv = MemoryKv::new();
         kv.set("a", "1", 50).await.unwrap();
         assert_eq!(kv.get("a").await.unwrap().as_deref(), Some("1"));
-        assert!(kv.exists_any(&["x".into(), "a".into()]).await.unwrap());
+        assert_eq!(
+            kv.exists_each(&["x".into(), "a".into()]).await.unwrap(),
+            [false, true]
+        );
         tokio::time::sleep(std::time::Duration::from_millis(80)).await;
         assert_eq!(kv.get("a").await.unwrap(), None);
-        assert!(!kv.exists_any(&["a".into()]).await.unwrap());
+        assert_eq!(kv.exists_each(&["a".into()]).await.unwrap(), [false]);
     }
 }

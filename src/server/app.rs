@@ -9,7 +9,8 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 
-use crate::accounts::auth::{mirror_ban, mirror_revoked_session, TokenKeys};
+use crate::accounts::auth::TokenKeys;
+use crate::accounts::revocations::{self, InForce};
 use crate::accounts::store;
 use crate::core::config::Config;
 use crate::core::ids::{now_ms, IdGenerator};
@@ -24,8 +25,7 @@ struct Prepared {
     pool: Pool,
     demo: Option<super::seed::DemoAccounts>,
     jwt_secret: String,
-    revoked_sessions: Vec<(i64, i64)>,
-    banned_users: Vec<i64>,
+    revocations: InForce,
 }
 
 /// `tandem audit`: every wallet against its journal, every rebate against its
@@ -131,11 +131,7 @@ fn prepare(config: &Config, ids: &IdGenerator) -> anyhow::Result<Prepared> {
     };
 
     let now = now_ms();
-    let revoked_sessions = store::live_revoked_sessions(&mut conn, now)?
-        .into_iter()
-        .map(|s| (s.id, s.expires_at_ms))
-        .collect();
-    let banned_users = store::banned_user_ids(&mut conn)?;
+    let revocations = revocations::load_in_force(&mut conn)?;
     let refilled = store::refill_display_names_lower(&mut conn)?;
     if refilled > 0 {
         tracing::info!(refilled, "display names lowercased for search");
@@ -148,8 +144,7 @@ fn prepare(config: &Config, ids: &IdGenerator) -> anyhow::Result<Prepared> {
         pool,
         demo,
         jwt_secret,
-        revoked_sessions,
-        banned_users,
+        revocations,
     })
 }
 
@@ -214,12 +209,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
 
     // Revocations are database facts; the cache is rebuilt from them on every start.
-    for (sid, exp) in &prepared.revoked_sessions {
-        mirror_revoked_session(kv.as_ref(), *sid, *exp).await?;
-    }
-    for uid in &prepared.banned_users {
-        mirror_ban(kv.as_ref(), *uid, true, config.token_ttl_secs).await?;
-    }
+    revocations::mirror_all(kv.as_ref(), &prepared.revocations, config.token_ttl_secs).await?;
 
     let ids = Arc::new(ids);
     let ctx = Arc::new(Ctx {
@@ -330,6 +320,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             config.token_ttl_secs,
         )),
         registry: registry.clone(),
+        mirror: Arc::default(),
         pictures: Arc::new(crate::media::tx::PicturesForAccounts),
     });
     let social = web::Data::new(crate::social::Social {
@@ -379,6 +370,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let media = web::Data::new(media);
 
     let max_body = config.max_body_bytes;
+    let body_timeout = web::Data::new(crate::core::body_deadline::BodyTimeout(
+        Duration::from_millis(config.http_body_timeout_ms.max(1)),
+    ));
     let workers = if config.workers == 0 {
         std::thread::available_parallelism().map_or(2, usize::from)
     } else {
@@ -396,9 +390,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             .app_data(animals.clone())
             .app_data(moderation.clone())
             .app_data(ops.clone())
+            .app_data(body_timeout.clone())
             .configure(|cfg| crate::server::http::extractor_config(cfg, max_body))
             .configure(crate::server::http::routes)
             .default_service(web::to(crate::server::http::not_found))
+            .wrap(from_fn(crate::core::body_deadline::middleware))
             .wrap(from_fn(crate::server::ratelimit::middleware))
             .wrap(crate::server::http::problem_error_handlers())
             .wrap(from_fn(crate::server::http::metrics_middleware))

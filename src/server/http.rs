@@ -155,6 +155,10 @@ pub async fn metrics_middleware(
     Ok(res)
 }
 
+/// Marks an error response whose body is its documented answer (`/ready`'s
+/// 503 says which part is missing), which the problem handler leaves alone.
+pub struct DocumentedBody;
+
 /// Turns any error response that is not already a problem document (actix's
 /// own 404/405/413 and friends) into one, so nothing falls through as text.
 pub fn problem_error_handlers<B: MessageBody + 'static>() -> ErrorHandlers<B> {
@@ -164,7 +168,8 @@ pub fn problem_error_handlers<B: MessageBody + 'static>() -> ErrorHandlers<B> {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with(PROBLEM_CONTENT_TYPE));
-        if is_problem {
+        let documented = res.response().extensions().contains::<DocumentedBody>();
+        if is_problem || documented {
             return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
         }
         let status = res.status();

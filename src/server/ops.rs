@@ -74,7 +74,9 @@ pub async fn ready(state: web::Data<Ops>) -> HttpResponse {
     if db && kv && bus {
         HttpResponse::Ok().json(body)
     } else {
-        HttpResponse::ServiceUnavailable().json(body)
+        let mut res = HttpResponse::ServiceUnavailable().json(body);
+        res.extensions_mut().insert(super::http::DocumentedBody);
+        res
     }
 }
 

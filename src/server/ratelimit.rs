@@ -71,6 +71,9 @@ pub fn classify(state: &Accounts, req: &ServiceRequest) -> (String, Limit) {
     (format!("rl:addr:{addr}"), ANONYMOUS_PER_ADDRESS)
 }
 
+/// The longest a rate-limit lookup waits for the cache.
+const RATE_LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(300);
+
 pub async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -78,11 +81,15 @@ pub async fn middleware(
     let state = req.app_data::<web::Data<Accounts>>().cloned();
     if let Some(state) = state.filter(|s| s.ctx.config.rate_limits_enabled()) {
         let (key, limit) = classify(&state, &req);
-        match state
+        // Bounded like the revocation lookup: a hanging cache lets requests
+        // through (below) instead of holding them.
+        let take = state
             .ctx
             .kv
-            .take_token(&key, limit.capacity, limit.refill_per_s)
+            .take_token(&key, limit.capacity, limit.refill_per_s);
+        match tokio::time::timeout(RATE_LOOKUP_TIMEOUT, take)
             .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the rate limiter did not answer in time")))
         {
             Ok(Take::Allowed) => {}
             Ok(Take::RetryAfterMs(ms)) => {

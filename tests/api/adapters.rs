@@ -13,11 +13,14 @@ async fn kv_behaviour(kv: &dyn Kv) {
     kv.ping().await.unwrap();
     kv.set("a", "1", 200).await.unwrap();
     assert_eq!(kv.get("a").await.unwrap().as_deref(), Some("1"));
-    assert!(kv
-        .exists_any(&["missing".into(), "a".into()])
-        .await
-        .unwrap());
-    assert!(!kv.exists_any(&["missing".into()]).await.unwrap());
+    assert_eq!(
+        kv.exists_each(&["missing".into(), "a".into()])
+            .await
+            .unwrap(),
+        [false, true]
+    );
+    assert_eq!(kv.exists_each(&["missing".into()]).await.unwrap(), [false]);
+    assert!(kv.exists_each(&[]).await.unwrap().is_empty());
     kv.delete("a").await.unwrap();
     assert_eq!(kv.get("a").await.unwrap(), None);
     kv.set("b", "2", 100).await.unwrap();

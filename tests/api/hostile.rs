@@ -211,6 +211,61 @@ async fn slow_request_heads_are_cut_off() {
     assert_eq!(app.get("/health", None).await.status(), 200);
 }
 
+/// A client that sends its head, then its body a byte at a time, gets 408
+/// `request_timeout` after `TANDEM_HTTP_BODY_TIMEOUT_MS` and its connection
+/// is closed; nothing of the request is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_request_bodies_are_cut_off() {
+    let opts = Options {
+        extra_env: vec![("TANDEM_HTTP_BODY_TIMEOUT_MS".into(), "1000".into())],
+        ..Default::default()
+    };
+    let app = TestApp::spawn_with(Backend::Sqlite, opts).await;
+    let addr = app.address.trim_start_matches("http://").to_owned();
+    let body = br#"{"username":"slow_body_user","password":"password-123"}"#;
+    let started = Instant::now();
+    let (answer, closed_after) = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let head = format!(
+            "POST /api/v1/auth/register HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 1024];
+        for byte in body.iter() {
+            let _ = s.write_all(std::slice::from_ref(byte));
+            match s.read(&mut buf) {
+                Ok(0) => return (answer, started.elapsed()),
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => return (answer, started.elapsed()),
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        (answer, started.elapsed())
+    })
+    .await
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "answered {answer:?}");
+    assert!(answer.contains("request_timeout"), "answered {answer:?}");
+    assert!(
+        closed_after < Duration::from_secs(8),
+        "a slow body was held {closed_after:?}"
+    );
+    // Nothing applied: the account was not made.
+    let r = app.login("slow_body_user", "password-123").await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(app.get("/health", None).await.status(), 200);
+}
+
 both_backends!(
     brute_force_of_one_account_is_limited,
     super::brute_force_of_one_account_is_limited

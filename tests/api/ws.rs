@@ -89,6 +89,24 @@ impl Ws {
         }
     }
 
+    /// True if no text frame arrives within `ms` but frames of the `allowed`
+    /// types (a peer's presence may come at any time).
+    pub async fn quiet_except(&mut self, ms: u64, allowed: &[&str]) -> bool {
+        loop {
+            match tokio::time::timeout(Duration::from_millis(ms), self.stream.next()).await {
+                Err(_) => return true,
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    let v: Value = serde_json::from_str(t.as_str()).unwrap_or_default();
+                    if !allowed.iter().any(|a| v["type"] == *a) {
+                        return false;
+                    }
+                }
+                Ok(_) => return false,
+            }
+        }
+    }
+
     /// Reads until the server closes; returns the close code.
     pub async fn ended_within(&mut self, secs: u64) -> Ended {
         match self.close_frame_within(secs).await {

@@ -45,8 +45,21 @@ impl Api {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> Result<(u16, Value), String> {
+        self.call_with(method, path, token, body, &[]).await
+    }
+
+    /// `call` with extra request headers (an `Idempotency-Key`).
+    pub(crate) async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+        extra: &[(&str, &str)],
+    ) -> Result<(u16, Value), String> {
         let auth = token.map(|t| format!("Bearer {t}"));
-        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(2);
+        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(2 + extra.len());
+        headers.extend_from_slice(extra);
         if let Some(a) = auth.as_deref() {
             headers.push(("Authorization", a));
         }
@@ -142,7 +155,10 @@ pub(crate) fn run_id() -> String {
 
 pub(crate) struct Shop {
     pub(crate) product_id: i64,
+    /// An admin's token.
     pub(crate) admin: String,
+    /// The shop owner's token.
+    pub(crate) owner: String,
 }
 
 pub(crate) async fn shop(api: &Api, args: &Args, stock: i64, price: i64) -> anyhow::Result<Shop> {
@@ -189,6 +205,7 @@ pub(crate) async fn shop(api: &Api, args: &Args, stock: i64, price: i64) -> anyh
     Ok(Shop {
         product_id: p["product_id"].as_i64().context("product")?,
         admin,
+        owner,
     })
 }
 

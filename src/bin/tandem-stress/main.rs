@@ -1,6 +1,6 @@
 //! `tandem-stress`: load and correctness harness for a running Tandem server.
 //!
-//! Scenarios: `health`, `orders`, `order-create`, `flash-sale`, `chat-direct`, `chat-group`, `connections`, `mixed`.
+//! Scenarios: `health`, `orders`, `order-create`, `flash-sale`, `chat-direct`, `chat-group`, `connections`, `mixed`, `chaos`.
 //! Loopback targets only; every run stops by itself.
 
 mod api;
@@ -17,8 +17,8 @@ use serde_json::{json, Value};
 
 use crate::report::Report;
 use crate::scenarios::{
-    scenario_chat_direct, scenario_chat_group, scenario_connections, scenario_flash_sale,
-    scenario_health, scenario_mixed, scenario_order_create, scenario_orders,
+    scenario_chaos, scenario_chat_direct, scenario_chat_group, scenario_connections,
+    scenario_flash_sale, scenario_health, scenario_mixed, scenario_order_create, scenario_orders,
 };
 
 /// The harness shares the machine with the server it measures: the cheaper
@@ -37,7 +37,7 @@ struct Args {
     /// spread over them round-robin.
     #[arg(long, default_value = "http://127.0.0.1:8080", value_delimiter = ',')]
     target: Vec<String>,
-    /// health | orders | order-create | flash-sale | chat-direct | chat-group | connections | mixed.
+    /// health | orders | order-create | flash-sale | chat-direct | chat-group | connections | mixed | chaos.
     #[arg(long)]
     scenario: String,
     /// Seconds of measured load (flash-sale runs until every buyer has tried).
@@ -71,6 +71,21 @@ struct Args {
     /// Write the JSON report here.
     #[arg(long)]
     json: Option<String>,
+    /// chaos: the shell command that starts the server (the harness starts
+    /// it, kills it with SIGKILL and starts it again).
+    #[arg(long)]
+    server_cmd: Option<String>,
+    /// chaos: NAME=CMD, a shell command that restarts a service the server
+    /// uses (Redis, RabbitMQ); repeatable, run in turn between kills.
+    #[arg(long)]
+    restart_cmd: Vec<String>,
+    /// chaos: seconds between faults.
+    #[arg(long, default_value_t = 15)]
+    fault_interval: u64,
+    /// chaos: the shell command of the final `tandem audit` (default: the
+    /// server command followed by ` audit`).
+    #[arg(long)]
+    audit_cmd: Option<String>,
 }
 
 /// Hard bounds so a run always stops.
@@ -112,6 +127,7 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
         "connections" => scenario_connections(args).await,
         "chat-group" => scenario_chat_group(args).await,
         "mixed" => scenario_mixed(args).await,
+        "chaos" => scenario_chaos(args).await,
         other => bail!("unknown scenario {other}"),
     }
 }

@@ -1,5 +1,6 @@
 //! The scenarios, one module each; `run` in main.rs dispatches on `--scenario`.
 
+mod chaos;
 mod chat_direct;
 mod chat_group;
 mod connections;
@@ -9,6 +10,7 @@ mod mixed;
 mod order_create;
 mod orders;
 
+pub(crate) use chaos::scenario_chaos;
 pub(crate) use chat_direct::scenario_chat_direct;
 pub(crate) use chat_group::scenario_chat_group;
 pub(crate) use connections::scenario_connections;
