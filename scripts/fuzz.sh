@@ -9,6 +9,7 @@
 #     DATABASE_URL  default: a SQLite file in a temp dir; a postgres:// URL
 #                   must name an empty database (Redis/RabbitMQ from
 #                   TANDEM_REDIS_URL / TANDEM_AMQP_URL when set)
+#   TANDEM_FUZZ_SEED  a fixed seed (reproducible runs; .ci/run sets one)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_BUDGET="${1:-120}"
@@ -17,10 +18,14 @@ DB_URL="${2:-sqlite:$WORK/fuzz.db}"
 VENV="${TANDEM_FUZZ_VENV:-$HOME/.cache/tandem-fuzz-venv}"
 PORT="${TANDEM_FUZZ_PORT:-18555}"
 
-if [ ! -x "$VENV/bin/schemathesis" ]; then
+# Pinned: a new release may generate other inputs or check other things.
+SCHEMATHESIS_VERSION=4.32.5
+if ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -q "version $SCHEMATHESIS_VERSION\$"; then
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q schemathesis
+  "$VENV/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VERSION"
 fi
+SEED_ARGS=()
+if [ -n "${TANDEM_FUZZ_SEED:-}" ]; then SEED_ARGS=(--seed "$TANDEM_FUZZ_SEED"); fi
 cargo build -q --bin tandem
 TANDEM_LISTEN="127.0.0.1:$PORT" TANDEM_DATABASE_URL="$DB_URL" TANDEM_RATE_LIMITS=off \
   TANDEM_BOOTSTRAP_ADMIN=fuzzadmin:fuzz-password-1 TANDEM_MOCKPAY_SECRET=fuzz \
@@ -40,7 +45,7 @@ TOKEN=$(curl -sf -X POST "http://127.0.0.1:$PORT/api/v1/auth/login" -H 'content-
   -H "Authorization: Bearer $TOKEN" \
   --checks not_a_server_error,response_schema_conformance,content_type_conformance \
   --exclude-path-regex '(/auth/logout|/me/password|/me/sessions/|/users/\{id\}/ban|/api/v1/ws)' \
-  --phases examples,coverage,fuzzing --max-time "$SECONDS_BUDGET" -w 2 | tee "$WORK/report.txt"
+  --phases examples,coverage,fuzzing --max-time "$SECONDS_BUDGET" -w 2 "${SEED_ARGS[@]}" | tee "$WORK/report.txt"
 STATUS=${PIPESTATUS[0]}
 if grep -q "panicked" "$WORK/server.log"; then
   echo "fuzz: the server panicked; see $WORK/server.log" >&2

@@ -232,8 +232,16 @@ pub(super) async fn wait_ready(
     }
 }
 
-/// The first start: readiness within `START_TIMEOUT`.
+/// The first start: readiness within `START_TIMEOUT`. Something else
+/// already answering at the target would be measured instead of the server
+/// the harness owns (and outlive its kills): refused.
 pub(super) async fn first_start(server: &mut Server, api: &Api) -> anyhow::Result<()> {
+    for base in &api.bases {
+        let node = Api::new(std::slice::from_ref(base), 1)?;
+        if node.http.request("GET", "/health", &[], &[]).await.is_ok() {
+            bail!("something already answers at {base}: stop it first (the harness starts the server itself)");
+        }
+    }
     server.spawn()?;
     wait_ready(api, server, START_TIMEOUT)
         .await

@@ -35,8 +35,8 @@ const AUDIT_TIMEOUT: Duration = Duration::from_secs(300);
 /// People of a run (follows are each follower x followee pair once).
 const BUYERS_MAX: usize = 32;
 const AUTHORS: usize = 8;
-const FOLLOWERS: usize = 96;
-const FOLLOWEES: usize = 96;
+const FOLLOWERS: usize = 384;
+const FOLLOWEES: usize = 384;
 const PAIRS_MAX: usize = 64;
 
 pub(crate) async fn scenario_chaos(args: &Args) -> anyhow::Result<Report> {
