@@ -12,7 +12,7 @@
 //! go on (each checked against the database), and revoked tokens stay
 //! refused whatever happened to the cache.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use actix::{Handler, Message};
@@ -61,8 +61,17 @@ pub struct InForce {
 }
 
 /// Mirrors them all, then sets the marker (last: a half-done mirror is
-/// never vouched for).
+/// never vouched for). At start, before any request is served.
 pub async fn mirror_all(
+    kv: &dyn Kv,
+    in_force: &InForce,
+    token_ttl_secs: u64,
+) -> anyhow::Result<()> {
+    mirror_entries(kv, in_force, token_ttl_secs).await?;
+    kv.set(MIRROR_MARKER_KEY, "1", MIRROR_MARKER_TTL_MS).await
+}
+
+async fn mirror_entries(
     kv: &dyn Kv,
     in_force: &InForce,
     token_ttl_secs: u64,
@@ -73,7 +82,7 @@ pub async fn mirror_all(
     for uid in &in_force.banned_users {
         mirror_ban(kv, *uid, true, token_ttl_secs).await?;
     }
-    kv.set(MIRROR_MARKER_KEY, "1", MIRROR_MARKER_TTL_MS).await
+    Ok(())
 }
 
 /// Reads every revocation in force (an executor message).
@@ -131,19 +140,16 @@ impl Handler<SessionStanding> for DbExecutor {
 pub struct Mirror {
     /// A rebuild is running (one at a time per node).
     rebuilding: AtomicBool,
-    /// A revocation could not be mirrored (the cache was down): the cache
-    /// cannot be trusted until a rebuild has run.
-    stale: AtomicBool,
+    /// Revocations this node failed to mirror, counted; the cache cannot
+    /// vouch for tokens while a failure is not covered by a later rebuild.
+    failures: AtomicU64,
+    /// `failures` as it was when the last successful rebuild began.
+    covered: AtomicU64,
 }
 
 impl Mirror {
-    /// Remembers that the cache misses a revocation.
-    pub fn mark_stale(&self) {
-        self.stale.store(true, Ordering::Release);
-    }
-
     pub fn is_stale(&self) -> bool {
-        self.stale.load(Ordering::Acquire)
+        self.failures.load(Ordering::Acquire) > self.covered.load(Ordering::Acquire)
     }
 
     /// A revocation was not mirrored: the cache cannot vouch for tokens
@@ -156,11 +162,12 @@ impl Mirror {
         token_ttl_secs: u64,
     ) {
         tracing::warn!(%error, "a revocation could not be mirrored; the database decides until the cache is rebuilt");
-        self.mark_stale();
+        self.failures.fetch_add(1, Ordering::AcqRel);
         self.rebuild(kv, db, token_ttl_secs);
     }
 
-    /// Starts a rebuild unless one is running; it retries until it succeeds.
+    /// Starts a rebuild unless one is running; it retries until it succeeds,
+    /// and again while failures happened during it.
     pub fn rebuild(self: &Arc<Self>, kv: Arc<dyn Kv>, db: Db, token_ttl_secs: u64) {
         if self.rebuilding.swap(true, Ordering::AcqRel) {
             return;
@@ -169,18 +176,18 @@ impl Mirror {
         actix::spawn(async move {
             let mut pause_ms = REBUILD_FIRST_PAUSE_MS;
             loop {
-                // Cleared before reading: a revocation failing meanwhile marks it again.
-                mirror.stale.store(false, Ordering::Release);
+                // Only failures seen before this rebuild read the database
+                // are covered by it; later ones need another round.
+                let seen = mirror.failures.load(Ordering::Acquire);
                 match rebuild_once(kv.as_ref(), &db, token_ttl_secs).await {
                     Ok(n) => {
-                        tracing::info!(
-                            revocations = n,
-                            "revocations mirrored into the cache again"
-                        );
-                        break;
+                        mirror.covered.fetch_max(seen, Ordering::AcqRel);
+                        if !mirror.is_stale() {
+                            tracing::info!(revocations = n, "revocations mirrored into the cache");
+                            break;
+                        }
                     }
                     Err(e) => {
-                        mirror.mark_stale();
                         tracing::debug!(error = %e, "revocations not mirrored yet; retrying");
                         tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
                         pause_ms = (pause_ms * 2).min(REBUILD_MAX_PAUSE_MS);
@@ -190,17 +197,69 @@ impl Mirror {
             mirror.rebuilding.store(false, Ordering::Release);
         });
     }
+
+    /// Rebuilds the mirror every `REFRESH_SECS` for the life of the node: a
+    /// cache that lost keys without losing the marker (eviction, a restore
+    /// from an old snapshot, a node that could not reach it while the others
+    /// could) vouches for a missing revocation at most that long.
+    pub fn refresh_periodically(self: &Arc<Self>, kv: Arc<dyn Kv>, db: Db, token_ttl_secs: u64) {
+        let mirror = self.clone();
+        actix::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(REFRESH_SECS));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await; // the first tick is now; the start just mirrored
+            loop {
+                tick.tick().await;
+                mirror.rebuild(kv.clone(), db.clone(), token_ttl_secs);
+            }
+        });
+    }
 }
 
 /// Between failed rebuilds (doubling up to the maximum).
 const REBUILD_FIRST_PAUSE_MS: u64 = 250;
 const REBUILD_MAX_PAUSE_MS: u64 = 5_000;
+/// Between periodic rebuilds.
+const REFRESH_SECS: u64 = 60;
+/// Set when a rebuild starts; the marker is written only while it is still
+/// there, so a cache that restarted during the rebuild (losing the keys
+/// written before) is not vouched for.
+const REBUILD_WITNESS_KEY: &str = "rev:rebuilding";
+const REBUILD_WITNESS_TTL_MS: u64 = 10 * 60_000;
 
+/// One rebuild: every revocation in force, then the marker (only if the
+/// cache kept everything written since the start), then lifted bans that
+/// this rebuild may have written back are removed again.
 async fn rebuild_once(kv: &dyn Kv, db: &Db, token_ttl_secs: u64) -> anyhow::Result<usize> {
     let in_force = db
         .call(LoadInForce)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    mirror_all(kv, &in_force, token_ttl_secs).await?;
+    let witness = crate::core::ids::random_token(16);
+    kv.set(REBUILD_WITNESS_KEY, &witness, REBUILD_WITNESS_TTL_MS)
+        .await?;
+    mirror_entries(kv, &in_force, token_ttl_secs).await?;
+    let vouched = kv
+        .set_if_equal(
+            REBUILD_WITNESS_KEY,
+            &witness,
+            MIRROR_MARKER_KEY,
+            "1",
+            MIRROR_MARKER_TTL_MS,
+        )
+        .await?;
+    anyhow::ensure!(vouched, "the cache lost keys during the rebuild");
+    // An unban between the load above and now had its key written back here.
+    let now = db
+        .call(LoadInForce)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for uid in in_force
+        .banned_users
+        .iter()
+        .filter(|u| !now.banned_users.contains(u))
+    {
+        mirror_ban(kv, *uid, false, token_ttl_secs).await?;
+    }
     Ok(in_force.sessions.len() + in_force.banned_users.len())
 }

@@ -38,8 +38,15 @@ pub async fn middleware(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let limit = req.app_data::<web::Data<BodyTimeout>>().map(|t| t.0);
-    let upgrade = req.headers().contains_key(actix_web::http::header::UPGRADE);
-    if let (Some(limit), false) = (limit, upgrade) {
+    // Only a WebSocket handshake (a GET asking to upgrade to `websocket`)
+    // goes without: any other request claiming an upgrade is a body like any.
+    let websocket = req.method() == actix_web::http::Method::GET
+        && req
+            .headers()
+            .get(actix_web::http::header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if let (Some(limit), false) = (limit, websocket) {
         let inner = req.take_payload();
         let timed = Deadline {
             inner,

@@ -80,6 +80,21 @@ where
     }
 }
 
+/// Why a body could not be read: too large (413), too slow (408), else 400.
+fn body_error(e: actix_web::Error) -> ApiError {
+    let late = e
+        .as_error::<actix_web::error::PayloadError>()
+        .is_some_and(crate::core::body_deadline::is_late_body);
+    if late {
+        ApiError::request_timeout("the request body did not arrive in time")
+    } else if e.as_response_error().status_code() == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE
+    {
+        ApiError::payload_too_large("the request body is too large")
+    } else {
+        ApiError::invalid_input(format!("could not read the body: {e}"))
+    }
+}
+
 /// Reads the body (within the `PayloadConfig` limit) as a JSON object of `T`;
 /// `None` for an empty body.
 fn read_object<T>(
@@ -91,20 +106,7 @@ where
 {
     let bytes = web::Bytes::from_request(req, payload);
     async move {
-        let bytes = bytes.await.map_err(|e| {
-            let late = e
-                .as_error::<actix_web::error::PayloadError>()
-                .is_some_and(crate::core::body_deadline::is_late_body);
-            if late {
-                ApiError::request_timeout("the request body did not arrive in time")
-            } else if e.as_response_error().status_code()
-                == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE
-            {
-                ApiError::payload_too_large("the request body is too large")
-            } else {
-                ApiError::invalid_input(format!("could not read the body: {e}"))
-            }
-        })?;
+        let bytes = bytes.await.map_err(body_error)?;
         match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
             None => return Ok(None), // An empty body: the caller decides.
             Some(b'{') => {}
@@ -121,5 +123,19 @@ where
         serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|e| crate::core::error::extractors::body_problem(&e))
+    }
+}
+
+/// The raw body as bytes (within the `PayloadConfig` limit), for routes that
+/// verify a signature over it; a body too large is 413, one too slow 408.
+pub struct RawBody(pub web::Bytes);
+
+impl actix_web::FromRequest for RawBody {
+    type Error = ApiError;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let bytes = web::Bytes::from_request(req, payload);
+        Box::pin(async move { bytes.await.map(RawBody).map_err(body_error) })
     }
 }

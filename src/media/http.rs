@@ -31,6 +31,10 @@ fn too_large() -> ApiError {
 /// before the multipart parser sees it: the parser buffers what it reads,
 /// framing included, so a body without part boundaries would otherwise
 /// grow without bound.
+fn too_late() -> ApiError {
+    ApiError::request_timeout("the upload did not arrive in time (TANDEM_HTTP_BODY_TIMEOUT_MS)")
+}
+
 async fn read_file(req: &HttpRequest, payload: web::Payload) -> ApiResult<Vec<u8>> {
     let declared = req
         .headers()
@@ -42,9 +46,15 @@ async fn read_file(req: &HttpRequest, payload: web::Payload) -> ApiResult<Vec<u8
     }
     let overflowed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = overflowed.clone();
+    let late = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let late_flag = late.clone();
     let mut read = 0usize;
     let limited = payload.map(move |chunk| {
-        let chunk = chunk?;
+        let chunk = chunk.inspect_err(|e| {
+            if crate::core::body_deadline::is_late_body(e) {
+                late_flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        })?;
         read += chunk.len();
         if read > MAX_BODY_BYTES {
             flag.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -53,6 +63,7 @@ async fn read_file(req: &HttpRequest, payload: web::Payload) -> ApiResult<Vec<u8
         Ok(chunk)
     });
     let over = move || overflowed.load(std::sync::atomic::Ordering::Relaxed);
+    let late = move || late.load(std::sync::atomic::Ordering::Relaxed);
     let mut parts = actix_multipart::Multipart::new(req.headers(), limited);
     let mut file: Option<Vec<u8>> = None;
     let mut seen = 0;
@@ -60,6 +71,7 @@ async fn read_file(req: &HttpRequest, payload: web::Payload) -> ApiResult<Vec<u8
         let mut part = match part {
             Ok(p) => p,
             Err(_) if over() => return Err(too_large()),
+            Err(_) if late() => return Err(too_late()),
             Err(e) => {
                 let why = format!("send multipart/form-data with one part named file ({e})");
                 return Err(unsupported(&why));
@@ -75,6 +87,7 @@ async fn read_file(req: &HttpRequest, payload: web::Payload) -> ApiResult<Vec<u8
             let chunk = match chunk {
                 Ok(c) => c,
                 Err(_) if over() => return Err(too_large()),
+                Err(_) if late() => return Err(too_late()),
                 Err(e) => {
                     let why = format!("the upload broke off: {e}");
                     return Err(ApiError::invalid_input(why));

@@ -75,10 +75,18 @@ pub async fn consume(bus: Arc<dyn EventBus>, commit: GroupCommit, consumer: Cons
     loop {
         match bus.subscribe(consumer.name, consumer.patterns).await {
             Ok(sub) => {
-                pause = RESUBSCRIBE_FIRST_PAUSE;
+                // The pause starts over only after a subscription delivered:
+                // one that ends at once (a broker half up) backs off as a failure.
+                let delivered = std::sync::atomic::AtomicBool::new(false);
                 sub.into_stream()
-                    .for_each_concurrent(consumer.concurrency, |d| handle(d, consumer, commit))
+                    .for_each_concurrent(consumer.concurrency, |d| {
+                        delivered.store(true, std::sync::atomic::Ordering::Relaxed);
+                        handle(d, consumer, commit)
+                    })
                     .await;
+                if delivered.load(std::sync::atomic::Ordering::Relaxed) {
+                    pause = RESUBSCRIBE_FIRST_PAUSE;
+                }
                 tracing::warn!(
                     consumer = consumer.name,
                     "subscription ended; subscribing again"

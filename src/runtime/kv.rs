@@ -25,6 +25,16 @@ pub trait Kv: Send + Sync {
     /// Whether each key exists, in order (one round trip).
     async fn exists_each(&self, keys: &[String]) -> anyhow::Result<Vec<bool>>;
     async fn delete(&self, key: &str) -> anyhow::Result<()>;
+    /// Sets `key` only while `witness` holds `expected`, in one atomic step;
+    /// whether it was set.
+    async fn set_if_equal(
+        &self,
+        witness: &str,
+        expected: &str,
+        key: &str,
+        value: &str,
+        ttl_ms: u64,
+    ) -> anyhow::Result<bool>;
     /// Token bucket: `capacity` tokens, refilled at `refill_per_s`.
     async fn take_token(&self, key: &str, capacity: u32, refill_per_s: u32)
         -> anyhow::Result<Take>;
@@ -149,6 +159,21 @@ impl Kv for MemoryKv {
             .map(|e| e.value.clone()))
     }
 
+    async fn set_if_equal(
+        &self,
+        witness: &str,
+        expected: &str,
+        key: &str,
+        value: &str,
+        ttl_ms: u64,
+    ) -> anyhow::Result<bool> {
+        if self.get(witness).await?.as_deref() != Some(expected) {
+            return Ok(false);
+        }
+        self.set(key, value, ttl_ms).await?;
+        Ok(true)
+    }
+
     async fn exists_each(&self, keys: &[String]) -> anyhow::Result<Vec<bool>> {
         let now = now_ms();
         Ok(keys
@@ -228,14 +253,30 @@ pub struct RedisKv {
     client: redis::Client,
     /// The live connection (multiplexed: one for every caller); `None`
     /// after a failure, so the next command connects afresh.
-    conn: parking_lot::RwLock<Option<redis::aio::MultiplexedConnection>>,
+    /// With its generation: a late failure of an old connection must not
+    /// drop the one that replaced it.
+    conn: parking_lot::RwLock<Option<(u64, redis::aio::MultiplexedConnection)>>,
+    generations: std::sync::atomic::AtomicU64,
     /// One connect at a time (the others wait for it, then share it).
     connecting: tokio::sync::Mutex<()>,
+    /// When the last connect failed: for a moment after, callers fail at
+    /// once instead of queueing a connect each behind the mutex.
+    failed_connect: parking_lot::Mutex<Option<std::time::Instant>>,
     /// Prepended to every key (`<namespace>:`).
     prefix: String,
     bucket_script: redis::Script,
     slow_bucket_script: redis::Script,
+    set_if_equal_script: redis::Script,
 }
+
+/// `set_if_equal` in one step: KEYS[1] the witness, KEYS[2] the key.
+const SET_IF_EQUAL_LUA: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"#;
 
 /// Token bucket in one atomic step on the server. Tokens are kept in
 /// milli-tokens so all arithmetic stays integral.
@@ -280,10 +321,13 @@ impl RedisKv {
         let kv = RedisKv {
             client,
             conn: parking_lot::RwLock::new(None),
+            generations: std::sync::atomic::AtomicU64::new(0),
             connecting: tokio::sync::Mutex::new(()),
+            failed_connect: parking_lot::Mutex::new(None),
             prefix: format!("{namespace}:"),
             bucket_script: redis::Script::new(BUCKET_LUA),
             slow_bucket_script: redis::Script::new(SLOW_BUCKET_LUA),
+            set_if_equal_script: redis::Script::new(SET_IF_EQUAL_LUA),
         };
         kv.connection().await?;
         Ok(kv)
@@ -292,7 +336,7 @@ impl RedisKv {
     /// The live connection, or a new one. Reconnecting here rather than in
     /// redis-rs's connection manager: that one, with Redis cut off and back,
     /// kept commands waiting on a dead reconnect (tests/api/degradation.rs).
-    async fn connection(&self) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+    async fn connection(&self) -> anyhow::Result<(u64, redis::aio::MultiplexedConnection)> {
         if let Some(c) = self.conn.read().clone() {
             return Ok(c);
         }
@@ -300,22 +344,36 @@ impl RedisKv {
         if let Some(c) = self.conn.read().clone() {
             return Ok(c);
         }
-        let c = match tokio::time::timeout(
-            REDIS_COMMAND_TIMEOUT,
-            self.client.get_multiplexed_async_connection(),
-        )
-        .await
+        if self
+            .failed_connect
+            .lock()
+            .is_some_and(|at| at.elapsed() < REDIS_RECONNECT_PAUSE)
         {
-            Ok(c) => c?,
-            Err(_) => anyhow::bail!("connecting to Redis timed out"),
+            anyhow::bail!("Redis is unreachable (a connect failed just now)");
+        }
+        let connect = self.client.get_multiplexed_async_connection();
+        let c = match tokio::time::timeout(REDIS_COMMAND_TIMEOUT, connect).await {
+            Ok(Ok(c)) => c,
+            failed => {
+                *self.failed_connect.lock() = Some(std::time::Instant::now());
+                match failed {
+                    Ok(Err(e)) => return Err(e.into()),
+                    _ => anyhow::bail!("connecting to Redis timed out"),
+                }
+            }
         };
-        *self.conn.write() = Some(c.clone());
-        Ok(c)
+        let generation = self
+            .generations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *self.conn.write() = Some((generation, c.clone()));
+        Ok((generation, c))
     }
 
-    /// Runs one command, bounded; a failure drops the connection.
+    /// Runs one command on the connection of `generation`, bounded; a
+    /// failure drops that connection (not a newer one).
     async fn bounded<T>(
         &self,
+        generation: u64,
         command: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> anyhow::Result<T> {
         let result = match tokio::time::timeout(REDIS_COMMAND_TIMEOUT, command).await {
@@ -323,7 +381,10 @@ impl RedisKv {
             Ok(Err(e)) => anyhow::Error::from(e),
             Err(_) => anyhow::anyhow!("Redis did not answer within {REDIS_COMMAND_TIMEOUT:?}"),
         };
-        *self.conn.write() = None;
+        let mut conn = self.conn.write();
+        if conn.as_ref().is_some_and(|(g, _)| *g == generation) {
+            *conn = None;
+        }
         Err(result)
     }
 }
@@ -338,13 +399,15 @@ impl RedisKv {
         capacity: u32,
         rate: u64,
     ) -> anyhow::Result<Take> {
-        let mut c = self.connection().await?;
+        let (generation, mut c) = self.connection().await?;
         let mut invocation = script.key(self.k(key));
         invocation
             .arg(u64::from(capacity) * 1000)
             .arg(rate)
             .arg(now_ms());
-        let retry_ms: u64 = self.bounded(invocation.invoke_async(&mut c)).await?;
+        let retry_ms: u64 = self
+            .bounded(generation, invocation.invoke_async(&mut c))
+            .await?;
         Ok(if retry_ms == 0 {
             Take::Allowed
         } else {
@@ -359,8 +422,12 @@ impl RedisKv {
 
 /// The longest one Redis command (or connect) may take: while Redis is
 /// unreachable, callers must get an error soon enough to degrade (fail open,
-/// or ask the database) instead of waiting on it.
-const REDIS_COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+/// or ask the database) instead of waiting on it. Below the callers' own
+/// bounds (300 ms), so a hung connection is dropped by its command, not
+/// abandoned by a cancelled caller. Commands take well under 1 ms here.
+const REDIS_COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(250);
+/// After a failed connect, commands fail at once for this long.
+const REDIS_RECONNECT_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 
 #[async_trait]
 impl Kv for RedisKv {
@@ -369,45 +436,70 @@ impl Kv for RedisKv {
     }
 
     async fn ping(&self) -> anyhow::Result<()> {
-        let mut c = self.connection().await?;
-        let pong: String = self.bounded(redis::cmd("PING").query_async(&mut c)).await?;
+        let (generation, mut c) = self.connection().await?;
+        let pong: String = self
+            .bounded(generation, redis::cmd("PING").query_async(&mut c))
+            .await?;
         anyhow::ensure!(pong == "PONG", "unexpected PING reply {pong}");
         Ok(())
     }
 
     async fn set(&self, key: &str, value: &str, ttl_ms: u64) -> anyhow::Result<()> {
-        let mut c = self.connection().await?;
+        let (generation, mut c) = self.connection().await?;
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.k(key)).arg(value).arg("PX").arg(ttl_ms.max(1));
-        self.bounded(cmd.query_async::<()>(&mut c)).await?;
+        self.bounded(generation, cmd.query_async::<()>(&mut c))
+            .await?;
         Ok(())
     }
 
     async fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
-        let mut c = self.connection().await?;
+        let (generation, mut c) = self.connection().await?;
         let mut cmd = redis::cmd("GET");
         cmd.arg(self.k(key));
-        self.bounded(cmd.query_async(&mut c)).await
+        self.bounded(generation, cmd.query_async(&mut c)).await
+    }
+
+    async fn set_if_equal(
+        &self,
+        witness: &str,
+        expected: &str,
+        key: &str,
+        value: &str,
+        ttl_ms: u64,
+    ) -> anyhow::Result<bool> {
+        let (generation, mut c) = self.connection().await?;
+        let mut invocation = self.set_if_equal_script.key(self.k(witness));
+        invocation
+            .key(self.k(key))
+            .arg(expected)
+            .arg(value)
+            .arg(ttl_ms.max(1));
+        let set: u8 = self
+            .bounded(generation, invocation.invoke_async(&mut c))
+            .await?;
+        Ok(set == 1)
     }
 
     async fn exists_each(&self, keys: &[String]) -> anyhow::Result<Vec<bool>> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut c = self.connection().await?;
+        let (generation, mut c) = self.connection().await?;
         let keys: Vec<String> = keys.iter().map(|k| self.k(k)).collect();
         // One round trip: MGET answers nil for each missing key.
         let mut cmd = redis::cmd("MGET");
         cmd.arg(&keys);
-        let values: Vec<Option<String>> = self.bounded(cmd.query_async(&mut c)).await?;
+        let values: Vec<Option<String>> = self.bounded(generation, cmd.query_async(&mut c)).await?;
         Ok(values.iter().map(Option::is_some).collect())
     }
 
     async fn delete(&self, key: &str) -> anyhow::Result<()> {
-        let mut c = self.connection().await?;
+        let (generation, mut c) = self.connection().await?;
         let mut cmd = redis::cmd("DEL");
         cmd.arg(self.k(key));
-        self.bounded(cmd.query_async::<()>(&mut c)).await?;
+        self.bounded(generation, cmd.query_async::<()>(&mut c))
+            .await?;
         Ok(())
     }
 

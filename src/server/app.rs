@@ -323,6 +323,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         mirror: Arc::default(),
         pictures: Arc::new(crate::media::tx::PicturesForAccounts),
     });
+    // Bounds how long a cache that lost keys but kept its marker is trusted.
+    accounts
+        .mirror
+        .refresh_periodically(ctx.kv.clone(), db.clone(), config.token_ttl_secs);
     let social = web::Data::new(crate::social::Social {
         ctx: ctx.clone(),
         db: db.clone(),

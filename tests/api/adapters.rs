@@ -21,6 +21,22 @@ async fn kv_behaviour(kv: &dyn Kv) {
     );
     assert_eq!(kv.exists_each(&["missing".into()]).await.unwrap(), [false]);
     assert!(kv.exists_each(&[]).await.unwrap().is_empty());
+    // A key set only while a witness holds the expected value.
+    kv.set("witness", "n1", 1_000).await.unwrap();
+    assert!(kv
+        .set_if_equal("witness", "n1", "marked", "1", 1_000)
+        .await
+        .unwrap());
+    assert_eq!(kv.get("marked").await.unwrap().as_deref(), Some("1"));
+    assert!(!kv
+        .set_if_equal("witness", "n2", "other", "1", 1_000)
+        .await
+        .unwrap());
+    assert!(!kv
+        .set_if_equal("absent", "n1", "other", "1", 1_000)
+        .await
+        .unwrap());
+    assert_eq!(kv.get("other").await.unwrap(), None);
     kv.delete("a").await.unwrap();
     assert_eq!(kv.get("a").await.unwrap(), None);
     kv.set("b", "2", 100).await.unwrap();

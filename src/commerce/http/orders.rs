@@ -372,8 +372,9 @@ pub async fn admin_orders(
 pub async fn mockpay_notify(
     state: web::Data<Commerce>,
     req: HttpRequest,
-    body: web::Bytes,
+    body: crate::core::extract::RawBody,
 ) -> ApiResult<HttpResponse> {
+    let body = body.0;
     let provider = &state.payments;
     let n = provider.verify(req.headers(), &body)?;
     let order_id = OrderId::new(n.order_id).ok_or_else(|| ApiError::not_found("no such order"))?;
