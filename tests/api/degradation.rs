@@ -80,7 +80,7 @@ fn service_addr(url: &str) -> SocketAddr {
 }
 
 /// A PostgreSQL server whose Redis (or RabbitMQ) goes through a proxy.
-async fn spawn_behind(proxied: &str, proxy: &FaultProxy) -> TestApp {
+async fn spawn_behind(proxied: &str, proxy: &FaultProxy, rate_limits: bool) -> TestApp {
     let real = std::env::var(proxied).unwrap();
     let (scheme, rest) = real.split_once("://").unwrap();
     let (auth, after) = rest.rsplit_once('@').map_or(("", rest), |(a, b)| (a, b));
@@ -100,7 +100,7 @@ async fn spawn_behind(proxied: &str, proxy: &FaultProxy) -> TestApp {
         Backend::Postgres,
         Options {
             extra_env: vec![(key.into(), url)],
-            ..Options::default()
+            rate_limits,
         },
     )
     .await
@@ -164,7 +164,8 @@ async fn with_redis_down_orders_and_chat_go_on_and_revoked_tokens_stay_refused()
     }
     let redis = std::env::var("TANDEM_TEST_REDIS_URL").unwrap();
     let proxy = FaultProxy::start(service_addr(&redis)).await;
-    let app = spawn_behind("TANDEM_TEST_REDIS_URL", &proxy).await;
+    // With rate limits on: they fail open, but the login buckets fail closed.
+    let app = spawn_behind("TANDEM_TEST_REDIS_URL", &proxy, true).await;
     let s = shop(&app, "degraded_shop").await;
     let p = product(&app, &s, "rice", "food", 500, 10).await;
     let (_, alice) = app.register("degraded_alice").await;
@@ -180,10 +181,22 @@ async fn with_redis_down_orders_and_chat_go_on_and_revoked_tokens_stay_refused()
             .status(),
         204
     );
+    let r = app.login("degraded_alice", "password-123").await;
+    let third: String = r.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .into();
 
     proxy.down();
     let v = ready_becomes(&app, 503, 15).await;
     assert_eq!(v["cache"], "unavailable", "{v}");
+    // Guessing passwords needs the brute-force buckets: refused, and says why.
+    let r = app.login("degraded_alice", "password-123").await;
+    let problem = assert_problem(r, 503, "unavailable").await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("rate limiter"),
+        "{problem}"
+    );
     assert_eq!(v["database"], "ok", "{v}");
     // Signed-in requests are checked against the database instead.
     let order = create_order(&app, &alice, p).await;
@@ -204,11 +217,6 @@ async fn with_redis_down_orders_and_chat_go_on_and_revoked_tokens_stay_refused()
     )
     .await;
     // A logout while the cache is down still ends the session at once.
-    let r = app.login("degraded_alice", "password-123").await;
-    let third: String = r.json::<Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .into();
     assert_eq!(
         app.post("/api/v1/auth/logout", Some(&third), &json!({}))
             .await
@@ -225,6 +233,10 @@ async fn with_redis_down_orders_and_chat_go_on_and_revoked_tokens_stay_refused()
     proxy.restore();
     ready_becomes(&app, 200, 15).await;
     assert_eq!(app.get("/api/v1/me", Some(&alice)).await.status(), 200);
+    assert_eq!(
+        app.login("degraded_alice", "password-123").await.status(),
+        200
+    );
     assert_problem(
         app.get("/api/v1/me", Some(&third)).await,
         401,
@@ -336,7 +348,7 @@ async fn with_rabbitmq_down_events_wait_in_the_outbox_and_arrive_once() {
     }
     let amqp = std::env::var("TANDEM_TEST_AMQP_URL").unwrap();
     let proxy = FaultProxy::start(service_addr(&amqp)).await;
-    let app = spawn_behind("TANDEM_TEST_AMQP_URL", &proxy).await;
+    let app = spawn_behind("TANDEM_TEST_AMQP_URL", &proxy, false).await;
     let s = shop(&app, "brokerless_shop").await;
     let p = product(&app, &s, "tea", "food", 700, 10).await;
     let (_, alice) = app.register("brokerless_alice").await;
