@@ -399,6 +399,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             .configure(crate::server::http::routes)
             .default_service(web::to(crate::server::http::not_found))
             .wrap(from_fn(crate::core::body_deadline::middleware))
+            .wrap(from_fn(crate::server::http::nul_guard))
             .wrap(from_fn(crate::server::ratelimit::middleware))
             .wrap(crate::server::http::problem_error_handlers())
             .wrap(from_fn(crate::server::http::metrics_middleware))
