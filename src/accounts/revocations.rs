@@ -221,10 +221,11 @@ const REBUILD_FIRST_PAUSE_MS: u64 = 250;
 const REBUILD_MAX_PAUSE_MS: u64 = 5_000;
 /// Between periodic rebuilds.
 const REFRESH_SECS: u64 = 60;
-/// Set when a rebuild starts; the marker is written only while it is still
-/// there, so a cache that restarted during the rebuild (losing the keys
-/// written before) is not vouched for.
-const REBUILD_WITNESS_KEY: &str = "rev:rebuilding";
+/// Set when a rebuild starts (one key per rebuild, so nodes rebuilding at
+/// once do not overwrite each other's); the marker is written only while it
+/// is still there, so a cache that restarted during the rebuild (losing the
+/// keys written before) is not vouched for.
+const REBUILD_WITNESS_PREFIX: &str = "rev:rebuilding:";
 const REBUILD_WITNESS_TTL_MS: u64 = 10 * 60_000;
 
 /// One rebuild: every revocation in force, then the marker (only if the
@@ -235,20 +236,18 @@ async fn rebuild_once(kv: &dyn Kv, db: &Db, token_ttl_secs: u64) -> anyhow::Resu
         .call(LoadInForce)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let witness = crate::core::ids::random_token(16);
-    kv.set(REBUILD_WITNESS_KEY, &witness, REBUILD_WITNESS_TTL_MS)
-        .await?;
+    let witness = format!(
+        "{REBUILD_WITNESS_PREFIX}{}",
+        crate::core::ids::random_token(16)
+    );
+    kv.set(&witness, "1", REBUILD_WITNESS_TTL_MS).await?;
     mirror_entries(kv, &in_force, token_ttl_secs).await?;
     let vouched = kv
-        .set_if_equal(
-            REBUILD_WITNESS_KEY,
-            &witness,
-            MIRROR_MARKER_KEY,
-            "1",
-            MIRROR_MARKER_TTL_MS,
-        )
+        .set_if_equal(&witness, "1", MIRROR_MARKER_KEY, "1", MIRROR_MARKER_TTL_MS)
         .await?;
     anyhow::ensure!(vouched, "the cache lost keys during the rebuild");
+    // Done with it; one left behind by a failure expires with its TTL.
+    let _ = kv.delete(&witness).await;
     // An unban between the load above and now had its key written back here.
     let now = db
         .call(LoadInForce)

@@ -48,6 +48,12 @@ pub async fn middleware(
             .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     if let (Some(limit), false) = (limit, websocket) {
         let inner = req.take_payload();
+        // A request without a body (most GETs) has nothing to wait for: no
+        // timer, no allocation on that path.
+        if matches!(inner, Payload::None) {
+            req.set_payload(inner);
+            return next.call(req).await;
+        }
         let timed = Deadline {
             inner,
             timer: Box::pin(tokio::time::sleep(limit)),

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::helpers::{assert_problem, postgres_configured, Backend, Options, TestApp};
-use crate::orders::{product, shop};
+use crate::orders::{order, product, shop};
 use crate::ws::Ws;
 
 /// A TCP proxy to a service that can be taken down and brought back.
@@ -141,13 +141,12 @@ async fn chat_once(app: &TestApp, from: &str, to: (i64, &str), client_id: &str) 
 }
 
 async fn create_order(app: &TestApp, token: &str, product_id: i64) -> i64 {
-    let r = app
-        .post(
-            "/api/v1/orders",
-            Some(token),
-            &json!({"items": [{"product_id": product_id, "quantity": 1}]}),
-        )
-        .await;
+    let r = order(
+        app,
+        token,
+        json!([{"product_id": product_id, "quantity": 1}]),
+    )
+    .await;
     assert_eq!(r.status(), 201, "order while degraded");
     r.json::<Value>().await.unwrap()["order_id"]
         .as_i64()

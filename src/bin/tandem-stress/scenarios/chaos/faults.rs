@@ -179,9 +179,12 @@ pub(super) async fn inject(
 async fn apply(server: &mut Server, api: &Api, fault: &Fault) -> Option<u64> {
     match fault {
         Fault::Kill => {
-            server.kill();
+            // Blocking (a `kill` process, a wait, a spawn): off the async workers' turn.
             let t0 = Instant::now();
-            if let Err(e) = server.spawn() {
+            if let Err(e) = tokio::task::block_in_place(|| {
+                server.kill();
+                server.spawn()
+            }) {
                 eprintln!("error: {e:#}");
                 return None;
             }
