@@ -35,9 +35,10 @@ async fn metric(app: &TestApp, name: &str) -> f64 {
 /// would pass the test process's open-file limit.
 static ONE_STORM_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Leave to the allocator per round of 10,000 sockets: what a leak of 800
-/// bytes per socket over two more rounds would pass.
-const GROWTH_ALLOWED_BYTES: f64 = 16.0 * 1024.0 * 1024.0;
+/// Leave to the allocator from the first two rounds of 10,000 held sockets
+/// to the fourth. Held figures vary by up to 10 MB from round to round with
+/// nothing leaked; a leak of 1 KB per socket adds 20 MB over two rounds.
+const GROWTH_ALLOWED_BYTES: f64 = 20.0 * 1024.0 * 1024.0;
 
 async fn ten_thousand_sockets_opened_and_dropped_at_once(backend: Backend) {
     let _turn = ONE_STORM_AT_A_TIME.lock().await;
@@ -48,17 +49,21 @@ async fn ten_thousand_sockets_opened_and_dropped_at_once(backend: Backend) {
     for i in 0..USERS {
         users.push(app.register(&format!("storm_{i}")).await);
     }
-    // The first rounds leave what the allocator keeps for next time (on
-    // PostgreSQL the second still adds some); later rounds must not add to
-    // it: nothing of a socket outlives it.
-    let mut rss = Vec::new();
+    // Resident memory is compared while each round's 10,000 sockets are
+    // held: then it is memory in use. After they are dropped it depends on
+    // when the allocator hands freed pages back (a CI run saw 80, 55, 172,
+    // 173 MB after rounds one to four with nothing leaked). Whatever a
+    // socket leaves behind is still resident when the next round is held,
+    // so a leak grows the held figure round by round. The first round
+    // may leave what the allocator keeps for next time; the fourth must not
+    // add to the larger of the first two.
+    let mut held_rss = Vec::new();
     for round in 0..4 {
-        storm(&app, &users, round).await;
-        rss.push(metric(&app, "process_resident_memory_bytes").await);
+        held_rss.push(storm(&app, &users, round).await);
     }
     assert!(
-        rss[3] < rss[1] + GROWTH_ALLOWED_BYTES,
-        "resident memory after each round of 10,000 sockets: {rss:?}"
+        held_rss[3] < held_rss[0].max(held_rss[1]) + GROWTH_ALLOWED_BYTES,
+        "resident memory while each round's 10,000 sockets were open: {held_rss:?}"
     );
     assert_eq!(app.get("/health", None).await.status(), 200);
     let me: Value = app
@@ -71,8 +76,9 @@ async fn ten_thousand_sockets_opened_and_dropped_at_once(backend: Backend) {
 }
 
 /// Opens 10,000 sockets, checks the server still serves, drops them all,
-/// and waits until the server has forgotten them.
-async fn storm(app: &TestApp, users: &[(i64, String)], round: usize) {
+/// and waits until the server has forgotten them. Returns the server's
+/// resident memory while it held them.
+async fn storm(app: &TestApp, users: &[(i64, String)], round: usize) -> f64 {
     let url = app.address.replacen("http://", "ws://", 1);
     let sockets: Vec<_> = futures_util::stream::iter(0..SOCKETS)
         .map(|i| {
@@ -101,6 +107,7 @@ async fn storm(app: &TestApp, users: &[(i64, String)], round: usize) {
         .await;
     assert_eq!(a.recv_type("ack").await["client_id"], client_id);
     drop(a);
+    let held_rss = metric(app, "process_resident_memory_bytes").await;
 
     drop(sockets); // every connection reset at once, no close frames
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -111,4 +118,5 @@ async fn storm(app: &TestApp, users: &[(i64, String)], round: usize) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    held_rss
 }
