@@ -506,3 +506,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     reviews,
     reports,
 );
+
+#[cfg(test)]
+#[path = "schema_tests.rs"]
+mod tests;

@@ -2,7 +2,9 @@
 //! auto-complete time has passed.
 
 use actix::{Handler, Message};
+use diesel::expression::SqlLiteral;
 use diesel::prelude::*;
+use diesel::sql_types::Bool;
 
 use crate::commerce::model::Command;
 use crate::core::error::ApiError;
@@ -11,6 +13,18 @@ use crate::storage::DbExecutor;
 
 /// Due orders read per tick.
 const DUE_BATCH: i64 = 1_000;
+
+/// The conditions of the partial indexes `orders_deadline_idx` and
+/// `orders_autocomplete_idx` (migration 000016), spelled as they are there:
+/// a query uses a partial index only when its WHERE repeats the index's
+/// condition, which `status = ?` with the value bound does not (SQLite then
+/// scans every order; PostgreSQL's generic plans likewise).
+const AWAITING_PAYMENT: &str = "status = 'pending_payment'";
+const SHIPPED: &str = "status = 'shipped'";
+
+fn status_is(condition: &'static str) -> SqlLiteral<Bool> {
+    diesel::dsl::sql::<Bool>(condition)
+}
 
 /// Orders whose pay deadline or auto-complete time has passed.
 pub struct DueOrders {
@@ -26,14 +40,14 @@ impl Handler<DueOrders> for DbExecutor {
     fn handle(&mut self, msg: DueOrders, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
         let expired: Vec<i64> = orders::table
-            .filter(orders::status.eq("pending_payment"))
+            .filter(status_is(AWAITING_PAYMENT))
             .filter(orders::pay_deadline_ms.le(msg.now_ms))
             .order(orders::pay_deadline_ms.asc())
             .limit(DUE_BATCH)
             .select(orders::id)
             .load(&mut conn)?;
         let complete: Vec<i64> = orders::table
-            .filter(orders::status.eq("shipped"))
+            .filter(status_is(SHIPPED))
             .filter(orders::auto_complete_at_ms.le(msg.now_ms))
             .order(orders::auto_complete_at_ms.asc())
             .limit(DUE_BATCH)
@@ -44,5 +58,71 @@ impl Handler<DueOrders> for DbExecutor {
             .map(|id| (id, Command::Expire))
             .chain(complete.into_iter().map(|id| (id, Command::AutoComplete)))
             .collect())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::commerce::model::Status;
+
+    /// SQLite's plan for the timers' reads, on a migrated database.
+    fn plan(sql: &str) -> String {
+        #[derive(QueryableByName)]
+        struct Step {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            detail: String,
+        }
+        let mut c = crate::storage::DbConn::Sqlite(
+            diesel::SqliteConnection::establish(":memory:").unwrap(),
+        );
+        crate::storage::run_migrations(&mut c).unwrap();
+        let steps: Vec<Step> = diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
+            .load(&mut c)
+            .unwrap();
+        steps
+            .into_iter()
+            .map(|s| s.detail)
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    #[test]
+    fn the_timers_read_their_partial_indexes() {
+        let expired = plan(&format!(
+            "SELECT id FROM orders WHERE {AWAITING_PAYMENT} AND pay_deadline_ms <= 1 \
+             ORDER BY pay_deadline_ms LIMIT 10"
+        ));
+        assert!(expired.contains("orders_deadline_idx"), "{expired}");
+        let complete = plan(&format!(
+            "SELECT id FROM orders WHERE {SHIPPED} AND auto_complete_at_ms <= 1 \
+             ORDER BY auto_complete_at_ms LIMIT 10"
+        ));
+        assert!(complete.contains("orders_autocomplete_idx"), "{complete}");
+    }
+
+    /// Migration 000016 rebuilt the tables with foreign keys off: they are
+    /// back on for the connection that ran it, and the rebuilt tables still
+    /// enforce theirs.
+    #[test]
+    fn foreign_keys_hold_after_the_rebuild() {
+        let mut c = crate::storage::DbConn::Sqlite(
+            diesel::SqliteConnection::establish(":memory:").unwrap(),
+        );
+        crate::storage::run_migrations(&mut c).unwrap();
+        let orphan = diesel::sql_query(
+            "INSERT INTO payments (id, order_id, provider, amount_cents, status, created_at_ms) \
+             VALUES (1, 999, 'mockpay', 1, 'created', 0)",
+        )
+        .execute(&mut c);
+        assert!(orphan.is_err(), "a payment of no order was stored");
+    }
+
+    #[test]
+    fn the_index_conditions_name_the_statuses() {
+        let condition = |s: Status| format!("status = '{}'", s.as_str());
+        assert_eq!(AWAITING_PAYMENT, condition(Status::PendingPayment));
+        assert_eq!(SHIPPED, condition(Status::Shipped));
     }
 }

@@ -1,0 +1,12 @@
+DROP INDEX orders_deadline_idx;
+CREATE INDEX orders_deadline_idx ON orders (status, pay_deadline_ms);
+DROP INDEX orders_autocomplete_idx;
+CREATE INDEX orders_autocomplete_idx ON orders (status, auto_complete_at_ms);
+DROP INDEX orders_paid_idx;
+CREATE INDEX orders_paid_idx ON orders (paid_at_ms);
+DROP INDEX orders_merchant_paid_idx;
+CREATE INDEX orders_merchant_paid_idx ON orders (merchant_id, paid_at_ms);
+DROP INDEX outbox_unpublished_idx;
+CREATE INDEX outbox_unpublished_idx ON outbox (published_at_ms, id);
+ALTER TABLE notifications DROP CONSTRAINT notifications_event_kind_user_key;
+ALTER TABLE notifications ADD CONSTRAINT notifications_user_event_kind_key UNIQUE (user_id, event_id, kind);
