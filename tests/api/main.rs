@@ -33,5 +33,6 @@ mod rebates;
 mod social;
 mod socket_storm;
 mod trips;
+mod upgrade;
 mod write_path;
 mod ws;

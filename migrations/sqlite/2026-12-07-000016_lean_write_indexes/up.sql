@@ -7,7 +7,11 @@
 --    64-bit integers). SQLite's procedure for redefining a table
 --    (lang_altertable.html, section 7): foreign keys off, one transaction,
 --    new table, copy, drop, rename, indexes. Hence metadata.toml: not in
---    diesel's transaction (foreign_keys cannot change inside one).
+--    diesel's transaction (foreign_keys cannot change inside one). Should
+--    the process stop between COMMIT and diesel's record of the migration,
+--    the next start runs it again on the rebuilt tables, which it leaves as
+--    they are. It needs free disk space for one more copy of these tables.
+--    tests/api/upgrade.rs checks it on a database of the earlier schema.
 --    The rebuilt notifications table keeps the same uniqueness with its
 --    columns in another order, (event_id, kind, user_id): event ids grow
 --    with time, so new entries go at the index's end, where an order's
