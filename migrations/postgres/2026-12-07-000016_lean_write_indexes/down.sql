@@ -8,5 +8,7 @@ DROP INDEX orders_merchant_paid_idx;
 CREATE INDEX orders_merchant_paid_idx ON orders (merchant_id, paid_at_ms);
 DROP INDEX outbox_unpublished_idx;
 CREATE INDEX outbox_unpublished_idx ON outbox (published_at_ms, id);
+DROP INDEX rebates_due_idx;
+CREATE INDEX rebates_due_idx ON rebates (status, available_at_ms);
 ALTER TABLE notifications DROP CONSTRAINT notifications_event_kind_user_key;
 ALTER TABLE notifications ADD CONSTRAINT notifications_user_event_kind_key UNIQUE (user_id, event_id, kind);

@@ -403,5 +403,7 @@ DROP INDEX orders_merchant_paid_idx;
 CREATE INDEX orders_merchant_paid_idx ON orders (merchant_id, paid_at_ms);
 DROP INDEX outbox_unpublished_idx;
 CREATE INDEX outbox_unpublished_idx ON outbox (published_at_ms, id);
+DROP INDEX rebates_due_idx;
+CREATE INDEX rebates_due_idx ON rebates (status, available_at_ms);
 COMMIT;
 PRAGMA foreign_keys = ON;

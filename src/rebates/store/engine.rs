@@ -527,6 +527,12 @@ fn write_records(c: &mut DbConn, rows: &[RebateRow]) -> diesel::QueryResult<()> 
     Ok(())
 }
 
+/// The condition the partial indexes `rebates_due_idx` and
+/// `rebates_undated_pending_idx` share, spelled as they are (migrations 000009
+/// and 000016): a query uses a partial index only when its WHERE repeats the
+/// index's condition, which `status = ?` with the value bound does not.
+pub(crate) const PENDING: &str = "status = 'pending'";
+
 /// Orders with pending rebates whose hold has passed, and the next cursor
 /// of the undated scan.
 ///
@@ -542,15 +548,16 @@ pub fn due_orders(
     limit: i64,
     undated_after: i64,
 ) -> Result<(Vec<i64>, i64), ApiError> {
+    let pending = || diesel::dsl::sql::<diesel::sql_types::Bool>(PENDING);
     let mut ids: Vec<i64> = rebates::table
-        .filter(rebates::status.eq(RebateStatus::Pending.as_str()))
+        .filter(pending())
         .filter(rebates::available_at_ms.le(now))
         .order(rebates::available_at_ms.asc())
         .limit(limit)
         .select(rebates::order_id)
         .load(conn)?;
     let undated: Vec<i64> = rebates::table
-        .filter(rebates::status.eq(RebateStatus::Pending.as_str()))
+        .filter(pending())
         .filter(rebates::available_at_ms.is_null())
         .filter(rebates::order_id.gt(undated_after))
         .order(rebates::order_id.asc())

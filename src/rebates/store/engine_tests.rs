@@ -228,3 +228,45 @@ fn a_batch_reads_the_rule_set_in_force_once_and_exactly() {
         "the next batch reads again"
     );
 }
+
+/// SQLite's plan for one query, on a migrated database.
+fn plan(c: &mut DbConn, sql: &str) -> String {
+    #[derive(QueryableByName)]
+    struct Step {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        detail: String,
+    }
+    let steps: Vec<Step> = diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
+        .load(c)
+        .unwrap();
+    steps
+        .into_iter()
+        .map(|s| s.detail)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[test]
+fn the_settlement_scans_read_their_partial_indexes() {
+    assert_eq!(
+        PENDING,
+        format!("status = '{}'", RebateStatus::Pending.as_str())
+    );
+    let mut c = db();
+    let due = plan(
+        &mut c,
+        &format!(
+            "SELECT order_id FROM rebates WHERE {PENDING} AND available_at_ms <= 1 \
+             ORDER BY available_at_ms LIMIT 10"
+        ),
+    );
+    assert!(due.contains("rebates_due_idx"), "{due}");
+    let undated = plan(
+        &mut c,
+        &format!(
+            "SELECT DISTINCT order_id FROM rebates WHERE {PENDING} AND available_at_ms IS NULL \
+             AND order_id > 0 ORDER BY order_id LIMIT 10"
+        ),
+    );
+    assert!(undated.contains("rebates_undated_pending_idx"), "{undated}");
+}
