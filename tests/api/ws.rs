@@ -107,6 +107,21 @@ impl Ws {
         }
     }
 
+    /// Every text frame that arrives until none has for `ms`.
+    pub async fn frames_until_quiet(&mut self, ms: u64) -> Vec<Value> {
+        let mut frames = Vec::new();
+        loop {
+            match tokio::time::timeout(Duration::from_millis(ms), self.stream.next()).await {
+                Err(_) | Ok(None) => return frames,
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    frames.push(serde_json::from_str(t.as_str()).unwrap_or_default());
+                }
+                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Err(e))) => panic!("socket failed: {e}"),
+            }
+        }
+    }
+
     /// Reads until the server closes; returns the close code.
     pub async fn ended_within(&mut self, secs: u64) -> Ended {
         match self.close_frame_within(secs).await {
