@@ -18,6 +18,7 @@ pub mod group;
 pub mod idempotency;
 pub mod lease;
 pub mod outbox;
+pub mod partial_index;
 pub mod schema;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

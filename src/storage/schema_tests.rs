@@ -3,18 +3,10 @@
 
 use diesel::prelude::*;
 
-use crate::storage::DbConn;
-
 #[derive(QueryableByName)]
 struct Named {
     #[diesel(sql_type = diesel::sql_types::Text)]
     name: String,
-}
-
-fn migrated() -> DbConn {
-    let mut c = DbConn::Sqlite(diesel::SqliteConnection::establish(":memory:").unwrap());
-    crate::storage::run_migrations(&mut c).unwrap();
-    c
 }
 
 /// A table keyed by one integer column is a rowid table (declared
@@ -22,7 +14,7 @@ fn migrated() -> DbConn {
 /// B-tree beside the table, written by every insert (migration 000016).
 #[test]
 fn tables_keyed_by_one_id_are_rowid_tables() {
-    let mut c = migrated();
+    let mut c = crate::storage::partial_index::migrated_sqlite();
     let spelled_otherwise: Vec<Named> = diesel::sql_query(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND sql LIKE '%BIGINT PRIMARY KEY%'",
     )

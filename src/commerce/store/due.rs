@@ -2,29 +2,21 @@
 //! auto-complete time has passed.
 
 use actix::{Handler, Message};
-use diesel::expression::SqlLiteral;
 use diesel::prelude::*;
-use diesel::sql_types::Bool;
 
 use crate::commerce::model::Command;
 use crate::core::error::ApiError;
 use crate::storage::schema::orders;
-use crate::storage::DbExecutor;
+use crate::storage::{partial_index, DbExecutor};
 
 /// Due orders read per tick.
 const DUE_BATCH: i64 = 1_000;
 
 /// The conditions of the partial indexes `orders_deadline_idx` and
-/// `orders_autocomplete_idx` (migration 000016), spelled as they are there:
-/// a query uses a partial index only when its WHERE repeats the index's
-/// condition, which `status = ?` with the value bound does not (SQLite then
-/// scans every order; PostgreSQL's generic plans likewise).
+/// `orders_autocomplete_idx` (migration 000016), as written there (see
+/// `storage::partial_index`).
 const AWAITING_PAYMENT: &str = "status = 'pending_payment'";
 const SHIPPED: &str = "status = 'shipped'";
-
-fn status_is(condition: &'static str) -> SqlLiteral<Bool> {
-    diesel::dsl::sql::<Bool>(condition)
-}
 
 /// Orders whose pay deadline or auto-complete time has passed.
 pub struct DueOrders {
@@ -40,14 +32,14 @@ impl Handler<DueOrders> for DbExecutor {
     fn handle(&mut self, msg: DueOrders, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
         let expired: Vec<i64> = orders::table
-            .filter(status_is(AWAITING_PAYMENT))
+            .filter(partial_index::condition(AWAITING_PAYMENT))
             .filter(orders::pay_deadline_ms.le(msg.now_ms))
             .order(orders::pay_deadline_ms.asc())
             .limit(DUE_BATCH)
             .select(orders::id)
             .load(&mut conn)?;
         let complete: Vec<i64> = orders::table
-            .filter(status_is(SHIPPED))
+            .filter(partial_index::condition(SHIPPED))
             .filter(orders::auto_complete_at_ms.le(msg.now_ms))
             .order(orders::auto_complete_at_ms.asc())
             .limit(DUE_BATCH)
@@ -67,38 +59,26 @@ mod tests {
     use super::*;
     use crate::commerce::model::Status;
 
-    /// SQLite's plan for the timers' reads, on a migrated database.
-    fn plan(sql: &str) -> String {
-        #[derive(QueryableByName)]
-        struct Step {
-            #[diesel(sql_type = diesel::sql_types::Text)]
-            detail: String,
-        }
-        let mut c = crate::storage::DbConn::Sqlite(
-            diesel::SqliteConnection::establish(":memory:").unwrap(),
-        );
-        crate::storage::run_migrations(&mut c).unwrap();
-        let steps: Vec<Step> = diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
-            .load(&mut c)
-            .unwrap();
-        steps
-            .into_iter()
-            .map(|s| s.detail)
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
+    use crate::storage::partial_index::{migrated_sqlite, sqlite_plan};
 
     #[test]
     fn the_timers_read_their_partial_indexes() {
-        let expired = plan(&format!(
-            "SELECT id FROM orders WHERE {AWAITING_PAYMENT} AND pay_deadline_ms <= 1 \
+        let mut c = migrated_sqlite();
+        let expired = sqlite_plan(
+            &mut c,
+            &format!(
+                "SELECT id FROM orders WHERE {AWAITING_PAYMENT} AND pay_deadline_ms <= 1 \
              ORDER BY pay_deadline_ms LIMIT 10"
-        ));
+            ),
+        );
         assert!(expired.contains("orders_deadline_idx"), "{expired}");
-        let complete = plan(&format!(
-            "SELECT id FROM orders WHERE {SHIPPED} AND auto_complete_at_ms <= 1 \
+        let complete = sqlite_plan(
+            &mut c,
+            &format!(
+                "SELECT id FROM orders WHERE {SHIPPED} AND auto_complete_at_ms <= 1 \
              ORDER BY auto_complete_at_ms LIMIT 10"
-        ));
+            ),
+        );
         assert!(complete.contains("orders_autocomplete_idx"), "{complete}");
     }
 
@@ -107,10 +87,7 @@ mod tests {
     /// enforce theirs.
     #[test]
     fn foreign_keys_hold_after_the_rebuild() {
-        let mut c = crate::storage::DbConn::Sqlite(
-            diesel::SqliteConnection::establish(":memory:").unwrap(),
-        );
-        crate::storage::run_migrations(&mut c).unwrap();
+        let mut c = migrated_sqlite();
         let orphan = diesel::sql_query(
             "INSERT INTO payments (id, order_id, provider, amount_cents, status, created_at_ms) \
              VALUES (1, 999, 'mockpay', 1, 'created', 0)",

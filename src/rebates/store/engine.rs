@@ -528,9 +528,8 @@ fn write_records(c: &mut DbConn, rows: &[RebateRow]) -> diesel::QueryResult<()> 
 }
 
 /// The condition the partial indexes `rebates_due_idx` and
-/// `rebates_undated_pending_idx` share, spelled as they are (migrations 000009
-/// and 000016): a query uses a partial index only when its WHERE repeats the
-/// index's condition, which `status = ?` with the value bound does not.
+/// `rebates_undated_pending_idx` share, as written there (migrations 000009
+/// and 000016; see `storage::partial_index`).
 pub(crate) const PENDING: &str = "status = 'pending'";
 
 /// Orders with pending rebates whose hold has passed, and the next cursor
@@ -548,7 +547,7 @@ pub fn due_orders(
     limit: i64,
     undated_after: i64,
 ) -> Result<(Vec<i64>, i64), ApiError> {
-    let pending = || diesel::dsl::sql::<diesel::sql_types::Bool>(PENDING);
+    let pending = || crate::storage::partial_index::condition(PENDING);
     let mut ids: Vec<i64> = rebates::table
         .filter(pending())
         .filter(rebates::available_at_ms.le(now))

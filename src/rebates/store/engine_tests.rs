@@ -10,8 +10,7 @@ use crate::storage::schema::ledger_entries;
 /// A migrated in-memory SQLite database. Foreign keys stay off: the
 /// records below need no users or orders.
 fn db() -> DbConn {
-    let mut c = DbConn::Sqlite(diesel::SqliteConnection::establish(":memory:").unwrap());
-    crate::storage::run_migrations(&mut c).unwrap();
+    let mut c = crate::storage::partial_index::migrated_sqlite();
     c.batch_execute("PRAGMA foreign_keys = OFF").unwrap();
     c
 }
@@ -229,31 +228,15 @@ fn a_batch_reads_the_rule_set_in_force_once_and_exactly() {
     );
 }
 
-/// SQLite's plan for one query, on a migrated database.
-fn plan(c: &mut DbConn, sql: &str) -> String {
-    #[derive(QueryableByName)]
-    struct Step {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        detail: String,
-    }
-    let steps: Vec<Step> = diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
-        .load(c)
-        .unwrap();
-    steps
-        .into_iter()
-        .map(|s| s.detail)
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
 #[test]
 fn the_settlement_scans_read_their_partial_indexes() {
+    use crate::storage::partial_index::sqlite_plan;
     assert_eq!(
         PENDING,
         format!("status = '{}'", RebateStatus::Pending.as_str())
     );
     let mut c = db();
-    let due = plan(
+    let due = sqlite_plan(
         &mut c,
         &format!(
             "SELECT order_id FROM rebates WHERE {PENDING} AND available_at_ms <= 1 \
@@ -261,7 +244,7 @@ fn the_settlement_scans_read_their_partial_indexes() {
         ),
     );
     assert!(due.contains("rebates_due_idx"), "{due}");
-    let undated = plan(
+    let undated = sqlite_plan(
         &mut c,
         &format!(
             "SELECT DISTINCT order_id FROM rebates WHERE {PENDING} AND available_at_ms IS NULL \
