@@ -407,6 +407,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     })
     .workers(workers)
     .max_connections(50_000)
+    // Nagle off: a socket frame (a chat ack, a delivery) written while an
+    // earlier one is not yet acknowledged otherwise waits for the client's
+    // delayed ACK, up to 40 ms on Linux; measured as a flat 41 ms on every
+    // ack to a group member who also receives the group's messages.
+    .tcp_nodelay(true)
     .client_request_timeout(Duration::from_millis(config.http_head_timeout_ms))
     .shutdown_timeout(config.shutdown_timeout_secs)
     // Signals are ours (see `stop_on_signal`): sockets first, then the drain.

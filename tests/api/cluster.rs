@@ -331,7 +331,7 @@ async fn a_client_whose_node_dies_syncs_on_another() {
 
 /// `tandem-stress` with several targets spreads its clients over the nodes,
 /// and its checks hold on a cluster: a chat between sockets on different
-/// nodes, and a flash sale.
+/// nodes, a group chat sent open-loop, and a flash sale.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_harness_spreads_over_nodes() {
     postgres_only!();
@@ -340,7 +340,7 @@ async fn the_harness_spreads_over_nodes() {
     let targets = format!("{},{}", a.url(""), b.url(""));
     let (name, password) = crate::helpers::ADMIN;
     let admin = format!("{name}:{password}");
-    let runs: [&[&str]; 2] = [
+    let runs: [&[&str]; 3] = [
         &[
             "--scenario",
             "chat-direct",
@@ -348,6 +348,19 @@ async fn the_harness_spreads_over_nodes() {
             "2",
             "--concurrency",
             "4",
+        ],
+        // Open loop: sends at fixed times without waiting for acks.
+        &[
+            "--scenario",
+            "chat-group",
+            "--group-size",
+            "12",
+            "--concurrency",
+            "3",
+            "--rate",
+            "60",
+            "--duration",
+            "2",
         ],
         &[
             "--scenario",
@@ -381,6 +394,12 @@ async fn the_harness_spreads_over_nodes() {
             !checks.is_empty() && checks.values().all(|v| v == true),
             "{report}"
         );
+        assert!(report["ops"].as_u64().unwrap() > 0, "{report}");
+        if args.contains(&"--rate") {
+            // 60 messages a second for 2 s, every one acked and timed at the members.
+            assert_eq!(report["sent"], 120, "{report}");
+            assert!(report["delivery_latency_ms"]["p99"].as_f64().unwrap() > 0.0);
+        }
     }
     // Both nodes took orders of the flash sale.
     for node in [&a, &b] {

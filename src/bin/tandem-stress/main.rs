@@ -47,7 +47,10 @@ struct Args {
     /// sending members, at most 128 and half the group).
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
-    /// Open loop: fixed arrival rate per second; latency counts from the intended send time.
+    /// Open loop: fixed arrival rate per second; latency counts from the
+    /// intended send time. chat-group: messages per second over all senders,
+    /// sent without waiting for acks (send-to-delivery latency in
+    /// `delivery_latency_ms`).
     #[arg(long)]
     rate: Option<u64>,
     /// flash-sale: units in stock.

@@ -54,7 +54,7 @@ pub(crate) async fn ws(base: &str, token: &str) -> anyhow::Result<Ws> {
         base.replacen("http://", "ws://", 1)
     );
     Ok(
-        tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), false)
+        tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), true)
             .await?
             .0,
     )

@@ -3,6 +3,7 @@
 mod chaos;
 mod chat_direct;
 mod chat_group;
+mod chat_group_open;
 mod connections;
 mod flash_sale;
 mod health;
