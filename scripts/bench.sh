@@ -26,6 +26,7 @@ s --scenario orders --duration 10 --concurrency 256 --admin root:rootpass123 --m
 s --scenario order-create --duration 10 --concurrency 256 --admin root:rootpass123 --compare health --json "$out/order-create.json"
 s --scenario chat-direct --duration 10 --concurrency 128 --json "$out/chat-direct.json"
 s --scenario chat-group --group-size 500 --duration 10 --concurrency 64 --json "$out/chat-group.json"
+s --scenario chat-group --group-size 200 --duration 10 --concurrency 10 --rate 1500 --json "$out/chat-group-open.json"
 s --scenario mixed --duration 10 --concurrency 128 --admin root:rootpass123 --mockpay-secret benchsecret --json "$out/mixed.json"
 s --scenario connections --duration 10 --concurrency 15000 --json "$out/connections.json"
 echo "server resident memory: $(grep VmRSS /proc/$server/status)"
