@@ -24,10 +24,10 @@ pub(crate) async fn chat_roundtrip(pair: &mut Pair, cid: &str) -> Result<(), Str
     let (mut acked, mut delivered) = (false, false);
     while !(acked && delivered) {
         if !delivered {
-            let v = next_json(sb).await?;
-            if v["type"] == "message" {
-                let seq = v["seq"].as_i64().unwrap_or(0);
-                if seq != *last_seq + 1 || v["client_id"] != cid {
+            let f = next_seen(sb, cid).await?;
+            if f.kind == Kind::Message {
+                let seq = f.seq.unwrap_or(0);
+                if seq != *last_seq + 1 || !f.ours {
                     *in_order = false;
                 }
                 *last_seq = seq;
@@ -35,14 +35,66 @@ pub(crate) async fn chat_roundtrip(pair: &mut Pair, cid: &str) -> Result<(), Str
             }
             continue;
         }
-        let v = next_json(sa).await?;
-        if v["type"] == "ack" && v["client_id"] == cid {
-            acked = true;
-        } else if v["type"] == "error" {
-            return Err(format!("send refused: {v}"));
+        let f = next_seen(sa, cid).await?;
+        match f.kind {
+            Kind::Ack if f.ours => acked = true,
+            Kind::Error => return Err(format!("send refused: {}", f.text)),
+            _ => {}
         }
     }
     Ok(())
+}
+
+#[derive(PartialEq)]
+enum Kind {
+    Message,
+    Ack,
+    Error,
+    Other,
+}
+
+/// What the pairs' checks read of a frame: its type, seq, and whether its
+/// `client_id` is the one sent.
+struct Seen {
+    kind: Kind,
+    seq: Option<i64>,
+    ours: bool,
+    /// The frame itself, kept for an error's message only.
+    text: String,
+}
+
+/// The fields of a frame the pairs check, borrowed from its text: a full
+/// `Value` per frame made the harness a large CPU user on the machine it
+/// shares with the server.
+#[derive(serde::Deserialize)]
+struct Fields<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    seq: Option<i64>,
+    #[serde(default, borrow)]
+    client_id: Option<std::borrow::Cow<'a, str>>,
+}
+
+async fn next_seen(s: &mut Ws, cid: &str) -> Result<Seen, String> {
+    let t = next_text(s).await?;
+    let f: Fields = serde_json::from_str(t.as_str()).map_err(|e| e.to_string())?;
+    let kind = match f.kind.as_ref() {
+        "message" => Kind::Message,
+        "ack" => Kind::Ack,
+        "error" => Kind::Error,
+        _ => Kind::Other,
+    };
+    Ok(Seen {
+        ours: f.client_id.as_deref() == Some(cid),
+        seq: f.seq,
+        text: if kind == Kind::Error {
+            t.as_str().to_owned()
+        } else {
+            String::new()
+        },
+        kind,
+    })
 }
 
 pub(crate) type Ws =
@@ -68,12 +120,16 @@ pub(crate) fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocket
 }
 
 pub(crate) async fn next_json(s: &mut Ws) -> Result<Value, String> {
+    let t = next_text(s).await?;
+    serde_json::from_str(t.as_str()).map_err(|e| e.to_string())
+}
+
+/// The next text frame (bounded by [`REQUEST_TIMEOUT`]).
+async fn next_text(s: &mut Ws) -> Result<tokio_tungstenite::tungstenite::Utf8Bytes, String> {
     loop {
         match tokio::time::timeout(REQUEST_TIMEOUT, s.next()).await {
             Err(_) => return Err("timed out waiting for a frame".into()),
-            Ok(Some(Ok(Message::Text(t)))) => {
-                return serde_json::from_str(t.as_str()).map_err(|e| e.to_string())
-            }
+            Ok(Some(Ok(Message::Text(t)))) => return Ok(t),
             Ok(Some(Ok(Message::Close(f)))) => return Err(format!("closed: {f:?}")),
             Ok(Some(Ok(_))) => continue,
             Ok(Some(Err(e))) => return Err(e.to_string()),
