@@ -20,7 +20,7 @@ pub(crate) struct Stats {
 impl Stats {
     fn new() -> Arc<Self> {
         let s = Stats::default();
-        *s.hist.lock() = Histogram::new_with_bounds(1, 600_000_000, 3).ok();
+        *s.hist.lock() = new_histogram();
         Arc::new(s)
     }
     fn merge(&self, h: &Histogram<u64>) {
@@ -28,6 +28,11 @@ impl Stats {
             let _ = all.add(h);
         }
     }
+}
+
+/// A latency histogram in µs, 1 µs to 10 min, 3 significant digits.
+pub(crate) fn new_histogram() -> Option<Histogram<u64>> {
+    Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).ok()
 }
 
 pub(crate) struct Report {
@@ -120,7 +125,7 @@ where
         let (op, stats, counter, printed) =
             (op.clone(), stats.clone(), counter.clone(), printed.clone());
         workers.push(tokio::spawn(async move {
-            let mut h = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).ok();
+            let mut h = new_histogram();
             loop {
                 let i = counter.fetch_add(1, Ordering::Relaxed);
                 if max_ops.is_some_and(|m| i >= m) {

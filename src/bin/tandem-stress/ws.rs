@@ -63,17 +63,17 @@ struct Seen {
     text: String,
 }
 
-/// The fields of a frame the pairs check, borrowed from its text: a full
-/// `Value` per frame made the harness a large CPU user on the machine it
-/// shares with the server.
+/// The fields of a server frame the chat checks read, borrowed from its
+/// text: a full `Value` per frame made the harness (hundreds of sockets in
+/// `chat-group`) a large CPU user on the machine it shares with the server.
 #[derive(serde::Deserialize)]
-struct Fields<'a> {
+pub(crate) struct Fields<'a> {
     #[serde(rename = "type", borrow)]
-    kind: std::borrow::Cow<'a, str>,
+    pub(crate) kind: std::borrow::Cow<'a, str>,
     #[serde(default)]
-    seq: Option<i64>,
+    pub(crate) seq: Option<i64>,
     #[serde(default, borrow)]
-    client_id: Option<std::borrow::Cow<'a, str>>,
+    pub(crate) client_id: Option<std::borrow::Cow<'a, str>>,
 }
 
 async fn next_seen(s: &mut Ws, cid: &str) -> Result<Seen, String> {

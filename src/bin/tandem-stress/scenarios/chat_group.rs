@@ -21,25 +21,14 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::chat_group_open::open_loop;
 use crate::api::{run_id, Api};
-use crate::report::{drive, report, Report};
-use crate::ws::{next_json, ws, Ws};
+use crate::report::{drive, new_histogram, report, Report};
+use crate::ws::{next_json, ws, Fields, Ws};
 use crate::Args;
 
 /// Senders at most (and at most half the group).
 const MAX_SENDERS: usize = 128;
 /// How long the last fan-outs may take to arrive after the load stops.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The fields of a server frame that the group receivers check.
-#[derive(serde::Deserialize)]
-pub(super) struct SeenFrame<'a> {
-    #[serde(rename = "type", borrow)]
-    pub(super) kind: std::borrow::Cow<'a, str>,
-    #[serde(default)]
-    pub(super) seq: Option<i64>,
-    #[serde(default, borrow)]
-    pub(super) client_id: Option<std::borrow::Cow<'a, str>>,
-}
 
 /// A message's `client_id`: its number and its intended send time in µs
 /// since the run's epoch, so that every member can time its delivery.
@@ -50,10 +39,6 @@ pub(super) fn client_id(n: u64, sent_us: u64) -> String {
 /// The intended send time (µs since the epoch) carried by a `client_id`.
 pub(super) fn sent_us(client_id: &str) -> Option<u64> {
     client_id.strip_prefix('g')?.split_once('.')?.1.parse().ok()
-}
-
-pub(super) fn new_histogram() -> Option<Histogram<u64>> {
-    Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).ok()
 }
 
 /// Records `now - sent` in µs (at least 1).
@@ -84,7 +69,8 @@ pub(super) struct Group {
     deliveries: Arc<AtomicU64>,
     disorder: Arc<AtomicU64>,
     stop: tokio::sync::watch::Sender<bool>,
-    receivers: Vec<JoinHandle<Option<Histogram<u64>>>>,
+    /// Each member's delivery latencies and count of messages received.
+    receivers: Vec<JoinHandle<(Option<Histogram<u64>>, u64)>>,
 }
 
 impl Group {
@@ -140,31 +126,30 @@ impl Group {
         Ok(group)
     }
 
-    /// A member's socket: counts message frames, checks their seqs rise, and
-    /// times each from the send time in its `client_id`.
+    /// A member's socket: counts message frames, checks each seq follows the
+    /// one before it (no gap, repeat or reversal), and times each from the
+    /// send time in its `client_id`.
     fn receive(
         &self,
         mut ws: Ws,
         mut stop: tokio::sync::watch::Receiver<bool>,
-    ) -> impl std::future::Future<Output = Option<Histogram<u64>>> {
+    ) -> impl std::future::Future<Output = (Option<Histogram<u64>>, u64)> {
         let (deliveries, disorder, epoch) =
             (self.deliveries.clone(), self.disorder.clone(), self.epoch);
         async move {
             let mut latency = new_histogram();
-            let mut last = 0_i64;
+            let (mut last, mut count) = (None::<i64>, 0_u64);
             loop {
                 tokio::select! {
                     _ = stop.changed() => break,
                     frame = ws.next() => match frame {
                         Some(Ok(Message::Text(t))) => {
-                            // Only the fields the check needs, borrowed: a full
-                            // `Value` per frame made the harness's 496 receivers the
-                            // largest CPU user on the shared machine.
-                            let Ok(v) = serde_json::from_str::<SeenFrame>(t.as_str()) else { continue };
+                            let Ok(v) = serde_json::from_str::<Fields>(t.as_str()) else { continue };
                             if v.kind != "message" { continue; }
                             let seq = v.seq.unwrap_or(0);
-                            if seq <= last { disorder.fetch_add(1, Ordering::Relaxed); }
-                            last = seq;
+                            if last.is_some_and(|l| seq != l + 1) { disorder.fetch_add(1, Ordering::Relaxed); }
+                            last = Some(seq);
+                            count += 1;
                             deliveries.fetch_add(1, Ordering::Relaxed);
                             if let Some(sent) = v.client_id.as_deref().and_then(sent_us) {
                                 record_since(&mut latency, epoch, sent);
@@ -175,7 +160,7 @@ impl Group {
                     }
                 }
             }
-            latency
+            (latency, count)
         }
     }
 
@@ -191,15 +176,27 @@ impl Group {
         }
         let _ = self.stop.send(true);
         let mut latency = new_histogram();
+        // Every member got exactly the acked messages: a member short of one
+        // cannot hide behind another that got one too many.
+        let mut every_member_complete = true;
         for r in self.receivers {
-            if let (Ok(Some(h)), Some(all)) = (r.await, latency.as_mut()) {
+            let Ok((h, count)) = r.await else {
+                every_member_complete = false;
+                continue;
+            };
+            every_member_complete &= count == acked;
+            if let (Some(h), Some(all)) = (h, latency.as_mut()) {
                 let _ = all.add(&h);
             }
         }
         let got = self.deliveries.load(Ordering::Relaxed);
         rep.checks.insert(
             "every_acked_message_delivered_to_every_member_once_in_order".into(),
-            Value::Bool(got == expected && self.disorder.load(Ordering::Relaxed) == 0),
+            Value::Bool(
+                got == expected
+                    && every_member_complete
+                    && self.disorder.load(Ordering::Relaxed) == 0,
+            ),
         );
         rep.extras.insert(
             "deliveries_per_s".into(),
@@ -236,8 +233,9 @@ pub(crate) async fn scenario_chat_group(args: &Args) -> anyhow::Result<Report> {
         let (sockets, counter) = (s2.clone(), counter.clone());
         async move {
             let k = usize::try_from(i).unwrap_or(0) % sockets.len();
-            let mut ws = sockets[k].lock().await;
+            // Timed from before the lock, as `drive` times the ack.
             let now_us = u64::try_from(epoch.elapsed().as_micros()).unwrap_or(0);
+            let mut ws = sockets[k].lock().await;
             let cid = client_id(counter.fetch_add(1, Ordering::Relaxed), now_us);
             ws.send(Message::text(json!({"type": "send", "client_id": cid, "conversation_id": conv, "body": "to everyone"}).to_string()))
                 .await

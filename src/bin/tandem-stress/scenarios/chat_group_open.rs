@@ -11,9 +11,10 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::chat_group::{client_id, new_histogram, record_since, sent_us, Group, SeenFrame};
-use crate::report::Report;
-use crate::{Args, MAX_DURATION_S};
+use super::chat_group::{client_id, record_since, sent_us, Group};
+use crate::report::{new_histogram, Report};
+use crate::ws::Fields;
+use crate::{Args, MAX_DURATION_S, REQUEST_TIMEOUT};
 
 /// The highest offered rate, messages per second in all.
 const MAX_RATE_PER_S: u64 = 100_000;
@@ -54,11 +55,20 @@ pub(super) async fn open_loop(args: &Args, mut group: Group, rate: u64) -> anyho
     let tally = Arc::new(Tally::default());
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let start = Instant::now();
+    // However slow the sends, the writers stop by then.
+    let hard_stop =
+        start + Duration::from_secs(args.duration.min(MAX_DURATION_S)) + REQUEST_TIMEOUT;
     let (mut writers, mut readers) = (Vec::new(), Vec::new());
     for (k, ws) in std::mem::take(&mut group.senders).into_iter().enumerate() {
         let (mut sink, stream) = ws.split();
+        let mine = Mine {
+            k: k as u64,
+            n,
+            acked: vec![false; usize::try_from(total / n + 1).unwrap_or(0)],
+        };
         readers.push(tokio::spawn(read_acks(
             stream,
+            mine,
             stop_rx.clone(),
             tally.clone(),
             epoch,
@@ -67,14 +77,24 @@ pub(super) async fn open_loop(args: &Args, mut group: Group, rate: u64) -> anyho
         writers.push(tokio::spawn(async move {
             for i in (k as u64..total).step_by(usize::try_from(n).unwrap_or(1)) {
                 let due = start + Duration::from_nanos(i * 1_000_000_000 / rate);
+                if Instant::now() >= hard_stop {
+                    break;
+                }
                 tokio::time::sleep_until(due.into()).await;
                 let due_us = u64::try_from((due - epoch).as_micros()).unwrap_or(0);
                 let frame = json!({"type": "send", "client_id": client_id(i, due_us),
                     "conversation_id": conv, "body": "to everyone"});
                 tally.sent.fetch_add(1, Ordering::Relaxed);
-                if let Err(e) = sink.send(Message::text(frame.to_string())).await {
-                    tally.error(&e.to_string());
-                    break;
+                // Bounded: a server that stops reading must not hold the run.
+                let sent = tokio::time::timeout(
+                    REQUEST_TIMEOUT,
+                    sink.send(Message::text(frame.to_string())),
+                )
+                .await;
+                match sent {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return tally.error(&e.to_string()),
+                    Err(_) => return tally.error("a send timed out"),
                 }
             }
         }));
@@ -111,16 +131,53 @@ pub(super) async fn open_loop(args: &Args, mut group: Group, rate: u64) -> anyho
         "every_sent_message_acked".into(),
         Value::Bool(acked == sent && rep.errors == 0),
     );
+    rep.checks.insert(
+        "every_scheduled_message_sent".into(),
+        Value::Bool(sent == total),
+    );
     rep.extras.insert("offered_rate_per_s".into(), json!(rate));
     rep.extras.insert("sent".into(), json!(sent));
     group.finish(n as usize, acked, &mut rep).await;
     Ok(rep)
 }
 
-/// A sender's incoming side: acks (timed from the send time in their
-/// `client_id`) and refusals; the other senders' messages are ignored.
+/// The messages one sender sends (k, k + n, ...) and which were acked.
+struct Mine {
+    k: u64,
+    n: u64,
+    acked: Vec<bool>,
+}
+
+impl Mine {
+    /// True the first time message `i` of this sender is acked.
+    fn first_ack(&mut self, i: u64) -> bool {
+        if i % self.n != self.k {
+            return false;
+        }
+        let slot = usize::try_from(i / self.n)
+            .ok()
+            .and_then(|j| self.acked.get_mut(j));
+        match slot {
+            Some(seen) if !*seen => {
+                *seen = true;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A message's number in the schedule, from its `client_id`.
+fn number(client_id: &str) -> Option<u64> {
+    client_id.strip_prefix('g')?.split_once('.')?.0.parse().ok()
+}
+
+/// A sender's incoming side: acks (each of its messages counted once and
+/// timed from the send time in its `client_id`; a repeated or foreign ack is
+/// an error) and refusals; the other senders' messages are ignored.
 async fn read_acks<S>(
     mut stream: S,
+    mut mine: Mine,
     mut stop: tokio::sync::watch::Receiver<bool>,
     tally: Arc<Tally>,
     epoch: Instant,
@@ -134,11 +191,16 @@ where
             _ = stop.changed() => break,
             frame = stream.next() => match frame {
                 Some(Ok(Message::Text(t))) => {
-                    let Ok(v) = serde_json::from_str::<SeenFrame>(t.as_str()) else { continue };
+                    let Ok(v) = serde_json::from_str::<Fields>(t.as_str()) else { continue };
                     match v.kind.as_ref() {
                         "ack" => {
+                            let cid = v.client_id.as_deref().unwrap_or_default();
+                            if !number(cid).is_some_and(|i| mine.first_ack(i)) {
+                                tally.error(&format!("an ack repeated or not ours: {t}"));
+                                continue;
+                            }
                             tally.acked.fetch_add(1, Ordering::Relaxed);
-                            if let Some(sent) = v.client_id.as_deref().and_then(sent_us) {
+                            if let Some(sent) = sent_us(cid) {
                                 record_since(&mut latency, epoch, sent);
                             }
                         }
@@ -152,4 +214,24 @@ where
         }
     }
     latency
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_of_a_senders_messages_is_acked_once() {
+        let mut mine = Mine {
+            k: 1,
+            n: 3,
+            acked: vec![false; 4],
+        };
+        assert!(mine.first_ack(1));
+        assert!(!mine.first_ack(1), "a repeat");
+        assert!(!mine.first_ack(2), "another sender's");
+        assert!(mine.first_ack(10));
+        assert!(!mine.first_ack(13), "past the schedule");
+        assert_eq!(number(&client_id(10, 77)), Some(10));
+    }
 }
