@@ -36,9 +36,16 @@ pub(super) fn client_id(n: u64, sent_us: u64) -> String {
     format!("g{n}.{sent_us}")
 }
 
+/// A `client_id`'s message number and intended send time (µs since the
+/// epoch); `None` for any other client id.
+pub(super) fn parse_client_id(client_id: &str) -> Option<(u64, u64)> {
+    let (n, sent_us) = client_id.strip_prefix('g')?.split_once('.')?;
+    Some((n.parse().ok()?, sent_us.parse().ok()?))
+}
+
 /// The intended send time (µs since the epoch) carried by a `client_id`.
 pub(super) fn sent_us(client_id: &str) -> Option<u64> {
-    client_id.strip_prefix('g')?.split_once('.')?.1.parse().ok()
+    parse_client_id(client_id).map(|(_, us)| us)
 }
 
 /// Records `now - sent` in µs (at least 1).
@@ -266,6 +273,10 @@ mod tests {
     #[test]
     fn a_client_id_carries_its_send_time() {
         assert_eq!(sent_us(&client_id(7, 1_234_567)), Some(1_234_567));
+        assert_eq!(
+            parse_client_id(&client_id(7, 1_234_567)),
+            Some((7, 1_234_567))
+        );
         assert_eq!(sent_us("open"), None);
         assert_eq!(sent_us("g7"), None);
     }

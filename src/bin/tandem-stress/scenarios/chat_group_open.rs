@@ -11,7 +11,7 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::chat_group::{client_id, record_since, sent_us, Group};
+use super::chat_group::{client_id, parse_client_id, record_since, Group};
 use crate::report::{new_histogram, Report};
 use crate::ws::Fields;
 use crate::{Args, MAX_DURATION_S, REQUEST_TIMEOUT};
@@ -167,11 +167,6 @@ impl Mine {
     }
 }
 
-/// A message's number in the schedule, from its `client_id`.
-fn number(client_id: &str) -> Option<u64> {
-    client_id.strip_prefix('g')?.split_once('.')?.0.parse().ok()
-}
-
 /// A sender's incoming side: acks (each of its messages counted once and
 /// timed from the send time in its `client_id`; a repeated or foreign ack is
 /// an error) and refusals; the other senders' messages are ignored.
@@ -194,15 +189,13 @@ where
                     let Ok(v) = serde_json::from_str::<Fields>(t.as_str()) else { continue };
                     match v.kind.as_ref() {
                         "ack" => {
-                            let cid = v.client_id.as_deref().unwrap_or_default();
-                            if !number(cid).is_some_and(|i| mine.first_ack(i)) {
+                            let parsed = v.client_id.as_deref().and_then(parse_client_id);
+                            let Some((_, sent)) = parsed.filter(|(i, _)| mine.first_ack(*i)) else {
                                 tally.error(&format!("an ack repeated or not ours: {t}"));
                                 continue;
-                            }
+                            };
                             tally.acked.fetch_add(1, Ordering::Relaxed);
-                            if let Some(sent) = sent_us(cid) {
-                                record_since(&mut latency, epoch, sent);
-                            }
+                            record_since(&mut latency, epoch, sent);
                         }
                         "error" => tally.error(&format!("send refused: {t}")),
                         _ => {}
@@ -232,6 +225,5 @@ mod tests {
         assert!(!mine.first_ack(2), "another sender's");
         assert!(mine.first_ack(10));
         assert!(!mine.first_ack(13), "past the schedule");
-        assert_eq!(number(&client_id(10, 77)), Some(10));
     }
 }
