@@ -1,5 +1,5 @@
-//! The outbox relay: publishes committed outbox rows on the bus and marks
-//! them published only after the bus confirmed them (see `storage::outbox`).
+//! The outbox relay: publishes committed outbox rows on the bus and deletes
+//! them only after the bus confirmed them (see `storage::outbox`).
 
 use std::time::Duration;
 
@@ -7,7 +7,7 @@ use actix::{Actor, ActorFutureExt as _, AsyncContext, Context, Handler, Message,
 
 use crate::core::error::ApiError;
 use crate::storage::group::GroupCommit;
-use crate::storage::outbox::{mark_published, FetchUnpublished, RELAY_BATCH};
+use crate::storage::outbox::{forget_published, FetchUnpublished, RELAY_BATCH};
 use crate::storage::Db;
 
 /// How often the relay looks when nobody nudged it.
@@ -106,7 +106,7 @@ impl Relay {
                     return Ok((0, last));
                 }
                 let ids: Vec<i64> = events.into_iter().map(|e| e.id).collect();
-                commit.run(move |c| mark_published(c, &ids)).await?;
+                commit.run(move |c| forget_published(c, &ids)).await?;
                 Ok((n, last))
             }
             .into_actor(self)

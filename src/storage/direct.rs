@@ -200,7 +200,8 @@ where
 }
 
 /// Runs [`ValuesSql`] over `rows`, [`MAX_VALUES_ROWS`] at a time; returns
-/// the rows affected in all.
+/// the rows affected in all. On PostgreSQL the list goes as one array per
+/// column instead ([`super::unnest::UnnestSql`]); `head` must end with `VALUES `.
 pub fn execute_values(
     conn: &mut DbConn,
     head: &'static str,
@@ -209,14 +210,47 @@ pub fn execute_values(
 ) -> QueryResult<usize> {
     let mut total = 0;
     for chunk in rows.chunks(MAX_VALUES_ROWS) {
-        total += execute(
-            conn,
-            ValuesSql {
-                head,
-                rows: chunk,
-                tail,
-            },
-        )?;
+        total += match conn {
+            // One statement text for any row count (see `storage::unnest`).
+            DbConn::Pg(c) => {
+                let query = super::unnest::UnnestSql::new(head, chunk, tail)?;
+                ExecuteDsl::<PgConnection>::execute(query, c)?
+            }
+            DbConn::Sqlite(c) => {
+                let query = ValuesSql {
+                    head,
+                    rows: chunk,
+                    tail,
+                };
+                ExecuteDsl::<SqliteConnection>::execute(query, c)?
+            }
+        };
+    }
+    Ok(total)
+}
+
+/// Inserts `rows` as one set per [`MAX_VALUES_ROWS`]: on PostgreSQL as one
+/// array per column (`head` is `INSERT INTO t (columns) VALUES `, `vals`
+/// gives a row's values in that order; see `storage::unnest`), on SQLite
+/// with `sqlite` (diesel's own multi-row insert, which SQLite parses in the
+/// process). Returns the rows inserted.
+pub fn insert_set<T>(
+    conn: &mut DbConn,
+    head: &'static str,
+    tail: &'static str,
+    rows: &[T],
+    vals: fn(&T) -> Vec<Val<'_>>,
+    sqlite: fn(&mut SqliteConnection, &[T]) -> QueryResult<usize>,
+) -> QueryResult<usize> {
+    let mut total = 0;
+    for chunk in rows.chunks(MAX_VALUES_ROWS) {
+        total += match conn {
+            DbConn::Pg(_) => {
+                let values: Vec<Vec<Val<'_>>> = chunk.iter().map(vals).collect();
+                execute_values(conn, head, tail, &values)?
+            }
+            DbConn::Sqlite(c) => sqlite(c, chunk)?,
+        };
     }
     Ok(total)
 }

@@ -20,6 +20,7 @@ pub mod lease;
 pub mod outbox;
 pub mod partial_index;
 pub mod schema;
+pub mod unnest;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

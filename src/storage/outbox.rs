@@ -1,7 +1,7 @@
 //! Transactional outbox. A change and the events describing it commit in one
 //! transaction ([`enqueue`]); the relay (`runtime::relay`) publishes committed rows on the bus
-//! and marks them published only after the bus confirmed them. A crash between
-//! publish and mark republishes: consumers de-duplicate by event id.
+//! and deletes them only after the bus confirmed them. A crash between
+//! publish and delete republishes: consumers de-duplicate by event id.
 
 use actix::{Handler, Message};
 use diesel::prelude::*;
@@ -34,10 +34,6 @@ pub struct OutboxRow {
     pub payload: String,
     pub created_at_ms: i64,
 }
-
-/// Rows per multi-row outbox insert: 4 bound values each, far below
-/// SQLite's 32,766 and PostgreSQL's 65,535 bound-value limits.
-const ENQUEUE_CHUNK: usize = 500;
 
 /// Adds an event to the outbox inside the caller's transaction; returns its
 /// id. Inside a group-commit batch the row joins the batch's one multi-row
@@ -73,7 +69,7 @@ pub fn enqueue_many(
 }
 
 /// Writes outbox rows: one cached single-row statement for one row (the
-/// common case outside a batch), multi-row inserts of [`ENQUEUE_CHUNK`] otherwise.
+/// common case outside a batch), sets otherwise (`direct::insert_set`).
 fn write_rows(conn: &mut DbConn, rows: &[OutboxRow]) -> QueryResult<()> {
     if let [row] = rows {
         return crate::storage::direct::execute(
@@ -87,18 +83,29 @@ fn write_rows(conn: &mut DbConn, rows: &[OutboxRow]) -> QueryResult<()> {
         )
         .map(|_| ());
     }
-    for chunk in rows.chunks(ENQUEUE_CHUNK) {
-        crate::per_backend!(&mut *conn, |b| diesel::insert_into(outbox::table)
-            .values(chunk)
-            .execute(b))?;
-    }
+    crate::storage::direct::insert_set(
+        conn,
+        "INSERT INTO outbox (id, kind, payload, created_at_ms) VALUES ",
+        "",
+        rows,
+        |r| {
+            use crate::storage::direct::Val::{Int, Text};
+            vec![
+                Int(r.id),
+                Text(&r.kind),
+                Text(&r.payload),
+                Int(r.created_at_ms),
+            ]
+        },
+        |c, chunk| diesel::insert_into(outbox::table).values(chunk).execute(c),
+    )?;
     Ok(())
 }
 
 /// The oldest unpublished events with an id above `after` (0: all).
 ///
-/// Why a lower bound: marking a row published leaves its old index entry
-/// (unpublished) behind until a vacuum, so a scan from the lowest id walks
+/// Why a lower bound: forgetting a published row leaves its index entry
+/// behind until a vacuum, so a scan from the lowest id walks
 /// every row published since the last vacuum before it finds a live one; on
 /// PostgreSQL under load that was 17 ms per round and a quarter of the
 /// database's time. The relay scans from a recent id instead and sweeps
@@ -140,12 +147,20 @@ impl Handler<FetchUnpublished> for DbExecutor {
     }
 }
 
-/// Marks events published (a group-commit job).
-pub fn mark_published(c: &mut DbConn, ids: &[i64]) -> Result<(), ApiError> {
+/// Forgets events the bus has confirmed (a group-commit job): their rows
+/// are deleted, not marked.
+///
+/// Why: marking set `published_at_ms`, a column the unpublished index's
+/// condition names, so PostgreSQL could not update in place: every event
+/// wrote a second row version and a second primary-key entry, and the table
+/// grew by every event ever published. A deleted row costs neither and the
+/// table holds only what is in flight. Nothing reads published events (a
+/// parked one is copied into `dead_letters`). Rows versions before this one
+/// marked keep their mark and are skipped by [`FetchUnpublished`].
+pub fn forget_published(c: &mut DbConn, ids: &[i64]) -> Result<(), ApiError> {
     crate::storage::direct::execute(
         c,
-        diesel::update(outbox::table.filter(outbox::id.eq_any(ids)))
-            .set(outbox::published_at_ms.eq(now_ms())),
+        diesel::delete(outbox::table.filter(outbox::id.eq_any(ids))),
     )?;
     Ok(())
 }

@@ -15,6 +15,68 @@ use crate::storage::idempotency::{self, StoredResponse};
 use crate::storage::schema::{order_items, orders};
 use crate::storage::DbConn;
 
+/// The batch's new orders as one set (see `storage::direct::insert_set`).
+fn insert_orders(c: &mut DbConn, rows: &[OrderRow]) -> QueryResult<usize> {
+    crate::storage::direct::insert_set(
+        c,
+        "INSERT INTO orders (id, buyer_id, merchant_id, status, total_cents, created_at_ms, \
+         pay_deadline_ms, paid_at_ms, shipped_at_ms, completed_at_ms, auto_complete_at_ms, \
+         refund_requested, refund_reason, gift_to_user_id, gift_message, shipping_address, \
+         carrier, tracking_no, updated_at_ms) VALUES ",
+        "",
+        rows,
+        |r| {
+            use crate::storage::direct::Val::{Bool, Int, NullInt, NullText, Text};
+            vec![
+                Int(r.id),
+                Int(r.buyer_id),
+                Int(r.merchant_id),
+                Text(&r.status),
+                Int(r.total_cents),
+                Int(r.created_at_ms),
+                Int(r.pay_deadline_ms),
+                NullInt(r.paid_at_ms),
+                NullInt(r.shipped_at_ms),
+                NullInt(r.completed_at_ms),
+                NullInt(r.auto_complete_at_ms),
+                Bool(r.refund_requested),
+                NullText(r.refund_reason.as_deref()),
+                NullInt(r.gift_to_user_id),
+                NullText(r.gift_message.as_deref()),
+                NullText(r.shipping_address.as_deref()),
+                NullText(r.carrier.as_deref()),
+                NullText(r.tracking_no.as_deref()),
+                Int(r.updated_at_ms),
+            ]
+        },
+        |b, chunk| diesel::insert_into(orders::table).values(chunk).execute(b),
+    )
+}
+
+/// The batch's order items as one set.
+fn insert_items(c: &mut DbConn, rows: &[OrderItemRow]) -> QueryResult<usize> {
+    crate::storage::direct::insert_set(
+        c,
+        "INSERT INTO order_items (order_id, product_id, quantity, price_cents) VALUES ",
+        "",
+        rows,
+        |r| {
+            use crate::storage::direct::Val::Int;
+            vec![
+                Int(r.order_id),
+                Int(r.product_id),
+                Int(r.quantity),
+                Int(r.price_cents),
+            ]
+        },
+        |b, chunk| {
+            diesel::insert_into(order_items::table)
+                .values(chunk)
+                .execute(b)
+        },
+    )
+}
+
 enum Outcome {
     Insert,
     Replay { status_code: u16, body: String },
@@ -84,16 +146,8 @@ pub fn write(
                 .iter()
                 .flat_map(|n| n.items.iter().cloned())
                 .collect();
-            for chunk in order_rows.chunks(100) {
-                crate::per_backend!(&mut *c, |b| diesel::insert_into(orders::table)
-                    .values(chunk)
-                    .execute(b))?;
-            }
-            for chunk in item_rows.chunks(500) {
-                crate::per_backend!(&mut *c, |b| diesel::insert_into(order_items::table)
-                    .values(chunk)
-                    .execute(b))?;
-            }
+            insert_orders(c, &order_rows)?;
+            insert_items(c, &item_rows)?;
             // Written with the batch's other stock changes, one update per
             // product in product id order (see `stock_sets`).
             for i in &item_rows {

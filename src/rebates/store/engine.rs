@@ -512,18 +512,38 @@ fn insert_record(c: &mut DbConn, row: &RebateRow, fresh: bool) -> Result<(), Api
     Ok(())
 }
 
-/// Records per multi-row insert (14 bound values each).
-const RECORD_CHUNK: usize = 500;
-
 fn write_records(c: &mut DbConn, rows: &[RebateRow]) -> diesel::QueryResult<()> {
     if let [row] = rows {
         return direct::execute(c, diesel::insert_into(rebates::table).values(row)).map(|_| ());
     }
-    for chunk in rows.chunks(RECORD_CHUNK) {
-        crate::per_backend!(&mut *c, |b| diesel::insert_into(rebates::table)
-            .values(chunk)
-            .execute(b))?;
-    }
+    direct::insert_set(
+        c,
+        "INSERT INTO rebates (id, order_id, user_id, kind, amount_cents, status, \
+         rule_version, rule_name, rate_bps, fixed_cents, hold_seconds, available_at_ms, \
+         created_at_ms, updated_at_ms) VALUES ",
+        "",
+        rows,
+        |r| {
+            use direct::Val::{Int, NullInt, NullText, Text};
+            vec![
+                Int(r.id),
+                Int(r.order_id),
+                Int(r.user_id),
+                Text(&r.kind),
+                Int(r.amount_cents),
+                Text(&r.status),
+                Int(r.rule_version),
+                NullText(r.rule_name.as_deref()),
+                Int(r.rate_bps),
+                Int(r.fixed_cents),
+                Int(r.hold_seconds),
+                NullInt(r.available_at_ms),
+                Int(r.created_at_ms),
+                Int(r.updated_at_ms),
+            ]
+        },
+        |b, chunk| diesel::insert_into(rebates::table).values(chunk).execute(b),
+    )?;
     Ok(())
 }
 

@@ -154,9 +154,6 @@ pub struct EntryRow {
     pub created_at_ms: i64,
 }
 
-/// Entries per multi-row insert (10 bound values each).
-const ENTRY_CHUNK: usize = 500;
-
 /// Appends a ledger entry only, for a caller that has moved the wallet itself
 /// (with a guarded update). The journal is append-only and read only by
 /// `tandem audit` and tests, never inside the transaction that writes it, so
@@ -210,11 +207,29 @@ fn write_entries(c: &mut DbConn, rows: &[EntryRow]) -> diesel::QueryResult<()> {
         )
         .map(|_| ());
     }
-    for chunk in rows.chunks(ENTRY_CHUNK) {
-        crate::per_backend!(&mut *c, |b| diesel::insert_into(ledger_entries::table)
-            .values(chunk)
-            .execute(b))?;
-    }
+    direct::insert_set(
+        c,
+        "INSERT INTO ledger_entries (id, user_id, kind, rebate_id, withdrawal_id, \
+         pending_delta, available_delta, withdrawing_delta, withdrawn_delta, created_at_ms) VALUES ",
+        "",
+        rows,
+        |r| {
+            use direct::Val::{Int, NullInt, Text};
+            vec![
+                Int(r.id),
+                Int(r.user_id),
+                Text(&r.kind),
+                NullInt(r.rebate_id),
+                NullInt(r.withdrawal_id),
+                Int(r.pending_delta),
+                Int(r.available_delta),
+                Int(r.withdrawing_delta),
+                Int(r.withdrawn_delta),
+                Int(r.created_at_ms),
+            ]
+        },
+        |b, chunk| diesel::insert_into(ledger_entries::table).values(chunk).execute(b),
+    )?;
     Ok(())
 }
 

@@ -534,9 +534,6 @@ pub struct NotificationRow {
     pub created_at_ms: i64,
 }
 
-/// Rows per multi-row notification insert (7 bound values each).
-const NOTIFICATION_CHUNK: usize = 500;
-
 /// One notification of event `event_id`. Inside a group-commit batch it
 /// joins the batch's one multi-row insert (`storage::appends`): nothing reads
 /// notifications back inside the transaction that wrote them.
@@ -578,11 +575,25 @@ fn write_notifications(c: &mut DbConn, rows: &[NotificationRow]) -> QueryResult<
         )
         .map(|_| ());
     }
-    for chunk in rows.chunks(NOTIFICATION_CHUNK) {
-        crate::per_backend!(&mut *c, |b| diesel::insert_into(notifications::table)
-            .values(chunk)
-            .execute(b))?;
-    }
+    crate::storage::direct::insert_set(
+        c,
+        "INSERT INTO notifications (id, user_id, kind, data, event_id, read, created_at_ms) VALUES ",
+        "",
+        rows,
+        |r| {
+            use crate::storage::direct::Val::{Bool, Int, NullInt, Text};
+            vec![
+                Int(r.id),
+                Int(r.user_id),
+                Text(&r.kind),
+                Text(&r.data),
+                NullInt(r.event_id),
+                Bool(r.read),
+                Int(r.created_at_ms),
+            ]
+        },
+        |b, chunk| diesel::insert_into(notifications::table).values(chunk).execute(b),
+    )?;
     Ok(())
 }
 
