@@ -240,8 +240,9 @@ pub struct Config {
     #[arg(long, env = "TANDEM_COMMITTERS", default_value_t = 0)]
     pub committers: usize,
 
-    /// Fault injection for tests: the outbox relay publishes but never marks rows
-    /// published, as if it crashed between the two, so every event is redelivered.
+    /// Fault injection for tests: the outbox relay publishes but never deletes
+    /// the published rows, as if it crashed between the two, so every event is
+    /// redelivered.
     #[arg(
         long,
         env = "TANDEM_FAULT_RELAY_SKIP_MARK",

@@ -2,7 +2,8 @@
 //!
 //! Every bus consumer runs through [`consume`]: an event is applied, and on
 //! failure tried again a few times with short pauses (a failure for want of
-//! capacity, 503, is handed back to the bus instead: backpressure). An event
+//! capacity, 503, is waited out in place instead, then handed back to the
+//! bus: backpressure). An event
 //! that still fails is *parked*: written to `dead_letters` with its error (durably,
 //! before the delivery is acknowledged), so the bus moves on to later events.
 //! Without this, one event whose effect fails every time (a stored rule set
@@ -35,8 +36,16 @@ use crate::storage::Db;
 
 /// Pauses between the tries of one delivery; after the last, it is parked.
 const RETRY_PAUSES: [Duration; 2] = [Duration::from_millis(100), Duration::from_millis(500)];
-/// Pause before handing back an event that failed for want of capacity.
+/// Pause before applying again an event that failed for want of capacity.
 const OVERLOAD_PAUSE: Duration = Duration::from_millis(500);
+/// Such pauses one delivery waits out in place before it is handed back.
+///
+/// Why in place: on RabbitMQ a message carries up to 64 events, and handing
+/// one back hands back the message; its other events, applied already,
+/// then need the busy writer again just to be recognised as duplicates, so
+/// under sustained overload a message might never get through. Waiting
+/// keeps the delivery, and so the broker's prefetch slot: backpressure.
+const OVERLOAD_WAITS: usize = 20;
 /// How often the retrier looks for parked events that are due.
 const RETRY_TICK: Duration = Duration::from_secs(1);
 /// Longest error text kept per parked event, in characters.
@@ -105,7 +114,7 @@ pub async fn consume(bus: Arc<dyn EventBus>, commit: GroupCommit, consumer: Cons
 /// Applies one delivery: ack on success; after repeated failure park it
 /// durably and ack; nack only if even parking failed (then the bus redelivers).
 async fn handle(d: Delivery, consumer: &Consumer, commit: &GroupCommit) {
-    let mut error = match (consumer.apply)(d.event.clone()).await {
+    let mut error = match apply(consumer, &d.event).await {
         Ok(()) => return ack(d, consumer.name).await,
         Err(e) => e,
     };
@@ -114,7 +123,7 @@ async fn handle(d: Delivery, consumer: &Consumer, commit: &GroupCommit) {
             return redeliver_later(d, consumer.name, &error).await;
         }
         tokio::time::sleep(pause).await;
-        match (consumer.apply)(d.event.clone()).await {
+        match apply(consumer, &d.event).await {
             Ok(()) => return ack(d, consumer.name).await,
             Err(e) => error = e,
         }
@@ -136,6 +145,21 @@ async fn handle(d: Delivery, consumer: &Consumer, commit: &GroupCommit) {
             if let Err(e) = d.nack().await {
                 tracing::warn!(error = %e, "nack failed; the event will be redelivered");
             }
+        }
+    }
+}
+
+/// Applies the event, waiting out up to [`OVERLOAD_WAITS`] failures for
+/// want of capacity.
+async fn apply(consumer: &Consumer, event: &Event) -> Result<(), ApiError> {
+    let mut waits = 0;
+    loop {
+        match (consumer.apply)(event.clone()).await {
+            Err(e) if is_overload(&e) && waits < OVERLOAD_WAITS => {
+                waits += 1;
+                tokio::time::sleep(OVERLOAD_PAUSE).await;
+            }
+            result => return result,
         }
     }
 }

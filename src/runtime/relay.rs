@@ -24,7 +24,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(2);
 pub struct Relay {
     pub db: Db,
     pub commit: GroupCommit,
-    /// Test-only fault: never mark rows published (see `TANDEM_FAULT_RELAY_SKIP_MARK`).
+    /// Test-only fault: never delete published rows (see `TANDEM_FAULT_RELAY_SKIP_MARK`).
     pub skip_mark: bool,
     pub bus: std::sync::Arc<dyn crate::runtime::bus::EventBus>,
     /// Only the cluster's leader publishes the outbox (see `runtime::cluster`):

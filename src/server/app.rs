@@ -276,6 +276,24 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         ctx.metrics
             .queue("group_commit", crate::storage::group::MAX_QUEUED),
     );
+    // Every consumer's queue exists and is bound before the relay's first
+    // publish: a broker drops what reaches no queue (events are not
+    // `mandatory`), and the relay deletes what the broker confirmed.
+    for (name, patterns) in [
+        (
+            crate::social::notifier::CONSUMER,
+            crate::social::notifier::PATTERNS,
+        ),
+        (
+            crate::rebates::actor::CONSUMER,
+            crate::rebates::actor::PATTERNS,
+        ),
+    ] {
+        ctx.bus
+            .prepare(name, patterns)
+            .await
+            .with_context(|| format!("preparing the bus queue of consumer {name}"))?;
+    }
     let mut relay = crate::runtime::relay::Relay::new(db.clone(), commit.clone(), ctx.bus.clone());
     relay.skip_mark = config.fault_relay_skip_mark;
     relay.leader = leader.clone();

@@ -153,7 +153,8 @@ where
 /// of balances, a guarded update of many orders). Diesel writes the
 /// placeholders for the backend. Like [`RowUpdate`] it is cached by its SQL
 /// text, so each row count the batches bring gets one prepared statement
-/// (at most [`MAX_VALUES_ROWS`] of them per shape and connection).
+/// (at most [`MAX_VALUES_ROWS`] of them per shape and connection). Used on
+/// SQLite only: [`execute_values`] sends PostgreSQL one array per column.
 /// `head` and `tail` are constant SQL written by the callers.
 #[derive(Debug)]
 pub struct ValuesSql<'a> {

@@ -155,7 +155,7 @@ impl Handler<FetchUnpublished> for DbExecutor {
 /// wrote a second row version and a second primary-key entry, and the table
 /// grew by every event ever published. A deleted row costs neither and the
 /// table holds only what is in flight. Nothing reads published events (a
-/// parked one is copied into `dead_letters`). Rows versions before this one
+/// parked one is copied into `dead_letters`). Rows that versions before this one
 /// marked keep their mark and are skipped by [`FetchUnpublished`].
 pub fn forget_published(c: &mut DbConn, ids: &[i64]) -> Result<(), ApiError> {
     crate::storage::direct::execute(

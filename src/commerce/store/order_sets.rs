@@ -1,6 +1,7 @@
 //! The order actor's writes to `orders` and `payments` as sets: inside a
 //! group-commit batch every transition's guarded update joins one
-//! `UPDATE ... FROM (VALUES ...)` per table at the batch's end
+//! `UPDATE ... FROM (VALUES ...)` per table at the batch's end (on
+//! PostgreSQL the list is one array per column, `storage::unnest`)
 //! (`storage::appends`), instead of a statement (a round trip on PostgreSQL)
 //! per order. Outside a batch each is written at once.
 //!

@@ -2,8 +2,8 @@
 //!
 //! Semantics both adapters share: `publish` returns only once every event is
 //! safe (RabbitMQ: the broker confirmed it into durable queues; in-process:
-//! every matching subscriber acknowledged it), so a relay may mark its outbox
-//! rows sent after `publish` returns. Delivery is at least once: consumers
+//! every matching subscriber acknowledged it), so a relay may delete its
+//! outbox rows after `publish` returns. Delivery is at least once: consumers
 //! de-duplicate by `Event::id`.
 
 use async_trait::async_trait;
@@ -75,6 +75,13 @@ pub trait EventBus: Send + Sync {
     async fn publish(&self, events: &[Event]) -> anyhow::Result<()>;
     /// A durable, named subscription to the routing-key patterns (`*` one word, `#` any).
     async fn subscribe(&self, name: &str, patterns: &[&str]) -> anyhow::Result<Subscription>;
+    /// Makes the named subscription's durable queue and bindings exist
+    /// without consuming, so events published before the consumer first
+    /// subscribes wait for it instead of reaching no queue (a broker drops
+    /// those). Called at start, before the relay publishes anything.
+    async fn prepare(&self, _name: &str, _patterns: &[&str]) -> anyhow::Result<()> {
+        Ok(())
+    }
     /// Takes patterns an earlier version bound off the named subscription
     /// (bindings outlive the process on a broker). Unbinding a pattern that
     /// is not bound is not an error.

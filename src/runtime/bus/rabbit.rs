@@ -40,9 +40,11 @@ use super::{Acker, Delivery, Event, EventBus, Subscription, SUBSCRIPTION_BUFFER}
 /// a few KB; more would gain little, since a relay round's events already
 /// travel in a handful of messages.
 pub const EVENTS_PER_MESSAGE: usize = 64;
-/// Unacknowledged messages a batch queue's consumer may hold: with full
-/// messages, as many events as a subscription buffers.
-const BATCH_PREFETCH: usize = SUBSCRIPTION_BUFFER / EVENTS_PER_MESSAGE;
+/// Unacknowledged messages a batch queue's consumer may hold. Messages, not
+/// events: at light load a message carries one or two events, and the
+/// consumers apply up to a few hundred at once. At most 16,384 events
+/// (about 5 MB) wait in the client's buffer when every message is full.
+const BATCH_PREFETCH: usize = 256;
 /// How long connecting to the broker may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -145,12 +147,23 @@ pub fn batches(events: &[Event], per_message: usize) -> Vec<Vec<&Event>> {
 }
 
 /// A message body: a batch (a JSON array), or one event as versions before
-/// batches published it.
+/// batches published it. An element that is not an event is dropped with
+/// an error line; the others are delivered.
 fn decode(body: &[u8]) -> serde_json::Result<Vec<Event>> {
-    match body.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'[') => serde_json::from_slice(body),
-        _ => serde_json::from_slice(body).map(|e| vec![e]),
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'[') {
+        return serde_json::from_slice(body).map(|e| vec![e]);
     }
+    let elements: Vec<serde_json::Value> = serde_json::from_slice(body)?;
+    Ok(elements
+        .into_iter()
+        .filter_map(|v| match serde_json::from_value(v) {
+            Ok(event) => Some(event),
+            Err(e) => {
+                tracing::error!(error = %e, "dropping an undecodable event of a batch");
+                None
+            }
+        })
+        .collect())
 }
 
 #[async_trait]
@@ -178,8 +191,8 @@ impl EventBus for RabbitBus {
                     // consumer, so there is nothing to retry, and a returned
                     // message costs the broker a copy back and lapin a WARN
                     // line each (order.created and rebate.* under the orders
-                    // load). Consumers' queues are durable and bound before
-                    // their first event is published.
+                    // load). Consumers' queues are durable and bound at start,
+                    // before the relay publishes (`EventBus::prepare`).
                     BasicPublishOptions::default(),
                     &body,
                     BasicProperties::default()
@@ -225,40 +238,82 @@ impl EventBus for RabbitBus {
         Ok(())
     }
 
+    async fn prepare(&self, name: &str, patterns: &[&str]) -> anyhow::Result<()> {
+        let conn = self.connection().await?;
+        let channel = self.open_channel(&conn).await?;
+        let result = self.declare_and_bind(&channel, name, patterns).await;
+        close(&conn).await;
+        result
+    }
+
     async fn subscribe(&self, name: &str, patterns: &[&str]) -> anyhow::Result<Subscription> {
         // A dedicated connection per subscription, so a slow consumer never
         // stalls publishing.
         let conn = Arc::new(self.connection().await?);
+        let consumers = match self.consume_both(&conn, name, patterns).await {
+            Ok(consumers) => consumers,
+            Err(e) => {
+                // Nothing was spawned yet: closing ends whatever was begun.
+                close(&conn).await;
+                return Err(e);
+            }
+        };
         let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
-        let exchanges = [
-            (&self.exchange, BATCH_PREFETCH),
-            (&self.legacy_exchange, SUBSCRIPTION_BUFFER),
-        ];
-        for (queue, (exchange, prefetch)) in self.queues(name).iter().zip(exchanges) {
-            let channel = self.open_channel(&conn).await?;
-            declare_queue(&channel, queue).await?;
+        for consumer in consumers {
+            tokio::spawn(forward(consumer, tx.clone(), conn.clone()));
+        }
+        Ok(Subscription { rx })
+    }
+}
+
+impl RabbitBus {
+    /// Both queues of the subscription exist and carry `patterns`.
+    async fn declare_and_bind(
+        &self,
+        channel: &lapin::Channel,
+        name: &str,
+        patterns: &[&str],
+    ) -> anyhow::Result<()> {
+        let exchanges = [&self.exchange, &self.legacy_exchange];
+        for (queue, exchange) in self.queues(name).iter().zip(exchanges) {
+            declare_queue(channel, queue).await?;
             for p in patterns {
                 let options = QueueBindOptions::default();
                 channel
                     .queue_bind(queue, exchange, p, options, FieldTable::default())
                     .await?;
             }
+        }
+        Ok(())
+    }
+
+    /// A consumer on each of the subscription's queues (batch queue first),
+    /// each on its own channel with its prefetch bound.
+    async fn consume_both(
+        &self,
+        conn: &lapin::Connection,
+        name: &str,
+        patterns: &[&str],
+    ) -> anyhow::Result<Vec<lapin::Consumer>> {
+        let setup = self.open_channel(conn).await?;
+        self.declare_and_bind(&setup, name, patterns).await?;
+        let prefetches = [BATCH_PREFETCH, SUBSCRIPTION_BUFFER];
+        let mut consumers = Vec::with_capacity(2);
+        for (queue, prefetch) in self.queues(name).iter().zip(prefetches) {
+            let channel = self.open_channel(conn).await?;
             let prefetch = u16::try_from(prefetch.max(1)).unwrap_or(u16::MAX);
             channel
                 .basic_qos(prefetch, BasicQosOptions::default())
                 .await?;
             let tag = format!("{name}-{}", crate::core::ids::random_token(8));
-            let consumer = channel
-                .basic_consume(
-                    queue,
-                    &tag,
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
-            tokio::spawn(forward(consumer, tx.clone(), conn.clone()));
+            let options = BasicConsumeOptions::default();
+            consumers.push(
+                channel
+                    .basic_consume(queue, &tag, options, FieldTable::default())
+                    .await?,
+            );
         }
-        Ok(Subscription { rx })
+        Ok(consumers)
     }
 }
 

@@ -210,3 +210,36 @@ async fn events_an_older_version_published_still_arrive() {
     d.ack().await.unwrap();
     nothing_more(&mut sub).await;
 }
+
+#[test]
+fn a_bad_element_costs_only_itself() {
+    let body = br#"[{"id":1,"kind":"a","payload":{},"occurred_at_ms":0},{"id":"x"},
+        {"id":3,"kind":"a","payload":null,"occurred_at_ms":0}]"#;
+    let ids: Vec<i64> = decode(body).unwrap().iter().map(|e| e.id).collect();
+    assert_eq!(ids, [1, 3]);
+    assert!(decode(b"[1, 2").is_err(), "a body that is no JSON at all");
+}
+
+/// Events published after `prepare` and before the consumer first
+/// subscribes wait in its queue (a broker drops what reaches no queue).
+#[tokio::test]
+async fn a_prepared_queue_keeps_events_published_before_the_subscription() {
+    let Some(url) = amqp_url() else { return };
+    let bus = RabbitBus::connect(&url, &namespace("prepare"))
+        .await
+        .unwrap();
+    bus.prepare("n", &["x.#"]).await.unwrap();
+    bus.publish(&[event(1, "x.a"), event(2, "x.b")])
+        .await
+        .unwrap();
+    let mut sub = bus.subscribe("n", &["x.#"]).await.unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let d = next(&mut sub).await;
+        ids.push(d.event.id);
+        d.ack().await.unwrap();
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, [1, 2]);
+    nothing_more(&mut sub).await;
+}
