@@ -221,21 +221,12 @@ impl EventBus for RabbitBus {
         if patterns.is_empty() {
             return Ok(());
         }
-        // A channel of its own: an error closes the channel it happens on,
-        // and the publishing one should not go with it.
+        // A connection of its own, closed after: an error closes the channel
+        // it happens on, and the publishing one should not go with it.
         let conn = self.connection().await?;
-        let channel = self.open_channel(&conn).await?;
-        let exchanges = [&self.exchange, &self.legacy_exchange];
-        for (queue, exchange) in self.queues(name).iter().zip(exchanges) {
-            // Unbinding from a queue that does not exist is an error: make it.
-            declare_queue(&channel, queue).await?;
-            for p in patterns {
-                channel
-                    .queue_unbind(queue, exchange, p, FieldTable::default())
-                    .await?;
-            }
-        }
-        Ok(())
+        let result = self.unbind(&conn, name, patterns).await;
+        close(&conn).await;
+        result
     }
 
     async fn prepare(&self, name: &str, patterns: &[&str]) -> anyhow::Result<()> {
@@ -267,6 +258,27 @@ impl EventBus for RabbitBus {
 }
 
 impl RabbitBus {
+    /// Takes `patterns` off both queues of the subscription.
+    async fn unbind(
+        &self,
+        conn: &lapin::Connection,
+        name: &str,
+        patterns: &[&str],
+    ) -> anyhow::Result<()> {
+        let channel = self.open_channel(conn).await?;
+        let exchanges = [&self.exchange, &self.legacy_exchange];
+        for (queue, exchange) in self.queues(name).iter().zip(exchanges) {
+            // Unbinding from a queue that does not exist is an error: make it.
+            declare_queue(&channel, queue).await?;
+            for p in patterns {
+                channel
+                    .queue_unbind(queue, exchange, p, FieldTable::default())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Both queues of the subscription exist and carry `patterns`.
     async fn declare_and_bind(
         &self,
