@@ -282,7 +282,39 @@ pub enum DemoMode {
 /// The database `tandem` uses when none is configured.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite:data/tandem.db";
 
+/// Pool connections left for everything but the writer threads (the request
+/// executors, the relay, the consumers, the timers).
+pub const SHARED_CONNECTIONS_MIN: u32 = 2;
+
 impl Config {
+    /// Group-commit committer threads: as set, else 1 on SQLite (one writer
+    /// anyway) and 4 on PostgreSQL.
+    pub fn committer_threads(&self) -> usize {
+        match (self.committers, &self.database_url) {
+            (0, DatabaseUrl::Sqlite(_)) => 1,
+            (0, DatabaseUrl::Postgres(_)) => 4,
+            (n, _) => n,
+        }
+    }
+
+    /// Chat writer threads: as set, else 1 on SQLite and 2 on PostgreSQL.
+    pub fn chat_writer_threads(&self) -> usize {
+        match (self.chat_writers, &self.database_url) {
+            (0, DatabaseUrl::Sqlite(_)) => 1,
+            (0, DatabaseUrl::Postgres(_)) => 2,
+            (n, _) => n,
+        }
+    }
+
+    /// The pool's smallest size: each writer thread keeps a connection
+    /// while busy (`storage::held`), and the rest need some.
+    pub fn pool_size_min(&self) -> u32 {
+        let writers = self.committer_threads() + self.chat_writer_threads();
+        u32::try_from(writers)
+            .unwrap_or(u32::MAX)
+            .saturating_add(SHARED_CONNECTIONS_MIN)
+    }
+
     /// Whether a new, empty database gets the demo catalog.
     pub fn demo_wanted(&self) -> bool {
         match self.demo {

@@ -29,11 +29,15 @@ struct Prepared {
 }
 
 /// `tandem audit`: every wallet against its journal, every rebate against its
-/// journal, order and rule. Returns the mismatches.
+/// journal, order and rule, and every reference the write path keeps without
+/// a foreign key. Returns the mismatches.
 pub fn audit(url: &crate::core::config::DatabaseUrl) -> anyhow::Result<Vec<String>> {
     let pool = storage::open_existing(url)?;
     let mut conn = pool.get().context("getting a database connection")?;
-    crate::rebates::store::engine::audit(&mut conn).map_err(|e| anyhow::anyhow!("{e}"))
+    let mut problems =
+        crate::rebates::store::engine::audit(&mut conn).map_err(|e| anyhow::anyhow!("{e}"))?;
+    problems.extend(storage::references::orphans(&mut conn).context("checking references")?);
+    Ok(problems)
 }
 
 /// Opens the database, applies migrations and returns the pool.
@@ -89,6 +93,16 @@ fn check_settings(config: &Config) -> anyhow::Result<()> {
         anyhow::bail!(
             "TANDEM_COMMITTERS must be at most {}",
             crate::storage::group::MAX_PARTITIONS
+        );
+    }
+    if config.db_pool_size < config.pool_size_min() {
+        anyhow::bail!(
+            "TANDEM_DB_POOL_SIZE must be at least {}: each of the {} committers and {} chat \
+             writers keeps a connection, and {} are left for the rest",
+            config.pool_size_min(),
+            config.committer_threads(),
+            config.chat_writer_threads(),
+            crate::core::config::SHARED_CONNECTIONS_MIN
         );
     }
     Ok(())
@@ -265,11 +279,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }));
     // Small write transactions of orders, rebates, the notifier and the relay
     // share one group commit, partitioned by key (see `storage::group`).
-    let commit_writers = match (config.committers, &config.database_url) {
-        (0, crate::core::config::DatabaseUrl::Sqlite(_)) => 1,
-        (0, crate::core::config::DatabaseUrl::Postgres(_)) => 4,
-        (n, _) => n,
-    };
+    let commit_writers = config.committer_threads();
     let commit = crate::storage::group::GroupCommit::start(
         prepared.pool.clone(),
         commit_writers,
@@ -511,11 +521,7 @@ fn start_chat(
     db: &Db,
     registry: &Arc<crate::realtime::registry::Registry>,
 ) -> crate::chat::Chat {
-    let shards = match (config.chat_writers, &config.database_url) {
-        (0, crate::core::config::DatabaseUrl::Sqlite(_)) => 1,
-        (0, crate::core::config::DatabaseUrl::Postgres(_)) => 2,
-        (n, _) => n,
-    };
+    let shards = config.chat_writer_threads();
     let caches = Arc::new(crate::chat::ChatCaches::default());
     let writers = crate::chat::writer::ChatWriters::start(
         shards,

@@ -15,10 +15,12 @@ mod wal;
 pub use existing::open_existing;
 mod error;
 pub mod group;
+pub mod held;
 pub mod idempotency;
 pub mod lease;
 pub mod outbox;
 pub mod partial_index;
+pub mod references;
 pub mod schema;
 pub mod unnest;
 

@@ -353,13 +353,24 @@ impl TestApp {
     /// inject a fault, or to look at what HTTP does not show); returns the
     /// rows it changed.
     pub fn sql(&self, statement: &str) -> usize {
+        self.sql_on_sqlite_with(statement, "PRAGMA busy_timeout = 10000")
+    }
+
+    /// As [`TestApp::sql`], with SQLite's foreign keys off for the statement
+    /// (diesel turns them on for every connection it opens), to write a row
+    /// whose reference names nothing.
+    pub fn sql_unchecked(&self, statement: &str) -> usize {
+        self.sql_on_sqlite_with(statement, "PRAGMA foreign_keys = OFF")
+    }
+
+    fn sql_on_sqlite_with(&self, statement: &str, pragma: &str) -> usize {
         let url = self.database_url();
         match url.strip_prefix("sqlite:") {
             Some(path) => {
                 let mut c = diesel::SqliteConnection::establish(path).expect("open SQLite");
-                diesel::sql_query("PRAGMA busy_timeout = 10000")
-                    .execute(&mut c)
-                    .expect("busy timeout");
+                for p in ["PRAGMA busy_timeout = 10000", pragma] {
+                    diesel::sql_query(p).execute(&mut c).expect(p);
+                }
                 diesel::sql_query(statement)
                     .execute(&mut c)
                     .expect(statement)

@@ -152,6 +152,38 @@ fn unknown_database_scheme_is_refused() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Each committer and chat writer keeps a pool connection while busy
+/// (issue 15): a pool too small for them and the rest is refused at start,
+/// naming the smallest size, before anything is created.
+#[test]
+fn a_pool_smaller_than_its_writers_is_refused() {
+    let dir = std::env::temp_dir().join(format!("tandem-pool-{}", crate::helpers::random_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .env_clear()
+        .env(
+            "TANDEM_DATABASE_URL",
+            format!("sqlite:{}", dir.join("t.db").display()),
+        )
+        .env("TANDEM_LISTEN", "127.0.0.1:0")
+        .env("TANDEM_CHAT_WRITERS", "3")
+        .env("TANDEM_DB_POOL_SIZE", "5")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("TANDEM_DB_POOL_SIZE must be at least 6: each of the 1 committers and 3 chat writers keeps a connection, and 2 are left for the rest"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        0,
+        "nothing was created"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Issue 16, item 6: `tandem audit` on a path where no database is refuses
 /// (non-zero, one clear line) and creates nothing.
 #[test]

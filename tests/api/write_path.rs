@@ -446,3 +446,64 @@ both_backends!(
     an_event_with_an_old_id_is_still_published,
     super::an_event_with_an_old_id_is_still_published
 );
+
+/// Issue 15: on PostgreSQL the tables every order writes carry no foreign
+/// keys (migration 000017); `tandem audit` checks those references instead.
+/// A paid order with its rebate is clean; a row naming a user, an order or a
+/// product that does not exist, written behind the server's back, is named
+/// by the audit, one line per broken reference.
+async fn the_audit_names_references_that_point_nowhere(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let s = shop(&app, "refshop").await;
+    let p = product(&app, &s, "Ref tea", "tea", 700, 10).await;
+    let (_, buyer) = app.register("refbuyer").await;
+    let o = paid_order(&app, &buyer, json!([{"product_id": p, "quantity": 1}])).await;
+    let id = o["order_id"].as_i64().unwrap();
+    app.assert_audit_clean();
+
+    let missing = 9_000_000_000_i64;
+    if backend == Backend::Postgres {
+        let kept = app.sql_count(
+            "SELECT COUNT(*) AS n FROM pg_constraint WHERE contype = 'f' \
+             AND conrelid::regclass::text IN ('orders', 'order_items', 'payments', \
+             'rebates', 'ledger_entries', 'notifications') AND conname <> 'orders_gift_to_user_id_fkey'",
+        );
+        assert_eq!(
+            kept, 0,
+            "the write path's tables keep no foreign key but the gift's"
+        );
+        let wallets = app.sql_count(
+            "SELECT COUNT(*) AS n FROM pg_constraint WHERE conname = 'wallets_user_id_fkey'",
+        );
+        assert_eq!(wallets, 1, "cold tables keep theirs");
+    }
+    app.sql_unchecked(&format!(
+        "INSERT INTO notifications (id, user_id, kind, data, event_id, read, created_at_ms) \
+         VALUES ({missing}, {missing}, 'test', '{{}}', {missing}, FALSE, 1)"
+    ));
+    app.sql_unchecked(&format!(
+        "INSERT INTO order_items (order_id, product_id, quantity, price_cents) \
+         VALUES ({id}, {}, 1, 1)",
+        missing + 1
+    ));
+    let (ok, text) = app.audit();
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(&format!(
+            "notifications.user_id: 1 row(s) name no users row (the smallest: {missing})"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "order_items.product_id: 1 row(s) name no products row (the smallest: {})",
+            missing + 1
+        )),
+        "{text}"
+    );
+    assert_eq!(text.matches("mismatch:").count(), 2, "{text}");
+}
+both_backends!(
+    the_audit_names_references_that_point_nowhere,
+    super::the_audit_names_references_that_point_nowhere
+);

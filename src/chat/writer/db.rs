@@ -16,7 +16,8 @@ use super::{PendingMessage, Stored, WriteResult};
 use crate::chat::model::{self, Change, EntryKind, Group, Refusal, Target};
 use crate::chat::store::{self, entries, MessageRow};
 use crate::core::ids::{now_ms, IdGenerator};
-use crate::storage::{DbConn, DbError, Pool, QueryResult};
+use crate::storage::held::HeldConnection;
+use crate::storage::{DbConn, DbError, QueryResult};
 
 mod groups;
 
@@ -51,7 +52,7 @@ impl ConvState {
 }
 
 pub struct ChatDbWriter {
-    pub(super) pool: Pool,
+    pub(super) conn: HeldConnection,
     pub(super) ids: Arc<IdGenerator>,
     /// Next seq per conversation, valid only for this writer's shard.
     pub(super) next_seq: HashMap<i64, i64>,
@@ -129,7 +130,7 @@ impl ChatDbWriter {
         &mut self,
         batch: &[PendingMessage],
     ) -> Result<Vec<WriteResult>, Result<Conflict, DbError>> {
-        let mut conn = self.pool.get().map_err(|e| {
+        let mut conn = self.conn.get().map_err(|e| {
             tracing::error!(error = %e, "chat writer has no database connection");
             Ok(Conflict)
         })?;
@@ -144,7 +145,16 @@ impl ChatDbWriter {
                 read_up_to: HashMap::new(),
             };
             pass.run(c, batch)
-        })
+        });
+        // Kept for the next batch only after a commit (see `storage::held`).
+        let results = match results {
+            Ok(r) => {
+                drop(_writer);
+                self.conn.keep(conn);
+                Ok(r)
+            }
+            Err(e) => Err(e),
+        }
         .map_err(|e| match e {
             DbError::RollbackTransaction => Ok(Conflict),
             e if crate::storage::is_transient(&e) => Ok(Conflict),

@@ -89,7 +89,7 @@ impl ChatWriters {
                 let writer_pool = pool.clone();
                 let writer_ids = ctx.ids.clone();
                 let writer = SyncArbiter::start(1, move || ChatDbWriter {
-                    pool: writer_pool.clone(),
+                    conn: crate::storage::held::HeldConnection::new(writer_pool.clone()),
                     ids: writer_ids.clone(),
                     next_seq: HashMap::new(),
                     sent_last: HashMap::new(),

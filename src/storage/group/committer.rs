@@ -6,7 +6,8 @@ use diesel::Connection;
 
 use super::{JobFn, Output};
 use crate::core::error::ApiError;
-use crate::storage::{DbConn, Pool};
+use crate::storage::held::HeldConnection;
+use crate::storage::DbConn;
 
 pub(super) struct Batch(pub(super) Vec<JobFn>);
 
@@ -15,7 +16,7 @@ impl Message for Batch {
 }
 
 pub(super) struct Committer {
-    pub(super) pool: Pool,
+    pub(super) conn: HeldConnection,
 }
 
 impl Actor for Committer {
@@ -27,91 +28,100 @@ impl Handler<Batch> for Committer {
 
     fn handle(&mut self, batch: Batch, _: &mut Self::Context) -> Self::Result {
         let n = batch.0.len();
-        let fail_all = |e: &ApiError| -> Vec<Output> {
-            (0..n)
-                .map(|_| {
-                    Err(ApiError::unavailable(format!(
-                        "the batch did not commit: {}",
-                        e.detail()
-                    )))
-                })
-                .collect()
-        };
-        let mut conn = match self.pool.get() {
+        let mut conn = match self.conn.get() {
             Ok(c) => c,
-            Err(e) => {
-                let e = ApiError::from(e);
-                return fail_all(&e);
-            }
+            Err(e) => return fail_all(n, &ApiError::from(e)),
         };
-        let _writer = crate::storage::write_lock(&conn);
-        let mut jobs = batch.0;
-        match run_without_savepoints(&mut conn, &mut jobs) {
-            Ok(Some(outputs)) => return outputs,
-            // A job failed: that attempt was rolled back; run them carefully.
-            Ok(None) => {}
-            Err(e) => {
-                tracing::error!(error = %e, jobs = n, "group commit failed; every job in the batch is answered with 503");
-                return fail_all(&ApiError::unavailable_because(e));
+        match run_batch(&mut conn, batch.0) {
+            Ok(outputs) => {
+                self.conn.keep(conn);
+                outputs
             }
-        }
-        let mut outputs: Vec<Output> = Vec::with_capacity(n);
-        let appends = crate::storage::appends::Collect::open();
-        let committed = crate::storage::write_transaction(
-            &mut conn,
-            |c| -> Result<(), diesel::result::Error> {
-                for run in &mut jobs {
-                    // A savepoint per job: its failure rolls back only its own writes.
-                    let mut out: Option<Output> = None;
-                    let sp = c.transaction(|sp| -> Result<(), diesel::result::Error> {
-                        let mut r = run(sp);
-                        // The job's own appended rows, inside its savepoint.
-                        match &r {
-                            Ok(_) => {
-                                if let Err(e) = appends.flush(sp) {
-                                    r = Err(ApiError::from(e));
-                                }
-                            }
-                            Err(_) => appends.discard(),
-                        }
-                        let failed = r.is_err();
-                        out = Some(r);
-                        if failed {
-                            Err(diesel::result::Error::RollbackTransaction)
-                        } else {
-                            Ok(())
-                        }
-                    });
-                    match sp {
-                        Ok(()) | Err(diesel::result::Error::RollbackTransaction) => {}
-                        // The job returned Ok but one of its statements had
-                        // failed (PostgreSQL refuses to release the savepoint
-                        // of an aborted transaction). diesel rolled back to
-                        // the savepoint, so only this job's writes are gone
-                        // and the transaction goes on: the job failed.
-                        Err(e) if crate::storage::is_aborted_transaction(&e) => {
-                            tracing::error!(error = %e, "a group-commit job swallowed a failed statement");
-                            out = Some(Err(ApiError::internal(e)));
-                        }
-                        // The savepoint itself failed: the transaction is unusable.
-                        Err(e) => return Err(e),
-                    }
-                    outputs.push(out.unwrap_or_else(|| {
-                        Err(ApiError::internal(anyhow::anyhow!("job did not run")))
-                    }));
-                }
-                Ok(())
-            },
-        );
-        match committed {
-            Ok(()) => outputs,
+            // The transaction itself failed: its connection goes back to
+            // the pool (dropped there if broken) instead of being kept.
             Err(e) => {
                 tracing::error!(error = %e, jobs = n, "group commit failed; every job in the batch is answered with 503");
-                let e = ApiError::unavailable_because(e);
-                fail_all(&e)
+                fail_all(n, &ApiError::unavailable_because(e))
             }
         }
     }
+}
+
+fn fail_all(n: usize, e: &ApiError) -> Vec<Output> {
+    (0..n)
+        .map(|_| {
+            Err(ApiError::unavailable(format!(
+                "the batch did not commit: {}",
+                e.detail()
+            )))
+        })
+        .collect()
+}
+
+/// One batch as one transaction: first without savepoints, then (if a job
+/// failed) a savepoint per job. `Err`: the transaction failed as a whole.
+fn run_batch(
+    conn: &mut DbConn,
+    mut jobs: Vec<JobFn>,
+) -> Result<Vec<Output>, diesel::result::Error> {
+    let _writer = crate::storage::write_lock(conn);
+    if let Some(outputs) = run_without_savepoints(conn, &mut jobs)? {
+        return Ok(outputs);
+    }
+    // A job failed: that attempt was rolled back; run them carefully.
+    let mut outputs: Vec<Output> = Vec::with_capacity(jobs.len());
+    let appends = crate::storage::appends::Collect::open();
+    crate::storage::write_transaction(conn, |c| -> Result<(), diesel::result::Error> {
+        for run in &mut jobs {
+            outputs.push(run_in_savepoint(c, run, &appends)?);
+        }
+        Ok(())
+    })?;
+    Ok(outputs)
+}
+
+/// One job in its own savepoint: its failure rolls back only its own
+/// writes. `Err`: the savepoint itself failed and the transaction is
+/// unusable.
+fn run_in_savepoint(
+    c: &mut DbConn,
+    run: &mut JobFn,
+    appends: &crate::storage::appends::Collect,
+) -> Result<Output, diesel::result::Error> {
+    let mut out: Option<Output> = None;
+    let sp = c.transaction(|sp| -> Result<(), diesel::result::Error> {
+        let mut r = run(sp);
+        // The job's own appended rows, inside its savepoint.
+        match &r {
+            Ok(_) => {
+                if let Err(e) = appends.flush(sp) {
+                    r = Err(ApiError::from(e));
+                }
+            }
+            Err(_) => appends.discard(),
+        }
+        let failed = r.is_err();
+        out = Some(r);
+        if failed {
+            Err(diesel::result::Error::RollbackTransaction)
+        } else {
+            Ok(())
+        }
+    });
+    match sp {
+        Ok(()) | Err(diesel::result::Error::RollbackTransaction) => {}
+        // The job returned Ok but one of its statements had failed
+        // (PostgreSQL refuses to release the savepoint of an aborted
+        // transaction). diesel rolled back to the savepoint, so only this
+        // job's writes are gone and the transaction goes on: the job failed.
+        Err(e) if crate::storage::is_aborted_transaction(&e) => {
+            tracing::error!(error = %e, "a group-commit job swallowed a failed statement");
+            out = Some(Err(ApiError::internal(e)));
+        }
+        // The savepoint itself failed: the transaction is unusable.
+        Err(e) => return Err(e),
+    }
+    Ok(out.unwrap_or_else(|| Err(ApiError::internal(anyhow::anyhow!("job did not run")))))
 }
 
 /// Why the savepoint-free attempt of a batch ended without committing.

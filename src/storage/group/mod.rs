@@ -90,7 +90,9 @@ impl GroupCommit {
             .map(|_| {
                 let pool = pool.clone();
                 Partition {
-                    committer: SyncArbiter::start(1, move || Committer { pool: pool.clone() }),
+                    committer: SyncArbiter::start(1, move || Committer {
+                        conn: crate::storage::held::HeldConnection::new(pool.clone()),
+                    }),
                     pending: Vec::new(),
                     in_flight: 0,
                 }
