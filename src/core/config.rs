@@ -236,7 +236,7 @@ pub struct Config {
 
     /// Group-commit partitions (each one committer thread; orders, rebates
     /// and events are routed to them by key). 0: 1 on SQLite (one writer
-    /// anyway), 4 on PostgreSQL. At most 32.
+    /// anyway), on PostgreSQL one per core, from 2 to 8. At most 32.
     #[arg(long, env = "TANDEM_COMMITTERS", default_value_t = 0)]
     pub committers: usize,
 
@@ -288,11 +288,17 @@ pub const SHARED_CONNECTIONS_MIN: u32 = 2;
 
 impl Config {
     /// Group-commit committer threads: as set, else 1 on SQLite (one writer
-    /// anyway) and 4 on PostgreSQL.
+    /// anyway) and on PostgreSQL one per core this process may use, from 2
+    /// to 8. Each committer's batch is a chain of round trips, so a second
+    /// one overlaps them; past the cores they only take turns (2 cores:
+    /// `orders` 2,500 /s with 1, about 2,950 with 2, 2,450 with 4, 1,500
+    /// with 8).
     pub fn committer_threads(&self) -> usize {
         match (self.committers, &self.database_url) {
             (0, DatabaseUrl::Sqlite(_)) => 1,
-            (0, DatabaseUrl::Postgres(_)) => 4,
+            (0, DatabaseUrl::Postgres(_)) => std::thread::available_parallelism()
+                .map_or(2, std::num::NonZeroUsize::get)
+                .clamp(2, 8),
             (n, _) => n,
         }
     }

@@ -1,13 +1,13 @@
 //! References the write path keeps without foreign keys, and the check that
 //! they hold.
 //!
-//! On PostgreSQL the tables every order writes carry no foreign keys
-//! (migration 000017): a foreign key there is a trigger per inserted row that
-//! queries and share-locks the parent row, a WAL record on the parent's page
-//! for every child row. The references hold by construction instead (nothing
-//! deletes a user, merchant, product or order, and each row is written by the
-//! job that read its parent), and `tandem audit` checks them with
-//! [`orphans`]. SQLite keeps its foreign keys (its checks are index lookups
+//! On PostgreSQL the tables every order and chat message write carry no
+//! foreign keys (migration 000017): a foreign key there is a trigger per
+//! inserted row that queries and share-locks the parent row, a WAL record on
+//! the parent's page for every child row. The references hold by
+//! construction instead (nothing deletes a user, merchant, product, order or
+//! conversation, and each row is written by the job that read its parent),
+//! and `tandem audit` checks them with [`orphans`]. SQLite keeps its foreign keys (its checks are index lookups
 //! inside the one writer); the check runs there too.
 
 use diesel::sql_types::{BigInt, Nullable};
@@ -38,7 +38,7 @@ const fn reference(
 }
 
 /// Every foreign key migration 000017 dropped on PostgreSQL.
-pub const UNENFORCED: [Reference; 9] = [
+pub const UNENFORCED: [Reference; 11] = [
     reference("orders", "buyer_id", "users", "id"),
     reference("orders", "merchant_id", "merchants", "id"),
     reference("order_items", "order_id", "orders", "id"),
@@ -48,6 +48,8 @@ pub const UNENFORCED: [Reference; 9] = [
     reference("rebates", "user_id", "users", "id"),
     reference("ledger_entries", "user_id", "users", "id"),
     reference("notifications", "user_id", "users", "id"),
+    reference("messages", "conversation_id", "conversations", "id"),
+    reference("messages", "sender_id", "users", "id"),
 ];
 
 #[derive(QueryableByName)]

@@ -447,8 +447,8 @@ both_backends!(
     super::an_event_with_an_old_id_is_still_published
 );
 
-/// Issue 15: on PostgreSQL the tables every order writes carry no foreign
-/// keys (migration 000017); `tandem audit` checks those references instead.
+/// Issue 15: on PostgreSQL the tables every order and chat message write
+/// carry no foreign keys (migration 000017); `tandem audit` checks those references instead.
 /// A paid order with its rebate is clean; a row naming a user, an order or a
 /// product that does not exist, written behind the server's back, is named
 /// by the audit, one line per broken reference.
@@ -466,7 +466,8 @@ async fn the_audit_names_references_that_point_nowhere(backend: Backend) {
         let kept = app.sql_count(
             "SELECT COUNT(*) AS n FROM pg_constraint WHERE contype = 'f' \
              AND conrelid::regclass::text IN ('orders', 'order_items', 'payments', \
-             'rebates', 'ledger_entries', 'notifications') AND conname <> 'orders_gift_to_user_id_fkey'",
+             'rebates', 'ledger_entries', 'notifications', 'messages') \
+             AND conname <> 'orders_gift_to_user_id_fkey'",
         );
         assert_eq!(
             kept, 0,

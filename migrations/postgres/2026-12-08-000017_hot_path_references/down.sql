@@ -8,3 +8,5 @@ ALTER TABLE rebates ADD CONSTRAINT rebates_order_id_fkey FOREIGN KEY (order_id) 
 ALTER TABLE rebates ADD CONSTRAINT rebates_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id);
 ALTER TABLE ledger_entries ADD CONSTRAINT ledger_entries_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id);
 ALTER TABLE notifications ADD CONSTRAINT notifications_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id);
+ALTER TABLE messages ADD CONSTRAINT messages_conversation_id_fkey FOREIGN KEY (conversation_id) REFERENCES conversations(id);
+ALTER TABLE messages ADD CONSTRAINT messages_sender_id_fkey FOREIGN KEY (sender_id) REFERENCES users(id);

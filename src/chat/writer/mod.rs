@@ -118,8 +118,7 @@ impl ChatWriters {
     }
 
     fn shard_of(&self, conversation_id: i64) -> usize {
-        let n = self.shards.len() as i64;
-        usize::try_from(conversation_id.rem_euclid(n)).unwrap_or(0)
+        crate::core::ids::shard_of(conversation_id, self.shards.len())
     }
 
     /// A conversation's members changed (a trip member joined or left): its

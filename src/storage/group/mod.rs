@@ -215,15 +215,12 @@ impl Handler<Job> for Collector {
 }
 
 impl Collector {
-    /// A key's partition (a multiplicative hash: ids' low bits are a
-    /// per-millisecond sequence); a keyless job goes where the least waits.
+    /// A key's partition (`ids::shard_of`); a keyless job goes where the
+    /// least waits.
     fn partition_of(&self, key: Option<i64>) -> usize {
         let n = self.partitions.len();
         match key {
-            Some(k) => {
-                let h = (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
-                usize::try_from(h % n as u64).unwrap_or(0)
-            }
+            Some(k) => crate::core::ids::shard_of(k, n),
             None => (0..n)
                 .min_by_key(|&i| {
                     let p = &self.partitions[i];
