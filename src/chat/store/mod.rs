@@ -300,13 +300,40 @@ pub fn lock_seqs(
     }
 }
 
-/// A chat batch's messages, chunked to stay far below SQLite's bound-variable limit.
+/// A chat batch's messages as one set per `MAX_VALUES_ROWS`: on PostgreSQL
+/// one array per column, one prepared statement for any batch size (a
+/// `VALUES` list was a statement parsed and planned anew for each row
+/// count); on SQLite diesel's multi-row insert.
 pub fn insert_messages(conn: &mut DbConn, rows: &[MessageRow]) -> QueryResult<()> {
-    for chunk in rows.chunks(1_000) {
-        crate::per_backend!(&mut *conn, |b| diesel::insert_into(messages::table)
-            .values(chunk)
-            .execute(b))?;
-    }
+    crate::storage::direct::insert_set(
+        conn,
+        "INSERT INTO messages (id, conversation_id, seq, sender_id, body, client_id, sent_at_ms, \
+         kind, target_seq, data, edited_at_ms, deleted_at_ms) VALUES ",
+        "",
+        rows,
+        |r| {
+            use crate::storage::direct::Val::{Int, NullInt, NullText, Text};
+            vec![
+                Int(r.id),
+                Int(r.conversation_id),
+                Int(r.seq),
+                Int(r.sender_id),
+                Text(&r.body),
+                Text(&r.client_id),
+                Int(r.sent_at_ms),
+                Text(&r.kind),
+                NullInt(r.target_seq),
+                NullText(r.data.as_deref()),
+                NullInt(r.edited_at_ms),
+                NullInt(r.deleted_at_ms),
+            ]
+        },
+        |b, chunk| {
+            diesel::insert_into(messages::table)
+                .values(chunk)
+                .execute(b)
+        },
+    )?;
     Ok(())
 }
 
