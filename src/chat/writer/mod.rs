@@ -1,7 +1,7 @@
 //! Durable-before-ack chat writes with group commit.
 //!
 //! ```text
-//! WsConn ──ChatSend──► ChatBatcher[conv % shards] ──WriteBatch──► ChatDbWriter (own thread)
+//! WsConn ──ChatSend──► ChatBatcher[shard_of(conv)] ──WriteBatch──► ChatDbWriter (own thread)
 //!                         ▲ collects while a flush runs            one transaction per batch:
 //!                         │                                        dedupe, membership, block,
 //!                         └──── results (in seq order) ◄────────── seq assignment, insert
