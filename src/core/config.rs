@@ -24,8 +24,9 @@ pub enum Command {
     Serve(Box<Config>),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseArgs),
-    /// Check every wallet against its journal and every rebate against its
-    /// order and rule; print each mismatch and exit 1 if there is any.
+    /// Check every wallet against its journal, every rebate against its
+    /// order and rule, and every reference the write path keeps without a
+    /// foreign key; print each mismatch and exit 1 if there is any.
     Audit(DatabaseArgs),
 }
 
@@ -119,7 +120,8 @@ pub struct Config {
     #[arg(long, env = "TANDEM_DB_THREADS", default_value_t = 4)]
     pub db_threads: usize,
 
-    /// Maximum connections in the database pool.
+    /// Maximum connections in the database pool: at least committers + chat
+    /// writers + 2 (each writer thread holds one from its first batch on).
     #[arg(long, env = "TANDEM_DB_POOL_SIZE", default_value_t = 20)]
     pub db_pool_size: u32,
 

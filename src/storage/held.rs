@@ -6,13 +6,19 @@
 //! third of a statement per order in `orders`). A writer that keeps the
 //! connection of its last batch needs no test while batches follow each
 //! other: the last batch just used it. It gives the connection back after a
-//! batch that failed as a whole (the connection may be what failed; the pool
-//! then drops it if diesel marked it broken), and after an idle spell
-//! ([`IDLE_MAX`]), so a connection the server closed while idle is tested by
-//! the pool before it is used again.
+//! batch that failed (the connection may be what failed; the pool drops it
+//! if diesel marked it broken), and at its next batch after an idle spell
+//! ([`IDLE_MAX`]), taking a tested one from the pool instead.
 //!
-//! Each writer thread thus keeps one of the pool's connections while busy:
-//! the pool must be larger than the writers (`server::app` checks it).
+//! A kept connection that died since its last batch (the database
+//! restarted) fails that batch's `BEGIN`, before any of its statements:
+//! the writers then run the batch once more on a connection from the pool
+//! ([`Fresh::Kept`] tells them which kind they hold).
+//!
+//! Each writer thread thus holds one of the pool's connections from its
+//! first batch on (an idle writer gives it back only at its next batch):
+//! the pool must be larger than the writers (`server::app` checks it), and
+//! the pool's in-use gauge never falls below the writers that have run.
 
 use std::time::{Duration, Instant};
 
@@ -34,19 +40,37 @@ impl HeldConnection {
 
     /// The kept connection if the last batch ended within [`IDLE_MAX`],
     /// else one from the pool (tested on check-out).
-    pub fn get(&mut self) -> Result<PooledConn, r2d2::Error> {
-        match self.held.take() {
-            Some((conn, ended)) if ended.elapsed() <= IDLE_MAX => Ok(conn),
-            // An idle one goes back first: the pool may hand it out again,
-            // tested.
-            _ => self.pool.get(),
+    pub fn get(&mut self) -> Result<(PooledConn, Fresh), r2d2::Error> {
+        if let Some((conn, ended)) = self.held.take() {
+            if ended.elapsed() <= IDLE_MAX {
+                return Ok((conn, Fresh::Kept));
+            }
+            // Back to the pool before taking one: a writer never holds two.
+            drop(conn);
         }
+        Ok((self.pool.get()?, Fresh::Tested))
     }
 
-    /// Keeps `conn` for the next batch: only after a batch that committed
-    /// or rolled back as planned (some of its jobs failed, not the
-    /// transaction). Otherwise drop it instead, back to the pool.
-    pub fn keep(&mut self, conn: PooledConn) {
+    /// Keeps `conn` for the next batch: call it only after a batch that
+    /// committed. A connection still in a transaction, or one diesel marked
+    /// broken, goes back to the pool instead (which drops a broken one).
+    pub fn keep(&mut self, mut conn: PooledConn) {
+        let broken = match &mut *conn {
+            super::DbConn::Pg(c) => diesel::r2d2::R2D2Connection::is_broken(c),
+            super::DbConn::Sqlite(_) => false,
+        };
+        if broken || super::in_transaction(&mut conn) {
+            return;
+        }
         self.held = Some((conn, Instant::now()));
     }
+}
+
+/// Whether a writer's connection was tested by the pool just now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fresh {
+    /// Kept from the writer's last batch, untested since.
+    Kept,
+    /// Just checked out of the pool, which tested it.
+    Tested,
 }

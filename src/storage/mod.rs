@@ -271,7 +271,7 @@ pub fn write_lock(conn: &DbConn) -> Option<WriterGuard> {
 }
 
 /// True if `conn` is inside a transaction (so a new one would be a savepoint).
-fn in_transaction(conn: &mut DbConn) -> bool {
+pub(crate) fn in_transaction(conn: &mut DbConn) -> bool {
     use diesel::connection::{AnsiTransactionManager, TransactionManager};
     let depth = match conn {
         DbConn::Sqlite(c) => {

@@ -508,3 +508,51 @@ both_backends!(
     the_audit_names_references_that_point_nowhere,
     super::the_audit_names_references_that_point_nowhere
 );
+
+/// Issue 15: committers and chat writers keep their connection between
+/// batches (`storage::held`), untested. When the database drops it (a
+/// restart, a killed backend), the next batch fails at BEGIN and runs again
+/// on a connection the pool tests: the order is created and the message
+/// acknowledged, no 503 and no "could not be stored".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_whose_kept_connection_died_go_on_with_a_fresh_one() {
+    if !crate::helpers::postgres_configured() {
+        eprintln!("TANDEM_TEST_DATABASE_URL not set: kept-connection test not run");
+        return;
+    }
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let s = shop(&app, "keptshop").await;
+    let p = product(&app, &s, "Kept tea", "tea", 500, 50).await;
+    let (_, at) = app.register("kept_alice").await;
+    let (bob, _) = app.register("kept_bob").await;
+    let mut a = Ws::connect(&app, &at).await;
+    let items = json!([{"product_id": p, "quantity": 1}]);
+    for round in 0..3 {
+        // Every writer has just committed on its kept connection ...
+        assert_eq!(order(&app, &at, items.clone()).await.status(), 201);
+        let sent = format!("before-{round}");
+        a.send(json!({"type": "send", "client_id": sent, "to_user_id": bob, "body": "hi"}))
+            .await;
+        assert_eq!(a.recv_type("ack").await["client_id"], sent.as_str());
+        // ... which the database now drops, with every other of the server's.
+        let killed = app.sql_count(
+            "SELECT COUNT(*) AS n FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()) AS t",
+        );
+        assert!(killed > 0, "no server connection to kill");
+        let r = order(&app, &at, items.clone()).await;
+        let status = r.status();
+        assert_eq!(status, 201, "{}", r.text().await.unwrap());
+        let sent = format!("after-{round}");
+        a.send(json!({"type": "send", "client_id": sent, "to_user_id": bob, "body": "hi"}))
+            .await;
+        let ack = a.recv_type("ack").await;
+        assert_eq!(ack["client_id"], sent.as_str(), "{ack}");
+    }
+    assert!(
+        app.server_log()
+            .contains("kept connection failed BEGIN; running the batch on a pooled one"),
+        "the committer's retry did not run"
+    );
+    app.assert_audit_clean();
+}

@@ -130,7 +130,7 @@ impl ChatDbWriter {
         &mut self,
         batch: &[PendingMessage],
     ) -> Result<Vec<WriteResult>, Result<Conflict, DbError>> {
-        let mut conn = self.conn.get().map_err(|e| {
+        let (mut conn, _fresh) = self.conn.get().map_err(|e| {
             tracing::error!(error = %e, "chat writer has no database connection");
             Ok(Conflict)
         })?;
@@ -146,20 +146,25 @@ impl ChatDbWriter {
             };
             pass.run(c, batch)
         });
-        // Kept for the next batch only after a commit (see `storage::held`).
+        drop(_writer);
         let results = match results {
+            // Kept for the next batch only after a commit (see `storage::held`).
             Ok(r) => {
-                drop(_writer);
                 self.conn.keep(conn);
-                Ok(r)
+                r
             }
-            Err(e) => Err(e),
-        }
-        .map_err(|e| match e {
-            DbError::RollbackTransaction => Ok(Conflict),
-            e if crate::storage::is_transient(&e) => Ok(Conflict),
-            e => Err(e),
-        })?;
+            // Retried (after reloading the counters) on a connection from
+            // the pool: a stale counter, a transient conflict, or a
+            // connection that was lost (a kept one that died while idle
+            // fails at BEGIN). Even if a lost connection's COMMIT went
+            // through, the retry finds the messages by their client ids
+            // and answers them as stored.
+            Err(DbError::RollbackTransaction) => return Err(Ok(Conflict)),
+            Err(e) if crate::storage::is_transient(&e) || connection_lost(&e) => {
+                return Err(Ok(Conflict))
+            }
+            Err(e) => return Err(Err(e)),
+        };
         if self.sent_last.len() >= WRITER_CACHE_MAX {
             self.sent_last.clear();
         }
@@ -170,6 +175,18 @@ impl ChatDbWriter {
         }
         Ok(results)
     }
+}
+
+/// The connection failed, not a statement: nothing in the batch is at fault.
+fn connection_lost(e: &DbError) -> bool {
+    use diesel::result::DatabaseErrorKind;
+    matches!(
+        e,
+        DbError::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _
+        ) | DbError::BrokenTransactionManager
+    )
 }
 
 impl Pass<'_> {

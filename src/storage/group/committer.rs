@@ -6,7 +6,7 @@ use diesel::Connection;
 
 use super::{JobFn, Output};
 use crate::core::error::ApiError;
-use crate::storage::held::HeldConnection;
+use crate::storage::held::{Fresh, HeldConnection};
 use crate::storage::DbConn;
 
 pub(super) struct Batch(pub(super) Vec<JobFn>);
@@ -28,23 +28,41 @@ impl Handler<Batch> for Committer {
 
     fn handle(&mut self, batch: Batch, _: &mut Self::Context) -> Self::Result {
         let n = batch.0.len();
-        let mut conn = match self.conn.get() {
-            Ok(c) => c,
-            Err(e) => return fail_all(n, &ApiError::from(e)),
-        };
-        match run_batch(&mut conn, batch.0) {
-            Ok(outputs) => {
-                self.conn.keep(conn);
-                outputs
-            }
-            // The transaction itself failed: its connection goes back to
-            // the pool (dropped there if broken) instead of being kept.
-            Err(e) => {
-                tracing::error!(error = %e, jobs = n, "group commit failed; every job in the batch is answered with 503");
-                fail_all(n, &ApiError::unavailable_because(e))
+        let mut jobs = batch.0;
+        loop {
+            let (mut conn, fresh) = match self.conn.get() {
+                Ok(c) => c,
+                Err(e) => return fail_all(n, &ApiError::from(e)),
+            };
+            match run_batch(&mut conn, &mut jobs) {
+                Ok(outputs) => {
+                    self.conn.keep(conn);
+                    return outputs;
+                }
+                // A kept connection that died while idle (the database
+                // restarted) fails at BEGIN, before any job ran: once more
+                // on a connection the pool tests. It goes back to the pool,
+                // which drops it if diesel marked it broken.
+                Err(Failed::NotBegun(e)) if fresh == Fresh::Kept => {
+                    tracing::warn!(error = %e, "a committer's kept connection failed BEGIN; running the batch on a pooled one");
+                }
+                // The transaction itself failed: its connection goes back to
+                // the pool (dropped there if broken) instead of being kept.
+                Err(Failed::NotBegun(e) | Failed::Transaction(e)) => {
+                    tracing::error!(error = %e, jobs = n, "group commit failed; every job in the batch is answered with 503");
+                    return fail_all(n, &ApiError::unavailable_because(e));
+                }
             }
         }
     }
+}
+
+/// Why a batch did not commit.
+enum Failed {
+    /// Its `BEGIN` failed: none of its statements ran.
+    NotBegun(diesel::result::Error),
+    /// Its transaction failed after it began, and was rolled back.
+    Transaction(diesel::result::Error),
 }
 
 fn fail_all(n: usize, e: &ApiError) -> Vec<Output> {
@@ -60,23 +78,21 @@ fn fail_all(n: usize, e: &ApiError) -> Vec<Output> {
 
 /// One batch as one transaction: first without savepoints, then (if a job
 /// failed) a savepoint per job. `Err`: the transaction failed as a whole.
-fn run_batch(
-    conn: &mut DbConn,
-    mut jobs: Vec<JobFn>,
-) -> Result<Vec<Output>, diesel::result::Error> {
+fn run_batch(conn: &mut DbConn, jobs: &mut [JobFn]) -> Result<Vec<Output>, Failed> {
     let _writer = crate::storage::write_lock(conn);
-    if let Some(outputs) = run_without_savepoints(conn, &mut jobs)? {
+    if let Some(outputs) = run_without_savepoints(conn, jobs)? {
         return Ok(outputs);
     }
     // A job failed: that attempt was rolled back; run them carefully.
     let mut outputs: Vec<Output> = Vec::with_capacity(jobs.len());
     let appends = crate::storage::appends::Collect::open();
     crate::storage::write_transaction(conn, |c| -> Result<(), diesel::result::Error> {
-        for run in &mut jobs {
+        for run in jobs.iter_mut() {
             outputs.push(run_in_savepoint(c, run, &appends)?);
         }
         Ok(())
-    })?;
+    })
+    .map_err(Failed::Transaction)?;
     Ok(outputs)
 }
 
@@ -144,12 +160,14 @@ impl From<diesel::result::Error> for Attempt {
 fn run_without_savepoints(
     conn: &mut DbConn,
     jobs: &mut [JobFn],
-) -> Result<Option<Vec<Output>>, diesel::result::Error> {
+) -> Result<Option<Vec<Output>>, Failed> {
     let _elided = crate::storage::ElideSavepoints::enter();
     // The jobs' events and notifications go out as sets before the commit.
     let appends = crate::storage::appends::Collect::open();
     let mut outputs: Vec<Output> = Vec::with_capacity(jobs.len());
+    let mut began = false;
     let attempt = crate::storage::write_transaction(conn, |c| -> Result<(), Attempt> {
+        began = true;
         for run in jobs.iter_mut() {
             let out = run(c);
             if out.is_err() || crate::storage::ElideSavepoints::nested_failed() {
@@ -176,6 +194,7 @@ fn run_without_savepoints(
             tracing::warn!(error = %e, "a job swallowed a failed statement; rerunning the batch with savepoints");
             Ok(None)
         }
-        Err(Attempt::Db(e)) => Err(e),
+        Err(Attempt::Db(e)) if !began => Err(Failed::NotBegun(e)),
+        Err(Attempt::Db(e)) => Err(Failed::Transaction(e)),
     }
 }
