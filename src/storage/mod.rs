@@ -157,6 +157,19 @@ pub fn run_migrations(conn: &mut DbConn) -> anyhow::Result<usize> {
     applied.map_err(|e| anyhow::anyhow!("applying migrations: {e}"))
 }
 
+/// True when the connection failed, not a statement: nothing the statement
+/// carried is at fault, and a retry on another connection may succeed.
+pub fn is_connection_lost(err: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    matches!(
+        err,
+        Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _
+        ) | Error::BrokenTransactionManager
+    )
+}
+
 /// True when a write failed only because SQLite's single writer lock was held
 /// (past the busy timeout) or a snapshot went stale: safe to retry the transaction.
 pub fn is_transient(err: &diesel::result::Error) -> bool {

@@ -160,7 +160,9 @@ impl ChatDbWriter {
             // through, the retry finds the messages by their client ids
             // and answers them as stored.
             Err(DbError::RollbackTransaction) => return Err(Ok(Conflict)),
-            Err(e) if crate::storage::is_transient(&e) || connection_lost(&e) => {
+            Err(e)
+                if crate::storage::is_transient(&e) || crate::storage::is_connection_lost(&e) =>
+            {
                 return Err(Ok(Conflict))
             }
             Err(e) => return Err(Err(e)),
@@ -175,18 +177,6 @@ impl ChatDbWriter {
         }
         Ok(results)
     }
-}
-
-/// The connection failed, not a statement: nothing in the batch is at fault.
-fn connection_lost(e: &DbError) -> bool {
-    use diesel::result::DatabaseErrorKind;
-    matches!(
-        e,
-        DbError::DatabaseError(
-            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
-            _
-        ) | DbError::BrokenTransactionManager
-    )
 }
 
 impl Pass<'_> {
