@@ -25,3 +25,16 @@ impl From<r2d2::Error> for ApiError {
         ApiError::unavailable_because(e)
     }
 }
+
+/// True when the connection failed, not a statement: nothing the statement
+/// carried is at fault, and a retry on another connection may succeed.
+pub fn is_connection_lost(err: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    matches!(
+        err,
+        Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _
+        ) | Error::BrokenTransactionManager
+    )
+}

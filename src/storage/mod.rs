@@ -14,6 +14,7 @@ pub mod existing;
 mod wal;
 pub use existing::open_existing;
 mod error;
+pub use error::is_connection_lost;
 pub mod group;
 pub mod held;
 pub mod idempotency;
@@ -155,19 +156,6 @@ pub fn run_migrations(conn: &mut DbConn) -> anyhow::Result<usize> {
         DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
     };
     applied.map_err(|e| anyhow::anyhow!("applying migrations: {e}"))
-}
-
-/// True when the connection failed, not a statement: nothing the statement
-/// carried is at fault, and a retry on another connection may succeed.
-pub fn is_connection_lost(err: &diesel::result::Error) -> bool {
-    use diesel::result::{DatabaseErrorKind, Error};
-    matches!(
-        err,
-        Error::DatabaseError(
-            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
-            _
-        ) | Error::BrokenTransactionManager
-    )
 }
 
 /// True when a write failed only because SQLite's single writer lock was held
